@@ -1,0 +1,248 @@
+// Package redistest gives tests a private Redis: a real redis-server started on a free
+// loopback port, one per test package, with a fresh logical database per test. Where no
+// redis-server binary exists it falls back to miniredis and says so in the test log; with
+// ERPRESYNC_REQUIRE_REDIS_SERVER=1 (set by .ci/run) a missing binary fails the test instead.
+//
+// Use it from TestMain:
+//
+//	func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
+//
+// and in each test:
+//
+//	db := redistest.New(t) // a private, flushed database
+//	client := asynq.NewClient(db.Opt())
+package redistest
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+)
+
+// RequireEnv names the environment variable that forbids the miniredis fallback.
+const RequireEnv = "ERPRESYNC_REQUIRE_REDIS_SERVER"
+
+// databases is how many logical databases each private server has; tests get one each.
+const databases = 4096
+
+// Server is a private Redis: a redis-server child process, or a miniredis fallback.
+type Server struct {
+	Addr   string // host:port on loopback
+	Real   bool   // true for a redis-server process
+	Dir    string // working directory of a real server (AOF lives here)
+	mr     *miniredis.Miniredis
+	cmd    *exec.Cmd
+	args   []string
+	mu     sync.Mutex
+	nextDB int
+}
+
+var (
+	pkgServer *Server
+	pkgErr    error
+)
+
+// Main starts the package's server, runs the tests and stops the server. It returns the
+// exit code for os.Exit.
+func Main(m *testing.M) int {
+	pkgServer, pkgErr = Start(Options{})
+	if pkgErr != nil && os.Getenv(RequireEnv) == "1" {
+		fmt.Fprintf(os.Stderr, "redistest: %v\n", pkgErr)
+		return 1
+	}
+	code := m.Run()
+	if pkgServer != nil {
+		pkgServer.Stop()
+	}
+	return code
+}
+
+// Options tune a server started with Start.
+type Options struct {
+	// AppendOnly turns on AOF persistence (appendfsync always), so a restart keeps data.
+	AppendOnly bool
+	// Dir is the working directory; empty makes a temporary one.
+	Dir string
+	// Port is the port to listen on; 0 picks a free one.
+	Port int
+}
+
+// Start runs a private server. Without a redis-server binary it returns a miniredis
+// fallback unless RequireEnv is set.
+func Start(o Options) (*Server, error) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv(RequireEnv) == "1" {
+			return nil, fmt.Errorf("no redis-server binary on PATH and %s=1", RequireEnv)
+		}
+		mr, err := miniredis.Run()
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(os.Stderr, "redistest: no redis-server binary; FALLING BACK to miniredis at %s\n", mr.Addr())
+		return &Server{Addr: mr.Addr(), mr: mr, nextDB: 1}, nil
+	}
+	dir := o.Dir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "redistest-"); err != nil {
+			return nil, err
+		}
+	}
+	port := o.Port
+	if port == 0 {
+		if port, err = freePort(); err != nil {
+			return nil, err
+		}
+	}
+	args := []string{
+		"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--dir", dir,
+		"--databases", strconv.Itoa(databases), "--protected-mode", "no", "--daemonize", "no",
+		"--logfile", filepath.Join(dir, "redis.log"),
+	}
+	if o.AppendOnly {
+		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
+	} else {
+		args = append(args, "--appendonly", "no")
+	}
+	s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Real: true, Dir: dir, args: append([]string{bin}, args...), nextDB: 1}
+	if err := s.start(); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(os.Stderr, "redistest: using real redis-server (%s) at %s\n", version(bin), s.Addr)
+	return s, nil
+}
+
+func (s *Server) start() error {
+	s.cmd = exec.Command(s.args[0], s.args[1:]...)
+	if err := s.cmd.Start(); err != nil {
+		return fmt.Errorf("start redis-server: %w", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c := redis.NewClient(&redis.Options{Addr: s.Addr})
+		err := c.Ping(context.Background()).Err()
+		c.Close()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			s.cmd.Process.Kill()
+			s.cmd.Wait()
+			return fmt.Errorf("redis-server at %s did not answer: %w", s.Addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Stop ends the server (SIGKILL for a real one: nothing is flushed beyond what AOF holds).
+func (s *Server) Stop() {
+	if s.mr != nil {
+		s.mr.Close()
+		return
+	}
+	if s.cmd != nil && s.cmd.Process != nil {
+		s.cmd.Process.Kill()
+		s.cmd.Wait()
+	}
+}
+
+// Restart kills a real server and starts it again on the same port and directory, as a
+// crash and restart would. It is not supported on the miniredis fallback.
+func (s *Server) Restart() error {
+	if !s.Real {
+		return errors.New("redistest: Restart needs a real redis-server")
+	}
+	s.Stop()
+	return s.start()
+}
+
+// DB is one logical database of a server, private to a test.
+type DB struct {
+	Server *Server
+	Index  int
+}
+
+// New returns a fresh database on the package's server (see Main), flushed when the test ends.
+func New(t testing.TB) *DB {
+	t.Helper()
+	if pkgServer == nil {
+		if pkgErr != nil {
+			t.Fatalf("redistest: %v", pkgErr)
+		}
+		t.Fatal("redistest: no server; call redistest.Main from TestMain")
+	}
+	return pkgServer.NewDB(t)
+}
+
+// NewDB returns a fresh database on s, flushed when the test ends.
+func (s *Server) NewDB(t testing.TB) *DB {
+	t.Helper()
+	s.mu.Lock()
+	idx := s.nextDB
+	s.nextDB++
+	s.mu.Unlock()
+	if s.mr != nil && idx > 15 {
+		// miniredis accepts any index, but keep a bound that resembles a real server
+		idx = idx % 16
+	}
+	if s.Real && idx >= databases {
+		t.Fatalf("redistest: out of databases (%d)", databases)
+	}
+	db := &DB{Server: s, Index: idx}
+	c := db.Client()
+	if err := c.FlushDB(context.Background()).Err(); err != nil {
+		t.Fatalf("redistest: flush db %d: %v", idx, err)
+	}
+	c.Close()
+	t.Cleanup(func() {
+		c := db.Client()
+		defer c.Close()
+		c.FlushDB(context.Background())
+	})
+	return db
+}
+
+// URL is the database's redis:// URL.
+func (d *DB) URL() string { return fmt.Sprintf("redis://%s/%d", d.Server.Addr, d.Index) }
+
+// Opt is the database as asynq connection options.
+func (d *DB) Opt() asynq.RedisClientOpt {
+	return asynq.RedisClientOpt{Addr: d.Server.Addr, DB: d.Index}
+}
+
+// Client opens a go-redis client on the database; the caller closes it.
+func (d *DB) Client() *redis.Client {
+	return redis.NewClient(&redis.Options{Addr: d.Server.Addr, DB: d.Index})
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func version(bin string) string {
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil {
+		return "unknown version"
+	}
+	line, _ := bufio.NewReader(strings.NewReader(string(out))).ReadString('\n')
+	return strings.TrimSpace(line)
+}
