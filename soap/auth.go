@@ -1,0 +1,159 @@
+package soap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// TicketSource supplies NetServer tickets (the Credentials/Ticket SOAP header).
+//
+// Ticket returns the current ticket, logging in if there is none. Invalidate tells the
+// source that NetServer rejected stale; a source that can renew drops it so that the next
+// Ticket call fetches a new one, and ignores the call if it already holds a different
+// ticket. Implementations must be safe for concurrent use.
+type TicketSource interface {
+	Ticket(ctx context.Context) (string, error)
+	Invalidate(stale string)
+}
+
+// StaticTicket is a TicketSource with a fixed ticket, for tests and for tickets obtained
+// elsewhere. Invalidate does nothing, so a rejected ticket surfaces as an error from the
+// call (the Client does not resend the same ticket). It prints redacted and is safe for
+// concurrent use.
+type StaticTicket struct {
+	ticket string
+}
+
+// NewStaticTicket returns a TicketSource that always supplies ticket.
+func NewStaticTicket(ticket string) *StaticTicket { return &StaticTicket{ticket: ticket} }
+
+// Ticket returns the fixed ticket; an empty one is an error.
+func (s *StaticTicket) Ticket(context.Context) (string, error) {
+	if s.ticket == "" {
+		return "", errors.New("static ticket is empty")
+	}
+	return s.ticket, nil
+}
+
+// Invalidate does nothing: a fixed ticket cannot be renewed.
+func (*StaticTicket) Invalidate(string) {}
+
+// String prints the type with the ticket redacted.
+func (s *StaticTicket) String() string { return "soap.StaticTicket{" + redacted + "}" }
+
+// GoString is String.
+func (s *StaticTicket) GoString() string { return s.String() }
+
+// LoginFunc performs one login and returns the new ticket. TicketCache calls it.
+type LoginFunc func(ctx context.Context) (string, error)
+
+// DefaultLoginTimeout bounds one login when TicketCache is given no timeout.
+const DefaultLoginTimeout = 30 * time.Second
+
+// TicketCache is a TicketSource that caches the ticket a LoginFunc returns and shares it
+// between concurrent callers. After Invalidate(stale) the next Ticket calls fetch exactly
+// one new ticket (single flight): callers arriving while a login runs wait for it, and
+// callers who later invalidate the same stale ticket change nothing. A failed login is
+// not cached: the next Ticket call tries again.
+//
+// The login runs detached from the context of the caller who triggered it (so one
+// caller giving up does not fail the others), bounded by the login timeout; each caller
+// stops waiting when its own context ends. Safe for concurrent use.
+type TicketCache struct {
+	login        LoginFunc
+	maxAge       time.Duration
+	loginTimeout time.Duration
+	now          func() time.Time
+
+	mu     sync.Mutex
+	ticket string
+	issued time.Time
+	flight *loginFlight
+
+	refreshes atomic.Int64
+}
+
+type loginFlight struct {
+	done   chan struct{}
+	ticket string
+	err    error
+}
+
+// NewTicketCache wraps login in a cache. maxAge is how long a ticket is used before a
+// fresh one is fetched even though nobody invalidated it; zero or negative means no age
+// limit (NetServer tickets have a sliding expiry, and Invalidate handles the rest).
+// Each login gets DefaultLoginTimeout.
+func NewTicketCache(login LoginFunc, maxAge time.Duration) *TicketCache {
+	return &TicketCache{login: login, maxAge: maxAge, loginTimeout: DefaultLoginTimeout, now: time.Now}
+}
+
+// Ticket returns the cached ticket, or waits for a login (starting one if none runs).
+func (c *TicketCache) Ticket(ctx context.Context) (string, error) {
+	c.mu.Lock()
+	if c.ticket != "" && (c.maxAge <= 0 || c.now().Sub(c.issued) < c.maxAge) {
+		t := c.ticket
+		c.mu.Unlock()
+		return t, nil
+	}
+	f := c.flight
+	if f == nil {
+		f = &loginFlight{done: make(chan struct{})}
+		c.flight = f
+		c.refreshes.Add(1)
+		go c.run(context.WithoutCancel(ctx), f)
+	}
+	c.mu.Unlock()
+	select {
+	case <-f.done:
+		return f.ticket, f.err
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
+func (c *TicketCache) run(ctx context.Context, f *loginFlight) {
+	ctx, cancel := context.WithTimeout(ctx, c.loginTimeout)
+	defer cancel()
+	t, err := c.login(ctx)
+	if err == nil && t == "" {
+		err = errors.New("login returned an empty ticket")
+	}
+	c.mu.Lock()
+	if err == nil {
+		c.ticket, c.issued = t, c.now()
+	} else {
+		t = ""
+	}
+	c.flight = nil
+	c.mu.Unlock()
+	f.ticket, f.err = t, err
+	close(f.done)
+}
+
+// Invalidate drops the cached ticket if it is stale; a different (newer) ticket is kept.
+func (c *TicketCache) Invalidate(stale string) {
+	c.mu.Lock()
+	if stale != "" && c.ticket == stale {
+		c.ticket = ""
+	}
+	c.mu.Unlock()
+}
+
+// Refreshes returns how many logins the cache has started, the first one included, whether
+// or not they succeeded. Use it as a metric: it should grow slowly.
+func (c *TicketCache) Refreshes() int64 { return c.refreshes.Load() }
+
+// String prints the cache state without the ticket.
+func (c *TicketCache) String() string {
+	c.mu.Lock()
+	t := c.ticket
+	c.mu.Unlock()
+	return fmt.Sprintf("soap.TicketCache{Ticket:%s, MaxAge:%s, Refreshes:%d}", redactedIfSet(t), c.maxAge, c.Refreshes())
+}
+
+// GoString is String.
+func (c *TicketCache) GoString() string { return c.String() }

@@ -1,0 +1,69 @@
+package soap
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+var benchSizes = []int{1, 100, 1000}
+
+func benchKeys(n int) []string {
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = "ERP-" + strconv.Itoa(100000+i)
+	}
+	return keys
+}
+
+// benchReply builds a WCF-shaped success reply with n updated records, one per key.
+func benchReply(n int) []byte {
+	var b strings.Builder
+	b.WriteString(`<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Header>` +
+		`<h:ExceptionInfo i:nil="true" xmlns:h="http://www.superoffice.net/ws/crm/NetServer/Services88" xmlns:i="http://www.w3.org/2001/XMLSchema-instance"/>` +
+		`<h:Succeeded xmlns:h="http://www.superoffice.net/ws/crm/NetServer/Services88">true</h:Succeeded></s:Header><s:Body>` +
+		`<ForceResyncExternalResponse xmlns="http://www.superoffice.net/ws/crm/NetServer/Services88"><Response xmlns:i="http://www.w3.org/2001/XMLSchema-instance">` +
+		`<TableRight i:nil="true"/><FieldProperties i:nil="true"/><IsOk>true</IsOk><UserExplanation i:nil="true"/><TechExplanation i:nil="true"/><ErrorCode i:nil="true"/>` +
+		`<Changes><TableRight i:nil="true"/><FieldProperties i:nil="true"/><AddedRecords/><UpdatedRecords>`)
+	for i := range n {
+		fmt.Fprintf(&b, `<ChangedDataItem><TableRight i:nil="true"/><FieldProperties i:nil="true"/><Tablename>contact</Tablename><RecordId>%d</RecordId></ChangedDataItem>`, 1000+i)
+	}
+	b.WriteString(`</UpdatedRecords><DeletedRecords/></Changes><Status>Ok</Status></Response></ForceResyncExternalResponse></s:Body></s:Envelope>`)
+	return []byte(b.String())
+}
+
+func BenchmarkEncodeRequest(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run("keys="+strconv.Itoa(n), func(b *testing.B) {
+			keys := benchKeys(n)
+			var buf []byte
+			b.ReportAllocs()
+			for b.Loop() {
+				for _, k := range keys {
+					if err := ValidateKey(k); err != nil {
+						b.Fatal(err)
+					}
+				}
+				buf = appendForceResyncExternal(buf[:0], false, testAppToken, testTicket, 3, ActorCustomer, keys)
+			}
+			b.SetBytes(int64(len(buf)))
+		})
+	}
+}
+
+func BenchmarkDecodeResponse(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run("keys="+strconv.Itoa(n), func(b *testing.B) {
+			data := benchReply(n)
+			b.SetBytes(int64(len(data)))
+			b.ReportAllocs()
+			for b.Loop() {
+				resp, err := ParseResponse(data)
+				if err != nil || len(resp.Changes.Updated) != n {
+					b.Fatalf("%v %v", resp, err)
+				}
+			}
+		})
+	}
+}

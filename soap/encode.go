@@ -1,0 +1,144 @@
+package soap
+
+import (
+	"strconv"
+	"unicode/utf8"
+)
+
+// XML namespaces and SOAP actions NetServer uses (protocol reference §3).
+const (
+	nsSOAP11    = "http://schemas.xmlsoap.org/soap/envelope/"
+	nsSOAP12    = "http://www.w3.org/2003/05/soap-envelope"
+	nsNetServer = "http://www.superoffice.net/ws/crm/NetServer/Services88"
+	nsArrays    = "http://schemas.microsoft.com/2003/10/Serialization/Arrays"
+	nsXSI       = "http://www.w3.org/2001/XMLSchema-instance"
+
+	// nsNetServerPrefix is what every NetServer service namespace starts with; the parser
+	// accepts elements from any ServicesNN version.
+	nsNetServerPrefix = "http://www.superoffice.net/ws/crm/NetServer/"
+
+	actionForceResyncExternal          = "http://www.superoffice.net/ws/crm/NetServer/Services88/ErpSync/ForceResyncExternal"
+	actionAuthenticateUsernamePassword = "http://www.superoffice.net/ws/crm/NetServer/Services88/SoPrincipal/AuthenticateUsernamePassword"
+
+	pathErpSync     = "/Remote/Services88/ErpSync.svc"
+	pathSoPrincipal = "/Remote/Services88/SoPrincipal.svc"
+)
+
+const xmlDecl = `<?xml version="1.0" encoding="utf-8"?>` + "\n"
+
+// appendEnvelopeStart writes the XML declaration, <s:Envelope>, the header block and
+// <s:Body>. The ApplicationToken header is left out when appToken is empty (on-site
+// installations do not check it), Credentials when ticket is empty (SoPrincipal calls).
+func appendEnvelopeStart(b []byte, soap12 bool, appToken, ticket string) []byte {
+	b = append(b, xmlDecl...)
+	if soap12 {
+		b = append(b, `<s:Envelope xmlns:s="`+nsSOAP12+`">`...)
+	} else {
+		b = append(b, `<s:Envelope xmlns:s="`+nsSOAP11+`">`...)
+	}
+	b = append(b, `<s:Header>`...)
+	if appToken != "" {
+		b = append(b, `<ApplicationToken xmlns="`+nsNetServer+`">`...)
+		b = appendEscaped(b, appToken)
+		b = append(b, `</ApplicationToken>`...)
+	}
+	if ticket != "" {
+		b = append(b, `<Credentials xmlns="`+nsNetServer+`"><Ticket>`...)
+		b = appendEscaped(b, ticket)
+		b = append(b, `</Ticket></Credentials>`...)
+	}
+	return append(b, `</s:Header><s:Body>`...)
+}
+
+func appendEnvelopeEnd(b []byte) []byte {
+	return append(b, `</s:Body></s:Envelope>`...)
+}
+
+// appendForceResyncExternal appends a complete ForceResyncExternal request envelope: body
+// children in WSDL order (ErpConnectionId, ErpActorType, ExternalKeys), keys as <a:string>
+// in the Arrays namespace. An empty keys slice is written as an explicit empty array.
+// Keys must already have passed ValidateKey; characters XML cannot carry become U+FFFD.
+func appendForceResyncExternal(b []byte, soap12 bool, appToken, ticket string, erpConnectionID int, actor ActorType, keys []string) []byte {
+	b = appendEnvelopeStart(b, soap12, appToken, ticket)
+	b = append(b, `<ForceResyncExternal xmlns="`+nsNetServer+`"><ErpConnectionId>`...)
+	b = strconv.AppendInt(b, int64(erpConnectionID), 10)
+	b = append(b, `</ErpConnectionId><ErpActorType>`...)
+	b = append(b, actor.String()...)
+	b = append(b, `</ErpActorType>`...)
+	if len(keys) == 0 {
+		b = append(b, `<ExternalKeys/>`...)
+	} else {
+		b = append(b, `<ExternalKeys xmlns:a="`+nsArrays+`">`...)
+		for _, k := range keys {
+			b = append(b, `<a:string>`...)
+			b = appendEscaped(b, k)
+			b = append(b, `</a:string>`...)
+		}
+		b = append(b, `</ExternalKeys>`...)
+	}
+	b = append(b, `</ForceResyncExternal>`...)
+	return appendEnvelopeEnd(b)
+}
+
+// forceResyncSize estimates the envelope size so the buffer is allocated once.
+func forceResyncSize(appToken, ticket string, keys []string) int {
+	n := 640 + len(appToken) + len(ticket)
+	for _, k := range keys {
+		n += len(k) + len(`<a:string></a:string>`)
+	}
+	return n
+}
+
+// appendAuthenticateUsernamePassword appends a SoPrincipal.AuthenticateUsernamePassword
+// request envelope (SOAP 1.1; the ApplicationToken header only).
+func appendAuthenticateUsernamePassword(b []byte, appToken, user, password string) []byte {
+	b = appendEnvelopeStart(b, false, appToken, "")
+	b = append(b, `<AuthenticateUsernamePassword xmlns="`+nsNetServer+`"><UserName>`...)
+	b = appendEscaped(b, user)
+	b = append(b, `</UserName><Password>`...)
+	b = appendEscaped(b, password)
+	b = append(b, `</Password></AuthenticateUsernamePassword>`...)
+	return appendEnvelopeEnd(b)
+}
+
+// appendEscaped appends s as XML character data: & < > are escaped, CR is written as &#xD;
+// so that it survives end-of-line normalisation, and characters XML 1.0 cannot carry
+// (including invalid UTF-8) become U+FFFD.
+func appendEscaped(b []byte, s string) []byte {
+	last := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		var esc string
+		size := 1
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '&':
+				esc = "&amp;"
+			case c == '<':
+				esc = "&lt;"
+			case c == '>':
+				esc = "&gt;"
+			case c == '\r':
+				esc = "&#xD;"
+			case c < 0x20 && c != '\t' && c != '\n':
+				esc = "\uFFFD"
+			default:
+				i++
+				continue
+			}
+		} else {
+			var r rune
+			r, size = utf8.DecodeRuneInString(s[i:])
+			if (r != utf8.RuneError || size > 1) && isXMLChar(r) {
+				i += size
+				continue
+			}
+			esc = "\uFFFD"
+		}
+		b = append(b, s[last:i]...)
+		b = append(b, esc...)
+		i += size
+		last = i
+	}
+	return append(b, s[last:]...)
+}

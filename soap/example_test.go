@@ -1,0 +1,54 @@
+package soap_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+
+	"github.com/erpresync/erpresync/soap"
+)
+
+func ExampleClient_ForceResyncExternal() {
+	// A stand-in for NetServer that answers with the WCF-shaped success of the protocol
+	// reference (section 4.3).
+	success, _ := os.ReadFile("testdata/response_success.xml")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/xml; charset=utf-8")
+		w.Write(success)
+	}))
+	defer srv.Close()
+
+	client, err := soap.New(soap.Config{
+		BaseURL:  srv.URL + "/Cust12345", // e.g. https://sod.superoffice.com/Cust12345
+		AppToken: "client-secret",
+		Auth:     soap.NewStaticTicket("7T:1234abcxyzExample=="),
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	resp, err := client.ForceResyncExternal(context.Background(), 3, soap.ActorCustomer, []string{"10001", "10002"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(resp.IsOk, resp.Status, resp.Changes.Updated)
+	out, _ := json.Marshal(resp)
+	fmt.Println(string(out))
+	// Output:
+	// true Ok [{contact 123}]
+	// {"is_ok":true,"status":"Ok","error_code":"","user_explanation":"","tech_explanation":"","changes":{"added":[],"updated":[{"table":"contact","record_id":123}],"deleted":[]}}
+}
+
+func ExampleValidateKey() {
+	for _, key := range []string{"10001", "", "bad\x00key"} {
+		fmt.Println(soap.ValidateKey(key))
+	}
+	// Output:
+	// <nil>
+	// external key "": empty
+	// external key "bad\x00key": contains control character U+0000 at byte 3, which XML 1.0 cannot carry
+}

@@ -1,0 +1,351 @@
+package soap
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// TestRequestGolden sends requests through the client and compares what reached the
+// server, headers and body, with section 3.5 of the protocol reference via golden files.
+func TestRequestGolden(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name            string
+		golden          string
+		soap12          bool
+		keys            []string // nil: ForceResyncAll
+		wantContentType string
+		wantSOAPAction  string
+	}{
+		{
+			name:            "soap11",
+			golden:          "request_soap11.golden.xml",
+			keys:            []string{"10001", "10002"},
+			wantContentType: "text/xml; charset=utf-8",
+			wantSOAPAction:  `"http://www.superoffice.net/ws/crm/NetServer/Services88/ErpSync/ForceResyncExternal"`,
+		},
+		{
+			name:            "soap12",
+			golden:          "request_soap12.golden.xml",
+			soap12:          true,
+			keys:            []string{"10001", "10002"},
+			wantContentType: `application/soap+xml; charset=utf-8; action="http://www.superoffice.net/ws/crm/NetServer/Services88/ErpSync/ForceResyncExternal"`,
+		},
+		{
+			name:            "escaping",
+			golden:          "request_escaping.golden.xml",
+			keys:            []string{`a&b<c>"d'`, "line1\r\nline2\ttab", "Ærø-😀"},
+			wantContentType: "text/xml; charset=utf-8",
+			wantSOAPAction:  `"http://www.superoffice.net/ws/crm/NetServer/Services88/ErpSync/ForceResyncExternal"`,
+		},
+		{
+			name:            "all",
+			golden:          "request_all_soap11.golden.xml",
+			wantContentType: "text/xml; charset=utf-8",
+			wantSOAPAction:  `"http://www.superoffice.net/ws/crm/NetServer/Services88/ErpSync/ForceResyncExternal"`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var mu sync.Mutex
+			var got *http.Request
+			var body []byte
+			srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				b, _ := io.ReadAll(r.Body)
+				mu.Lock()
+				got, body = r, b
+				mu.Unlock()
+				w.Header().Set("Content-Type", "text/xml; charset=utf-8")
+				w.Write(readTestdata(t, "response_success.xml"))
+			}))
+			c := newTestClient(t, srv.URL, func(cfg *Config) { cfg.SOAP12 = tt.soap12 })
+			var err error
+			if tt.keys == nil {
+				_, err = c.ForceResyncAll(bg, 3, ActorCustomer)
+			} else {
+				_, err = c.ForceResyncExternal(bg, 3, ActorCustomer, tt.keys)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if got.Method != http.MethodPost {
+				t.Errorf("method = %s, want POST", got.Method)
+			}
+			if got.URL.Path != "/Cust12345/Remote/Services88/ErpSync.svc" {
+				t.Errorf("path = %s", got.URL.Path)
+			}
+			if ct := got.Header.Get("Content-Type"); ct != tt.wantContentType {
+				t.Errorf("Content-Type = %q, want %q", ct, tt.wantContentType)
+			}
+			if sa, ok := got.Header["Soapaction"]; tt.wantSOAPAction == "" && ok {
+				t.Errorf("SOAPAction = %q, want none for SOAP 1.2", sa)
+			} else if tt.wantSOAPAction != "" && got.Header.Get("SOAPAction") != tt.wantSOAPAction {
+				t.Errorf("SOAPAction = %q, want %q", got.Header.Get("SOAPAction"), tt.wantSOAPAction)
+			}
+			checkGolden(t, tt.golden, body)
+		})
+	}
+}
+
+// TestRequestEscapingRoundTrip checks that keys survive XML parsing byte for byte.
+func TestRequestEscapingRoundTrip(t *testing.T) {
+	t.Parallel()
+	keys := []string{`a&b<c>"d'`, "line1\r\nline2\ttab", "\r", " lead and trail ", "]]>", "Ærø-😀"}
+	b := appendForceResyncExternal(nil, false, testAppToken, testTicket, 1, ActorSale, keys)
+	var env struct {
+		Body struct {
+			Req struct {
+				Keys []string `xml:"ExternalKeys>string"`
+			} `xml:"ForceResyncExternal"`
+		} `xml:"Body"`
+	}
+	if err := xmlUnmarshal(b, &env); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(env.Body.Req.Keys, keys) {
+		t.Errorf("keys after round trip = %q, want %q", env.Body.Req.Keys, keys)
+	}
+}
+
+func TestAppendEscapedInvalid(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ name, in, want string }{
+		{"plain", "abc", "abc"},
+		{"specials", "<&>", "&lt;&amp;&gt;"},
+		{"cr", "a\rb", "a&#xD;b"},
+		{"nul", "a\x00b", "a\uFFFDb"},
+		{"bad utf8", "a\xffb", "a\uFFFDb"},
+		{"fffe", "a\uFFFEb", "a\uFFFDb"},
+		{"real fffd", "a\uFFFDb", "a\uFFFDb"},
+	}
+	for _, tt := range tests {
+		if got := string(appendEscaped(nil, tt.in)); got != tt.want {
+			t.Errorf("%s: appendEscaped(%q) = %q, want %q", tt.name, tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestLoginRequestGolden(t *testing.T) {
+	t.Parallel()
+	got := appendAuthenticateUsernamePassword(nil, testAppToken, "SAL0", "pa<ss")
+	checkGolden(t, "request_login.golden.xml", got)
+}
+
+// TestSeedCopyExact checks that testdata/response_seed.xml is the seed's response exactly
+// as printed, when the shared seed is present.
+func TestSeedCopyExact(t *testing.T) {
+	t.Parallel()
+	seed, err := os.ReadFile("../../shared/seed/ForceResyncExternal.txt")
+	if err != nil {
+		t.Skipf("shared seed not found: %v", err)
+	}
+	s := string(seed)
+	i := strings.Index(s, "ForceResyncExternal Response\n")
+	if i < 0 {
+		t.Fatal("seed has no response section")
+	}
+	s = s[i+len("ForceResyncExternal Response\n"):]
+	j := strings.Index(s, "</SOAP-ENV:Envelope>")
+	want := s[:j+len("</SOAP-ENV:Envelope>")]
+	if got := readTestdata(t, "response_seed.xml"); !bytes.Equal(got, []byte(want)) {
+		t.Errorf("testdata/response_seed.xml is not the seed's response as printed")
+	}
+}
+
+func TestParseResponseGolden(t *testing.T) {
+	t.Parallel()
+	empty := []ChangedItem{}
+	zero := []ChangedItem{{Table: "", RecordID: 0}}
+	tests := []struct {
+		name string
+		file string
+		want *Response
+	}{
+		{
+			name: "seed as printed",
+			file: "response_seed.xml",
+			want: &Response{
+				IsOk: false, Status: StatusOk, StatusName: "Ok",
+				Changes: Changes{Added: zero, Updated: zero, Deleted: zero},
+			},
+		},
+		{
+			name: "WCF success",
+			file: "response_success.xml",
+			want: &Response{
+				IsOk: true, Status: StatusOk, StatusName: "Ok",
+				Changes: Changes{Added: empty, Updated: []ChangedItem{{Table: "contact", RecordID: 123}}, Deleted: empty},
+			},
+		},
+		{
+			name: "business failure",
+			file: "response_business_failure.xml",
+			want: &Response{
+				IsOk: false, Status: StatusError, StatusName: "Error",
+				UserExplanation: "Kunden finnes ikke i økonomisystemet & kan ikke synkroniseres.",
+				TechExplanation: "Connector: external key 10002 not found for actor Customer",
+				ErrorCode:       "ERP-404",
+			},
+		},
+		{
+			name: "no Status (older server)",
+			file: "response_no_status.xml",
+			want: &Response{
+				IsOk: true, Status: StatusOk, StatusName: "",
+				Changes: Changes{
+					Added:   []ChangedItem{{Table: "person", RecordID: 7}},
+					Updated: []ChangedItem{{Table: "contact", RecordID: 42}, {Table: "contact", RecordID: 43}},
+				},
+			},
+		},
+		{
+			name: "unknown Status",
+			file: "response_unknown_status.xml",
+			want: &Response{
+				IsOk: true, Status: StatusUnknown, StatusName: "Postponed",
+				UserExplanation: "Queued for later",
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := ParseResponse(readTestdata(t, tt.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("ParseResponse =\n%#v\nwant\n%#v", *got, *tt.want)
+			}
+		})
+	}
+}
+
+func TestParseResponseErrors(t *testing.T) {
+	t.Parallel()
+	t.Run("exception", func(t *testing.T) {
+		t.Parallel()
+		_, err := ParseResponse(readTestdata(t, "response_exception.xml"))
+		var ex *ExceptionError
+		if !errors.As(err, &ex) {
+			t.Fatalf("err = %v, want *ExceptionError", err)
+		}
+		want := &ExceptionError{
+			Type: "SoSecurityException", Message: "Ticket is not valid or has expired",
+			FriendlyText: "Your session has expired. Please log in again.", Source: "SoCore",
+			Inner:          &ExceptionError{Type: "SoCredentialsException", Message: "Credentials rejected", Source: "SoCore"},
+			TicketRejected: true,
+		}
+		if !reflect.DeepEqual(ex, want) {
+			t.Errorf("exception =\n%#v\nwant\n%#v", ex, want)
+		}
+		if !IsTicketError(err) {
+			t.Error("IsTicketError = false, want true")
+		}
+		if strings.Contains(err.Error(), "StackTrace") || strings.Contains(err.Error(), "SoSession.Authenticate") {
+			t.Errorf("error text carries the stack trace: %v", err)
+		}
+	})
+	faults := []struct {
+		name string
+		file string
+		want FaultError
+	}{
+		{"fault 1.1", "response_fault11.xml", FaultError{Code: "a:ActionNotSupported", Reason: "The message with Action"}},
+		{"fault 1.2", "response_fault12.xml", FaultError{Code: "s:Receiver", Subcode: "a:InternalServiceFault", Reason: "The server was unable to process the request due to an internal error."}},
+	}
+	for _, tt := range faults {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := ParseResponse(readTestdata(t, tt.file))
+			var f *FaultError
+			if !errors.As(err, &f) {
+				t.Fatalf("err = %v, want *FaultError", err)
+			}
+			if f.Code != tt.want.Code || f.Subcode != tt.want.Subcode || !strings.HasPrefix(f.Reason, tt.want.Reason) || f.HTTPStatus != 0 {
+				t.Errorf("fault = %+v, want %+v", f, tt.want)
+			}
+		})
+	}
+	protocol := []struct {
+		name string
+		body string
+	}{
+		{"empty", ""},
+		{"html", "<!DOCTYPE html><html><body>Service Unavailable</body></html>"},
+		{"xhtml", `<html xmlns="http://www.w3.org/1999/xhtml"><body>oops</body></html>`},
+		{"truncated", `<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>`},
+		{"malformed", `<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body></s:Envelope>`},
+		{"no response", `<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body/></s:Envelope>`},
+		{"nil response, no exception", `<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><ForceResyncExternalResponse xmlns="http://www.superoffice.net/ws/crm/NetServer/Services88"><Response i:nil="true" xmlns:i="http://www.w3.org/2001/XMLSchema-instance"/></ForceResyncExternalResponse></s:Body></s:Envelope>`},
+		{"bad boolean", `<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><ForceResyncExternalResponse xmlns="http://www.superoffice.net/ws/crm/NetServer/Services88"><Response><IsOk>yes</IsOk></Response></ForceResyncExternalResponse></s:Body></s:Envelope>`},
+		{"succeeded false without exception", `<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Header><Succeeded xmlns="http://www.superoffice.net/ws/crm/NetServer/Services88">false</Succeeded></s:Header><s:Body/></s:Envelope>`},
+		{"wrong envelope namespace", `<s:Envelope xmlns:s="urn:other"><s:Body/></s:Envelope>`},
+		{"prefix without namespace", `<soap:Envelope><soap:Body/></soap:Envelope>`},
+	}
+	for _, tt := range protocol {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			resp, err := ParseResponse([]byte(tt.body))
+			var pe *ProtocolError
+			if !errors.As(err, &pe) || resp != nil {
+				t.Fatalf("ParseResponse = %v, %v; want *ProtocolError", resp, err)
+			}
+		})
+	}
+}
+
+// TestParseTolerance covers shapes that must parse: headers under Envelope, other
+// prefixes, xsi:type, absent members, whitespace around values, any ServicesNN namespace.
+func TestParseTolerance(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		body string
+		want Response
+	}{
+		{
+			name: "headers directly under Envelope, SOAP 1.2, odd prefixes",
+			body: `<X:Envelope xmlns:X="http://www.w3.org/2003/05/soap-envelope" xmlns:Q="http://www.superoffice.net/ws/crm/NetServer/Services88" xmlns:t="http://www.w3.org/2001/XMLSchema-instance">
+<Q:Succeeded>true</Q:Succeeded><X:Body><Q:ForceResyncExternalResponse><Q:Response t:type="Q:PluginResponse"><Q:IsOk t:type="xsd:boolean"> 1 </Q:IsOk><Q:Status> Warning </Q:Status></Q:Response></Q:ForceResyncExternalResponse></X:Body></X:Envelope>`,
+			want: Response{IsOk: true, Status: StatusWarning, StatusName: "Warning"},
+		},
+		{
+			name: "empty Response: all members absent",
+			body: `<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><ForceResyncExternalResponse xmlns="http://www.superoffice.net/ws/crm/NetServer/Services88"><Response/></ForceResyncExternalResponse></s:Body></s:Envelope>`,
+			want: Response{IsOk: false, Status: StatusError},
+		},
+		{
+			name: "Services87 namespace, nil items, comments and CDATA",
+			body: `<?xml version="1.0" encoding="utf-8"?><!-- hi --><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><ForceResyncExternalResponse xmlns="http://www.superoffice.net/ws/crm/NetServer/Services87" xmlns:i="http://www.w3.org/2001/XMLSchema-instance"><Response><IsOk>true</IsOk><TechExplanation><![CDATA[a<b]]> &amp; c</TechExplanation><Changes><DeletedRecords><ChangedDataItem i:nil="true"/><ChangedDataItem><RecordId>-5</RecordId></ChangedDataItem></DeletedRecords></Changes><Status i:nil="true"/></Response></ForceResyncExternalResponse></s:Body></s:Envelope>`,
+			want: Response{IsOk: true, Status: StatusOk, TechExplanation: "a<b & c", Changes: Changes{Deleted: []ChangedItem{{RecordID: -5}}}},
+		},
+		{
+			name: "elements of other namespaces are ignored",
+			body: `<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><ForceResyncExternalResponse xmlns="http://www.superoffice.net/ws/crm/NetServer/Services88"><Response><IsOk>true</IsOk><x:Status xmlns:x="urn:x">Error</x:Status></Response></ForceResyncExternalResponse></s:Body></s:Envelope>`,
+			want: Response{IsOk: true, Status: StatusOk},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := ParseResponse([]byte(tt.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(*got, tt.want) {
+				t.Errorf("got %#v\nwant %#v", *got, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,88 @@
+package soap
+
+import (
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// MaxKeyLength is the longest external key NetServer stores: ErpExternalKey.ErpKey is a
+// String(254). ValidateKey counts runes.
+const MaxKeyLength = 254
+
+// KeyError says why an external key cannot be sent.
+type KeyError struct {
+	Index  int    // position in the key list; -1 when the key was validated on its own
+	Key    string // the key, cut to 40 bytes
+	Reason string // e.g. "empty", "longer than 254 characters"
+}
+
+func (e *KeyError) Error() string {
+	s := "external key"
+	if e.Index >= 0 {
+		s += " #" + strconv.Itoa(e.Index)
+	}
+	return s + " " + strconv.Quote(e.Key) + ": " + e.Reason
+}
+
+// ValidateKey reports whether key can be sent as an external key: non-empty, at most
+// MaxKeyLength runes, valid UTF-8, and only characters XML 1.0 can carry (#x9 #xA #xD
+// #x20-#xD7FF #xE000-#xFFFD #x10000-#x10FFFF). The error is a *KeyError with Index -1.
+// It does not allocate for a valid key and is safe for concurrent use.
+func ValidateKey(key string) error {
+	if key == "" {
+		return keyError(-1, key, "empty")
+	}
+	n := 0
+	for i := 0; i < len(key); {
+		c := key[i]
+		if c < utf8.RuneSelf {
+			if c < 0x20 && c != '\t' && c != '\n' && c != '\r' {
+				return keyError(-1, key, "contains control character "+runeName(rune(c))+" at byte "+strconv.Itoa(i)+", which XML 1.0 cannot carry")
+			}
+			i++
+			n++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(key[i:])
+		if r == utf8.RuneError && size == 1 {
+			return keyError(-1, key, "not valid UTF-8 at byte "+strconv.Itoa(i))
+		}
+		if !isXMLChar(r) {
+			return keyError(-1, key, "contains "+runeName(r)+" at byte "+strconv.Itoa(i)+", which XML 1.0 cannot carry")
+		}
+		i += size
+		n++
+	}
+	if n > MaxKeyLength {
+		return keyError(-1, key, "longer than "+strconv.Itoa(MaxKeyLength)+" characters ("+strconv.Itoa(n)+")")
+	}
+	return nil
+}
+
+func keyError(index int, key, reason string) *KeyError {
+	return &KeyError{Index: index, Key: truncateBytes([]byte(key), 40), Reason: reason}
+}
+
+func runeName(r rune) string {
+	s := strings.ToUpper(strconv.FormatInt(int64(r), 16))
+	for len(s) < 4 {
+		s = "0" + s
+	}
+	return "U+" + s
+}
+
+// isXMLChar reports whether r is a Char in the XML 1.0 production.
+func isXMLChar(r rune) bool {
+	switch {
+	case r == 0x9 || r == 0xA || r == 0xD:
+		return true
+	case r >= 0x20 && r <= 0xD7FF:
+		return true
+	case r >= 0xE000 && r <= 0xFFFD:
+		return true
+	case r >= 0x10000 && r <= 0x10FFFF:
+		return true
+	}
+	return false
+}

@@ -1,0 +1,126 @@
+package soap
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+func TestSecretsNeverPrinted(t *testing.T) {
+	t.Parallel()
+	const (
+		password    = "PASSWORD-SECRET-9876"
+		systemToken = "SYSTEM-TOKEN-SECRET-5555"
+	)
+	keyPEM := pemKey(t, "PKCS8")
+	keyChunk := strings.Split(string(keyPEM), "\n")[2] // a line of base64 key material
+
+	_, base := newFakeNetServer(t, password)
+	pwCfg := PasswordAuthConfig{BaseURL: "https://user:URLPASS-SECRET@crm.example.com/SuperOffice", UserName: "SAL0", Password: password, AppToken: testAppToken}
+	pw, err := NewPasswordAuth(PasswordAuthConfig{BaseURL: base, UserName: "SAL0", Password: password, AppToken: testAppToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pw.Ticket(bg); err != nil { // holds a ticket from now on
+		t.Fatal(err)
+	}
+	ticket, _ := pw.Ticket(bg)
+	suCfg := SystemUserAuthConfig{
+		LoginURL: "https://sod.superoffice.com/Login/api/PartnerSystemUser/Authenticate", SystemToken: systemToken,
+		PrivateKey: keyPEM, AppToken: testAppToken, ContextIdentifier: "Cust12345",
+	}
+	su, err := NewSystemUserAuth(suCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{BaseURL: base, AppToken: testAppToken, Auth: pw}
+	client, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	static := NewStaticTicket(testTicket)
+	cache := NewTicketCache(static.Ticket, 0)
+	if _, err := cache.Ticket(bg); err != nil {
+		t.Fatal(err)
+	}
+
+	secrets := []string{testAppToken, testTicket, ticket, password, systemToken, keyChunk, "URLPASS-SECRET"}
+	values := []struct {
+		name string
+		v    any
+	}{
+		{"Config", cfg},
+		{"*Config", &cfg},
+		{"Config with StaticTicket", Config{BaseURL: base, AppToken: testAppToken, Auth: static}},
+		{"struct holding Config", struct{ C Config }{cfg}},
+		{"*Client", client},
+		{"*StaticTicket", static},
+		{"*TicketCache", cache},
+		{"PasswordAuthConfig", pwCfg},
+		{"*PasswordAuth", pw},
+		{"SystemUserAuthConfig", suCfg},
+		{"*SystemUserAuthConfig", &suCfg},
+		{"*SystemUserAuth", su},
+	}
+	for _, tt := range values {
+		for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x"} {
+			out := fmt.Sprintf(verb, tt.v)
+			for _, s := range secrets {
+				if strings.Contains(out, s) || (verb == "%x" && strings.Contains(out, fmt.Sprintf("%x", s))) {
+					t.Errorf("fmt %s of %s prints a secret: %s", verb, tt.name, out)
+				}
+			}
+		}
+	}
+}
+
+// TestSecretsNotEchoedInErrors: a server that echoes the ticket or app token back does not
+// get them into error text or error fields.
+func TestSecretsNotEchoedInErrors(t *testing.T) {
+	t.Parallel()
+	echo := "ticket " + testTicket + " for application " + testAppToken + " has expired"
+	exception := strings.Replace(string(readTestdata(t, "response_exception.xml")), "Ticket is not valid or has expired", echo, 1)
+	fault := strings.Replace(string(readTestdata(t, "response_fault11.xml")), "The message with Action", echo, 1)
+	tests := []struct {
+		name    string
+		handler http.HandlerFunc
+	}{
+		{"exception", cannedReply(200, "text/xml", []byte(exception))},
+		{"fault", cannedReply(500, "text/xml", []byte(fault))},
+		{"HTML page", cannedReply(503, "text/html", []byte("<html><body>"+echo+"</body></html>"))},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := newServer(t, tt.handler)
+			c := newTestClient(t, srv.URL, nil)
+			_, err := c.ForceResyncExternal(bg, 1, ActorCustomer, []string{"k"})
+			if err == nil {
+				t.Fatal("want an error")
+			}
+			text := fmt.Sprintf("%v %+v %#v", err, err, err)
+			var he *HTTPError
+			if errors.As(err, &he) {
+				text += he.Body
+			}
+			var ex *ExceptionError
+			if errors.As(err, &ex) {
+				text += ex.Message
+			}
+			var f *FaultError
+			if errors.As(err, &f) {
+				text += f.Reason
+			}
+			for _, s := range []string{testTicket, testAppToken} {
+				if strings.Contains(text, s) {
+					t.Errorf("error carries a secret: %s", text)
+				}
+			}
+			if !strings.Contains(text, redacted) {
+				t.Errorf("want the echo redacted, got %s", text)
+			}
+		})
+	}
+}
