@@ -1,0 +1,325 @@
+package tasks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/erpresync/erpresync/soap"
+	"github.com/hibiken/asynq"
+)
+
+// Class is what an error means for the work that hit it. Classify is the one place that
+// decides it.
+type Class int
+
+// The classes. The zero value, ClassNone, is the class of a nil error.
+const (
+	ClassNone Class = iota
+	// ClassTransient: the service or the network failed for a moment; the same call may
+	// well succeed later.
+	ClassTransient
+	// ClassThrottled: the service asked us to slow down (HTTP 429, a Retry-After) or the
+	// systemic guard holds a connection back. Retried later without using up retries.
+	ClassThrottled
+	// ClassAuth: SuperOffice refused our credentials after the client's own ticket refresh.
+	// A configuration outage: every batch would fail the same way.
+	ClassAuth
+	// ClassPermanent: the same call can never succeed (invalid key, malformed batch, a
+	// client-side SOAP fault, ...). Dead-lettered at once.
+	ClassPermanent
+	// ClassBusiness: SuperOffice answered IsOk=false: the connector refused the batch.
+	ClassBusiness
+)
+
+var classNames = [...]string{"none", "transient", "throttled", "auth", "permanent", "business"}
+
+// String returns the lower-case name used in logs, metrics labels and dead letters.
+func (c Class) String() string {
+	if c >= 0 && int(c) < len(classNames) {
+		return classNames[c]
+	}
+	return fmt.Sprintf("Class(%d)", int(c))
+}
+
+// MarshalText prints the name.
+func (c Class) MarshalText() ([]byte, error) { return []byte(c.String()), nil }
+
+// ParseClass maps a name from String back to its Class.
+func ParseClass(s string) (Class, error) {
+	for i, n := range classNames {
+		if strings.EqualFold(s, n) {
+			return Class(i), nil
+		}
+	}
+	return ClassNone, fmt.Errorf("unknown class %q: want one of transient, throttled, auth, permanent, business", s)
+}
+
+// ErrSystemic is wrapped by the Throttled error the handler returns when the systemic guard
+// holds a connection back: nearly all recent calls for the same ERP connection and actor type
+// failed with the same ErrorCode, so the failure is not the batch's fault and splitting it
+// would only multiply calls.
+var ErrSystemic = errors.New("systemic failure, holding off")
+
+// BusinessError is SuperOffice's IsOk=false answer as an error: the call worked, the
+// connector refused the batch.
+type BusinessError struct {
+	ErrorCode       string
+	TechExplanation string
+	UserExplanation string
+	Status          soap.QuoteStatus
+}
+
+func (e *BusinessError) Error() string {
+	var b strings.Builder
+	b.WriteString("business failure")
+	if e.ErrorCode != "" {
+		b.WriteString(" ")
+		b.WriteString(e.ErrorCode)
+	}
+	switch {
+	case e.TechExplanation != "":
+		b.WriteString(": ")
+		b.WriteString(truncate(e.TechExplanation, 300))
+	case e.UserExplanation != "":
+		b.WriteString(": ")
+		b.WriteString(truncate(e.UserExplanation, 300))
+	}
+	return b.String()
+}
+
+// Error is what Handler.ProcessTask returns when a batch did not succeed this time. asynq
+// shows its message in the task's LastErr; RetryDelay and IsFailure read its Class and
+// RetryAfter. A dead-lettered batch's Error wraps asynq.SkipRetry, so asynq archives it.
+type Error struct {
+	Class   Class
+	BatchID string
+	Keys    int
+	// RetryAfter is the least wait before the next attempt: a server's Retry-After, the
+	// auth hold or the systemic hold. Zero leaves it to the backoff policy.
+	RetryAfter time.Duration
+	// Attempt is the business-failure count of the batch (ClassBusiness only).
+	Attempt int
+	// Dead is true when the batch's keys were recorded as dead letters.
+	Dead bool
+	// Err is the cause.
+	Err error
+
+	msg string
+}
+
+func (e *Error) Error() string {
+	if e.msg != "" {
+		return e.msg
+	}
+	return e.Class.String() + ": " + e.Err.Error()
+}
+
+// Unwrap returns the cause, and asynq.SkipRetry for a dead-lettered batch.
+func (e *Error) Unwrap() []error {
+	if e.Dead {
+		return []error{e.Err, asynq.SkipRetry}
+	}
+	return []error{e.Err}
+}
+
+// Classify decides what err means. nil is ClassNone; an error of unknown origin is
+// ClassTransient, so it is retried a bounded number of times and then dead-lettered with
+// its message, rather than lost or retried forever. ClassTable documents the rules.
+func Classify(err error) Class {
+	if err == nil {
+		return ClassNone
+	}
+	var te *Error
+	if errors.As(err, &te) {
+		return te.Class
+	}
+	var be *BusinessError
+	if errors.As(err, &be) {
+		return ClassBusiness
+	}
+	if errors.Is(err, ErrSystemic) {
+		return ClassThrottled
+	}
+	// ErrResponseTooLarge is permanent although SuperOffice did the work: the resync ran and
+	// only its reply was too big to read. Asking again repeats the resync for the same
+	// oversized reply, so the batch is dead-lettered with the reason; an operator raises the
+	// client's cap or requeues the keys (requeued batches are re-packed).
+	if errors.Is(err, ErrInvalidBatch) || errors.Is(err, soap.ErrEmptyKeys) || errors.Is(err, soap.ErrResponseTooLarge) {
+		return ClassPermanent
+	}
+	var ke *soap.KeyError
+	if errors.As(err, &ke) {
+		return ClassPermanent
+	}
+	if errors.Is(err, soap.ErrLoginRefused) || soap.IsTicketError(err) {
+		return ClassAuth
+	}
+	var he *soap.HTTPError
+	if errors.As(err, &he) {
+		return classifyHTTP(he)
+	}
+	var fe *soap.FaultError
+	if errors.As(err, &fe) {
+		return classifyFault(fe)
+	}
+	// Transport failures (refused, reset, timeouts), protocol errors (a reply that cannot be
+	// parsed, e.g. a proxy's page with status 200), other NetServer exceptions and context
+	// errors: the next attempt may well succeed.
+	return ClassTransient
+}
+
+func classifyHTTP(he *soap.HTTPError) Class {
+	s := he.StatusCode
+	switch {
+	case s == http.StatusTooManyRequests || he.RetryAfter > 0:
+		return ClassThrottled
+	case s == http.StatusUnauthorized || s == http.StatusForbidden:
+		// NetServer's SOAP endpoints use no HTTP authentication; a 401/403 comes from a
+		// gateway or firewall in front of it and holds for every batch alike.
+		return ClassAuth
+	case s == http.StatusRequestTimeout:
+		return ClassTransient
+	case s == http.StatusNotImplemented || s == http.StatusHTTPVersionNotSupported:
+		return ClassPermanent
+	case s >= 500:
+		return ClassTransient
+	default:
+		// 3xx (wrong URL, redirect not followed), 4xx (415 wrong content type, 404 wrong path,
+		// 400 bad request): the same request will get the same answer.
+		return ClassPermanent
+	}
+}
+
+// Fault codes (local names, SOAP 1.1 faultcode and WCF subcodes) that say the request
+// itself is wrong.
+var clientFaults = map[string]bool{
+	"client": true, "sender": true, "versionmismatch": true, "mustunderstand": true,
+	"actionnotsupported": true, "deserializationfailed": true, "contractfilter": true,
+	"invalidmessage": true, "dataencodingunknown": true,
+}
+
+func classifyFault(fe *soap.FaultError) Class {
+	for _, c := range []string{fe.Subcode, fe.Code} {
+		if c == "" {
+			continue
+		}
+		local := c
+		if i := strings.LastIndexByte(c, ':'); i >= 0 {
+			local = c[i+1:]
+		}
+		local = strings.ToLower(local)
+		if clientFaults[local] {
+			return ClassPermanent
+		}
+		if i := strings.IndexByte(local, '.'); i > 0 && clientFaults[local[:i]] {
+			return ClassPermanent // e.g. "Client.Authentication"
+		}
+	}
+	// "s:Server", "Receiver", "a:InternalServiceFault", or unknown: server-side.
+	return ClassTransient
+}
+
+// RetryAfter returns the least wait err asks for: an *Error's RetryAfter or a
+// soap.HTTPError's Retry-After; zero if none.
+func RetryAfter(err error) time.Duration {
+	var te *Error
+	if errors.As(err, &te) && te.RetryAfter > 0 {
+		return te.RetryAfter
+	}
+	var he *soap.HTTPError
+	if errors.As(err, &he) {
+		return he.RetryAfter
+	}
+	return 0
+}
+
+// IsFailure is the asynq.Config.IsFailure for the worker: throttling and auth holds are
+// not failures, so they do not use up a batch's retries (asynq still archives a task whose
+// retries are already used up, whatever the error; the handler dead-letters it first).
+func IsFailure(err error) bool {
+	if err == nil {
+		return false
+	}
+	switch Classify(err) {
+	case ClassThrottled, ClassAuth:
+		return errors.Is(err, asynq.SkipRetry)
+	}
+	return true
+}
+
+// ClassRule is one row of ClassTable.
+type ClassRule struct {
+	Condition string `json:"condition"`
+	Class     Class  `json:"class"`
+	Action    string `json:"action"`
+	// Example is a representative error; a test checks Classify(Example) == Class.
+	Example error `json:"-"`
+}
+
+// Actions per class, as the handler carries them out.
+const (
+	actionTransient = "retried in-process (fast layer, within the task timeout), then by asynq with exponential backoff; dead letter when asynq's retries are used up"
+	actionThrottled = "retried by asynq after max(backoff, Retry-After); does not use up retries"
+	actionAuth      = "logged at error level and counted; held: asynq retries every AuthHold without using up retries, for at most AuthMaxHold, then dead letter"
+	actionPermanent = "dead letter at once (asynq.SkipRetry)"
+	actionBusiness  = "batch of n>1 keys: split into halves (no retry used); single key: retried BusinessRetries times, then dead letter; systemic (same ErrorCode on nearly all recent calls): held as throttled, no split"
+)
+
+// ClassTable is the classification, row by row, in the order Classify applies it. The
+// README's table is generated from it and a test checks each Example against Classify.
+var ClassTable = []ClassRule{
+	{"IsOk=false answer (business failure)", ClassBusiness, actionBusiness,
+		&BusinessError{ErrorCode: "ERP_REJECTED", TechExplanation: "customer blocked in ERP"}},
+	{"systemic guard: >= 90% of the last 20 calls for the connection+actor failed with one ErrorCode", ClassThrottled, "held: retried by asynq after SystemicHold without using up retries; no split",
+		fmt.Errorf("batch r:b000001: %w (ERP_DOWN on 19 of 20 calls)", ErrSystemic)},
+	{"malformed batch, unknown actor type, invalid payload", ClassPermanent, actionPermanent,
+		fmt.Errorf("%w: actor type Unknown", ErrInvalidBatch)},
+	{"empty key list (would resync everything)", ClassPermanent, actionPermanent, soap.ErrEmptyKeys},
+	{"response larger than the client's cap: the resync ran, but repeating it yields the same oversized reply; raise the cap or requeue in smaller batches", ClassPermanent, actionPermanent,
+		fmt.Errorf("read reply: %w (cap 8 MiB)", soap.ErrResponseTooLarge)},
+	{"invalid external key", ClassPermanent, actionPermanent, &soap.KeyError{Index: 3, Key: "a\x01b", Reason: "contains control character"}},
+	{"login refused by SuperOffice", ClassAuth, actionAuth, fmt.Errorf("system user login: %w", soap.ErrLoginRefused)},
+	{"NetServer exception about the ticket, after the client's own refresh and retry", ClassAuth, actionAuth,
+		&soap.ExceptionError{Type: "SoSecurityException", Message: "Ticket expired", TicketRejected: true}},
+	{"HTTP 429, or any reply with Retry-After", ClassThrottled, actionThrottled, &soap.HTTPError{StatusCode: 429, RetryAfter: 30 * time.Second}},
+	{"HTTP 401/403 from a gateway (NetServer SOAP uses no HTTP auth)", ClassAuth, actionAuth, &soap.HTTPError{StatusCode: 403}},
+	{"HTTP 408, 500, 502, 503, 504 and other 5xx (maintenance page, proxy errors)", ClassTransient, actionTransient, &soap.HTTPError{StatusCode: 503}},
+	{"HTTP 501, 505", ClassPermanent, actionPermanent, &soap.HTTPError{StatusCode: 501}},
+	{"other HTTP 3xx/4xx (404 wrong URL, 415 wrong content type, 400)", ClassPermanent, actionPermanent, &soap.HTTPError{StatusCode: 404}},
+	{"SOAP fault from the client side (Client/Sender, ActionNotSupported, DeserializationFailed, VersionMismatch, MustUnderstand)", ClassPermanent, actionPermanent,
+		&soap.FaultError{Code: "s:Client", Subcode: "a:ActionNotSupported", HTTPStatus: 500}},
+	{"SOAP fault from the server side (Server/Receiver, InternalServiceFault, unknown codes)", ClassTransient, actionTransient,
+		&soap.FaultError{Code: "s:Server", HTTPStatus: 500}},
+	{"connection refused or reset, DNS, TLS, timeouts", ClassTransient, actionTransient, &soap.TransportError{Err: errors.New("dial tcp 10.0.0.1:443: connect: connection refused")}},
+	{"unparseable reply (protocol error)", ClassTransient, actionTransient, &soap.ProtocolError{HTTPStatus: 200, Reason: "not a SOAP envelope"}},
+	{"other NetServer exception", ClassTransient, actionTransient, &soap.ExceptionError{Type: "SoServerException", Message: "Database timeout"}},
+	{"task deadline exceeded, or any other error", ClassTransient, actionTransient, context.DeadlineExceeded},
+}
+
+// ClassTableMarkdown renders ClassTable as the README's Markdown table.
+func ClassTableMarkdown() string {
+	var b strings.Builder
+	b.WriteString("| condition | class | what happens |\n|---|---|---|\n")
+	for _, r := range ClassTable {
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", mdCell(r.Condition), r.Class, mdCell(r.Action))
+	}
+	return b.String()
+}
+
+func mdCell(s string) string { return strings.ReplaceAll(s, "|", "\\|") }
+
+// truncate cuts s to at most n bytes at a rune boundary, marking the cut with "…".
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := n
+	for i > 0 && s[i]&0xC0 == 0x80 {
+		i--
+	}
+	return s[:i] + "…"
+}

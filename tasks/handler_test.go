@@ -1,0 +1,604 @@
+package tasks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/erpresync/erpresync/soap"
+	"github.com/hibiken/asynq"
+)
+
+func mustTask(t *testing.T, b Batch, opts ...asynq.Option) *asynq.Task {
+	t.Helper()
+	task, err := NewResyncTask(b, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return task
+}
+
+func customerBatch(run string, seq int, keys []string) Batch {
+	return Batch{Run: run, ErpConnectionID: 3, ActorType: soap.ActorCustomer, Keys: keys, Seq: seq}
+}
+
+// TestHandlerRecordsSuccessOnce calls the handler twice for the same task, as asynq does
+// when a worker dies after the call and before the ack: the second run must neither call
+// SuperOffice nor count again.
+func TestHandlerRecordsSuccessOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, &fakeSO{}, nil)
+	ctx := context.Background()
+	b := customerBatch("once", 0, []string{"A", "B", "C"})
+	task := mustTask(t, b)
+	for range 2 {
+		if err := e.h.ProcessTask(ctx, task); err != nil {
+			t.Fatalf("ProcessTask: %v", err)
+		}
+	}
+	if n := e.so.CallCount(); n != 1 {
+		t.Errorf("SuperOffice called %d times, want 1", n)
+	}
+	st, err := e.ledger.Status(ctx, "once")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.TotalKeys != 3 || st.ResyncedKeys != 3 || st.DeadKeys != 0 || st.PendingKeys != 0 || st.State != RunDone ||
+		st.Calls != 1 || st.Batches != 1 || st.Records[KindUpdated]["contact"] != 3 || st.FinishedAt.IsZero() {
+		t.Errorf("status = %+v", st)
+	}
+	var items []ChangeItem
+	if err := e.ledger.Changes(ctx, "once", func(it ChangeItem) error { items = append(items, it); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(items) != 3 {
+		t.Fatalf("change items = %+v, want 3", items)
+	}
+	for i, k := range b.Keys {
+		it := items[i]
+		if it.RecordID != recordID(k) || it.Table != "contact" || it.Kind != KindUpdated || it.TaskID != BatchID("once", 0) || it.Run != "once" || it.At.IsZero() {
+			t.Errorf("item %d = %+v", i, it)
+		}
+	}
+	if v := metricValue(t, e.reg, "erpresync_keys_resynced_total", nil); v != 3 {
+		t.Errorf("keys resynced metric = %v, want 3", v)
+	}
+	if v := metricValue(t, e.reg, "erpresync_records_changed_total", map[string]string{"table": "contact", "kind": "updated"}); v != 3 {
+		t.Errorf("records metric = %v, want 3", v)
+	}
+	if v := metricValue(t, e.reg, "erpresync_calls_total", map[string]string{"outcome": "ok"}); v != 1 {
+		t.Errorf("calls metric = %v, want 1", v)
+	}
+}
+
+// TestHandlerReRunAfterLostAck runs a real asynq server whose first run of the task
+// "crashes" after the handler recorded success: asynq retries the task, and the re-run must
+// find the batch done.
+func TestHandlerReRunAfterLostAck(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, &fakeSO{}, nil)
+	var runs atomic.Int32
+	e.serve(asynq.HandlerFunc(func(ctx context.Context, task *asynq.Task) error {
+		err := e.h.ProcessTask(ctx, task)
+		if runs.Add(1) == 1 {
+			return errors.New("simulated crash between success and ack")
+		}
+		return err
+	}), nil)
+	keys := testKeys("K", 10)
+	id := e.enqueue(customerBatch("lostack", 0, keys))
+	waitFor(t, "task to complete", 20*time.Second, func() (bool, error) {
+		info, err := e.insp.GetTaskInfo(DefaultQueue, id)
+		return err == nil && info.State == asynq.TaskStateCompleted, err
+	})
+	if runs.Load() != 2 {
+		t.Errorf("handler ran %d times, want 2", runs.Load())
+	}
+	if n := e.so.CallCount(); n != 1 {
+		t.Errorf("SuperOffice called %d times, want 1", n)
+	}
+	st, err := e.ledger.Status(context.Background(), "lostack")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.ResyncedKeys != 10 || st.TotalKeys != 10 || st.State != RunDone || st.Records[KindUpdated]["contact"] != 10 {
+		t.Errorf("status = %+v", st)
+	}
+	info, err := e.insp.GetTaskInfo(DefaultQueue, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		BatchID  string `json:"batch_id"`
+		Response struct {
+			IsOk bool `json:"is_ok"`
+		} `json:"response"`
+	}
+	if err := json.Unmarshal(info.Result, &res); err != nil || res.BatchID != id || !res.Response.IsOk {
+		t.Errorf("task result = %s (%v)", info.Result, err)
+	}
+}
+
+// blockingSO answers only when released, to keep a call in flight across a shutdown.
+type blockingSO struct {
+	fakeSO
+	started chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func (b *blockingSO) ForceResyncExternal(ctx context.Context, conn int, actor soap.ActorType, keys []string) (*soap.Response, error) {
+	b.once.Do(func() { close(b.started) })
+	<-b.release
+	return b.fakeSO.ForceResyncExternal(context.WithoutCancel(ctx), conn, actor, keys)
+}
+
+// TestHandlerShutdownMidCall stops the worker while a call is in flight: asynq gives up
+// waiting and puts the task back; the call then succeeds and is recorded. The next worker
+// must not call SuperOffice again.
+func TestHandlerShutdownMidCall(t *testing.T) {
+	t.Parallel()
+	so := &blockingSO{started: make(chan struct{}), release: make(chan struct{})}
+	e := newEnv(t, &so.fakeSO, func(c *HandlerConfig) { c.Resyncer = so })
+	srv := e.serve(nil, func(c *asynq.Config) { c.ShutdownTimeout = time.Second })
+	id := e.enqueue(customerBatch("shutdown", 0, []string{"A", "B"}))
+	select {
+	case <-so.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("call did not start")
+	}
+	srv.Shutdown() // returns after the task was pushed back to pending
+	info, err := e.insp.GetTaskInfo(DefaultQueue, id)
+	if err != nil || info.State != asynq.TaskStatePending {
+		t.Fatalf("after shutdown task = %+v, %v; want pending", info, err)
+	}
+	close(so.release)
+	e.waitRunFinished("shutdown", 10*time.Second)
+
+	e.serve(nil, nil)
+	waitFor(t, "task to complete", 20*time.Second, func() (bool, error) {
+		info, err := e.insp.GetTaskInfo(DefaultQueue, id)
+		return err == nil && info.State == asynq.TaskStateCompleted, err
+	})
+	if n := so.CallCount(); n != 1 {
+		t.Errorf("SuperOffice called %d times, want 1", n)
+	}
+	st, _ := e.ledger.Status(context.Background(), "shutdown")
+	if st.ResyncedKeys != 2 || st.State != RunDone {
+		t.Errorf("status = %+v", st)
+	}
+}
+
+// TestSplitIsolatesPoisonKey: one poison key in a 100-key batch is found by halving, costs
+// about 2·log2(n) extra calls, and is the only key dead-lettered.
+func TestSplitIsolatesPoisonKey(t *testing.T) {
+	t.Parallel()
+	const n, businessRetries = 100, 2
+	keys := testKeys("K", n)
+	poison := keys[42]
+	so := &fakeSO{poison: map[string]bool{poison: true}}
+	e := newEnv(t, so, func(c *HandlerConfig) { c.BusinessRetries = businessRetries })
+	e.serve(nil, nil)
+	e.enqueue(customerBatch("poison", 0, keys))
+	st := e.waitRunFinished("poison", 40*time.Second)
+
+	if st.TotalKeys != n || st.ResyncedKeys != n-1 || st.DeadKeys != 1 || st.State != RunDoneWithDead {
+		t.Errorf("status = %+v", st)
+	}
+	maxCalls := 1 + 2*int(math.Ceil(math.Log2(n))) + businessRetries
+	if c := so.CallCount(); c > maxCalls {
+		t.Errorf("%d calls, want at most %d (1 + 2·⌈log2 %d⌉ + %d business retries)", c, maxCalls, n, businessRetries)
+	} else {
+		t.Logf("%d calls for %d keys with one poison key", c, n)
+	}
+	dls, err := e.ledger.DeadLetters(context.Background(), "poison")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dls) != 1 {
+		t.Fatalf("dead letters = %+v, want 1", dls)
+	}
+	d := dls[0]
+	wantReason := "dead letter: business failure ERP_REJECTED: customer " + poison + " is blocked in the ERP after 3 attempts (1 key)"
+	if d.Key != poison || d.Class != "business" || d.ErrorCode != "ERP_REJECTED" || d.Attempts != businessRetries+1 ||
+		d.Reason != wantReason || d.UserExplanation == "" || d.Queue != DefaultQueue || d.ErpConnectionID != 3 || d.ActorType != soap.ActorCustomer {
+		t.Errorf("dead letter = %+v\nwant reason %q", d, wantReason)
+	}
+	// The dead batch is in asynq's archive with the same readable reason.
+	info, err := e.insp.GetTaskInfo(DefaultQueue, d.BatchID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State != asynq.TaskStateArchived || info.LastErr != wantReason {
+		t.Errorf("archived task: state %v, LastErr %q", info.State, info.LastErr)
+	}
+	if !strings.HasPrefix(d.BatchID, BatchID("poison", 0)+".") {
+		t.Errorf("dead batch ID %q is not a descendant of the producer's batch", d.BatchID)
+	}
+	count := 0
+	e.ledger.Changes(context.Background(), "poison", func(ChangeItem) error { count++; return nil })
+	if count != n-1 {
+		t.Errorf("%d change items, want %d", count, n-1)
+	}
+	if v := metricValue(t, e.reg, "erpresync_keys_dead_total", map[string]string{"class": "business"}); v != 1 {
+		t.Errorf("dead keys metric = %v", v)
+	}
+}
+
+// TestSystemicGuardPreventsFanOut: when every call for a connection fails with the same
+// ErrorCode, the handler stops splitting and holds batches (throttled, no retries used).
+func TestSystemicGuardPreventsFanOut(t *testing.T) {
+	t.Parallel()
+	so := &fakeSO{fn: func(int, []string) (*soap.Response, error) {
+		return &soap.Response{IsOk: false, ErrorCode: "ERP_DOWN", TechExplanation: "ERP connector unreachable"}, nil
+	}}
+	const window = 6
+	e := newEnv(t, so, func(c *HandlerConfig) {
+		c.SystemicWindow = window
+		c.SystemicThreshold = 0.8
+		c.SystemicHold = time.Hour
+	})
+	e.serve(nil, func(c *asynq.Config) { c.Concurrency = 2 })
+	const batches = 10
+	for i := range batches {
+		e.enqueue(customerBatch("systemic", i, testKeys("S"+string(rune('a'+i)), 16)))
+	}
+	qi := e.waitQueueIdle(20 * time.Second)
+	st, err := e.ledger.Status(context.Background(), "systemic")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Without the guard: 10 batches × 31 calls each (plus business retries).
+	calls := so.CallCount()
+	splits := int(metricValue(t, e.reg, "erpresync_batch_splits_total", nil))
+	if splits > window || calls > batches+2*window {
+		t.Errorf("%d calls and %d splits; want the guard to stop splitting after about %d calls", calls, splits, window)
+	}
+	if st.DeadKeys != 0 || st.PendingKeys != batches*16 || qi.Archived != 0 {
+		t.Errorf("status = %+v, archived %d; want nothing dead", st, qi.Archived)
+	}
+	if qi.Retry != batches+splits {
+		t.Errorf("%d tasks waiting to retry, want %d", qi.Retry, batches+splits)
+	}
+	retrying, err := e.insp.ListRetryTasks(DefaultQueue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ti := range retrying {
+		if ti.Retried != 0 || !strings.Contains(ti.LastErr, "systemic failure, holding off") {
+			t.Errorf("held task %s: retried %d, LastErr %q", ti.ID, ti.Retried, ti.LastErr)
+		}
+	}
+	if v := metricValue(t, e.reg, "erpresync_systemic_holds_total", nil); v == 0 {
+		t.Error("no systemic holds counted")
+	}
+}
+
+// TestPoisonTailDoesNotTripGuard: at the tail of a run only the splits and retries of a
+// few poison keys are left, all failing alike. They must not look systemic: the run ends
+// with exactly the poison keys dead, not with their batches held for ever.
+func TestPoisonTailDoesNotTripGuard(t *testing.T) {
+	t.Parallel()
+	var poison []string
+	var batches [][]string
+	for i := range 12 {
+		keys := testKeys("T"+string(rune('a'+i)), 16)
+		if i%4 == 1 {
+			poison = append(poison, keys[5])
+		}
+		batches = append(batches, keys)
+	}
+	bad := map[string]bool{}
+	for _, p := range poison {
+		bad[p] = true
+	}
+	so := &fakeSO{poison: bad}
+	e := newEnv(t, so, func(c *HandlerConfig) {
+		c.SystemicWindow = 4
+		c.SystemicThreshold = 0.75
+		c.SystemicHold = time.Hour
+		c.BusinessRetries = 2
+	})
+	e.serve(nil, func(c *asynq.Config) { c.Concurrency = 2 })
+	for i, keys := range batches {
+		e.enqueue(customerBatch("tail", i, keys))
+	}
+	st := e.waitRunFinished("tail", 40*time.Second)
+	if st.DeadKeys != int64(len(poison)) || st.ResyncedKeys != int64(12*16-len(poison)) {
+		t.Fatalf("status = %+v, want exactly the %d poison keys dead", st, len(poison))
+	}
+	if v := metricValue(t, e.reg, "erpresync_systemic_holds_total", nil); v != 0 {
+		t.Errorf("%v systemic holds for a few poison keys", v)
+	}
+}
+
+func TestPermanentErrorDeadLettersAtOnce(t *testing.T) {
+	t.Parallel()
+	so := &fakeSO{fn: func(int, []string) (*soap.Response, error) {
+		return nil, &soap.KeyError{Index: 1, Key: "B", Reason: "rejected by test"}
+	}}
+	e := newEnv(t, so, nil)
+	e.serve(nil, nil)
+	id := e.enqueue(customerBatch("perm", 0, []string{"A", "B"}))
+	st := e.waitRunFinished("perm", 20*time.Second)
+	if st.DeadKeys != 2 || st.State != RunDoneWithDead || so.CallCount() != 1 {
+		t.Errorf("status = %+v after %d calls", st, so.CallCount())
+	}
+	want := `dead letter: permanent error: external key #1 "B": rejected by test after 1 attempt (2 keys)`
+	waitFor(t, "task to be archived", 10*time.Second, func() (bool, error) {
+		info, err := e.insp.GetTaskInfo(DefaultQueue, id)
+		return err == nil && info.State == asynq.TaskStateArchived, err
+	})
+	info, _ := e.insp.GetTaskInfo(DefaultQueue, id)
+	if info.LastErr != want {
+		t.Errorf("LastErr = %q, want %q", info.LastErr, want)
+	}
+	dls, _ := e.ledger.DeadLetters(context.Background(), "")
+	if len(dls) != 2 || dls[0].Class != "permanent" || dls[0].Reason != want || dls[0].Attempts != 1 {
+		t.Errorf("dead letters = %+v", dls)
+	}
+}
+
+func TestTransientRetriesUsedUp(t *testing.T) {
+	t.Parallel()
+	so := &fakeSO{fn: func(int, []string) (*soap.Response, error) {
+		return nil, &soap.TransportError{Err: errors.New("read tcp: connection reset by peer")}
+	}}
+	e := newEnv(t, so, func(c *HandlerConfig) {
+		c.FastPolicy.MaxAttempts = 2
+	})
+	e.serve(nil, nil)
+	id := e.enqueue(customerBatch("transient", 0, []string{"A"}), asynq.MaxRetry(1))
+	st := e.waitRunFinished("transient", 20*time.Second)
+	if st.DeadKeys != 1 {
+		t.Errorf("status = %+v", st)
+	}
+	if c := so.CallCount(); c != 4 {
+		t.Errorf("%d calls, want 4 (2 asynq attempts × 2 in-process)", c)
+	}
+	dls, _ := e.ledger.DeadLetters(context.Background(), "transient")
+	if len(dls) != 1 || dls[0].Class != "transient" || dls[0].Attempts != 2 ||
+		!strings.HasPrefix(dls[0].Reason, "dead letter: transient error, retries used up: ") || !strings.HasSuffix(dls[0].Reason, "after 2 attempts (1 key)") {
+		t.Errorf("dead letters = %+v", dls)
+	}
+	waitFor(t, "task to be archived", 10*time.Second, func() (bool, error) {
+		info, err := e.insp.GetTaskInfo(DefaultQueue, id)
+		return err == nil && info.State == asynq.TaskStateArchived, err
+	})
+	if v := metricValue(t, e.reg, "erpresync_retries_total", map[string]string{"class": "transient", "layer": "fast"}); v != 2 {
+		t.Errorf("fast retries metric = %v, want 2", v)
+	}
+}
+
+// TestThrottlingUsesNoRetries: three 429s in a row on a task with MaxRetry(1) still end in
+// success, because throttling is not a failure.
+func TestThrottlingUsesNoRetries(t *testing.T) {
+	t.Parallel()
+	so := &fakeSO{}
+	so.fn = func(call int, keys []string) (*soap.Response, error) {
+		if call <= 3 {
+			return nil, &soap.HTTPError{StatusCode: 429, RetryAfter: time.Second}
+		}
+		return okResponse(keys), nil
+	}
+	e := newEnv(t, so, nil)
+	e.serve(nil, nil)
+	id := e.enqueue(customerBatch("throttle", 0, []string{"A", "B"}), asynq.MaxRetry(1))
+	st := e.waitRunFinished("throttle", 30*time.Second)
+	if st.ResyncedKeys != 2 || st.DeadKeys != 0 || so.CallCount() != 4 {
+		t.Errorf("status = %+v after %d calls", st, so.CallCount())
+	}
+	info, err := e.insp.GetTaskInfo(DefaultQueue, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Retried != 0 {
+		t.Errorf("task retried count = %d, want 0", info.Retried)
+	}
+}
+
+func TestBusinessRetriesThenDead(t *testing.T) {
+	t.Parallel()
+	so := &fakeSO{poison: map[string]bool{"X": true}}
+	e := newEnv(t, so, func(c *HandlerConfig) { c.BusinessRetries = 2 })
+	task := mustTask(t, customerBatch("biz", 0, []string{"X"}))
+	ctx := context.Background()
+	for attempt := 1; attempt <= 2; attempt++ {
+		err := e.h.ProcessTask(ctx, task)
+		var te *Error
+		if !errors.As(err, &te) || te.Class != ClassBusiness || te.Attempt != attempt || te.Dead || !IsFailure(err) {
+			t.Fatalf("attempt %d: %v", attempt, err)
+		}
+	}
+	err := e.h.ProcessTask(ctx, task)
+	if !errors.Is(err, asynq.SkipRetry) || err.Error() != "dead letter: business failure ERP_REJECTED: customer X is blocked in the ERP after 3 attempts (1 key)" {
+		t.Fatalf("third attempt: %v", err)
+	}
+	// A re-run of a dead batch does not call again and stays dead.
+	err = e.h.ProcessTask(ctx, task)
+	if !errors.Is(err, asynq.SkipRetry) || so.CallCount() != 3 || !strings.HasPrefix(err.Error(), "dead letter: business failure ERP_REJECTED") ||
+		!strings.Contains(err.Error(), "requeue") {
+		t.Errorf("re-run of a dead batch: %v after %d calls", err, so.CallCount())
+	}
+	st, _ := e.ledger.Status(ctx, "biz")
+	if st.DeadKeys != 1 || st.State != RunDoneWithDead {
+		t.Errorf("status = %+v", st)
+	}
+}
+
+func TestAuthHeldThenDeadLettered(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	now := time.Date(2025, 1, 1, 8, 0, 0, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	so := &fakeSO{fn: func(int, []string) (*soap.Response, error) {
+		return nil, &soap.ExceptionError{Type: "SoSecurityException", Message: "Ticket expired", TicketRejected: true}
+	}}
+	e := newEnv(t, so, func(c *HandlerConfig) {
+		c.Now = clock
+		c.AuthHold = 7 * time.Minute
+		c.AuthMaxHold = time.Hour
+	})
+	task := mustTask(t, customerBatch("auth", 0, []string{"A"}))
+	ctx := context.Background()
+	err := e.h.ProcessTask(ctx, task)
+	var te *Error
+	if !errors.As(err, &te) || te.Class != ClassAuth || te.Dead || te.RetryAfter != 7*time.Minute || IsFailure(err) {
+		t.Fatalf("first auth failure: %v (%+v)", err, te)
+	}
+	if d := RetryDelay(quick, quick)(0, err, task); d != 7*time.Minute {
+		t.Errorf("retry delay = %v, want the auth hold", d)
+	}
+	mu.Lock()
+	now = now.Add(30 * time.Minute)
+	mu.Unlock()
+	if err := e.h.ProcessTask(ctx, task); errors.Is(err, asynq.SkipRetry) {
+		t.Fatalf("dead-lettered within AuthMaxHold: %v", err)
+	}
+	mu.Lock()
+	now = now.Add(31 * time.Minute)
+	mu.Unlock()
+	err = e.h.ProcessTask(ctx, task)
+	if !errors.Is(err, asynq.SkipRetry) || !strings.HasPrefix(err.Error(), "dead letter: auth failure: held 1h1m0s") {
+		t.Fatalf("after AuthMaxHold: %v", err)
+	}
+	dls, _ := e.ledger.DeadLetters(ctx, "auth")
+	if len(dls) != 1 || dls[0].Class != "auth" {
+		t.Errorf("dead letters = %+v", dls)
+	}
+	if v := metricValue(t, e.reg, "erpresync_auth_failures_total", nil); v != 3 {
+		t.Errorf("auth failures metric = %v, want 3", v)
+	}
+}
+
+// TestOversizeBatchSplitBeforeCalling: an aggregated batch over MaxBatchSize is split, not
+// sent and not refused.
+func TestOversizeBatchSplitBeforeCalling(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, &fakeSO{}, nil)
+	ctx := context.Background()
+	b := customerBatch("big", 0, testKeys("K", MaxBatchSize+500))
+	payload, _ := json.Marshal(b)
+	if err := e.h.ProcessTask(ctx, asynq.NewTask(TypeResync, payload)); err != nil {
+		t.Fatal(err)
+	}
+	if e.so.CallCount() != 0 {
+		t.Errorf("%d calls, want none before the split", e.so.CallCount())
+	}
+	pending, err := e.insp.ListPendingTasks(DefaultQueue)
+	if err != nil || len(pending) != 2 {
+		t.Fatalf("pending = %d tasks, %v; want 2 halves", len(pending), err)
+	}
+	for _, p := range pending {
+		c, err := ParseBatch(p.Payload)
+		if err != nil || len(c.Keys) != 750 || c.Parent != BatchID("big", 0) || c.Depth != 1 || p.ID != c.ID {
+			t.Errorf("half %s: %d keys, %+v", p.ID, len(c.Keys), err)
+		}
+	}
+	// Running the parent again (a re-run) re-enqueues nothing new and calls nothing.
+	if err := e.h.ProcessTask(ctx, asynq.NewTask(TypeResync, payload)); err != nil || e.so.CallCount() != 0 {
+		t.Errorf("re-run of a split batch: %v, %d calls", err, e.so.CallCount())
+	}
+	st, _ := e.ledger.Status(ctx, "big")
+	if st.TotalKeys != MaxBatchSize+500 || st.PendingKeys != MaxBatchSize+500 {
+		t.Errorf("status = %+v", st)
+	}
+}
+
+func TestInvalidPayloadDeadLetters(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, &fakeSO{}, func(c *HandlerConfig) { c.Metrics = nil })
+	ctx := context.Background()
+	payload, _ := json.Marshal(Batch{Run: "bad", ErpConnectionID: 3, ActorType: soap.ActorUnknown, Keys: []string{"A", "B"}})
+	err := e.h.ProcessTask(ctx, asynq.NewTask(TypeResync, payload))
+	if !errors.Is(err, asynq.SkipRetry) || Classify(err) != ClassPermanent {
+		t.Fatalf("ProcessTask = %v", err)
+	}
+	st, _ := e.ledger.Status(ctx, "bad")
+	if st.TotalKeys != 2 || st.DeadKeys != 2 || e.so.CallCount() != 0 {
+		t.Errorf("status = %+v after %d calls", st, e.so.CallCount())
+	}
+	for _, p := range [][]byte{[]byte("{"), []byte(`{"run":"","keys":["a"]}`)} {
+		if err := e.h.ProcessTask(ctx, asynq.NewTask(TypeResync, p)); !errors.Is(err, asynq.SkipRetry) {
+			t.Errorf("payload %s: %v", p, err)
+		}
+	}
+	if err := e.h.ProcessTask(ctx, asynq.NewTask("other", nil)); !errors.Is(err, asynq.SkipRetry) {
+		t.Errorf("unknown type: %v", err)
+	}
+}
+
+// TestTrickleAggregated runs trickle tasks through asynq's grouping and NewAggregator: one
+// call with the keys deduplicated.
+func TestTrickleAggregated(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, &fakeSO{}, nil)
+	e.serve(nil, func(c *asynq.Config) {
+		c.GroupAggregator = NewAggregator(AggregatorConfig{})
+		c.GroupGracePeriod = time.Second
+		c.GroupMaxSize = DefaultBatchSize
+	})
+	for _, k := range []string{"A", "B", "A", "C", "B"} {
+		task, err := NewTrickleTask(5, soap.ActorPerson, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.client.Enqueue(task); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := TrickleRun(time.Now(), 5, soap.ActorPerson)
+	waitFor(t, "trickle run", 20*time.Second, func() (bool, error) {
+		st, err := e.ledger.Status(context.Background(), run)
+		return err == nil && st.PendingKeys == 0, err
+	})
+	calls := e.so.Calls()
+	if len(calls) != 1 || strings.Join(calls[0], ",") != "A,B,C" {
+		t.Errorf("calls = %v, want one with A,B,C", calls)
+	}
+	st, _ := e.ledger.Status(context.Background(), run)
+	if st.TotalKeys != 3 || st.ResyncedKeys != 3 || st.Source != "trickle" || st.ActorType != soap.ActorPerson || st.ErpConnectionID != 5 {
+		t.Errorf("status = %+v", st)
+	}
+}
+
+func TestStrayTrickleProcessedAlone(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, &fakeSO{}, nil)
+	task, _ := NewTrickleTask(5, soap.ActorPerson, "P1")
+	if err := e.h.ProcessTask(context.Background(), task); err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.ledger.Status(context.Background(), TrickleRun(time.Now(), 5, soap.ActorPerson))
+	if err != nil || st.ResyncedKeys != 1 {
+		t.Errorf("status = %+v, %v", st, err)
+	}
+}
+
+func TestMetricsNilSafe(t *testing.T) {
+	t.Parallel()
+	var m *Metrics
+	m.call("ok", time.Second)
+	m.resynced(1, []ChangeItem{{Table: "contact", Kind: KindAdded}})
+	m.dead(ClassBusiness, 1)
+	m.retry(ClassTransient, "fast")
+	m.split()
+	m.systemicHold()
+	m.TicketRefreshes(func() int64 { return 1 })
+	NewMetrics(nil).TicketRefreshes(func() int64 { return 1 })
+}
+
+func TestTicketRefreshesMetric(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, &fakeSO{}, nil)
+	e.h.cfg.Metrics.TicketRefreshes(func() int64 { return 4 })
+	if v := metricValue(t, e.reg, "erpresync_ticket_refreshes_total", nil); v != 4 {
+		t.Errorf("ticket refreshes = %v", v)
+	}
+}

@@ -1,0 +1,321 @@
+package tasks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/erpresync/erpresync/soap"
+	"github.com/redis/go-redis/v9"
+)
+
+// Run states reported by RunStatus.State.
+const (
+	RunActive       = "active"         // keys still pending
+	RunDone         = "done"           // every key resynced
+	RunDoneWithDead = "done_with_dead" // nothing pending, some keys dead-lettered
+)
+
+// Change kinds, as in RunStatus.Records and ChangeItem.Kind.
+const (
+	KindAdded   = "added"
+	KindUpdated = "updated"
+	KindDeleted = "deleted"
+)
+
+// ErrRunNotFound is returned by Status for a run the ledger has never seen.
+var ErrRunNotFound = errors.New("run not found")
+
+// RunMeta describes a run when its first batch is registered. Later registrations do not
+// change it.
+type RunMeta struct {
+	Run             string
+	ErpConnectionID int
+	ActorType       soap.ActorType
+	// Source names the producer ("cli", "trickle", ...); informational.
+	Source string
+}
+
+// RunStatus is a run's progress. TotalKeys = ResyncedKeys + DeadKeys + PendingKeys.
+type RunStatus struct {
+	Run             string         `json:"run"`
+	State           string         `json:"state"`
+	ErpConnectionID int            `json:"erp_connection"`
+	ActorType       soap.ActorType `json:"actor_type"`
+	Source          string         `json:"source,omitempty"`
+	TotalKeys       int64          `json:"total_keys"`
+	ResyncedKeys    int64          `json:"resynced_keys"`
+	DeadKeys        int64          `json:"dead_keys"`
+	PendingKeys     int64          `json:"pending_keys"`
+	// Batches counts registered batches (splits not included).
+	Batches int64 `json:"batches"`
+	// Calls counts ForceResyncExternal calls made for the run, retries and splits included.
+	Calls int64 `json:"calls"`
+	// Records counts changed CRM rows: kind ("added", "updated", "deleted") → table → rows.
+	Records      map[string]map[string]int64 `json:"records"`
+	StartedAt    time.Time                   `json:"started_at"`
+	LastActivity time.Time                   `json:"last_activity"`
+	// FinishedAt is when PendingKeys last reached zero; zero while the run is active.
+	FinishedAt time.Time `json:"finished_at"`
+}
+
+// DeadLetter is one key that could not be resynced, with the reason.
+type DeadLetter struct {
+	Run     string `json:"run"`
+	Key     string `json:"key"`
+	BatchID string `json:"batch_id"`
+	// Queue is the asynq queue the batch ran in (for removing its archived task).
+	Queue           string         `json:"queue,omitempty"`
+	ErpConnectionID int            `json:"erp_connection"`
+	ActorType       soap.ActorType `json:"actor_type"`
+	// Class is the classifier's verdict (Class.String): "permanent", "business", ...
+	Class           string `json:"class"`
+	ErrorCode       string `json:"error_code,omitempty"`
+	TechExplanation string `json:"tech_explanation,omitempty"`
+	UserExplanation string `json:"user_explanation,omitempty"`
+	// Reason is the sentence a person reads: what happened and after how many attempts.
+	Reason   string    `json:"reason"`
+	Attempts int       `json:"attempts"`
+	At       time.Time `json:"at"`
+}
+
+// ChangeItem is one CRM row that a successful call reported in Changes.
+type ChangeItem struct {
+	Run      string    `json:"run"`
+	Table    string    `json:"table"`
+	RecordID int32     `json:"record_id"`
+	Kind     string    `json:"kind"`
+	TaskID   string    `json:"task_id"`
+	At       time.Time `json:"at"`
+}
+
+// Ledger is the record of truth for runs in Redis: per-batch state, key counters, records
+// changed, Changes items and dead letters. asynq caps its archive (10,000 tasks, 90 days)
+// and forgets completed tasks after their retention; the ledger keeps everything until
+// someone deletes the run's keys. A Ledger is safe for concurrent use.
+//
+// Every batch transition (pending → done | split | dead, and dead → pending on requeue) is
+// one Lua script that checks the batch's state and updates the counters with it, so a
+// re-run never double-counts. All keys of a run carry the hash tag {RUN} and live in one
+// Redis Cluster slot:
+//
+//	erpresync:runs                 ZSET  run → started_at (unix ms); the only cross-run key,
+//	                                     written apart from the scripts (ZADD NX)
+//	erpresync:{RUN}:meta           HASH  run, erp_connection, actor_type, source, started_at,
+//	                                     last_activity, finished_at (unix ms), total,
+//	                                     resynced, dead, batches, calls, splits
+//	erpresync:{RUN}:batches        HASH  batch ID → pending | done | split | dead
+//	erpresync:{RUN}:records        HASH  "kind:table" → rows changed
+//	erpresync:{RUN}:changes        LIST  ChangeItem JSON, in the order recorded
+//	erpresync:{RUN}:dead           HASH  "BATCH|KEY" → DeadLetter JSON
+//	erpresync:{RUN}:business       HASH  batch ID → business failures so far
+//	erpresync:{RUN}:auth           HASH  batch ID → first auth failure (unix ms)
+//	erpresync:{RUN}:outbox         HASH  batch ID → requeued batch not yet enqueued
+//
+// Pending keys are total − resynced − dead; finished_at is set when that reaches zero and
+// cleared when a requeue makes keys pending again.
+type Ledger struct {
+	rdb redis.UniversalClient
+	now func() time.Time
+}
+
+// NewLedger returns a Ledger on rdb. The caller keeps ownership of rdb.
+func NewLedger(rdb redis.UniversalClient) *Ledger {
+	return &Ledger{rdb: rdb, now: time.Now}
+}
+
+// RegisterBatch records a producer's batch of keys under meta.Run before it is enqueued:
+// the first call for a batchID adds keys to the run's total and returns added=true; later
+// calls change nothing and return false. The first registration of a run creates it from
+// meta. The handler registers every producer batch again when it starts (a no-op for a
+// registered one), so a batch enqueued without registration is still counted — but only
+// from then on, so a run's total is right up front only if producers register first.
+func (l *Ledger) RegisterBatch(ctx context.Context, meta RunMeta, batchID string, keys int) (added bool, err error) {
+	if err := validateRun(meta.Run); err != nil {
+		return false, err
+	}
+	if batchID == "" || keys <= 0 {
+		return false, fmt.Errorf("ledger: register batch %q of run %s with %d keys: want an ID and at least one key", batchID, meta.Run, keys)
+	}
+	k := keysFor(meta.Run)
+	now := l.now()
+	r, err := registerScript.Run(ctx, l.rdb, []string{k.meta, k.batches},
+		batchID, keys, ms(now), meta.Run, meta.ErpConnectionID, meta.ActorType.String(), meta.Source).Int()
+	if err != nil {
+		return false, fmt.Errorf("ledger: register batch %s: %w", batchID, err)
+	}
+	// The run index lives outside the run's slot, so it is written apart from the script.
+	// NX keeps the first start time; writing it on every call repairs a missed write.
+	if err := l.rdb.ZAddNX(ctx, runsKey, redis.Z{Score: float64(ms(now)), Member: meta.Run}).Err(); err != nil {
+		return r == 1, fmt.Errorf("ledger: index run %s: %w", meta.Run, err)
+	}
+	return r == 1, nil
+}
+
+// Status returns a run's progress, or ErrRunNotFound.
+func (l *Ledger) Status(ctx context.Context, run string) (RunStatus, error) {
+	k := keysFor(run)
+	pipe := l.rdb.Pipeline()
+	metaCmd := pipe.HGetAll(ctx, k.meta)
+	recCmd := pipe.HGetAll(ctx, k.records)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return RunStatus{}, fmt.Errorf("ledger: status of %s: %w", run, err)
+	}
+	m := metaCmd.Val()
+	if m["run"] == "" {
+		return RunStatus{}, fmt.Errorf("%w: %s", ErrRunNotFound, run)
+	}
+	num := func(f string) int64 { n, _ := strconv.ParseInt(m[f], 10, 64); return n }
+	st := RunStatus{
+		Run: run, Source: m["source"],
+		TotalKeys: num("total"), ResyncedKeys: num("resynced"), DeadKeys: num("dead"),
+		Batches: num("batches"), Calls: num("calls"),
+		Records:   map[string]map[string]int64{KindAdded: {}, KindUpdated: {}, KindDeleted: {}},
+		StartedAt: fromMS(m["started_at"]), LastActivity: fromMS(m["last_activity"]), FinishedAt: fromMS(m["finished_at"]),
+	}
+	st.ErpConnectionID, _ = strconv.Atoi(m["erp_connection"])
+	if a, err := soap.ParseActorType(m["actor_type"]); err == nil {
+		st.ActorType = a
+	}
+	st.PendingKeys = max(st.TotalKeys-st.ResyncedKeys-st.DeadKeys, 0)
+	for f, v := range recCmd.Val() {
+		kind, table, ok := strings.Cut(f, ":")
+		if !ok {
+			continue
+		}
+		n, _ := strconv.ParseInt(v, 10, 64)
+		if st.Records[kind] == nil {
+			st.Records[kind] = map[string]int64{}
+		}
+		st.Records[kind][table] = n
+	}
+	switch {
+	case st.PendingKeys > 0:
+		st.State = RunActive
+	case st.DeadKeys > 0:
+		st.State = RunDoneWithDead
+	default:
+		st.State = RunDone
+	}
+	return st, nil
+}
+
+// Runs returns up to limit runs (limit <= 0: all), most recently started first.
+func (l *Ledger) Runs(ctx context.Context, limit int) ([]RunStatus, error) {
+	names, err := l.runNames(ctx, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]RunStatus, 0, len(names))
+	for _, r := range names {
+		st, err := l.Status(ctx, r)
+		if errors.Is(err, ErrRunNotFound) {
+			continue // indexed, but its keys were deleted
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+func (l *Ledger) runNames(ctx context.Context, limit int) ([]string, error) {
+	stop := int64(-1)
+	if limit > 0 {
+		stop = int64(limit) - 1
+	}
+	names, err := l.rdb.ZRevRange(ctx, runsKey, 0, stop).Result()
+	if err != nil {
+		return nil, fmt.Errorf("ledger: list runs: %w", err)
+	}
+	return names, nil
+}
+
+// DeadLetters returns the dead letters of run, oldest first; run "" returns those of
+// every run.
+func (l *Ledger) DeadLetters(ctx context.Context, run string) ([]DeadLetter, error) {
+	runs := []string{run}
+	if run == "" {
+		var err error
+		if runs, err = l.runNames(ctx, 0); err != nil {
+			return nil, err
+		}
+	}
+	var out []DeadLetter
+	for _, r := range runs {
+		dls, err := l.deadLetters(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, dls...)
+	}
+	sortDead(out)
+	return out, nil
+}
+
+func sortDead(dls []DeadLetter) {
+	sort.SliceStable(dls, func(i, j int) bool {
+		a, b := dls[i], dls[j]
+		if !a.At.Equal(b.At) {
+			return a.At.Before(b.At)
+		}
+		if a.Run != b.Run {
+			return a.Run < b.Run
+		}
+		if a.BatchID != b.BatchID {
+			return a.BatchID < b.BatchID
+		}
+		return a.Key < b.Key
+	})
+}
+
+func (l *Ledger) deadLetters(ctx context.Context, run string) ([]DeadLetter, error) {
+	vals, err := l.rdb.HVals(ctx, keysFor(run).dead).Result()
+	if err != nil {
+		return nil, fmt.Errorf("ledger: dead letters of %s: %w", run, err)
+	}
+	out := make([]DeadLetter, 0, len(vals))
+	for _, v := range vals {
+		var d DeadLetter
+		if err := json.Unmarshal([]byte(v), &d); err != nil {
+			return nil, fmt.Errorf("ledger: dead letter of %s: %w", run, err)
+		}
+		out = append(out, d)
+	}
+	sortDead(out)
+	return out, nil
+}
+
+// changesPage is how many change items Changes reads per round trip.
+const changesPage = 1000
+
+// Changes calls fn for each change item recorded for run, in the order recorded, reading
+// Redis in pages of 1000; it stops at fn's first error and returns it. Items recorded while
+// it runs may or may not be seen.
+func (l *Ledger) Changes(ctx context.Context, run string, fn func(ChangeItem) error) error {
+	k := keysFor(run).changes
+	for start := int64(0); ; start += changesPage {
+		vals, err := l.rdb.LRange(ctx, k, start, start+changesPage-1).Result()
+		if err != nil {
+			return fmt.Errorf("ledger: changes of %s: %w", run, err)
+		}
+		for _, v := range vals {
+			var it ChangeItem
+			if err := json.Unmarshal([]byte(v), &it); err != nil {
+				return fmt.Errorf("ledger: change item of %s: %w", run, err)
+			}
+			if err := fn(it); err != nil {
+				return err
+			}
+		}
+		if len(vals) < changesPage {
+			return nil
+		}
+	}
+}

@@ -1,0 +1,147 @@
+package tasks
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Call outcomes, the "outcome" label of erpresync_calls_total: "ok", or the Class name of
+// the error ("business", "transient", "throttled", "auth", "permanent").
+const OutcomeOK = "ok"
+
+// Metrics are the handler's Prometheus collectors, all named erpresync_*. A nil *Metrics
+// is valid and records nothing, so tests can leave it out. Safe for concurrent use.
+type Metrics struct {
+	reg prometheus.Registerer
+
+	// Calls counts ForceResyncExternal calls by outcome.
+	Calls *prometheus.CounterVec
+	// CallDuration is the latency of ForceResyncExternal calls, in seconds.
+	CallDuration prometheus.Histogram
+	// KeysResynced counts keys whose batch succeeded (recorded once per batch).
+	KeysResynced prometheus.Counter
+	// KeysDead counts dead-lettered keys by class.
+	KeysDead *prometheus.CounterVec
+	// RecordsChanged counts CRM rows reported in Changes, by table and kind.
+	RecordsChanged *prometheus.CounterVec
+	// Retries counts retries by class and layer ("fast": in-process; "asynq": handed back
+	// to asynq).
+	Retries *prometheus.CounterVec
+	// Splits counts batches split to isolate poison keys.
+	Splits prometheus.Counter
+	// SystemicHolds counts batches held back by the systemic guard.
+	SystemicHolds prometheus.Counter
+	// AuthFailures counts calls that ended with an auth-class error (refused login,
+	// rejected ticket after the client's refresh).
+	AuthFailures prometheus.Counter
+}
+
+// NewMetrics creates the collectors and registers them with reg (nil: not registered). It
+// panics if they are already registered, like prometheus.MustRegister.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		reg: reg,
+		Calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "erpresync_calls_total",
+			Help: "ForceResyncExternal calls by outcome (ok, business, transient, throttled, auth, permanent).",
+		}, []string{"outcome"}),
+		CallDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "erpresync_call_duration_seconds",
+			Help:    "Latency of ForceResyncExternal calls.",
+			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120},
+		}),
+		KeysResynced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "erpresync_keys_resynced_total",
+			Help: "External keys resynced (counted once per successful batch).",
+		}),
+		KeysDead: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "erpresync_keys_dead_total",
+			Help: "External keys dead-lettered, by class.",
+		}, []string{"class"}),
+		RecordsChanged: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "erpresync_records_changed_total",
+			Help: "CRM rows reported in Changes, by table and kind (added, updated, deleted).",
+		}, []string{"table", "kind"}),
+		Retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "erpresync_retries_total",
+			Help: "Retries by class and layer (fast: in-process; asynq: handed back to the queue).",
+		}, []string{"class", "layer"}),
+		Splits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "erpresync_batch_splits_total",
+			Help: "Batches split in halves after IsOk=false, to isolate poison keys.",
+		}),
+		SystemicHolds: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "erpresync_systemic_holds_total",
+			Help: "Batches held back because nearly all recent calls for their connection failed alike.",
+		}),
+		AuthFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "erpresync_auth_failures_total",
+			Help: "Calls refused for credentials (login refused, ticket rejected after refresh). Check SUPEROFFICE_* credentials.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.Calls, m.CallDuration, m.KeysResynced, m.KeysDead, m.RecordsChanged,
+			m.Retries, m.Splits, m.SystemicHolds, m.AuthFailures)
+	}
+	return m
+}
+
+// TicketRefreshes exports fn (for example (*soap.TicketCache).Refreshes) as the counter
+// erpresync_ticket_refreshes_total on the Registerer given to NewMetrics. Call it once.
+func (m *Metrics) TicketRefreshes(fn func() int64) {
+	if m == nil || m.reg == nil || fn == nil {
+		return
+	}
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "erpresync_ticket_refreshes_total",
+		Help: "SuperOffice tickets obtained (logins), as counted by the SOAP client.",
+	}, func() float64 { return float64(fn()) }))
+}
+
+func (m *Metrics) call(outcome string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.Calls.WithLabelValues(outcome).Inc()
+	m.CallDuration.Observe(d.Seconds())
+	if outcome == ClassAuth.String() {
+		m.AuthFailures.Inc()
+	}
+}
+
+func (m *Metrics) resynced(n int, items []ChangeItem) {
+	if m == nil {
+		return
+	}
+	m.KeysResynced.Add(float64(n))
+	for _, it := range items {
+		m.RecordsChanged.WithLabelValues(it.Table, it.Kind).Inc()
+	}
+}
+
+func (m *Metrics) dead(c Class, n int) {
+	if m == nil {
+		return
+	}
+	m.KeysDead.WithLabelValues(c.String()).Add(float64(n))
+}
+
+func (m *Metrics) retry(c Class, layer string) {
+	if m == nil {
+		return
+	}
+	m.Retries.WithLabelValues(c.String(), layer).Inc()
+}
+
+func (m *Metrics) split() {
+	if m != nil {
+		m.Splits.Inc()
+	}
+}
+
+func (m *Metrics) systemicHold() {
+	if m != nil {
+		m.SystemicHolds.Inc()
+	}
+}

@@ -1,0 +1,244 @@
+package tasks
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/erpresync/erpresync/soap"
+	"github.com/hibiken/asynq"
+)
+
+// Task type names.
+const (
+	// TypeResync is one batch of external keys: one ForceResyncExternal call.
+	TypeResync = "erpresync:resync"
+	// TypeTrickle is one key handed over alone; asynq groups trickle tasks per ERP
+	// connection and actor type (GroupName) and NewAggregator merges a group into one
+	// TypeResync batch.
+	TypeTrickle = "erpresync:trickle"
+)
+
+// Batch sizes, in keys.
+const (
+	// DefaultBatchSize is the batch size producers should use when they have no reason to
+	// choose another.
+	DefaultBatchSize = 100
+	// MaxBatchSize is the largest batch NewResyncTask accepts.
+	MaxBatchSize = 1000
+	// MaxKeyLength is the longest external key in characters (ErpExternalKey.ErpKey is
+	// String(254)).
+	MaxKeyLength = soap.MaxKeyLength
+)
+
+// Task defaults applied by NewResyncTask and NewTrickleTask; options passed by the caller
+// override them.
+const (
+	// DefaultQueue is the asynq queue for resync and trickle tasks.
+	DefaultQueue = "erpresync"
+	// DefaultMaxRetry is asynq's retry budget per batch. It counts transient failures,
+	// business failures and lease expiries (a worker killed with -9 costs one retry when
+	// asynq's recoverer finds the task ~60-120 s later); throttling and auth holds do not
+	// count (IsFailure). With DefaultAsynqPolicy 12 retries span about three and a half hours
+	// (30 s, 1, 2, 4, 8, 16 min, then 30 min six times), enough to ride out a maintenance
+	// window; business retries are bounded separately (HandlerConfig.BusinessRetries).
+	DefaultMaxRetry = 12
+	// DefaultTimeout is the task timeout. asynq stores whole seconds (anything under 1 s
+	// silently becomes its 30-minute default), so NewResyncTask rejects it. It must hold the
+	// fast retry layer's budget (DefaultFastPolicy.MaxElapsed, 30 s) plus one call.
+	DefaultTimeout = 3 * time.Minute
+	// DefaultRetention is how long asynq keeps a completed task and its result (shown by
+	// asynqmon). The ledger keeps the record of truth regardless.
+	DefaultRetention = 7 * 24 * time.Hour
+)
+
+// Batch is the payload of a TypeResync task. The asynq task ID is the batch ID (see BatchID);
+// the ledger keys everything by it.
+type Batch struct {
+	// Run names the run the batch belongs to; it groups batches in the ledger. Required:
+	// letters, digits and "-_.:" only, at most 128 bytes.
+	Run string `json:"run"`
+	// ErpConnectionID is the ERP connection the keys belong to. Must be positive.
+	ErpConnectionID int `json:"erp_connection"`
+	// ActorType is the kind of ERP record the keys name; Unknown is rejected.
+	ActorType soap.ActorType `json:"actor_type"`
+	// Keys are the external keys, 1..MaxBatchSize, each valid for soap.ValidateKey (not
+	// blank, at most MaxKeyLength characters, XML-safe), no duplicates.
+	Keys []string `json:"keys"`
+	// Seq is the producer's sequence number of the batch in its run (0-based); BatchID(Run,
+	// Seq) is its default task ID.
+	Seq int `json:"seq"`
+	// Source says who produced the batch ("cli", "trickle", "requeue", ...); informational.
+	Source string `json:"source,omitempty"`
+	// Parent is the batch ID this batch was split from; empty for a producer's batch.
+	// A child's keys were counted in the run's total with its parent, so the handler
+	// does not register it again.
+	Parent string `json:"parent,omitempty"`
+	// Depth is how many splits led to this batch (0 for a producer's batch).
+	Depth int `json:"depth,omitempty"`
+	// ID is the batch ID the task was created with (set by NewResyncTask). The handler
+	// uses asynq's task ID when it has one, and ID only when called outside asynq.
+	ID string `json:"id,omitempty"`
+}
+
+// ErrInvalidBatch is wrapped by every validation error of NewResyncTask.
+var ErrInvalidBatch = errors.New("invalid batch")
+
+// BatchID is the deterministic asynq task ID of the seq-th batch (0-based) of a run:
+// "RUN:b000042". Enqueuing the same batch twice therefore fails with
+// asynq.ErrTaskIDConflict instead of calling SuperOffice twice.
+func BatchID(run string, seq int) string {
+	return run + ":b" + fmt.Sprintf("%06d", seq)
+}
+
+// childID is the task ID of half i (0 or 1) of a split batch.
+func childID(parent string, i int) string { return parent + "." + strconv.Itoa(i) }
+
+// Validate reports the first problem with b, wrapping ErrInvalidBatch.
+func (b Batch) Validate() error { return b.validate(MaxBatchSize) }
+
+func (b Batch) validate(maxKeys int) error {
+	if err := validateRun(b.Run); err != nil {
+		return err
+	}
+	if b.ErpConnectionID <= 0 {
+		return fmt.Errorf("%w: erp connection id %d: must be positive", ErrInvalidBatch, b.ErpConnectionID)
+	}
+	if !b.ActorType.Valid() || b.ActorType == soap.ActorUnknown {
+		return fmt.Errorf("%w: actor type %s: want one of Customer, Supplier, Partner, Person, Project, Employee, Sale", ErrInvalidBatch, b.ActorType)
+	}
+	if len(b.Keys) == 0 {
+		return fmt.Errorf("%w: no keys (an empty key list would resync every key of the connection)", ErrInvalidBatch)
+	}
+	if len(b.Keys) > maxKeys {
+		return fmt.Errorf("%w: %d keys: at most %d per batch", ErrInvalidBatch, len(b.Keys), maxKeys)
+	}
+	seen := make(map[string]struct{}, len(b.Keys))
+	for i, k := range b.Keys {
+		if err := validateKey(k); err != nil {
+			return fmt.Errorf("%w: key %d: %w", ErrInvalidBatch, i, err)
+		}
+		if _, dup := seen[k]; dup {
+			return fmt.Errorf("%w: key %q appears twice", ErrInvalidBatch, k)
+		}
+		seen[k] = struct{}{}
+	}
+	if b.Seq < 0 {
+		return fmt.Errorf("%w: seq %d: must not be negative", ErrInvalidBatch, b.Seq)
+	}
+	return nil
+}
+
+func validateRun(run string) error {
+	if run == "" {
+		return fmt.Errorf("%w: run name is empty", ErrInvalidBatch)
+	}
+	if len(run) > 128 {
+		return fmt.Errorf("%w: run name longer than 128 bytes", ErrInvalidBatch)
+	}
+	for _, r := range run {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_.:", r)
+		if !ok {
+			return fmt.Errorf("%w: run name %q: only letters, digits and -_.: allowed", ErrInvalidBatch, run)
+		}
+	}
+	return nil
+}
+
+func validateKey(k string) error {
+	if strings.TrimSpace(k) == "" {
+		return errors.New("empty key")
+	}
+	return soap.ValidateKey(k)
+}
+
+// NewResyncTask validates b and returns its TypeResync task with the default options
+// Queue(DefaultQueue), MaxRetry(DefaultMaxRetry), Timeout(DefaultTimeout),
+// Retention(DefaultRetention) and TaskID(BatchID(b.Run, b.Seq)); opts override them. A
+// Timeout option under one second is rejected (asynq would silently turn it into 30 min).
+func NewResyncTask(b Batch, opts ...asynq.Option) (*asynq.Task, error) {
+	if err := b.Validate(); err != nil {
+		return nil, err
+	}
+	return newResyncTask(b, BatchID(b.Run, b.Seq), opts...)
+}
+
+func newResyncTask(b Batch, id string, opts ...asynq.Option) (*asynq.Task, error) {
+	b.ID = id
+	for _, o := range opts {
+		if o.Type() == asynq.TimeoutOpt {
+			if d, _ := o.Value().(time.Duration); d > 0 && d < time.Second {
+				return nil, fmt.Errorf("%w: task timeout %s: asynq keeps whole seconds; use at least 1s", ErrInvalidBatch, d)
+			}
+		}
+	}
+	payload, err := json.Marshal(b)
+	if err != nil {
+		return nil, fmt.Errorf("encode batch: %w", err)
+	}
+	all := append([]asynq.Option{
+		asynq.Queue(DefaultQueue),
+		asynq.MaxRetry(DefaultMaxRetry),
+		asynq.Timeout(DefaultTimeout),
+		asynq.Retention(DefaultRetention),
+		asynq.TaskID(id),
+	}, opts...)
+	return asynq.NewTask(TypeResync, payload, all...), nil
+}
+
+// ParseBatch decodes a TypeResync payload and validates it.
+func ParseBatch(payload []byte) (Batch, error) {
+	var b Batch
+	if err := json.Unmarshal(payload, &b); err != nil {
+		return Batch{}, fmt.Errorf("%w: decode payload: %w", ErrInvalidBatch, err)
+	}
+	if err := b.Validate(); err != nil {
+		return Batch{}, err
+	}
+	return b, nil
+}
+
+// Trickle is the payload of a TypeTrickle task.
+type Trickle struct {
+	ErpConnectionID int            `json:"erp_connection"`
+	ActorType       soap.ActorType `json:"actor_type"`
+	Key             string         `json:"key"`
+	// At is when the key was handed over; the aggregator names the run after its day (UTC).
+	At time.Time `json:"at"`
+}
+
+// GroupName is the asynq group of trickle tasks for one ERP connection and actor type:
+// "erpresync:3:Customer".
+func GroupName(erpConnectionID int, actor soap.ActorType) string {
+	return "erpresync:" + strconv.Itoa(erpConnectionID) + ":" + actor.String()
+}
+
+// NewTrickleTask returns a TypeTrickle task for one key, in group GroupName(conn, actor),
+// with the default options Queue(DefaultQueue), MaxRetry(DefaultMaxRetry),
+// Timeout(DefaultTimeout) and Retention(0) (the aggregated batch keeps the result). The
+// worker must run an asynq.Server with GroupAggregator set to NewAggregator.
+func NewTrickleTask(erpConnectionID int, actor soap.ActorType, key string, opts ...asynq.Option) (*asynq.Task, error) {
+	if erpConnectionID <= 0 {
+		return nil, fmt.Errorf("%w: erp connection id %d: must be positive", ErrInvalidBatch, erpConnectionID)
+	}
+	if !actor.Valid() || actor == soap.ActorUnknown {
+		return nil, fmt.Errorf("%w: actor type %s: want one of Customer, Supplier, Partner, Person, Project, Employee, Sale", ErrInvalidBatch, actor)
+	}
+	if err := validateKey(key); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidBatch, err)
+	}
+	payload, err := json.Marshal(Trickle{ErpConnectionID: erpConnectionID, ActorType: actor, Key: key, At: time.Now().UTC()})
+	if err != nil {
+		return nil, fmt.Errorf("encode trickle: %w", err)
+	}
+	all := append([]asynq.Option{
+		asynq.Queue(DefaultQueue),
+		asynq.MaxRetry(DefaultMaxRetry),
+		asynq.Timeout(DefaultTimeout),
+		asynq.Group(GroupName(erpConnectionID, actor)),
+	}, opts...)
+	return asynq.NewTask(TypeTrickle, payload, all...), nil
+}
