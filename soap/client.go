@@ -118,7 +118,23 @@ type Client struct {
 	soap12     bool
 	ticketRe   *regexp.Regexp
 	http       *caller
+
+	// After a freshly fetched ticket is rejected too, the problem is not the ticket (an
+	// Online app not granted the ErpSync agent answers with the same security exception):
+	// further ticket errors are returned without a new login until suspectUntil, a wait
+	// that doubles from minSuspect up to maxSuspect and is cleared by any accepted call.
+	mu           sync.Mutex
+	suspectUntil time.Time
+	suspectFor   time.Duration
+	now          func() time.Time
 }
+
+// The bounds of the pause in re-logins after a fresh ticket was rejected too: SuperOffice
+// asks for no more than about one new system-user ticket an hour.
+const (
+	minSuspect = time.Minute
+	maxSuspect = time.Hour
+)
 
 // New validates cfg and returns a Client.
 func New(cfg Config) (*Client, error) {
@@ -136,6 +152,7 @@ func New(cfg Config) (*Client, error) {
 		soap12:     cfg.SOAP12,
 		ticketRe:   re,
 		http:       newCaller(cfg.HTTPClient, cfg.MaxResponseBytes),
+		now:        time.Now,
 	}, nil
 }
 
@@ -200,7 +217,13 @@ func (c *Client) forceResync(ctx context.Context, erpConnectionID int, actor Act
 	}
 	resp, err := c.forceResyncOnce(ctx, ticket, erpConnectionID, actor, keys)
 	if !IsTicketError(err) {
+		if err == nil {
+			c.trusted()
+		}
 		return resp, err
+	}
+	if c.suspect() {
+		return nil, err
 	}
 	c.auth.Invalidate(ticket)
 	fresh, terr := c.ticket(ctx)
@@ -210,7 +233,36 @@ func (c *Client) forceResync(ctx context.Context, erpConnectionID int, actor Act
 	if fresh == ticket { // a source that cannot renew (StaticTicket): no point in resending
 		return nil, err
 	}
-	return c.forceResyncOnce(ctx, fresh, erpConnectionID, actor, keys)
+	resp, err = c.forceResyncOnce(ctx, fresh, erpConnectionID, actor, keys)
+	switch {
+	case err == nil:
+		c.trusted()
+	case IsTicketError(err):
+		c.distrust()
+	}
+	return resp, err
+}
+
+// suspect reports whether re-logins are paused because a fresh ticket was rejected too.
+func (c *Client) suspect() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now().Before(c.suspectUntil)
+}
+
+// distrust pauses re-logins after a fresh ticket was rejected: 1 min, doubling to 1 h.
+func (c *Client) distrust() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.suspectFor = min(max(2*c.suspectFor, minSuspect), maxSuspect)
+	c.suspectUntil = c.now().Add(c.suspectFor)
+}
+
+// trusted clears the pause after a call NetServer accepted.
+func (c *Client) trusted() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.suspectFor, c.suspectUntil = 0, time.Time{}
 }
 
 func (c *Client) ticket(ctx context.Context) (string, error) {
