@@ -1,0 +1,245 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/erpresync/erpresync/internal/redisconn"
+	"github.com/erpresync/erpresync/soap"
+	"github.com/erpresync/erpresync/tasks"
+	"github.com/hibiken/asynq"
+	"github.com/mattn/go-isatty"
+	"github.com/redis/go-redis/v9"
+)
+
+// Exit codes; part of the interface (see usage).
+const (
+	exitOK    = 0 // success
+	exitBad   = 1 // ran, but the answer is bad: invalid keys, dead letters
+	exitUsage = 2 // usage, configuration or transport error
+)
+
+const usage = `enqueue — put ERP external keys into erpresync and follow what happens to them.
+
+Usage:
+  enqueue --erp-connection N --actor-type TYPE --file PATH|- [options]   submit a file of keys
+  enqueue key --erp-connection N --actor-type TYPE KEY...               hand over single keys (trickle)
+  enqueue status RUN [--json] [--wait]                                   progress of a run
+  enqueue runs [--limit N] [--json]                                      recent runs, one line each
+  enqueue dead list [--run RUN] [--json]                                 dead letters
+  enqueue dead export --format csv|jsonl [--run RUN]                     dead letters for a spreadsheet
+  enqueue dead requeue (--run RUN | --all) [--error-code C] [--class C]  resync dead keys again
+  enqueue dead purge (--run RUN | --all) [--error-code C] [--class C] --yes
+  enqueue changes RUN --format jsonl|csv                                 CRM rows the run changed
+
+Submitting (the first form):
+  Keys come one per line, or from a CSV column (--csv-column NAME|INDEX). White space is
+  trimmed; CRLF, a UTF-8 BOM and blank lines are fine. Invalid keys (over 254 characters,
+  characters XML cannot carry, not UTF-8) are listed on stderr with file and line and
+  skipped; --strict refuses the whole file instead, before anything is enqueued. A key seen
+  earlier in the run is dropped. Standard input (--file -) is copied to a temporary file
+  first. The run's name is printed on stderr; submitting the same input under the same
+  --run again (after Ctrl-C or a crash) enqueues only what is missing, never a key twice.
+
+Output:
+  Results go to stdout (only JSON with --json); progress and problems go to stderr.
+
+Exit status:
+  0  success
+  1  ran, but the answer is bad: invalid keys were skipped or refused (--strict), or the
+     run has dead letters (status, status --wait)
+  2  usage, configuration or transport error (bad flag, unknown run, Redis unreachable)
+
+Environment (flags win):
+  REDIS_URL            --redis-url            default redis://127.0.0.1:6379/0
+  REDIS_CLUSTER_ADDRS  --redis-cluster-addrs  default none
+  ENQUEUE_QUEUE        --queue                default erpresync
+
+Run "enqueue COMMAND -h" for a command's flags.
+`
+
+// cli is one invocation's environment.
+type cli struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	// terminal reports whether stderr is a terminal (progress bar instead of lines).
+	terminal bool
+	// progressEvery is the interval of plain progress lines.
+	progressEvery time.Duration
+	now           func() time.Time
+}
+
+// run is the whole command; main only wires the process to it.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	c := &cli{stdin: stdin, stdout: stdout, stderr: stderr, getenv: os.Getenv,
+		progressEvery: 2 * time.Second, now: time.Now}
+	if f, ok := stderr.(*os.File); ok {
+		c.terminal = isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())
+	}
+	return c.run(ctx, args)
+}
+
+func (c *cli) run(ctx context.Context, args []string) int {
+	if len(args) == 0 {
+		fmt.Fprint(c.stderr, usage)
+		return exitUsage
+	}
+	switch args[0] {
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(c.stdout, usage)
+		return exitOK
+	case "key":
+		return c.key(ctx, args[1:])
+	case "status":
+		return c.status(ctx, args[1:])
+	case "runs":
+		return c.runs(ctx, args[1:])
+	case "dead":
+		return c.dead(ctx, args[1:])
+	case "changes":
+		return c.changes(ctx, args[1:])
+	case "submit":
+		return c.submit(ctx, args[1:])
+	}
+	if strings.HasPrefix(args[0], "-") {
+		return c.submit(ctx, args)
+	}
+	return c.usageError(fmt.Errorf("unknown command %q: want key, status, runs, dead or changes, or flags to submit a file", args[0]))
+}
+
+func (c *cli) usageError(err error) int {
+	fmt.Fprintf(c.stderr, "enqueue: %v\nRun \"enqueue -h\" for the usage.\n", err)
+	return exitUsage
+}
+
+func (c *cli) fail(code int, format string, a ...any) int {
+	fmt.Fprintf(c.stderr, "enqueue: "+format+"\n", a...)
+	return code
+}
+
+// conn holds the connection flags every Redis-using command shares.
+type conn struct {
+	redisURL, clusterAddrs, queue string
+}
+
+func (c *cli) connFlags(fs *flag.FlagSet) *conn {
+	cf := &conn{}
+	fs.StringVar(&cf.redisURL, "redis-url", c.env("REDIS_URL", redisconn.DefaultURL), "Redis URL (env REDIS_URL)")
+	fs.StringVar(&cf.clusterAddrs, "redis-cluster-addrs", c.env("REDIS_CLUSTER_ADDRS", ""), "Redis Cluster nodes host:port,... (env REDIS_CLUSTER_ADDRS)")
+	fs.StringVar(&cf.queue, "queue", c.env("ENQUEUE_QUEUE", tasks.DefaultQueue), "asynq queue (env ENQUEUE_QUEUE)")
+	return cf
+}
+
+func (c *cli) env(name, def string) string {
+	if v := c.getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// redisConn is an open connection: a go-redis client and its asynq options.
+type redisConn struct {
+	opt asynq.RedisConnOpt
+	rdb redis.UniversalClient
+}
+
+func (r *redisConn) Close() { r.rdb.Close() }
+
+// open connects and pings, so that an unreachable Redis is one clear line.
+func (cf *conn) open(ctx context.Context) (*redisConn, error) {
+	opt, err := redisconn.Parse(cf.redisURL, cf.clusterAddrs)
+	if err != nil {
+		return nil, err
+	}
+	rdb := redisconn.Client(opt)
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := rdb.Ping(pctx).Err(); err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("cannot reach Redis at %s: %v", redisconn.Redact(cf.redisURL), err)
+	}
+	return &redisConn{opt: opt, rdb: rdb}, nil
+}
+
+// newFlagSet returns a flag set that reports errors on stderr with the command's synopsis.
+func (c *cli) newFlagSet(name, synopsis string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(c.stderr, "Usage: %s\n\nFlags:\n", synopsis)
+		fs.PrintDefaults()
+		fmt.Fprint(c.stderr, "\nExit status: 0 success, 1 ran but the answer is bad, 2 usage, configuration or transport error.\n")
+	}
+	return fs
+}
+
+// parse parses flags anywhere among the arguments ("status RUN --json") and returns the
+// positional arguments. Everything after "--" is positional. It returns done=true with the
+// exit code when the caller should stop (-h, or a bad flag).
+func (c *cli) parse(fs *flag.FlagSet, args []string) (pos []string, code int, done bool) {
+	var rest []string
+	for i, a := range args {
+		if a == "--" {
+			rest = args[i+1:]
+			args = args[:i]
+			break
+		}
+	}
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, exitOK, true
+			}
+			return nil, exitUsage, true
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	return append(pos, rest...), 0, false
+}
+
+// runSpecFlags are --erp-connection and --actor-type, shared by submit and key.
+type target struct {
+	conn  int
+	actor string
+}
+
+func (t *target) flags(fs *flag.FlagSet) {
+	fs.IntVar(&t.conn, "erp-connection", 0, "ERP connection id (required)")
+	fs.StringVar(&t.actor, "actor-type", "", "ERP actor type: Customer, Supplier, Partner, Person, Project, Employee, Sale (required)")
+}
+
+func (t *target) parse() (int, soap.ActorType, error) {
+	if t.conn <= 0 {
+		return 0, 0, fmt.Errorf("--erp-connection %d: want the ERP connection id, a positive integer", t.conn)
+	}
+	if t.actor == "" {
+		return 0, 0, errors.New("--actor-type is required: want one of Customer, Supplier, Partner, Person, Project, Employee, Sale")
+	}
+	a, err := soap.ParseActorType(t.actor)
+	if err == nil && a == soap.ActorUnknown {
+		err = errors.New("Unknown cannot be resynced")
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("--actor-type %q: %v", t.actor, err)
+	}
+	return t.conn, a, nil
+}
+
+func plural(n int64, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return strconv.FormatInt(n, 10) + " " + word + "s"
+}

@@ -1,0 +1,434 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/erpresync/erpresync/internal/redistest"
+	"github.com/erpresync/erpresync/soap"
+	"github.com/erpresync/erpresync/tasks"
+	"github.com/hibiken/asynq"
+)
+
+func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// enqueue runs the command in-process.
+func enqueue(t *testing.T, stdin string, args ...string) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	c := &cli{stdin: strings.NewReader(stdin), stdout: &out, stderr: &errb, getenv: func(string) string { return "" },
+		progressEvery: time.Hour, now: time.Now}
+	code := c.run(context.Background(), args)
+	return result{code, out.String(), errb.String()}
+}
+
+func writeKeys(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// deadURL is a Redis URL where nothing listens.
+const deadURL = "redis://127.0.0.1:1/0"
+
+func TestUsageErrors(t *testing.T) {
+	t.Parallel()
+	keys := writeKeys(t, "k.txt", "A1\n")
+	tests := []struct {
+		name string
+		args []string
+		want string // on stderr
+	}{
+		{"no args", nil, "Usage:"},
+		{"unknown command", []string{"stat"}, `enqueue: unknown command "stat": want key, status, runs, dead or changes, or flags to submit a file`},
+		{"no connection", []string{"--actor-type", "Customer", "--file", keys}, "enqueue: --erp-connection 0: want the ERP connection id, a positive integer"},
+		{"no actor", []string{"--erp-connection", "3", "--file", keys}, "enqueue: --actor-type is required: want one of Customer, Supplier, Partner, Person, Project, Employee, Sale"},
+		{"bad actor", []string{"--erp-connection", "3", "--actor-type", "Client", "--file", keys}, `enqueue: --actor-type "Client": unknown ErpActorType "Client"`},
+		{"unknown actor", []string{"--erp-connection", "3", "--actor-type", "Unknown", "--file", keys}, `enqueue: --actor-type "Unknown": Unknown cannot be resynced`},
+		{"no file", []string{"--erp-connection", "3", "--actor-type", "Customer"}, "enqueue: --file is required: a path, or - for standard input"},
+		{"missing file", []string{"--erp-connection", "3", "--actor-type", "Customer", "--file", keys + ".nope"}, "no such file or directory"},
+		{"batch size", []string{"--erp-connection", "3", "--actor-type", "Customer", "--file", keys, "--batch-size", "0"}, "enqueue: --batch-size 0: want 1 to 1000"},
+		{"delimiter", []string{"--erp-connection", "3", "--actor-type", "Customer", "--file", keys, "--csv-delimiter", ";;"}, `enqueue: --csv-delimiter ";;": want exactly one character`},
+		{"run name", []string{"--erp-connection", "3", "--actor-type", "Customer", "--file", keys, "--run", "a/b"}, `enqueue: --run: run name "a/b": character '/' at byte 1: only letters, digits and -_.: are allowed`},
+		{"bad flag", []string{"--erp-connection", "x"}, `invalid value "x" for flag -erp-connection`},
+		{"stray argument", []string{"--erp-connection", "3", "--actor-type", "Customer", keys}, `unexpected argument`},
+		{"csv column", []string{"--erp-connection", "3", "--actor-type", "Customer", "--file", keys, "--csv-column", "id", "--dry-run"}, `enqueue: invalid configuration: ` + keys + `:1: CSV header has no column "id"; it has "A1" (or give a 0-based index)`},
+		{"status without run", []string{"status"}, "enqueue: status needs exactly one RUN"},
+		{"dead without sub", []string{"dead"}, "enqueue: dead needs a subcommand: list, export, requeue or purge"},
+		{"dead unknown", []string{"dead", "show"}, `enqueue: unknown dead subcommand "show"`},
+		{"purge without yes", []string{"dead", "purge", "--run", "r"}, "enqueue: dead purge deletes dead letters for good; add --yes to confirm"},
+		{"requeue without run", []string{"dead", "requeue"}, "enqueue: dead requeue needs --run RUN, or --all for every run"},
+		{"requeue bad class", []string{"dead", "requeue", "--all", "--class", "odd"}, "enqueue: --class:"},
+		{"export format", []string{"dead", "export", "--format", "xlsx"}, `enqueue: --format "xlsx": want csv or jsonl`},
+		{"changes format", []string{"changes", "r", "--format", "xml"}, `enqueue: --format "xml": want jsonl or csv`},
+		{"key without keys", []string{"key", "--erp-connection", "3", "--actor-type", "Customer"}, "enqueue: no keys: give at least one KEY after the flags"},
+		{"invalid key", []string{"key", "--erp-connection", "3", "--actor-type", "Customer", "ok", "b\x01d"}, `enqueue: key 2 "b\x01d": contains control character U+0001 at byte 1, which XML 1.0 cannot carry; nothing was enqueued`},
+		{"unreachable redis", []string{"status", "r", "--redis-url", deadURL}, "enqueue: cannot reach Redis at redis://127.0.0.1:1/0: dial tcp 127.0.0.1:1: connect: connection refused"},
+		{"bad redis url", []string{"runs", "--redis-url", "http://x"}, `enqueue: REDIS_URL: scheme "http" not supported`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := enqueue(t, "", tt.args...)
+			if r.code != exitUsage || !strings.Contains(r.stderr, tt.want) {
+				t.Errorf("exit %d, stderr:\n%s\nwant exit 2 and %q", r.code, r.stderr, tt.want)
+			}
+			if r.stdout != "" {
+				t.Errorf("stdout not empty: %q", r.stdout)
+			}
+		})
+	}
+}
+
+func TestHelp(t *testing.T) {
+	t.Parallel()
+	r := enqueue(t, "", "-h")
+	if r.code != 0 || !strings.Contains(r.stdout, "Exit status:") || !strings.Contains(r.stdout, "REDIS_URL") {
+		t.Errorf("-h: exit %d\n%s", r.code, r.stdout)
+	}
+	r = enqueue(t, "", "status", "-h")
+	if r.code != 0 || !strings.Contains(r.stderr, "-wait") {
+		t.Errorf("status -h: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+func TestDryRunNeedsNoRedis(t *testing.T) {
+	t.Parallel()
+	keys := writeKeys(t, "k.csv", "\xEF\xBB\xBFname;key\r\nA;K1\r\nB;K2\r\nC;K1\r\nD;K\x00\r\n")
+	r := enqueue(t, "", "--erp-connection", "3", "--actor-type", "customer", "--file", keys, "--csv-column", "key",
+		"--csv-delimiter", ";", "--dry-run", "--json", "--run", "dry", "--redis-url", deadURL)
+	if r.code != exitBad {
+		t.Errorf("exit %d, want 1 (an invalid key was skipped); stderr:\n%s", r.code, r.stderr)
+	}
+	var s struct {
+		Run             string `json:"run"`
+		DryRun          bool   `json:"dry_run"`
+		Read            int    `json:"read"`
+		Valid           int    `json:"valid"`
+		Invalid         int    `json:"invalid"`
+		Duplicates      int    `json:"duplicates"`
+		Keys            int    `json:"keys"`
+		Batches         int    `json:"batches"`
+		BatchesEnqueued int    `json:"batches_enqueued"`
+		BatchesPresent  int    `json:"batches_present"`
+		Problems        []struct {
+			File   string `json:"file"`
+			Line   int    `json:"line"`
+			Reason string `json:"reason"`
+		} `json:"problems"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &s); err != nil {
+		t.Fatalf("stdout is not JSON: %v\n%s", err, r.stdout)
+	}
+	if s.Run != "dry" || !s.DryRun || s.Read != 4 || s.Valid != 3 || s.Invalid != 1 || s.Duplicates != 1 || s.Keys != 2 || s.Batches != 1 || s.BatchesEnqueued != 0 {
+		t.Errorf("summary = %+v", s)
+	}
+	if len(s.Problems) != 2 || s.Problems[1].Line != 5 || s.Problems[1].Reason != "contains control character U+0000 at byte 1, which XML 1.0 cannot carry" {
+		t.Errorf("problems = %+v", s.Problems)
+	}
+	for _, want := range []string{"enqueue: run dry (dry run: nothing is enqueued)", keys + `:4: key "K1": duplicate of line 2`, keys + `:5: key "K\x00": contains control character`} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+
+	// Text output; a clean file exits 0.
+	clean := writeKeys(t, "c.txt", "A\nB\n")
+	r = enqueue(t, "", "--erp-connection", "3", "--actor-type", "Customer", "--file", clean, "--dry-run", "--run", "dry2")
+	want := "run dry2\nread 2, valid 2, invalid 0, duplicates 0, distinct keys 2\nbatches 1 (dry run: none enqueued)\n"
+	if r.code != 0 || r.stdout != want {
+		t.Errorf("exit %d, stdout:\n%s\nwant\n%s", r.code, r.stdout, want)
+	}
+}
+
+func TestSubmitStdinAndResubmit(t *testing.T) {
+	t.Parallel()
+	db := redistest.New(t)
+	var in strings.Builder
+	for i := range 250 {
+		fmt.Fprintf(&in, "K%03d\r\n", i)
+	}
+	args := []string{"--erp-connection", "3", "--actor-type", "Customer", "--file", "-", "--run", "stdin-run",
+		"--redis-url", db.URL(), "--queue", "cli", "--json"}
+	r := enqueue(t, in.String(), args...)
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	var s map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &s); err != nil {
+		t.Fatal(err)
+	}
+	if s["keys"] != 250.0 || s["batches_enqueued"] != 3.0 || s["source"] != "stdin" {
+		t.Errorf("summary = %v", s)
+	}
+	r = enqueue(t, in.String(), args...)
+	json.Unmarshal([]byte(r.stdout), &s)
+	if r.code != 0 || s["batches_enqueued"] != 0.0 || s["batches_present"] != 3.0 {
+		t.Errorf("resubmit: exit %d, summary %v", r.code, s)
+	}
+	r = enqueue(t, in.String(), append(args, "--batch-size", "50")...)
+	if r.code != exitUsage || !strings.Contains(r.stderr, "run stdin-run was submitted with ERP connection 3, actor type Customer, batch size 100") {
+		t.Errorf("changed batch size: exit %d\n%s", r.code, r.stderr)
+	}
+	insp := asynq.NewInspector(db.Opt())
+	defer insp.Close()
+	if qi, err := insp.GetQueueInfo("cli"); err != nil || qi.Pending != 3 {
+		t.Errorf("queue: %+v, %v", qi, err)
+	}
+}
+
+func TestStrictRefusesEverything(t *testing.T) {
+	t.Parallel()
+	db := redistest.New(t)
+	keys := writeKeys(t, "k.txt", "A1\n"+strings.Repeat("L", 255)+"\nA3\n")
+	r := enqueue(t, "", "--erp-connection", "3", "--actor-type", "Customer", "--file", keys, "--strict",
+		"--redis-url", db.URL(), "--queue", "strict")
+	if r.code != exitBad {
+		t.Errorf("exit %d, want 1", r.code)
+	}
+	for _, want := range []string{keys + `:2: key "` + strings.Repeat("L", 40) + `…": longer than 254 characters (255)`,
+		"enqueue: --strict: 1 invalid key; nothing was enqueued"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	insp := asynq.NewInspector(db.Opt())
+	defer insp.Close()
+	if qs, _ := insp.Queues(); len(qs) != 0 {
+		t.Errorf("queues after strict failure: %v", qs)
+	}
+}
+
+func TestKeyTrickle(t *testing.T) {
+	t.Parallel()
+	db := redistest.New(t)
+	r := enqueue(t, "", "key", "--erp-connection", "4", "--actor-type", "Supplier", "--redis-url", db.URL(), "--queue", "tq", "S1", "S2", "--", "-S3")
+	if r.code != 0 || r.stdout != "enqueued 3 keys for trickle resync (queue tq, group erpresync:4:Supplier)\n" {
+		t.Errorf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	insp := asynq.NewInspector(db.Opt())
+	defer insp.Close()
+	ts, err := insp.ListAggregatingTasks("tq", tasks.GroupName(4, soap.ActorSupplier))
+	if err != nil || len(ts) != 3 {
+		t.Errorf("aggregating: %d, %v", len(ts), err)
+	}
+}
+
+// fakeSO answers IsOk with one updated contact per key, and IsOk=false (ErrorCode E42) for
+// any batch holding a key that starts with "BAD".
+type fakeSO struct{}
+
+func (fakeSO) ForceResyncExternal(ctx context.Context, conn int, actor soap.ActorType, keys []string) (*soap.Response, error) {
+	for _, k := range keys {
+		if strings.HasPrefix(k, "BAD") {
+			return &soap.Response{IsOk: false, Status: soap.StatusError, ErrorCode: "E42", TechExplanation: "no such " + actor.String()}, nil
+		}
+	}
+	r := &soap.Response{IsOk: true, Status: soap.StatusOk}
+	for i := range keys {
+		r.Changes.Updated = append(r.Changes.Updated, soap.ChangedItem{Table: "contact", RecordID: int32(100 + i)})
+	}
+	r.Changes.Added = []soap.ChangedItem{{Table: "person", RecordID: 7}}
+	return r, nil
+}
+
+// startWorker serves queue with the real tasks.Handler and fakeSO until the test ends.
+func startWorker(t *testing.T, db *redistest.DB, queue string) {
+	t.Helper()
+	rdb := db.Client()
+	h, err := tasks.NewHandler(tasks.HandlerConfig{Resyncer: fakeSO{}, Ledger: tasks.NewLedger(rdb), BusinessRetries: -1, SystemicWindow: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := asynq.NewServer(db.Opt(), asynq.Config{Queues: map[string]int{queue: 1}, Concurrency: 2, LogLevel: asynq.FatalLevel,
+		IsFailure: tasks.IsFailure})
+	if err := srv.Start(h); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(); rdb.Close() })
+}
+
+func TestOperatorFlow(t *testing.T) {
+	t.Parallel()
+	db := redistest.New(t)
+	url := db.URL()
+	keys := writeKeys(t, "k.txt", "G1\nG2\nBAD1\nG3\nG4\n")
+	r := enqueue(t, "", "--erp-connection", "3", "--actor-type", "Customer", "--file", keys, "--run", "ops",
+		"--batch-size", "2", "--redis-url", url, "--queue", "ops")
+	if r.code != 0 || !strings.Contains(r.stdout, "batches 3: enqueued 3, already present 0") {
+		t.Fatalf("submit: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	// Before any worker runs: active, everything pending.
+	r = enqueue(t, "", "status", "ops", "--json", "--redis-url", url)
+	var st map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || r.code != 0 {
+		t.Fatalf("status: exit %d, %v\n%s", r.code, err, r.stdout)
+	}
+	if st["state"] != "active" || st["pending_keys"] != 5.0 || st["finished_at"] != nil || st["eta_seconds"] != nil {
+		t.Errorf("status before = %v", st)
+	}
+
+	// status --wait follows the run while a worker processes it; a dead letter makes it 1.
+	var wg sync.WaitGroup
+	var waited result
+	wg.Go(func() {
+		waited = enqueue(t, "", "status", "ops", "--wait", "--interval", "20ms", "--json", "--redis-url", url)
+	})
+	startWorker(t, db, "ops")
+	wg.Wait()
+	if waited.code != exitBad {
+		t.Errorf("status --wait: exit %d, want 1 (one dead letter)\n%s", waited.code, waited.stderr)
+	}
+	if err := json.Unmarshal([]byte(waited.stdout), &st); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]any{"run": "ops", "state": "done_with_dead", "total_keys": 5.0, "resynced_keys": 4.0,
+		"dead_keys": 1.0, "pending_keys": 0.0, "percent": 100.0, "erp_connection": 3.0, "actor_type": "Customer"} {
+		if st[k] != want {
+			t.Errorf("status %s = %v, want %v", k, st[k], want)
+		}
+	}
+	rec, _ := st["records"].(map[string]any)
+	if upd, _ := rec["updated"].(map[string]any); upd["contact"] != 4.0 {
+		t.Errorf("records = %v", st["records"])
+	}
+	if del, _ := rec["deleted"].(map[string]any); del == nil || len(del) != 0 {
+		t.Errorf("records.deleted = %v, want {}", rec["deleted"])
+	}
+	if st["started_at"] == nil || st["finished_at"] == nil {
+		t.Errorf("times: started %v finished %v", st["started_at"], st["finished_at"])
+	}
+
+	r = enqueue(t, "", "status", "ops", "--redis-url", url)
+	for _, want := range []string{"\nstate done_with_dead\n", "\nkeys 5 total: 4 resynced, 1 dead, 0 pending (100.0% done)\n",
+		"\nrecords updated contact 4\n", "\nrecords deleted -\n", "\ntarget ERP connection 3, Customer (from cli)\n"} {
+		if !strings.Contains(squeeze(r.stdout), want) {
+			t.Errorf("status text lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if r.code != exitBad {
+		t.Errorf("status exit %d, want 1", r.code)
+	}
+
+	r = enqueue(t, "", "runs", "--redis-url", url)
+	if r.code != 0 || !strings.Contains(squeeze(r.stdout), "\nops done_with_dead 5 4 1 0 ") {
+		t.Errorf("runs: exit %d\n%s", r.code, r.stdout)
+	}
+
+	r = enqueue(t, "", "dead", "list", "--run", "ops", "--json", "--redis-url", url)
+	var dls []tasks.DeadLetter
+	if err := json.Unmarshal([]byte(r.stdout), &dls); err != nil || len(dls) != 1 || dls[0].Key != "BAD1" || dls[0].ErrorCode != "E42" {
+		t.Errorf("dead list: %v %+v", err, dls)
+	}
+	r = enqueue(t, "", "dead", "list", "--redis-url", url)
+	if !strings.Contains(squeeze(r.stdout), `ops "BAD1" ops:b000001.0 business E42 1 `) {
+		t.Errorf("dead list text:\n%s", r.stdout)
+	}
+
+	r = enqueue(t, "", "dead", "export", "--format", "csv", "--run", "ops", "--redis-url", url)
+	rows, err := csv.NewReader(strings.NewReader(r.stdout)).ReadAll()
+	if err != nil || len(rows) != 2 || rows[0][1] != "key" || rows[1][1] != "BAD1" || rows[1][6] != "E42" || rows[1][4] != "Customer" {
+		t.Errorf("export: %v %q", err, rows)
+	}
+
+	r = enqueue(t, "", "changes", "ops", "--format", "jsonl", "--redis-url", url)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	var item tasks.ChangeItem
+	// G1+G2, G4, and G3 (split from BAD1): 4 updated contacts and 3 added persons.
+	if r.code != 0 || len(lines) != 7 || json.Unmarshal([]byte(lines[0]), &item) != nil || item.Run != "ops" {
+		t.Errorf("changes jsonl: exit %d, %d lines\n%s", r.code, len(lines), r.stdout)
+	}
+	r = enqueue(t, "", "changes", "ops", "--format", "csv", "--redis-url", url)
+	rows, err = csv.NewReader(strings.NewReader(r.stdout)).ReadAll()
+	if err != nil || len(rows) != 8 || strings.Join(rows[0], ",") != "run,table,record_id,kind,task_id,at" {
+		t.Errorf("changes csv: %v\n%s", err, r.stdout)
+	}
+
+	r = enqueue(t, "", "changes", "nope", "--redis-url", url)
+	if r.code != exitUsage || !strings.Contains(r.stderr, `run "nope" not found`) {
+		t.Errorf("changes of unknown run: exit %d %s", r.code, r.stderr)
+	}
+	r = enqueue(t, "", "status", "nope", "--redis-url", url)
+	if r.code != exitUsage || !strings.Contains(r.stderr, `run "nope" not found`) {
+		t.Errorf("status of unknown run: exit %d %s", r.code, r.stderr)
+	}
+
+	// Requeue the dead key (it fails again with the fake), then purge.
+	r = enqueue(t, "", "dead", "requeue", "--run", "ops", "--error-code", "E42", "--redis-url", url, "--queue", "ops")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "requeued 1 key in 1 batch") {
+		t.Errorf("requeue: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = enqueue(t, "", "status", "ops", "--wait", "--interval", "20ms", "--json", "--redis-url", url)
+	json.Unmarshal([]byte(r.stdout), &st)
+	if r.code != exitBad || st["dead_keys"] != 1.0 || st["total_keys"] != 5.0 {
+		t.Errorf("after requeue: exit %d, %v", r.code, st)
+	}
+	r = enqueue(t, "", "dead", "purge", "--run", "ops", "--yes", "--redis-url", url)
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "purged 1 dead letter") {
+		t.Errorf("purge: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = enqueue(t, "", "dead", "list", "--run", "ops", "--json", "--redis-url", url)
+	if strings.TrimSpace(r.stdout) != "[]" {
+		t.Errorf("dead list after purge: %s", r.stdout)
+	}
+}
+
+func TestStatusWaitCleanRunExitsZero(t *testing.T) {
+	t.Parallel()
+	db := redistest.New(t)
+	keys := writeKeys(t, "k.txt", "G1\nG2\nG3\n")
+	r := enqueue(t, "", "--erp-connection", "3", "--actor-type", "Customer", "--file", keys, "--run", "clean",
+		"--redis-url", db.URL(), "--queue", "clean")
+	if r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	startWorker(t, db, "clean")
+	r = enqueue(t, "", "status", "clean", "--wait", "--interval", "20ms", "--redis-url", db.URL())
+	if r.code != 0 || !strings.Contains(squeeze(r.stdout), "\nstate done\n") {
+		t.Errorf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// squeeze collapses runs of spaces (tabwriter padding) to one.
+func squeeze(s string) string {
+	for strings.Contains(s, "  ") {
+		s = strings.ReplaceAll(s, "  ", " ")
+	}
+	return s
+}
+
+func TestMalformedCSVAndInterrupt(t *testing.T) {
+	t.Parallel()
+	bad := writeKeys(t, "k.csv", "key\nA1\n\"A2\n")
+	r := enqueue(t, "", "--erp-connection", "3", "--actor-type", "Customer", "--file", bad, "--csv-column", "key", "--dry-run", "--run", "m")
+	if r.code != exitBad || !strings.Contains(r.stderr, `enqueue: submit run m: `+bad+`: line 3, column 5: extraneous or missing " in quoted-field; fix the input`) {
+		t.Errorf("malformed: exit %d\n%s", r.code, r.stderr)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var out, errb bytes.Buffer
+	c := &cli{stdin: strings.NewReader(""), stdout: &out, stderr: &errb, getenv: func(string) string { return "" }, progressEvery: time.Hour, now: time.Now}
+	code := c.run(ctx, []string{"--erp-connection", "3", "--actor-type", "Customer", "--file", writeKeys(t, "k.txt", "A\n"), "--dry-run", "--run", "i"})
+	if code != exitUsage || !strings.Contains(errb.String(), "enqueue: interrupted; run the same command with --run i to enqueue the rest") {
+		t.Errorf("interrupted: exit %d\n%s", code, errb.String())
+	}
+}

@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/erpresync/erpresync/intake"
+	"github.com/erpresync/erpresync/tasks"
+	"github.com/schollz/progressbar/v3"
+)
+
+const submitSynopsis = `enqueue --erp-connection N --actor-type TYPE --file PATH|- [--csv-column NAME|INDEX] [--run NAME] [--batch-size 100] [--strict] [--dry-run] [--json]`
+
+func (c *cli) submit(ctx context.Context, args []string) int {
+	fs := c.newFlagSet("enqueue", submitSynopsis)
+	var t target
+	t.flags(fs)
+	file := fs.String("file", "", "file of keys, or - for standard input (required)")
+	csvColumn := fs.String("csv-column", "", "read CSV and take the key from this column: a header name, or a 0-based index")
+	csvHeader := fs.Bool("csv-header", false, "with an index for --csv-column: the first record is a header (skipped)")
+	csvDelim := fs.String("csv-delimiter", ",", "CSV field delimiter")
+	runName := fs.String("run", "", "run name (default: a new one, e.g. run-20261127-101500-ab12)")
+	batchSize := fs.Int("batch-size", tasks.DefaultBatchSize, fmt.Sprintf("keys per SuperOffice call, 1 to %d", tasks.MaxBatchSize))
+	strict := fs.Bool("strict", false, "refuse the whole input, enqueuing nothing, if any key is invalid")
+	dryRun := fs.Bool("dry-run", false, "validate and count without enqueuing (no Redis needed)")
+	asJSON := fs.Bool("json", false, "print the summary as JSON on stdout")
+	concurrency := fs.Int("concurrency", intake.DefaultConcurrency, "batches registered and enqueued at once")
+	cf := c.connFlags(fs)
+	pos, code, done := c.parse(fs, args)
+	if done {
+		return code
+	}
+	if len(pos) > 0 {
+		return c.usageError(fmt.Errorf("unexpected argument %q: give the input with --file PATH (or --file - for stdin)", pos[0]))
+	}
+	conn, actor, err := t.parse()
+	if err != nil {
+		return c.usageError(err)
+	}
+	if *file == "" {
+		return c.usageError(errors.New("--file is required: a path, or - for standard input"))
+	}
+	if utf8.RuneCountInString(*csvDelim) != 1 {
+		return c.usageError(fmt.Errorf("--csv-delimiter %q: want exactly one character", *csvDelim))
+	}
+	if *concurrency < 1 || *concurrency > 256 {
+		return c.usageError(fmt.Errorf("--concurrency %d: want 1 to 256", *concurrency))
+	}
+	if *batchSize < 1 || *batchSize > tasks.MaxBatchSize {
+		return c.usageError(fmt.Errorf("--batch-size %d: want 1 to %d", *batchSize, tasks.MaxBatchSize))
+	}
+	if *runName != "" {
+		if err := intake.ValidateRunName(*runName); err != nil {
+			return c.usageError(fmt.Errorf("--run: %s", strings.TrimPrefix(err.Error(), intake.ErrConfig.Error()+": ")))
+		}
+	} else {
+		*runName = intake.NewRunName(c.now())
+	}
+	delim, _ := utf8.DecodeRuneInString(*csvDelim)
+	src := intake.Source{Path: *file, CSVColumn: *csvColumn, CSVHeader: *csvHeader, CSVComma: delim}
+	if *file == "-" {
+		src = intake.Source{Name: "stdin", R: c.stdin, CSVColumn: *csvColumn, CSVHeader: *csvHeader, CSVComma: delim}
+	} else if fi, err := os.Stat(*file); err != nil {
+		return c.fail(exitUsage, "--file: %v", err)
+	} else if fi.IsDir() {
+		return c.fail(exitUsage, "--file %s: is a directory, want a file of keys", *file)
+	}
+
+	pcfg := intake.ProducerConfig{Concurrency: *concurrency}
+	if !*dryRun {
+		rc, err := cf.open(ctx)
+		if err != nil {
+			return c.fail(exitUsage, "%v", err)
+		}
+		defer rc.Close()
+		pcfg.Redis = rc.rdb
+		pcfg.Queue = cf.queue
+	}
+	prog := c.newProgress(*runName)
+	pcfg.Progress = prog.update
+	pcfg.ProgressInterval = 100 * time.Millisecond
+	p, err := intake.NewProducer(pcfg)
+	if err != nil {
+		return c.fail(exitUsage, "%v", err)
+	}
+	mode := ""
+	if *dryRun {
+		mode = " (dry run: nothing is enqueued)"
+	}
+	fmt.Fprintf(c.stderr, "enqueue: run %s%s\n", *runName, mode)
+	spec := intake.RunSpec{Run: *runName, ErpConnectionID: conn, ActorType: actor, BatchSize: *batchSize,
+		Strict: *strict, DryRun: *dryRun, Origin: "cli"}
+	sum, err := p.Submit(ctx, spec, src)
+	prog.finish()
+
+	for _, pr := range sum.Problems {
+		fmt.Fprintf(c.stderr, "enqueue: %v\n", pr)
+	}
+	if sum.ProblemsOmitted > 0 {
+		fmt.Fprintf(c.stderr, "enqueue: … and %s more\n", plural(sum.ProblemsOmitted, "problem"))
+	}
+	var verr *intake.ValidationError
+	switch {
+	case errors.As(err, &verr):
+		c.printSummary(sum, *asJSON)
+		return c.fail(exitBad, "--strict: %s; nothing was enqueued", plural(int64(verr.Invalid), "invalid key"))
+	case errors.Is(err, context.Canceled):
+		c.printSummary(sum, *asJSON)
+		return c.fail(exitUsage, "interrupted; run the same command with --run %s to enqueue the rest", sum.Run)
+	case errors.Is(err, intake.ErrMalformed):
+		c.printSummary(sum, *asJSON)
+		return c.fail(exitBad, "%v; fix the input and submit it again under --run %s (batches already enqueued stay)", err, sum.Run)
+	case errors.Is(err, intake.ErrConfig), errors.Is(err, intake.ErrRunMismatch):
+		return c.fail(exitUsage, "%v", err)
+	case err != nil:
+		c.printSummary(sum, *asJSON)
+		return c.fail(exitUsage, "%v (run the same command again to enqueue the rest)", err)
+	}
+	c.printSummary(sum, *asJSON)
+	if sum.Invalid > 0 {
+		return exitBad
+	}
+	return exitOK
+}
+
+func (c *cli) printSummary(s intake.Summary, asJSON bool) {
+	if asJSON {
+		if s.Problems == nil {
+			s.Problems = []*intake.KeyError{}
+		}
+		enc := json.NewEncoder(c.stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(s)
+		return
+	}
+	fmt.Fprintf(c.stdout, "run %s\n", s.Run)
+	fmt.Fprintf(c.stdout, "read %d, valid %d, invalid %d, duplicates %d, distinct keys %d\n", s.Read, s.Valid, s.Invalid, s.Duplicates, s.Keys)
+	if s.DryRun {
+		fmt.Fprintf(c.stdout, "batches %d (dry run: none enqueued)\n", s.Batches)
+	} else {
+		fmt.Fprintf(c.stdout, "batches %d: enqueued %d, already present %d\n", s.Batches, s.BatchesEnqueued, s.BatchesPresent)
+	}
+}
+
+// progress shows a submission's progress on stderr: a bar on a terminal, else a line every
+// progressEvery.
+type progress struct {
+	c        *cli
+	run      string
+	mu       sync.Mutex
+	bar      *progressbar.ProgressBar
+	last     time.Time
+	lastSeen intake.Progress
+}
+
+func (c *cli) newProgress(run string) *progress {
+	return &progress{c: c, run: run, last: c.now()}
+}
+
+func (p *progress) update(pr intake.Progress) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.lastSeen = pr
+	rate := 0.0
+	if s := pr.Elapsed.Seconds(); s > 0 {
+		rate = float64(pr.Read) / s
+	}
+	desc := fmt.Sprintf("%s: read %d, enqueued %d keys, %.0f keys/s", pr.Phase, pr.Read, pr.KeysEnqueued, rate)
+	if p.c.terminal {
+		if p.bar == nil {
+			p.bar = progressbar.NewOptions64(pr.TotalBytes,
+				progressbar.OptionSetWriter(p.c.stderr), progressbar.OptionShowBytes(true),
+				progressbar.OptionSetWidth(30), progressbar.OptionThrottle(100*time.Millisecond),
+				progressbar.OptionClearOnFinish(), progressbar.OptionSetPredictTime(true))
+		}
+		p.bar.Describe(desc)
+		p.bar.Set64(pr.Bytes)
+		return
+	}
+	if now := p.c.now(); now.Sub(p.last) >= p.c.progressEvery {
+		p.last = now
+		fmt.Fprintf(p.c.stderr, "enqueue: run %s: %s\n", p.run, desc)
+	}
+}
+
+func (p *progress) finish() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.bar != nil {
+		p.bar.Finish()
+		fmt.Fprintln(p.c.stderr)
+	}
+}

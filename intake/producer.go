@@ -1,0 +1,791 @@
+package intake
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/erpresync/erpresync/soap"
+	"github.com/erpresync/erpresync/tasks"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+)
+
+// Defaults of ProducerConfig and RunSpec.
+const (
+	// DefaultConcurrency is how many batches a Producer registers and enqueues at once.
+	DefaultConcurrency = 8
+	// DefaultProgressInterval is how often Submit reports progress.
+	DefaultProgressInterval = 200 * time.Millisecond
+	// DefaultOrigin is RunSpec.Origin's zero value.
+	DefaultOrigin = "intake"
+	// MaxReported is how many problems (invalid keys, duplicates) a Summary or a
+	// ValidationError lists; the rest are only counted.
+	MaxReported = 100
+	// paramsTTL is how long a run's parameters are kept for the resubmission check.
+	paramsTTL = 30 * 24 * time.Hour
+)
+
+// ProducerConfig configures a Producer.
+type ProducerConfig struct {
+	// Redis is the server that holds asynq's queues and the ledger. The Producer never closes
+	// it. It may be nil for a Producer used only for dry runs.
+	Redis redis.UniversalClient
+	// Queue is the asynq queue for batches and trickle keys. Zero value: tasks.DefaultQueue.
+	Queue string
+	// TaskOptions are applied to every task after the queue; e.g. asynq.MaxRetry(3).
+	TaskOptions []asynq.Option
+	// Concurrency is how many batches are registered and enqueued at the same time, each
+	// with its own Redis round trips. Zero value: DefaultConcurrency.
+	Concurrency int
+	// TempDir is where Submit copies a reader source (see Source). Zero value: os.TempDir().
+	TempDir string
+	// Progress, when set, is called about every ProgressInterval while Submit runs and once
+	// more when it ends (Progress.Done). Calls never overlap; a slow callback delays only the
+	// next report, never the submission.
+	Progress func(Progress)
+	// ProgressInterval is the time between Progress calls. Zero value: DefaultProgressInterval.
+	ProgressInterval time.Duration
+	// Now is the clock used to name runs. Zero value: time.Now.
+	Now func() time.Time
+
+	// hash replaces the key hash in tests (to force collisions).
+	hash func([]byte) uint64
+	// onBatch, when set (in tests), sees every batch formed, in order, before it is sent.
+	onBatch func(seq int, keys []string)
+}
+
+func (c *ProducerConfig) validate() error {
+	if c.Concurrency < 0 {
+		return fmt.Errorf("%w: concurrency %d: must not be negative", ErrConfig, c.Concurrency)
+	}
+	if c.ProgressInterval < 0 {
+		return fmt.Errorf("%w: progress interval %s: must not be negative", ErrConfig, c.ProgressInterval)
+	}
+	if c.Queue != "" && strings.TrimSpace(c.Queue) == "" {
+		return fmt.Errorf("%w: queue name %q is blank", ErrConfig, c.Queue)
+	}
+	return nil
+}
+
+// RunSpec says what a submission is: which run, for which ERP connection and actor type,
+// and how.
+type RunSpec struct {
+	// Run names the run. Zero value: a new name from NewRunName, reported in Summary.Run.
+	// Submitting the same input under the same name again is safe: only batches not yet
+	// enqueued are enqueued.
+	Run string
+	// ErpConnectionID is the ERP connection the keys belong to; must be positive.
+	ErpConnectionID int
+	// ActorType is the kind of ERP record the keys name; must not be Unknown.
+	ActorType soap.ActorType
+	// BatchSize is the number of keys per ForceResyncExternal call. Zero value:
+	// tasks.DefaultBatchSize; at most tasks.MaxBatchSize. A resubmission must use the same.
+	BatchSize int
+	// Strict fails the whole submission, enqueuing nothing, if any key is invalid. Without
+	// it invalid keys are skipped and reported in the Summary.
+	Strict bool
+	// DryRun validates, deduplicates and counts, but neither touches Redis nor enqueues.
+	DryRun bool
+	// Origin names the producer in the ledger (RunMeta.Source): "cli", "nightly", ...
+	// Zero value: DefaultOrigin.
+	Origin string
+}
+
+// Summary is the outcome of Submit. Read = Valid + Invalid; Valid = Keys + Duplicates.
+type Summary struct {
+	Run    string `json:"run"`
+	Source string `json:"source"`
+	DryRun bool   `json:"dry_run"`
+	// Read counts records that hold a key (blank lines and the CSV header are not counted).
+	Read int64 `json:"read"`
+	// Valid counts keys that passed validation, duplicates included.
+	Valid int64 `json:"valid"`
+	// Invalid counts records skipped as invalid (a too long key, a character XML cannot
+	// carry, invalid UTF-8, a CSV record without the key column).
+	Invalid int64 `json:"invalid"`
+	// Duplicates counts valid keys dropped because the run had already taken them.
+	Duplicates int64 `json:"duplicates"`
+	// Keys counts the distinct keys put in batches.
+	Keys int64 `json:"keys"`
+	// Batches counts the batches formed (the last one may be short).
+	Batches int `json:"batches"`
+	// BatchesEnqueued counts batches this call enqueued; BatchesPresent those already in
+	// the queue (asynq.ErrTaskIDConflict) from an earlier submission of the same run.
+	BatchesEnqueued int `json:"batches_enqueued"`
+	BatchesPresent  int `json:"batches_present"`
+	// KeysEnqueued counts the keys of the batches this call enqueued.
+	KeysEnqueued int64 `json:"keys_enqueued"`
+	// Problems lists the first MaxReported invalid and duplicate records in input order;
+	// ProblemsOmitted counts the rest.
+	Problems        []*KeyError `json:"problems"`
+	ProblemsOmitted int64       `json:"problems_omitted"`
+	// Elapsed is how long Submit took.
+	Elapsed time.Duration `json:"elapsed_ns"`
+	// DedupeBytes is the memory the duplicate check held at the end.
+	DedupeBytes int `json:"dedupe_bytes"`
+}
+
+// Progress is a snapshot of a running Submit, for progress bars.
+type Progress struct {
+	Run string
+	// Phase is "validating" during strict mode's first pass, then "submitting".
+	Phase string
+	// Bytes is how far into the input the current phase has read; TotalBytes is its size.
+	Bytes, TotalBytes int64
+	// Read, Valid, Invalid and Duplicates count records as in Summary.
+	Read, Valid, Invalid, Duplicates int64
+	// Batches counts batches formed; BatchesEnqueued and BatchesPresent those done.
+	Batches, BatchesEnqueued, BatchesPresent int64
+	// KeysEnqueued counts the keys of batches enqueued or already present.
+	KeysEnqueued int64
+	Elapsed      time.Duration
+	// Done is set on the last call.
+	Done bool
+}
+
+// Producer submits ERP external keys as resync batches: from files and readers (Submit) or
+// one at a time (AddKey). A Producer is safe for concurrent use.
+type Producer struct {
+	cfg    ProducerConfig
+	client *asynq.Client
+	ledger *tasks.Ledger
+	opts   []asynq.Option
+}
+
+// NewProducer returns a Producer. It does not contact Redis.
+func NewProducer(cfg ProducerConfig) (*Producer, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = DefaultConcurrency
+	}
+	if cfg.ProgressInterval == 0 {
+		cfg.ProgressInterval = DefaultProgressInterval
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Queue == "" {
+		cfg.Queue = tasks.DefaultQueue
+	}
+	p := &Producer{cfg: cfg, opts: append([]asynq.Option{asynq.Queue(cfg.Queue)}, cfg.TaskOptions...)}
+	if cfg.Redis != nil {
+		p.client = asynq.NewClientFromRedisClient(cfg.Redis)
+		p.ledger = tasks.NewLedger(cfg.Redis)
+	}
+	return p, nil
+}
+
+// NewRunName returns a fresh run name for t: "run-20261127-101500-ab12" (UTC, and four
+// random hex digits).
+func NewRunName(t time.Time) string {
+	var b [2]byte
+	rand.Read(b[:])
+	return "run-" + t.UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b[:])
+}
+
+// ValidateRunName reports whether name can name a run: 1 to 100 bytes of letters, digits
+// and "-_.:".
+func ValidateRunName(name string) error {
+	if name == "" {
+		return fmt.Errorf("%w: run name is empty", ErrConfig)
+	}
+	if len(name) > 100 {
+		return fmt.Errorf("%w: run name is %d bytes long: at most 100", ErrConfig, len(name))
+	}
+	for i, r := range name {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_.:", r)
+		if !ok {
+			return fmt.Errorf("%w: run name %q: character %q at byte %d: only letters, digits and -_.: are allowed", ErrConfig, name, r, i)
+		}
+	}
+	return nil
+}
+
+func (p *Producer) checkSpec(spec *RunSpec) error {
+	if spec.Run == "" {
+		spec.Run = NewRunName(p.cfg.Now())
+	}
+	if err := ValidateRunName(spec.Run); err != nil {
+		return err
+	}
+	if spec.ErpConnectionID <= 0 {
+		return fmt.Errorf("%w: ERP connection id %d: must be a positive integer", ErrConfig, spec.ErpConnectionID)
+	}
+	if !spec.ActorType.Valid() || spec.ActorType == soap.ActorUnknown {
+		return fmt.Errorf("%w: actor type %s: want one of Customer, Supplier, Partner, Person, Project, Employee, Sale", ErrConfig, spec.ActorType)
+	}
+	if spec.BatchSize == 0 {
+		spec.BatchSize = tasks.DefaultBatchSize
+	}
+	if spec.BatchSize < 1 || spec.BatchSize > tasks.MaxBatchSize {
+		return fmt.Errorf("%w: batch size %d: want 1 to %d", ErrConfig, spec.BatchSize, tasks.MaxBatchSize)
+	}
+	if spec.Origin == "" {
+		spec.Origin = DefaultOrigin
+	}
+	if !spec.DryRun && p.client == nil {
+		return fmt.Errorf("%w: the producer has no Redis client; only dry runs are possible", ErrConfig)
+	}
+	return nil
+}
+
+// AddKey hands one key over for resync (trickle intake): it becomes a tasks.TypeTrickle
+// task in the asynq group of its ERP connection and actor type, which the worker's
+// aggregator merges with others into full batches. The key is used as given (not trimmed)
+// and must pass soap.ValidateKey; the error then wraps a *soap.KeyError.
+func (p *Producer) AddKey(ctx context.Context, erpConnectionID int, actor soap.ActorType, key string) error {
+	if p.client == nil {
+		return fmt.Errorf("%w: the producer has no Redis client", ErrConfig)
+	}
+	if err := soap.ValidateKey(key); err != nil {
+		return fmt.Errorf("trickle key: %w", err)
+	}
+	t, err := tasks.NewTrickleTask(erpConnectionID, actor, key, p.opts...)
+	if err != nil {
+		return err
+	}
+	if _, err := p.client.EnqueueContext(ctx, t); err != nil {
+		return fmt.Errorf("enqueue trickle key: %w", err)
+	}
+	return nil
+}
+
+// Submit reads keys from src and enqueues them as batches of spec.BatchSize distinct keys
+// in input order. Batch i gets the asynq task ID tasks.BatchID(run, i) and is registered in
+// the ledger before it is enqueued, so submitting the same input under the same run again
+// (after a crash, an error or a cancelled context) enqueues only the batches that are
+// missing and never a key twice.
+//
+// Keys are streamed: memory holds a few batches and the duplicate check (about 16 MiB per
+// million distinct keys), never the input. The returned Summary is filled as far as the
+// submission got, also when err is not nil. In strict mode an invalid key gives a
+// *ValidationError before anything is enqueued. A malformed CSV file stops the
+// submission with an error naming the line.
+func (p *Producer) Submit(ctx context.Context, spec RunSpec, src Source) (sum Summary, err error) {
+	start := time.Now()
+	sum = Summary{Source: src.name(), DryRun: spec.DryRun}
+	defer func() { sum.Elapsed = time.Since(start) }()
+	if err := p.checkSpec(&spec); err != nil {
+		return sum, err
+	}
+	sum.Run = spec.Run
+	if err := src.validate(); err != nil {
+		return sum, err
+	}
+	f, cleanup, err := p.open(ctx, src)
+	if err != nil {
+		return sum, err
+	}
+	defer cleanup()
+	ft, err := src.resolveFormat(f)
+	if err != nil {
+		return sum, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return sum, err
+	}
+	s := &submission{
+		p: p, spec: spec, src: src, f: f, ft: ft, name: src.name(), size: st.Size(), start: start,
+	}
+	if !spec.DryRun {
+		if err := p.checkParams(ctx, spec, ft); err != nil {
+			return sum, err
+		}
+	}
+	stop := s.reportProgress()
+	err = s.run(ctx)
+	stop()
+	s.fill(&sum)
+	if err != nil {
+		return sum, fmt.Errorf("submit run %s: %w", spec.Run, err)
+	}
+	return sum, nil
+}
+
+// open returns the input as a file; a reader is spooled to a temporary file first.
+func (p *Producer) open(ctx context.Context, src Source) (*os.File, func(), error) {
+	if src.Path != "" {
+		f, err := os.Open(src.Path)
+		if err != nil {
+			return nil, nil, err
+		}
+		return f, func() { f.Close() }, nil
+	}
+	f, err := os.CreateTemp(p.cfg.TempDir, "erpresync-intake-*.keys")
+	if err != nil {
+		return nil, nil, fmt.Errorf("spool %s: %w", src.name(), err)
+	}
+	cleanup := func() { f.Close(); os.Remove(f.Name()) }
+	if _, err := io.Copy(f, ctxReader{ctx, src.R}); err != nil {
+		cleanup()
+		return nil, nil, fmt.Errorf("spool %s to %s: %w", src.name(), f.Name(), err)
+	}
+	return f, cleanup, nil
+}
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(b []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(b)
+}
+
+// runParams are what must not change between submissions of one run.
+type runParams struct {
+	ErpConnectionID int    `json:"erp_connection"`
+	ActorType       string `json:"actor_type"`
+	BatchSize       int    `json:"batch_size"`
+	Format          string `json:"format"`
+}
+
+func paramsKey(run string) string { return "erpresync:intake:{" + run + "}:params" }
+
+// checkParams records the run's parameters on its first submission and refuses a later one
+// with different parameters.
+func (p *Producer) checkParams(ctx context.Context, spec RunSpec, ft format) error {
+	f := "lines"
+	if ft.csv {
+		f = "csv:" + strconv.Itoa(ft.column) + ":" + strconv.FormatBool(ft.header) + ":" + string(ft.comma)
+	}
+	want := runParams{ErpConnectionID: spec.ErpConnectionID, ActorType: spec.ActorType.String(), BatchSize: spec.BatchSize, Format: f}
+	b, _ := json.Marshal(want)
+	key := paramsKey(spec.Run)
+	ok, err := p.cfg.Redis.SetNX(ctx, key, b, paramsTTL).Result()
+	if err != nil {
+		return fmt.Errorf("record run parameters: %w", err)
+	}
+	if ok {
+		return nil
+	}
+	raw, err := p.cfg.Redis.Get(ctx, key).Bytes()
+	if err != nil {
+		return fmt.Errorf("read run parameters: %w", err)
+	}
+	var have runParams
+	if err := json.Unmarshal(raw, &have); err != nil {
+		return fmt.Errorf("read run parameters: %w", err)
+	}
+	if have != want {
+		return fmt.Errorf("%w: run %s was submitted with ERP connection %d, actor type %s, batch size %d, format %s; this submission has %d, %s, %d, %s (resubmit with the same settings or choose another run name)",
+			ErrRunMismatch, spec.Run, have.ErpConnectionID, have.ActorType, have.BatchSize, have.Format,
+			want.ErpConnectionID, want.ActorType, want.BatchSize, want.Format)
+	}
+	p.cfg.Redis.Expire(ctx, key, paramsTTL)
+	return nil
+}
+
+// checkpointEvery is how many records lie between two remembered offsets.
+const checkpointEvery = 64
+
+type checkpoint struct {
+	off  int64
+	line int
+}
+
+// submission is the state of one Submit.
+type submission struct {
+	p     *Producer
+	spec  RunSpec
+	src   Source
+	f     *os.File
+	ft    format
+	name  string
+	size  int64
+	start time.Time
+
+	phase                      atomic.Value // string
+	bytes                      atomic.Int64
+	read, valid, invalid, dups atomic.Int64
+	batches, enqueued, present atomic.Int64
+	keysDone, keysEnqueued     atomic.Int64
+
+	problems        []*KeyError
+	problemsOmitted int64
+	dedupeBytes     int
+}
+
+func (s *submission) fill(sum *Summary) {
+	sum.Read = s.read.Load()
+	sum.Valid = s.valid.Load()
+	sum.Invalid = s.invalid.Load()
+	sum.Duplicates = s.dups.Load()
+	sum.Keys = sum.Valid - sum.Duplicates
+	sum.Batches = int(s.batches.Load())
+	sum.BatchesEnqueued = int(s.enqueued.Load())
+	sum.BatchesPresent = int(s.present.Load())
+	sum.KeysEnqueued = s.keysEnqueued.Load()
+	sum.Problems = s.problems
+	sum.ProblemsOmitted = s.problemsOmitted
+	sum.DedupeBytes = s.dedupeBytes
+}
+
+func (s *submission) snapshot(done bool) Progress {
+	ph, _ := s.phase.Load().(string)
+	return Progress{
+		Run: s.spec.Run, Phase: ph, Bytes: s.bytes.Load(), TotalBytes: s.size,
+		Read: s.read.Load(), Valid: s.valid.Load(), Invalid: s.invalid.Load(), Duplicates: s.dups.Load(),
+		Batches: s.batches.Load(), BatchesEnqueued: s.enqueued.Load(), BatchesPresent: s.present.Load(),
+		KeysEnqueued: s.keysDone.Load(), Elapsed: time.Since(s.start), Done: done,
+	}
+}
+
+// reportProgress calls the Progress callback periodically until the returned stop is
+// called, which makes the final call.
+func (s *submission) reportProgress() (stop func()) {
+	fn := s.p.cfg.Progress
+	if fn == nil {
+		return func() {}
+	}
+	quit := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(s.p.cfg.ProgressInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-t.C:
+				fn(s.snapshot(false))
+			}
+		}
+	}()
+	return func() {
+		close(quit)
+		<-done
+		fn(s.snapshot(true))
+	}
+}
+
+func (s *submission) problem(ke *KeyError) {
+	if len(s.problems) < MaxReported {
+		s.problems = append(s.problems, ke)
+	} else {
+		s.problemsOmitted++
+	}
+}
+
+// keyError validates key; it returns nil for a valid key.
+func (s *submission) keyError(rec *record) *KeyError {
+	var err error
+	if rec.problem != nil {
+		err = rec.problem
+	} else {
+		err = soap.ValidateKey(unsafe.String(unsafe.SliceData(rec.key), len(rec.key)))
+	}
+	if err == nil {
+		return nil
+	}
+	reason := err.Error()
+	var sk *soap.KeyError
+	if errors.As(err, &sk) {
+		reason = sk.Reason
+	}
+	return &KeyError{File: s.name, Line: rec.line, Key: truncate(string(rec.key), 40), Reason: reason, Err: err}
+}
+
+func (s *submission) run(ctx context.Context) error {
+	hint := 0
+	if s.spec.Strict {
+		s.phase.Store("validating")
+		n, err := s.validateAll(ctx)
+		if err != nil {
+			return err
+		}
+		hint = n
+		s.read.Store(0)
+		s.valid.Store(0)
+		s.bytes.Store(0)
+	} else {
+		n, err := countLines(ctx, s.f)
+		if err != nil {
+			return err
+		}
+		hint = n
+	}
+	s.phase.Store("submitting")
+	return s.submit(ctx, hint)
+}
+
+// countLines counts line breaks, as a size hint for the duplicate check.
+func countLines(ctx context.Context, f *os.File) (int, error) {
+	buf := make([]byte, 256<<10)
+	n := 0
+	for off := int64(0); ; {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		m, err := f.ReadAt(buf, off)
+		n += bytes.Count(buf[:m], []byte{'\n'})
+		off += int64(m)
+		if err == io.EOF {
+			return n + 1, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+}
+
+// validateAll is strict mode's first pass: it returns the number of valid keys, or a
+// *ValidationError.
+func (s *submission) validateAll(ctx context.Context) (int, error) {
+	rr := newRecordReader(s.f, 0, 1, s.ft, 64<<10)
+	var rec record
+	var verr ValidationError
+	for i := 0; ; i++ {
+		if i&1023 == 0 {
+			if err := ctx.Err(); err != nil {
+				return 0, err
+			}
+			s.bytes.Store(rr.offset())
+		}
+		err := rr.next(&rec)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", s.name, err)
+		}
+		if rec.blank {
+			continue
+		}
+		s.read.Add(1)
+		if ke := s.keyError(&rec); ke != nil {
+			verr.Invalid++
+			if len(verr.Errors) < MaxReported {
+				verr.Errors = append(verr.Errors, ke)
+			}
+			continue
+		}
+		s.valid.Add(1)
+	}
+	if verr.Invalid > 0 {
+		s.invalid.Store(int64(verr.Invalid))
+		s.problems = verr.Errors
+		s.problemsOmitted = int64(verr.Invalid - len(verr.Errors))
+		return 0, &verr
+	}
+	return int(s.valid.Load()), nil
+}
+
+type job struct {
+	seq  int
+	keys []string
+}
+
+// submit is the pass that deduplicates, batches and enqueues.
+func (s *submission) submit(ctx context.Context, hint int) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	jobs := make(chan job, s.p.cfg.Concurrency*2)
+	var (
+		wg      sync.WaitGroup
+		once    sync.Once
+		werr    error
+		skipped atomic.Bool
+	)
+	if !s.spec.DryRun {
+		for range s.p.cfg.Concurrency {
+			wg.Go(func() {
+				for j := range jobs {
+					if ctx.Err() != nil {
+						skipped.Store(true)
+						continue
+					}
+					if err := s.enqueue(ctx, j); err != nil {
+						once.Do(func() { werr = err })
+						cancel(err)
+					}
+				}
+			})
+		}
+	}
+	err := s.scan(ctx, hint, jobs)
+	close(jobs)
+	wg.Wait()
+	switch {
+	case werr != nil:
+		return werr
+	case err != nil:
+		return err
+	case skipped.Load():
+		return context.Cause(ctx)
+	}
+	return nil
+}
+
+// scan reads the input, validates, deduplicates and sends full batches to jobs.
+func (s *submission) scan(ctx context.Context, hint int, jobs chan<- job) error {
+	rr := newRecordReader(s.f, 0, 1, s.ft, 64<<10)
+	seen := newSeenSet(hint, s.p.cfg.hash)
+	defer func() {
+		s.dedupeBytes = seen.bytes()
+		seen.release()
+	}()
+	var cps []checkpoint
+	var vr verifier
+	var rec record
+	firstLine := 0
+	seen.verify = func(r uint32, key []byte) (bool, error) {
+		same, line, err := vr.matches(s, cps, r, key)
+		if same {
+			firstLine = line
+		}
+		return same, err
+	}
+	batch := make([]string, 0, s.spec.BatchSize)
+	seq := 0
+	send := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		s.batches.Add(1)
+		if s.p.cfg.onBatch != nil {
+			s.p.cfg.onBatch(seq, append([]string(nil), batch...))
+		}
+		if s.spec.DryRun {
+			seq++
+			batch = batch[:0]
+			return nil
+		}
+		select {
+		case jobs <- job{seq: seq, keys: batch}:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+		seq++
+		batch = make([]string, 0, s.spec.BatchSize)
+		return nil
+	}
+	for idx := 0; ; idx++ {
+		if idx%checkpointEvery == 0 {
+			if idx/checkpointEvery >= len(cps) {
+				cps = append(cps, checkpoint{rr.offset(), rr.line()})
+			}
+			if err := ctx.Err(); err != nil {
+				return context.Cause(ctx)
+			}
+			s.bytes.Store(rr.offset())
+		}
+		if idx > maxRecords {
+			return fmt.Errorf("%s: more than %d records", s.name, maxRecords)
+		}
+		err := rr.next(&rec)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		if rec.blank {
+			continue
+		}
+		s.read.Add(1)
+		if ke := s.keyError(&rec); ke != nil {
+			if s.spec.Strict {
+				return fmt.Errorf("%w (the input changed after it was validated)", ke)
+			}
+			s.invalid.Add(1)
+			s.problem(ke)
+			continue
+		}
+		s.valid.Add(1)
+		dup, err := seen.take(rec.key, uint32(idx))
+		if err != nil {
+			return fmt.Errorf("%s: re-reading an earlier key: %w", s.name, err)
+		}
+		if dup {
+			s.dups.Add(1)
+			s.problem(&KeyError{File: s.name, Line: rec.line, Key: truncate(string(rec.key), 40),
+				Reason: "duplicate of line " + strconv.Itoa(firstLine), Err: ErrDuplicate})
+			continue
+		}
+		batch = append(batch, string(rec.key))
+		if len(batch) == s.spec.BatchSize {
+			if err := send(); err != nil {
+				return err
+			}
+		}
+	}
+	s.bytes.Store(s.size)
+	return send()
+}
+
+// verifier re-reads earlier records for the duplicate check.
+type verifier struct {
+	rec record
+}
+
+// matches reports whether record r holds key, and its line.
+func (v *verifier) matches(s *submission, cps []checkpoint, r uint32, key []byte) (bool, int, error) {
+	cp := cps[r/checkpointEvery]
+	rr := newRecordReader(s.f, cp.off, cp.line, s.ft, 4<<10)
+	for i := uint32(0); i <= r%checkpointEvery; i++ {
+		if err := rr.next(&v.rec); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return false, 0, err
+		}
+	}
+	return bytes.Equal(v.rec.key, key), v.rec.line, nil
+}
+
+// enqueue registers batch j in the ledger, then enqueues it.
+func (s *submission) enqueue(ctx context.Context, j job) error {
+	id := tasks.BatchID(s.spec.Run, j.seq)
+	meta := tasks.RunMeta{Run: s.spec.Run, ErpConnectionID: s.spec.ErpConnectionID, ActorType: s.spec.ActorType, Source: s.spec.Origin}
+	if _, err := s.p.ledger.RegisterBatch(ctx, meta, id, len(j.keys)); err != nil {
+		return fmt.Errorf("register batch %s: %w", id, ctxErr(ctx, err))
+	}
+	t, err := tasks.NewResyncTask(tasks.Batch{
+		Run: s.spec.Run, ErpConnectionID: s.spec.ErpConnectionID, ActorType: s.spec.ActorType,
+		Keys: j.keys, Seq: j.seq, Source: s.spec.Origin,
+	}, s.p.opts...)
+	if err != nil {
+		return fmt.Errorf("batch %s: %w", id, err)
+	}
+	_, err = s.p.client.EnqueueContext(ctx, t)
+	switch {
+	case errors.Is(err, asynq.ErrTaskIDConflict):
+		s.present.Add(1)
+	case err != nil:
+		return fmt.Errorf("enqueue batch %s: %w", id, ctxErr(ctx, err))
+	default:
+		s.enqueued.Add(1)
+		s.keysEnqueued.Add(int64(len(j.keys)))
+	}
+	s.keysDone.Add(int64(len(j.keys)))
+	return nil
+}
+
+// ctxErr returns the context's cause when ctx is done (asynq does not wrap it), else err.
+func ctxErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	return err
+}

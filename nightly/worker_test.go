@@ -1,0 +1,52 @@
+package nightly
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/erpresync/erpresync/internal/redistest"
+	"github.com/erpresync/erpresync/soap"
+	"github.com/erpresync/erpresync/tasks"
+	"github.com/hibiken/asynq"
+)
+
+// okResyncer answers every call with IsOk and one updated contact per key.
+type okResyncer struct{}
+
+func (okResyncer) ForceResyncExternal(ctx context.Context, conn int, actor soap.ActorType, keys []string) (*soap.Response, error) {
+	r := &soap.Response{IsOk: true, Status: soap.StatusOk}
+	for i := range keys {
+		r.Changes.Updated = append(r.Changes.Updated, soap.ChangedItem{Table: "contact", RecordID: int32(i + 1)})
+	}
+	return r, nil
+}
+
+// finishRuns processes queue with the real tasks.Handler until it is empty.
+func finishRuns(t *testing.T, db *redistest.DB, queue string) {
+	t.Helper()
+	rdb := db.Client()
+	defer rdb.Close()
+	h, err := tasks.NewHandler(tasks.HandlerConfig{Resyncer: okResyncer{}, Ledger: tasks.NewLedger(rdb), SystemicWindow: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := asynq.NewServer(db.Opt(), asynq.Config{Queues: map[string]int{queue: 1}, Concurrency: 2, LogLevel: asynq.FatalLevel})
+	if err := srv.Start(h); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	insp := asynq.NewInspector(db.Opt())
+	defer insp.Close()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		qi, err := insp.GetQueueInfo(queue)
+		if err == nil && qi.Pending == 0 && qi.Active == 0 && qi.Retry == 0 && qi.Scheduled == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("queue %s not drained in 15 s: %+v %v", queue, qi, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
