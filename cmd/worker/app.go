@@ -1,0 +1,236 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/erpresync/erpresync/internal/redisconn"
+	"github.com/erpresync/erpresync/tasks"
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+)
+
+// appConfig is everything the running worker needs; serve builds it from the settings, the
+// demo from its embedded defaults.
+type appConfig struct {
+	RedisOpt        asynq.RedisConnOpt
+	Resyncer        tasks.Resyncer
+	Refreshes       func() int64 // the ticket source's refresh counter; nil if none
+	Concurrency     int
+	Queues          map[string]int
+	ShutdownTimeout time.Duration
+	BusinessRetries int
+	BusinessDelay   time.Duration
+	ResultRetention time.Duration
+	BatchSize       int
+	TrickleMaxDelay time.Duration
+	TrickleGrace    time.Duration
+	ReconcileEvery  time.Duration // how often archived tasks are checked against the ledger
+	HTTPAddr        string
+	DashboardUser   string
+	DashboardPass   string
+	DashboardRO     bool
+	Listener        net.Listener // already open; nil when HTTP is off
+	Registry        *prometheus.Registry
+	Logger          zerolog.Logger
+	// extra registers more task handlers (the nightly scheduler's) and returns a
+	// shutdown function; nil for none.
+	extra func(a *app, mux *asynq.ServeMux) (func(), error)
+}
+
+// app is a running worker: the asynq server, the ledger reconciliation, the HTTP listener.
+type app struct {
+	cfg     appConfig
+	rdb     redis.UniversalClient
+	ledger  *tasks.Ledger
+	insp    *asynq.Inspector
+	srv     *asynq.Server
+	metrics *tasks.Metrics
+	stopX   func()
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	httpErr chan error
+	closeUI func()
+}
+
+func startApp(cfg appConfig) (*app, error) {
+	log := cfg.Logger
+	a := &app{cfg: cfg, rdb: redisconn.Client(cfg.RedisOpt), insp: asynq.NewInspector(cfg.RedisOpt), httpErr: make(chan error, 1)}
+	a.ledger = tasks.NewLedger(a.rdb)
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+		a.cfg.Registry = cfg.Registry
+	}
+	cfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newQueueCollector(a.insp))
+	a.metrics = tasks.NewMetrics(cfg.Registry)
+	if cfg.Refreshes != nil {
+		a.metrics.TicketRefreshes(cfg.Refreshes)
+	}
+	retention := asynq.Retention(cfg.ResultRetention)
+	business := tasks.DefaultBusinessPolicy
+	if cfg.BusinessDelay > 0 {
+		business.Initial = cfg.BusinessDelay
+		if business.Max < cfg.BusinessDelay {
+			business.Max = cfg.BusinessDelay * 4
+		}
+	}
+	h, err := tasks.NewHandler(tasks.HandlerConfig{
+		Resyncer:        cfg.Resyncer,
+		Ledger:          a.ledger,
+		BusinessRetries: cfg.BusinessRetries,
+		ChildOptions:    []asynq.Option{retention},
+		Metrics:         a.metrics,
+		Logger:          log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.srv = asynq.NewServer(cfg.RedisOpt, asynq.Config{
+		Concurrency:              cfg.Concurrency,
+		Queues:                   cfg.Queues,
+		ShutdownTimeout:          cfg.ShutdownTimeout,
+		RetryDelayFunc:           tasks.RetryDelay(tasks.DefaultAsynqPolicy, business),
+		IsFailure:                tasks.IsFailure,
+		DelayedTaskCheckInterval: time.Second,
+		GroupAggregator:          tasks.NewAggregator(tasks.AggregatorConfig{Logger: log, Options: []asynq.Option{retention}}),
+		GroupMaxSize:             cfg.BatchSize,
+		GroupMaxDelay:            cfg.TrickleMaxDelay,
+		GroupGracePeriod:         cfg.TrickleGrace,
+		Logger:                   asynqLogger{log},
+		LogLevel:                 asynq.WarnLevel,
+	})
+	mux := asynq.NewServeMux()
+	mux.Handle(tasks.TypeResync, h)
+	mux.Handle(tasks.TypeTrickle, h)
+	if cfg.extra != nil {
+		if a.stopX, err = cfg.extra(a, mux); err != nil {
+			return nil, err
+		}
+	}
+	if err := a.srv.Start(mux); err != nil {
+		if a.stopX != nil {
+			a.stopX()
+		}
+		return nil, fmt.Errorf("start asynq server: %w", err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.reconcileLoop(ctx)
+	}()
+	if cfg.Listener != nil {
+		handler, closeUI := newHTTPHandler(httpConfig{
+			RedisOpt: cfg.RedisOpt, Redis: a.rdb, Registry: cfg.Registry,
+			DashboardUser: cfg.DashboardUser, DashboardPass: cfg.DashboardPass, ReadOnly: cfg.DashboardRO,
+		})
+		a.closeUI = closeUI
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			if err := serveHTTP(ctx, cfg.Listener, handler); err != nil {
+				a.httpErr <- err
+			}
+		}()
+	}
+	log.Info().Int("concurrency", cfg.Concurrency).Str("queues", queueList(cfg.Queues)).Str("http_addr", cfg.HTTPAddr).Msg("worker started")
+	return a, nil
+}
+
+// reconcileLoop records in the ledger any task asynq archived without the handler (a
+// lease that expired on the last retry after a kill -9), so no dead letter is lost.
+func (a *app) reconcileLoop(ctx context.Context) {
+	every := a.cfg.ReconcileEvery
+	if every <= 0 {
+		every = 30 * time.Second
+	}
+	queues := make([]string, 0, len(a.cfg.Queues))
+	for q := range a.cfg.Queues {
+		queues = append(queues, q)
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := a.ledger.ReconcileArchived(ctx, a.insp, queues...)
+		if err != nil && ctx.Err() == nil {
+			a.cfg.Logger.Warn().Err(err).Msg("reconcile archived tasks with the ledger")
+		} else if n > 0 {
+			a.cfg.Logger.Warn().Int("batches", n).Msg("recorded archived tasks as dead letters in the ledger")
+		}
+	}
+}
+
+// shutdown stops the worker in this order:
+//  1. the nightly scheduler (no new runs start);
+//  2. asynq stops fetching new tasks;
+//  3. in-flight calls get up to ShutdownTimeout to finish; asynq hands any task still
+//     running back to Redis, where it runs again on the next start (the ledger keeps that
+//     exactly-once);
+//  4. the reconciliation loop and the HTTP listener stop;
+//  5. the Redis connections close.
+func (a *app) shutdown() {
+	if a.stopX != nil {
+		a.stopX()
+	}
+	a.srv.Stop()
+	a.srv.Shutdown()
+	a.cancel()
+	a.wg.Wait()
+	if a.closeUI != nil {
+		a.closeUI()
+	}
+	a.insp.Close()
+	a.rdb.Close()
+	a.cfg.Logger.Info().Msg("worker stopped")
+}
+
+// parseQueues reads "name[:priority],..." into asynq's map.
+func parseQueues(s string) (map[string]int, error) {
+	out := map[string]int{}
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		name, prio, found := strings.Cut(part, ":")
+		p := 1
+		if found {
+			n, err := strconv.Atoi(prio)
+			if err != nil || n < 1 {
+				return nil, fmt.Errorf("WORKER_QUEUES: %q: priority must be a whole number >= 1", part)
+			}
+			p = n
+		}
+		out[name] = p
+	}
+	if len(out) == 0 {
+		return nil, errors.New("WORKER_QUEUES is empty: name at least one queue, e.g. erpresync")
+	}
+	return out, nil
+}
+
+func queueList(q map[string]int) string {
+	var names []string
+	for n, p := range q {
+		names = append(names, n+":"+strconv.Itoa(p))
+	}
+	sort.Strings(names)
+	return strings.Join(names, ",")
+}

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/erpresync/erpresync/soap"
+)
+
+// cmdCall makes one synchronous ForceResyncExternal call and prints the response as JSON.
+// Exit status: 0 IsOk, 1 IsOk=false, 2 anything else (with a one-line reason on stderr).
+func cmdCall(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	fs := flag.NewFlagSet("worker call", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	conn := fs.String("erp-connection", "", "ERP connection id (a positive number)")
+	actor := fs.String("actor-type", "", "ErpActorType: Customer, Supplier, Partner, Person, Project, Employee or Sale")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: worker call --erp-connection N --actor-type TYPE KEY...")
+		fs.PrintDefaults()
+	}
+	v, err := parseSettings(fs, args, getenv)
+	if err != nil {
+		return 2
+	}
+	fail := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "worker call: "+format+"\n", a...)
+		return 2
+	}
+	id, err := strconv.Atoi(*conn)
+	if err != nil || id <= 0 {
+		return fail("--erp-connection %q: want a positive whole number", *conn)
+	}
+	at, err := soap.ParseActorType(*actor)
+	if err != nil || at == soap.ActorUnknown {
+		return fail("--actor-type %q: want one of Customer, Supplier, Partner, Person, Project, Employee, Sale", *actor)
+	}
+	keys := fs.Args()
+	if len(keys) == 0 {
+		return fail("no keys given (this command never sends an empty key list, which would resync everything)")
+	}
+	for i, k := range keys {
+		if err := soap.ValidateKey(k); err != nil {
+			return fail("key %d: %v", i+1, err)
+		}
+	}
+	s, err := newSOAP(v)
+	if err != nil {
+		return fail("%v", err)
+	}
+	resp, err := s.Client.ForceResyncExternal(ctx, id, at, keys)
+	if err != nil {
+		return fail("%s", oneLine(err.Error()))
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(resp); err != nil {
+		return fail("print response: %v", err)
+	}
+	if !resp.IsOk {
+		return 1
+	}
+	return 0
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

@@ -1,0 +1,280 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/erpresync/erpresync/internal/redistest"
+	"github.com/erpresync/erpresync/netserversim"
+	"github.com/erpresync/erpresync/soap"
+	"github.com/erpresync/erpresync/tasks"
+	"github.com/hibiken/asynq"
+)
+
+// simRecords turns the simulator's delivered change counts into the ledger's shape.
+func simRecords(s netserversim.Snapshot) map[string]map[string]int64 {
+	out := map[string]map[string]int64{}
+	for table, kinds := range s.Changes {
+		for kind, n := range kinds {
+			if out[string(kind)] == nil {
+				out[string(kind)] = map[string]int64{}
+			}
+			out[string(kind)][table] += int64(n)
+		}
+	}
+	return out
+}
+
+// TestTenThousandKeys is the product's promise in one run: 10,000 keys with a few poison
+// keys, injected 503s and a ticket expiry mid-run. Every good key is resynced (the
+// simulator's counts prove it), exactly the poison keys are dead-lettered, each alone and
+// with its reason, and the ledger's totals equal what the simulator delivered.
+func TestTenThousandKeys(t *testing.T) {
+	t.Parallel()
+	db := redistest.New(t)
+	sim := startSim(t)
+	keys := testKeys("C", 10000)
+	poison := []string{keys[17], keys[2500], keys[2501], keys[6003], keys[9999]}
+	sim.SetPoison(poison...)
+	sim.Fail503(25)
+	client, auth := newClient(t, sim)
+	rdb := db.Client()
+	defer rdb.Close()
+
+	const run = "e2e-10k"
+	submit(t, db, run, soap.ActorCustomer, keys, 100)
+	inProcess(t, db, client, nil)
+
+	expired := false
+	st := runStatus(t, rdb, run)
+	waitFor(t, 3*time.Minute, func() (bool, string) {
+		st = runStatus(t, rdb, run)
+		if !expired && st.ResyncedKeys >= 3000 {
+			sim.ExpireTickets()
+			expired = true
+		}
+		return expired && st.PendingKeys == 0, fmt.Sprintf("%+v", st)
+	})
+
+	if st.ResyncedKeys != 9995 || st.DeadKeys != 5 || st.TotalKeys != 10000 || st.State != tasks.RunDoneWithDead {
+		t.Fatalf("ledger: %+v, want 9995 resynced, 5 dead of 10000", st)
+	}
+	snap := sim.Counts()
+	var good []string
+	for _, k := range keys {
+		if slices.Contains(poison, k) {
+			if n := snap.Resynced[k]; n != 0 {
+				t.Errorf("poison key %s resynced %d times", k, n)
+			}
+			continue
+		}
+		good = append(good, k)
+		if snap.Resynced[k] < 1 {
+			t.Errorf("key %s never resynced", k)
+		}
+	}
+	if snap.ResyncAll != 0 {
+		t.Errorf("%d resync-all calls reached SuperOffice", snap.ResyncAll)
+	}
+	if want := expectedRecords(soap.ActorCustomer, good); !sameRecords(st.Records, want) {
+		t.Errorf("ledger records %v, want %v", st.Records, want)
+	}
+	if !sameRecords(st.Records, simRecords(snap)) {
+		t.Errorf("ledger records %v, simulator delivered %v", st.Records, simRecords(snap))
+	}
+	if got := snap.Logins.PasswordOK; got != 2 {
+		t.Errorf("%d logins, want 2 (one at start, one after the ticket expiry)", got)
+	}
+	if auth.Refreshes() < 1 {
+		t.Errorf("ticket refreshes = %d", auth.Refreshes())
+	}
+
+	dead, err := tasks.NewLedger(rdb).DeadLetters(context.Background(), run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var deadKeys []string
+	batches := map[string]bool{}
+	for _, d := range dead {
+		deadKeys = append(deadKeys, d.Key)
+		if batches[d.BatchID] {
+			t.Errorf("batch %s dead-lettered more than one key", d.BatchID)
+		}
+		batches[d.BatchID] = true
+		if d.ErrorCode != netserversim.DefaultErrorCode || !strings.Contains(d.Reason, d.ErrorCode) || !strings.Contains(d.TechExplanation, d.Key) {
+			t.Errorf("dead letter without a readable reason: %+v", d)
+		}
+	}
+	slices.Sort(deadKeys)
+	want := slices.Clone(poison)
+	slices.Sort(want)
+	if !slices.Equal(deadKeys, want) {
+		t.Fatalf("dead keys %v, want %v", deadKeys, want)
+	}
+
+	insp := asynq.NewInspector(db.Opt())
+	defer insp.Close()
+	archived, err := insp.ListArchivedTasks(tasks.DefaultQueue, asynq.PageSize(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(archived) != len(poison) {
+		t.Fatalf("%d archived tasks, want %d", len(archived), len(poison))
+	}
+	for _, a := range archived {
+		if !strings.Contains(a.LastErr, netserversim.DefaultErrorCode) {
+			t.Errorf("archived task %s: reason %q does not name the error code", a.ID, a.LastErr)
+		}
+	}
+}
+
+// TestKill9 kills the worker process in the middle of a run and starts it again: nothing is
+// lost, and the ledger counts every key once although SuperOffice saw some twice.
+func TestKill9(t *testing.T) {
+	t.Parallel()
+	db := redistest.New(t)
+	sim := startSim(t)
+	sim.SetLatency(150 * time.Millisecond)
+	keys := testKeys("P", 3000)
+	const run = "kill9"
+	submit(t, db, run, soap.ActorPerson, keys, 50)
+	rdb := db.Client()
+	defer rdb.Close()
+
+	env := workerEnv(db, sim)
+	w := startWorker(t, env)
+	waitFor(t, time.Minute, func() (bool, string) {
+		st := runStatus(t, rdb, run)
+		return st.ResyncedKeys >= 600, fmt.Sprintf("%+v", st)
+	})
+	if err := w.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	w.wait(t, 10*time.Second)
+	mid := runStatus(t, rdb, run)
+	if mid.PendingKeys == 0 {
+		t.Fatalf("the run finished before the kill; make it longer: %+v", mid)
+	}
+
+	startWorker(t, env)
+	// asynq recovers the killed worker's leased tasks only after the lease has expired and
+	// its recoverer has looked again: up to about two minutes.
+	st := waitDone(t, rdb, run, 4*time.Minute)
+	if st.ResyncedKeys != 3000 || st.DeadKeys != 0 {
+		t.Fatalf("after restart: %+v", st)
+	}
+	for _, k := range keys {
+		if sim.ResyncCount(k) < 1 {
+			t.Fatalf("key %s never resynced", k)
+		}
+	}
+	if want := expectedRecords(soap.ActorPerson, keys); !sameRecords(st.Records, want) {
+		t.Fatalf("ledger records %v, want each key counted once: %v", st.Records, want)
+	}
+}
+
+// TestRedisRestart restarts Redis (with AOF) in the middle of a run: the worker reconnects
+// by itself and nothing is lost.
+func TestRedisRestart(t *testing.T) {
+	t.Parallel()
+	srv, err := redistest.Start(redistest.Options{AppendOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	if !srv.Real {
+		t.Skip("restarting Redis needs a real redis-server")
+	}
+	db := srv.NewDB(t)
+	sim := startSim(t)
+	sim.SetLatency(50 * time.Millisecond)
+	keys := testKeys("S", 2000)
+	const run = "redis-restart"
+	submit(t, db, run, soap.ActorSale, keys, 50)
+	rdb := db.Client()
+	defer rdb.Close()
+
+	startWorker(t, workerEnv(db, sim))
+	waitFor(t, time.Minute, func() (bool, string) {
+		st := runStatus(t, rdb, run)
+		return st.ResyncedKeys >= 300, fmt.Sprintf("%+v", st)
+	})
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	st := waitDone(t, rdb, run, 4*time.Minute)
+	if st.ResyncedKeys != 2000 || st.DeadKeys != 0 {
+		t.Fatalf("after the Redis restart: %+v", st)
+	}
+	for _, k := range keys {
+		if sim.ResyncCount(k) < 1 {
+			t.Fatalf("key %s never resynced", k)
+		}
+	}
+	if want := expectedRecords(soap.ActorSale, keys); !sameRecords(st.Records, want) {
+		t.Fatalf("ledger records %v, want %v", st.Records, want)
+	}
+}
+
+// TestSIGTERM stops the worker during a run: in-flight calls finish and are recorded, the
+// process exits 0, and the rest of the run resumes on the next start.
+func TestSIGTERM(t *testing.T) {
+	t.Parallel()
+	db := redistest.New(t)
+	sim := startSim(t)
+	sim.SetLatency(time.Second)
+	keys := testKeys("J", 400)
+	const run = "sigterm"
+	submit(t, db, run, soap.ActorProject, keys, 20)
+	rdb := db.Client()
+	defer rdb.Close()
+
+	env := workerEnv(db, sim)
+	env["WORKER_CONCURRENCY"] = "3"
+	w := startWorker(t, env)
+	waitFor(t, time.Minute, func() (bool, string) {
+		st := runStatus(t, rdb, run)
+		// A batch done and others in flight: the simulator has seen more keys than resynced.
+		seen := 0
+		for _, n := range sim.Counts().Seen {
+			seen += n
+		}
+		return st.ResyncedKeys >= 20 && int64(seen) > st.ResyncedKeys, fmt.Sprintf("%+v, seen %d", st, seen)
+	})
+	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := w.wait(t, 30*time.Second); code != 0 {
+		t.Fatalf("exit status %d after SIGTERM, want 0", code)
+	}
+	mid := runStatus(t, rdb, run)
+	snap := sim.Counts()
+	delivered := 0
+	for _, n := range snap.Resynced {
+		delivered += n
+	}
+	if int64(delivered) != mid.ResyncedKeys {
+		t.Fatalf("SuperOffice delivered %d resynced keys but the ledger recorded %d: an in-flight call was cut off", delivered, mid.ResyncedKeys)
+	}
+	if snap.Calls[netserversim.OutcomeUndelivered] != 0 {
+		t.Fatalf("%d calls were cut off by the shutdown", snap.Calls[netserversim.OutcomeUndelivered])
+	}
+	if mid.PendingKeys == 0 {
+		t.Fatalf("nothing left for the next start: %+v", mid)
+	}
+	if !strings.Contains(w.log(), "worker stopped") {
+		t.Fatalf("no orderly stop in the log:\n%s", w.log())
+	}
+
+	sim.SetLatency(0)
+	startWorker(t, env)
+	st := waitDone(t, rdb, run, 2*time.Minute)
+	if st.ResyncedKeys != 400 || !sameRecords(st.Records, expectedRecords(soap.ActorProject, keys)) {
+		t.Fatalf("after restart: %+v", st)
+	}
+}

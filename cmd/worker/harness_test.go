@@ -1,0 +1,303 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/erpresync/erpresync/internal/redistest"
+	"github.com/erpresync/erpresync/netserversim"
+	"github.com/erpresync/erpresync/soap"
+	"github.com/erpresync/erpresync/tasks"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+)
+
+func TestMain(m *testing.M) {
+	code := redistest.Main(m)
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+var (
+	binOnce sync.Once
+	binDir  string
+	binPath string
+	binErr  error
+)
+
+// workerBinary builds this command once per test binary, for the tests about processes.
+func workerBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		binDir, binErr = os.MkdirTemp("", "erpresync-worker-")
+		if binErr != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "worker")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+// waitFor polls cond until it reports done or the deadline passes; the last message says
+// what was still missing.
+func waitFor(t *testing.T, timeout time.Duration, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, msg := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %s: %s", timeout, msg)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+const (
+	testUser     = "ERPSYNC"
+	testPassword = "correct horse"
+	testConn     = 3
+)
+
+// startSim runs the simulator with one on-site user.
+func startSim(t *testing.T) *netserversim.Running {
+	t.Helper()
+	sim, err := netserversim.Start(netserversim.Config{Users: map[string]string{testUser: testPassword}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sim.Close)
+	return sim
+}
+
+// newClient is a password-authenticated SOAP client for the simulator.
+func newClient(t *testing.T, sim *netserversim.Running) (*soap.Client, *soap.PasswordAuth) {
+	t.Helper()
+	pa, err := soap.NewPasswordAuth(soap.PasswordAuthConfig{BaseURL: sim.URL, UserName: testUser, Password: testPassword})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := soap.New(soap.Config{BaseURL: sim.URL, Auth: pa, HTTPClient: soapHTTPClient(30 * time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, pa
+}
+
+// testKeys returns n distinct keys with a prefix.
+func testKeys(prefix string, n int) []string {
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("%s%06d", prefix, i)
+	}
+	return keys
+}
+
+// submit registers and enqueues keys as batches of size, as a producer does.
+func submit(t *testing.T, db *redistest.DB, run string, actor soap.ActorType, keys []string, size int) {
+	t.Helper()
+	rdb := db.Client()
+	defer rdb.Close()
+	ledger := tasks.NewLedger(rdb)
+	client := asynq.NewClientFromRedisClient(rdb)
+	ctx := context.Background()
+	meta := tasks.RunMeta{Run: run, ErpConnectionID: testConn, ActorType: actor, Source: "test"}
+	for seq := 0; seq*size < len(keys); seq++ {
+		end := min((seq+1)*size, len(keys))
+		b := tasks.Batch{Run: run, ErpConnectionID: testConn, ActorType: actor, Keys: keys[seq*size : end], Seq: seq, Source: "test"}
+		if _, err := ledger.RegisterBatch(ctx, meta, tasks.BatchID(run, seq), len(b.Keys)); err != nil {
+			t.Fatal(err)
+		}
+		task, err := tasks.NewResyncTask(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := client.EnqueueContext(ctx, task); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// runStatus reads a run from the ledger.
+func runStatus(t *testing.T, rdb redis.UniversalClient, run string) tasks.RunStatus {
+	t.Helper()
+	st, err := tasks.NewLedger(rdb).Status(context.Background(), run)
+	if err != nil {
+		t.Fatalf("status of %s: %v", run, err)
+	}
+	return st
+}
+
+// waitDone waits until the run has nothing pending.
+func waitDone(t *testing.T, rdb redis.UniversalClient, run string, timeout time.Duration) tasks.RunStatus {
+	t.Helper()
+	var st tasks.RunStatus
+	waitFor(t, timeout, func() (bool, string) {
+		s, err := tasks.NewLedger(rdb).Status(context.Background(), run)
+		if err != nil {
+			return false, err.Error()
+		}
+		st = s
+		return s.TotalKeys > 0 && s.PendingKeys == 0, fmt.Sprintf("run %s: %+v", run, s)
+	})
+	return st
+}
+
+// expectedRecords is what the ledger must hold for keys resynced exactly once each.
+func expectedRecords(actor soap.ActorType, keys []string) map[string]map[string]int64 {
+	out := map[string]map[string]int64{}
+	for _, c := range netserversim.ExpectedChanges(netserversim.ActorType(actor), keys) {
+		kind := string(c.Kind)
+		if out[kind] == nil {
+			out[kind] = map[string]int64{}
+		}
+		out[kind][c.Table]++
+	}
+	return out
+}
+
+func sameRecords(a, b map[string]map[string]int64) bool {
+	norm := func(m map[string]map[string]int64) string {
+		var parts []string
+		for k, tables := range m {
+			for tb, n := range tables {
+				if n != 0 {
+					parts = append(parts, fmt.Sprintf("%s/%s=%d", k, tb, n))
+				}
+			}
+		}
+		sort.Strings(parts)
+		return strings.Join(parts, " ")
+	}
+	return norm(a) == norm(b)
+}
+
+// inProcess runs the worker in this test process against db and sim.
+func inProcess(t *testing.T, db *redistest.DB, resyncer tasks.Resyncer, mutate func(*appConfig)) *app {
+	t.Helper()
+	cfg := appConfig{
+		RedisOpt:        db.Opt(),
+		Resyncer:        resyncer,
+		Concurrency:     8,
+		Queues:          map[string]int{tasks.DefaultQueue: 1},
+		ShutdownTimeout: 10 * time.Second,
+		BusinessRetries: 2,
+		BusinessDelay:   time.Second,
+		ResultRetention: time.Hour,
+		BatchSize:       100,
+		TrickleMaxDelay: 2 * time.Second,
+		TrickleGrace:    time.Second,
+		ReconcileEvery:  time.Second,
+		Logger:          zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
+	}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	a, err := startApp(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.shutdown)
+	return a
+}
+
+// proc is a worker process.
+type proc struct {
+	cmd    *exec.Cmd
+	stderr *bytes.Buffer
+	mu     *sync.Mutex
+	done   chan error
+}
+
+// startWorker starts the worker binary with env on top of a minimal environment.
+func startWorker(t *testing.T, env map[string]string) *proc {
+	t.Helper()
+	cmd := exec.Command(workerBinary(t))
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir()}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	p := &proc{cmd: cmd, stderr: &bytes.Buffer{}, mu: &sync.Mutex{}, done: make(chan error, 1)}
+	cmd.Stderr = lockedWriter{p.mu, p.stderr}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("worker stderr:\n%s", p.log())
+		}
+	})
+	return p
+}
+
+func (p *proc) log() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stderr.String()
+}
+
+// wait waits for the process to exit and returns its exit code.
+func (p *proc) wait(t *testing.T, timeout time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.done:
+		return p.cmd.ProcessState.ExitCode()
+	case <-time.After(timeout):
+		t.Fatalf("worker did not exit within %s", timeout)
+		return -1
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}
+
+// workerEnv is the environment for a worker process against db and sim.
+func workerEnv(db *redistest.DB, sim *netserversim.Running) map[string]string {
+	return map[string]string{
+		"REDIS_URL":                   db.URL(),
+		"SUPEROFFICE_URL":             sim.URL,
+		"SUPEROFFICE_USERNAME":        testUser,
+		"SUPEROFFICE_PASSWORD":        testPassword,
+		"WORKER_HTTP_ADDR":            "off",
+		"WORKER_CONCURRENCY":          "4",
+		"WORKER_BUSINESS_RETRIES":     "2",
+		"WORKER_BUSINESS_RETRY_DELAY": "1s",
+		"WORKER_SHUTDOWN_TIMEOUT":     "20s",
+		"LOG_FORMAT":                  "json",
+		"LOG_LEVEL":                   "info",
+	}
+}

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/hibiken/asynqmon"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+)
+
+// dashboardPath is where asynqmon is mounted. asynqmon routes on the full path, so it is
+// mounted without http.StripPrefix and told its RootPath.
+const dashboardPath = "/monitoring"
+
+type httpConfig struct {
+	Addr          string // "off" disables the listener
+	RedisOpt      asynq.RedisConnOpt
+	Redis         redis.UniversalClient // for /readyz
+	Registry      *prometheus.Registry  // nil: no /metrics
+	DashboardUser string
+	DashboardPass string
+	ReadOnly      bool
+}
+
+// newHTTPHandler builds the worker's one listener: /metrics, /healthz, /readyz and the
+// dashboard. The returned closer releases asynqmon's Redis connections.
+func newHTTPHandler(cfg httpConfig) (http.Handler, func()) {
+	mux := http.NewServeMux()
+	if cfg.Registry != nil {
+		mux.Handle("/metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry}))
+	}
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := cfg.Redis.Ping(ctx).Err(); err != nil {
+			http.Error(w, "redis unreachable", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ok\n"))
+	})
+	mon := asynqmon.New(asynqmon.Options{RootPath: dashboardPath, RedisConnOpt: cfg.RedisOpt, ReadOnly: cfg.ReadOnly})
+	var dash http.Handler = mon
+	if cfg.DashboardUser != "" || cfg.DashboardPass != "" {
+		dash = basicAuth(dash, cfg.DashboardUser, cfg.DashboardPass)
+	}
+	mux.Handle(dashboardPath+"/", dash)
+	mux.Handle(dashboardPath, http.RedirectHandler(dashboardPath+"/", http.StatusMovedPermanently))
+	return mux, func() { mon.Close() }
+}
+
+func basicAuth(next http.Handler, user, pass string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, p, ok := r.BasicAuth()
+		if !ok || subtle.ConstantTimeCompare([]byte(u), []byte(user)) != 1 || subtle.ConstantTimeCompare([]byte(p), []byte(pass)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Basic realm="erpresync dashboard"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// listen opens the listener early, so a taken port is reported before anything starts.
+func listen(addr string) (net.Listener, error) {
+	if addr == "off" || addr == "" {
+		return nil, nil
+	}
+	return net.Listen("tcp", addr)
+}
+
+// serveHTTP serves until ctx ends, then shuts down gracefully within a few seconds.
+func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler) error {
+	if ln == nil {
+		<-ctx.Done()
+		return nil
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// queueCollector exports asynq's queue state (sizes by task state, latency, processed and
+// failed counts) from the Inspector, on each scrape.
+type queueCollector struct {
+	insp *asynq.Inspector
+	size *prometheus.Desc
+	lat  *prometheus.Desc
+	proc *prometheus.Desc
+	fail *prometheus.Desc
+	up   *prometheus.Desc
+}
+
+func newQueueCollector(insp *asynq.Inspector) *queueCollector {
+	return &queueCollector{
+		insp: insp,
+		size: prometheus.NewDesc("erpresync_queue_tasks", "Tasks in an asynq queue by state.", []string{"queue", "state"}, nil),
+		lat:  prometheus.NewDesc("erpresync_queue_latency_seconds", "Age of the oldest pending task in the queue.", []string{"queue"}, nil),
+		proc: prometheus.NewDesc("erpresync_queue_processed_today", "Tasks processed today (asynq's daily counter).", []string{"queue"}, nil),
+		fail: prometheus.NewDesc("erpresync_queue_failed_today", "Task attempts that failed today (asynq's daily counter).", []string{"queue"}, nil),
+		up:   prometheus.NewDesc("erpresync_queue_scrape_ok", "1 when the queue state could be read from Redis.", nil, nil),
+	}
+}
+
+func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.size
+	ch <- c.lat
+	ch <- c.proc
+	ch <- c.fail
+	ch <- c.up
+}
+
+func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
+	queues, err := c.insp.Queues()
+	if err != nil {
+		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 0)
+		return
+	}
+	ok := 1.0
+	for _, q := range queues {
+		info, err := c.insp.GetQueueInfo(q)
+		if err != nil {
+			ok = 0
+			continue
+		}
+		for state, n := range map[string]int{
+			"active": info.Active, "pending": info.Pending, "aggregating": info.Aggregating,
+			"scheduled": info.Scheduled, "retry": info.Retry, "archived": info.Archived, "completed": info.Completed,
+		} {
+			ch <- prometheus.MustNewConstMetric(c.size, prometheus.GaugeValue, float64(n), q, state)
+		}
+		ch <- prometheus.MustNewConstMetric(c.lat, prometheus.GaugeValue, info.Latency.Seconds(), q)
+		ch <- prometheus.MustNewConstMetric(c.proc, prometheus.GaugeValue, float64(info.Processed), q)
+		ch <- prometheus.MustNewConstMetric(c.fail, prometheus.GaugeValue, float64(info.Failed), q)
+	}
+	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, ok)
+}

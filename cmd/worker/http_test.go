@@ -1,0 +1,121 @@
+package main
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/erpresync/erpresync/internal/redistest"
+	"github.com/erpresync/erpresync/soap"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+)
+
+func get(t *testing.T, url, user, pass string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	if user != "" {
+		req.SetBasicAuth(user, pass)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestHTTPEndpoints(t *testing.T) {
+	t.Parallel()
+	db := redistest.New(t)
+	sim := startSim(t)
+	client, auth := newClient(t, sim)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inProcess(t, db, client, func(c *appConfig) {
+		c.Refreshes = auth.Refreshes
+		c.Listener, c.DashboardUser, c.DashboardPass, c.DashboardRO = ln, "ops", "s3cret", true
+	})
+	base := "http://" + ln.Addr().String()
+	rdb := db.Client()
+	defer rdb.Close()
+	submit(t, db, "http-run", soap.ActorCustomer, testKeys("H", 30), 10)
+	waitDone(t, rdb, "http-run", time.Minute)
+
+	if code, body := get(t, base+"/healthz", "", ""); code != 200 || body != "ok\n" {
+		t.Errorf("/healthz: %d %q", code, body)
+	}
+	if code, _ := get(t, base+"/readyz", "", ""); code != 200 {
+		t.Errorf("/readyz: %d", code)
+	}
+	code, metrics := get(t, base+"/metrics", "", "")
+	if code != 200 {
+		t.Fatalf("/metrics: %d", code)
+	}
+	for _, want := range []string{
+		`erpresync_calls_total{outcome="ok"} 3`,
+		`erpresync_keys_resynced_total 30`,
+		`erpresync_queue_tasks{queue="erpresync",state="completed"} 3`,
+		`erpresync_call_duration_seconds_count`,
+		`erpresync_records_changed_total{kind=`,
+		`erpresync_ticket_refreshes_total`,
+		`erpresync_queue_scrape_ok 1`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if code, _ := get(t, base+"/monitoring/", "", ""); code != http.StatusUnauthorized {
+		t.Errorf("dashboard without credentials: %d, want 401", code)
+	}
+	if code, _ := get(t, base+"/monitoring/", "ops", "wrong"); code != http.StatusUnauthorized {
+		t.Errorf("dashboard with a wrong password: %d, want 401", code)
+	}
+	code, page := get(t, base+"/monitoring/", "ops", "s3cret")
+	if code != 200 || !strings.Contains(page, "<html") {
+		t.Errorf("dashboard: %d %.80q", code, page)
+	}
+	code, queues := get(t, base+"/monitoring/api/queues", "ops", "s3cret")
+	if code != 200 || !strings.Contains(queues, `"queue":"erpresync"`) {
+		t.Errorf("dashboard API: %d %.200s", code, queues)
+	}
+	req, _ := http.NewRequest("DELETE", base+"/monitoring/api/queues/erpresync/completed_tasks:delete_all", nil)
+	req.SetBasicAuth("ops", "s3cret")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode < 400 {
+		t.Errorf("read-only dashboard accepted a delete: %d", resp.StatusCode)
+	}
+}
+
+func TestReadyzWithoutRedis(t *testing.T) {
+	t.Parallel()
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	defer rdb.Close()
+	h, closeUI := newHTTPHandler(httpConfig{RedisOpt: asynq.RedisClientOpt{Addr: addr}, Redis: rdb})
+	defer closeUI()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz with Redis down: %d, want 503", rec.Code)
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("/healthz: %d", rec.Code)
+	}
+}

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/erpresync/erpresync/internal/redistest"
+	"github.com/erpresync/erpresync/nightly"
+	"github.com/rs/zerolog"
+)
+
+// TestNightlyScheduleInWorker wires NIGHTLY_CONFIG into a running worker: the schedule
+// fires, the export file becomes tonight's run, and every key in it is resynced.
+func TestNightlyScheduleInWorker(t *testing.T) {
+	t.Parallel()
+	db := redistest.New(t)
+	sim := startSim(t)
+	client, _ := newClient(t, sim)
+	dir := t.TempDir()
+	keys := testKeys("N", 250)
+	if err := os.WriteFile(filepath.Join(dir, "customers-2026-11-27.txt"), []byte(strings.Join(keys, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf(`{"entries": [{"name": "customers", "cron": "@every 1s", "erp_connection": %d, "actor_type": "Customer", "source": %q}]}`,
+		testConn, filepath.Join(dir, "customers-*.txt"))
+	hook, err := nightlySetup(values{"NIGHTLY_CONFIG": cfg}, zerolog.Nop())
+	if err != nil || hook == nil {
+		t.Fatalf("nightlySetup: %v", err)
+	}
+	inProcess(t, db, client, func(c *appConfig) { c.extra = hook })
+	rdb := db.Client()
+	defer rdb.Close()
+	run := nightly.RunName("customers", time.Now())
+	st := waitDone(t, rdb, run, time.Minute)
+	if st.ResyncedKeys != 250 || st.TotalKeys != 250 {
+		t.Fatalf("nightly run: %+v", st)
+	}
+	for _, k := range keys {
+		if sim.ResyncCount(k) < 1 {
+			t.Fatalf("key %s not resynced", k)
+		}
+	}
+	if snap := sim.Counts(); snap.ResyncAll != 0 {
+		t.Fatalf("%d resync-all calls", snap.ResyncAll)
+	}
+}
+
+func TestNightlyConfigErrorsNameTheSetting(t *testing.T) {
+	t.Parallel()
+	_, err := nightlySetup(values{"NIGHTLY_CONFIG": `{"entries": [{"name": "x", "cron": "not a cron", "erp_connection": 1, "actor_type": "Customer", "source": "/tmp/x"}]}`}, zerolog.Nop())
+	if err == nil || !strings.Contains(err.Error(), "NIGHTLY_CONFIG") || !strings.Contains(err.Error(), "cron") {
+		t.Fatalf("err = %v, want it to name NIGHTLY_CONFIG and the cron spec", err)
+	}
+}

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/erpresync/erpresync/intake"
+	"github.com/erpresync/erpresync/nightly"
+	"github.com/hibiken/asynq"
+	"github.com/rs/zerolog"
+)
+
+// nightlySetup returns the hook that runs the nightly bulk-resync schedule (an asynq
+// Scheduler firing nightly tasks, and their handler), or nil when NIGHTLY_CONFIG is empty.
+// The configuration is read and checked here, before anything starts.
+func nightlySetup(v values, log zerolog.Logger) (func(a *app, mux *asynq.ServeMux) (func(), error), error) {
+	spec := v.str("NIGHTLY_CONFIG")
+	if spec == "" {
+		return nil, nil
+	}
+	cfg, err := nightly.LoadConfig(spec)
+	if err != nil {
+		return nil, fmt.Errorf("NIGHTLY_CONFIG: %v", err)
+	}
+	return func(a *app, mux *asynq.ServeMux) (func(), error) {
+		queue := "erpresync"
+		for q := range a.cfg.Queues {
+			queue = q
+			break
+		}
+		prod, err := intake.NewProducer(intake.ProducerConfig{Redis: a.rdb, Queue: queue, TaskOptions: []asynq.Option{asynq.Retention(a.cfg.ResultRetention)}})
+		if err != nil {
+			return nil, err
+		}
+		h, err := nightly.NewHandler(nightly.HandlerConfig{Producer: prod, Redis: a.rdb, Logger: log, Metrics: nightly.NewMetrics(a.cfg.Registry)})
+		if err != nil {
+			return nil, err
+		}
+		mux.Handle(nightly.TypeNightly, h)
+		sched := asynq.NewSchedulerFromRedisClient(a.rdb, &asynq.SchedulerOpts{Logger: asynqLogger{log}, LogLevel: asynq.WarnLevel})
+		ids, err := nightly.Register(sched, cfg, asynq.Queue(queue))
+		if err != nil {
+			return nil, fmt.Errorf("NIGHTLY_CONFIG: %v", err)
+		}
+		if err := sched.Start(); err != nil {
+			return nil, fmt.Errorf("start the nightly scheduler: %w", err)
+		}
+		log.Info().Int("entries", len(ids)).Msg("nightly schedule registered")
+		return sched.Shutdown, nil
+	}, nil
+}

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/erpresync/erpresync/tasks"
+	"gopkg.in/yaml.v3"
+)
+
+var update = flag.Bool("update", false, "rewrite the generated parts of README.md")
+
+const readmePath = "../../README.md"
+
+// settingsTable renders the configuration table the README carries.
+func settingsTable() string {
+	var b strings.Builder
+	b.WriteString("| env | flag | default | meaning |\n|---|---|---|---|\n")
+	for _, s := range settings {
+		fl := "—"
+		if s.Flag != "" {
+			fl = "`--" + s.Flag + "`"
+		}
+		def := "—"
+		if s.Default != "" {
+			def = "`" + s.Default + "`"
+		}
+		meaning := s.Meaning
+		if s.Secret {
+			meaning += " (secret: environment only)"
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n", s.Env, fl, def, strings.ReplaceAll(meaning, "|", "\\|"))
+	}
+	return b.String()
+}
+
+// replaceSection swaps the text between "<!-- begin NAME..." and "<!-- end NAME -->".
+func replaceSection(doc, name, body string) (string, bool) {
+	re := regexp.MustCompile(`(?s)(<!-- begin ` + name + `[^\n]*-->\n).*?(<!-- end ` + name + ` -->)`)
+	if !re.MatchString(doc) {
+		return doc, false
+	}
+	return re.ReplaceAllLiteralString(doc, re.FindStringSubmatch(doc)[1]+body+"<!-- end "+name+" -->"), true
+}
+
+// TestREADMEGenerated checks that the README's configuration and error-class tables are
+// exactly what the code says; -update rewrites them.
+func TestREADMEGenerated(t *testing.T) {
+	raw, err := os.ReadFile(readmePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(raw)
+	want := doc
+	for name, body := range map[string]string{"settings": settingsTable(), "classes": tasks.ClassTableMarkdown()} {
+		var ok bool
+		if want, ok = replaceSection(want, name, body); !ok {
+			t.Fatalf("README has no %q section markers", name)
+		}
+	}
+	if want == doc {
+		return
+	}
+	if *update {
+		if err := os.WriteFile(readmePath, []byte(want), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	t.Fatal("README.md's generated tables are out of date; run: go test ./cmd/worker -run TestREADMEGenerated -update")
+}
+
+// TestSettingsAreDocumented: every setting has a meaning and a unique name, and secrets
+// have no flag (flags show up in ps).
+func TestSettingsAreDocumented(t *testing.T) {
+	seen := map[string]bool{}
+	for _, s := range settings {
+		if s.Env == "" || s.Meaning == "" || seen[s.Env] {
+			t.Errorf("setting %+v: empty or duplicate", s)
+		}
+		seen[s.Env] = true
+		if s.Secret && s.Flag != "" {
+			t.Errorf("secret %s has a flag", s.Env)
+		}
+	}
+}
+
+// TestComposeUsesOnlyWorkerSettings parses docker-compose.yml: every variable set for the
+// worker and dashboard is one the worker reads, secrets are never written in the file, the
+// image runs as non-root, Redis persists with AOF and has a health check.
+func TestComposeUsesOnlyWorkerSettings(t *testing.T) {
+	raw, err := os.ReadFile("../../docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Services map[string]struct {
+			Image       string            `yaml:"image"`
+			Command     []string          `yaml:"command"`
+			Entrypoint  []string          `yaml:"entrypoint"`
+			Environment map[string]string `yaml:"environment"`
+			Profiles    []string          `yaml:"profiles"`
+			Healthcheck *struct {
+				Test []string `yaml:"test"`
+			} `yaml:"healthcheck"`
+			DependsOn map[string]struct {
+				Condition string `yaml:"condition"`
+			} `yaml:"depends_on"`
+		} `yaml:"services"`
+		Volumes map[string]any `yaml:"volumes"`
+	}
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		t.Fatalf("docker-compose.yml: %v", err)
+	}
+	known := map[string]setting{}
+	for _, s := range settings {
+		known[s.Env] = s
+	}
+	for _, name := range []string{"worker", "dashboard"} {
+		svc, ok := doc.Services[name]
+		if !ok {
+			t.Fatalf("no %s service", name)
+		}
+		if len(svc.Environment) == 0 {
+			t.Fatalf("%s sets no environment", name)
+		}
+		for k, v := range svc.Environment {
+			s, ok := known[k]
+			if !ok {
+				t.Errorf("%s sets %s, which the worker does not read", name, k)
+			}
+			if s.Secret && !regexp.MustCompile(`^\$\{[A-Z_]+(:?-)?\}$`).MatchString(v) {
+				t.Errorf("%s: secret %s must come from the environment as ${%s:-}, not %q", name, k, k, v)
+			}
+		}
+		if svc.DependsOn["redis"].Condition != "service_healthy" {
+			t.Errorf("%s does not wait for a healthy Redis", name)
+		}
+	}
+	redisSvc := doc.Services["redis"]
+	if !slices.Contains(redisSvc.Command, "--appendonly") || redisSvc.Healthcheck == nil {
+		t.Errorf("redis: want AOF persistence and a health check, got %+v", redisSvc)
+	}
+	if !slices.Contains(doc.Services["simulator"].Profiles, "simulator") || !slices.Contains(doc.Services["prometheus"].Profiles, "prometheus") {
+		t.Error("the simulator and Prometheus must be opt-in profiles")
+	}
+	if doc.Services["dashboard"].Command[0] != "dashboard" {
+		t.Error("the dashboard service must run `worker dashboard`")
+	}
+	dockerfile, err := os.ReadFile("../../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(dockerfile), "USER nonroot") || strings.Count(string(dockerfile), "FROM ") < 2 {
+		t.Error("Dockerfile: want a multi-stage build into a non-root image")
+	}
+	prom, err := os.ReadFile("../../deploy/prometheus.yml")
+	if err != nil || !strings.Contains(string(prom), "worker:8080") {
+		t.Errorf("deploy/prometheus.yml must scrape worker:8080 (%v)", err)
+	}
+}

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// setting is one configuration value: an environment variable, the flag that mirrors it,
+// its default and what it means. The README's configuration table is checked against this
+// list by a test, and so are the variables docker-compose.yml sets.
+type setting struct {
+	Env, Flag, Default, Meaning string
+	Secret                      bool // never printed, never a flag (flags show up in ps)
+}
+
+var settings = []setting{
+	{Env: "REDIS_URL", Flag: "redis-url", Default: "redis://127.0.0.1:6379/0", Meaning: "Redis: `redis://[:password@]host:port/db`, `rediss://` for TLS, `redis-sentinel://[:password@]h1:port,h2:port/db?master=NAME` for Sentinel"},
+	{Env: "REDIS_CLUSTER_ADDRS", Flag: "redis-cluster-addrs", Default: "", Meaning: "Redis Cluster node list `host:port,host:port`; when set, REDIS_URL only supplies password and TLS"},
+	{Env: "SUPEROFFICE_URL", Flag: "superoffice-url", Default: "", Meaning: "tenant base URL, e.g. `https://sod.superoffice.com/Cust12345`; `/Remote/Services88/ErpSync.svc` and `SoPrincipal.svc` are appended"},
+	{Env: "SUPEROFFICE_APP_TOKEN", Default: "", Meaning: "application token (the app's client secret); required by Online, ignored on-site", Secret: true},
+	{Env: "SUPEROFFICE_TICKET", Default: "", Meaning: "a fixed ticket (auth mode 1)", Secret: true},
+	{Env: "SUPEROFFICE_USERNAME", Flag: "superoffice-username", Default: "", Meaning: "on-site user for `SoPrincipal.AuthenticateUsernamePassword` (auth mode 2)"},
+	{Env: "SUPEROFFICE_PASSWORD", Default: "", Meaning: "that user's password", Secret: true},
+	{Env: "SUPEROFFICE_SYSTEM_TOKEN", Default: "", Meaning: "Online system-user token (auth mode 3)", Secret: true},
+	{Env: "SUPEROFFICE_PRIVATE_KEY_FILE", Flag: "superoffice-private-key-file", Default: "", Meaning: "PEM file with the app's RSA private key that signs the system-user token"},
+	{Env: "SUPEROFFICE_CONTEXT_ID", Flag: "superoffice-context-id", Default: "", Meaning: "Online tenant id, e.g. `Cust12345`"},
+	{Env: "SUPEROFFICE_LOGIN_URL", Flag: "superoffice-login-url", Default: "", Meaning: "PartnerSystemUser endpoint, e.g. `https://sod.superoffice.com/Login/api/PartnerSystemUser/Authenticate`"},
+	{Env: "SUPEROFFICE_SOAP12", Flag: "superoffice-soap12", Default: "false", Meaning: "send SOAP 1.2 envelopes (only for installations that expose such a binding)"},
+	{Env: "SUPEROFFICE_TIMEOUT", Flag: "superoffice-timeout", Default: "60s", Meaning: "timeout of one SOAP call"},
+	{Env: "WORKER_HTTP_ADDR", Flag: "http-addr", Default: "127.0.0.1:8080", Meaning: "listener for `/metrics`, `/healthz`, `/readyz` and the dashboard at `/monitoring/`; `off` disables it"},
+	{Env: "WORKER_CONCURRENCY", Flag: "concurrency", Default: "10", Meaning: "batches processed at once (concurrent SOAP calls)"},
+	{Env: "WORKER_QUEUES", Flag: "queues", Default: "erpresync", Meaning: "asynq queues to serve, `name[:priority],...`"},
+	{Env: "WORKER_SHUTDOWN_TIMEOUT", Flag: "shutdown-timeout", Default: "30s", Meaning: "on SIGTERM, how long in-flight calls may finish before their tasks go back to Redis"},
+	{Env: "WORKER_BUSINESS_RETRIES", Flag: "business-retries", Default: "3", Meaning: "retries of a single-key batch that SuperOffice answers `IsOk=false` before it is dead-lettered"},
+	{Env: "WORKER_BUSINESS_RETRY_DELAY", Flag: "business-retry-delay", Default: "1m", Meaning: "first delay between those retries (doubles each time)"},
+	{Env: "WORKER_RESULT_RETENTION", Flag: "result-retention", Default: "168h", Meaning: "how long a completed task and its result stay visible in the dashboard"},
+	{Env: "WORKER_BATCH_SIZE", Flag: "batch-size", Default: "100", Meaning: "largest batch the trickle aggregator builds"},
+	{Env: "WORKER_TRICKLE_MAX_DELAY", Flag: "trickle-max-delay", Default: "5s", Meaning: "longest a trickled key waits for its batch to fill"},
+	{Env: "WORKER_TRICKLE_GRACE", Flag: "trickle-grace", Default: "1s", Meaning: "a trickle batch is sent once no key arrived for this long"},
+	{Env: "NIGHTLY_CONFIG", Flag: "nightly-config", Default: "", Meaning: "file with the nightly bulk-resync schedule; empty disables it"},
+	{Env: "DASHBOARD_USER", Flag: "dashboard-user", Default: "", Meaning: "HTTP basic-auth user for the dashboard; with DASHBOARD_PASSWORD"},
+	{Env: "DASHBOARD_PASSWORD", Default: "", Meaning: "HTTP basic-auth password for the dashboard; without it the dashboard has no login", Secret: true},
+	{Env: "DASHBOARD_READONLY", Flag: "dashboard-readonly", Default: "true", Meaning: "dashboard in view-only mode; `false` allows retry/delete/archive from the UI"},
+	{Env: "LOG_FORMAT", Flag: "log-format", Default: "auto", Meaning: "`json`, `console`, or `auto` (console on a terminal, JSON otherwise)"},
+	{Env: "LOG_LEVEL", Flag: "log-level", Default: "info", Meaning: "`debug`, `info`, `warn` or `error`"},
+}
+
+// values holds resolved settings: flag > environment > default.
+type values map[string]string
+
+// parseSettings registers every setting that has a flag on fs (defaults from getenv), plus
+// extra flags the caller registered already, parses args and returns the values by env name.
+func parseSettings(fs *flag.FlagSet, args []string, getenv func(string) string) (values, error) {
+	ptrs := map[string]*string{}
+	for _, s := range settings {
+		v := s.Default
+		if e := getenv(s.Env); e != "" {
+			v = e
+		}
+		if s.Flag == "" {
+			ptrs[s.Env] = &v
+			continue
+		}
+		p := new(string)
+		fs.StringVar(p, s.Flag, v, s.Meaning+" (env "+s.Env+")")
+		ptrs[s.Env] = p
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	out := values{}
+	for k, p := range ptrs {
+		out[k] = strings.TrimSpace(*p)
+	}
+	return out, nil
+}
+
+func (v values) str(env string) string { return v[env] }
+
+func (v values) int(env string, min int) (int, error) {
+	n, err := strconv.Atoi(v[env])
+	if err != nil || n < min {
+		return 0, fmt.Errorf("%s=%q: want a whole number >= %d", env, v[env], min)
+	}
+	return n, nil
+}
+
+func (v values) bool(env string) (bool, error) {
+	b, err := strconv.ParseBool(v[env])
+	if err != nil {
+		return false, fmt.Errorf("%s=%q: want true or false", env, v[env])
+	}
+	return b, nil
+}
+
+// duration parses a Go duration; asynq keeps whole seconds, so wholeSeconds rejects
+// anything finer, which asynq would silently round down.
+func (v values) duration(env string, min time.Duration, wholeSeconds bool) (time.Duration, error) {
+	d, err := time.ParseDuration(v[env])
+	if err != nil || d < min {
+		return 0, fmt.Errorf("%s=%q: want a duration such as 30s or 5m, at least %s", env, v[env], min)
+	}
+	if wholeSeconds && d%time.Second != 0 {
+		return 0, fmt.Errorf("%s=%q: asynq keeps whole seconds; use e.g. %s", env, v[env], d.Round(time.Second))
+	}
+	return d, nil
+}
+
+// printSettings writes the configuration table (for --help and the README).
+func printSettings(w io.Writer) {
+	fmt.Fprintln(w, "\nConfiguration (flags win over environment):")
+	for _, s := range settings {
+		flagName := "-"
+		if s.Flag != "" {
+			flagName = "--" + s.Flag
+		}
+		def := s.Default
+		if def == "" {
+			def = `""`
+		}
+		fmt.Fprintf(w, "  %-30s %-30s default %s\n      %s\n", s.Env, flagName, def, strings.ReplaceAll(s.Meaning, "`", ""))
+	}
+}
