@@ -164,16 +164,22 @@ func TestKill9(t *testing.T) {
 	startWorker(t, env)
 	// asynq recovers the killed worker's leased tasks only after the lease has expired and
 	// its recoverer has looked again: up to about two minutes.
-	st := waitDone(t, rdb, run, 4*time.Minute)
-	if st.ResyncedKeys != 3000 || st.DeadKeys != 0 {
-		t.Fatalf("after restart: %+v", st)
+	assertResyncedOnce(t, sim, waitDone(t, rdb, run, 4*time.Minute), soap.ActorPerson, keys)
+}
+
+// assertResyncedOnce checks a finished run: every key resynced at SuperOffice at least
+// once, none dead, and the ledger counting each key's change exactly once.
+func assertResyncedOnce(t *testing.T, sim *netserversim.Running, st tasks.RunStatus, actor soap.ActorType, keys []string) {
+	t.Helper()
+	if st.ResyncedKeys != int64(len(keys)) || st.DeadKeys != 0 || st.TotalKeys != int64(len(keys)) {
+		t.Fatalf("run %s: %+v, want all %d keys resynced", st.Run, st, len(keys))
 	}
 	for _, k := range keys {
 		if sim.ResyncCount(k) < 1 {
 			t.Fatalf("key %s never resynced", k)
 		}
 	}
-	if want := expectedRecords(soap.ActorPerson, keys); !sameRecords(st.Records, want) {
+	if want := expectedRecords(actor, keys); !sameRecords(st.Records, want) {
 		t.Fatalf("ledger records %v, want each key counted once: %v", st.Records, want)
 	}
 }
@@ -192,7 +198,7 @@ func TestRedisRestart(t *testing.T) {
 	}
 	db := srv.NewDB(t)
 	sim := startSim(t)
-	sim.SetLatency(50 * time.Millisecond)
+	sim.SetLatency(200 * time.Millisecond)
 	keys := testKeys("S", 2000)
 	const run = "redis-restart"
 	submit(t, db, run, soap.ActorSale, keys, 50)
@@ -204,21 +210,13 @@ func TestRedisRestart(t *testing.T) {
 		st := runStatus(t, rdb, run)
 		return st.ResyncedKeys >= 300, fmt.Sprintf("%+v", st)
 	})
+	if mid := runStatus(t, rdb, run); mid.PendingKeys == 0 {
+		t.Fatalf("the run finished before the restart; make it longer: %+v", mid)
+	}
 	if err := srv.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	st := waitDone(t, rdb, run, 4*time.Minute)
-	if st.ResyncedKeys != 2000 || st.DeadKeys != 0 {
-		t.Fatalf("after the Redis restart: %+v", st)
-	}
-	for _, k := range keys {
-		if sim.ResyncCount(k) < 1 {
-			t.Fatalf("key %s never resynced", k)
-		}
-	}
-	if want := expectedRecords(soap.ActorSale, keys); !sameRecords(st.Records, want) {
-		t.Fatalf("ledger records %v, want %v", st.Records, want)
-	}
+	assertResyncedOnce(t, sim, waitDone(t, rdb, run, 4*time.Minute), soap.ActorSale, keys)
 }
 
 // TestSIGTERM stops the worker during a run: in-flight calls finish and are recorded, the
@@ -273,8 +271,5 @@ func TestSIGTERM(t *testing.T) {
 
 	sim.SetLatency(0)
 	startWorker(t, env)
-	st := waitDone(t, rdb, run, 2*time.Minute)
-	if st.ResyncedKeys != 400 || !sameRecords(st.Records, expectedRecords(soap.ActorProject, keys)) {
-		t.Fatalf("after restart: %+v", st)
-	}
+	assertResyncedOnce(t, sim, waitDone(t, rdb, run, 2*time.Minute), soap.ActorProject, keys)
 }
