@@ -197,6 +197,22 @@ func (p Policy) Delay(n int, retryAfter time.Duration) time.Duration {
 	return d
 }
 
+// After is the wait a server asked for (a Retry-After on a throttled call), capped at
+// MaxRetryAfter and stretched by up to RandomizationFactor so that many waiting tasks do
+// not return at the same instant; never shorter than asked. A throttling server says when
+// to come back, so unlike Delay this ignores the backoff: the wait does not grow with the
+// task's failures.
+func (p Policy) After(retryAfter time.Duration) time.Duration {
+	p = p.withDefaults()
+	if retryAfter > p.MaxRetryAfter {
+		retryAfter = p.MaxRetryAfter
+	}
+	if retryAfter <= 0 || p.RandomizationFactor <= 0 {
+		return retryAfter
+	}
+	return retryAfter + time.Duration(p.Rand()*p.RandomizationFactor*float64(retryAfter))
+}
+
 // Do is the fast layer: it runs op, and while classify says an error is retryable, waits
 // and runs it again, until op succeeds, classify refuses, or the budget is spent. It
 // returns nil or the last error: unchanged when classify refused it, wrapped with

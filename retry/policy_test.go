@@ -313,3 +313,27 @@ func TestZeroPolicyDefaults(t *testing.T) {
 		t.Errorf("zero Policy Delay(0) = %v, want about %v", d, DefaultInitial)
 	}
 }
+
+func TestAfter(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		p        Policy
+		ra, want time.Duration
+		maxWant  time.Duration
+	}{
+		{name: "as asked without jitter", p: Policy{RandomizationFactor: -1}, ra: 7 * time.Second, want: 7 * time.Second, maxWant: 7 * time.Second},
+		{name: "capped", p: Policy{RandomizationFactor: -1, MaxRetryAfter: time.Minute}, ra: time.Hour, want: time.Minute, maxWant: time.Minute},
+		{name: "jitter only stretches", p: Policy{RandomizationFactor: 0.5, Rand: func() float64 { return 0.999 }}, ra: 10 * time.Second, want: 10 * time.Second, maxWant: 15 * time.Second},
+		{name: "no hint", p: Policy{}, ra: 0, want: 0, maxWant: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got := tt.p.After(tt.ra)
+			if got < tt.want || got > tt.maxWant {
+				t.Errorf("After(%v) = %v, want within [%v, %v]", tt.ra, got, tt.want, tt.maxWant)
+			}
+		})
+	}
+}

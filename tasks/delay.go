@@ -42,7 +42,8 @@ var DefaultBusinessPolicy = retry.Policy{
 }
 
 // RetryDelay builds the worker's asynq.Config.RetryDelayFunc. A business failure of a
-// single key waits business.Delay(attempt-1); every other error waits p.Delay(n, hint),
+// single key waits business.Delay(attempt-1); a throttled call with a Retry-After (or the
+// systemic hold) waits that long, p.After(hint); every other error waits p.Delay(n, hint),
 // where n is asynq's retry count and hint the error's RetryAfter (a server's Retry-After,
 // the auth hold, the systemic hold), honoured when longer than the backoff.
 //
@@ -54,6 +55,9 @@ func RetryDelay(p, business retry.Policy) asynq.RetryDelayFunc {
 		var te *Error
 		if errors.As(err, &te) && te.Class == ClassBusiness && te.Attempt > 0 {
 			return business.Delay(te.Attempt-1, te.RetryAfter)
+		}
+		if ra := RetryAfter(err); ra > 0 && errors.As(err, &te) && te.Class == ClassThrottled {
+			return p.After(ra) // SuperOffice said when to come back
 		}
 		return p.Delay(n, RetryAfter(err))
 	}
