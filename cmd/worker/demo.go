@@ -21,6 +21,8 @@ import (
 	"github.com/erpresync/erpresync/soap"
 	"github.com/erpresync/erpresync/tasks"
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 const (
@@ -99,6 +101,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		sim.SetLatency(20 * time.Millisecond)
 		sim.Fail503(8)
 		sim.DropNext(3)
+		sim.Throttle(2, time.Second)
 		vv := values{}
 		for k, x := range v {
 			vv[k] = x
@@ -109,7 +112,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 			say("worker demo: %v", err)
 			return 2
 		}
-		say("SuperOffice: NetServer simulator at %s (8 injected 503s, 3 dropped connections, a ticket expiry, %d poison keys)", sim.URL, len(poison))
+		say("SuperOffice: NetServer simulator at %s (8 injected 503s, 3 dropped connections, 2 throttled calls, a ticket expiry, %d poison keys)", sim.URL, len(poison))
 	}
 
 	cfg, err := workerSettings(v)
@@ -165,7 +168,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	}
 	elapsed := time.Since(start)
 	dead, _ := a.ledger.DeadLetters(context.Background(), run)
-	ok := printSummary(stdout, st, dead, sim, elapsed, keys, poison)
+	ok := printSummary(stdout, st, dead, sim, a.metrics, elapsed, keys, poison)
 	if *once {
 		if !ok {
 			return 1
@@ -215,7 +218,8 @@ func demoWait(ctx context.Context, ledger *tasks.Ledger, run string, sim *netser
 
 // printSummary writes the run's summary and reports whether it matches the simulator's
 // own counts (always true against a real tenant, where there is nothing to compare).
-func printSummary(w io.Writer, st tasks.RunStatus, dead []tasks.DeadLetter, sim *netserversim.Running, elapsed time.Duration, keys, poison []string) bool {
+func printSummary(w io.Writer, st tasks.RunStatus, dead []tasks.DeadLetter, sim *netserversim.Running, m *tasks.Metrics, elapsed time.Duration, keys, poison []string) bool {
+	retries, splits := retryCounts(m)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "\nRun %s\t%s\n", st.Run, st.State)
 	fmt.Fprintf(tw, "  keys resynced\t%d of %d\n", st.ResyncedKeys, st.TotalKeys)
@@ -238,9 +242,12 @@ func printSummary(w io.Writer, st tasks.RunStatus, dead []tasks.DeadLetter, sim 
 		sort.Strings(outcomes)
 		fmt.Fprintf(tw, "  as the simulator saw them\t%s\n", strings.Join(outcomes, ", "))
 		fmt.Fprintf(tw, "  logins\t%d\n", snap.Logins.PasswordOK)
-		fmt.Fprintf(tw, "  retries (calls beyond one per batch)\t%d\n", max(0, int64(snap.TotalCalls())-st.Batches))
 		ok = demoMatches(st, dead, snap, keys, poison)
 	}
+	if retries != "" {
+		fmt.Fprintf(tw, "  retries by class\t%s\n", retries)
+	}
+	fmt.Fprintf(tw, "  batches split to isolate poison keys\t%d\n", splits)
 	fmt.Fprintf(tw, "  elapsed\t%s\n", elapsed.Round(10*time.Millisecond))
 	fmt.Fprintf(tw, "  keys/s\t%.0f\n", float64(st.ResyncedKeys+st.DeadKeys)/elapsed.Seconds())
 	if sim != nil {
@@ -289,6 +296,49 @@ func demoMatches(st tasks.RunStatus, dead []tasks.DeadLetter, snap netserversim.
 		}
 	}
 	return true
+}
+
+// retryCounts reads the worker's own retry and split counters: "transient 11 (fast 9,
+// asynq 2), business 12 (asynq 12)".
+func retryCounts(m *tasks.Metrics) (string, int) {
+	byClass := map[string]map[string]int{}
+	var pm dto.Metric
+	ch := make(chan prometheus.Metric, 64)
+	go func() { m.Retries.Collect(ch); close(ch) }()
+	for metric := range ch {
+		if err := metric.Write(&pm); err != nil {
+			continue
+		}
+		var class, layer string
+		for _, l := range pm.GetLabel() {
+			switch l.GetName() {
+			case "class":
+				class = l.GetValue()
+			case "layer":
+				layer = l.GetValue()
+			}
+		}
+		if byClass[class] == nil {
+			byClass[class] = map[string]int{}
+		}
+		byClass[class][layer] += int(pm.GetCounter().GetValue())
+	}
+	var parts []string
+	for class, layers := range byClass {
+		total := 0
+		var ls []string
+		for layer, n := range layers {
+			total += n
+			ls = append(ls, fmt.Sprintf("%s %d", layer, n))
+		}
+		sort.Strings(ls)
+		parts = append(parts, fmt.Sprintf("%s %d (%s)", class, total, strings.Join(ls, ", ")))
+	}
+	sort.Strings(parts)
+	if err := m.Splits.Write(&pm); err != nil {
+		return strings.Join(parts, ", "), 0
+	}
+	return strings.Join(parts, ", "), int(pm.GetCounter().GetValue())
 }
 
 func recordTables(r map[string]map[string]int64) []string {

@@ -31,7 +31,7 @@ func simRecords(s netserversim.Snapshot) map[string]map[string]int64 {
 }
 
 // TestTenThousandKeys is the product's promise in one run: 10,000 keys with a few poison
-// keys, injected 503s and a ticket expiry mid-run. Every good key is resynced (the
+// keys, injected 503s, throttling and a ticket expiry mid-run. Every good key is resynced (the
 // simulator's counts prove it), exactly the poison keys are dead-lettered, each alone and
 // with its reason, and the ledger's totals equal what the simulator delivered.
 func TestTenThousandKeys(t *testing.T) {
@@ -42,6 +42,7 @@ func TestTenThousandKeys(t *testing.T) {
 	poison := []string{keys[17], keys[2500], keys[2501], keys[6003], keys[9999]}
 	sim.SetPoison(poison...)
 	sim.Fail503(25)
+	sim.Throttle(3, time.Second)
 	client, auth := newClient(t, sim)
 	rdb := db.Client()
 	defer rdb.Close()
