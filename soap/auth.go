@@ -51,6 +51,13 @@ func (s *StaticTicket) GoString() string { return s.String() }
 // LoginFunc performs one login and returns the new ticket. TicketCache calls it.
 type LoginFunc func(ctx context.Context) (string, error)
 
+// RefusedPause is how long a TicketCache answers with a refused login before it asks the
+// login service again; it doubles with each further refusal, up to MaxRefusedPause.
+const (
+	RefusedPause    = 30 * time.Second
+	MaxRefusedPause = 10 * time.Minute
+)
+
 // DefaultLoginTimeout bounds one login when TicketCache is given no timeout.
 const DefaultLoginTimeout = 30 * time.Second
 
@@ -58,7 +65,11 @@ const DefaultLoginTimeout = 30 * time.Second
 // between concurrent callers. After Invalidate(stale) the next Ticket calls fetch exactly
 // one new ticket (single flight): callers arriving while a login runs wait for it, and
 // callers who later invalidate the same stale ticket change nothing. A failed login is
-// not cached: the next Ticket call tries again.
+// not cached — the next Ticket call tries again — except a refused one (ErrLoginRefused):
+// wrong credentials stay wrong, so for RefusedPause (30 s, doubling with each refusal up
+// to 10 min) Ticket returns the refusal without asking the login service again, and a
+// worker with hundreds of queued batches does not turn a configuration mistake into a
+// login storm.
 //
 // The login runs detached from the context of the caller who triggered it (so one
 // caller giving up does not fail the others), bounded by the login timeout; each caller
@@ -73,6 +84,10 @@ type TicketCache struct {
 	ticket string
 	issued time.Time
 	flight *loginFlight
+
+	refused      error         // the last refusal, returned until refusedUntil
+	refusedUntil time.Time     // zero when the last login was not refused
+	refusedFor   time.Duration // the current pause; doubles with each refusal
 
 	refreshes atomic.Int64
 }
@@ -99,6 +114,11 @@ func (c *TicketCache) Ticket(ctx context.Context) (string, error) {
 		c.mu.Unlock()
 		return t, nil
 	}
+	if c.refused != nil && c.now().Before(c.refusedUntil) {
+		err := c.refused
+		c.mu.Unlock()
+		return "", err
+	}
 	f := c.flight
 	if f == nil {
 		f = &loginFlight{done: make(chan struct{})}
@@ -123,9 +143,15 @@ func (c *TicketCache) run(ctx context.Context, f *loginFlight) {
 		err = errors.New("login returned an empty ticket")
 	}
 	c.mu.Lock()
-	if err == nil {
+	switch {
+	case err == nil:
 		c.ticket, c.issued = t, c.now()
-	} else {
+		c.refused, c.refusedUntil, c.refusedFor = nil, time.Time{}, 0
+	case errors.Is(err, ErrLoginRefused):
+		t = ""
+		c.refusedFor = min(max(2*c.refusedFor, RefusedPause), MaxRefusedPause)
+		c.refused, c.refusedUntil = err, c.now().Add(c.refusedFor)
+	default:
 		t = ""
 	}
 	c.flight = nil

@@ -534,3 +534,44 @@ func TestSignSystemToken(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestTicketCacheRemembersRefusal: a refused login is answered from the cache for
+// RefusedPause (doubling with each refusal), then asked again; a success forgets it.
+func TestTicketCacheRemembersRefusal(t *testing.T) {
+	t.Parallel()
+	var logins int
+	refuse := true
+	c := NewTicketCache(func(context.Context) (string, error) {
+		logins++
+		if refuse {
+			return "", fmt.Errorf("authenticate: %w", ErrLoginRefused)
+		}
+		return "7T:fresh", nil
+	}, 0)
+	now := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+	c.now = func() time.Time { return now }
+	ctx := context.Background()
+	ticket := func() error { _, err := c.Ticket(ctx); return err }
+
+	for range 3 {
+		if err := ticket(); !errors.Is(err, ErrLoginRefused) {
+			t.Fatalf("got %v, want ErrLoginRefused", err)
+		}
+	}
+	if logins != 1 {
+		t.Fatalf("%d logins for three calls within the pause, want 1", logins)
+	}
+	now = now.Add(RefusedPause)
+	if err := ticket(); !errors.Is(err, ErrLoginRefused) || logins != 2 {
+		t.Fatalf("after the pause: %v with %d logins, want a second refused login", err, logins)
+	}
+	now = now.Add(RefusedPause) // the pause doubled: still answered from the cache
+	if err := ticket(); !errors.Is(err, ErrLoginRefused) || logins != 2 {
+		t.Fatalf("within the doubled pause: %v with %d logins", err, logins)
+	}
+	refuse = false
+	now = now.Add(RefusedPause)
+	if err := ticket(); err != nil || logins != 3 {
+		t.Fatalf("after the doubled pause with good credentials: %v with %d logins", err, logins)
+	}
+}
