@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/erpresync/erpresync/soap"
 	"github.com/erpresync/erpresync/tasks"
 	"github.com/hibiken/asynq"
+	"github.com/rs/zerolog"
 )
 
 // simRecords turns the simulator's delivered change counts into the ledger's shape.
@@ -273,4 +276,53 @@ func TestSIGTERM(t *testing.T) {
 	sim.SetLatency(0)
 	startWorker(t, env)
 	assertResyncedOnce(t, sim, waitDone(t, rdb, run, 2*time.Minute), soap.ActorProject, keys)
+}
+
+// TestRefusedLoginIsHeld: wrong credentials are an outage of configuration. Every batch is
+// held (not dead-lettered, not lost), the error is logged loudly, and the worker asks the
+// login service once, not once per batch.
+func TestRefusedLoginIsHeld(t *testing.T) {
+	t.Parallel()
+	db := redistest.New(t)
+	sim := startSim(t)
+	pa, err := soap.NewPasswordAuth(soap.PasswordAuthConfig{BaseURL: sim.URL, UserName: testUser, Password: "not-the-password"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := soap.New(soap.Config{BaseURL: sim.URL, Auth: pa})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs lockedWriter
+	logs.mu, logs.w = &sync.Mutex{}, &bytes.Buffer{}
+	const run = "refused"
+	submit(t, db, run, soap.ActorCustomer, testKeys("R", 300), 10)
+	inProcess(t, db, client, func(c *appConfig) { c.Logger = zerolog.New(logs) })
+
+	insp := asynq.NewInspector(db.Opt())
+	defer insp.Close()
+	waitFor(t, time.Minute, func() (bool, string) {
+		qi, err := insp.GetQueueInfo(tasks.DefaultQueue)
+		if err != nil {
+			return false, err.Error()
+		}
+		return qi.Retry == 30, fmt.Sprintf("%d of 30 batches held", qi.Retry)
+	})
+	if n := sim.Counts().Logins.PasswordRefused; n != 1 {
+		t.Errorf("%d refused logins for 30 batches, want 1 (no login storm)", n)
+	}
+	rdb := db.Client()
+	defer rdb.Close()
+	if st := runStatus(t, rdb, run); st.PendingKeys != 300 || st.DeadKeys != 0 {
+		t.Errorf("run %+v: want every key pending (held), none dead", st)
+	}
+	logs.mu.Lock()
+	out := logs.w.String()
+	logs.mu.Unlock()
+	if !strings.Contains(out, `"level":"error"`) || !strings.Contains(out, "SUPEROFFICE_") {
+		t.Errorf("no loud error naming the settings in the log:\n%.2000s", out)
+	}
+	if strings.Contains(out, "not-the-password") {
+		t.Error("the log contains the password")
+	}
 }
