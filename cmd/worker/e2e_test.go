@@ -326,3 +326,39 @@ func TestRefusedLoginIsHeld(t *testing.T) {
 		t.Error("the log contains the password")
 	}
 }
+
+// TestSecondSignalExitsAtOnce: a second SIGTERM during the graceful shutdown ends the
+// process at once instead of waiting out the shutdown timeout.
+func TestSecondSignalExitsAtOnce(t *testing.T) {
+	t.Parallel()
+	db := redistest.New(t)
+	sim := startSim(t)
+	sim.SetLatency(20 * time.Second)
+	submit(t, db, "second-signal", soap.ActorCustomer, testKeys("Q", 20), 10)
+	env := workerEnv(db, sim)
+	env["WORKER_SHUTDOWN_TIMEOUT"] = "60s"
+	w := startWorker(t, env)
+	waitFor(t, 30*time.Second, func() (bool, string) {
+		n := 0
+		for _, c := range sim.Counts().Seen {
+			n += c
+		}
+		return n > 0, "no call in flight yet"
+	})
+	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() (bool, string) {
+		return strings.Contains(w.log(), "a second signal exits at once"), "no shutdown message yet"
+	})
+	start := time.Now()
+	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := w.wait(t, 15*time.Second); code != 1 {
+		t.Fatalf("exit status %d after the second signal, want 1", code)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("took %s to exit after the second signal", d)
+	}
+}
