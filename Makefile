@@ -1,7 +1,7 @@
 # erpresync development targets. `make help` lists them.
 GO ?= go
 
-.PHONY: help test test-race ci bench bench-intake fuzz soak demo lint tidy compose-check build
+.PHONY: help test test-race ci bench bench-pipeline bench-intake fuzz soak demo lint tidy compose-check build
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -20,6 +20,9 @@ build: ## build worker, enqueue and netserver-sim into ./bin
 
 bench: ## SOAP encode/decode and ledger benchmarks, 5 runs each (compare with benchstat)
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./soap ./tasks ./intake
+
+bench-pipeline: ## whole pipeline (enqueue, worker, simulator, ledger) in keys/s, 5 runs
+	$(GO) test ./cmd/worker -run '^$$' -bench Pipeline -benchtime 3x -count 5
 
 bench-intake: ## enqueue a million-key file 5 times with the real command; median time and peak RSS
 	bash intake/measure.sh 5

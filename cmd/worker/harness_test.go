@@ -59,7 +59,7 @@ func workerBinary(t *testing.T) string {
 
 // waitFor polls cond until it reports done or the deadline passes; the last message says
 // what was still missing.
-func waitFor(t *testing.T, timeout time.Duration, cond func() (bool, string)) {
+func waitFor(t testing.TB, timeout time.Duration, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -81,7 +81,7 @@ const (
 )
 
 // startSim runs the simulator with one on-site user.
-func startSim(t *testing.T) *netserversim.Running {
+func startSim(t testing.TB) *netserversim.Running {
 	t.Helper()
 	sim, err := netserversim.Start(netserversim.Config{Users: map[string]string{testUser: testPassword}})
 	if err != nil {
@@ -92,7 +92,7 @@ func startSim(t *testing.T) *netserversim.Running {
 }
 
 // newClient is a password-authenticated SOAP client for the simulator.
-func newClient(t *testing.T, sim *netserversim.Running) (*soap.Client, *soap.PasswordAuth) {
+func newClient(t testing.TB, sim *netserversim.Running) (*soap.Client, *soap.PasswordAuth) {
 	t.Helper()
 	pa, err := soap.NewPasswordAuth(soap.PasswordAuthConfig{BaseURL: sim.URL, UserName: testUser, Password: testPassword})
 	if err != nil {
@@ -115,7 +115,7 @@ func testKeys(prefix string, n int) []string {
 }
 
 // submit registers and enqueues keys as batches of size, as a producer does.
-func submit(t *testing.T, db *redistest.DB, run string, actor soap.ActorType, keys []string, size int) {
+func submit(t testing.TB, db *redistest.DB, run string, actor soap.ActorType, keys []string, size int) {
 	t.Helper()
 	rdb := db.Client()
 	defer rdb.Close()
@@ -140,7 +140,7 @@ func submit(t *testing.T, db *redistest.DB, run string, actor soap.ActorType, ke
 }
 
 // runStatus reads a run from the ledger.
-func runStatus(t *testing.T, rdb redis.UniversalClient, run string) tasks.RunStatus {
+func runStatus(t testing.TB, rdb redis.UniversalClient, run string) tasks.RunStatus {
 	t.Helper()
 	st, err := tasks.NewLedger(rdb).Status(context.Background(), run)
 	if err != nil {
@@ -150,7 +150,7 @@ func runStatus(t *testing.T, rdb redis.UniversalClient, run string) tasks.RunSta
 }
 
 // waitDone waits until the run has nothing pending.
-func waitDone(t *testing.T, rdb redis.UniversalClient, run string, timeout time.Duration) tasks.RunStatus {
+func waitDone(t testing.TB, rdb redis.UniversalClient, run string, timeout time.Duration) tasks.RunStatus {
 	t.Helper()
 	var st tasks.RunStatus
 	waitFor(t, timeout, func() (bool, string) {
@@ -194,7 +194,7 @@ func sameRecords(a, b map[string]map[string]int64) bool {
 }
 
 // inProcess runs the worker in this test process against db and sim.
-func inProcess(t *testing.T, db *redistest.DB, resyncer tasks.Resyncer, mutate func(*appConfig)) *app {
+func inProcess(t testing.TB, db *redistest.DB, resyncer tasks.Resyncer, mutate func(*appConfig)) *app {
 	t.Helper()
 	cfg := appConfig{
 		RedisOpt:        db.Opt(),
