@@ -164,3 +164,45 @@ func TestComposeUsesOnlyWorkerSettings(t *testing.T) {
 		t.Errorf("deploy/prometheus.yml must scrape worker:8080 (%v)", err)
 	}
 }
+
+// TestREADMEWorkerCommands runs the README's `go run ./cmd/worker …` lines other than the
+// demo (TestDemoOnce runs that) against the simulator, with the README's own exports
+// pointed at it.
+func TestREADMEWorkerCommands(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile(readmePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim := startSim(t)
+	env := map[string]string{"SUPEROFFICE_URL": sim.URL, "SUPEROFFICE_TICKET": sim.IssueTicket()}
+	ran := 0
+	for _, block := range regexp.MustCompile("(?s)```sh\n(.*?)```").FindAllStringSubmatch(string(raw), -1) {
+		for _, line := range strings.Split(block[1], "\n") {
+			line = strings.TrimSpace(regexp.MustCompile(`\s+#.*$`).ReplaceAllString(line, ""))
+			if strings.HasPrefix(line, "export ") {
+				for _, kv := range strings.Fields(strings.TrimPrefix(line, "export ")) {
+					if k, _, ok := strings.Cut(kv, "="); ok {
+						if _, known := env[k]; !known && !slices.ContainsFunc(settings, func(s setting) bool { return s.Env == k }) {
+							t.Errorf("the README exports %s, which the worker does not read", k)
+						}
+					}
+				}
+				continue
+			}
+			args, ok := strings.CutPrefix(line, "go run ./cmd/worker ")
+			if !ok || strings.HasPrefix(args, "demo") {
+				continue
+			}
+			var stdout, stderr strings.Builder
+			code := run(t.Context(), strings.Fields(args), &stdout, &stderr, envFunc(env))
+			if code != 0 {
+				t.Errorf("README command %q: exit %d\n%s%s", line, code, stdout.String(), stderr.String())
+			}
+			ran++
+		}
+	}
+	if ran == 0 {
+		t.Fatal("the README shows no `go run ./cmd/worker` command besides the demo")
+	}
+}
