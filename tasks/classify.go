@@ -274,7 +274,7 @@ const (
 var ClassTable = []ClassRule{
 	{"IsOk=false answer (business failure)", ClassBusiness, actionBusiness,
 		&BusinessError{ErrorCode: "ERP_REJECTED", TechExplanation: "customer blocked in ERP"}},
-	{"systemic guard: >= 90% of the last 20 calls for the connection+actor failed with one ErrorCode", ClassThrottled, "held: retried by asynq after SystemicHold without using up retries; no split",
+	{"systemic guard: >= 90% of the last 20 calls for the connection+actor failed with one ErrorCode", ClassThrottled, "held: retried by asynq after SystemicHold without using up retries, for at most SystemicMaxHold (24 h), then dead letter; no split",
 		fmt.Errorf("batch r:b000001: %w (ERP_DOWN on 19 of 20 calls)", ErrSystemic)},
 	{"malformed batch, unknown actor type, invalid payload", ClassPermanent, actionPermanent,
 		fmt.Errorf("%w: actor type Unknown", ErrInvalidBatch)},

@@ -311,16 +311,21 @@ func (l *Ledger) PurgeDead(ctx context.Context, insp *asynq.Inspector, f DeadFil
 // archivePage is how many archived tasks ReconcileArchived reads per call.
 const archivePage = 500
 
-// ReconcileArchived records as dead every archived TypeResync task in queues (none:
-// DefaultQueue) whose batch the ledger has not finished (not done, split or dead): the
-// tasks asynq archived without the handler recording them — its recoverer archives a task
-// whose lease expired after a crash (kill -9) when its retries are used up, and its
-// processor archives a task that timed out on its last attempt. Idempotent per batch; the
-// worker runs it periodically. It returns how many batches it dead-lettered.
+// ReconcileArchived records as dead every archived TypeResync task (and TypeTrickle task
+// handled alone) in queues (none: DefaultQueue) whose batch the ledger has not finished (not
+// done, split or dead): the tasks asynq archived without the handler recording them — its
+// recoverer archives a task whose lease expired after a crash (kill -9) when its retries are
+// used up, and its processor archives a task that timed out on its last attempt. For an
+// archived batch the ledger has marked split, it enqueues the halves that are neither in asynq
+// nor finished in the ledger (the handler died between marking the split and enqueueing them,
+// on the last attempt), with the parent's queue and retry budget. Idempotent per batch; the
+// worker runs it periodically. It returns how many batches it dead-lettered or enqueued halves
+// for.
 func (l *Ledger) ReconcileArchived(ctx context.Context, insp *asynq.Inspector, queues ...string) (int, error) {
 	if len(queues) == 0 {
 		queues = []string{DefaultQueue}
 	}
+	client := asynq.NewClientFromRedisClient(l.rdb) // shares l.rdb; nothing to close
 	total := 0
 	for _, q := range queues {
 		for page := 1; ; page++ {
@@ -332,7 +337,7 @@ func (l *Ledger) ReconcileArchived(ctx context.Context, insp *asynq.Inspector, q
 				return total, fmt.Errorf("asynq: archived tasks of %s: %w", q, err)
 			}
 			for _, t := range tasks {
-				n, err := l.reconcile(ctx, t)
+				n, err := l.reconcile(ctx, client, t)
 				total += n
 				if err != nil {
 					return total, err
@@ -346,19 +351,33 @@ func (l *Ledger) ReconcileArchived(ctx context.Context, insp *asynq.Inspector, q
 	return total, nil
 }
 
-func (l *Ledger) reconcile(ctx context.Context, t *asynq.TaskInfo) (int, error) {
-	if t.Type != TypeResync {
+func (l *Ledger) reconcile(ctx context.Context, client *asynq.Client, t *asynq.TaskInfo) (int, error) {
+	var b Batch
+	switch t.Type {
+	case TypeResync:
+		if json.Unmarshal(t.Payload, &b) != nil {
+			return 0, nil
+		}
+	case TypeTrickle:
+		var tr Trickle
+		if json.Unmarshal(t.Payload, &tr) != nil || tr.At.IsZero() {
+			return 0, nil // no day to find its run by (NewTrickleTask always sets one)
+		}
+		b = trickleBatch(tr, tr.At)
+	default:
 		return 0, nil
 	}
-	var b Batch
-	if json.Unmarshal(t.Payload, &b) != nil || validateRun(b.Run) != nil || len(b.Keys) == 0 {
+	if validateRun(b.Run) != nil || len(b.Keys) == 0 {
 		return 0, nil // nothing the ledger could record
 	}
 	st, err := l.batchState(ctx, b.Run, t.ID)
 	if err != nil {
 		return 0, fmt.Errorf("ledger: batch state: %w", err)
 	}
-	if st == stateDone || st == stateSplit || st == stateDead {
+	switch st {
+	case stateSplit:
+		return l.reconcileSplit(ctx, client, t, b)
+	case stateDone, stateDead:
 		return 0, nil
 	}
 	if b.Parent == "" {
@@ -392,4 +411,32 @@ func (l *Ledger) reconcile(ctx context.Context, t *asynq.TaskInfo) (int, error) 
 		return 1, nil
 	}
 	return 0, nil
+}
+
+// reconcileSplit enqueues the halves of the archived split batch b that the ledger has not
+// finished; halves still in asynq are not enqueued twice. It returns 1 if it enqueued any.
+func (l *Ledger) reconcileSplit(ctx context.Context, client *asynq.Client, t *asynq.TaskInfo, b Batch) (int, error) {
+	hs, err := halfTasks(b, t.ID, t.Queue, t.MaxRetry, nil)
+	if err != nil {
+		return 0, err
+	}
+	ids := make([]string, len(hs))
+	for i, h := range hs {
+		ids[i] = h.id
+	}
+	states, err := l.rdb.HMGet(ctx, keysFor(b.Run).batches, ids...).Result()
+	if err != nil {
+		return 0, fmt.Errorf("ledger: halves of %s: %w", t.ID, err)
+	}
+	open := hs[:0]
+	for i, h := range hs {
+		if st, _ := states[i].(string); st != stateDone && st != stateSplit && st != stateDead {
+			open = append(open, h)
+		}
+	}
+	n, err := enqueueHalves(ctx, client, open)
+	if err != nil {
+		return 0, fmt.Errorf("ledger: archived split batch %s: %w", t.ID, err)
+	}
+	return min(n, 1), nil
 }

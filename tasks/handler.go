@@ -28,6 +28,7 @@ const (
 	DefaultSystemicWindow    = 20
 	DefaultSystemicThreshold = 0.9
 	DefaultSystemicHold      = time.Minute
+	DefaultSystemicMaxHold   = 24 * time.Hour
 	DefaultAuthHold          = 5 * time.Minute
 	DefaultAuthMaxHold       = 24 * time.Hour
 )
@@ -58,6 +59,11 @@ type HandlerConfig struct {
 	// SystemicHold is the least wait before a held batch is tried again. Zero:
 	// DefaultSystemicHold (1 min).
 	SystemicHold time.Duration
+	// SystemicMaxHold is how long a batch is held by the systemic guard, from its first hold,
+	// before its keys are dead-lettered (a hold uses up no retries, so without it a failure
+	// that never ends, or poison keys that all fail alike, would hold batches for ever). Zero:
+	// DefaultSystemicMaxHold (24 h).
+	SystemicMaxHold time.Duration
 	// AuthHold is the wait before a batch held for an auth failure is tried again. Zero:
 	// DefaultAuthHold (5 min).
 	AuthHold time.Duration
@@ -122,6 +128,9 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	}
 	if cfg.SystemicHold <= 0 {
 		cfg.SystemicHold = DefaultSystemicHold
+	}
+	if cfg.SystemicMaxHold <= 0 {
+		cfg.SystemicMaxHold = DefaultSystemicMaxHold
 	}
 	if cfg.AuthHold <= 0 {
 		cfg.AuthHold = DefaultAuthHold
@@ -190,15 +199,27 @@ func taskInfo(ctx context.Context, t *asynq.Task, b Batch) taskCtx {
 }
 
 // processTrickle handles a TypeTrickle task that reached the handler without aggregation
-// (the server has no GroupAggregator): as a one-key batch of the day's trickle run.
+// (the server has no GroupAggregator): as a one-key batch of the trickle run of the day the
+// key was handed over (see trickleBatch).
 func (h *Handler) processTrickle(ctx context.Context, t *asynq.Task) error {
 	var tr Trickle
 	if err := json.Unmarshal(t.Payload(), &tr); err != nil {
 		return fmt.Errorf("tasks: unreadable trickle payload: %v: %w", err, asynq.SkipRetry)
 	}
-	b := Batch{Run: TrickleRun(h.now(), tr.ErpConnectionID, tr.ActorType), ErpConnectionID: tr.ErpConnectionID,
-		ActorType: tr.ActorType, Keys: []string{tr.Key}, Source: "trickle"}
+	b := trickleBatch(tr, h.now())
 	return h.process(ctx, t, b, b.Validate())
+}
+
+// trickleBatch is the one-key batch of a trickle task processed alone. Its run is named after
+// the day the key was handed over (now only when the payload has no time), so that every
+// attempt, whatever the day, and ReconcileArchived count it in the same run.
+func trickleBatch(tr Trickle, now time.Time) Batch {
+	day := tr.At
+	if day.IsZero() {
+		day = now
+	}
+	return Batch{Run: TrickleRun(day, tr.ErpConnectionID, tr.ActorType), ErpConnectionID: tr.ErpConnectionID,
+		ActorType: tr.ActorType, Keys: []string{tr.Key}, Source: "trickle"}
 }
 
 func (h *Handler) processResync(ctx context.Context, t *asynq.Task) error {
@@ -223,53 +244,65 @@ func (h *Handler) process(ctx context.Context, t *asynq.Task, b Batch, invalid e
 		return &Error{Class: ClassPermanent, BatchID: tc.id, Keys: len(b.Keys), Dead: true, Err: invalid,
 			msg: fmt.Sprintf("dead letter: permanent error: %v (nothing recorded in the ledger)", invalid)}
 	}
-	if b.Parent == "" {
-		meta := RunMeta{Run: b.Run, ErpConnectionID: b.ErpConnectionID, ActorType: b.ActorType, Source: b.Source}
-		if _, err := h.ledger.RegisterBatch(ctx, meta, tc.id, len(b.Keys)); err != nil {
-			return fmt.Errorf("ledger: register batch: %w", err)
-		}
+	// One round trip: a producer's batch is registered (a no-op when the producer did, so a
+	// batch enqueued without registration is still counted) and the batch's state is read.
+	state, err := h.ledger.claim(ctx, b, tc.id)
+	if err != nil {
+		return fmt.Errorf("ledger: batch state: %w", err)
 	}
 	if invalid != nil {
 		return h.dead(ctx, log, tc, b, ClassPermanent, invalid, nil, tc.retried+1)
 	}
-
-	state, err := h.ledger.batchState(ctx, b.Run, tc.id)
-	if err != nil {
-		return fmt.Errorf("ledger: batch state: %w", err)
-	}
-	switch state {
-	case stateDone:
-		log.Info().Msg("batch already done; not calling SuperOffice again")
-		return nil
-	case stateDead:
-		// A re-run after a crash, or an operator pressing "Run" on the archived task: the
-		// keys stay dead; `enqueue dead requeue` is the way to try them again.
-		reason := h.ledger.deadReason(ctx, b.Run, tc.id, b.Keys[0])
-		log.Info().Str("reason", reason).Msg("batch already dead-lettered; not calling SuperOffice again")
-		return &Error{Class: ClassPermanent, BatchID: tc.id, Keys: len(b.Keys), Dead: true,
-			Err: errors.New("batch already dead-lettered"),
-			msg: reason + " [already in the ledger; requeue its dead letters to try again]"}
-	case stateSplit:
+	if state == stateSplit {
 		log.Info().Msg("batch already split; re-enqueueing its halves")
 		return h.enqueueChildren(ctx, tc, b)
+	}
+	if fin, err := h.finished(ctx, log, tc, b, state); fin {
+		return err
 	}
 	if len(b.Keys) > MaxBatchSize {
 		log.Warn().Msg("batch larger than MaxBatchSize; splitting before calling")
 		return h.split(ctx, log, tc, b)
 	}
 
-	resp, err := h.call(ctx, log, tc, b)
+	resp, calls, err := h.call(ctx, log, tc, b)
+	if err == nil && resp.IsOk {
+		return h.succeeded(ctx, log, t, tc, b, resp, calls)
+	}
+	// A success counts its calls in the same script that records it; every other outcome here.
+	if calls > 0 {
+		if cerr := h.ledger.incrCalls(context.WithoutCancel(ctx), b.Run, calls); cerr != nil {
+			log.Warn().Err(cerr).Msg("ledger: count calls")
+		}
+	}
 	if err != nil {
 		return h.failed(ctx, log, tc, b, err)
-	}
-	if resp.IsOk {
-		return h.succeeded(ctx, log, t, tc, b, resp)
 	}
 	return h.refused(ctx, log, tc, b, resp)
 }
 
-// call makes the ForceResyncExternal call, retrying transient errors in-process.
-func (h *Handler) call(ctx context.Context, log zerolog.Logger, tc taskCtx, b Batch) (*soap.Response, error) {
+// finished handles a batch the ledger has already finished as done or dead, and reports
+// whether it had; it returns the task's error then.
+func (h *Handler) finished(ctx context.Context, log zerolog.Logger, tc taskCtx, b Batch, state string) (bool, error) {
+	switch state {
+	case stateDone:
+		log.Info().Msg("batch already done; not calling SuperOffice again")
+		return true, nil
+	case stateDead:
+		// A re-run after a crash, or an operator pressing "Run" on the archived task: the
+		// keys stay dead; `enqueue dead requeue` is the way to try them again.
+		reason := h.ledger.deadReason(ctx, b.Run, tc.id, b.Keys[0])
+		log.Info().Str("reason", reason).Msg("batch already dead-lettered; not calling SuperOffice again")
+		return true, &Error{Class: ClassPermanent, BatchID: tc.id, Keys: len(b.Keys), Dead: true,
+			Err: errors.New("batch already dead-lettered"),
+			msg: reason + " [already in the ledger; requeue its dead letters to try again]"}
+	}
+	return false, nil
+}
+
+// call makes the ForceResyncExternal call, retrying transient errors in-process. It returns
+// the number of calls it made too; the caller counts them in the ledger.
+func (h *Handler) call(ctx context.Context, log zerolog.Logger, tc taskCtx, b Batch) (*soap.Response, int, error) {
 	var resp *soap.Response
 	p := h.cfg.FastPolicy
 	p.OnRetry = func(attempt int, err error, wait time.Duration) {
@@ -293,9 +326,6 @@ func (h *Handler) call(ctx context.Context, log zerolog.Logger, tc taskCtx, b Ba
 			outcome = ClassBusiness.String()
 		}
 		h.cfg.Metrics.call(outcome, latency)
-		if cerr := h.ledger.incrCalls(context.WithoutCancel(ctx), b.Run); cerr != nil {
-			log.Warn().Err(cerr).Msg("ledger: count call")
-		}
 		ev := log.Info()
 		switch {
 		case outcome == ClassAuth.String():
@@ -313,9 +343,9 @@ func (h *Handler) call(ctx context.Context, log zerolog.Logger, tc taskCtx, b Ba
 		return retry.Decision{Retry: Classify(err) == ClassTransient}
 	})
 	if err != nil {
-		return nil, err
+		return nil, attempt, err
 	}
-	return resp, nil
+	return resp, attempt, nil
 }
 
 // result is what the handler stores with the task (asynqmon shows it).
@@ -327,10 +357,10 @@ type result struct {
 	At       time.Time      `json:"at"`
 }
 
-func (h *Handler) succeeded(ctx context.Context, log zerolog.Logger, t *asynq.Task, tc taskCtx, b Batch, resp *soap.Response) error {
-	if b.Depth == 0 {
-		h.guard.record(b.ErpConnectionID, b.ActorType, "")
-	}
+func (h *Handler) succeeded(ctx context.Context, log zerolog.Logger, t *asynq.Task, tc taskCtx, b Batch, resp *soap.Response, calls int) error {
+	// Every success feeds the guard, halves' too: when an outage ends at the tail of a run
+	// only halves may be left, and their successes are what releases the guard.
+	h.guard.record(b.ErpConnectionID, b.ActorType, "")
 	now := h.now().UTC()
 	// The result goes first: if the worker dies between the two writes, the re-run calls
 	// again and writes both; the other way round it would find the batch done and leave
@@ -345,7 +375,7 @@ func (h *Handler) succeeded(ctx context.Context, log zerolog.Logger, t *asynq.Ta
 		}
 	}
 	items := changeItems(b.Run, tc.id, resp.Changes, now)
-	applied, err := h.ledger.recordSuccess(context.WithoutCancel(ctx), b.Run, tc.id, len(b.Keys), items, now)
+	applied, err := h.ledger.recordSuccess(context.WithoutCancel(ctx), b.Run, tc.id, len(b.Keys), calls, items, now)
 	if err != nil {
 		return fmt.Errorf("ledger: record success: %w", err)
 	}
@@ -376,10 +406,10 @@ func changeItems(run, taskID string, c soap.Changes, at time.Time) []ChangeItem 
 func (h *Handler) refused(ctx context.Context, log zerolog.Logger, tc taskCtx, b Batch, resp *soap.Response) error {
 	be := &BusinessError{ErrorCode: resp.ErrorCode, TechExplanation: resp.TechExplanation,
 		UserExplanation: resp.UserExplanation, Status: resp.Status}
-	// Only producer batches (depth 0) feed the guard: the halves of a split and the
-	// retries of a single poison key fail by design, and at the tail of a run they are all
-	// that is left; counting them would mistake a few poison keys for a systemic failure
-	// and hold their batches back for ever. Every batch consults it, so that halves split
+	// Only producer batches (depth 0) feed the guard their failures: the halves of a split
+	// and the retries of a single poison key fail by design, and at the tail of a run they
+	// are all that is left; counting them would mistake a few poison keys for a systemic
+	// failure and hold their batches back. Every batch consults it, so that halves split
 	// before the guard tripped are held too instead of fanning out.
 	var share float64
 	var n int
@@ -396,6 +426,15 @@ func (h *Handler) refused(ctx context.Context, log zerolog.Logger, tc taskCtx, b
 			Msg("SYSTEMIC FAILURE: nearly all calls for this ERP connection and actor type fail alike; holding batches back instead of splitting")
 		if tc.last() {
 			return h.dead(ctx, log, tc, b, ClassThrottled, err, be, tc.retried+1)
+		}
+		// A hold uses up no retries; SystemicMaxHold bounds it, so that a failure nobody
+		// fixes, or poison keys that all fail alike, end in visible dead letters.
+		since, lerr := h.ledger.holdSince(context.WithoutCancel(ctx), keysFor(b.Run).systemic, tc.id, h.now())
+		if lerr != nil {
+			return fmt.Errorf("ledger: systemic hold: %w", lerr)
+		}
+		if held := h.now().Sub(since); held >= h.cfg.SystemicMaxHold {
+			return h.dead(ctx, log, tc, b, ClassThrottled, fmt.Errorf("%w (%s): %w", errSystemicMaxHold, held.Round(time.Second), err), be, tc.retried+1)
 		}
 		h.cfg.Metrics.retry(ClassThrottled, "asynq")
 		return &Error{Class: ClassThrottled, BatchID: tc.id, Keys: len(b.Keys), RetryAfter: h.cfg.SystemicHold, Err: err}
@@ -415,6 +454,10 @@ func (h *Handler) refused(ctx context.Context, log zerolog.Logger, tc taskCtx, b
 	return &Error{Class: ClassBusiness, BatchID: tc.id, Keys: 1, Attempt: n, Err: be,
 		msg: fmt.Sprintf("%v (attempt %d of %d)", be, n, h.cfg.BusinessRetries+1)}
 }
+
+// errSystemicMaxHold is wrapped by the cause of a dead letter that the systemic guard held
+// for SystemicMaxHold.
+var errSystemicMaxHold = errors.New("held by the systemic guard for longer than SystemicMaxHold")
 
 // errorCodeKey turns an ErrorCode into a guard outcome that differs from success ("").
 func errorCodeKey(code string) string { return "!" + code }
@@ -439,7 +482,7 @@ func (h *Handler) failed(ctx context.Context, log zerolog.Logger, tc taskCtx, b 
 		// log and erpresync_auth_failures_total say what to fix. It is not held forever:
 		// after AuthMaxHold from its first auth failure the batch is dead-lettered, so a
 		// credential nobody fixes ends in visible dead letters, not an endless loop.
-		since, lerr := h.ledger.authSince(context.WithoutCancel(ctx), b.Run, tc.id, h.now())
+		since, lerr := h.ledger.holdSince(context.WithoutCancel(ctx), keysFor(b.Run).auth, tc.id, h.now())
 		if lerr != nil {
 			return fmt.Errorf("ledger: auth hold: %w", lerr)
 		}
@@ -498,6 +541,9 @@ func deadReason(class Class, cause error, attempts, keys int) string {
 		what = "transient error, retries used up: " + cause.Error()
 	case ClassThrottled:
 		what = "throttled on the last attempt: " + cause.Error()
+		if errors.Is(cause, errSystemicMaxHold) {
+			what = cause.Error()
+		}
 	case ClassAuth:
 		what = "auth failure: " + cause.Error()
 	default:
@@ -513,15 +559,20 @@ func plural(n int, word string) string {
 	return strconv.Itoa(n) + " " + word + "s"
 }
 
-// split marks the batch split and enqueues its halves.
+// split marks the batch split and enqueues its halves. A batch finished meanwhile (another
+// run of the task, or ReconcileArchived after asynq gave up on a timed-out attempt) has its
+// keys counted already: its halves must not run.
 func (h *Handler) split(ctx context.Context, log zerolog.Logger, tc taskCtx, b Batch) error {
-	children := []string{childID(tc.id, 0), childID(tc.id, 1)}
-	applied, err := h.ledger.markSplit(context.WithoutCancel(ctx), b.Run, tc.id, children, h.now().UTC())
+	state, err := h.ledger.markSplit(context.WithoutCancel(ctx), b.Run, tc.id, h.now().UTC())
 	if err != nil {
 		return fmt.Errorf("ledger: mark split: %w", err)
 	}
-	if applied {
+	if state == splitApplied {
 		h.cfg.Metrics.split()
+	}
+	if fin, err := h.finished(ctx, log, tc, b, state); fin {
+		log.Warn().Str("state", state).Msg("batch finished meanwhile; its halves are not enqueued")
+		return err
 	}
 	return h.enqueueChildren(ctx, tc, b)
 }
@@ -533,30 +584,62 @@ func halves(keys []string) [2][]string {
 }
 
 func (h *Handler) enqueueChildren(ctx context.Context, tc taskCtx, b Batch) error {
+	hs, err := halfTasks(b, tc.id, tc.queue, tc.maxRetry, h.cfg.ChildOptions)
+	if err != nil {
+		return err
+	}
+	_, err = enqueueHalves(context.WithoutCancel(ctx), h.client, hs)
+	return err
+}
+
+// half is one half of a split batch, ready to enqueue.
+type half struct {
+	id   string
+	task *asynq.Task
+}
+
+// halfTasks returns the halves of batch b, whose task ID is id: in queue, with the parent's
+// retry budget (maxRetry; math.MaxInt leaves asynq's default), then opts.
+func halfTasks(b Batch, id, queue string, maxRetry int, opts []asynq.Option) ([]half, error) {
+	var out []half
 	for i, keys := range halves(b.Keys) {
 		if len(keys) == 0 {
 			continue
 		}
 		c := Batch{Run: b.Run, ErpConnectionID: b.ErpConnectionID, ActorType: b.ActorType, Keys: keys,
-			Seq: b.Seq, Source: b.Source, Parent: tc.id, Depth: b.Depth + 1}
-		opts := append([]asynq.Option{asynq.Queue(tc.queue)}, h.cfg.ChildOptions...)
-		if tc.maxRetry != math.MaxInt {
-			opts = append([]asynq.Option{asynq.MaxRetry(tc.maxRetry)}, opts...)
+			Seq: b.Seq, Source: b.Source, Parent: id, Depth: b.Depth + 1}
+		all := []asynq.Option{asynq.Queue(queue)}
+		if maxRetry != math.MaxInt {
+			all = append(all, asynq.MaxRetry(maxRetry))
 		}
-		task, err := newResyncTask(c, childID(tc.id, i), opts...)
+		task, err := newResyncTask(c, childID(id, i), append(all, opts...)...)
 		if err != nil {
-			return fmt.Errorf("split: %w", err)
+			return nil, fmt.Errorf("split: %w", err)
 		}
-		if _, err := h.client.EnqueueContext(context.WithoutCancel(ctx), task); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
-			return fmt.Errorf("split: enqueue half %d: %w", i, err)
+		out = append(out, half{childID(id, i), task})
+	}
+	return out, nil
+}
+
+// enqueueHalves enqueues hs; a half already in asynq (ErrTaskIDConflict) is not enqueued
+// twice. It returns how many it enqueued.
+func enqueueHalves(ctx context.Context, client *asynq.Client, hs []half) (int, error) {
+	n := 0
+	for _, h := range hs {
+		_, err := client.EnqueueContext(ctx, h.task)
+		switch {
+		case err == nil:
+			n++
+		case !errors.Is(err, asynq.ErrTaskIDConflict):
+			return n, fmt.Errorf("split: enqueue half %s: %w", h.id, err)
 		}
 	}
-	return nil
+	return n, nil
 }
 
 // guard is the systemic guard: per ERP connection and actor type, the outcomes of the last
-// calls that got an answer ("" for IsOk=true, "!CODE" for IsOk=false). In-process only:
-// each worker judges from what it sees.
+// calls that got an answer ("" for IsOk=true, "!CODE" for IsOk=false; failures of producer
+// batches only, see refused). In-process only: each worker judges from what it sees.
 type guard struct {
 	mu        sync.Mutex
 	window    int

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/erpresync/erpresync/soap"
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 )
 
 func mustTask(t *testing.T, b Batch, opts ...asynq.Option) *asynq.Task {
@@ -600,5 +603,258 @@ func TestTicketRefreshesMetric(t *testing.T) {
 	e.h.cfg.Metrics.TicketRefreshes(func() int64 { return 4 })
 	if v := metricValue(t, e.reg, "erpresync_ticket_refreshes_total", nil); v != 4 {
 		t.Errorf("ticket refreshes = %v", v)
+	}
+}
+
+// TestSplitNotEnqueuedForFinishedBatch: the batch was finished elsewhere while its call was
+// in flight (asynq gave up on a timed-out last attempt and ReconcileArchived dead-lettered
+// it), then SuperOffice refused it. The late refusal must not enqueue halves: their keys are
+// already counted as dead, and counting them again would finish more keys than the run has.
+func TestSplitNotEnqueuedForFinishedBatch(t *testing.T) {
+	t.Parallel()
+	so := &fakeSO{}
+	e := newEnv(t, so, nil)
+	ctx := context.Background()
+	b := customerBatch("late", 0, []string{"A", "B"})
+	id := e.enqueue(b)
+	so.fn = func(call int, keys []string) (*soap.Response, error) {
+		if call == 1 {
+			if err := e.insp.ArchiveTask(DefaultQueue, id); err != nil {
+				t.Error(err)
+			}
+			if n, err := e.ledger.ReconcileArchived(ctx, e.insp); err != nil || n != 1 {
+				t.Errorf("ReconcileArchived = %d, %v", n, err)
+			}
+			return &soap.Response{IsOk: false, ErrorCode: "ERP_REJECTED"}, nil
+		}
+		return okResponse(keys), nil
+	}
+	e.h.ProcessTask(ctx, mustTask(t, b))
+	pending, err := e.insp.ListPendingTasks(DefaultQueue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pending) != 0 {
+		t.Errorf("%d halves enqueued for a batch already dead", len(pending))
+	}
+	for _, p := range pending { // what a worker would do with them
+		e.h.ProcessTask(ctx, asynq.NewTask(p.Type, p.Payload))
+	}
+	st, _ := e.ledger.Status(ctx, "late")
+	if st.TotalKeys != 2 || st.DeadKeys != 2 || st.ResyncedKeys != 0 {
+		t.Errorf("status = %+v; want the 2 keys dead, counted once", st)
+	}
+}
+
+// refuseAll refuses every batch with code, as a broken ERP connector or a run of poison keys
+// that all fail alike does.
+func refuseAll(code string) func(int, []string) (*soap.Response, error) {
+	return func(int, []string) (*soap.Response, error) {
+		return &soap.Response{IsOk: false, ErrorCode: code, TechExplanation: "refused"}, nil
+	}
+}
+
+// TestSystemicHoldEnds: batches that keep failing alike (here requeued poison keys, all
+// refused with one code) trip the guard. A hold uses up no retries, so without a bound they
+// would be held for ever and neither resynced nor dead-lettered. After SystemicMaxHold they
+// are dead-lettered with the reason.
+func TestSystemicHoldEnds(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	now := time.Date(2025, 1, 1, 8, 0, 0, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	e := newEnv(t, &fakeSO{fn: refuseAll("ERP_REJECTED")}, func(c *HandlerConfig) {
+		c.Now = clock
+		c.SystemicWindow = 2
+		c.SystemicThreshold = 1
+		c.BusinessRetries = 5
+	})
+	ctx := context.Background()
+	var ts []*asynq.Task
+	for i := range 2 {
+		b := customerBatch("held", i, []string{fmt.Sprintf("P%d", i)})
+		e.enqueue(b)
+		ts = append(ts, mustTask(t, b))
+	}
+	held := 0
+	for round := 0; round < 10; round++ {
+		for _, task := range ts {
+			err := e.h.ProcessTask(ctx, task)
+			if errors.Is(err, ErrSystemic) && !errors.Is(err, asynq.SkipRetry) {
+				held++
+			}
+		}
+		mu.Lock()
+		now = now.Add(6 * time.Hour)
+		mu.Unlock()
+	}
+	if held == 0 {
+		t.Fatal("the guard never held a batch; the test does not test the hold")
+	}
+	st, _ := e.ledger.Status(ctx, "held")
+	if st.PendingKeys != 0 || st.DeadKeys != 2 {
+		t.Fatalf("after 60 h: status = %+v; want both keys dead-lettered, not held for ever", st)
+	}
+	dls, _ := e.ledger.DeadLetters(ctx, "held")
+	for _, d := range dls {
+		if d.Class != "throttled" || d.ErrorCode != "ERP_REJECTED" || !strings.Contains(d.Reason, "systemic") {
+			t.Errorf("dead letter = %+v", d)
+		}
+	}
+}
+
+// TestGuardReleasedByHalvesSucceeding: an outage trips the guard while the run's producer
+// batches are split; when it ends, only halves are left. Their successes must count, or the
+// guard stays tripped on the outage's old outcomes and holds the one poison half (failing
+// with the same code) instead of isolating its key.
+func TestGuardReleasedByHalvesSucceeding(t *testing.T) {
+	t.Parallel()
+	so := &fakeSO{fn: refuseAll("ERP_REJECTED")}
+	e := newEnv(t, so, func(c *HandlerConfig) {
+		c.SystemicWindow = 4
+		c.SystemicThreshold = 0.75
+	})
+	ctx := context.Background()
+	var ts []*asynq.Task
+	for i := range 4 {
+		b := customerBatch("outage", i, []string{fmt.Sprintf("a%d", i), fmt.Sprintf("b%d", i)})
+		e.enqueue(b)
+		ts = append(ts, mustTask(t, b))
+	}
+	for i, task := range ts { // the outage: three splits, then the guard trips
+		err := e.h.ProcessTask(ctx, task)
+		if tripped := errors.Is(err, ErrSystemic); tripped != (i == 3) {
+			t.Fatalf("batch %d: %v", i, err)
+		}
+	}
+	so.mu.Lock() // the outage ends; a0 is a poison key refused with the same code
+	so.fn = func(_ int, keys []string) (*soap.Response, error) {
+		if slices.Contains(keys, "a0") {
+			return &soap.Response{IsOk: false, ErrorCode: "ERP_REJECTED", TechExplanation: "a0 blocked"}, nil
+		}
+		return okResponse(keys), nil
+	}
+	so.mu.Unlock()
+	if err := e.h.ProcessTask(ctx, ts[3]); err != nil {
+		t.Fatalf("held batch after the outage: %v", err)
+	}
+	halves, err := e.insp.ListPendingTasks(DefaultQueue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var poison *asynq.Task
+	for _, h := range halves {
+		task := asynq.NewTask(h.Type, h.Payload)
+		b, _ := ParseBatch(h.Payload)
+		if slices.Contains(b.Keys, "a0") {
+			poison = task
+			continue
+		}
+		if err := e.h.ProcessTask(ctx, task); err != nil {
+			t.Fatalf("half %v: %v", b.Keys, err)
+		}
+	}
+	if poison == nil {
+		t.Fatalf("no half with the poison key among %d pending", len(halves))
+	}
+	err = e.h.ProcessTask(ctx, poison)
+	if errors.Is(err, ErrSystemic) || Classify(err) != ClassBusiness {
+		t.Errorf("poison half after the outage: %v; want a business failure, not a systemic hold", err)
+	}
+}
+
+// TestStrayTrickleRunIsTheKeysDay: a trickle processed alone belongs to the run of the day
+// it was handed over; a retry after midnight must not register it in the next day's run as
+// well (the first run would wait for it for ever).
+func TestStrayTrickleRunIsTheKeysDay(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	day := time.Date(2025, 3, 4, 23, 59, 0, 0, time.UTC)
+	now := day
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	so := &fakeSO{}
+	so.fn = func(call int, keys []string) (*soap.Response, error) {
+		if call <= DefaultFastPolicy.MaxAttempts {
+			return nil, &soap.TransportError{Err: errors.New("connection reset")}
+		}
+		return okResponse(keys), nil
+	}
+	e := newEnv(t, so, func(c *HandlerConfig) { c.Now = clock })
+	ctx := context.Background()
+	payload, _ := json.Marshal(Trickle{ErpConnectionID: 5, ActorType: soap.ActorPerson, Key: "P1", At: day})
+	task := asynq.NewTask(TypeTrickle, payload)
+	if err := e.h.ProcessTask(ctx, task); Classify(err) != ClassTransient {
+		t.Fatalf("first attempt: %v", err)
+	}
+	mu.Lock()
+	now = day.Add(2 * time.Minute) // past midnight
+	mu.Unlock()
+	if err := e.h.ProcessTask(ctx, task); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	st, err := e.ledger.Status(ctx, TrickleRun(day, 5, soap.ActorPerson))
+	if err != nil || st.TotalKeys != 1 || st.ResyncedKeys != 1 || st.State != RunDone {
+		t.Errorf("run of the key's day: %+v, %v", st, err)
+	}
+	if st, err := e.ledger.Status(ctx, TrickleRun(now, 5, soap.ActorPerson)); !errors.Is(err, ErrRunNotFound) {
+		t.Errorf("the key is counted in the next day's run too: %+v, %v", st, err)
+	}
+}
+
+// countHook counts the commands a Redis client sends.
+type countHook struct {
+	mu   sync.Mutex
+	cmds []string
+}
+
+func (h *countHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *countHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.mu.Lock()
+		h.cmds = append(h.cmds, cmd.Name())
+		h.mu.Unlock()
+		return next(ctx, cmd)
+	}
+}
+func (h *countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.mu.Lock()
+		h.cmds = append(h.cmds, "pipeline")
+		h.mu.Unlock()
+		return next(ctx, cmds)
+	}
+}
+
+func (h *countHook) take() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := h.cmds
+	h.cmds = nil
+	return out
+}
+
+// TestHotPathRoundTrips: a registered batch that succeeds at once costs the handler two
+// round trips to Redis: one script that registers it (a no-op) and reads its state, and one
+// that records the success with the call.
+func TestHotPathRoundTrips(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, &fakeSO{}, nil)
+	ctx := context.Background()
+	hook := &countHook{}
+	e.ledger.rdb.AddHook(hook)
+	for i := range 3 {
+		b := customerBatch("hot", i, []string{fmt.Sprintf("K%d", i)})
+		e.enqueue(b)
+		hook.take()
+		if err := e.h.ProcessTask(ctx, mustTask(t, b)); err != nil {
+			t.Fatal(err)
+		}
+		if cmds := hook.take(); i > 0 && len(cmds) != 2 { // the first one loads the scripts
+			t.Errorf("batch %d: %d round trips %v, want 2", i, len(cmds), cmds)
+		}
+	}
+	st, _ := e.ledger.Status(ctx, "hot")
+	if st.ResyncedKeys != 3 || st.Calls != 3 || st.Batches != 3 {
+		t.Errorf("status = %+v", st)
 	}
 }

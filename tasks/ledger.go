@@ -115,6 +115,7 @@ type ChangeItem struct {
 //	erpresync:{RUN}:dead           HASH  "BATCH|KEY" → DeadLetter JSON
 //	erpresync:{RUN}:business       HASH  batch ID → business failures so far
 //	erpresync:{RUN}:auth           HASH  batch ID → first auth failure (unix ms)
+//	erpresync:{RUN}:systemic       HASH  batch ID → first systemic hold (unix ms)
 //	erpresync:{RUN}:outbox         HASH  batch ID → requeued batch not yet enqueued
 //
 // Pending keys are total − resynced − dead; finished_at is set when that reaches zero and
@@ -136,25 +137,13 @@ func NewLedger(rdb redis.UniversalClient) *Ledger {
 // registered one), so a batch enqueued without registration is still counted — but only
 // from then on, so a run's total is right up front only if producers register first.
 func (l *Ledger) RegisterBatch(ctx context.Context, meta RunMeta, batchID string, keys int) (added bool, err error) {
-	if err := validateRun(meta.Run); err != nil {
-		return false, err
-	}
-	if batchID == "" || keys <= 0 {
-		return false, fmt.Errorf("ledger: register batch %q of run %s with %d keys: want an ID and at least one key", batchID, meta.Run, keys)
-	}
-	k := keysFor(meta.Run)
-	now := l.now()
-	r, err := registerScript.Run(ctx, l.rdb, []string{k.meta, k.batches},
-		batchID, keys, ms(now), meta.Run, meta.ErpConnectionID, meta.ActorType.String(), meta.Source).Int()
+	added, _, err = l.register(ctx, meta, batchID, keys)
 	if err != nil {
-		return false, fmt.Errorf("ledger: register batch %s: %w", batchID, err)
+		return false, err
 	}
 	// The run index lives outside the run's slot, so it is written apart from the script.
 	// NX keeps the first start time; writing it on every call repairs a missed write.
-	if err := l.rdb.ZAddNX(ctx, runsKey, redis.Z{Score: float64(ms(now)), Member: meta.Run}).Err(); err != nil {
-		return r == 1, fmt.Errorf("ledger: index run %s: %w", meta.Run, err)
-	}
-	return r == 1, nil
+	return added, l.index(ctx, meta.Run)
 }
 
 // Status returns a run's progress, or ErrRunNotFound.

@@ -25,14 +25,14 @@ const (
 )
 
 type runKeys struct {
-	meta, batches, records, changes, dead, business, auth, outbox string
+	meta, batches, records, changes, dead, business, auth, systemic, outbox string
 }
 
 func keysFor(run string) runKeys {
 	p := keyPrefix + "{" + run + "}:"
 	return runKeys{
 		meta: p + "meta", batches: p + "batches", records: p + "records", changes: p + "changes",
-		dead: p + "dead", business: p + "business", auth: p + "auth", outbox: p + "outbox",
+		dead: p + "dead", business: p + "business", auth: p + "auth", systemic: p + "systemic", outbox: p + "outbox",
 	}
 }
 
@@ -65,26 +65,32 @@ local function terminal(st)
 end
 `
 
-// registerScript: KEYS meta, batches; ARGV id, n, now, run, conn, actor, source.
+// registerScript: KEYS meta, batches; ARGV id, n, now, run, conn, actor, source. It returns
+// {1, "pending"} when it registered the batch, else {0, the batch's state}, so that the
+// handler learns the state in the same round trip.
 var registerScript = redis.NewScript(luaTouch + `
-if redis.call('HSETNX', KEYS[2], ARGV[1], 'pending') == 0 then return 0 end
+if redis.call('HSETNX', KEYS[2], ARGV[1], 'pending') == 0 then
+  return {0, redis.call('HGET', KEYS[2], ARGV[1])}
+end
 if redis.call('HSETNX', KEYS[1], 'run', ARGV[4]) == 1 then
   redis.call('HSET', KEYS[1], 'started_at', ARGV[3], 'erp_connection', ARGV[5], 'actor_type', ARGV[6], 'source', ARGV[7])
 end
 redis.call('HINCRBY', KEYS[1], 'total', ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'batches', 1)
 touch(KEYS[1], ARGV[3])
-return 1
+return {1, 'pending'}
 `)
 
-// successScript: KEYS meta, batches, records, changes; ARGV id, n, now, nrec,
-// (field, count)*nrec, change item JSON...
+// successScript: KEYS meta, batches, records, changes; ARGV id, n, now, calls, nrec,
+// (field, count)*nrec, change item JSON... The calls that led to the answer are counted even
+// when the batch was finished otherwise meanwhile: they were made.
 var successScript = redis.NewScript(luaTouch + `
+if tonumber(ARGV[4]) > 0 then redis.call('HINCRBY', KEYS[1], 'calls', ARGV[4]) end
 if terminal(redis.call('HGET', KEYS[2], ARGV[1])) then return 0 end
 redis.call('HSET', KEYS[2], ARGV[1], 'done')
 redis.call('HINCRBY', KEYS[1], 'resynced', ARGV[2])
-local i = 5
-for j = 1, tonumber(ARGV[4]) do
+local i = 6
+for j = 1, tonumber(ARGV[5]) do
   redis.call('HINCRBY', KEYS[3], ARGV[i], ARGV[i+1])
   i = i + 2
 end
@@ -97,13 +103,16 @@ touch(KEYS[1], ARGV[3])
 return 1
 `)
 
-// splitScript: KEYS meta, batches; ARGV id, now.
+// splitScript: KEYS meta, batches; ARGV id, now. It returns "applied" when it marked the
+// batch split, else the batch's finished state: "split" (a re-run; its halves may still need
+// enqueueing), "done" or "dead" (its keys are counted; no halves may run).
 var splitScript = redis.NewScript(luaTouch + `
-if terminal(redis.call('HGET', KEYS[2], ARGV[1])) then return 0 end
+local st = redis.call('HGET', KEYS[2], ARGV[1])
+if terminal(st) then return st end
 redis.call('HSET', KEYS[2], ARGV[1], 'split')
 redis.call('HINCRBY', KEYS[1], 'splits', 1)
 touch(KEYS[1], ARGV[2])
-return 1
+return 'applied'
 `)
 
 // deadScript: KEYS meta, batches, dead; ARGV id, n, now, (field, json)*.
@@ -158,8 +167,54 @@ func (l *Ledger) deadReason(ctx context.Context, run, id, key string) string {
 	return "dead letter: batch " + id + " was dead-lettered earlier"
 }
 
-func (l *Ledger) incrCalls(ctx context.Context, run string) error {
-	return l.rdb.HIncrBy(ctx, keysFor(run).meta, "calls", 1).Err()
+// claim is the handler's first step for a batch: for a producer's batch (no parent) it
+// registers the batch like RegisterBatch, and it returns the batch's state ("" for none) in the
+// same round trip. The run index is written only when claim registered the batch: otherwise
+// the producer's RegisterBatch wrote it.
+func (l *Ledger) claim(ctx context.Context, b Batch, id string) (string, error) {
+	if b.Parent != "" {
+		return l.batchState(ctx, b.Run, id)
+	}
+	meta := RunMeta{Run: b.Run, ErpConnectionID: b.ErpConnectionID, ActorType: b.ActorType, Source: b.Source}
+	added, state, err := l.register(ctx, meta, id, len(b.Keys))
+	if err != nil || !added {
+		return state, err
+	}
+	return state, l.index(ctx, meta.Run)
+}
+
+// register runs registerScript; see RegisterBatch.
+func (l *Ledger) register(ctx context.Context, meta RunMeta, batchID string, keys int) (added bool, state string, err error) {
+	if err := validateRun(meta.Run); err != nil {
+		return false, "", err
+	}
+	if batchID == "" || keys <= 0 {
+		return false, "", fmt.Errorf("ledger: register batch %q of run %s with %d keys: want an ID and at least one key", batchID, meta.Run, keys)
+	}
+	k := keysFor(meta.Run)
+	r, err := registerScript.Run(ctx, l.rdb, []string{k.meta, k.batches},
+		batchID, keys, ms(l.now()), meta.Run, meta.ErpConnectionID, meta.ActorType.String(), meta.Source).Slice()
+	if err != nil {
+		return false, "", fmt.Errorf("ledger: register batch %s: %w", batchID, err)
+	}
+	if len(r) != 2 {
+		return false, "", fmt.Errorf("ledger: register batch %s: unexpected reply %v", batchID, r)
+	}
+	n, _ := r[0].(int64)
+	state, _ = r[1].(string)
+	return n == 1, state, nil
+}
+
+// index adds run to the run index. NX keeps the first start time.
+func (l *Ledger) index(ctx context.Context, run string) error {
+	if err := l.rdb.ZAddNX(ctx, runsKey, redis.Z{Score: float64(ms(l.now())), Member: run}).Err(); err != nil {
+		return fmt.Errorf("ledger: index run %s: %w", run, err)
+	}
+	return nil
+}
+
+func (l *Ledger) incrCalls(ctx context.Context, run string, n int) error {
+	return l.rdb.HIncrBy(ctx, keysFor(run).meta, "calls", int64(n)).Err()
 }
 
 func (l *Ledger) incrBusiness(ctx context.Context, run, id string) (int, error) {
@@ -167,21 +222,23 @@ func (l *Ledger) incrBusiness(ctx context.Context, run, id string) (int, error) 
 	return int(n), err
 }
 
-// authSince records now as the batch's first auth failure unless one is recorded, and
-// returns the first.
-func (l *Ledger) authSince(ctx context.Context, run, id string, now time.Time) (time.Time, error) {
-	k := keysFor(run).auth
-	if err := l.rdb.HSetNX(ctx, k, id, ms(now)).Err(); err != nil {
-		return time.Time{}, err
-	}
-	v, err := l.rdb.HGet(ctx, k, id).Result()
+// holdSince records now as the start of the batch's hold in hash (the run's auth or
+// systemic hash) unless one is recorded, and returns the first.
+func (l *Ledger) holdSince(ctx context.Context, hash, id string, now time.Time) (time.Time, error) {
+	var get *redis.StringCmd
+	_, err := l.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSetNX(ctx, hash, id, ms(now))
+		get = p.HGet(ctx, hash, id)
+		return nil
+	})
 	if err != nil {
 		return time.Time{}, err
 	}
-	return fromMS(v), nil
+	return fromMS(get.Val()), nil
 }
 
-func (l *Ledger) recordSuccess(ctx context.Context, run, id string, n int, items []ChangeItem, now time.Time) (bool, error) {
+// recordSuccess records the batch done with its changes, and the calls made for it.
+func (l *Ledger) recordSuccess(ctx context.Context, run, id string, n, calls int, items []ChangeItem, now time.Time) (bool, error) {
 	k := keysFor(run)
 	counts := map[string]int64{}
 	var order []string
@@ -192,8 +249,8 @@ func (l *Ledger) recordSuccess(ctx context.Context, run, id string, n int, items
 		}
 		counts[f]++
 	}
-	args := make([]any, 0, 4+2*len(order)+len(items))
-	args = append(args, id, n, ms(now), len(order))
+	args := make([]any, 0, 5+2*len(order)+len(items))
+	args = append(args, id, n, ms(now), calls, len(order))
 	for _, f := range order {
 		args = append(args, f, counts[f])
 	}
@@ -208,10 +265,14 @@ func (l *Ledger) recordSuccess(ctx context.Context, run, id string, n int, items
 	return r == 1, err
 }
 
-func (l *Ledger) markSplit(ctx context.Context, run, id string, _ []string, now time.Time) (bool, error) {
+// splitApplied is what markSplit returns when it marked the batch split.
+const splitApplied = "applied"
+
+// markSplit marks the batch split unless it is finished; it returns splitApplied or the
+// finished state (stateSplit, stateDone, stateDead).
+func (l *Ledger) markSplit(ctx context.Context, run, id string, now time.Time) (string, error) {
 	k := keysFor(run)
-	r, err := splitScript.Run(ctx, l.rdb, []string{k.meta, k.batches}, id, ms(now)).Int()
-	return r == 1, err
+	return splitScript.Run(ctx, l.rdb, []string{k.meta, k.batches}, id, ms(now)).Text()
 }
 
 func deadField(batchID, key string) string { return batchID + "|" + key }
@@ -229,11 +290,4 @@ func (l *Ledger) recordDead(ctx context.Context, run, id string, dls []DeadLette
 	}
 	r, err := deadScript.Run(ctx, l.rdb, []string{k.meta, k.batches, k.dead}, args...).Int()
 	return r == 1, err
-}
-
-func fmtErr(op string, err error) error {
-	if err == nil {
-		return nil
-	}
-	return fmt.Errorf("ledger: %s: %w", op, err)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -416,5 +417,103 @@ func TestDeadLettersAllRuns(t *testing.T) {
 	one, _ := e.ledger.DeadLetters(ctx, "r2")
 	if len(one) != 1 || one[0].Run != "r2" {
 		t.Errorf("DeadLetters(r2) = %+v", one)
+	}
+}
+
+// TestReconcileEnqueuesLostHalves: the handler marked a batch split and died before its
+// halves were enqueued, on the task's last attempt, so asynq archived the task instead of
+// running it again. ReconcileArchived must enqueue the halves, or the batch's keys stay
+// pending for ever; halves already resolved are not enqueued again.
+func TestReconcileEnqueuesLostHalves(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, &fakeSO{}, nil)
+	ctx := context.Background()
+	b := customerBatch("lostsplit", 0, []string{"A", "B", "C"})
+	id := e.enqueue(b, asynq.MaxRetry(4))
+	if applied, err := e.ledger.markSplit(ctx, "lostsplit", id, time.Now()); err != nil || applied != splitApplied {
+		t.Fatalf("markSplit = %v, %v", applied, err)
+	}
+	if err := e.insp.ArchiveTask(DefaultQueue, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.ledger.ReconcileArchived(ctx, e.insp); err != nil {
+		t.Fatal(err)
+	}
+	halves, err := e.insp.ListPendingTasks(DefaultQueue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(halves) != 2 {
+		t.Fatalf("%d halves pending after ReconcileArchived, want 2", len(halves))
+	}
+	var keys []string
+	for _, h := range halves {
+		c, err := ParseBatch(h.Payload)
+		if err != nil || c.Parent != id || c.Depth != 1 || h.MaxRetry != 4 || (h.ID != childID(id, 0) && h.ID != childID(id, 1)) {
+			t.Errorf("half %s: %+v, max retry %d, %v", h.ID, c, h.MaxRetry, err)
+		}
+		keys = append(keys, c.Keys...)
+		if h.ID == childID(id, 0) { // one half runs; the other is lost again
+			if err := e.h.ProcessTask(ctx, asynq.NewTask(h.Type, h.Payload)); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.insp.DeleteTask(DefaultQueue, h.ID); err != nil {
+				t.Fatal(err)
+			}
+		} else if err := e.insp.DeleteTask(DefaultQueue, h.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slices.Sort(keys)
+	if strings.Join(keys, ",") != "A,B,C" {
+		t.Errorf("halves carry %v, want A,B,C", keys)
+	}
+	if _, err := e.ledger.ReconcileArchived(ctx, e.insp); err != nil {
+		t.Fatal(err)
+	}
+	again, _ := e.insp.ListPendingTasks(DefaultQueue)
+	if len(again) != 1 || again[0].ID != childID(id, 1) {
+		t.Fatalf("second pass enqueued %d tasks, want only the unresolved half", len(again))
+	}
+	if err := e.h.ProcessTask(ctx, asynq.NewTask(again[0].Type, again[0].Payload)); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := e.ledger.Status(ctx, "lostsplit")
+	if st.TotalKeys != 3 || st.ResyncedKeys != 3 || st.State != RunDone {
+		t.Errorf("status = %+v", st)
+	}
+}
+
+// TestReconcileArchivedTrickle: a trickle task that reached the handler alone (no
+// aggregator) and was archived without a record is dead-lettered in the run of its day.
+func TestReconcileArchivedTrickle(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, &fakeSO{}, nil)
+	ctx := context.Background()
+	task, err := NewTrickleTask(5, soap.ActorPerson, "P1", asynq.Group("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tr Trickle
+	json.Unmarshal(task.Payload(), &tr)
+	alone := asynq.NewTask(TypeTrickle, task.Payload(), asynq.Queue(DefaultQueue)) // no group: handled alone
+	info, err := e.client.Enqueue(alone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.insp.ArchiveTask(DefaultQueue, info.ID); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := e.ledger.ReconcileArchived(ctx, e.insp); err != nil || n != 1 {
+		t.Fatalf("ReconcileArchived = %d, %v; want the trickle recorded", n, err)
+	}
+	run := TrickleRun(tr.At, 5, soap.ActorPerson)
+	st, err := e.ledger.Status(ctx, run)
+	if err != nil || st.TotalKeys != 1 || st.DeadKeys != 1 {
+		t.Errorf("status of %s = %+v, %v", run, st, err)
+	}
+	dls, _ := e.ledger.DeadLetters(ctx, run)
+	if len(dls) != 1 || dls[0].Key != "P1" || dls[0].BatchID != info.ID {
+		t.Errorf("dead letters = %+v", dls)
 	}
 }

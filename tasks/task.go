@@ -206,7 +206,8 @@ type Trickle struct {
 	ErpConnectionID int            `json:"erp_connection"`
 	ActorType       soap.ActorType `json:"actor_type"`
 	Key             string         `json:"key"`
-	// At is when the key was handed over; the aggregator names the run after its day (UTC).
+	// At is when the key was handed over: the aggregator keeps a group's keys in this order,
+	// and a trickle handled alone (no aggregator) belongs to the trickle run of its day (UTC).
 	At time.Time `json:"at"`
 }
 
@@ -218,8 +219,10 @@ func GroupName(erpConnectionID int, actor soap.ActorType) string {
 
 // NewTrickleTask returns a TypeTrickle task for one key, in group GroupName(conn, actor),
 // with the default options Queue(DefaultQueue), MaxRetry(DefaultMaxRetry),
-// Timeout(DefaultTimeout) and Retention(0) (the aggregated batch keeps the result). The
-// worker must run an asynq.Server with GroupAggregator set to NewAggregator.
+// Timeout(DefaultTimeout) and Retention(0) (the aggregated batch keeps the result). opts
+// override the defaults, but not the group: a group holds the keys of one connection and
+// actor type, and the aggregator drops a key of another. The worker must run an
+// asynq.Server with GroupAggregator set to NewAggregator.
 func NewTrickleTask(erpConnectionID int, actor soap.ActorType, key string, opts ...asynq.Option) (*asynq.Task, error) {
 	if erpConnectionID <= 0 {
 		return nil, fmt.Errorf("%w: erp connection id %d: must be positive", ErrInvalidBatch, erpConnectionID)
@@ -238,7 +241,7 @@ func NewTrickleTask(erpConnectionID int, actor soap.ActorType, key string, opts 
 		asynq.Queue(DefaultQueue),
 		asynq.MaxRetry(DefaultMaxRetry),
 		asynq.Timeout(DefaultTimeout),
-		asynq.Group(GroupName(erpConnectionID, actor)),
 	}, opts...)
+	all = append(all, asynq.Group(GroupName(erpConnectionID, actor)))
 	return asynq.NewTask(TypeTrickle, payload, all...), nil
 }

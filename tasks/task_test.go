@@ -188,3 +188,24 @@ func TestAggregatorDedupes(t *testing.T) {
 		t.Error("two aggregations got the same batch ID")
 	}
 }
+
+// TestNewTrickleTaskKeepsItsGroup: the group names the ERP connection and actor type the
+// aggregator batches keys for; an option must not move a key into another group, where the
+// aggregator would have to drop it.
+func TestNewTrickleTaskKeepsItsGroup(t *testing.T) {
+	t.Parallel()
+	db := redistest.New(t)
+	client := asynq.NewClient(db.Opt())
+	defer client.Close()
+	task, err := NewTrickleTask(3, soap.ActorPerson, "P-1", asynq.Group(GroupName(4, soap.ActorCustomer)), asynq.MaxRetry(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := client.Enqueue(task)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Group != GroupName(3, soap.ActorPerson) || info.MaxRetry != 2 {
+		t.Errorf("group %q, max retry %d; want %q, 2", info.Group, info.MaxRetry, GroupName(3, soap.ActorPerson))
+	}
+}

@@ -172,7 +172,7 @@ func (a *app) reconcileLoop(ctx context.Context) {
 		if err != nil && ctx.Err() == nil {
 			a.cfg.Logger.Warn().Err(err).Msg("reconcile archived tasks with the ledger")
 		} else if n > 0 {
-			a.cfg.Logger.Warn().Int("batches", n).Msg("recorded archived tasks as dead letters in the ledger")
+			a.cfg.Logger.Warn().Int("batches", n).Msg("reconciled archived tasks with the ledger (dead letters recorded, lost split halves enqueued)")
 		}
 	}
 }
