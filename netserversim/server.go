@@ -98,6 +98,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// The Services88 SOAP headers each endpoint understands (§3.3, §7.1); read-only.
+var (
+	erpSyncHeaders   = map[string]bool{"ApplicationToken": true, "Credentials": true, "TimeZone": true}
+	principalHeaders = map[string]bool{"ApplicationToken": true}
+)
+
 // Messages of ExceptionInfo replies other than the ticket one. OUR ASSUMPTION (§12 [U]).
 const (
 	msgAppToken   = "The application token is missing or invalid"
@@ -121,7 +127,7 @@ func (s *Server) handleErpSync(r *http.Request) (reply, tally, CallInfo) {
 	if env == nil {
 		return early, tally{outcome: outcome}, ci
 	}
-	rh, hp := readHeaders(env.headers, map[string]bool{"ApplicationToken": true, "Credentials": true, "TimeZone": true})
+	rh, hp := readHeaders(env.headers, erpSyncHeaders)
 	if hp != nil {
 		return faultReply("", hp.code, hp.text), tally{outcome: OutcomeFault}, ci
 	}
@@ -139,7 +145,7 @@ func (s *Server) handleErpSync(r *http.Request) (reply, tally, CallInfo) {
 		return exceptionReply("ForceResyncExternalResponse", ex), tally{outcome: OutcomeException}, ci
 	}
 	switch {
-	case s.cfg.Online && (!rh.hasAppToken || rh.appToken != s.cfg.AppToken):
+	case !s.appTokenOK(rh):
 		return exception(msgAppToken)
 	case !s.tickets.valid(rh.ticket):
 		return exception(s.cfg.ExceptionMessage)
@@ -254,6 +260,12 @@ func (s *Server) inject(w http.ResponseWriter, r *http.Request, kind FaultKind, 
 }
 
 func writeNow(w http.ResponseWriter, rep reply) {
+	writeHead(w, rep)
+	_, _ = w.Write(rep.body)
+}
+
+// writeHead sends rep's status line and headers, Content-Type and Content-Length included.
+func writeHead(w http.ResponseWriter, rep reply) {
 	h := w.Header()
 	for k, v := range rep.header {
 		h[k] = v
@@ -261,7 +273,6 @@ func writeNow(w http.ResponseWriter, rep reply) {
 	h.Set("Content-Type", rep.contentType)
 	h.Set("Content-Length", strconv.Itoa(len(rep.body)))
 	w.WriteHeader(rep.status)
-	_, _ = w.Write(rep.body)
 }
 
 // deliver waits latency, writes rep (in slow chunks when slow is allowed and configured) and
@@ -274,14 +285,8 @@ func (s *Server) deliver(w http.ResponseWriter, r *http.Request, rep reply, t ta
 		s.counts.undelivered(t)
 		return
 	}
-	h := w.Header()
-	for k, v := range rep.header {
-		h[k] = v
-	}
-	h.Set("Content-Type", rep.contentType)
-	h.Set("Content-Length", strconv.Itoa(len(rep.body)))
 	rc := http.NewResponseController(w)
-	w.WriteHeader(rep.status)
+	writeHead(w, rep)
 
 	chunk, delay := 0, time.Duration(0)
 	if slow {
@@ -357,7 +362,7 @@ func (s *Server) handlePrincipal(r *http.Request) (reply, tally) {
 	if env == nil {
 		return early, errT
 	}
-	rh, hp := readHeaders(env.headers, map[string]bool{"ApplicationToken": true})
+	rh, hp := readHeaders(env.headers, principalHeaders)
 	if hp != nil {
 		return faultReply("", hp.code, hp.text), errT
 	}
@@ -365,7 +370,7 @@ func (s *Server) handlePrincipal(r *http.Request) (reply, tally) {
 	if derr != nil {
 		return deserializationFailed(derr), errT
 	}
-	if s.cfg.Online && (!rh.hasAppToken || rh.appToken != s.cfg.AppToken) {
+	if !s.appTokenOK(rh) {
 		return exceptionReply("AuthenticateResponse", exceptionInfo{typ: s.cfg.ExceptionType, message: msgAppToken}), errT
 	}
 	if s.checkPassword(req.user, req.password) {
@@ -373,6 +378,12 @@ func (s *Server) handlePrincipal(r *http.Request) (reply, tally) {
 			tally{login: func(l *Logins) *int { return &l.PasswordOK }}
 	}
 	return authenticateReply("", "", ""), tally{login: func(l *Logins) *int { return &l.PasswordRefused }}
+}
+
+// appTokenOK reports whether a SOAP call's ApplicationToken header is acceptable: Online
+// requires it to equal Config.AppToken; on-site ignores it (§3.3).
+func (s *Server) appTokenOK(rh requestHeaders) bool {
+	return !s.cfg.Online || (rh.hasAppToken && rh.appToken == s.cfg.AppToken)
 }
 
 func (s *Server) checkPassword(user, password string) bool {

@@ -42,9 +42,10 @@ const maxDepth = 64
 var errNotWellFormed = errors.New("request is not well-formed XML")
 
 // parseXML reads one document. Non-UTF-8 declared encodings, DTDs and trailing elements are
-// errors (WCF's reader quotas and DTD prohibition behave alike [I]).
+// errors (WCF's reader quotas and DTD prohibition behave alike [I]). A leading UTF-8 byte
+// order mark is allowed, as XML 1.0 §4.3.3 and WCF's reader allow it.
 func parseXML(data []byte) (*elem, error) {
-	d := xml.NewDecoder(bytes.NewReader(data))
+	d := xml.NewDecoder(bytes.NewReader(bytes.TrimPrefix(data, []byte("\xEF\xBB\xBF"))))
 	d.Strict = true
 	var stack []*elem
 	var root *elem

@@ -234,6 +234,7 @@ func TestTolerance(t *testing.T) {
 		{name: "unknown header without mustUnderstand",
 			body: envelope11(soapHeader("x", ticket)+`<Foo xmlns="urn:x"/><TimeZone xmlns="`+ns88+`"><SoTimeZoneId>1</SoTimeZoneId></TimeZone>`,
 				resyncBody("3", "Customer", "tol-hdr")), key: "tol-hdr"},
+		{name: "UTF-8 byte order mark", body: "\uFEFF" + resyncRequestXML(ticket, "Customer", "tol-bom"), key: "tol-bom"},
 		{name: "only keys",
 			body: envelope11(soapHeader("x", ticket), `<ForceResyncExternal xmlns="`+ns88+`"><ExternalKeys xmlns:a="`+nsArrays+`"><a:string>tol-only</a:string></ExternalKeys></ForceResyncExternal>`),
 			key:  "tol-only"},

@@ -42,11 +42,12 @@ func (s *StaticTicket) Ticket(context.Context) (string, error) {
 // Invalidate does nothing: a fixed ticket cannot be renewed.
 func (*StaticTicket) Invalidate(string) {}
 
-// String prints the type with the ticket redacted.
-func (s *StaticTicket) String() string { return "soap.StaticTicket{" + redacted + "}" }
+// String prints the type with the ticket redacted. It has a value receiver so that a
+// dereferenced StaticTicket prints redacted too.
+func (s StaticTicket) String() string { return "soap.StaticTicket{" + redacted + "}" }
 
 // GoString is String.
-func (s *StaticTicket) GoString() string { return s.String() }
+func (s StaticTicket) GoString() string { return s.String() }
 
 // LoginFunc performs one login and returns the new ticket. TicketCache calls it.
 type LoginFunc func(ctx context.Context) (string, error)

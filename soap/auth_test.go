@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/big"
 	"net/http"
 	"os"
@@ -574,4 +575,121 @@ func TestTicketCacheRemembersRefusal(t *testing.T) {
 	if err := ticket(); err != nil || logins != 3 {
 		t.Fatalf("after the doubled pause with good credentials: %v with %d logins", err, logins)
 	}
+}
+
+// rejectingServer answers every ForceResyncExternal with a ticket exception. Requests that
+// carry a ticket listed in hold wait until hold[ticket] requests with it have arrived, so
+// concurrent callers are all in the same step before any of them sees a reply.
+func rejectingServer(t *testing.T, hold map[string]int) *Client {
+	t.Helper()
+	hold = maps.Clone(hold)
+	if hold == nil {
+		hold = map[string]int{}
+	}
+	var mu sync.Mutex
+	gates := map[string]chan struct{}{}
+	srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var ticket string
+		if m := reTicket.FindSubmatch(body); m != nil {
+			ticket = string(m[1])
+		}
+		mu.Lock()
+		gate := gates[ticket]
+		if gate == nil {
+			gate = make(chan struct{})
+			gates[ticket] = gate
+		}
+		if hold[ticket]--; hold[ticket] <= 0 {
+			close(gate)
+			hold[ticket] = 1 << 30 // later requests with this ticket pass the closed gate
+		}
+		mu.Unlock()
+		select {
+		case <-gate:
+		case <-r.Context().Done():
+			return
+		}
+		cannedReply(200, "text/xml", readTestdata(t, "response_exception.xml"))(w, r)
+	}))
+	return newTestClient(t, srv.URL, nil)
+}
+
+// TestRejectedFreshTicketPause covers the re-login pause of a Client whose freshly fetched
+// ticket is rejected too (an Online app not granted the ErpSync agent): one rejected login
+// is one step of the doubling, however many callers saw it, and a login that hands back
+// the rejected ticket counts as a rejected login.
+func TestRejectedFreshTicketPause(t *testing.T) {
+	t.Parallel()
+
+	t.Run("concurrent callers pause once", func(t *testing.T) {
+		t.Parallel()
+		const callers = 8
+		c := rejectingServer(t, map[string]int{"7T:login-1": callers, "7T:login-2": callers})
+		var logins atomic.Int64
+		c.auth = NewTicketCache(func(context.Context) (string, error) {
+			return fmt.Sprintf("7T:login-%d", logins.Add(1)), nil
+		}, 0)
+		var mu sync.Mutex
+		now := time.Date(2026, 5, 4, 10, 0, 0, 0, time.UTC)
+		c.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+		advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+		call := func() error { _, err := c.ForceResyncExternal(bg, 1, ActorCustomer, []string{"k"}); return err }
+
+		var wg sync.WaitGroup
+		for range callers {
+			wg.Go(func() {
+				if err := call(); !IsTicketError(err) {
+					t.Errorf("err = %v, want a ticket error", err)
+				}
+			})
+		}
+		wg.Wait()
+		if n := logins.Load(); n != 2 {
+			t.Fatalf("logins = %d, want 2 (the first and one re-login shared by all callers)", n)
+		}
+		advance(minSuspect) // one rejected re-login: the pause is minSuspect, not doubled per caller
+		if err := call(); !IsTicketError(err) {
+			t.Fatalf("err = %v, want a ticket error", err)
+		}
+		if n := logins.Load(); n != 3 {
+			t.Fatalf("logins after the %s pause = %d, want 3: the pause grew with the number of callers", minSuspect, n)
+		}
+		advance(minSuspect) // the second rejected re-login doubled the pause
+		if err := call(); !IsTicketError(err) {
+			t.Fatalf("err = %v, want a ticket error", err)
+		}
+		if n := logins.Load(); n != 3 {
+			t.Fatalf("logins within the doubled pause = %d, want 3", n)
+		}
+	})
+
+	t.Run("login hands back the rejected ticket", func(t *testing.T) {
+		t.Parallel()
+		c := rejectingServer(t, nil)
+		var logins atomic.Int64
+		c.auth = NewTicketCache(func(context.Context) (string, error) {
+			logins.Add(1)
+			return "7T:always-the-same", nil
+		}, 0)
+		now := time.Date(2026, 5, 4, 10, 0, 0, 0, time.UTC)
+		c.now = func() time.Time { return now }
+		calls := func(n int) {
+			t.Helper()
+			for range n {
+				if _, err := c.ForceResyncExternal(bg, 1, ActorCustomer, []string{"k"}); !IsTicketError(err) {
+					t.Fatalf("err = %v, want a ticket error", err)
+				}
+			}
+		}
+		calls(5)
+		if n := logins.Load(); n != 2 {
+			t.Fatalf("logins for 5 rejected calls = %d, want 2 (a re-login that returns the rejected ticket pauses re-logins)", n)
+		}
+		now = now.Add(minSuspect)
+		calls(5)
+		if n := logins.Load(); n != 3 {
+			t.Errorf("logins for 5 rejected calls after the pause = %d, want 3 (one re-login, then a doubled pause)", n)
+		}
+	})
 }

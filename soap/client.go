@@ -41,6 +41,9 @@ type Config struct {
 	// HTTPClient sends the requests. The zero value (nil) means a client of its own with a
 	// 10 s connect timeout, a 10 s TLS handshake timeout, a 2 min response header timeout
 	// and a 3 min overall timeout; callers bound each call further with its context.
+	// Redirects are not followed unless HTTPClient sets its own CheckRedirect: a redirect is
+	// returned as an *HTTPError, since following it would turn the POST into a GET (301,
+	// 302, 303) or resend the ticket and application token to the new location (307, 308).
 	HTTPClient *http.Client
 
 	// SOAP12 sends SOAP 1.2 envelopes (the namespace SuperOffice's generated examples use)
@@ -81,15 +84,9 @@ func (c Config) validate() error {
 
 // validateBaseURL checks that s is an absolute http(s) URL without a service path.
 func validateBaseURL(s string) error {
-	u, err := url.Parse(s)
+	u, err := parseHTTPURL(s)
 	if err != nil {
-		return errors.New("not a valid URL")
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return errors.New("must start with https:// or http://")
-	}
-	if u.Host == "" {
-		return errors.New("has no host")
+		return err
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
 		return errors.New("must not have a query or fragment")
@@ -98,6 +95,21 @@ func validateBaseURL(s string) error {
 		return errors.New("must be the tenant base (such as https://sod.superoffice.com/Cust12345), without /Remote/Services88/…")
 	}
 	return nil
+}
+
+// parseHTTPURL parses s and checks that it is an absolute http(s) URL with a host.
+func parseHTTPURL(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, errors.New("not a valid URL")
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, errors.New("must start with https:// or http://")
+	}
+	if u.Host == "" {
+		return nil, errors.New("has no host")
+	}
+	return u, nil
 }
 
 // String prints the configuration with secrets redacted.
@@ -122,10 +134,13 @@ type Client struct {
 	// After a freshly fetched ticket is rejected too, the problem is not the ticket (an
 	// Online app not granted the ErpSync agent answers with the same security exception):
 	// further ticket errors are returned without a new login until suspectUntil, a wait
-	// that doubles from minSuspect up to maxSuspect and is cleared by any accepted call.
+	// that doubles from minSuspect up to maxSuspect with each rejected fresh ticket and is
+	// cleared by any accepted call. distrusted is the fresh ticket that set the current
+	// wait, so that the callers who all retried with it double the wait once, not once each.
 	mu           sync.Mutex
 	suspectUntil time.Time
 	suspectFor   time.Duration
+	distrusted   string
 	now          func() time.Time
 }
 
@@ -177,9 +192,12 @@ const opForceResyncExternal = "ErpSync.ForceResyncExternal"
 // The call is one attempt, except that when NetServer says the ticket is invalid or
 // expired (see Config.TicketErrorPattern) the ticket is invalidated, a fresh one fetched
 // and the call retried once; if that fails too, the *ExceptionError is returned with
-// TicketRejected set. Errors are wrapped *ExceptionError, *FaultError, *HTTPError,
-// *TransportError, *ProtocolError, ErrResponseTooLarge, the ticket source's error, or
-// the context's error. The Response is never shared and may be modified by the caller.
+// TicketRejected set, and later ticket errors are returned without a new login for a pause
+// (1 min, doubling up to 1 h with each further rejected fresh ticket, cleared by any
+// accepted call), since the cause is then not the ticket. Errors are wrapped
+// *ExceptionError, *FaultError, *HTTPError, *TransportError, *ProtocolError,
+// ErrResponseTooLarge, the ticket source's error, or the context's error. The Response is
+// never shared and may be modified by the caller.
 func (c *Client) ForceResyncExternal(ctx context.Context, erpConnectionID int, actor ActorType, keys []string) (*Response, error) {
 	if len(keys) == 0 {
 		return nil, wrapOp(opForceResyncExternal, ErrEmptyKeys)
@@ -230,7 +248,10 @@ func (c *Client) forceResync(ctx context.Context, erpConnectionID int, actor Act
 	if terr != nil {
 		return nil, wrapOp(opForceResyncExternal, terr)
 	}
-	if fresh == ticket { // a source that cannot renew (StaticTicket): no point in resending
+	if fresh == ticket {
+		// The source cannot renew (StaticTicket) or its login handed back the ticket just
+		// rejected: no point in resending, and no point in logging in again for every call.
+		c.distrust(fresh)
 		return nil, err
 	}
 	resp, err = c.forceResyncOnce(ctx, fresh, erpConnectionID, actor, keys)
@@ -238,7 +259,7 @@ func (c *Client) forceResync(ctx context.Context, erpConnectionID int, actor Act
 	case err == nil:
 		c.trusted()
 	case IsTicketError(err):
-		c.distrust()
+		c.distrust(fresh)
 	}
 	return resp, err
 }
@@ -250,19 +271,26 @@ func (c *Client) suspect() bool {
 	return c.now().Before(c.suspectUntil)
 }
 
-// distrust pauses re-logins after a fresh ticket was rejected: 1 min, doubling to 1 h.
-func (c *Client) distrust() {
+// distrust pauses re-logins after the fresh ticket was rejected: 1 min, doubling to 1 h
+// with each further rejected fresh ticket. Concurrent callers rejected with the same fresh
+// ticket count once.
+func (c *Client) distrust(fresh string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	now := c.now()
+	if fresh == c.distrusted && now.Before(c.suspectUntil) {
+		return
+	}
+	c.distrusted = fresh
 	c.suspectFor = min(max(2*c.suspectFor, minSuspect), maxSuspect)
-	c.suspectUntil = c.now().Add(c.suspectFor)
+	c.suspectUntil = now.Add(c.suspectFor)
 }
 
 // trusted clears the pause after a call NetServer accepted.
 func (c *Client) trusted() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.suspectFor, c.suspectUntil = 0, time.Time{}
+	c.suspectFor, c.suspectUntil, c.distrusted = 0, time.Time{}, ""
 }
 
 func (c *Client) ticket(ctx context.Context) (string, error) {
@@ -309,8 +337,13 @@ type caller struct {
 }
 
 func newCaller(hc *http.Client, maxBytes int64) *caller {
-	if hc == nil {
+	switch {
+	case hc == nil:
 		hc = defaultHTTPClient()
+	case hc.CheckRedirect == nil:
+		cp := *hc // shares the Transport and its connection pool
+		cp.CheckRedirect = noRedirects
+		hc = &cp
 	}
 	if maxBytes == 0 {
 		maxBytes = DefaultMaxResponseBytes
@@ -318,9 +351,13 @@ func newCaller(hc *http.Client, maxBytes int64) *caller {
 	return &caller{hc: hc, maxBytes: maxBytes, now: time.Now}
 }
 
+// noRedirects is the CheckRedirect of the clients the package uses (see Config.HTTPClient).
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
 func defaultHTTPClient() *http.Client {
 	return &http.Client{
-		Timeout: 3 * time.Minute,
+		Timeout:       3 * time.Minute,
+		CheckRedirect: noRedirects,
 		Transport: &http.Transport{
 			Proxy:                 http.ProxyFromEnvironment,
 			DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -445,7 +482,7 @@ func (r *reply) httpError(red redactor) *HTTPError {
 	return &HTTPError{
 		StatusCode:  r.status,
 		ContentType: r.header.Get("Content-Type"),
-		Body:        red.s(truncateBytes(r.body.Bytes(), maxErrorBody)),
+		Body:        red.s(string(cut(r.body.Bytes(), maxErrorBody))),
 		RetryAfter:  parseRetryAfter(r.header.Get("Retry-After"), r.now),
 	}
 }

@@ -3,6 +3,7 @@ package soap
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"regexp"
@@ -424,4 +425,99 @@ func TestRetryAfterParsing(t *testing.T) {
 			t.Errorf("parseRetryAfter(%q) = %v, want %v", tt.in, got, tt.want)
 		}
 	}
+}
+
+// TestRedirectNotFollowed: the default HTTP client does not follow redirects. Following one
+// would turn the SOAP POST into a GET (301, 302, 303) and report whatever page answers that,
+// or resend the envelope with its ticket and application token to the new location (307,
+// 308); the redirect itself is the reply.
+func TestRedirectNotFollowed(t *testing.T) {
+	t.Parallel()
+	for _, status := range []int{http.StatusFound, http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+		t.Run(strconv.Itoa(status), func(t *testing.T) {
+			t.Parallel()
+			var elsewhere atomic.Int64
+			mux := http.NewServeMux()
+			mux.HandleFunc("/elsewhere/", func(w http.ResponseWriter, r *http.Request) {
+				elsewhere.Add(1)
+				cannedReply(200, "text/xml", readTestdata(t, "response_success.xml"))(w, r)
+			})
+			mux.HandleFunc(testTenant+pathErpSync, func(w http.ResponseWriter, r *http.Request) {
+				http.Redirect(w, r, "/elsewhere"+pathErpSync, status)
+			})
+			srv := newServer(t, mux)
+			// The package's own client, and a caller's client without a redirect policy.
+			for _, hc := range []*http.Client{nil, {}} {
+				c := newTestClient(t, srv.URL, func(cfg *Config) { cfg.HTTPClient = hc })
+				_, err := c.ForceResyncExternal(bg, 1, ActorCustomer, []string{"k"})
+				var he *HTTPError
+				if !errors.As(err, &he) || he.StatusCode != status {
+					t.Errorf("HTTPClient %v: err = %v, want *HTTPError with status %d", hc, err, status)
+				}
+			}
+			if n := elsewhere.Load(); n != 0 {
+				t.Errorf("the redirect target got %d requests, want 0", n)
+			}
+		})
+	}
+}
+
+// TestReplyBodyDrained: every kind of reply within the size cap is read to its end and
+// closed, so that the transport can reuse the keep-alive connection.
+func TestReplyBodyDrained(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		handler http.HandlerFunc
+	}{
+		{"success", cannedReply(200, "text/xml", readTestdata(t, "response_success.xml"))},
+		{"business failure", cannedReply(200, "text/xml", readTestdata(t, "response_business_failure.xml"))},
+		{"exception", cannedReply(200, "text/xml", readTestdata(t, "response_exception.xml"))},
+		{"fault", cannedReply(500, "text/xml", readTestdata(t, "response_fault11.xml"))},
+		{"HTML 503", cannedReply(503, "text/html", []byte("<!DOCTYPE html><html><body>down for maintenance</body></html>"))},
+		{"429 without body", cannedReply(429, "", nil)},
+		{"not SOAP with 200", cannedReply(200, "text/html", []byte("<html>not SOAP</html>"))},
+		{"malformed XML", cannedReply(200, "text/xml", []byte("<s:Envelope><oops>"))},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := newServer(t, tt.handler)
+			spy := &bodySpy{}
+			c := newTestClient(t, srv.URL, func(cfg *Config) { cfg.HTTPClient = &http.Client{Transport: spy} })
+			_, _ = c.ForceResyncExternal(bg, 1, ActorCustomer, []string{"k"})
+			if !spy.eof.Load() || !spy.closed.Load() {
+				t.Errorf("reply body read to EOF = %t, closed = %t; want both", spy.eof.Load(), spy.closed.Load())
+			}
+		})
+	}
+}
+
+// bodySpy is a RoundTripper that records whether the reply body was read to io.EOF and closed.
+type bodySpy struct{ eof, closed atomic.Bool }
+
+func (s *bodySpy) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(r)
+	if err == nil {
+		resp.Body = &spiedBody{ReadCloser: resp.Body, spy: s}
+	}
+	return resp, err
+}
+
+type spiedBody struct {
+	io.ReadCloser
+	spy *bodySpy
+}
+
+func (b *spiedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.spy.eof.Store(true)
+	}
+	return n, err
+}
+
+func (b *spiedBody) Close() error {
+	b.spy.closed.Store(true)
+	return b.ReadCloser.Close()
 }

@@ -413,8 +413,12 @@ type parser struct {
 	d *xml.Decoder
 }
 
+// utf8BOM may start a UTF-8 document (XML 1.0 §4.3.3); encoding/xml would report it as
+// character data before the root element.
+var utf8BOM = []byte("\xEF\xBB\xBF")
+
 func newParser(data []byte) *parser {
-	d := xml.NewDecoder(bytes.NewReader(data))
+	d := xml.NewDecoder(bytes.NewReader(bytes.TrimPrefix(data, utf8BOM)))
 	d.CharsetReader = charsetReader
 	return &parser{d: d}
 }

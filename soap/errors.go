@@ -82,7 +82,8 @@ func (e *ExceptionError) Unwrap() error {
 
 // IsTicketError reports whether err is (or wraps) an *ExceptionError whose ticket was
 // rejected (see ExceptionError.TicketRejected). A Client has already re-authenticated and
-// retried once when it returns such an error, so callers classify it as an auth failure.
+// retried once when it returns such an error (or, during its re-login pause after a fresh
+// ticket was rejected too, deliberately has not), so callers classify it as an auth failure.
 func IsTicketError(err error) bool {
 	var e *ExceptionError
 	return errors.As(err, &e) && e.TicketRejected
@@ -210,23 +211,19 @@ func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
+	return cut(s, n) + "…"
+}
+
+// cut returns the longest prefix of s of at most n bytes that ends at a UTF-8 boundary.
+func cut[T string | []byte](s T, n int) T {
+	if len(s) <= n {
+		return s
+	}
 	i := n
 	for i > 0 && !utf8.RuneStart(s[i]) {
 		i--
 	}
-	return s[:i] + "…"
-}
-
-// truncateBytes is truncate without the marker, for bodies kept in HTTPError.
-func truncateBytes(b []byte, n int) string {
-	if len(b) <= n {
-		return string(b)
-	}
-	i := n
-	for i > 0 && !utf8.RuneStart(b[i]) {
-		i--
-	}
-	return string(b[:i])
+	return s[:i]
 }
 
 // parseRetryAfter reads a Retry-After value: delay-seconds or an HTTP-date. It returns zero

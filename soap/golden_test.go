@@ -331,6 +331,11 @@ func TestParseTolerance(t *testing.T) {
 			want: Response{IsOk: true, Status: StatusOk, TechExplanation: "a<b & c", Changes: Changes{Deleted: []ChangedItem{{RecordID: -5}}}},
 		},
 		{
+			name: "UTF-8 byte order mark (XML 1.0 §4.3.3)",
+			body: "\uFEFF" + `<?xml version="1.0" encoding="utf-8"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><ForceResyncExternalResponse xmlns="http://www.superoffice.net/ws/crm/NetServer/Services88"><Response><IsOk>true</IsOk></Response></ForceResyncExternalResponse></s:Body></s:Envelope>`,
+			want: Response{IsOk: true, Status: StatusOk},
+		},
+		{
 			name: "elements of other namespaces are ignored",
 			body: `<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><ForceResyncExternalResponse xmlns="http://www.superoffice.net/ws/crm/NetServer/Services88"><Response><IsOk>true</IsOk><x:Status xmlns:x="urn:x">Error</x:Status></Response></ForceResyncExternalResponse></s:Body></s:Envelope>`,
 			want: Response{IsOk: true, Status: StatusOk},

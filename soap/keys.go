@@ -61,7 +61,7 @@ func ValidateKey(key string) error {
 }
 
 func keyError(index int, key, reason string) *KeyError {
-	return &KeyError{Index: index, Key: truncateBytes([]byte(key), 40), Reason: reason}
+	return &KeyError{Index: index, Key: cut(key, 40), Reason: reason}
 }
 
 func runeName(r rune) string {

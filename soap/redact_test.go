@@ -57,6 +57,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		{"struct holding Config", struct{ C Config }{cfg}},
 		{"*Client", client},
 		{"*StaticTicket", static},
+		{"StaticTicket", *static},
 		{"*TicketCache", cache},
 		{"PasswordAuthConfig", pwCfg},
 		{"*PasswordAuth", pw},

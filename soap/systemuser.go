@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"math/big"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 )
@@ -82,7 +81,7 @@ func (c SystemUserAuthConfig) validate() (*rsa.PrivateKey, error) {
 	case c.ContextIdentifier == "":
 		return nil, errors.New("soap: SystemUserAuthConfig.ContextIdentifier is required, such as Cust12345")
 	}
-	if err := validateLoginURL(c.LoginURL); err != nil {
+	if _, err := parseHTTPURL(c.LoginURL); err != nil {
 		return nil, fmt.Errorf("soap: SystemUserAuthConfig.LoginURL: %w", err)
 	}
 	key, err := ParsePrivateKey(c.PrivateKey)
@@ -90,20 +89,6 @@ func (c SystemUserAuthConfig) validate() (*rsa.PrivateKey, error) {
 		return nil, fmt.Errorf("soap: SystemUserAuthConfig.PrivateKey: %w", err)
 	}
 	return key, nil
-}
-
-func validateLoginURL(s string) error {
-	u, err := url.Parse(s)
-	if err != nil {
-		return errors.New("not a valid URL")
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return errors.New("must start with https:// or http://")
-	}
-	if u.Host == "" {
-		return errors.New("has no host")
-	}
-	return nil
 }
 
 // String prints the configuration with secrets redacted.

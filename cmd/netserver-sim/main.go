@@ -131,10 +131,11 @@ func (o *options) finish() error {
 	var errs []error
 	if o.users != "" {
 		o.cfg.Users = map[string]string{}
-		for _, pair := range strings.Split(o.users, ",") {
+		for i, pair := range strings.Split(o.users, ",") {
 			name, pw, ok := strings.Cut(strings.TrimSpace(pair), ":")
 			if !ok || name == "" {
-				errs = append(errs, fmt.Errorf("-users: %q is not name:password", pair))
+				// Not quoted: a malformed entry may be a password with the wrong separator.
+				errs = append(errs, fmt.Errorf("-users: entry %d is not name:password", i+1))
 				continue
 			}
 			o.cfg.Users[name] = pw

@@ -69,6 +69,14 @@ func TestParseErrors(t *testing.T) {
 			t.Errorf("%s: error %v, want one containing %q", tc.name, err, tc.want)
 		}
 	}
+	// A malformed -users entry may be a password typed with the wrong separator: the error
+	// names the entry, never its text.
+	for _, users := range []string{"SAL0=hunter2", "SAL0:pw,:hunter2", "SAL0:pw,hunter2"} {
+		_, err := parse([]string{"-users", users}, env(nil), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "-users") || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("-users %q: error %v, want one naming -users without the entry's text", users, err)
+		}
+	}
 	if _, err := parse([]string{"-h"}, env(nil), io.Discard); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("-h: %v", err)
 	}
