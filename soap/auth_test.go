@@ -16,6 +16,7 @@ import (
 	"maps"
 	"math/big"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -692,4 +693,33 @@ func TestRejectedFreshTicketPause(t *testing.T) {
 			t.Errorf("logins for 5 rejected calls after the pause = %d, want 3 (one re-login, then a doubled pause)", n)
 		}
 	})
+}
+
+// TestLoginHTTP401IsRefusal: a login service that answers 401 or 403 refused the
+// credentials; the error is ErrLoginRefused (so the cache pauses) and still an *HTTPError.
+func TestLoginHTTP401IsRefusal(t *testing.T) {
+	t.Parallel()
+	for _, status := range []int{http.StatusUnauthorized, http.StatusForbidden} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "nope", status)
+		}))
+		defer srv.Close()
+		pa, err := NewPasswordAuth(PasswordAuthConfig{BaseURL: srv.URL + "/Cust1", UserName: "u", Password: "pw-secret"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = pa.Login(context.Background())
+		var he *HTTPError
+		if !errors.Is(err, ErrLoginRefused) || !errors.As(err, &he) || he.StatusCode != status {
+			t.Errorf("HTTP %d: got %v, want ErrLoginRefused wrapping the *HTTPError", status, err)
+		}
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "down", http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	pa, _ := NewPasswordAuth(PasswordAuthConfig{BaseURL: srv.URL + "/Cust1", UserName: "u", Password: "pw-secret"})
+	if _, err := pa.Login(context.Background()); errors.Is(err, ErrLoginRefused) {
+		t.Errorf("HTTP 503 from the login service counted as a refusal: %v", err)
+	}
 }

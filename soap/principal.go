@@ -120,9 +120,19 @@ func (p *PasswordAuth) Login(ctx context.Context) (string, error) {
 		}
 	}
 	if err = rep.classify(err, redactor{p.password, p.appToken}); err != nil {
-		return "", wrapOp(opAuthenticate, err)
+		return "", wrapOp(opAuthenticate, asRefusal(err))
 	}
 	return ticket, nil
+}
+
+// asRefusal marks an HTTP 401 or 403 from a login service as ErrLoginRefused as well: the
+// credentials were refused, and asking again at once will not change that.
+func asRefusal(err error) error {
+	var he *HTTPError
+	if errors.As(err, &he) && (he.StatusCode == http.StatusUnauthorized || he.StatusCode == http.StatusForbidden) {
+		return fmt.Errorf("%w: %w", ErrLoginRefused, err)
+	}
+	return err
 }
 
 // String prints the login target, never the password, app token or ticket.

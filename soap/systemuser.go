@@ -193,7 +193,7 @@ func (s *SystemUserAuth) Login(ctx context.Context) (string, error) {
 	defer rep.release()
 	red := redactor{s.appToken, s.systemToken, signed}
 	if rep.status < 200 || rep.status > 299 {
-		return "", wrapOp(opSystemUser, rep.httpError(red))
+		return "", wrapOp(opSystemUser, asRefusal(rep.httpError(red)))
 	}
 	var r systemUserReply
 	if err := json.Unmarshal(rep.body.Bytes(), &r); err != nil {
