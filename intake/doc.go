@@ -32,12 +32,16 @@
 // boundaries depend only on the input, the batch size and the CSV column, so batch i of a
 // run is always the same keys, with asynq task ID tasks.BatchID(run, i). Each batch is
 // registered in the ledger (tasks.Ledger.RegisterBatch, idempotent) before it is
-// enqueued, and a batch that is already queued answers asynq.ErrTaskIDConflict. Submitting
-// the same input under the same run again — after a crash, an error or Ctrl-C — therefore
-// enqueues only the batches that are missing and never a key twice. A resubmission with
-// another ERP connection, actor type, batch size or CSV column is refused
-// ([ErrRunMismatch]). Completed batches stay known to asynq for tasks.DefaultRetention
-// (7 days); resubmit within that time.
+// enqueued (a batch begun is finished even when the context is cancelled, so Ctrl-C leaves
+// no batch registered but not queued), and a batch that is already queued answers
+// asynq.ErrTaskIDConflict. Submitting the same input under the same run again — after a
+// crash, an error or Ctrl-C — therefore enqueues only the batches that are missing and
+// never a key twice. A resubmission with
+// another ERP connection, actor type, batch size, CSV column or queue is refused
+// ([ErrRunMismatch]), and so is other input: a batch already queued is read back and
+// compared, and one holding other keys stops the submission (batches enqueued before it
+// stay). Completed batches stay known to asynq for tasks.DefaultRetention (7 days);
+// resubmit within that time.
 //
 // # Throughput
 //

@@ -26,14 +26,15 @@ var (
 	ErrLineTooLong = errors.New("line too long")
 
 	// ErrMalformed is wrapped by the error for input that cannot be read as CSV (a stray
-	// quote, an unterminated quoted field). The submission stops there; batches enqueued
-	// before stay enqueued.
+	// quote, an unterminated quoted field, a record over 16 MiB). The submission stops
+	// there; batches enqueued before stay enqueued.
 	ErrMalformed = errors.New("malformed CSV")
 
 	// ErrRunMismatch means a run name was submitted again with different parameters (ERP
-	// connection, actor type, batch size or input format): its batch boundaries would not
-	// match the first submission, so resubmitting could enqueue keys twice.
-	ErrRunMismatch = errors.New("run was submitted with different parameters")
+	// connection, actor type, batch size, input format or queue), or with other input (a
+	// batch already queued under the run holds other keys): its batches would not match the
+	// first submission's, so resubmitting could enqueue keys twice or drop them.
+	ErrRunMismatch = errors.New("run resubmitted differently")
 
 	// ErrConfig is wrapped by every error about a ProducerConfig or RunSpec field, or a
 	// Source that names a CSV column the header lacks.

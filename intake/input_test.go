@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -400,5 +401,70 @@ func TestMalformedCSV(t *testing.T) {
 	want := `submit run test-run: k.csv: line 3, column 4: bare " in non-quoted-field`
 	if err == nil || err.Error() != want || !errors.Is(err, ErrMalformed) {
 		t.Errorf("err = %v\nwant %s", err, want)
+	}
+}
+
+// endlessField is an input of size bytes: head, then a quoted field that never closes
+// (lines of x). Reading at or past limit fails the read: whoever does has tried to hold the
+// whole field in memory.
+type endlessField struct {
+	head        string
+	size, limit int64
+}
+
+func (e endlessField) ReadAt(p []byte, off int64) (int, error) {
+	if off >= e.limit {
+		return 0, errors.New("read far past the record limit")
+	}
+	if off >= e.size {
+		return 0, io.EOF
+	}
+	p = p[:min(int64(len(p)), e.size-off)]
+	for i := range p {
+		switch at := off + int64(i); {
+		case at < int64(len(e.head)):
+			p[i] = e.head[at]
+		case at%80 == 79:
+			p[i] = '\n'
+		default:
+			p[i] = 'x'
+		}
+	}
+	return len(p), nil
+}
+
+// TestCSVRecordBounded: an unterminated quote must not make encoding/csv read the rest of
+// the input into one field.
+func TestCSVRecordBounded(t *testing.T) {
+	t.Parallel()
+	const size = 1 << 40 // a terabyte of input, never read
+	ft := format{csv: true, comma: ',', header: true, label: `column "key"`}
+	rr := newCSVReader(endlessField{head: "key\nA1\n\"", size: size, limit: 2 * maxRecord}, 0, 1, ft)
+	var rec record
+	for range 2 {
+		if err := rr.next(&rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := rr.next(&rec)
+	want := "line 3: a CSV record longer than 16 MiB (an unterminated quoted field?)"
+	if !errors.Is(err, ErrMalformed) || err.Error() != want {
+		t.Errorf("err = %v, want ErrMalformed: %s", err, want)
+	}
+
+	_, err = Source{Name: "big.csv", CSVColumn: "key"}.resolveFormat(endlessField{head: "\"", size: size, limit: 2 * maxRecord})
+	want = "big.csv: reading CSV header: line 1: a CSV record longer than 16 MiB (an unterminated quoted field?)"
+	if !errors.Is(err, ErrMalformed) || err.Error() != want {
+		t.Errorf("header: err = %v, want ErrMalformed: %s", err, want)
+	}
+}
+
+func TestMalformedCSVHeader(t *testing.T) {
+	t.Parallel()
+	p := writeFile(t, "k.csv", "name,\"key\nA,C1\n")
+	_, _, err := dryRun(t, Source{Path: p, Name: "k.csv", CSVColumn: "key"}, RunSpec{}, ProducerConfig{})
+	want := `k.csv: reading CSV header: line 2, column 6: extraneous or missing " in quoted-field`
+	if err == nil || err.Error() != want || !errors.Is(err, ErrMalformed) {
+		t.Errorf("err = %v\nwant %s (ErrMalformed)", err, want)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,6 +37,9 @@ const (
 	MaxReported = 100
 	// paramsTTL is how long a run's parameters are kept for the resubmission check.
 	paramsTTL = 30 * 24 * time.Hour
+	// batchTimeout bounds registering and enqueueing one batch, which go on when the
+	// submission's context is cancelled.
+	batchTimeout = 10 * time.Second
 )
 
 // ProducerConfig configures a Producer.
@@ -46,6 +50,8 @@ type ProducerConfig struct {
 	// Queue is the asynq queue for batches and trickle keys. Zero value: tasks.DefaultQueue.
 	Queue string
 	// TaskOptions are applied to every task after the queue; e.g. asynq.MaxRetry(3).
+	// asynq.TaskID, asynq.Queue and asynq.Group are refused: the producer sets them (batch
+	// IDs, Queue, trickle groups), and a run's idempotence depends on them.
 	TaskOptions []asynq.Option
 	// Concurrency is how many batches are registered and enqueued at the same time, each
 	// with its own Redis round trips. Zero value: DefaultConcurrency.
@@ -76,6 +82,12 @@ func (c *ProducerConfig) validate() error {
 	}
 	if c.Queue != "" && strings.TrimSpace(c.Queue) == "" {
 		return fmt.Errorf("%w: queue name %q is blank", ErrConfig, c.Queue)
+	}
+	for _, o := range c.TaskOptions {
+		switch o.Type() {
+		case asynq.TaskIDOpt, asynq.QueueOpt, asynq.GroupOpt:
+			return fmt.Errorf("%w: TaskOptions: asynq.%s: the producer sets it (batch IDs, ProducerConfig.Queue, trickle groups)", ErrConfig, o)
+		}
 	}
 	return nil
 }
@@ -149,7 +161,8 @@ type Progress struct {
 	Read, Valid, Invalid, Duplicates int64
 	// Batches counts batches formed; BatchesEnqueued and BatchesPresent those done.
 	Batches, BatchesEnqueued, BatchesPresent int64
-	// KeysEnqueued counts the keys of batches enqueued or already present.
+	// KeysEnqueued counts the keys of the batches enqueued, as in Summary (not those of
+	// batches already present).
 	KeysEnqueued int64
 	Elapsed      time.Duration
 	// Done is set on the last call.
@@ -161,6 +174,7 @@ type Progress struct {
 type Producer struct {
 	cfg    ProducerConfig
 	client *asynq.Client
+	insp   *asynq.Inspector // reads a batch already present, to compare its keys
 	ledger *tasks.Ledger
 	opts   []asynq.Option
 }
@@ -183,8 +197,14 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 		cfg.Queue = tasks.DefaultQueue
 	}
 	p := &Producer{cfg: cfg, opts: append([]asynq.Option{asynq.Queue(cfg.Queue)}, cfg.TaskOptions...)}
+	// Options asynq or tasks would refuse fail here, not batch by batch in the middle of a run.
+	probe := tasks.Batch{Run: "probe", ErpConnectionID: 1, ActorType: soap.ActorCustomer, Keys: []string{"probe"}}
+	if _, err := tasks.NewResyncTask(probe, p.opts...); err != nil {
+		return nil, fmt.Errorf("%w: TaskOptions: %w", ErrConfig, err)
+	}
 	if cfg.Redis != nil {
 		p.client = asynq.NewClientFromRedisClient(cfg.Redis)
+		p.insp = asynq.NewInspectorFromRedisClient(cfg.Redis)
 		p.ledger = tasks.NewLedger(cfg.Redis)
 	}
 	return p, nil
@@ -284,7 +304,7 @@ func (p *Producer) Submit(ctx context.Context, spec RunSpec, src Source) (sum Su
 		return sum, err
 	}
 	sum.Run = spec.Run
-	if err := src.validate(); err != nil {
+	if err := src.Validate(); err != nil {
 		return sum, err
 	}
 	f, cleanup, err := p.open(ctx, src)
@@ -303,11 +323,6 @@ func (p *Producer) Submit(ctx context.Context, spec RunSpec, src Source) (sum Su
 	s := &submission{
 		p: p, spec: spec, src: src, f: f, ft: ft, name: src.name(), size: st.Size(), start: start,
 	}
-	if !spec.DryRun {
-		if err := p.checkParams(ctx, spec, ft); err != nil {
-			return sum, err
-		}
-	}
 	stop := s.reportProgress()
 	err = s.run(ctx)
 	stop()
@@ -318,21 +333,32 @@ func (p *Producer) Submit(ctx context.Context, spec RunSpec, src Source) (sum Su
 	return sum, nil
 }
 
-// open returns the input as a file; a reader is spooled to a temporary file first.
+// open returns the input as a file; a reader, or a path that is not a regular file (a
+// pipe: `--file <(erp-export)`), is spooled to a temporary file first.
 func (p *Producer) open(ctx context.Context, src Source) (*os.File, func(), error) {
+	r := src.R
 	if src.Path != "" {
 		f, err := os.Open(src.Path)
 		if err != nil {
 			return nil, nil, err
 		}
-		return f, func() { f.Close() }, nil
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, nil, err
+		}
+		if fi.Mode().IsRegular() {
+			return f, func() { f.Close() }, nil
+		}
+		defer f.Close()
+		r = f
 	}
 	f, err := os.CreateTemp(p.cfg.TempDir, "erpresync-intake-*.keys")
 	if err != nil {
 		return nil, nil, fmt.Errorf("spool %s: %w", src.name(), err)
 	}
 	cleanup := func() { f.Close(); os.Remove(f.Name()) }
-	if _, err := io.Copy(f, ctxReader{ctx, src.R}); err != nil {
+	if _, err := io.Copy(f, ctxReader{ctx, r}); err != nil {
 		cleanup()
 		return nil, nil, fmt.Errorf("spool %s to %s: %w", src.name(), f.Name(), err)
 	}
@@ -357,6 +383,9 @@ type runParams struct {
 	ActorType       string `json:"actor_type"`
 	BatchSize       int    `json:"batch_size"`
 	Format          string `json:"format"`
+	// Queue matters because asynq task IDs are unique per queue only: in another queue every
+	// batch would be enqueued again.
+	Queue string `json:"queue"`
 }
 
 func paramsKey(run string) string { return "erpresync:intake:{" + run + "}:params" }
@@ -368,7 +397,7 @@ func (p *Producer) checkParams(ctx context.Context, spec RunSpec, ft format) err
 	if ft.csv {
 		f = "csv:" + strconv.Itoa(ft.column) + ":" + strconv.FormatBool(ft.header) + ":" + string(ft.comma)
 	}
-	want := runParams{ErpConnectionID: spec.ErpConnectionID, ActorType: spec.ActorType.String(), BatchSize: spec.BatchSize, Format: f}
+	want := runParams{ErpConnectionID: spec.ErpConnectionID, ActorType: spec.ActorType.String(), BatchSize: spec.BatchSize, Format: f, Queue: p.cfg.Queue}
 	b, _ := json.Marshal(want)
 	key := paramsKey(spec.Run)
 	ok, err := p.cfg.Redis.SetNX(ctx, key, b, paramsTTL).Result()
@@ -386,10 +415,13 @@ func (p *Producer) checkParams(ctx context.Context, spec RunSpec, ft format) err
 	if err := json.Unmarshal(raw, &have); err != nil {
 		return fmt.Errorf("read run parameters: %w", err)
 	}
+	if have.Queue == "" {
+		have.Queue = want.Queue // recorded before the queue was
+	}
 	if have != want {
-		return fmt.Errorf("%w: run %s was submitted with ERP connection %d, actor type %s, batch size %d, format %s; this submission has %d, %s, %d, %s (resubmit with the same settings or choose another run name)",
-			ErrRunMismatch, spec.Run, have.ErpConnectionID, have.ActorType, have.BatchSize, have.Format,
-			want.ErpConnectionID, want.ActorType, want.BatchSize, want.Format)
+		return fmt.Errorf("%w: run %s was submitted with ERP connection %d, actor type %s, batch size %d, format %s, queue %s; this submission has %d, %s, %d, %s, %s (resubmit with the same settings or choose another run name)",
+			ErrRunMismatch, spec.Run, have.ErpConnectionID, have.ActorType, have.BatchSize, have.Format, have.Queue,
+			want.ErpConnectionID, want.ActorType, want.BatchSize, want.Format, want.Queue)
 	}
 	p.cfg.Redis.Expire(ctx, key, paramsTTL)
 	return nil
@@ -418,7 +450,7 @@ type submission struct {
 	bytes                      atomic.Int64
 	read, valid, invalid, dups atomic.Int64
 	batches, enqueued, present atomic.Int64
-	keysDone, keysEnqueued     atomic.Int64
+	keysEnqueued               atomic.Int64
 
 	problems        []*KeyError
 	problemsOmitted int64
@@ -446,7 +478,7 @@ func (s *submission) snapshot(done bool) Progress {
 		Run: s.spec.Run, Phase: ph, Bytes: s.bytes.Load(), TotalBytes: s.size,
 		Read: s.read.Load(), Valid: s.valid.Load(), Invalid: s.invalid.Load(), Duplicates: s.dups.Load(),
 		Batches: s.batches.Load(), BatchesEnqueued: s.enqueued.Load(), BatchesPresent: s.present.Load(),
-		KeysEnqueued: s.keysDone.Load(), Elapsed: time.Since(s.start), Done: done,
+		KeysEnqueued: s.keysEnqueued.Load(), Elapsed: time.Since(s.start), Done: done,
 	}
 }
 
@@ -524,6 +556,12 @@ func (s *submission) run(ctx context.Context) error {
 			return err
 		}
 		hint = n
+	}
+	// Only now, so that a strict submission refused above leaves nothing in Redis.
+	if !s.spec.DryRun {
+		if err := s.p.checkParams(ctx, s.spec, s.ft); err != nil {
+			return err
+		}
 	}
 	s.phase.Store("submitting")
 	return s.submit(ctx, hint)
@@ -632,7 +670,7 @@ func (s *submission) submit(ctx context.Context, hint int) error {
 	case err != nil:
 		return err
 	case skipped.Load():
-		return context.Cause(ctx)
+		return ctxDone(ctx)
 	}
 	return nil
 }
@@ -674,7 +712,7 @@ func (s *submission) scan(ctx context.Context, hint int, jobs chan<- job) error 
 		select {
 		case jobs <- job{seq: seq, keys: batch}:
 		case <-ctx.Done():
-			return context.Cause(ctx)
+			return ctxDone(ctx)
 		}
 		seq++
 		batch = make([]string, 0, s.spec.BatchSize)
@@ -686,7 +724,7 @@ func (s *submission) scan(ctx context.Context, hint int, jobs chan<- job) error 
 				cps = append(cps, checkpoint{rr.offset(), rr.line()})
 			}
 			if err := ctx.Err(); err != nil {
-				return context.Cause(ctx)
+				return ctxDone(ctx)
 			}
 			s.bytes.Store(rr.offset())
 		}
@@ -754,13 +792,12 @@ func (v *verifier) matches(s *submission, cps []checkpoint, r uint32, key []byte
 	return bytes.Equal(v.rec.key, key), v.rec.line, nil
 }
 
-// enqueue registers batch j in the ledger, then enqueues it.
+// enqueue registers batch j in the ledger, then enqueues it. The task is built first, so
+// that nothing can fail between the two but Redis; and once begun, both are done even if
+// ctx is cancelled in between (Ctrl-C): registered alone, the batch would count keys in the
+// run that nothing resyncs. batchTimeout bounds them for a Redis that does not answer.
 func (s *submission) enqueue(ctx context.Context, j job) error {
 	id := tasks.BatchID(s.spec.Run, j.seq)
-	meta := tasks.RunMeta{Run: s.spec.Run, ErpConnectionID: s.spec.ErpConnectionID, ActorType: s.spec.ActorType, Source: s.spec.Origin}
-	if _, err := s.p.ledger.RegisterBatch(ctx, meta, id, len(j.keys)); err != nil {
-		return fmt.Errorf("register batch %s: %w", id, ctxErr(ctx, err))
-	}
 	t, err := tasks.NewResyncTask(tasks.Batch{
 		Run: s.spec.Run, ErpConnectionID: s.spec.ErpConnectionID, ActorType: s.spec.ActorType,
 		Keys: j.keys, Seq: j.seq, Source: s.spec.Origin,
@@ -768,24 +805,67 @@ func (s *submission) enqueue(ctx context.Context, j job) error {
 	if err != nil {
 		return fmt.Errorf("batch %s: %w", id, err)
 	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), batchTimeout)
+	defer cancel()
+	meta := tasks.RunMeta{Run: s.spec.Run, ErpConnectionID: s.spec.ErpConnectionID, ActorType: s.spec.ActorType, Source: s.spec.Origin}
+	if _, err := s.p.ledger.RegisterBatch(ctx, meta, id, len(j.keys)); err != nil {
+		return fmt.Errorf("register batch %s: %w", id, err)
+	}
 	_, err = s.p.client.EnqueueContext(ctx, t)
 	switch {
 	case errors.Is(err, asynq.ErrTaskIDConflict):
+		if err := s.checkPresent(id, j.keys); err != nil {
+			return err
+		}
 		s.present.Add(1)
 	case err != nil:
-		return fmt.Errorf("enqueue batch %s: %w", id, ctxErr(ctx, err))
+		return fmt.Errorf("enqueue batch %s: %w", id, err)
 	default:
 		s.enqueued.Add(1)
 		s.keysEnqueued.Add(int64(len(j.keys)))
 	}
-	s.keysDone.Add(int64(len(j.keys)))
 	return nil
 }
 
-// ctxErr returns the context's cause when ctx is done (asynq does not wrap it), else err.
-func ctxErr(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return context.Cause(ctx)
+// checkPresent makes sure that the batch already queued as id holds keys. Other keys mean
+// that this input is not the one first submitted under the run; counting the batch as
+// present would silently drop them. It costs a round trip per batch already present, so
+// only resubmissions pay it. (asynq's Inspector takes no context.)
+func (s *submission) checkPresent(id string, keys []string) error {
+	info, err := s.p.insp.GetTaskInfo(s.p.cfg.Queue, id)
+	if errors.Is(err, asynq.ErrTaskNotFound) {
+		return nil // gone since the conflict (retention, or its dead letters were requeued)
 	}
-	return err
+	if err != nil {
+		return fmt.Errorf("read batch %s already present: %w", id, err)
+	}
+	var have tasks.Batch
+	if err := json.Unmarshal(info.Payload, &have); err != nil {
+		return fmt.Errorf("read batch %s already present: %w", id, err)
+	}
+	if slices.Equal(have.Keys, keys) {
+		return nil
+	}
+	var diff string
+	for i := range min(len(have.Keys), len(keys)) {
+		if have.Keys[i] != keys[i] {
+			diff = fmt.Sprintf("key %d is %q there, %q in this input", i+1, truncate(have.Keys[i], 40), truncate(keys[i], 40))
+			break
+		}
+	}
+	if diff == "" {
+		diff = fmt.Sprintf("it holds %d keys, this input %d", len(have.Keys), len(keys))
+	}
+	return fmt.Errorf("%w: batch %s already holds other keys (%s): this is not the input first submitted as run %s; submit it under a new run name",
+		ErrRunMismatch, id, diff, s.spec.Run)
+}
+
+// ctxDone is the error of a done ctx: its cause (a failed batch, the signal
+// signal.NotifyContext received), still matching ctx.Err() (context.Canceled) with errors.Is.
+func ctxDone(ctx context.Context) error {
+	err, cause := ctx.Err(), context.Cause(ctx)
+	if errors.Is(cause, err) {
+		return cause
+	}
+	return fmt.Errorf("%w (%w)", err, cause)
 }

@@ -128,11 +128,13 @@ func TestSubmitEnqueues(t *testing.T) {
 	}
 }
 
-// cancelAfter cancels when the n-th asynq enqueue script has been sent to Redis.
+// cancelAfter cancels when the n-th asynq enqueue script (or, with match set, the n-th
+// script whose arguments contain match) has been sent to Redis.
 type cancelAfter struct {
 	n      atomic.Int64
 	after  int64
-	cancel context.CancelFunc
+	cancel func()
+	match  string
 }
 
 func (h *cancelAfter) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -143,7 +145,11 @@ func (h *cancelAfter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		err := next(ctx, cmd)
 		if name := cmd.Name(); name == "evalsha" || name == "eval" {
-			if strings.Contains(fmt.Sprint(cmd.Args()), "asynq:{q}:pending") && h.n.Add(1) == h.after {
+			match := h.match
+			if match == "" {
+				match = "asynq:{q}:pending"
+			}
+			if strings.Contains(fmt.Sprint(cmd.Args()), match) && h.n.Add(1) == h.after {
 				h.cancel()
 			}
 		}
@@ -232,6 +238,16 @@ func TestStrictEnqueuesNothing(t *testing.T) {
 	}
 	if _, err := tasks.NewLedger(rdb).Status(context.Background(), "strict"); !errors.Is(err, tasks.ErrRunNotFound) {
 		t.Errorf("ledger status err = %v, want ErrRunNotFound", err)
+	}
+	// Nothing at all was written: the fixed input may be submitted under the run with other
+	// settings.
+	if n, err := rdb.DBSize(context.Background()).Result(); err != nil || n != 0 {
+		t.Errorf("%d keys in Redis after a failed strict submission (%v)", n, err)
+	}
+	os.WriteFile(p, []byte("K1\nK2\n"), 0o644)
+	spec.BatchSize = 50
+	if _, err := newTestProducer(t, rdb, "q").Submit(context.Background(), spec, Source{Path: p}); err != nil {
+		t.Errorf("fixed input after a failed strict submission: %v", err)
 	}
 }
 
@@ -342,5 +358,182 @@ func TestAddKeyCoalesces(t *testing.T) {
 			t.Fatalf("after 20 s, %d of 250 keys arrived in batches %v", n, sizes)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestResubmitToAnotherQueueIsRefused: asynq task IDs are unique per queue, so a run
+// resubmitted to another queue would enqueue every batch a second time.
+func TestResubmitToAnotherQueueIsRefused(t *testing.T) {
+	t.Parallel()
+	db := redistest.New(t)
+	rdb := db.Client()
+	defer rdb.Close()
+	path := keysFile(t, 250)
+	spec := customers
+	spec.Run = "moved"
+	if _, err := newTestProducer(t, rdb, "qa").Submit(context.Background(), spec, Source{Path: path}); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := newTestProducer(t, rdb, "qb").Submit(context.Background(), spec, Source{Path: path})
+	if !errors.Is(err, ErrRunMismatch) || !strings.Contains(err.Error(), "queue qa") {
+		t.Errorf("resubmit to another queue: err = %v, want ErrRunMismatch naming queue qa", err)
+	}
+	if sum.BatchesEnqueued != 0 {
+		t.Errorf("resubmit to another queue enqueued %d batches", sum.BatchesEnqueued)
+	}
+	if keys, _ := pendingKeys(t, db, "qa"); len(keys) != 250 {
+		t.Errorf("queue qa holds %d keys, want 250", len(keys))
+	}
+	insp := asynq.NewInspector(db.Opt())
+	defer insp.Close()
+	if qi, err := insp.GetQueueInfo("qb"); err == nil && qi.Size != 0 {
+		t.Errorf("queue qb holds %d tasks", qi.Size)
+	}
+}
+
+// TestResubmitOtherInputIsRefused: a batch ID already taken by other keys means the input is
+// not the one first submitted under the run; treating the batch as present would silently
+// drop the new keys.
+func TestResubmitOtherInputIsRefused(t *testing.T) {
+	t.Parallel()
+	lines := func(prefix string, n int) string {
+		var b strings.Builder
+		for i := range n {
+			fmt.Fprintf(&b, "%s%04d\n", prefix, i)
+		}
+		return b.String()
+	}
+	tests := []struct {
+		name   string
+		second string // the input submitted second
+		want   string
+	}{
+		{"other keys", lines("B", 250), `key 1 is "A0000" there, "B0000" in this input`},
+		{"keys appended", lines("A", 260), `it holds 50 keys, this input 60`},
+		{"one key changed", strings.Replace(lines("A", 250), "A0117\n", "X0117\n", 1), `key 18 is "A0117" there, "X0117" in this input`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			db := redistest.New(t)
+			rdb := db.Client()
+			defer rdb.Close()
+			p, err := NewProducer(ProducerConfig{Redis: rdb, Queue: "q", Concurrency: 1}) // the first difference is reported
+			if err != nil {
+				t.Fatal(err)
+			}
+			spec := customers
+			spec.Run = "changed"
+			if _, err := p.Submit(context.Background(), spec, Source{Path: writeFile(t, "k1.txt", lines("A", 250))}); err != nil {
+				t.Fatal(err)
+			}
+			_, err = p.Submit(context.Background(), spec, Source{Path: writeFile(t, "k2.txt", tt.second)})
+			if !errors.Is(err, ErrRunMismatch) || !strings.Contains(err.Error(), "already holds other keys ("+tt.want+")") {
+				t.Errorf("err = %v, want ErrRunMismatch with %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestTaskOptionsChecked: options that would break a run's batch IDs, or that asynq would
+// refuse for every batch, fail NewProducer instead of a half-registered run.
+func TestTaskOptionsChecked(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		opt  asynq.Option
+		want string
+	}{
+		{"task ID", asynq.TaskID("x"), "TaskOptions: asynq.TaskID"},
+		{"queue", asynq.Queue("x"), "TaskOptions: asynq.Queue"},
+		{"group", asynq.Group("x"), "TaskOptions: asynq.Group"},
+		{"sub-second timeout", asynq.Timeout(500 * time.Millisecond), "task timeout 500ms"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := NewProducer(ProducerConfig{TaskOptions: []asynq.Option{asynq.MaxRetry(2), tt.opt}})
+			if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err = %v, want ErrConfig containing %q", err, tt.want)
+			}
+		})
+	}
+	if _, err := NewProducer(ProducerConfig{TaskOptions: []asynq.Option{asynq.MaxRetry(2), asynq.Retention(time.Hour)}}); err != nil {
+		t.Errorf("ordinary options: %v", err)
+	}
+}
+
+// TestProgressMatchesSummary: the last progress report and the summary count the same keys
+// as enqueued, also when a resubmission finds every batch present.
+func TestProgressMatchesSummary(t *testing.T) {
+	t.Parallel()
+	db := redistest.New(t)
+	rdb := db.Client()
+	defer rdb.Close()
+	var last Progress
+	p, err := NewProducer(ProducerConfig{Redis: rdb, Queue: "q", Progress: func(pr Progress) { last = pr }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := customers
+	spec.Run = "again"
+	path := keysFile(t, 300)
+	for i := range 2 {
+		sum, err := p.Submit(context.Background(), spec, Source{Path: path})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !last.Done || last.KeysEnqueued != sum.KeysEnqueued || last.BatchesEnqueued != int64(sum.BatchesEnqueued) || last.BatchesPresent != int64(sum.BatchesPresent) {
+			t.Errorf("submission %d: last progress %+v, summary %+v", i+1, last, sum)
+		}
+	}
+}
+
+// TestCancelWithCause: a context cancelled with a cause (signal.NotifyContext gives the
+// signal as the cause) still ends Submit with an error that is context.Canceled.
+func TestCancelWithCause(t *testing.T) {
+	t.Parallel()
+	db := redistest.New(t)
+	rdb := db.Client()
+	defer rdb.Close()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	signal := errors.New("interrupt signal received")
+	rdb.AddHook(&cancelAfter{after: 3, cancel: func() { cancel(signal) }})
+	spec := customers
+	spec.Run = "signal"
+	spec.BatchSize = 10
+	_, err := newTestProducer(t, rdb, "q").Submit(ctx, spec, Source{Path: keysFile(t, 5000)})
+	if !errors.Is(err, context.Canceled) || !errors.Is(err, signal) {
+		t.Errorf("err = %v, want context.Canceled with the cause", err)
+	}
+}
+
+// TestInterruptLeavesNoBatchUnqueued: a batch registered in the ledger when the context is
+// cancelled (Ctrl-C) is still enqueued; otherwise the run would count keys that nothing
+// will ever resync, and stay active until someone resubmits it.
+func TestInterruptLeavesNoBatchUnqueued(t *testing.T) {
+	t.Parallel()
+	db := redistest.New(t)
+	rdb := db.Client()
+	defer rdb.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rdb.AddHook(&cancelAfter{after: 5, cancel: cancel, match: "erpresync:{interrupted}"})
+	spec := customers
+	spec.Run = "interrupted"
+	spec.BatchSize = 10
+	sum, err := newTestProducer(t, rdb, "q").Submit(ctx, spec, Source{Path: keysFile(t, 5000)})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	keys, ids := pendingKeys(t, db, "q")
+	st, err := tasks.NewLedger(rdb).Status(context.Background(), "interrupted")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Batches != int64(len(ids)) || st.TotalKeys != int64(len(keys)) || sum.BatchesEnqueued != len(ids) {
+		t.Errorf("ledger: %d batches, %d keys; queue: %d batches, %d keys; summary: %d enqueued",
+			st.Batches, st.TotalKeys, len(ids), len(keys), sum.BatchesEnqueued)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -19,11 +18,11 @@ import (
 // Every key is trimmed of surrounding white space; CRLF line ends and a leading UTF-8 BOM
 // are accepted; blank lines (and CSV records whose fields are all blank) are skipped.
 //
-// A reader is first copied to a temporary file (in ProducerConfig.TempDir), because the
-// producer reads its input more than once: strict mode validates everything before it
-// enqueues anything, and the duplicate check re-reads earlier keys from the file instead
-// of keeping them in memory. The copy needs as much disk as the input and is removed when
-// Submit returns.
+// A reader (or a path that is not a regular file, such as a pipe) is first copied to a
+// temporary file (in ProducerConfig.TempDir), because the producer reads its input more
+// than once: strict mode validates everything before it enqueues anything, and the
+// duplicate check re-reads earlier keys from the file instead of keeping them in memory.
+// The copy needs as much disk as the input and is removed when Submit returns.
 type Source struct {
 	// Name labels the input in messages (KeyError.File) and in the ledger. Zero value: Path,
 	// or "stdin" for a reader.
@@ -63,7 +62,10 @@ type format struct {
 	label  string
 }
 
-func (s Source) validate() error {
+// Validate reports what is wrong with s before any input is read: neither a path nor a
+// reader, a delimiter that cannot separate CSV fields, a blank or negative CSV column. The
+// error wraps ErrConfig. (A column name the header lacks is found only when Submit reads it.)
+func (s Source) Validate() error {
 	if s.Path == "" && s.R == nil {
 		return fmt.Errorf("%w: source has neither a path nor a reader", ErrConfig)
 	}
@@ -73,11 +75,14 @@ func (s Source) validate() error {
 	if s.CSVColumn != "" && strings.TrimSpace(s.CSVColumn) == "" {
 		return fmt.Errorf("%w: CSV column %q is blank: want a header name or a 0-based index", ErrConfig, s.CSVColumn)
 	}
+	if n, err := strconv.Atoi(strings.TrimSpace(s.CSVColumn)); err == nil && n < 0 {
+		return fmt.Errorf("%w: CSV column %d: an index counts from 0", ErrConfig, n)
+	}
 	return nil
 }
 
 // resolveFormat decides how to read f: for a CSV column given by name it reads the header.
-func (s Source) resolveFormat(f *os.File) (format, error) {
+func (s Source) resolveFormat(f io.ReaderAt) (format, error) {
 	if s.CSVColumn == "" {
 		return format{}, nil
 	}
@@ -86,17 +91,14 @@ func (s Source) resolveFormat(f *os.File) (format, error) {
 		ft.comma = ','
 	}
 	col := strings.TrimSpace(s.CSVColumn)
-	if n, err := strconv.Atoi(col); err == nil {
-		if n < 0 {
-			return format{}, fmt.Errorf("%w: CSV column %d: an index counts from 0", ErrConfig, n)
-		}
+	if n, err := strconv.Atoi(col); err == nil { // not negative: see Validate
 		ft.column = n
 		ft.label = "column " + strconv.Itoa(n)
 		return ft, nil
 	}
 	ft.header = true
 	ft.label = "column " + strconv.Quote(col)
-	r := csv.NewReader(skipBOM(io.NewSectionReader(f, 0, 1<<62)))
+	r := csv.NewReader(&boundedReader{r: skipBOM(io.NewSectionReader(f, 0, 1<<62)), limit: maxRecord})
 	r.Comma = ft.comma
 	r.FieldsPerRecord = -1
 	hdr, err := r.Read()
@@ -104,7 +106,7 @@ func (s Source) resolveFormat(f *os.File) (format, error) {
 		return format{}, fmt.Errorf("%w: %s: CSV column %q: the input is empty, so it has no header", ErrConfig, s.name(), col)
 	}
 	if err != nil {
-		return format{}, fmt.Errorf("%s: reading CSV header: %w", s.name(), err)
+		return format{}, fmt.Errorf("%s: reading CSV header: %w", s.name(), csvError(err, 1, 1))
 	}
 	for i, h := range hdr {
 		if strings.TrimSpace(h) == col {
@@ -157,6 +159,10 @@ type recordReader interface {
 
 // maxLine bounds how much of one line is kept; a longer line is reported invalid.
 const maxLine = 1 << 20
+
+// maxRecord bounds a CSV record: encoding/csv holds a whole record in memory, and one
+// unterminated quote makes the rest of the input a single field.
+const maxRecord = 16 << 20
 
 // lineReader reads one key per line.
 type lineReader struct {
@@ -219,8 +225,9 @@ func (l *lineReader) next(rec *record) error {
 // csvReader reads the key column of CSV records.
 type csvReader struct {
 	r      *csv.Reader
-	base   int64 // offset where r started
-	ln0    int   // line where r started
+	br     *boundedReader // under r
+	base   int64          // offset where r started
+	ln0    int            // line where r started
 	off    int64
 	ln     int
 	col    int
@@ -238,11 +245,12 @@ func newCSVReader(ra io.ReaderAt, off int64, line int, ft format) *csvReader {
 			base = 3
 		}
 	}
-	r := csv.NewReader(src)
+	br := &boundedReader{r: src}
+	r := csv.NewReader(br)
 	r.Comma = ft.comma
 	r.FieldsPerRecord = -1
 	r.ReuseRecord = true
-	return &csvReader{r: r, base: base, ln0: line, off: off, ln: line, col: ft.column, header: off == 0 && ft.header, label: ft.label}
+	return &csvReader{r: r, br: br, base: base, ln0: line, off: off, ln: line, col: ft.column, header: off == 0 && ft.header, label: ft.label}
 }
 
 func (c *csvReader) offset() int64 { return c.off }
@@ -250,16 +258,15 @@ func (c *csvReader) line() int     { return c.ln }
 
 func (c *csvReader) next(rec *record) error {
 	*rec = record{line: c.ln}
+	// The record may use maxRecord bytes from where it starts (csv.Reader's buffer reads
+	// at most 4 KiB ahead, so that much has always been allowed already).
+	c.br.limit = c.r.InputOffset() + maxRecord
 	fields, err := c.r.Read()
 	if err == io.EOF {
 		return io.EOF
 	}
 	if err != nil {
-		var pe *csv.ParseError
-		if errors.As(err, &pe) {
-			return &malformedError{fmt.Sprintf("line %d, column %d: %v", pe.Line+c.ln0-1, pe.Column, pe.Err)}
-		}
-		return err
+		return csvError(err, c.ln0, c.ln)
 	}
 	c.off = c.base + c.r.InputOffset()
 	last := len(fields) - 1
@@ -299,6 +306,40 @@ func (c *csvReader) next(rec *record) error {
 		}
 	}
 	return nil
+}
+
+// csvError turns a csv.ParseError of a reader that started at line ln0, or a record that
+// started at line ln and grew too long, into a malformed-input error; other errors are
+// returned as they are.
+func csvError(err error, ln0, ln int) error {
+	var pe *csv.ParseError
+	if errors.As(err, &pe) {
+		return &malformedError{fmt.Sprintf("line %d, column %d: %v", pe.Line+ln0-1, pe.Column, pe.Err)}
+	}
+	if errors.Is(err, errRecordTooLong) {
+		return &malformedError{fmt.Sprintf("line %d: a CSV record longer than %d MiB (an unterminated quoted field?)", ln, maxRecord>>20)}
+	}
+	return err
+}
+
+// errRecordTooLong is boundedReader's error.
+var errRecordTooLong = errors.New("CSV record too long")
+
+// boundedReader reads r up to limit bytes, then fails with errRecordTooLong.
+type boundedReader struct {
+	r     io.Reader
+	n     int64 // bytes read
+	limit int64
+}
+
+func (b *boundedReader) Read(p []byte) (int, error) {
+	if b.n >= b.limit {
+		return 0, errRecordTooLong
+	}
+	p = p[:min(int64(len(p)), b.limit-b.n)]
+	n, err := b.r.Read(p)
+	b.n += int64(n)
+	return n, err
 }
 
 func newRecordReader(f io.ReaderAt, off int64, line int, ft format, bufSize int) recordReader {

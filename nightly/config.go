@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"unicode/utf8"
 
@@ -36,7 +37,9 @@ type Entry struct {
 	Name string `json:"name"`
 	// Cron is when to run, as asynq.Scheduler reads it: five fields ("30 2 * * *"), or a
 	// descriptor ("@daily", "@every 6h"). Times are in the scheduler's location (UTC unless
-	// the worker sets SchedulerOpts.Location).
+	// the worker sets SchedulerOpts.Location). Fire at most once a day: every firing of a day
+	// names the same run, so a second one resubmits it, and is refused if the export
+	// changed in between (intake.ErrRunMismatch).
 	Cron string `json:"cron"`
 	// ErpConnection is the ERP connection id; must be positive.
 	ErpConnection int `json:"erp_connection"`
@@ -138,11 +141,18 @@ func (e Entry) Validate() error {
 	if strings.TrimSpace(e.Source) == "" {
 		return fmt.Errorf("%w: %s: source is empty: want a file path or a glob", ErrConfig, e.Name)
 	}
+	if _, err := filepath.Match(e.Source, ""); err != nil {
+		return fmt.Errorf("%w: %s: source %q: %v (want a file path or a glob like /exports/customers-*.csv)", ErrConfig, e.Name, e.Source, err)
+	}
 	if e.BatchSize < 0 || e.BatchSize > tasks.MaxBatchSize {
 		return fmt.Errorf("%w: %s: batch_size %d: want 1 to %d (0 for the default %d)", ErrConfig, e.Name, e.BatchSize, tasks.MaxBatchSize, tasks.DefaultBatchSize)
 	}
 	if utf8.RuneCountInString(e.CSVDelimiter) > 1 {
 		return fmt.Errorf("%w: %s: csv_delimiter %q: want one character", ErrConfig, e.Name, e.CSVDelimiter)
+	}
+	// What intake would refuse at every firing is refused here, when the worker starts.
+	if err := e.source(e.Source).Validate(); err != nil {
+		return fmt.Errorf("%w: %s: %s", ErrConfig, e.Name, strings.TrimPrefix(err.Error(), intake.ErrConfig.Error()+": "))
 	}
 	return nil
 }

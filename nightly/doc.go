@@ -12,7 +12,7 @@
 //     run does not start; the handler logs a warning, counts outcome "overlap" in
 //     erpresync_nightly_runs_total and returns nil (no retry, no error storm). Today's run
 //     may be submitted again (a retry, a second scheduler): intake enqueues only what is
-//     missing.
+//     missing. A retry keeps the run of its first attempt, also after midnight.
 //   - A missing or empty export: a source that matches no file, an empty file or one
 //     without a single valid key is an error (logged, counted as "source_missing" or
 //     "source_empty", retried DefaultMaxRetry times by asynq) and enqueues nothing — never an

@@ -163,11 +163,34 @@ func RunName(name string, t time.Time) string {
 
 func lastRunKey(name string) string { return "erpresync:nightly:" + name + ":last" }
 
+// taskRunKey holds the run a nightly task's first attempt named, for its retries.
+func taskRunKey(taskID string) string { return "erpresync:nightly:task:" + taskID + ":run" }
+
+// taskRunTTL is how long a task's run name is kept: longer than asynq retries a task.
+const taskRunTTL = 7 * 24 * time.Hour
+
+// runOf names the run task e submits: after the day its first attempt ran (asynq keeps the
+// task ID across retries), so that a retry after midnight resubmits that run instead of
+// starting the next day's with the same file.
+func (h *Handler) runOf(ctx context.Context, e Entry) (string, error) {
+	run := RunName(e.Name, h.cfg.Now().In(h.cfg.Location))
+	id, ok := asynq.GetTaskID(ctx)
+	if !ok {
+		return run, nil // called outside asynq
+	}
+	first, err := h.cfg.Redis.SetNX(ctx, taskRunKey(id), run, taskRunTTL).Result()
+	if err != nil || first {
+		return run, err
+	}
+	return h.cfg.Redis.Get(ctx, taskRunKey(id)).Result()
+}
+
 // ProcessTask submits the entry's source as today's run, unless the entry's previous run
 // is still active (then it logs, counts an overlap and returns nil: no retry, no error). A
 // missing or empty source is an error (logged, counted, retried by asynq up to MaxRetry);
 // nothing is enqueued for it. Today's run may be submitted again — after a crash, a retry
-// or a second scheduler firing — because intake enqueues only what is missing.
+// or a second scheduler firing — because intake enqueues only what is missing. "Today" is
+// the day of the task's first attempt: a retry after midnight keeps its run.
 func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	var e Entry
 	if err := json.Unmarshal(t.Payload(), &e); err != nil {
@@ -176,9 +199,13 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if err := e.Validate(); err != nil {
 		return fmt.Errorf("nightly payload: %w: %w", err, asynq.SkipRetry)
 	}
-	run := RunName(e.Name, h.cfg.Now().In(h.cfg.Location))
-	log := h.cfg.Logger.With().Str("nightly", e.Name).Str("run", run).Int("erp_connection", e.ErpConnection).Logger()
 	m := h.cfg.Metrics
+	run, err := h.runOf(ctx, e)
+	if err != nil {
+		m.outcome(e.Name, OutcomeFailed)
+		return fmt.Errorf("nightly %s: name the run: %w", e.Name, err)
+	}
+	log := h.cfg.Logger.With().Str("nightly", e.Name).Str("run", run).Int("erp_connection", e.ErpConnection).Logger()
 
 	last, err := h.cfg.Redis.Get(ctx, lastRunKey(e.Name)).Result()
 	if err != nil && !errors.Is(err, redis.Nil) {

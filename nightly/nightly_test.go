@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -59,6 +60,12 @@ func TestParseConfig(t *testing.T) {
 		{"twice", `[{` + ok + `},{` + ok + `}]`, `invalid nightly configuration: entry 1: name "a" is used twice`},
 		{"unknown field", `[{` + ok + `,"cronn":"x"}]`, `invalid nightly configuration: json: unknown field "cronn"`},
 		{"batch size", `[{` + ok + `,"batch_size":5000}]`, `invalid nightly configuration: a: batch_size 5000: want 1 to 1000 (0 for the default 100)`},
+		{"quote delimiter", `[{` + ok + `,"csv_column":"k","csv_delimiter":"\""}]`,
+			`invalid nightly configuration: a: CSV delimiter '"': want a single character other than a quote or a line break`},
+		{"blank column", `[{` + ok + `,"csv_column":" "}]`, `invalid nightly configuration: a: CSV column " " is blank: want a header name or a 0-based index`},
+		{"negative column", `[{` + ok + `,"csv_column":"-1"}]`, `invalid nightly configuration: a: CSV column -1: an index counts from 0`},
+		{"bad glob", `[{"name":"a","cron":"@daily","erp_connection":1,"actor_type":"Customer","source":"/x/[a-"}]`,
+			`invalid nightly configuration: a: source "/x/[a-": syntax error in pattern (want a file path or a glob like /exports/customers-*.csv)`},
 	}
 	for _, tt := range tests {
 		_, err := ParseConfig([]byte(tt.json))
@@ -318,5 +325,58 @@ func TestRegisterRejectsBadConfig(t *testing.T) {
 	_, err := Register(s, Config{Entries: []Entry{{Name: "x"}}})
 	if !errors.Is(err, ErrConfig) || len(s.tasks) != 0 {
 		t.Errorf("err = %v, %d tasks", err, len(s.tasks))
+	}
+}
+
+// TestRetryAfterMidnightKeepsItsRun: a retry resubmits the run its first attempt named, even
+// when it runs on the next day; it must not start the next day's run with this day's file.
+func TestRetryAfterMidnightKeepsItsRun(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	src := filepath.Join(f.dir, "late.txt")
+	e := Entry{Name: "late", Cron: "@daily", ErpConnection: 3, ActorType: soap.ActorCustomer, Source: src}
+	client := asynq.NewClient(f.db.Opt())
+	defer client.Close()
+	task := nightlyTask(t, e)
+	if _, err := client.Enqueue(task, asynq.Queue("retry"), asynq.TaskID("late-1"), asynq.MaxRetry(1)); err != nil {
+		t.Fatal(err)
+	}
+
+	second := make(chan error, 1)
+	srv := asynq.NewServer(f.db.Opt(), asynq.Config{Queues: map[string]int{"retry": 1}, Concurrency: 1, LogLevel: asynq.FatalLevel,
+		RetryDelayFunc:    func(int, error, *asynq.Task) time.Duration { return 0 },
+		TaskCheckInterval: 20 * time.Millisecond, DelayedTaskCheckInterval: 20 * time.Millisecond})
+	var attempts atomic.Int32
+	mux := asynq.NewServeMux()
+	mux.HandleFunc(TypeNightly, func(ctx context.Context, task *asynq.Task) error {
+		err := f.h.ProcessTask(ctx, task)
+		if attempts.Add(1) == 1 {
+			// The export arrives late, and the retry runs after midnight.
+			if err := os.WriteFile(src, []byte("L1\nL2\n"), 0o644); err != nil {
+				t.Error(err)
+			}
+			f.clock.Add(24 * time.Hour)
+		} else {
+			second <- err
+		}
+		return err
+	})
+	if err := srv.Start(mux); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	select {
+	case err := <-second:
+		if err != nil {
+			t.Fatalf("retry: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("no retry within 15 s")
+	}
+	if st, err := f.status(t, "nightly-late-2026-11-27"); err != nil || st.TotalKeys != 2 {
+		t.Errorf("the first attempt's run: %+v, %v", st, err)
+	}
+	if _, err := f.status(t, "nightly-late-2026-11-28"); !errors.Is(err, tasks.ErrRunNotFound) {
+		t.Errorf("the retry started the next day's run: %v", err)
 	}
 }

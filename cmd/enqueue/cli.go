@@ -46,7 +46,8 @@ Submitting (the first form):
   skipped; --strict refuses the whole file instead, before anything is enqueued. A key seen
   earlier in the run is dropped. Standard input (--file -) is copied to a temporary file
   first. The run's name is printed on stderr; submitting the same input under the same
-  --run again (after Ctrl-C or a crash) enqueues only what is missing, never a key twice.
+  --run again (after Ctrl-C or a crash) enqueues only what is missing, never a key twice;
+  other input, or other settings, under that --run are refused.
 
 Output:
   Results go to stdout (only JSON with --json); progress and problems go to stderr.
@@ -133,6 +134,8 @@ type conn struct {
 func (c *cli) connFlags(fs *flag.FlagSet) *conn {
 	cf := &conn{}
 	fs.StringVar(&cf.redisURL, "redis-url", c.env("REDIS_URL", redisconn.DefaultURL), "Redis URL (env REDIS_URL)")
+	// The usage shows the default; REDIS_URL may carry a password.
+	fs.Lookup("redis-url").DefValue = redisconn.Redact(cf.redisURL)
 	fs.StringVar(&cf.clusterAddrs, "redis-cluster-addrs", c.env("REDIS_CLUSTER_ADDRS", ""), "Redis Cluster nodes host:port,... (env REDIS_CLUSTER_ADDRS)")
 	fs.StringVar(&cf.queue, "queue", c.env("ENQUEUE_QUEUE", tasks.DefaultQueue), "asynq queue (env ENQUEUE_QUEUE)")
 	return cf

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -20,6 +21,16 @@ func (quiet) Printf(context.Context, string, ...any) {}
 func main() {
 	redis.SetLogger(quiet{})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// The first signal cancels ctx, and enqueue finishes cleanly; but it may be waiting for
+		// something ctx cannot interrupt (standard input from a terminal). Restoring the
+		// default handling lets a second signal end the process at once.
+		<-ctx.Done()
+		stop()
+		if context.Cause(ctx) != context.Canceled { // a signal, not stop
+			fmt.Fprintln(os.Stderr, "enqueue: interrupted; stopping (interrupt again to quit at once)")
+		}
+	}()
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -19,7 +21,15 @@ import (
 	"github.com/hibiken/asynq"
 )
 
-func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
+// mainEnv makes the test binary run main instead of the tests (see TestSecondInterruptExits).
+const mainEnv = "ERPRESYNC_ENQUEUE_TEST_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(mainEnv) == "1" {
+		main()
+	}
+	os.Exit(redistest.Main(m))
+}
 
 type result struct {
 	code           int
@@ -430,5 +440,106 @@ func TestMalformedCSVAndInterrupt(t *testing.T) {
 	code := c.run(ctx, []string{"--erp-connection", "3", "--actor-type", "Customer", "--file", writeKeys(t, "k.txt", "A\n"), "--dry-run", "--run", "i"})
 	if code != exitUsage || !strings.Contains(errb.String(), "enqueue: interrupted; run the same command with --run i to enqueue the rest") {
 		t.Errorf("interrupted: exit %d\n%s", code, errb.String())
+	}
+}
+
+// TestSecondInterruptExits: the first Ctrl-C lets enqueue finish cleanly, but what it waits
+// for may never come (here: standard input that stays open, like a terminal); the second
+// one ends the process at once.
+func TestSecondInterruptExits(t *testing.T) {
+	t.Parallel()
+	cmd := exec.Command(os.Args[0], "--erp-connection", "3", "--actor-type", "Customer", "--file", "-", "--dry-run", "--run", "sig")
+	cmd.Env = append(os.Environ(), mainEnv+"=1")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	lines, done := make(chan string), make(chan struct{})
+	defer close(done)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			case <-done:
+				return
+			}
+		}
+	}()
+	deadline := time.After(20 * time.Second)
+	waitFor := func(prefix string) {
+		t.Helper()
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("stderr ended before %q", prefix)
+				}
+				if strings.HasPrefix(l, prefix) {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("no %q on stderr within 20 s", prefix)
+			}
+		}
+	}
+	waitFor("enqueue: run sig") // printed just before the submission starts reading stdin
+	cmd.Process.Signal(os.Interrupt)
+	waitFor("enqueue: interrupted")
+	cmd.Process.Signal(os.Interrupt)
+	exited := make(chan error, 1)
+	go func() {
+		for range lines {
+		}
+		exited <- cmd.Wait()
+	}()
+	select {
+	case <-exited:
+		if cmd.ProcessState.Success() {
+			t.Errorf("exit status 0 after two interrupts")
+		}
+	case <-deadline:
+		t.Fatal("still running 20 s after the second interrupt")
+	}
+}
+
+// TestHelpHidesRedisPassword: REDIS_URL may carry a password; the flag usage that `-h` and
+// a bad flag print shows the defaults the environment gives, and must not print it.
+func TestHelpHidesRedisPassword(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"REDIS_URL": "redis://:hunter2@127.0.0.1:1/0"}
+	tests := []struct {
+		name string
+		args []string
+		want string // on stderr
+	}{
+		{"help", []string{"status", "-h"}, `(default "redis://:xxxxx@127.0.0.1:1/0")`},
+		{"flag without value", []string{"--redis-url"}, `(default "redis://:xxxxx@127.0.0.1:1/0")`},
+		{"URL from the environment", []string{"status", "r"}, "cannot reach Redis at redis://:xxxxx@127.0.0.1:1/0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var out, errb bytes.Buffer
+			c := &cli{stdin: strings.NewReader(""), stdout: &out, stderr: &errb, getenv: func(k string) string { return env[k] },
+				progressEvery: time.Hour, now: time.Now}
+			c.run(context.Background(), tt.args)
+			if strings.Contains(out.String()+errb.String(), "hunter2") {
+				t.Errorf("prints the password:\n%s%s", out.String(), errb.String())
+			}
+			if !strings.Contains(errb.String(), tt.want) {
+				t.Errorf("stderr lacks %q:\n%s", tt.want, errb.String())
+			}
+		})
 	}
 }

@@ -152,12 +152,11 @@ func (c *cli) printSummary(s intake.Summary, asJSON bool) {
 // progress shows a submission's progress on stderr: a bar on a terminal, else a line every
 // progressEvery.
 type progress struct {
-	c        *cli
-	run      string
-	mu       sync.Mutex
-	bar      *progressbar.ProgressBar
-	last     time.Time
-	lastSeen intake.Progress
+	c    *cli
+	run  string
+	mu   sync.Mutex
+	bar  *progressbar.ProgressBar
+	last time.Time
 }
 
 func (c *cli) newProgress(run string) *progress {
@@ -167,7 +166,6 @@ func (c *cli) newProgress(run string) *progress {
 func (p *progress) update(pr intake.Progress) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.lastSeen = pr
 	rate := 0.0
 	if s := pr.Elapsed.Seconds(); s > 0 {
 		rate = float64(pr.Read) / s
