@@ -56,3 +56,23 @@ func TestNightlyConfigErrorsNameTheSetting(t *testing.T) {
 		t.Fatalf("err = %v, want it to name NIGHTLY_CONFIG and the cron spec", err)
 	}
 }
+
+func TestNightlyQueueIsStable(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		queues map[string]int
+		want   string
+	}{
+		{map[string]int{"erpresync": 1}, "erpresync"},
+		{map[string]int{"low": 1, "high": 5, "mid": 3}, "high"},
+		{map[string]int{"b": 2, "a": 2, "c": 1}, "a"},
+		{nil, "erpresync"},
+	}
+	for _, tt := range tests {
+		for range 20 { // map order varies from one iteration to the next
+			if got := nightlyQueue(tt.queues); got != tt.want {
+				t.Fatalf("nightlyQueue(%v) = %q, want %q", tt.queues, got, tt.want)
+			}
+		}
+	}
+}

@@ -22,11 +22,7 @@ func nightlySetup(v values, log zerolog.Logger) (func(a *app, mux *asynq.ServeMu
 		return nil, fmt.Errorf("NIGHTLY_CONFIG: %v", err)
 	}
 	return func(a *app, mux *asynq.ServeMux) (func(), error) {
-		queue := "erpresync"
-		for q := range a.cfg.Queues {
-			queue = q
-			break
-		}
+		queue := nightlyQueue(a.cfg.Queues)
 		prod, err := intake.NewProducer(intake.ProducerConfig{Redis: a.rdb, Queue: queue, TaskOptions: []asynq.Option{asynq.Retention(a.cfg.ResultRetention)}})
 		if err != nil {
 			return nil, err
@@ -47,4 +43,20 @@ func nightlySetup(v values, log zerolog.Logger) (func(a *app, mux *asynq.ServeMu
 		log.Info().Int("entries", len(ids)).Msg("nightly schedule registered")
 		return sched.Shutdown, nil
 	}, nil
+}
+
+// nightlyQueue is the queue nightly runs go to: the highest-priority one served, ties broken
+// by name, so that it is the same after every restart (a run resubmitted to another queue
+// would be refused).
+func nightlyQueue(queues map[string]int) string {
+	best, prio := "", 0
+	for q, p := range queues {
+		if p > prio || (p == prio && q < best) {
+			best, prio = q, p
+		}
+	}
+	if best == "" {
+		return "erpresync"
+	}
+	return best
 }
