@@ -1,0 +1,27 @@
+package main
+
+import (
+	"testing"
+	"time"
+
+	"github.com/erpresync/erpresync/internal/redistest"
+	"github.com/erpresync/erpresync/soap"
+)
+
+// TestSentinelWorker runs the worker process with REDIS_URL=redis-sentinel://…: it finds
+// the master through the sentinel and finishes a run.
+func TestSentinelWorker(t *testing.T) {
+	t.Parallel()
+	s := redistest.StartSentinel(t)
+	db := s.Master.NewDB(t)
+	sim := startSim(t)
+	keys := testKeys("V", 200)
+	const run = "sentinel"
+	submit(t, db, run, soap.ActorSupplier, keys, 50)
+	env := workerEnv(db, sim)
+	env["REDIS_URL"] = s.URL(db.Index)
+	startWorker(t, env)
+	rdb := db.Client()
+	defer rdb.Close()
+	assertResyncedOnce(t, sim, waitDone(t, rdb, run, time.Minute), soap.ActorSupplier, keys)
+}

@@ -1,0 +1,79 @@
+package redistest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Sentinel is a private Redis Sentinel setup: one master (a Server) watched by one
+// sentinel process under the master name "mymaster". Like StartCluster it needs the
+// redis-server binary and has no miniredis fallback.
+type Sentinel struct {
+	Master *Server
+	// Addr is the sentinel's host:port.
+	Addr string
+	// MasterName is the name the sentinel knows the master by.
+	MasterName string
+}
+
+// StartSentinel starts a master and a sentinel monitoring it, waits until the sentinel
+// reports the master's address, and stops both when the test ends.
+func StartSentinel(t testing.TB) *Sentinel {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		unavailable(t, "no redis-server binary on PATH")
+		return nil
+	}
+	master, err := Start(Options{})
+	if err != nil {
+		t.Fatalf("redistest: sentinel master: %v", err)
+	}
+	t.Cleanup(master.Stop)
+	_, masterPort, _ := net.SplitHostPort(master.Addr)
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "sentinel.conf")
+	body := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nlogfile %s\nsentinel monitor mymaster 127.0.0.1 %s 1\nsentinel down-after-milliseconds mymaster 5000\n",
+		port, dir, filepath.Join(dir, "sentinel.log"), masterPort)
+	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, conf, "--sentinel")
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("redistest: start sentinel: %v", err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	s := &Sentinel{Master: master, Addr: "127.0.0.1:" + strconv.Itoa(port), MasterName: "mymaster"}
+	sc := redis.NewSentinelClient(&redis.Options{Addr: s.Addr})
+	defer sc.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		addr, err := sc.GetMasterAddrByName(context.Background(), s.MasterName).Result()
+		if err == nil && len(addr) == 2 && addr[1] == masterPort {
+			return s
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(dir, "sentinel.log"))
+			t.Fatalf("redistest: sentinel did not report the master within 10 s (%v, %v)\n%s", addr, err, log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// URL is the redis-sentinel:// URL for logical database db of the master.
+func (s *Sentinel) URL(db int) string {
+	return fmt.Sprintf("redis-sentinel://%s/%d?master=%s", s.Addr, db, s.MasterName)
+}
