@@ -543,3 +543,33 @@ func TestHelpHidesRedisPassword(t *testing.T) {
 		})
 	}
 }
+
+func TestCSVWarnings(t *testing.T) {
+	t.Parallel()
+	csv := writeKeys(t, "persons.csv", "name,erp_key\nAda,P-1\n")
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{name: "csv file read as lines", args: []string{"--file", csv}, want: "looks like CSV, but without --csv-column"},
+		{name: "index without header", args: []string{"--file", csv, "--csv-column", "1"}, want: "add --csv-header if it is a header"},
+		{name: "index with header", args: []string{"--file", csv, "--csv-column", "1", "--csv-header"}},
+		{name: "column by name", args: []string{"--file", csv, "--csv-column", "erp_key"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := enqueue(t, "", append([]string{"--erp-connection", "3", "--actor-type", "Person", "--dry-run"}, tt.args...)...)
+			if r.code == exitUsage {
+				t.Fatalf("exit %d: %s", r.code, r.stderr)
+			}
+			if tt.want == "" && strings.Contains(r.stderr, "warning") {
+				t.Errorf("unexpected warning: %s", r.stderr)
+			}
+			if !strings.Contains(r.stderr, tt.want) {
+				t.Errorf("stderr %q lacks %q", r.stderr, tt.want)
+			}
+		})
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -62,6 +64,9 @@ func (c *cli) submit(ctx context.Context, args []string) int {
 		}
 	} else {
 		*runName = intake.NewRunName(c.now())
+	}
+	if w := csvWarning(*file, *csvColumn, *csvHeader); w != "" {
+		fmt.Fprintln(c.stderr, "enqueue: warning: "+w)
 	}
 	delim, _ := utf8.DecodeRuneInString(*csvDelim)
 	src := intake.Source{Path: *file, CSVColumn: *csvColumn, CSVHeader: *csvHeader, CSVComma: delim}
@@ -195,4 +200,20 @@ func (p *progress) finish() {
 		p.bar.Finish()
 		fmt.Fprintln(p.c.stderr)
 	}
+}
+
+// csvWarning names the two easy CSV mistakes, which would otherwise send whole lines or a
+// header as keys without a word: a .csv file read line by line, and a column index without
+// --csv-header.
+func csvWarning(file, column string, header bool) string {
+	if column == "" {
+		if strings.EqualFold(filepath.Ext(file), ".csv") {
+			return file + " looks like CSV, but without --csv-column each whole line is taken as a key"
+		}
+		return ""
+	}
+	if _, err := strconv.Atoi(column); err == nil && !header {
+		return "--csv-column " + column + " is an index, so the first record is read as a key; add --csv-header if it is a header"
+	}
+	return ""
 }

@@ -20,6 +20,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -56,6 +57,14 @@ type options struct {
 	grace      time.Duration
 }
 
+// The trial login the simulator accepts when -users is not given, so that a first run
+// works without reading the flags. It guards nothing: the simulator holds no data.
+const (
+	defaultUser     = "ERPSYNC"
+	defaultPassword = "erpsync"
+	DefaultUsers    = defaultUser + ":" + defaultPassword
+)
+
 // parse reads flags, then fills flags not given from the environment.
 func parse(args []string, lookupEnv func(string) (string, bool), stderr io.Writer) (*options, error) {
 	o := &options{}
@@ -64,7 +73,7 @@ func parse(args []string, lookupEnv func(string) (string, bool), stderr io.Write
 	c := &o.cfg
 	fs.StringVar(&c.Addr, "addr", "127.0.0.1:8081", "listen address (port 0 picks a free port)")
 	fs.StringVar(&c.Tenant, "tenant", netserversim.DefaultTenant, `tenant path before /Remote/Services88/; "/" serves at the site root`)
-	fs.StringVar(&o.users, "users", "", "SoPrincipal users as name:password[,name:password...]")
+	fs.StringVar(&o.users, "users", DefaultUsers, "SoPrincipal users as name:password[,name:password...]; the default is a trial login, set your own for anything shared")
 	fs.BoolVar(&c.Online, "online", false, "Online mode: require ApplicationToken = -app-token on every SOAP call")
 	fs.StringVar(&c.AppToken, "app-token", "", "application token (client secret); required with -online")
 	fs.DurationVar(&c.TicketTTL, "ticket-ttl", netserversim.DefaultTicketTTL, "ticket lifetime")
@@ -262,6 +271,20 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		sim.ErpSyncURL(), sim.SoPrincipalURL(), sim.LoginURL())
 	if o.cfg.Admin {
 		fmt.Fprintf(stderr, "netserver-sim: admin %s/_sim/counts\n", sim.RootURL)
+	}
+	names := make([]string, 0, len(o.cfg.Users))
+	for name := range o.cfg.Users {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	switch {
+	case o.users == DefaultUsers:
+		fmt.Fprintf(stderr, "netserver-sim: log in with SUPEROFFICE_URL=%s SUPEROFFICE_USERNAME=%s SUPEROFFICE_PASSWORD=%s (the default -users)\n",
+			sim.URL, defaultUser, defaultPassword)
+	case len(names) > 0:
+		fmt.Fprintf(stderr, "netserver-sim: users %s (passwords as given in -users)\n", strings.Join(names, ", "))
+	default:
+		fmt.Fprintln(stderr, "netserver-sim: no users: password logins are refused; mint a ticket with POST /_sim/tickets")
 	}
 
 	<-ctx.Done()

@@ -219,3 +219,23 @@ func TestRunServes(t *testing.T) {
 		t.Fatal("run did not return after cancel")
 	}
 }
+
+// TestDefaultTrialUser: without -users the simulator accepts the documented trial login,
+// so a first run works as the README shows; -users replaces it.
+func TestDefaultTrialUser(t *testing.T) {
+	t.Parallel()
+	o, err := parse(nil, func(string) (string, bool) { return "", false }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.cfg.Users[defaultUser] != defaultPassword || len(o.cfg.Users) != 1 {
+		t.Fatalf("users = %v, want only the trial login", o.cfg.Users)
+	}
+	o, err = parse([]string{"-users", "sal0:pw"}, func(string) (string, bool) { return "", false }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := o.cfg.Users[defaultUser]; ok || o.cfg.Users["sal0"] != "pw" {
+		t.Fatalf("users = %v, want only sal0", o.cfg.Users)
+	}
+}
