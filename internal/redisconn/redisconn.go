@@ -6,6 +6,7 @@ package redisconn
 import (
 	"crypto/tls"
 	"fmt"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -18,37 +19,25 @@ import (
 const DefaultURL = "redis://127.0.0.1:6379/0"
 
 // Parse returns connection options. clusterAddrs, when non-empty, is a comma-separated list
-// of cluster nodes (host:port) and wins over rawURL, whose password and TLS scheme still
-// apply. rawURL forms:
+// of cluster nodes (host:port) and wins over rawURL, whose user, password and TLS scheme
+// still apply. rawURL forms:
 //
-//	redis://[:password@]host:port[/db]
-//	rediss://[:password@]host:port[/db]                        (TLS)
+//	redis://[[user]:password@]host:port[/db]
+//	rediss://[[user]:password@]host:port[/db]                  (TLS)
 //	redis-sentinel://[:password@]host:port[,host:port...][/db]?master=NAME
+//
+// A user name is for Redis ACLs; without one Redis checks the password of its default user.
+// Errors name the setting and never hold the password.
 func Parse(rawURL, clusterAddrs string) (asynq.RedisConnOpt, error) {
 	if rawURL == "" {
 		rawURL = DefaultURL
 	}
-	if strings.TrimSpace(clusterAddrs) != "" {
-		var addrs []string
-		for _, a := range strings.Split(clusterAddrs, ",") {
-			if a = strings.TrimSpace(a); a != "" {
-				addrs = append(addrs, a)
-			}
-		}
-		opt := asynq.RedisClusterClientOpt{Addrs: addrs}
-		if u, err := url.Parse(rawURL); err == nil {
-			if p, ok := u.User.Password(); ok {
-				opt.Password = p
-			}
-			if u.Scheme == "rediss" {
-				opt.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-			}
-		}
-		return opt, nil
-	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("REDIS_URL: not a URL (want redis://host:port/db, rediss://… or redis-sentinel://…)")
+	}
+	if strings.TrimSpace(clusterAddrs) != "" {
+		return parseCluster(u, clusterAddrs)
 	}
 	switch u.Scheme {
 	case "redis", "rediss", "redis-sentinel":
@@ -70,9 +59,38 @@ func Parse(rawURL, clusterAddrs string) (asynq.RedisConnOpt, error) {
 		}
 		opt = o
 	}
-	if o, ok := opt.(asynq.RedisClientOpt); ok && u.Scheme == "rediss" {
-		o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: u.Hostname()}
+	if o, ok := opt.(asynq.RedisClientOpt); ok {
+		o.Username = u.User.Username() // asynq's parser drops it
+		if u.Scheme == "rediss" {
+			o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: u.Hostname()}
+		}
 		opt = o
+	}
+	return opt, nil
+}
+
+// parseCluster reads the node list; u supplies user, password and TLS.
+func parseCluster(u *url.URL, clusterAddrs string) (asynq.RedisConnOpt, error) {
+	var addrs []string
+	for _, a := range strings.Split(clusterAddrs, ",") {
+		a = strings.TrimSpace(a)
+		if a == "" {
+			continue
+		}
+		if host, port, err := net.SplitHostPort(a); err != nil || host == "" || port == "" {
+			return nil, fmt.Errorf("REDIS_CLUSTER_ADDRS: %q: want host:port", a)
+		}
+		addrs = append(addrs, a)
+	}
+	if len(addrs) == 0 {
+		return nil, fmt.Errorf("REDIS_CLUSTER_ADDRS %q names no node: want host:port,host:port", clusterAddrs)
+	}
+	opt := asynq.RedisClusterClientOpt{Addrs: addrs, Username: u.User.Username()}
+	if p, ok := u.User.Password(); ok {
+		opt.Password = p
+	}
+	if u.Scheme == "rediss" {
+		opt.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
 	return opt, nil
 }

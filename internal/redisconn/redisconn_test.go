@@ -44,6 +44,21 @@ func TestParse(t *testing.T) {
 				t.Errorf("got %+v", c)
 			}
 		}},
+		{name: "acl user", url: "redis://worker:s3cret@redis:6379/0", check: func(t *testing.T, o asynq.RedisConnOpt) {
+			c := o.(asynq.RedisClientOpt)
+			if c.Username != "worker" || c.Password != "s3cret" {
+				t.Errorf("got %+v", c)
+			}
+		}},
+		{name: "cluster acl user", url: "rediss://worker:pw@ignored:1/0", cluster: "n1:7000", check: func(t *testing.T, o asynq.RedisConnOpt) {
+			c := o.(asynq.RedisClusterClientOpt)
+			if c.Username != "worker" || c.Password != "pw" || c.TLSConfig == nil {
+				t.Errorf("got %+v", c)
+			}
+		}},
+		{name: "cluster without nodes", cluster: " , ,", wantErr: "REDIS_CLUSTER_ADDRS"},
+		{name: "cluster node without port", cluster: "n1:7000,n2", wantErr: `REDIS_CLUSTER_ADDRS: "n2"`},
+		{name: "cluster with a bad url hides password", url: "redis://:hunter2@x:1/%zz", cluster: "n1:7000", wantErr: "REDIS_URL"},
 		{name: "bad scheme", url: "http://x", wantErr: `scheme "http" not supported`},
 		{name: "bad db hides password", url: "redis://:hunter2@x:1/abc", wantErr: "database number"},
 	}

@@ -145,7 +145,7 @@ func startClusterNode(bin, dir string, i int) (*clusterNode, error) {
 			return nil, fmt.Errorf("start redis-server: %w", err)
 		}
 		go func() { n.cmd.Wait(); close(n.exited) }()
-		if last = n.waitPing(5 * time.Second); last == nil {
+		if last = waitOwn(n.addr, "", n.cmd.Process.Pid, n.exited, 5*time.Second); last == nil {
 			return n, nil
 		}
 		n.kill()
@@ -160,27 +160,6 @@ func (n *clusterNode) logFile() string {
 
 func (n *clusterNode) client() *redis.Client {
 	return redis.NewClient(&redis.Options{Addr: n.addr, DialTimeout: time.Second, ReadTimeout: 2 * time.Second, MaxRetries: -1})
-}
-
-func (n *clusterNode) waitPing(timeout time.Duration) error {
-	c := n.client()
-	defer c.Close()
-	deadline := time.Now().Add(timeout)
-	for {
-		select {
-		case <-n.exited:
-			return errors.New("redis-server exited")
-		default:
-		}
-		err := c.Ping(context.Background()).Err()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("no answer within %s: %w", timeout, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func (n *clusterNode) kill() {

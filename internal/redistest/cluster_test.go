@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/hibiken/asynq"
 )
@@ -19,9 +18,7 @@ func TestClusterStarts(t *testing.T) {
 	if got := len(c.Addrs()); got != 3 {
 		t.Fatalf("%d addresses, want 3", got)
 	}
-	if c.Startup > 3*time.Second {
-		t.Logf("startup took %s; want it under 3 s", c.Startup)
-	}
+	t.Logf("startup took %s (about 2 s unloaded; not asserted, a loaded machine is slower)", c.Startup)
 	ctx := context.Background()
 
 	// Every node sees three masters that own all 16384 slots between them.

@@ -14,11 +14,11 @@
 package redistest
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,7 +46,10 @@ type Server struct {
 	Dir    string // working directory of a real server (AOF lives here)
 	mr     *miniredis.Miniredis
 	cmd    *exec.Cmd
+	exited chan struct{} // closed when cmd has exited
 	args   []string
+	pass   string // requirepass
+	ownDir bool   // Dir was made by Start and goes with Stop
 	mu     sync.Mutex
 	nextDB int
 }
@@ -75,10 +78,13 @@ func Main(m *testing.M) int {
 type Options struct {
 	// AppendOnly turns on AOF persistence (appendfsync always), so a restart keeps data.
 	AppendOnly bool
-	// Dir is the working directory; empty makes a temporary one.
+	// Dir is the working directory; empty makes a temporary one, removed by Stop.
 	Dir string
 	// Port is the port to listen on; 0 picks a free one.
 	Port int
+	// Password, when set, is required of clients (requirepass); DB's URL, Opt and Client
+	// carry it.
+	Password string
 }
 
 // Start runs a private server. Without a redis-server binary it returns a miniredis
@@ -93,70 +99,121 @@ func Start(o Options) (*Server, error) {
 		if err != nil {
 			return nil, err
 		}
+		if o.Password != "" {
+			mr.RequireAuth(o.Password)
+		}
 		fmt.Fprintf(os.Stderr, "redistest: no redis-server binary; FALLING BACK to miniredis at %s\n", mr.Addr())
-		return &Server{Addr: mr.Addr(), mr: mr, nextDB: 1}, nil
+		return &Server{Addr: mr.Addr(), mr: mr, pass: o.Password, nextDB: 1}, nil
 	}
-	dir := o.Dir
-	if dir == "" {
+	dir, ownDir := o.Dir, o.Dir == ""
+	if ownDir {
 		if dir, err = os.MkdirTemp("", "redistest-"); err != nil {
 			return nil, err
 		}
 	}
-	port := o.Port
-	if port == 0 {
-		if port, err = freePort(); err != nil {
-			return nil, err
+	// A free port can be taken by another process (another test package's server) between
+	// choosing and binding; then redis-server exits and another port is tried.
+	var last error
+	for attempt := 0; attempt < 5; attempt++ {
+		port := o.Port
+		if port == 0 {
+			if port, err = freePort(); err != nil {
+				break
+			}
+		}
+		args := []string{
+			"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--dir", dir,
+			"--databases", strconv.Itoa(databases), "--protected-mode", "no", "--daemonize", "no",
+			"--logfile", filepath.Join(dir, "redis.log"),
+		}
+		if o.AppendOnly {
+			args = append(args, "--appendonly", "yes", "--appendfsync", "always")
+		} else {
+			args = append(args, "--appendonly", "no")
+		}
+		if o.Password != "" {
+			args = append(args, "--requirepass", o.Password)
+		}
+		s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Real: true, Dir: dir, ownDir: ownDir, args: append([]string{bin}, args...), pass: o.Password, nextDB: 1}
+		if last = s.start(); last == nil {
+			fmt.Fprintf(os.Stderr, "redistest: using real redis-server (%s) at %s\n", version(bin), s.Addr)
+			return s, nil
+		}
+		if o.Port != 0 {
+			break // the port asked for is not to be had
 		}
 	}
-	args := []string{
-		"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--dir", dir,
-		"--databases", strconv.Itoa(databases), "--protected-mode", "no", "--daemonize", "no",
-		"--logfile", filepath.Join(dir, "redis.log"),
+	if ownDir {
+		os.RemoveAll(dir)
 	}
-	if o.AppendOnly {
-		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
-	} else {
-		args = append(args, "--appendonly", "no")
+	if last == nil {
+		last = err
 	}
-	s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Real: true, Dir: dir, args: append([]string{bin}, args...), nextDB: 1}
-	if err := s.start(); err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(os.Stderr, "redistest: using real redis-server (%s) at %s\n", version(bin), s.Addr)
-	return s, nil
+	return nil, last
 }
 
 func (s *Server) start() error {
-	s.cmd = exec.Command(s.args[0], s.args[1:]...)
-	if err := s.cmd.Start(); err != nil {
+	cmd := exec.Command(s.args[0], s.args[1:]...)
+	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start redis-server: %w", err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	exited := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(exited)
+	}()
+	s.cmd, s.exited = cmd, exited
+	if err := waitOwn(s.Addr, s.pass, cmd.Process.Pid, exited, 10*time.Second); err != nil {
+		s.kill()
+		return fmt.Errorf("redis-server at %s: %w", s.Addr, err)
+	}
+	return nil
+}
+
+// waitOwn waits until the redis-server process pid answers on addr. An answer from another
+// process (which holds the port, so pid's bind failed) is an error, not a success.
+func waitOwn(addr, password string, pid int, exited <-chan struct{}, timeout time.Duration) error {
+	c := redis.NewClient(&redis.Options{Addr: addr, Password: password, DialTimeout: time.Second, ReadTimeout: 2 * time.Second, MaxRetries: -1})
+	defer c.Close()
+	deadline := time.Now().Add(timeout)
 	for {
-		c := redis.NewClient(&redis.Options{Addr: s.Addr})
-		err := c.Ping(context.Background()).Err()
-		c.Close()
+		select {
+		case <-exited:
+			return errors.New("redis-server exited (port taken?)")
+		default:
+		}
+		info, err := c.Info(context.Background(), "server").Result()
 		if err == nil {
-			return nil
+			got := parseInfo(info)["process_id"]
+			if got == strconv.Itoa(pid) {
+				return nil
+			}
+			return fmt.Errorf("another redis-server (process %s) holds the port", got)
 		}
 		if time.Now().After(deadline) {
-			s.cmd.Process.Kill()
-			s.cmd.Wait()
-			return fmt.Errorf("redis-server at %s did not answer: %w", s.Addr, err)
+			return fmt.Errorf("no answer within %s: %w", timeout, err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
-// Stop ends the server (SIGKILL for a real one: nothing is flushed beyond what AOF holds).
+func (s *Server) kill() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		s.cmd.Process.Kill()
+		<-s.exited
+	}
+}
+
+// Stop ends the server (SIGKILL for a real one) and removes the temporary directory Start
+// made for it.
 func (s *Server) Stop() {
 	if s.mr != nil {
 		s.mr.Close()
 		return
 	}
-	if s.cmd != nil && s.cmd.Process != nil {
-		s.cmd.Process.Kill()
-		s.cmd.Wait()
+	s.kill()
+	if s.ownDir {
+		os.RemoveAll(s.Dir)
 	}
 }
 
@@ -166,7 +223,7 @@ func (s *Server) Restart() error {
 	if !s.Real {
 		return errors.New("redistest: Restart needs a real redis-server")
 	}
-	s.Stop()
+	s.kill()
 	return s.start()
 }
 
@@ -198,6 +255,9 @@ func (s *Server) NewDB(t testing.TB) *DB {
 	if s.Real && idx >= databases {
 		t.Fatalf("redistest: out of databases (%d)", databases)
 	}
+	if !s.Real {
+		t.Logf("redistest: no redis-server binary; this test runs on miniredis")
+	}
 	db := &DB{Server: s, Index: idx}
 	c := db.Client()
 	if err := c.FlushDB(context.Background()).Err(); err != nil {
@@ -212,17 +272,23 @@ func (s *Server) NewDB(t testing.TB) *DB {
 	return db
 }
 
-// URL is the database's redis:// URL.
-func (d *DB) URL() string { return fmt.Sprintf("redis://%s/%d", d.Server.Addr, d.Index) }
+// URL is the database's redis:// URL, with the server's password if it has one.
+func (d *DB) URL() string {
+	u := url.URL{Scheme: "redis", Host: d.Server.Addr, Path: "/" + strconv.Itoa(d.Index)}
+	if d.Server.pass != "" {
+		u.User = url.UserPassword("", d.Server.pass)
+	}
+	return u.String()
+}
 
 // Opt is the database as asynq connection options.
 func (d *DB) Opt() asynq.RedisClientOpt {
-	return asynq.RedisClientOpt{Addr: d.Server.Addr, DB: d.Index}
+	return asynq.RedisClientOpt{Addr: d.Server.Addr, Password: d.Server.pass, DB: d.Index}
 }
 
 // Client opens a go-redis client on the database; the caller closes it.
 func (d *DB) Client() *redis.Client {
-	return redis.NewClient(&redis.Options{Addr: d.Server.Addr, DB: d.Index})
+	return redis.NewClient(&redis.Options{Addr: d.Server.Addr, Password: d.Server.pass, DB: d.Index})
 }
 
 func freePort() (int, error) {
@@ -239,6 +305,6 @@ func version(bin string) string {
 	if err != nil {
 		return "unknown version"
 	}
-	line, _ := bufio.NewReader(strings.NewReader(string(out))).ReadString('\n')
+	line, _, _ := strings.Cut(string(out), "\n")
 	return strings.TrimSpace(line)
 }

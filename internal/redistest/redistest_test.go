@@ -2,8 +2,15 @@ package redistest
 
 import (
 	"context"
+	"errors"
+	"io/fs"
+	"net"
 	"os"
+	"strconv"
+	"strings"
 	"testing"
+
+	"github.com/redis/go-redis/v9"
 )
 
 func TestMain(m *testing.M) { os.Exit(Main(m)) }
@@ -41,7 +48,7 @@ func TestRestartKeepsAOFData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Stop()
+	t.Cleanup(s.Stop) // after the database's own cleanup, which needs the server
 	if !s.Real {
 		t.Skip("restart needs a real redis-server")
 	}
@@ -59,5 +66,69 @@ func TestRestartKeepsAOFData(t *testing.T) {
 	defer c.Close()
 	if v, err := c.Get(ctx, "survivor").Result(); err != nil || v != "1" {
 		t.Fatalf("after restart: %q, %v", v, err)
+	}
+}
+
+// TestPortTakenByAnotherServer: a server whose port another redis-server holds must not
+// pass that one off as its own (two test packages would then share databases).
+func TestPortTakenByAnotherServer(t *testing.T) {
+	t.Parallel()
+	first, err := Start(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(first.Stop)
+	if !first.Real {
+		t.Skip("needs a real redis-server")
+	}
+	_, port, _ := net.SplitHostPort(first.Addr)
+	n, _ := strconv.Atoi(port)
+	second, err := Start(Options{Port: n})
+	if err == nil {
+		second.Stop()
+		t.Fatalf("Start on %s, held by another redis-server, succeeded", first.Addr)
+	}
+}
+
+// TestStopRemovesItsDirectory: a server's temporary directory (logs, AOF) goes with it.
+func TestStopRemovesItsDirectory(t *testing.T) {
+	t.Parallel()
+	s, err := Start(Options{AppendOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Real {
+		s.Stop()
+		t.Skip("needs a real redis-server")
+	}
+	s.Stop()
+	if _, err := os.Stat(s.Dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("%s still there after Stop (%v)", s.Dir, err)
+	}
+}
+
+// TestPassword: a server started with a password refuses clients without it, and the
+// database's URL, Opt and Client carry it.
+func TestPassword(t *testing.T) {
+	t.Parallel()
+	s, err := Start(Options{Password: "s3cret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	db := s.NewDB(t)
+	ctx := context.Background()
+	c := db.Client()
+	defer c.Close()
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Fatalf("with the password: %v", err)
+	}
+	if !strings.Contains(db.URL(), ":s3cret@") || db.Opt().Password != "s3cret" {
+		t.Fatalf("URL %s, Opt %+v: no password", db.URL(), db.Opt())
+	}
+	bare := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1})
+	defer bare.Close()
+	if err := bare.Ping(ctx).Err(); err == nil || !strings.Contains(err.Error(), "NOAUTH") {
+		t.Fatalf("without the password: err = %v, want NOAUTH", err)
 	}
 }

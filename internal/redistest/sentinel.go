@@ -55,8 +55,21 @@ func StartSentinel(t testing.TB) *Sentinel {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("redistest: start sentinel: %v", err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	exited := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+	})
 	s := &Sentinel{Master: master, Addr: "127.0.0.1:" + strconv.Itoa(port), MasterName: "mymaster"}
+	// The sentinel, not another process that took the free port first, must answer.
+	if err := waitOwn(s.Addr, "", cmd.Process.Pid, exited, 10*time.Second); err != nil {
+		log, _ := os.ReadFile(filepath.Join(dir, "sentinel.log"))
+		t.Fatalf("redistest: sentinel at %s: %v\n%s", s.Addr, err, log)
+	}
 	sc := redis.NewSentinelClient(&redis.Options{Addr: s.Addr})
 	defer sc.Close()
 	deadline := time.Now().Add(10 * time.Second)
