@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/erpresync/erpresync/internal/redisconn"
+	"github.com/erpresync/erpresync/retry"
 	"github.com/erpresync/erpresync/tasks"
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
@@ -53,40 +54,44 @@ type appConfig struct {
 
 // app is a running worker: the asynq server, the ledger reconciliation, the HTTP listener.
 type app struct {
-	cfg     appConfig
-	rdb     redis.UniversalClient
-	ledger  *tasks.Ledger
-	insp    *asynq.Inspector
-	srv     *asynq.Server
-	metrics *tasks.Metrics
-	stopX   func()
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	httpErr chan error
-	closeUI func()
+	cfg      appConfig
+	rdb      redis.UniversalClient
+	ledger   *tasks.Ledger
+	insp     *asynq.Inspector
+	srv      *asynq.Server
+	metrics  *tasks.Metrics
+	stopX    func()
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	httpErr  chan error
+	closeUI  func()
+	stopOnce sync.Once
 }
 
-func startApp(cfg appConfig) (*app, error) {
+// startApp starts the worker. On an error nothing is left running or open, except
+// cfg.Listener, which stays the caller's.
+func startApp(cfg appConfig) (_ *app, err error) {
 	log := cfg.Logger
-	a := &app{cfg: cfg, rdb: redisconn.Client(cfg.RedisOpt), insp: asynq.NewInspector(cfg.RedisOpt), httpErr: make(chan error, 1)}
-	a.ledger = tasks.NewLedger(a.rdb)
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
-		a.cfg.Registry = cfg.Registry
 	}
+	a := &app{cfg: cfg, rdb: redisconn.Client(cfg.RedisOpt), insp: asynq.NewInspector(cfg.RedisOpt), httpErr: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			if a.stopX != nil {
+				a.stopX()
+			}
+			a.insp.Close()
+			a.rdb.Close()
+		}
+	}()
+	a.ledger = tasks.NewLedger(a.rdb)
 	cfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newQueueCollector(a.insp))
 	a.metrics = tasks.NewMetrics(cfg.Registry)
 	if cfg.Refreshes != nil {
 		a.metrics.TicketRefreshes(cfg.Refreshes)
 	}
 	retention := asynq.Retention(cfg.ResultRetention)
-	business := tasks.DefaultBusinessPolicy
-	if cfg.BusinessDelay > 0 {
-		business.Initial = cfg.BusinessDelay
-		if business.Max < cfg.BusinessDelay {
-			business.Max = cfg.BusinessDelay * 4
-		}
-	}
 	h, err := tasks.NewHandler(tasks.HandlerConfig{
 		Resyncer:        cfg.Resyncer,
 		Ledger:          a.ledger,
@@ -98,11 +103,20 @@ func startApp(cfg appConfig) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
+	mux := asynq.NewServeMux()
+	mux.Handle(tasks.TypeResync, h)
+	mux.Handle(tasks.TypeTrickle, h)
+	if cfg.extra != nil {
+		if a.stopX, err = cfg.extra(a, mux); err != nil {
+			return nil, err
+		}
+	}
+	// Built last: an asynq server that never started cannot be closed.
 	a.srv = asynq.NewServer(cfg.RedisOpt, asynq.Config{
 		Concurrency:              cfg.Concurrency,
 		Queues:                   cfg.Queues,
 		ShutdownTimeout:          cfg.ShutdownTimeout,
-		RetryDelayFunc:           tasks.RetryDelay(tasks.DefaultAsynqPolicy, business),
+		RetryDelayFunc:           tasks.RetryDelay(tasks.DefaultAsynqPolicy, businessPolicy(cfg.BusinessDelay, cfg.BusinessRetries)),
 		IsFailure:                tasks.IsFailure,
 		DelayedTaskCheckInterval: time.Second,
 		TaskCheckInterval:        cfg.TaskCheckInterval,
@@ -113,18 +127,7 @@ func startApp(cfg appConfig) (*app, error) {
 		Logger:                   asynqLogger{log},
 		LogLevel:                 asynq.WarnLevel,
 	})
-	mux := asynq.NewServeMux()
-	mux.Handle(tasks.TypeResync, h)
-	mux.Handle(tasks.TypeTrickle, h)
-	if cfg.extra != nil {
-		if a.stopX, err = cfg.extra(a, mux); err != nil {
-			return nil, err
-		}
-	}
-	if err := a.srv.Start(mux); err != nil {
-		if a.stopX != nil {
-			a.stopX()
-		}
+	if err = a.srv.Start(mux); err != nil {
 		return nil, fmt.Errorf("start asynq server: %w", err)
 	}
 
@@ -135,7 +138,9 @@ func startApp(cfg appConfig) (*app, error) {
 		defer a.wg.Done()
 		a.reconcileLoop(ctx)
 	}()
+	httpAddr := "off"
 	if cfg.Listener != nil {
+		httpAddr = cfg.Listener.Addr().String()
 		handler, closeUI := newHTTPHandler(httpConfig{
 			RedisOpt: cfg.RedisOpt, Redis: a.rdb, Registry: cfg.Registry,
 			DashboardUser: cfg.DashboardUser, DashboardPass: cfg.DashboardPass, ReadOnly: cfg.DashboardRO,
@@ -149,8 +154,24 @@ func startApp(cfg appConfig) (*app, error) {
 			}
 		}()
 	}
-	log.Info().Int("concurrency", cfg.Concurrency).Str("queues", queueList(cfg.Queues)).Str("http_addr", cfg.HTTPAddr).Msg("worker started")
+	log.Info().Int("concurrency", cfg.Concurrency).Str("queues", queueList(cfg.Queues)).Str("http_addr", httpAddr).Msg("worker started")
 	return a, nil
+}
+
+// businessPolicy spaces the retries of a single key SuperOffice answered IsOk=false: delay
+// first, doubling for each of the retries (tasks.DefaultBusinessPolicy when delay is zero).
+func businessPolicy(delay time.Duration, retries int) retry.Policy {
+	p := tasks.DefaultBusinessPolicy
+	if delay <= 0 {
+		return p
+	}
+	p.Initial = delay
+	last := delay
+	for i := 1; i < retries && last < 24*time.Hour; i++ {
+		last *= 2
+	}
+	p.Max = max(p.Max, last)
+	return p
 }
 
 // reconcileLoop records in the ledger any task asynq archived without the handler (a
@@ -189,20 +210,24 @@ func (a *app) reconcileLoop(ctx context.Context) {
 //     exactly-once);
 //  4. the reconciliation loop and the HTTP listener stop;
 //  5. the Redis connections close.
+//
+// It may be called more than once; later calls do nothing.
 func (a *app) shutdown() {
-	if a.stopX != nil {
-		a.stopX()
-	}
-	a.srv.Stop()
-	a.srv.Shutdown()
-	a.cancel()
-	a.wg.Wait()
-	if a.closeUI != nil {
-		a.closeUI()
-	}
-	a.insp.Close()
-	a.rdb.Close()
-	a.cfg.Logger.Info().Msg("worker stopped")
+	a.stopOnce.Do(func() {
+		if a.stopX != nil {
+			a.stopX()
+		}
+		a.srv.Stop()
+		a.srv.Shutdown()
+		a.cancel()
+		a.wg.Wait()
+		if a.closeUI != nil {
+			a.closeUI()
+		}
+		a.insp.Close()
+		a.rdb.Close()
+		a.cfg.Logger.Info().Msg("worker stopped")
+	})
 }
 
 // parseQueues reads "name[:priority],..." into asynq's map.
@@ -214,9 +239,17 @@ func parseQueues(s string) (map[string]int, error) {
 			continue
 		}
 		name, prio, found := strings.Cut(part, ":")
+		name = strings.TrimSpace(name)
+		if name == "" {
+			// asynq would drop the nameless queue and serve its "default" queue instead.
+			return nil, fmt.Errorf("WORKER_QUEUES: %q: a queue needs a name", part)
+		}
+		if _, dup := out[name]; dup {
+			return nil, fmt.Errorf("WORKER_QUEUES: queue %q is listed twice", name)
+		}
 		p := 1
 		if found {
-			n, err := strconv.Atoi(prio)
+			n, err := strconv.Atoi(strings.TrimSpace(prio))
 			if err != nil || n < 1 {
 				return nil, fmt.Errorf("WORKER_QUEUES: %q: priority must be a whole number >= 1", part)
 			}

@@ -13,7 +13,8 @@ import (
 )
 
 // cmdCall makes one synchronous ForceResyncExternal call and prints the response as JSON.
-// Exit status: 0 IsOk, 1 IsOk=false, 2 anything else (with a one-line reason on stderr).
+// Exit status: 0 IsOk; 1 IsOk=false; 2 anything else. With 1 and 2, stderr says why in one
+// line.
 func cmdCall(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	fs := flag.NewFlagSet("worker call", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -25,7 +26,7 @@ func cmdCall(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	}
 	v, err := parseSettings(fs, args, getenv)
 	if err != nil {
-		return 2
+		return parseExit(err)
 	}
 	fail := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "worker call: "+format+"\n", a...)
@@ -62,6 +63,11 @@ func cmdCall(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		return fail("print response: %v", err)
 	}
 	if !resp.IsOk {
+		reason := resp.ErrorCode
+		if resp.UserExplanation != "" {
+			reason += ": " + resp.UserExplanation
+		}
+		fmt.Fprintf(stderr, "worker call: SuperOffice answered IsOk=false (%s)\n", oneLine(reason))
 		return 1
 	}
 	return 0

@@ -16,6 +16,7 @@ func TestCallCommand(t *testing.T) {
 	t.Parallel()
 	sim := startSim(t)
 	sim.SetPoison("BAD-1")
+	closedAddr := freeAddr(t)
 	base := map[string]string{"SUPEROFFICE_URL": sim.URL, "SUPEROFFICE_USERNAME": testUser, "SUPEROFFICE_PASSWORD": testPassword}
 	tests := []struct {
 		name       string
@@ -27,7 +28,7 @@ func TestCallCommand(t *testing.T) {
 		wantNoSend bool
 	}{
 		{name: "ok", args: []string{"--erp-connection", "3", "--actor-type", "Customer", "K1", "K2"}, env: base, wantCode: 0, wantOut: `"is_ok": true`},
-		{name: "business failure", args: []string{"--erp-connection", "3", "--actor-type", "customer", "K1", "BAD-1"}, env: base, wantCode: 1, wantOut: `"error_code": "ERP_REJECTED"`},
+		{name: "business failure", args: []string{"--erp-connection", "3", "--actor-type", "customer", "K1", "BAD-1"}, env: base, wantCode: 1, wantOut: `"error_code": "ERP_REJECTED"`, wantErr: "worker call: SuperOffice answered IsOk=false (ERP_REJECTED"},
 		{name: "no keys", args: []string{"--erp-connection", "3", "--actor-type", "Customer"}, env: base, wantCode: 2, wantErr: "no keys given", wantNoSend: true},
 		{name: "bad actor", args: []string{"--erp-connection", "3", "--actor-type", "Contact", "K1"}, env: base, wantCode: 2, wantErr: `--actor-type "Contact": want one of Customer`, wantNoSend: true},
 		{name: "bad connection", args: []string{"--erp-connection", "x", "--actor-type", "Customer", "K1"}, env: base, wantCode: 2, wantErr: `--erp-connection "x"`, wantNoSend: true},
@@ -37,6 +38,7 @@ func TestCallCommand(t *testing.T) {
 		{name: "password without user", args: []string{"--erp-connection", "3", "--actor-type", "Customer", "K1"}, env: map[string]string{"SUPEROFFICE_URL": sim.URL, "SUPEROFFICE_PASSWORD": "p"}, wantCode: 2, wantErr: "SUPEROFFICE_PASSWORD is set but SUPEROFFICE_USERNAME is not", wantNoSend: true},
 		{name: "two auth modes", args: []string{"--erp-connection", "3", "--actor-type", "Customer", "K1"}, env: map[string]string{"SUPEROFFICE_URL": sim.URL, "SUPEROFFICE_TICKET": "7T:x", "SUPEROFFICE_SYSTEM_TOKEN": "tok"}, wantCode: 2, wantErr: "contradictory SuperOffice credentials", wantNoSend: true},
 		{name: "refused login", args: []string{"--erp-connection", "3", "--actor-type", "Customer", "K1"}, env: map[string]string{"SUPEROFFICE_URL": sim.URL, "SUPEROFFICE_USERNAME": testUser, "SUPEROFFICE_PASSWORD": "wrong-secret-pw"}, wantCode: 2, wantErr: "refused"},
+		{name: "unreachable", args: []string{"--erp-connection", "3", "--actor-type", "Customer", "K1"}, env: map[string]string{"SUPEROFFICE_URL": "http://" + closedAddr + "/Cust1", "SUPEROFFICE_TICKET": "7T:secret-ticket"}, wantCode: 2, wantErr: "connection refused"},
 		{name: "invalid ticket", args: []string{"--erp-connection", "3", "--actor-type", "Customer", "K1"}, env: map[string]string{"SUPEROFFICE_URL": sim.URL, "SUPEROFFICE_TICKET": "7T:not-issued-secret"}, wantCode: 2, wantErr: "SoSecurityException"},
 	}
 	for _, tt := range tests {
@@ -53,10 +55,10 @@ func TestCallCommand(t *testing.T) {
 			if !strings.Contains(stderr.String(), tt.wantErr) {
 				t.Errorf("stderr %q lacks %q", stderr.String(), tt.wantErr)
 			}
-			if n := strings.Count(strings.TrimSpace(stderr.String()), "\n"); tt.wantCode == 2 && n > 0 {
+			if n := strings.Count(strings.TrimSpace(stderr.String()), "\n"); tt.wantCode != 0 && n > 0 {
 				t.Errorf("want a one-line reason, got %d lines: %s", n+1, stderr.String())
 			}
-			for _, secret := range []string{"wrong-secret-pw", "not-issued-secret", testPassword} {
+			for _, secret := range []string{"wrong-secret-pw", "not-issued-secret", "secret-ticket", testPassword} {
 				if strings.Contains(stdout.String()+stderr.String(), secret) {
 					t.Errorf("output leaks a secret %q", secret)
 				}

@@ -15,7 +15,6 @@ import (
 	"github.com/erpresync/erpresync/soap"
 	"github.com/erpresync/erpresync/tasks"
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 )
 
@@ -42,7 +41,7 @@ func TestClusterPipeline(t *testing.T) {
 
 	const run = "cluster"
 	const actor = soap.ActorCustomer
-	submitCluster(t, rdb, run, actor, keys, 25)
+	submitTo(t, rdb, run, actor, keys, 25)
 	trickleKeys := testKeys("T", 5)
 	producer := asynq.NewClientFromRedisClient(rdb)
 	for _, k := range trickleKeys {
@@ -57,12 +56,12 @@ func TestClusterPipeline(t *testing.T) {
 
 	var logs lockedWriter
 	logs.mu, logs.w = &sync.Mutex{}, &bytes.Buffer{}
-	a := inProcessCluster(t, cluster, resyncer, func(c *appConfig) {
+	a := inProcess(t, cluster.Opt(), resyncer, func(c *appConfig) {
 		c.BusinessRetries = 1 // the poison key is dead after two attempts: a shorter test
 		c.Logger = zerolog.New(zerolog.MultiLevelWriter(zerolog.NewTestWriter(t), logs)).Level(zerolog.WarnLevel)
 	})
 
-	st := waitDone(t, rdb, run, 15*time.Second)
+	st := waitDone(t, rdb, run, time.Minute)
 	t.Logf("batch run done %s after start", time.Since(begin).Round(time.Millisecond))
 	good := slices.DeleteFunc(slices.Clone(keys), func(k string) bool { return k == poison })
 	if st.TotalKeys != int64(len(keys)) || st.ResyncedKeys != int64(len(good)) || st.DeadKeys != 1 || st.State != tasks.RunDoneWithDead {
@@ -118,7 +117,7 @@ func TestClusterPipeline(t *testing.T) {
 	// their own; Runs finds it next to the batch run.
 	trickleRun := tasks.TrickleRun(time.Now(), testConn, actor)
 	var runs []tasks.RunStatus
-	waitFor(t, 10*time.Second, func() (bool, string) {
+	waitFor(t, time.Minute, func() (bool, string) {
 		var err error
 		if runs, err = ledger.Runs(ctx, 0); err != nil {
 			return false, "Runs: " + err.Error()
@@ -181,7 +180,7 @@ func TestClusterPipeline(t *testing.T) {
 	if res.Keys != 1 || len(res.Batches) != 1 || res.Archived != 1 {
 		t.Fatalf("Requeue = %+v, want 1 key, 1 batch, 1 archived task deleted", res)
 	}
-	waitFor(t, 10*time.Second, func() (bool, string) {
+	waitFor(t, time.Minute, func() (bool, string) {
 		st = runStatus(t, rdb, run)
 		return st.State == tasks.RunDone, fmt.Sprintf("%+v", st)
 	})
@@ -192,67 +191,12 @@ func TestClusterPipeline(t *testing.T) {
 
 	// The reconciliation loop (ReconcileEvery 1 s) has run on the cluster several times by
 	// now; look for cluster errors anywhere in the worker's log.
-	logs.mu.Lock()
-	out := logs.w.String()
-	logs.mu.Unlock()
+	out := logs.String()
 	for _, bad := range []string{"CROSSSLOT", "non local key", "MOVED", "ASK ", "CLUSTERDOWN", "reconcile archived tasks"} {
 		if strings.Contains(out, bad) {
 			t.Errorf("worker log mentions %q:\n%s", bad, out)
 		}
 	}
-}
-
-// submitCluster is submit on a cluster client: it registers and enqueues keys as batches
-// of size, as a producer does.
-func submitCluster(t testing.TB, rdb redis.UniversalClient, run string, actor soap.ActorType, keys []string, size int) {
-	t.Helper()
-	ledger := tasks.NewLedger(rdb)
-	client := asynq.NewClientFromRedisClient(rdb)
-	ctx := context.Background()
-	meta := tasks.RunMeta{Run: run, ErpConnectionID: testConn, ActorType: actor, Source: "test"}
-	for seq := 0; seq*size < len(keys); seq++ {
-		end := min((seq+1)*size, len(keys))
-		b := tasks.Batch{Run: run, ErpConnectionID: testConn, ActorType: actor, Keys: keys[seq*size : end], Seq: seq, Source: "test"}
-		if _, err := ledger.RegisterBatch(ctx, meta, tasks.BatchID(run, seq), len(b.Keys)); err != nil {
-			t.Fatalf("RegisterBatch on the cluster: %v", err)
-		}
-		task, err := tasks.NewResyncTask(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := client.EnqueueContext(ctx, task); err != nil {
-			t.Fatalf("enqueue batch %d on the cluster: %v", seq, err)
-		}
-	}
-}
-
-// inProcessCluster is inProcess with the worker on the cluster (REDIS_CLUSTER_ADDRS).
-func inProcessCluster(t testing.TB, cluster *redistest.Cluster, resyncer tasks.Resyncer, mutate func(*appConfig)) *app {
-	t.Helper()
-	cfg := appConfig{
-		RedisOpt:        cluster.Opt(),
-		Resyncer:        resyncer,
-		Concurrency:     8,
-		Queues:          map[string]int{tasks.DefaultQueue: 1},
-		ShutdownTimeout: 10 * time.Second,
-		BusinessRetries: 2,
-		BusinessDelay:   time.Second,
-		ResultRetention: time.Hour,
-		BatchSize:       100,
-		TrickleMaxDelay: 2 * time.Second,
-		TrickleGrace:    time.Second,
-		ReconcileEvery:  time.Second,
-		Logger:          zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
-	}
-	if mutate != nil {
-		mutate(&cfg)
-	}
-	a, err := startApp(cfg)
-	if err != nil {
-		t.Fatalf("start the worker on the cluster: %v", err)
-	}
-	t.Cleanup(a.shutdown)
-	return a
 }
 
 // gaugeValue gathers the app's registry and returns the value of an unlabelled gauge.

@@ -23,12 +23,14 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/redis/go-redis/v9"
 )
 
 const (
 	demoUser     = "DEMO"
 	demoPassword = "demo-password"
 	demoConn     = 1
+	demoQueue    = "erpresync-demo"
 )
 
 // cmdDemo runs the whole pipeline on embedded defaults: miniredis, the NetServer simulator
@@ -42,6 +44,10 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	npoison := fs.Int("poison", 4, "poison keys among them (the simulator rejects any batch holding one)")
 	v, err := parseSettings(fs, args, getenv)
 	if err != nil {
+		return parseExit(err)
+	}
+	if err := noArgs(fs); err != nil {
+		fmt.Fprintf(stderr, "worker demo: %v\n", err)
 		return 2
 	}
 	if *nkeys < 1 || *npoison < 0 || *npoison > *nkeys {
@@ -57,6 +63,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		fmt.Fprintf(stderr, "worker demo: %v\n", err)
 		return 2
 	}
+	redis.SetLogger(redisLogger{log})
 	say := func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
 
 	// Redis: the configured one when REDIS_URL (or --redis-url) was given, else miniredis.
@@ -66,7 +73,11 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 			say("worker demo: %v", err)
 			return 2
 		}
-		say("Redis:       %s", redisconn.Redact(v.str("REDIS_URL")))
+		if addrs := v.str("REDIS_CLUSTER_ADDRS"); addrs != "" {
+			say("Redis:       cluster %s", addrs)
+		} else {
+			say("Redis:       %s", redisconn.Redact(v.str("REDIS_URL")))
+		}
 	} else {
 		mr, err := miniredis.Run()
 		if err != nil {
@@ -90,6 +101,13 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		}
 		poison = nil
 		say("SuperOffice: %s (%s auth); no faults are injected", redisconn.Redact(v.str("SUPEROFFICE_URL")), setup.Mode)
+		say("WARNING: SUPEROFFICE_URL is set, so the demo sends its %d sample keys (CUST-1xxxx, ERP connection %d) to that tenant.", *nkeys, demoConn)
+		say("         Unset SUPEROFFICE_URL to use the built-in simulator. Starting in 5 s; Ctrl-C stops.")
+		select {
+		case <-ctx.Done():
+			return 2
+		case <-time.After(5 * time.Second):
+		}
 	} else {
 		sim, err = netserversim.Start(netserversim.Config{Users: map[string]string{demoUser: demoPassword}})
 		if err != nil {
@@ -122,23 +140,22 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	}
 	cfg.RedisOpt, cfg.Resyncer, cfg.Refreshes, cfg.Logger = redisOpt, setup.Client, setup.Refreshes, log
 	cfg.BusinessRetries, cfg.BusinessDelay, cfg.ReconcileEvery = 2, time.Second, 5*time.Second
-	if cfg.HTTPAddr != "off" {
-		ln, err := listen(cfg.HTTPAddr)
-		if err != nil {
-			ln, err = listen("127.0.0.1:0")
-			if err != nil {
-				say("worker demo: listen: %v", err)
-				return 2
-			}
-			say("(%s is taken; using %s)", cfg.HTTPAddr, ln.Addr())
-		}
-		cfg.Listener = ln
-		base := "http://" + ln.Addr().(*net.TCPAddr).String()
+	// A queue of its own, so that a real worker on the same Redis never takes a demo batch.
+	cfg.Queues = map[string]int{demoQueue: 1}
+	if cfg.Listener, err = demoListen(cfg.HTTPAddr, say); err != nil {
+		say("worker demo: %v", err)
+		return 2
+	}
+	if cfg.Listener != nil {
+		base := "http://" + cfg.Listener.Addr().String()
 		say("Dashboard:   %s%s/", base, dashboardPath)
 		say("Metrics:     %s/metrics", base)
 	}
 	a, err := startApp(cfg)
 	if err != nil {
+		if cfg.Listener != nil {
+			cfg.Listener.Close()
+		}
 		say("worker demo: %v", err)
 		return 2
 	}
@@ -146,7 +163,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	prod, err := intake.NewProducer(intake.ProducerConfig{Redis: a.rdb, TaskOptions: []asynq.Option{asynq.Retention(cfg.ResultRetention)}})
+	prod, err := intake.NewProducer(intake.ProducerConfig{Redis: a.rdb, Queue: demoQueue, TaskOptions: []asynq.Option{asynq.Retention(cfg.ResultRetention)}})
 	if err != nil {
 		say("worker demo: %v", err)
 		return 2
@@ -167,7 +184,11 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		return 2
 	}
 	elapsed := time.Since(start)
-	dead, _ := a.ledger.DeadLetters(context.Background(), run)
+	dead, err := a.ledger.DeadLetters(context.Background(), run)
+	if err != nil {
+		say("worker demo: read the dead letters: %v", err)
+		return 2
+	}
 	ok := printSummary(stdout, st, dead, sim, a.metrics, elapsed, keys, poison)
 	if *once {
 		if !ok {
@@ -178,6 +199,26 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	say("\nThe worker keeps running: the dashboard and metrics stay up until Ctrl-C.")
 	<-ctx.Done()
 	return 0
+}
+
+// demoListen opens the listener for the dashboard and metrics on addr or, when addr cannot
+// be had (8080 is often taken on a developer's machine), on a free loopback port; nil when
+// addr is "off".
+func demoListen(addr string, say func(format string, a ...any)) (net.Listener, error) {
+	ln, err := listen(addr)
+	if err == nil {
+		return ln, nil
+	}
+	ln, err2 := net.Listen("tcp", "127.0.0.1:0")
+	if err2 != nil {
+		return nil, fmt.Errorf("listen on %s (%v) or on a free port: %w", addr, err, err2)
+	}
+	if errors.Is(err, syscall.EADDRINUSE) {
+		say("(%s is taken; using %s)", addr, ln.Addr())
+	} else {
+		say("(cannot listen on %s: %v; using %s)", addr, err, ln.Addr())
+	}
+	return ln, nil
 }
 
 // demoWait shows progress until nothing of the run is pending; on the simulator it expires
@@ -231,7 +272,7 @@ func printSummary(w io.Writer, st tasks.RunStatus, dead []tasks.DeadLetter, sim 
 	for _, table := range recordTables(st.Records) {
 		fmt.Fprintf(tw, "    %s\t%d\t%d\t%d\n", table, st.Records[tasks.KindAdded][table], st.Records[tasks.KindUpdated][table], st.Records[tasks.KindDeleted][table])
 	}
-	fmt.Fprintf(tw, "  calls to SuperOffice\t%d\n", st.Calls)
+	fmt.Fprintf(tw, "  ForceResyncExternal calls by the worker\t%d\n", st.Calls)
 	ok := true
 	if sim != nil {
 		snap := sim.Counts()
@@ -240,7 +281,7 @@ func printSummary(w io.Writer, st tasks.RunStatus, dead []tasks.DeadLetter, sim 
 			outcomes = append(outcomes, fmt.Sprintf("%s %d", o, n))
 		}
 		sort.Strings(outcomes)
-		fmt.Fprintf(tw, "  as the simulator saw them\t%s\n", strings.Join(outcomes, ", "))
+		fmt.Fprintf(tw, "  HTTP requests the simulator saw (ticket retries and faults included)\t%s\n", strings.Join(outcomes, ", "))
 		fmt.Fprintf(tw, "  logins\t%d\n", snap.Logins.PasswordOK)
 		ok = demoMatches(st, dead, snap, keys, poison)
 	}
@@ -262,7 +303,8 @@ func printSummary(w io.Writer, st tasks.RunStatus, dead []tasks.DeadLetter, sim 
 }
 
 // demoMatches checks the ledger against the simulator: every good key resynced, exactly the
-// poison keys dead, and the records equal to the changes the simulator delivered.
+// poison keys dead (each once), no resync-all call, and the records equal to the changes the
+// simulator delivered.
 func demoMatches(st tasks.RunStatus, dead []tasks.DeadLetter, snap netserversim.Snapshot, keys, poison []string) bool {
 	bad := map[string]bool{}
 	for _, p := range poison {
@@ -276,26 +318,46 @@ func demoMatches(st tasks.RunStatus, dead []tasks.DeadLetter, snap netserversim.
 	if len(dead) != len(poison) || st.DeadKeys != int64(len(poison)) || st.ResyncedKeys != int64(len(keys)-len(poison)) {
 		return false
 	}
+	seen := map[string]bool{}
 	for _, d := range dead {
-		if !bad[d.Key] {
+		if !bad[d.Key] || seen[d.Key] {
 			return false
 		}
+		seen[d.Key] = true
 	}
-	for kind, tables := range st.Records {
-		for table, n := range tables {
-			if int64(snap.ChangeCount(table, netserversim.ChangeKind(kind))) != n {
-				return false
-			}
-		}
-	}
-	for table, kinds := range snap.Changes {
+	return snap.ResyncAll == 0 && sameRecords(st.Records, simRecords(snap))
+}
+
+// simRecords turns the simulator's delivered change counts into the ledger's shape
+// (kind → table → records).
+func simRecords(s netserversim.Snapshot) map[string]map[string]int64 {
+	out := map[string]map[string]int64{}
+	for table, kinds := range s.Changes {
 		for kind, n := range kinds {
-			if st.Records[string(kind)][table] != int64(n) {
-				return false
+			if out[string(kind)] == nil {
+				out[string(kind)] = map[string]int64{}
 			}
+			out[string(kind)][table] += int64(n)
 		}
 	}
-	return true
+	return out
+}
+
+// sameRecords compares two kind → table → records maps; a zero count equals an absent one.
+func sameRecords(a, b map[string]map[string]int64) bool {
+	norm := func(m map[string]map[string]int64) string {
+		var parts []string
+		for k, tables := range m {
+			for tb, n := range tables {
+				if n != 0 {
+					parts = append(parts, fmt.Sprintf("%s/%s=%d", k, tb, n))
+				}
+			}
+		}
+		sort.Strings(parts)
+		return strings.Join(parts, " ")
+	}
+	return norm(a) == norm(b)
 }
 
 // retryCounts reads the worker's own retry and split counters: "transient 11 (fast 9,

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -18,20 +19,6 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/rs/zerolog"
 )
-
-// simRecords turns the simulator's delivered change counts into the ledger's shape.
-func simRecords(s netserversim.Snapshot) map[string]map[string]int64 {
-	out := map[string]map[string]int64{}
-	for table, kinds := range s.Changes {
-		for kind, n := range kinds {
-			if out[string(kind)] == nil {
-				out[string(kind)] = map[string]int64{}
-			}
-			out[string(kind)][table] += int64(n)
-		}
-	}
-	return out
-}
 
 // TestTenThousandKeys is the product's promise in one run: 10,000 keys with a few poison
 // keys, injected 503s, throttling and a ticket expiry mid-run. Every good key is resynced (the
@@ -52,7 +39,7 @@ func TestTenThousandKeys(t *testing.T) {
 
 	const run = "e2e-10k"
 	submit(t, db, run, soap.ActorCustomer, keys, 100)
-	inProcess(t, db, client, nil)
+	inProcess(t, db.Opt(), client, nil)
 
 	expired := false
 	st := runStatus(t, rdb, run)
@@ -143,18 +130,21 @@ func TestKill9(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
 	sim := startSim(t)
-	sim.SetLatency(150 * time.Millisecond)
 	keys := testKeys("P", 3000)
 	const run = "kill9"
 	submit(t, db, run, soap.ActorPerson, keys, 50)
 	rdb := db.Client()
 	defer rdb.Close()
+	// 12 batches (600 keys) go through; the calls after them are held at the simulator, so
+	// the kill finds the run unfinished and calls in flight.
+	open := holdCalls(t, sim, 12, 20*time.Millisecond)
 
 	env := workerEnv(db, sim)
 	w := startWorker(t, env)
 	waitFor(t, time.Minute, func() (bool, string) {
 		st := runStatus(t, rdb, run)
-		return st.ResyncedKeys >= 600, fmt.Sprintf("%+v", st)
+		seen := seenKeys(sim)
+		return st.ResyncedKeys >= 600 && seen > st.ResyncedKeys, fmt.Sprintf("%+v, seen %d", st, seen)
 	})
 	if err := w.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -162,8 +152,9 @@ func TestKill9(t *testing.T) {
 	w.wait(t, 10*time.Second)
 	mid := runStatus(t, rdb, run)
 	if mid.PendingKeys == 0 {
-		t.Fatalf("the run finished before the kill; make it longer: %+v", mid)
+		t.Fatalf("the run finished before the kill: %+v", mid)
 	}
+	open()
 
 	startWorker(t, env)
 	// asynq recovers the killed worker's leased tasks only after the lease has expired and
@@ -196,30 +187,34 @@ func TestRedisRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Stop()
+	t.Cleanup(srv.Stop) // after the database's own cleanup, which needs the server
 	if !srv.Real {
 		t.Skip("restarting Redis needs a real redis-server")
 	}
 	db := srv.NewDB(t)
 	sim := startSim(t)
-	sim.SetLatency(200 * time.Millisecond)
 	keys := testKeys("S", 2000)
 	const run = "redis-restart"
 	submit(t, db, run, soap.ActorSale, keys, 50)
 	rdb := db.Client()
 	defer rdb.Close()
+	// 6 batches (300 keys) go through; the calls after them are held at the simulator, so
+	// Redis restarts under an unfinished run with calls in flight.
+	open := holdCalls(t, sim, 6, 20*time.Millisecond)
 
 	startWorker(t, workerEnv(db, sim))
 	waitFor(t, time.Minute, func() (bool, string) {
 		st := runStatus(t, rdb, run)
-		return st.ResyncedKeys >= 300, fmt.Sprintf("%+v", st)
+		seen := seenKeys(sim)
+		return st.ResyncedKeys >= 300 && seen > st.ResyncedKeys, fmt.Sprintf("%+v, seen %d", st, seen)
 	})
 	if mid := runStatus(t, rdb, run); mid.PendingKeys == 0 {
-		t.Fatalf("the run finished before the restart; make it longer: %+v", mid)
+		t.Fatalf("the run finished before the restart: %+v", mid)
 	}
 	if err := srv.Restart(); err != nil {
 		t.Fatal(err)
 	}
+	open()
 	assertResyncedOnce(t, sim, waitDone(t, rdb, run, 4*time.Minute), soap.ActorSale, keys)
 }
 
@@ -229,28 +224,30 @@ func TestSIGTERM(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
 	sim := startSim(t)
-	sim.SetLatency(time.Second)
 	keys := testKeys("J", 400)
 	const run = "sigterm"
 	submit(t, db, run, soap.ActorProject, keys, 20)
 	rdb := db.Client()
 	defer rdb.Close()
+	// 3 batches go through; the next calls are held at the simulator until the worker is
+	// shutting down, so the signal certainly finds calls in flight.
+	open := holdCalls(t, sim, 3, 20*time.Millisecond)
 
 	env := workerEnv(db, sim)
 	env["WORKER_CONCURRENCY"] = "3"
 	w := startWorker(t, env)
 	waitFor(t, time.Minute, func() (bool, string) {
 		st := runStatus(t, rdb, run)
-		// A batch done and others in flight: the simulator has seen more keys than resynced.
-		seen := 0
-		for _, n := range sim.Counts().Seen {
-			seen += n
-		}
-		return st.ResyncedKeys >= 20 && int64(seen) > st.ResyncedKeys, fmt.Sprintf("%+v, seen %d", st, seen)
+		seen := seenKeys(sim)
+		return st.ResyncedKeys >= 60 && seen > st.ResyncedKeys, fmt.Sprintf("%+v, seen %d", st, seen)
 	})
 	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
+	waitFor(t, 30*time.Second, func() (bool, string) {
+		return strings.Contains(w.log(), "shutting down"), "no shutdown message yet"
+	})
+	open() // the held calls finish during the shutdown
 	if code := w.wait(t, 30*time.Second); code != 0 {
 		t.Fatalf("exit status %d after SIGTERM, want 0", code)
 	}
@@ -263,6 +260,9 @@ func TestSIGTERM(t *testing.T) {
 	if int64(delivered) != mid.ResyncedKeys {
 		t.Fatalf("SuperOffice delivered %d resynced keys but the ledger recorded %d: an in-flight call was cut off", delivered, mid.ResyncedKeys)
 	}
+	if mid.ResyncedKeys <= 60 {
+		t.Fatalf("the calls in flight at the signal were not recorded: %+v", mid)
+	}
 	if snap.Calls[netserversim.OutcomeUndelivered] != 0 {
 		t.Fatalf("%d calls were cut off by the shutdown", snap.Calls[netserversim.OutcomeUndelivered])
 	}
@@ -273,7 +273,7 @@ func TestSIGTERM(t *testing.T) {
 		t.Fatalf("no orderly stop in the log:\n%s", w.log())
 	}
 
-	sim.SetLatency(0)
+	sim.SetLatencyFunc(nil)
 	startWorker(t, env)
 	assertResyncedOnce(t, sim, waitDone(t, rdb, run, 2*time.Minute), soap.ActorProject, keys)
 }
@@ -297,7 +297,7 @@ func TestRefusedLoginIsHeld(t *testing.T) {
 	logs.mu, logs.w = &sync.Mutex{}, &bytes.Buffer{}
 	const run = "refused"
 	submit(t, db, run, soap.ActorCustomer, testKeys("R", 300), 10)
-	inProcess(t, db, client, func(c *appConfig) { c.Logger = zerolog.New(logs) })
+	inProcess(t, db.Opt(), client, func(c *appConfig) { c.Logger = zerolog.New(logs) })
 
 	insp := asynq.NewInspector(db.Opt())
 	defer insp.Close()
@@ -316,9 +316,7 @@ func TestRefusedLoginIsHeld(t *testing.T) {
 	if st := runStatus(t, rdb, run); st.PendingKeys != 300 || st.DeadKeys != 0 {
 		t.Errorf("run %+v: want every key pending (held), none dead", st)
 	}
-	logs.mu.Lock()
-	out := logs.w.String()
-	logs.mu.Unlock()
+	out := logs.String()
 	if !strings.Contains(out, `"level":"error"`) || !strings.Contains(out, "SUPEROFFICE_") {
 		t.Errorf("no loud error naming the settings in the log:\n%.2000s", out)
 	}
@@ -333,17 +331,13 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
 	sim := startSim(t)
-	sim.SetLatency(20 * time.Second)
+	holdCalls(t, sim, 0, 0) // every call stays in flight until the test ends
 	submit(t, db, "second-signal", soap.ActorCustomer, testKeys("Q", 20), 10)
 	env := workerEnv(db, sim)
 	env["WORKER_SHUTDOWN_TIMEOUT"] = "60s"
 	w := startWorker(t, env)
 	waitFor(t, 30*time.Second, func() (bool, string) {
-		n := 0
-		for _, c := range sim.Counts().Seen {
-			n += c
-		}
-		return n > 0, "no call in flight yet"
+		return seenKeys(sim) > 0, "no call in flight yet"
 	})
 	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -360,5 +354,30 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 	}
 	if d := time.Since(start); d > 10*time.Second {
 		t.Fatalf("took %s to exit after the second signal", d)
+	}
+}
+
+// TestLogsStayJSONWhileRedisIsDown: with Redis unreachable the worker keeps running and
+// every line it writes is JSON, go-redis's own complaints included; SIGTERM still stops it
+// cleanly.
+func TestLogsStayJSONWhileRedisIsDown(t *testing.T) {
+	t.Parallel()
+	sim := startSim(t)
+	env := workerEnv(nil, sim)
+	env["REDIS_URL"] = "redis://" + freeAddr(t) + "/0"
+	w := startWorker(t, env)
+	waitFor(t, time.Minute, func() (bool, string) {
+		return strings.Contains(w.log(), `"component":"go-redis"`), "no go-redis line in the log yet"
+	})
+	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := w.wait(t, time.Minute); code != 0 {
+		t.Fatalf("exit status %d after SIGTERM, want 0", code)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(w.log()), "\n") {
+		if !json.Valid([]byte(line)) {
+			t.Fatalf("not a JSON line: %q", line)
+		}
 	}
 }

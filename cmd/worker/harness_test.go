@@ -7,8 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -91,6 +89,38 @@ func startSim(t testing.TB) *netserversim.Running {
 	return sim
 }
 
+// holdCalls makes the simulator hold every ForceResyncExternal call after the first n:
+// the call is processed (counted as seen) and then waits, before its reply and latency,
+// until open is called. A test acts on a run that certainly is unfinished and has calls
+// certainly in flight, however loaded the machine. The test's cleanup opens the gate
+// before the simulator closes.
+func holdCalls(t testing.TB, sim *netserversim.Running, n int64, latency time.Duration) (open func()) {
+	t.Helper()
+	gate := make(chan struct{})
+	var once sync.Once
+	open = func() { once.Do(func() { close(gate) }) }
+	sim.SetLatencyFunc(func(ci netserversim.CallInfo) time.Duration {
+		if ci.Seq > n {
+			select {
+			case <-gate:
+			case <-time.After(5 * time.Minute): // never keep the simulator from closing
+			}
+		}
+		return latency
+	})
+	t.Cleanup(open)
+	return open
+}
+
+// seenKeys is how many keys the simulator has processed, replies delivered or not.
+func seenKeys(sim *netserversim.Running) int64 {
+	var n int64
+	for _, c := range sim.Counts().Seen {
+		n += int64(c)
+	}
+	return n
+}
+
 // newClient is a password-authenticated SOAP client for the simulator.
 func newClient(t testing.TB, sim *netserversim.Running) (*soap.Client, *soap.PasswordAuth) {
 	t.Helper()
@@ -114,11 +144,17 @@ func testKeys(prefix string, n int) []string {
 	return keys
 }
 
-// submit registers and enqueues keys as batches of size, as a producer does.
+// submit registers and enqueues keys as batches of size on db, as a producer does.
 func submit(t testing.TB, db *redistest.DB, run string, actor soap.ActorType, keys []string, size int) {
 	t.Helper()
 	rdb := db.Client()
 	defer rdb.Close()
+	submitTo(t, rdb, run, actor, keys, size)
+}
+
+// submitTo is submit through any client, a cluster client among them.
+func submitTo(t testing.TB, rdb redis.UniversalClient, run string, actor soap.ActorType, keys []string, size int) {
+	t.Helper()
 	ledger := tasks.NewLedger(rdb)
 	client := asynq.NewClientFromRedisClient(rdb)
 	ctx := context.Background()
@@ -127,14 +163,14 @@ func submit(t testing.TB, db *redistest.DB, run string, actor soap.ActorType, ke
 		end := min((seq+1)*size, len(keys))
 		b := tasks.Batch{Run: run, ErpConnectionID: testConn, ActorType: actor, Keys: keys[seq*size : end], Seq: seq, Source: "test"}
 		if _, err := ledger.RegisterBatch(ctx, meta, tasks.BatchID(run, seq), len(b.Keys)); err != nil {
-			t.Fatal(err)
+			t.Fatalf("register batch %d: %v", seq, err)
 		}
 		task, err := tasks.NewResyncTask(b)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if _, err := client.EnqueueContext(ctx, task); err != nil {
-			t.Fatal(err)
+			t.Fatalf("enqueue batch %d: %v", seq, err)
 		}
 	}
 }
@@ -177,27 +213,12 @@ func expectedRecords(actor soap.ActorType, keys []string) map[string]map[string]
 	return out
 }
 
-func sameRecords(a, b map[string]map[string]int64) bool {
-	norm := func(m map[string]map[string]int64) string {
-		var parts []string
-		for k, tables := range m {
-			for tb, n := range tables {
-				if n != 0 {
-					parts = append(parts, fmt.Sprintf("%s/%s=%d", k, tb, n))
-				}
-			}
-		}
-		sort.Strings(parts)
-		return strings.Join(parts, " ")
-	}
-	return norm(a) == norm(b)
-}
-
-// inProcess runs the worker in this test process against db and sim.
-func inProcess(t testing.TB, db *redistest.DB, resyncer tasks.Resyncer, mutate func(*appConfig)) *app {
+// inProcess runs the worker in this test process on Redis opt (a redistest.DB's or
+// Cluster's Opt), calling resyncer.
+func inProcess(t testing.TB, opt asynq.RedisConnOpt, resyncer tasks.Resyncer, mutate func(*appConfig)) *app {
 	t.Helper()
 	cfg := appConfig{
-		RedisOpt:        db.Opt(),
+		RedisOpt:        opt,
 		Resyncer:        resyncer,
 		Concurrency:     8,
 		Queues:          map[string]int{tasks.DefaultQueue: 1},
@@ -227,10 +248,11 @@ type proc struct {
 	cmd    *exec.Cmd
 	stderr *bytes.Buffer
 	mu     *sync.Mutex
-	done   chan error
+	exited chan struct{} // closed once the process has exited and cmd.ProcessState is set
 }
 
-// startWorker starts the worker binary with env on top of a minimal environment.
+// startWorker starts the worker binary with env on top of a minimal environment; the test's
+// cleanup kills it if it is still running.
 func startWorker(t *testing.T, env map[string]string) *proc {
 	t.Helper()
 	cmd := exec.Command(workerBinary(t))
@@ -238,16 +260,21 @@ func startWorker(t *testing.T, env map[string]string) *proc {
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	p := &proc{cmd: cmd, stderr: &bytes.Buffer{}, mu: &sync.Mutex{}, done: make(chan error, 1)}
+	p := &proc{cmd: cmd, stderr: &bytes.Buffer{}, mu: &sync.Mutex{}, exited: make(chan struct{})}
 	cmd.Stderr = lockedWriter{p.mu, p.stderr}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { p.done <- cmd.Wait() }()
+	go func() {
+		cmd.Wait()
+		close(p.exited)
+	}()
 	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
+		select {
+		case <-p.exited:
+		default:
 			cmd.Process.Kill()
-			<-p.done
+			<-p.exited
 		}
 		if t.Failed() {
 			t.Logf("worker stderr:\n%s", p.log())
@@ -266,7 +293,7 @@ func (p *proc) log() string {
 func (p *proc) wait(t *testing.T, timeout time.Duration) int {
 	t.Helper()
 	select {
-	case <-p.done:
+	case <-p.exited:
 		return p.cmd.ProcessState.ExitCode()
 	case <-time.After(timeout):
 		t.Fatalf("worker did not exit within %s", timeout)
@@ -285,10 +312,21 @@ func (l lockedWriter) Write(b []byte) (int, error) {
 	return l.w.Write(b)
 }
 
-// workerEnv is the environment for a worker process against db and sim.
+func (l lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.String()
+}
+
+// workerEnv is the environment for a worker process against db (nil: set REDIS_URL
+// yourself) and sim.
 func workerEnv(db *redistest.DB, sim *netserversim.Running) map[string]string {
+	redisURL := ""
+	if db != nil {
+		redisURL = db.URL()
+	}
 	return map[string]string{
-		"REDIS_URL":                   db.URL(),
+		"REDIS_URL":                   redisURL,
 		"SUPEROFFICE_URL":             sim.URL,
 		"SUPEROFFICE_USERNAME":        testUser,
 		"SUPEROFFICE_PASSWORD":        testPassword,

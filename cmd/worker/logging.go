@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,6 +47,15 @@ func (a asynqLogger) Error(args ...any) {
 }
 func (a asynqLogger) Fatal(args ...any) {
 	a.l.Fatal().Str("component", "asynq").Msg(fmt.Sprint(args...))
+}
+
+// redisLogger routes go-redis's own log lines (a failed dial while Redis is down, ...) into
+// the command's logger, so that stderr stays JSON. go-redis has one logger per process, set
+// with redis.SetLogger.
+type redisLogger struct{ l zerolog.Logger }
+
+func (r redisLogger) Printf(_ context.Context, format string, v ...any) {
+	r.l.Warn().Str("component", "go-redis").Msg(strings.TrimPrefix(fmt.Sprintf(format, v...), "redis: "))
 }
 
 // syncWriter serialises writes: the logger, progress lines and messages share stderr, and

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,11 +29,14 @@ func TestNightlyScheduleInWorker(t *testing.T) {
 	}
 	cfg := fmt.Sprintf(`{"entries": [{"name": "customers", "cron": "@every 1s", "erp_connection": %d, "actor_type": "Customer", "source": %q}]}`,
 		testConn, filepath.Join(dir, "customers-*.txt"))
-	hook, err := nightlySetup(values{"NIGHTLY_CONFIG": cfg}, zerolog.Nop())
+	var logs lockedWriter
+	logs.mu, logs.w = &sync.Mutex{}, &bytes.Buffer{}
+	log := zerolog.New(zerolog.MultiLevelWriter(zerolog.NewTestWriter(t), logs)).Level(zerolog.WarnLevel)
+	hook, err := nightlySetup(values{"NIGHTLY_CONFIG": cfg}, log)
 	if err != nil || hook == nil {
 		t.Fatalf("nightlySetup: %v", err)
 	}
-	inProcess(t, db, client, func(c *appConfig) { c.extra = hook })
+	a := inProcess(t, db.Opt(), client, func(c *appConfig) { c.extra, c.Logger = hook, log })
 	rdb := db.Client()
 	defer rdb.Close()
 	run := nightly.RunName("customers", time.Now())
@@ -46,6 +51,10 @@ func TestNightlyScheduleInWorker(t *testing.T) {
 	}
 	if snap := sim.Counts(); snap.ResyncAll != 0 {
 		t.Fatalf("%d resync-all calls", snap.ResyncAll)
+	}
+	a.shutdown() // the scheduler stops first, and cleanly
+	if out := logs.String(); strings.Contains(out, `"level":"error"`) {
+		t.Fatalf("errors logged:\n%s", out)
 	}
 }
 

@@ -32,7 +32,9 @@ func nightlySetup(v values, log zerolog.Logger) (func(a *app, mux *asynq.ServeMu
 			return nil, err
 		}
 		mux.Handle(nightly.TypeNightly, h)
-		sched := asynq.NewSchedulerFromRedisClient(a.rdb, &asynq.SchedulerOpts{Logger: asynqLogger{log}, LogLevel: asynq.WarnLevel})
+		// The scheduler has a connection of its own: its Shutdown closes its client, and on a
+		// shared one that fails and logs an error at every stop.
+		sched := asynq.NewScheduler(a.cfg.RedisOpt, &asynq.SchedulerOpts{Logger: asynqLogger{log}, LogLevel: asynq.WarnLevel})
 		ids, err := nightly.Register(sched, cfg, asynq.Queue(queue))
 		if err != nil {
 			return nil, fmt.Errorf("NIGHTLY_CONFIG: %v", err)

@@ -49,7 +49,8 @@ func replaceSection(doc, name, body string) (string, bool) {
 }
 
 // TestREADMEGenerated checks that the README's configuration and error-class tables are
-// exactly what the code says; -update rewrites them.
+// exactly what the code says; -update rewrites them. Not parallel: with -update it writes
+// the README, which parallel tests read, and sequential tests finish before those start.
 func TestREADMEGenerated(t *testing.T) {
 	raw, err := os.ReadFile(readmePath)
 	if err != nil {
@@ -78,6 +79,7 @@ func TestREADMEGenerated(t *testing.T) {
 // TestSettingsAreDocumented: every setting has a meaning and a unique name, and secrets
 // have no flag (flags show up in ps).
 func TestSettingsAreDocumented(t *testing.T) {
+	t.Parallel()
 	seen := map[string]bool{}
 	for _, s := range settings {
 		if s.Env == "" || s.Meaning == "" || seen[s.Env] {
@@ -94,6 +96,7 @@ func TestSettingsAreDocumented(t *testing.T) {
 // worker and dashboard is one the worker reads, secrets are never written in the file, the
 // image runs as non-root, Redis persists with AOF and has a health check.
 func TestComposeUsesOnlyWorkerSettings(t *testing.T) {
+	t.Parallel()
 	raw, err := os.ReadFile("../../docker-compose.yml")
 	if err != nil {
 		t.Fatal(err)

@@ -2,15 +2,21 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/erpresync/erpresync/internal/redisconn"
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 )
 
@@ -28,7 +34,7 @@ func workerSettings(v values) (appConfig, error) {
 	if c.Queues, err = parseQueues(v.str("WORKER_QUEUES")); err != nil {
 		return c, err
 	}
-	if c.ShutdownTimeout, err = v.duration("WORKER_SHUTDOWN_TIMEOUT", 1e9, true); err != nil {
+	if c.ShutdownTimeout, err = v.duration("WORKER_SHUTDOWN_TIMEOUT", time.Second, true); err != nil {
 		return c, err
 	}
 	if c.BusinessRetries, err = v.int("WORKER_BUSINESS_RETRIES", 0); err != nil {
@@ -37,10 +43,10 @@ func workerSettings(v values) (appConfig, error) {
 	if c.BusinessRetries == 0 {
 		c.BusinessRetries = -1 // tasks: negative means none
 	}
-	if c.BusinessDelay, err = v.duration("WORKER_BUSINESS_RETRY_DELAY", 1e9, true); err != nil {
+	if c.BusinessDelay, err = v.duration("WORKER_BUSINESS_RETRY_DELAY", time.Second, true); err != nil {
 		return c, err
 	}
-	if c.ResultRetention, err = v.duration("WORKER_RESULT_RETENTION", 1e9, true); err != nil {
+	if c.ResultRetention, err = v.duration("WORKER_RESULT_RETENTION", time.Second, true); err != nil {
 		return c, err
 	}
 	if c.BatchSize, err = v.int("WORKER_BATCH_SIZE", 1); err != nil {
@@ -49,10 +55,10 @@ func workerSettings(v values) (appConfig, error) {
 	if c.BatchSize > 1000 {
 		return c, fmt.Errorf("WORKER_BATCH_SIZE=%d: at most 1000 keys per call", c.BatchSize)
 	}
-	if c.TrickleMaxDelay, err = v.duration("WORKER_TRICKLE_MAX_DELAY", 1e9, true); err != nil {
+	if c.TrickleMaxDelay, err = v.duration("WORKER_TRICKLE_MAX_DELAY", time.Second, true); err != nil {
 		return c, err
 	}
-	if c.TrickleGrace, err = v.duration("WORKER_TRICKLE_GRACE", 1e9, true); err != nil {
+	if c.TrickleGrace, err = v.duration("WORKER_TRICKLE_GRACE", time.Second, true); err != nil {
 		return c, err
 	}
 	if c.DashboardRO, err = v.bool("DASHBOARD_READONLY"); err != nil {
@@ -60,23 +66,32 @@ func workerSettings(v values) (appConfig, error) {
 	}
 	c.DashboardUser, c.DashboardPass = v.str("DASHBOARD_USER"), v.str("DASHBOARD_PASSWORD")
 	if (c.DashboardUser == "") != (c.DashboardPass == "") {
-		return c, fmt.Errorf("set both DASHBOARD_USER and DASHBOARD_PASSWORD, or neither")
+		return c, errors.New("set both DASHBOARD_USER and DASHBOARD_PASSWORD, or neither")
 	}
 	c.HTTPAddr = v.str("WORKER_HTTP_ADDR")
 	return c, nil
 }
 
 func cmdServe(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) int {
+	// Signals are caught from the start: asynq runs tasks as soon as the server starts, and
+	// a SIGTERM that arrives then must take the orderly path too.
+	sigs := notifySignals()
+	defer signal.Stop(sigs)
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { usage(stderr) }
 	v, err := parseSettings(fs, args, getenv)
 	if err != nil {
-		return 2
+		return parseExit(err)
 	}
 	log, err := newLogger(stderr, v.str("LOG_FORMAT"), v.str("LOG_LEVEL"))
 	if err != nil {
 		fmt.Fprintf(stderr, "worker: %v\n", err)
+		return 2
+	}
+	redis.SetLogger(redisLogger{log})
+	if err := noArgs(fs); err != nil {
+		log.Error().Msgf("configuration: %v", err)
 		return 2
 	}
 	cfg, err := workerSettings(v)
@@ -98,25 +113,40 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, getenv func(
 		log.Error().Msgf("WORKER_HTTP_ADDR=%s: %v", cfg.HTTPAddr, err)
 		return 2
 	}
+	closeListener := func() {
+		if cfg.Listener != nil {
+			cfg.Listener.Close()
+		}
+	}
 	if err := pingRedis(ctx, cfg.RedisOpt); err != nil {
+		if redisRefused(err) {
+			closeListener()
+			log.Error().Msgf("REDIS_URL: Redis refused the connection: %v", err)
+			return 2
+		}
 		// Not fatal: asynq reconnects by itself, and /readyz reports it.
 		log.Warn().Msgf("Redis not reachable yet (%v); the worker keeps trying", err)
 	}
 	log.Info().Str("superoffice_auth", s.Mode).Msg("configuration ok")
 	a, err := startApp(cfg)
 	if err != nil {
+		closeListener()
 		log.Error().Err(err).Msg("start")
 		return 2
 	}
-	return waitForSignal(ctx, a.httpErr, log, a.shutdown)
+	return waitForSignal(ctx, sigs, a.httpErr, log, a.shutdown)
 }
 
-// waitForSignal blocks until SIGINT/SIGTERM (or ctx ends, or the HTTP listener fails), then
-// runs stop. A second signal during stop exits at once with status 1.
-func waitForSignal(ctx context.Context, httpErr <-chan error, log zerolog.Logger, stop func()) int {
+// notifySignals starts catching SIGINT and SIGTERM; the caller ends it with signal.Stop.
+func notifySignals() chan os.Signal {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
+	return sigs
+}
+
+// waitForSignal blocks until a signal arrives on sigs (or ctx ends, or the HTTP listener
+// fails), then runs stop. A second signal during stop exits at once with status 1.
+func waitForSignal(ctx context.Context, sigs <-chan os.Signal, httpErr <-chan error, log zerolog.Logger, stop func()) int {
 	code := 0
 	select {
 	case sig := <-sigs:
@@ -143,22 +173,47 @@ func waitForSignal(ctx context.Context, httpErr <-chan error, log zerolog.Logger
 func pingRedis(ctx context.Context, opt asynq.RedisConnOpt) error {
 	c := redisconn.Client(opt)
 	defer c.Close()
-	ctx, cancel := context.WithTimeout(ctx, 3e9)
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	return c.Ping(ctx).Err()
 }
 
+// redisRefused reports whether err is Redis answering that this configuration is wrong (a
+// password it does not accept, a database it does not have), which waiting will not fix;
+// an unreachable, loading or busy Redis is waited out. Redis error codes are the protocol's,
+// so they are matched by prefix (as go-redis does).
+func redisRefused(err error) bool {
+	var rerr redis.Error
+	if !errors.As(err, &rerr) {
+		return false
+	}
+	for _, code := range []string{"NOAUTH", "WRONGPASS", "NOPERM", "ERR AUTH", "ERR Client sent AUTH", "ERR invalid password", "ERR DB index", "ERR invalid DB index"} {
+		if strings.HasPrefix(rerr.Error(), code) {
+			return true
+		}
+	}
+	return false
+}
+
 // cmdDashboard serves only the dashboard and the health endpoints.
 func cmdDashboard(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) int {
+	sigs := notifySignals()
+	defer signal.Stop(sigs)
 	fs := flag.NewFlagSet("worker dashboard", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() { usage(stderr) }
 	v, err := parseSettings(fs, args, getenv)
 	if err != nil {
-		return 2
+		return parseExit(err)
 	}
 	log, err := newLogger(stderr, v.str("LOG_FORMAT"), v.str("LOG_LEVEL"))
 	if err != nil {
 		fmt.Fprintf(stderr, "worker dashboard: %v\n", err)
+		return 2
+	}
+	redis.SetLogger(redisLogger{log})
+	if err := noArgs(fs); err != nil {
+		log.Error().Msgf("configuration: %v", err)
 		return 2
 	}
 	cfg, err := workerSettings(v)
@@ -167,17 +222,34 @@ func cmdDashboard(ctx context.Context, args []string, stderr io.Writer, getenv f
 		return 2
 	}
 	ln, err := listen(cfg.HTTPAddr)
-	if err != nil || ln == nil {
-		log.Error().Msgf("WORKER_HTTP_ADDR=%s: the dashboard needs a listener (%v)", cfg.HTTPAddr, err)
+	if err != nil {
+		log.Error().Msgf("WORKER_HTTP_ADDR=%s: %v", cfg.HTTPAddr, err)
+		return 2
+	}
+	if ln == nil {
+		log.Error().Msgf("WORKER_HTTP_ADDR=%s: the dashboard needs a listener", cfg.HTTPAddr)
 		return 2
 	}
 	rdb := redisconn.Client(cfg.RedisOpt)
 	defer rdb.Close()
 	h, closeUI := newHTTPHandler(httpConfig{RedisOpt: cfg.RedisOpt, Redis: rdb, DashboardUser: cfg.DashboardUser, DashboardPass: cfg.DashboardPass, ReadOnly: cfg.DashboardRO})
 	defer closeUI()
-	ctx, cancel := context.WithCancel(ctx)
-	errc := make(chan error, 1)
-	go func() { errc <- serveHTTP(ctx, ln, h) }()
 	log.Info().Str("url", "http://"+ln.Addr().String()+dashboardPath+"/").Msg("dashboard listening")
-	return waitForSignal(ctx, errc, log, func() { cancel(); <-errc })
+	return serveUntilSignal(ctx, sigs, ln, h, log)
+}
+
+// serveUntilSignal serves h on ln until a signal arrives or ctx ends (status 0), or the
+// listener fails (status 2).
+func serveUntilSignal(ctx context.Context, sigs <-chan os.Signal, ln net.Listener, h http.Handler, log zerolog.Logger) int {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := serveHTTP(ctx, ln, h); err != nil {
+			errc <- err
+		}
+	}()
+	return waitForSignal(ctx, sigs, errc, log, func() { cancel(); <-done })
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -18,7 +19,7 @@ type setting struct {
 }
 
 var settings = []setting{
-	{Env: "REDIS_URL", Flag: "redis-url", Default: "redis://127.0.0.1:6379/0", Meaning: "Redis: `redis://[:password@]host:port/db`, `rediss://` for TLS, `redis-sentinel://[:password@]h1:port,h2:port/db?master=NAME` for Sentinel"},
+	{Env: "REDIS_URL", Flag: "redis-url", Default: "redis://127.0.0.1:6379/0", Meaning: "Redis: `redis://[[user]:password@]host:port/db`, `rediss://` for TLS, `redis-sentinel://[:password@]h1:port,h2:port/db?master=NAME` for Sentinel"},
 	{Env: "REDIS_CLUSTER_ADDRS", Flag: "redis-cluster-addrs", Default: "", Meaning: "Redis Cluster node list `host:port,host:port`; when set, REDIS_URL only supplies password and TLS"},
 	{Env: "SUPEROFFICE_URL", Flag: "superoffice-url", Default: "", Meaning: "tenant base URL, e.g. `https://sod.superoffice.com/Cust12345`; `/Remote/Services88/ErpSync.svc` and `SoPrincipal.svc` are appended"},
 	{Env: "SUPEROFFICE_APP_TOKEN", Default: "", Meaning: "application token (the app's client secret); required by Online, ignored on-site", Secret: true},
@@ -52,31 +53,75 @@ var settings = []setting{
 // values holds resolved settings: flag > environment > default.
 type values map[string]string
 
-// parseSettings registers every setting that has a flag on fs (defaults from getenv), plus
-// extra flags the caller registered already, parses args and returns the values by env name.
+// settingFlag is a setting's flag. Its default is the setting's own default, never the
+// environment's value: --help and flag errors print the default, and an environment value
+// (REDIS_URL with a password) must not show up there. A setting whose default is true or
+// false is a boolean flag, so --superoffice-soap12 alone means true.
+type settingFlag struct {
+	value  string
+	isBool bool
+}
+
+func (f *settingFlag) String() string {
+	if f == nil {
+		return ""
+	}
+	return f.value
+}
+
+func (f *settingFlag) Set(s string) error { f.value = s; return nil }
+
+func (f *settingFlag) IsBoolFlag() bool { return f != nil && f.isBool }
+
+// parseSettings registers every setting that has a flag on fs, plus extra flags the caller
+// registered already, parses args and returns the values by env name: a flag given on the
+// command line wins, then a non-empty environment variable, then the default. A flag.ErrHelp
+// error means --help was asked for (see parseExit).
 func parseSettings(fs *flag.FlagSet, args []string, getenv func(string) string) (values, error) {
-	ptrs := map[string]*string{}
+	flags := map[string]*settingFlag{}
 	for _, s := range settings {
-		v := s.Default
-		if e := getenv(s.Env); e != "" {
-			v = e
-		}
 		if s.Flag == "" {
-			ptrs[s.Env] = &v
 			continue
 		}
-		p := new(string)
-		fs.StringVar(p, s.Flag, v, s.Meaning+" (env "+s.Env+")")
-		ptrs[s.Env] = p
+		f := &settingFlag{value: s.Default, isBool: s.Default == "true" || s.Default == "false"}
+		fs.Var(f, s.Flag, strings.ReplaceAll(s.Meaning, "`", "")+" (env "+s.Env+")") // backticks would name the argument in -h
+		flags[s.Flag] = f
 	}
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	out := values{}
-	for k, p := range ptrs {
-		out[k] = strings.TrimSpace(*p)
+	for _, s := range settings {
+		v := s.Default
+		switch {
+		case s.Flag != "" && given[s.Flag]:
+			v = flags[s.Flag].value
+		case getenv(s.Env) != "":
+			v = getenv(s.Env)
+		}
+		out[s.Env] = strings.TrimSpace(v)
 	}
 	return out, nil
+}
+
+// parseExit is the exit status for a parseSettings error: 0 for --help, else 2 (the flag
+// package has printed the problem and the usage).
+func parseExit(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	return 2
+}
+
+// noArgs reports arguments left after the flags of a command that takes none, e.g. the
+// "false" of "--dashboard-readonly false" (write --dashboard-readonly=false).
+func noArgs(fs *flag.FlagSet) error {
+	if fs.NArg() == 0 {
+		return nil
+	}
+	return fmt.Errorf("unexpected argument %q (a flag's value goes after =, as in --dashboard-readonly=false)", fs.Arg(0))
 }
 
 func (v values) str(env string) string { return v[env] }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/erpresync/erpresync/soap"
 )
@@ -28,7 +29,7 @@ func newSOAP(v values) (*soapSetup, error) {
 	if err != nil {
 		return nil, err
 	}
-	timeout, err := v.duration("SUPEROFFICE_TIMEOUT", 1e9, false)
+	timeout, err := v.duration("SUPEROFFICE_TIMEOUT", time.Second, false)
 	if err != nil {
 		return nil, err
 	}
@@ -75,9 +76,12 @@ func newSOAP(v values) (*soapSetup, error) {
 		}
 		src, out.Refreshes, out.Mode = pa, pa.Refreshes, "password"
 	default:
-		for name, val := range map[string]string{"SUPEROFFICE_SYSTEM_TOKEN": sysToken, "SUPEROFFICE_PRIVATE_KEY_FILE": keyFile, "SUPEROFFICE_CONTEXT_ID": ctxID, "SUPEROFFICE_LOGIN_URL": loginURL, "SUPEROFFICE_APP_TOKEN": appToken} {
-			if val == "" {
-				return nil, fmt.Errorf("%s is not set; the Online system-user login needs SUPEROFFICE_SYSTEM_TOKEN, SUPEROFFICE_PRIVATE_KEY_FILE, SUPEROFFICE_CONTEXT_ID, SUPEROFFICE_LOGIN_URL and SUPEROFFICE_APP_TOKEN", name)
+		for _, s := range []struct{ name, val string }{
+			{"SUPEROFFICE_SYSTEM_TOKEN", sysToken}, {"SUPEROFFICE_PRIVATE_KEY_FILE", keyFile}, {"SUPEROFFICE_CONTEXT_ID", ctxID},
+			{"SUPEROFFICE_LOGIN_URL", loginURL}, {"SUPEROFFICE_APP_TOKEN", appToken},
+		} {
+			if s.val == "" {
+				return nil, fmt.Errorf("%s is not set; the Online system-user login needs SUPEROFFICE_SYSTEM_TOKEN, SUPEROFFICE_PRIVATE_KEY_FILE, SUPEROFFICE_CONTEXT_ID, SUPEROFFICE_LOGIN_URL and SUPEROFFICE_APP_TOKEN", s.name)
 			}
 		}
 		pem, err := os.ReadFile(keyFile)
