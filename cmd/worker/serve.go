@@ -77,27 +77,9 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, getenv func(
 	// a SIGTERM that arrives then must take the orderly path too.
 	sigs := notifySignals()
 	defer signal.Stop(sigs)
-	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { usage(stderr) }
-	v, err := parseSettings(fs, args, getenv)
-	if err != nil {
-		return parseExit(err)
-	}
-	log, err := newLogger(stderr, v.str("LOG_FORMAT"), v.str("LOG_LEVEL"))
-	if err != nil {
-		fmt.Fprintf(stderr, "worker: %v\n", err)
-		return 2
-	}
-	redis.SetLogger(redisLogger{log})
-	if err := noArgs(fs); err != nil {
-		log.Error().Msgf("configuration: %v", err)
-		return 2
-	}
-	cfg, err := workerSettings(v)
-	if err != nil {
-		log.Error().Msgf("configuration: %v", err)
-		return 2
+	v, log, cfg, code, ok := setupCommand("worker", args, stderr, getenv)
+	if !ok {
+		return code
 	}
 	s, err := newSOAP(v)
 	if err != nil {
@@ -195,31 +177,40 @@ func redisRefused(err error) bool {
 	return false
 }
 
-// cmdDashboard serves only the dashboard and the health endpoints.
-func cmdDashboard(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) int {
-	sigs := notifySignals()
-	defer signal.Stop(sigs)
-	fs := flag.NewFlagSet("worker dashboard", flag.ContinueOnError)
+// setupCommand is the common start of the long-running commands: it parses the settings,
+// builds the logger (go-redis's lines go through it too) and the worker settings. ok=false
+// means: exit with code, the reason already printed.
+func setupCommand(name string, args []string, stderr io.Writer, getenv func(string) string) (v values, log zerolog.Logger, cfg appConfig, code int, ok bool) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { usage(stderr) }
 	v, err := parseSettings(fs, args, getenv)
 	if err != nil {
-		return parseExit(err)
+		return nil, log, cfg, parseExit(err), false
 	}
-	log, err := newLogger(stderr, v.str("LOG_FORMAT"), v.str("LOG_LEVEL"))
-	if err != nil {
-		fmt.Fprintf(stderr, "worker dashboard: %v\n", err)
-		return 2
+	if log, err = newLogger(stderr, v.str("LOG_FORMAT"), v.str("LOG_LEVEL")); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return nil, log, cfg, 2, false
 	}
 	redis.SetLogger(redisLogger{log})
 	if err := noArgs(fs); err != nil {
 		log.Error().Msgf("configuration: %v", err)
-		return 2
+		return nil, log, cfg, 2, false
 	}
-	cfg, err := workerSettings(v)
-	if err != nil {
+	if cfg, err = workerSettings(v); err != nil {
 		log.Error().Msgf("configuration: %v", err)
-		return 2
+		return nil, log, cfg, 2, false
+	}
+	return v, log, cfg, 0, true
+}
+
+// cmdDashboard serves only the dashboard and the health endpoints.
+func cmdDashboard(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) int {
+	sigs := notifySignals()
+	defer signal.Stop(sigs)
+	_, log, cfg, code, ok := setupCommand("worker dashboard", args, stderr, getenv)
+	if !ok {
+		return code
 	}
 	ln, err := listen(cfg.HTTPAddr)
 	if err != nil {
