@@ -681,9 +681,17 @@ func (g *guard) record(conn int, actor soap.ActorType, outcome string) (share fl
 	if r.next == len(r.buf) {
 		r.next, r.full = 0, true
 	}
-	n = r.next
+	return r.share(outcome)
+}
+
+// share returns the share of the ring's outcomes equal to outcome, and how many it holds.
+func (r *ring) share(outcome string) (float64, int) {
+	n := r.next
 	if r.full {
 		n = len(r.buf)
+	}
+	if n == 0 {
+		return 0, 0
 	}
 	same := 0
 	for _, o := range r.buf[:n] {
@@ -706,17 +714,7 @@ func (g *guard) share(conn int, actor soap.ActorType, outcome string) (float64, 
 	if r == nil {
 		return 0, 0
 	}
-	n := r.next
-	if r.full {
-		n = len(r.buf)
-	}
-	same := 0
-	for _, o := range r.buf[:n] {
-		if o == outcome {
-			same++
-		}
-	}
-	return float64(same) / float64(n), n
+	return r.share(outcome)
 }
 
 // tripped reports whether a share over a window of n calls means a systemic failure: the
