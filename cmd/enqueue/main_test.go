@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -571,5 +572,55 @@ func TestCSVWarnings(t *testing.T) {
 				t.Errorf("stderr %q lacks %q", r.stderr, tt.want)
 			}
 		})
+	}
+}
+
+// TestStatusShowsRetryingBatches: batches waiting in asynq's retry set (SuperOffice down,
+// refused credentials) are named in status with their last error, not hidden in "pending".
+func TestStatusShowsRetryingBatches(t *testing.T) {
+	t.Parallel()
+	db := redistest.New(t)
+	url := db.URL()
+	keys := writeKeys(t, "k.txt", "A1\nA2\nA3\n")
+	if r := enqueue(t, "", "--erp-connection", "3", "--actor-type", "Customer", "--file", keys, "--run", "held",
+		"--batch-size", "2", "--redis-url", url, "--queue", "held"); r.code != 0 {
+		t.Fatalf("submit: %d %s", r.code, r.stderr)
+	}
+	srv := asynq.NewServer(db.Opt(), asynq.Config{Queues: map[string]int{"held": 1}, Concurrency: 2, LogLevel: asynq.FatalLevel,
+		RetryDelayFunc: func(int, error, *asynq.Task) time.Duration { return time.Hour }})
+	if err := srv.Start(asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
+		return errors.New("AUTH FAILURE: SuperOffice refused our credentials")
+	})); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	insp := asynq.NewInspector(db.Opt())
+	defer insp.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		qi, err := insp.GetQueueInfo("held")
+		if err == nil && qi.Retry == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("batches never reached the retry set: %+v %v", qi, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r := enqueue(t, "", "status", "held", "--json", "--redis-url", url, "--queue", "held")
+	var st struct {
+		Retrying int    `json:"retrying_batches"`
+		Reason   string `json:"retry_reason"`
+		Pending  int    `json:"pending_keys"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || r.code != 0 {
+		t.Fatalf("status: exit %d, %v: %s", r.code, err, r.stdout)
+	}
+	if st.Retrying != 2 || st.Pending != 3 || !strings.Contains(st.Reason, "refused our credentials") {
+		t.Fatalf("status = %+v, want 2 batches waiting with the reason", st)
+	}
+	r = enqueue(t, "", "status", "held", "--redis-url", url, "--queue", "held")
+	if !strings.Contains(r.stdout, "waiting to retry") || !strings.Contains(r.stdout, "2 batches") {
+		t.Fatalf("plain status does not say batches are waiting:\n%s", r.stdout)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/redis/go-redis/v9"
 	"io"
 	"maps"
 	"slices"
@@ -103,6 +104,46 @@ type statusJSON struct {
 	StartedAt       *time.Time                  `json:"started_at"`
 	LastActivity    *time.Time                  `json:"last_activity"`
 	FinishedAt      *time.Time                  `json:"finished_at"`
+	// RetryingBatches counts the run's batches waiting in asynq's retry set (SuperOffice
+	// down, throttling, refused credentials, a systemic failure); RetryReason is the most
+	// recent one's last error. Their keys are among PendingKeys.
+	RetryingBatches int    `json:"retrying_batches"`
+	RetryReason     string `json:"retry_reason,omitempty"`
+}
+
+// maxRetryScan bounds how many retry-set tasks status reads to find a run's held batches.
+const maxRetryScan = 10000
+
+// retrying counts the run's batches in the queue's retry set and returns the newest one's
+// last error, reading at most maxRetryScan tasks.
+func retrying(rdb redis.UniversalClient, queue, run string) (int, string, error) {
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	n, reason := 0, ""
+	var newest time.Time
+	const page = 500
+	for p := 1; (p-1)*page < maxRetryScan; p++ {
+		list, err := insp.ListRetryTasks(queue, asynq.Page(p), asynq.PageSize(page))
+		if errors.Is(err, asynq.ErrQueueNotFound) {
+			return 0, "", nil
+		}
+		if err != nil {
+			return 0, "", err
+		}
+		for _, ti := range list {
+			b, err := tasks.ParseBatch(ti.Payload)
+			if err != nil || b.Run != run {
+				continue
+			}
+			n++
+			if ti.LastFailedAt.After(newest) {
+				newest, reason = ti.LastFailedAt, ti.LastErr
+			}
+		}
+		if len(list) < page {
+			break
+		}
+	}
+	return n, reason, nil
 }
 
 func timePtr(t time.Time) *time.Time {
@@ -157,6 +198,9 @@ func (c *cli) printStatus(j statusJSON) {
 		fmt.Fprintf(w, "records %s\t%s\n", kind, tableCounts(j.Records[kind]))
 	}
 	fmt.Fprintf(w, "batches\t%d (%d calls)\n", j.Batches, j.Calls)
+	if j.RetryingBatches > 0 {
+		fmt.Fprintf(w, "waiting to retry\t%d batches; last error: %s\n", j.RetryingBatches, j.RetryReason)
+	}
 	fmt.Fprintf(w, "started\t%s\n", fmtTime(j.StartedAt))
 	fmt.Fprintf(w, "finished\t%s\n", fmtTime(j.FinishedAt))
 	w.Flush()
@@ -250,6 +294,11 @@ func (c *cli) status(ctx context.Context, args []string) int {
 		fmt.Fprintln(c.stderr)
 	}
 	j := c.toJSON(st)
+	if st.PendingKeys > 0 {
+		if j.RetryingBatches, j.RetryReason, err = retrying(rc.rdb, cf.queue, run); err != nil {
+			return c.fail(exitUsage, "status of %s: retry set: %v", run, err)
+		}
+	}
 	if *asJSON {
 		writeJSON(c.stdout, j)
 	} else {
