@@ -59,6 +59,11 @@ const (
 	MaxRefusedPause = 10 * time.Minute
 )
 
+// StaleRetry is how long a TicketCache keeps serving a ticket that reached its maximum age
+// when fetching a fresh one failed (not refused) before it tries again. A ticket NetServer
+// rejects is dropped at once (Invalidate), whatever its age.
+const StaleRetry = time.Minute
+
 // DefaultLoginTimeout bounds one login when TicketCache is given no timeout.
 const DefaultLoginTimeout = 30 * time.Second
 
@@ -86,6 +91,7 @@ type TicketCache struct {
 	issued time.Time
 	flight *loginFlight
 
+	staleUntil   time.Time     // an aged ticket whose refresh failed is still served until then
 	refused      error         // the last refusal, returned until refusedUntil
 	refusedUntil time.Time     // zero when the last login was not refused
 	refusedFor   time.Duration // the current pause; doubles with each refusal
@@ -110,7 +116,7 @@ func NewTicketCache(login LoginFunc, maxAge time.Duration) *TicketCache {
 // Ticket returns the cached ticket, or waits for a login (starting one if none runs).
 func (c *TicketCache) Ticket(ctx context.Context) (string, error) {
 	c.mu.Lock()
-	if c.ticket != "" && (c.maxAge <= 0 || c.now().Sub(c.issued) < c.maxAge) {
+	if now := c.now(); c.ticket != "" && (c.maxAge <= 0 || now.Sub(c.issued) < c.maxAge || now.Before(c.staleUntil)) {
 		t := c.ticket
 		c.mu.Unlock()
 		return t, nil
@@ -146,12 +152,17 @@ func (c *TicketCache) run(ctx context.Context, f *loginFlight) {
 	c.mu.Lock()
 	switch {
 	case err == nil:
-		c.ticket, c.issued = t, c.now()
+		c.ticket, c.issued, c.staleUntil = t, c.now(), time.Time{}
 		c.refused, c.refusedUntil, c.refusedFor = nil, time.Time{}, 0
 	case errors.Is(err, ErrLoginRefused):
 		t = ""
 		c.refusedFor = min(max(2*c.refusedFor, RefusedPause), MaxRefusedPause)
 		c.refused, c.refusedUntil = err, c.now().Add(c.refusedFor)
+	case c.ticket != "":
+		// Only aged out (nobody said it was rejected): a login service that is down for a
+		// while does not stop calls the old ticket can still serve. Try again later.
+		t, err = c.ticket, nil
+		c.staleUntil = c.now().Add(StaleRetry)
 	default:
 		t = ""
 	}

@@ -723,3 +723,44 @@ func TestLoginHTTP401IsRefusal(t *testing.T) {
 		t.Errorf("HTTP 503 from the login service counted as a refusal: %v", err)
 	}
 }
+
+// TestTicketCacheServesAgedTicketWhileLoginIsDown: a ticket past its maximum age is still
+// used when the refresh fails for a transient reason (the login service is down), retried
+// after StaleRetry; a ticket NetServer rejected is never served again.
+func TestTicketCacheServesAgedTicketWhileLoginIsDown(t *testing.T) {
+	t.Parallel()
+	var logins int
+	down := false
+	c := NewTicketCache(func(context.Context) (string, error) {
+		logins++
+		if down {
+			return "", errors.New("login service: connection refused")
+		}
+		return fmt.Sprintf("7T:%d", logins), nil
+	}, time.Hour)
+	now := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+	c.now = func() time.Time { return now }
+	ctx := context.Background()
+	get := func() (string, error) { return c.Ticket(ctx) }
+
+	if tk, err := get(); err != nil || tk != "7T:1" {
+		t.Fatalf("first ticket %q, %v", tk, err)
+	}
+	down = true
+	now = now.Add(61 * time.Minute)
+	if tk, err := get(); err != nil || tk != "7T:1" || logins != 2 {
+		t.Fatalf("aged ticket with the login down: %q, %v after %d logins; want the old ticket after one try", tk, err, logins)
+	}
+	if tk, err := get(); err != nil || tk != "7T:1" || logins != 2 {
+		t.Fatalf("within StaleRetry: %q, %v after %d logins; want no new try", tk, err, logins)
+	}
+	c.Invalidate("7T:1") // NetServer rejected it: never served again
+	if _, err := get(); err == nil || logins != 3 {
+		t.Fatalf("after Invalidate with the login down: err %v after %d logins; want an error from a fresh try", err, logins)
+	}
+	down = false
+	now = now.Add(StaleRetry)
+	if tk, err := get(); err != nil || tk != "7T:4" {
+		t.Fatalf("login back: %q, %v", tk, err)
+	}
+}
