@@ -8,11 +8,12 @@ import (
 	"github.com/erpresync/erpresync/soap"
 )
 
-// TestSentinelWorker runs the worker process with REDIS_URL=redis-sentinel://…: it finds
-// the master through the sentinel and finishes a run.
+// TestSentinelWorker runs the worker process with REDIS_URL=redis-sentinel://:pw@…: it
+// finds the master through the sentinel, authenticates to both with the URL's password, and
+// finishes a run.
 func TestSentinelWorker(t *testing.T) {
 	t.Parallel()
-	s := redistest.StartSentinel(t)
+	s := redistest.StartSentinel(t, "s3ntinel-pw")
 	db := s.Master.NewDB(t)
 	sim := startSim(t)
 	keys := testKeys("V", 200)

@@ -19,7 +19,7 @@ type setting struct {
 }
 
 var settings = []setting{
-	{Env: "REDIS_URL", Flag: "redis-url", Default: "redis://127.0.0.1:6379/0", Meaning: "Redis: `redis://[[user]:password@]host:port/db`, `rediss://` for TLS, `redis-sentinel://[:password@]h1:port,h2:port/db?master=NAME` for Sentinel"},
+	{Env: "REDIS_URL", Flag: "redis-url", Default: "redis://127.0.0.1:6379/0", Meaning: "Redis: `redis://[[user]:password@]host:port/db`, `rediss://` for TLS, `redis-sentinel://[:password@]h1:port,h2:port/db?master=NAME` for Sentinel (the password is used for the sentinels and the master)"},
 	{Env: "REDIS_CLUSTER_ADDRS", Flag: "redis-cluster-addrs", Default: "", Meaning: "Redis Cluster node list `host:port,host:port`; when set, REDIS_URL only supplies password and TLS"},
 	{Env: "SUPEROFFICE_URL", Flag: "superoffice-url", Default: "", Meaning: "tenant base URL, e.g. `https://sod.superoffice.com/Cust12345`; `/Remote/Services88/ErpSync.svc` and `SoPrincipal.svc` are appended"},
 	{Env: "SUPEROFFICE_APP_TOKEN", Default: "", Meaning: "application token (the app's client secret); required by Online, ignored on-site", Secret: true},

@@ -57,6 +57,11 @@ func Parse(rawURL, clusterAddrs string) (asynq.RedisConnOpt, error) {
 			}
 			o.DB = n
 		}
+		// asynq gives the URL's password to the sentinels only; a master behind Sentinel
+		// usually requires the same one (requirepass and sentinel auth-pass).
+		if o.Password == "" {
+			o.Password = o.SentinelPassword
+		}
 		opt = o
 	}
 	if o, ok := opt.(asynq.RedisClientOpt); ok {

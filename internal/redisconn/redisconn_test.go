@@ -34,7 +34,7 @@ func TestParse(t *testing.T) {
 		}},
 		{name: "sentinel", url: "redis-sentinel://:pw@s1:26379,s2:26379/1?master=mymaster", check: func(t *testing.T, o asynq.RedisConnOpt) {
 			c := o.(asynq.RedisFailoverClientOpt)
-			if c.MasterName != "mymaster" || len(c.SentinelAddrs) != 2 || c.DB != 1 {
+			if c.MasterName != "mymaster" || len(c.SentinelAddrs) != 2 || c.DB != 1 || c.SentinelPassword != "pw" || c.Password != "pw" {
 				t.Errorf("got %+v", c)
 			}
 		}},

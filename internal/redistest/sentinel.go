@@ -23,18 +23,20 @@ type Sentinel struct {
 	Addr string
 	// MasterName is the name the sentinel knows the master by.
 	MasterName string
+	password   string
 }
 
 // StartSentinel starts a master and a sentinel monitoring it, waits until the sentinel
-// reports the master's address, and stops both when the test ends.
-func StartSentinel(t testing.TB) *Sentinel {
+// reports the master's address, and stops both when the test ends. A non-empty password is
+// required by both the master and the sentinel (the usual setup).
+func StartSentinel(t testing.TB, password string) *Sentinel {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		unavailable(t, "no redis-server binary on PATH")
 		return nil
 	}
-	master, err := Start(Options{})
+	master, err := Start(Options{Password: password})
 	if err != nil {
 		t.Fatalf("redistest: sentinel master: %v", err)
 	}
@@ -48,6 +50,9 @@ func StartSentinel(t testing.TB) *Sentinel {
 	conf := filepath.Join(dir, "sentinel.conf")
 	body := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nlogfile %s\nsentinel monitor mymaster 127.0.0.1 %s 1\nsentinel down-after-milliseconds mymaster 5000\n",
 		port, dir, filepath.Join(dir, "sentinel.log"), masterPort)
+	if password != "" {
+		body += fmt.Sprintf("requirepass %s\nsentinel auth-pass mymaster %s\n", password, password)
+	}
 	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -64,13 +69,13 @@ func StartSentinel(t testing.TB) *Sentinel {
 		cmd.Process.Kill()
 		<-exited
 	})
-	s := &Sentinel{Master: master, Addr: "127.0.0.1:" + strconv.Itoa(port), MasterName: "mymaster"}
+	s := &Sentinel{Master: master, Addr: "127.0.0.1:" + strconv.Itoa(port), MasterName: "mymaster", password: password}
 	// The sentinel, not another process that took the free port first, must answer.
-	if err := waitOwn(s.Addr, "", cmd.Process.Pid, exited, 10*time.Second); err != nil {
+	if err := waitOwn(s.Addr, password, cmd.Process.Pid, exited, 10*time.Second); err != nil {
 		log, _ := os.ReadFile(filepath.Join(dir, "sentinel.log"))
 		t.Fatalf("redistest: sentinel at %s: %v\n%s", s.Addr, err, log)
 	}
-	sc := redis.NewSentinelClient(&redis.Options{Addr: s.Addr})
+	sc := redis.NewSentinelClient(&redis.Options{Addr: s.Addr, Password: password})
 	defer sc.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -86,7 +91,12 @@ func StartSentinel(t testing.TB) *Sentinel {
 	}
 }
 
-// URL is the redis-sentinel:// URL for logical database db of the master.
+// URL is the redis-sentinel:// URL for logical database db of the master, with the
+// password when there is one.
 func (s *Sentinel) URL(db int) string {
-	return fmt.Sprintf("redis-sentinel://%s/%d?master=%s", s.Addr, db, s.MasterName)
+	auth := ""
+	if s.password != "" {
+		auth = ":" + s.password + "@"
+	}
+	return fmt.Sprintf("redis-sentinel://%s%s/%d?master=%s", auth, s.Addr, db, s.MasterName)
 }
