@@ -7,10 +7,11 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/erpresync/erpresync/internal/redistest"
-	"github.com/erpresync/erpresync/soap"
-	"github.com/erpresync/erpresync/tasks"
 	"github.com/hibiken/asynq"
+
+	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/redistest"
+	"github.com/erpresync/erpresync/tasks"
 )
 
 // benchFile writes n distinct keys of 10 bytes plus n/100 duplicates.
@@ -50,7 +51,7 @@ func BenchmarkSubmit(b *testing.B) {
 				rdb := db.Client()
 				p, _ := NewProducer(ProducerConfig{Redis: rdb})
 				b.StartTimer()
-				sum, err := p.Submit(context.Background(), RunSpec{Run: "bench", ErpConnectionID: 1, ActorType: soap.ActorCustomer}, Source{Path: path})
+				sum, err := p.Submit(context.Background(), RunSpec{Run: "bench", ErpConnectionID: 1, ActorType: erpsync.ActorCustomer}, Source{Path: path})
 				if err != nil || sum.Keys != int64(n) {
 					b.Fatalf("%+v %v", sum, err)
 				}
@@ -72,7 +73,7 @@ func BenchmarkDryRun(b *testing.B) {
 			p, _ := NewProducer(ProducerConfig{})
 			b.ReportAllocs()
 			for b.Loop() {
-				sum, err := p.Submit(context.Background(), RunSpec{Run: "bench", ErpConnectionID: 1, ActorType: soap.ActorCustomer, DryRun: true}, Source{Path: path})
+				sum, err := p.Submit(context.Background(), RunSpec{Run: "bench", ErpConnectionID: 1, ActorType: erpsync.ActorCustomer, DryRun: true}, Source{Path: path})
 				if err != nil || sum.Keys != int64(n) {
 					b.Fatalf("%+v %v", sum, err)
 				}

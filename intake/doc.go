@@ -11,7 +11,7 @@
 // # Input
 //
 // Keys are trimmed; CRLF, a UTF-8 byte order mark, blank lines and quoted CSV are handled.
-// A key must pass soap.ValidateKey (at most 254 characters, valid UTF-8, only characters
+// A key must pass erpsync.ValidateKey (at most 254 characters, valid UTF-8, only characters
 // XML 1.0 can carry). An invalid key is reported as a [*KeyError] with file, line and
 // reason; without RunSpec.Strict it is skipped and listed in the [Summary], with it the
 // whole submission fails with a [*ValidationError] before anything is enqueued (a first

@@ -49,7 +49,7 @@ type KeyError struct {
 	Line   int    `json:"line"`   // 1-based line where the record (or, for CSV, the key field) starts
 	Key    string `json:"key"`    // the key as read and trimmed, cut to 40 bytes; may be invalid UTF-8
 	Reason string `json:"reason"` // what is wrong, e.g. "longer than 254 characters (300)"
-	Err    error  `json:"-"`      // the underlying error: a *soap.KeyError, or one wrapping ErrDuplicate, ErrMissingField or ErrLineTooLong
+	Err    error  `json:"-"`      // the underlying error: a *erpsync.KeyError, or one wrapping ErrDuplicate, ErrMissingField or ErrLineTooLong
 }
 
 func (e *KeyError) Error() string {
@@ -89,14 +89,6 @@ func (e *ValidationError) Error() string {
 }
 
 func (e *ValidationError) Unwrap() error { return ErrInvalidKeys }
-
-// truncate cuts s to at most n bytes (keeping it printable with %q).
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
-}
 
 // malformedError is a CSV syntax error; it prints without the sentinel's text.
 type malformedError struct{ msg string }

@@ -6,9 +6,10 @@ import (
 	"strings"
 
 	"github.com/alicebob/miniredis/v2"
-	"github.com/erpresync/erpresync/intake"
-	"github.com/erpresync/erpresync/soap"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/intake"
 )
 
 // A producer submits a CSV export; the run can be submitted again safely. (miniredis stands
@@ -27,7 +28,7 @@ func ExampleProducer_Submit() {
 		panic(err)
 	}
 	export := "name;erp_key\r\nAcme;C-1001\r\nBeta;C-1002\r\nAcme again;C-1001\r\nBroken;\"C-\x01\"\r\n"
-	spec := intake.RunSpec{Run: "customers-2026-11-27", ErpConnectionID: 3, ActorType: soap.ActorCustomer, BatchSize: 100}
+	spec := intake.RunSpec{Run: "customers-2026-11-27", ErpConnectionID: 3, ActorType: erpsync.ActorCustomer, BatchSize: 100}
 	src := intake.Source{Name: "customers.csv", R: strings.NewReader(export), CSVColumn: "erp_key", CSVComma: ';'}
 
 	sum, err := p.Submit(context.Background(), spec, src)

@@ -8,7 +8,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/erpresync/erpresync/soap"
+	"github.com/erpresync/erpresync/erpsync"
 )
 
 // readerFormats are the formats FuzzRecordReaders reads each input in.
@@ -153,7 +153,7 @@ func FuzzDedupe(f *testing.F) {
 		var want []string
 		taken := map[string]bool{}
 		for _, r := range recs {
-			if r.blank || soap.ValidateKey(r.key) != nil || taken[r.key] {
+			if r.blank || erpsync.ValidateKey(r.key) != nil || taken[r.key] {
 				continue
 			}
 			taken[r.key] = true

@@ -11,8 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/internal/redistest"
-	"github.com/erpresync/erpresync/soap"
 )
 
 func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
@@ -45,7 +45,7 @@ func dryRun(t *testing.T, src Source, spec RunSpec, cfg ProducerConfig) (Summary
 		spec.ErpConnectionID = 1
 	}
 	if spec.ActorType == 0 {
-		spec.ActorType = soap.ActorCustomer
+		spec.ActorType = erpsync.ActorCustomer
 	}
 	spec.DryRun = true
 	if spec.Run == "" {
@@ -179,7 +179,7 @@ func TestKeyErrorIsTyped(t *testing.T) {
 	if len(sum.Problems) != 2 {
 		t.Fatalf("problems = %q", problems(sum))
 	}
-	var sk *soap.KeyError
+	var sk *erpsync.KeyError
 	if ke := sum.Problems[0]; ke.File != p || ke.Line != 2 || !errors.As(ke, &sk) {
 		t.Errorf("invalid key problem = %+v", ke)
 	}
@@ -387,7 +387,7 @@ func TestConfigErrors(t *testing.T) {
 	t.Run("no redis", func(t *testing.T) {
 		t.Parallel()
 		p, _ := NewProducer(ProducerConfig{})
-		_, err := p.Submit(context.Background(), RunSpec{ErpConnectionID: 1, ActorType: soap.ActorCustomer}, Source{Path: csvPath})
+		_, err := p.Submit(context.Background(), RunSpec{ErpConnectionID: 1, ActorType: erpsync.ActorCustomer}, Source{Path: csvPath})
 		if !errors.Is(err, ErrConfig) {
 			t.Errorf("err = %v", err)
 		}

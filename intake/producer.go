@@ -18,10 +18,11 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/erpresync/erpresync/soap"
-	"github.com/erpresync/erpresync/tasks"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/tasks"
 )
 
 // Defaults of ProducerConfig and RunSpec.
@@ -102,7 +103,7 @@ type RunSpec struct {
 	// ErpConnectionID is the ERP connection the keys belong to; must be positive.
 	ErpConnectionID int
 	// ActorType is the kind of ERP record the keys name; must not be Unknown.
-	ActorType soap.ActorType
+	ActorType erpsync.ActorType
 	// BatchSize is the number of keys per ForceResyncExternal call. Zero value:
 	// tasks.DefaultBatchSize; at most tasks.MaxBatchSize. A resubmission must use the same.
 	BatchSize int
@@ -198,7 +199,7 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 	}
 	p := &Producer{cfg: cfg, opts: append([]asynq.Option{asynq.Queue(cfg.Queue)}, cfg.TaskOptions...)}
 	// Options asynq or tasks would refuse fail here, not batch by batch in the middle of a run.
-	probe := tasks.Batch{Run: "probe", ErpConnectionID: 1, ActorType: soap.ActorCustomer, Keys: []string{"probe"}}
+	probe := tasks.Batch{Run: "probe", ErpConnectionID: 1, ActorType: erpsync.ActorCustomer, Keys: []string{"probe"}}
 	if _, err := tasks.NewResyncTask(probe, p.opts...); err != nil {
 		return nil, fmt.Errorf("%w: TaskOptions: %w", ErrConfig, err)
 	}
@@ -218,20 +219,10 @@ func NewRunName(t time.Time) string {
 	return "run-" + t.UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b[:])
 }
 
-// ValidateRunName reports whether name can name a run: 1 to 100 bytes of letters, digits
-// and "-_.:".
+// ValidateRunName is tasks.ValidateRunName wrapping ErrConfig.
 func ValidateRunName(name string) error {
-	if name == "" {
-		return fmt.Errorf("%w: run name is empty", ErrConfig)
-	}
-	if len(name) > 100 {
-		return fmt.Errorf("%w: run name is %d bytes long: at most 100", ErrConfig, len(name))
-	}
-	for i, r := range name {
-		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_.:", r)
-		if !ok {
-			return fmt.Errorf("%w: run name %q: character %q at byte %d: only letters, digits and -_.: are allowed", ErrConfig, name, r, i)
-		}
+	if err := tasks.ValidateRunName(name); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	return nil
 }
@@ -246,8 +237,8 @@ func (p *Producer) checkSpec(spec *RunSpec) error {
 	if spec.ErpConnectionID <= 0 {
 		return fmt.Errorf("%w: ERP connection id %d: must be a positive integer", ErrConfig, spec.ErpConnectionID)
 	}
-	if !spec.ActorType.Valid() || spec.ActorType == soap.ActorUnknown {
-		return fmt.Errorf("%w: actor type %s: want one of Customer, Supplier, Partner, Person, Project, Employee, Sale", ErrConfig, spec.ActorType)
+	if err := spec.ActorType.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	if spec.BatchSize == 0 {
 		spec.BatchSize = tasks.DefaultBatchSize
@@ -267,12 +258,12 @@ func (p *Producer) checkSpec(spec *RunSpec) error {
 // AddKey hands one key over for resync (trickle intake): it becomes a tasks.TypeTrickle
 // task in the asynq group of its ERP connection and actor type, which the worker's
 // aggregator merges with others into full batches. The key is used as given (not trimmed)
-// and must pass soap.ValidateKey; the error then wraps a *soap.KeyError.
-func (p *Producer) AddKey(ctx context.Context, erpConnectionID int, actor soap.ActorType, key string) error {
+// and must pass erpsync.ValidateKey; the error then wraps a *erpsync.KeyError.
+func (p *Producer) AddKey(ctx context.Context, erpConnectionID int, actor erpsync.ActorType, key string) error {
 	if p.client == nil {
 		return fmt.Errorf("%w: the producer has no Redis client", ErrConfig)
 	}
-	if err := soap.ValidateKey(key); err != nil {
+	if err := erpsync.ValidateKey(key); err != nil {
 		return fmt.Errorf("trickle key: %w", err)
 	}
 	t, err := tasks.NewTrickleTask(erpConnectionID, actor, key, p.opts...)
@@ -525,17 +516,17 @@ func (s *submission) keyError(rec *record) *KeyError {
 	if rec.problem != nil {
 		err = rec.problem
 	} else {
-		err = soap.ValidateKey(unsafe.String(unsafe.SliceData(rec.key), len(rec.key)))
+		err = erpsync.ValidateKey(unsafe.String(unsafe.SliceData(rec.key), len(rec.key)))
 	}
 	if err == nil {
 		return nil
 	}
 	reason := err.Error()
-	var sk *soap.KeyError
+	var sk *erpsync.KeyError
 	if errors.As(err, &sk) {
 		reason = sk.Reason
 	}
-	return &KeyError{File: s.name, Line: rec.line, Key: truncate(string(rec.key), 40), Reason: reason, Err: err}
+	return &KeyError{File: s.name, Line: rec.line, Key: erpsync.Truncate(string(rec.key), 40), Reason: reason, Err: err}
 }
 
 func (s *submission) run(ctx context.Context) error {
@@ -757,7 +748,7 @@ func (s *submission) scan(ctx context.Context, hint int, jobs chan<- job) error 
 		}
 		if dup {
 			s.dups.Add(1)
-			s.problem(&KeyError{File: s.name, Line: rec.line, Key: truncate(string(rec.key), 40),
+			s.problem(&KeyError{File: s.name, Line: rec.line, Key: erpsync.Truncate(string(rec.key), 40),
 				Reason: "duplicate of line " + strconv.Itoa(firstLine), Err: ErrDuplicate})
 			continue
 		}
@@ -849,7 +840,7 @@ func (s *submission) checkPresent(id string, keys []string) error {
 	var diff string
 	for i := range min(len(have.Keys), len(keys)) {
 		if have.Keys[i] != keys[i] {
-			diff = fmt.Sprintf("key %d is %q there, %q in this input", i+1, truncate(have.Keys[i], 40), truncate(keys[i], 40))
+			diff = fmt.Sprintf("key %d is %q there, %q in this input", i+1, erpsync.Truncate(have.Keys[i], 40), erpsync.Truncate(keys[i], 40))
 			break
 		}
 	}

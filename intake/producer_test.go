@@ -14,11 +14,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/erpresync/erpresync/internal/redistest"
-	"github.com/erpresync/erpresync/soap"
-	"github.com/erpresync/erpresync/tasks"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/redistest"
+	"github.com/erpresync/erpresync/tasks"
 )
 
 // keysFile writes n keys "K000000".. to a file, with every 10th key repeated later.
@@ -78,7 +79,7 @@ func newTestProducer(t *testing.T, rdb redis.UniversalClient, queue string) *Pro
 	return p
 }
 
-var customers = RunSpec{ErpConnectionID: 3, ActorType: soap.ActorCustomer}
+var customers = RunSpec{ErpConnectionID: 3, ActorType: erpsync.ActorCustomer}
 
 func TestSubmitEnqueues(t *testing.T) {
 	t.Parallel()
@@ -291,19 +292,19 @@ func TestAddKeyCoalesces(t *testing.T) {
 	p := newTestProducer(t, rdb, "trickle")
 	ctx := context.Background()
 	for i := range 250 {
-		if err := p.AddKey(ctx, 7, soap.ActorSupplier, fmt.Sprintf("S%03d", i)); err != nil {
+		if err := p.AddKey(ctx, 7, erpsync.ActorSupplier, fmt.Sprintf("S%03d", i)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	err := p.AddKey(ctx, 7, soap.ActorSupplier, strings.Repeat("s", 255))
-	var ke *soap.KeyError
+	err := p.AddKey(ctx, 7, erpsync.ActorSupplier, strings.Repeat("s", 255))
+	var ke *erpsync.KeyError
 	if !errors.As(err, &ke) || err.Error() != `trickle key: external key "`+strings.Repeat("s", 40)+`": longer than 254 characters (255)` {
 		t.Errorf("AddKey(too long) = %v", err)
 	}
 
 	insp := asynq.NewInspector(db.Opt())
 	defer insp.Close()
-	group := tasks.GroupName(7, soap.ActorSupplier)
+	group := tasks.GroupName(7, erpsync.ActorSupplier)
 	agg, err := insp.ListAggregatingTasks("trickle", group, asynq.PageSize(1000))
 	if err != nil || len(agg) != 250 {
 		t.Fatalf("aggregating tasks: %d, %v", len(agg), err)

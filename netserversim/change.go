@@ -7,7 +7,7 @@ import (
 )
 
 // ActorType is NetServer's ErpActorType (protocol doc §5.1). It has the same underlying type
-// and ordinal values as soap.ActorType, so a caller holding one converts with
+// and ordinal values as erpsync.ActorType, so a caller holding one converts with
 // netserversim.ActorType(a). On the wire it travels as its name.
 type ActorType int16
 

@@ -10,10 +10,11 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/erpresync/erpresync/intake"
-	"github.com/erpresync/erpresync/soap"
-	"github.com/erpresync/erpresync/tasks"
 	"github.com/robfig/cron/v3"
+
+	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/intake"
+	"github.com/erpresync/erpresync/tasks"
 )
 
 // EnvConfig names the environment variable the worker reads the nightly configuration from
@@ -45,7 +46,7 @@ type Entry struct {
 	ErpConnection int `json:"erp_connection"`
 	// ActorType is the kind of ERP record: a name ("Customer") or its number as a string
 	// ("1"); not Unknown.
-	ActorType soap.ActorType `json:"actor_type"`
+	ActorType erpsync.ActorType `json:"actor_type"`
 	// Source is the file the ERP export writes, or a glob ("/exports/customers-*.csv"); of
 	// several matches the most recently modified is used. A missing or empty source is an
 	// error, never "resync everything".
@@ -135,8 +136,8 @@ func (e Entry) Validate() error {
 	if e.ErpConnection <= 0 {
 		return fmt.Errorf("%w: %s: erp_connection %d: must be a positive integer", ErrConfig, e.Name, e.ErpConnection)
 	}
-	if !e.ActorType.Valid() || e.ActorType == soap.ActorUnknown {
-		return fmt.Errorf("%w: %s: actor_type %s: want one of Customer, Supplier, Partner, Person, Project, Employee, Sale", ErrConfig, e.Name, e.ActorType)
+	if err := e.ActorType.Validate(); err != nil {
+		return fmt.Errorf("%w: %s: actor_type: %w", ErrConfig, e.Name, err)
 	}
 	if strings.TrimSpace(e.Source) == "" {
 		return fmt.Errorf("%w: %s: source is empty: want a file path or a glob", ErrConfig, e.Name)

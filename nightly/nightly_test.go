@@ -12,14 +12,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/erpresync/erpresync/intake"
-	"github.com/erpresync/erpresync/internal/redistest"
-	"github.com/erpresync/erpresync/soap"
-	"github.com/erpresync/erpresync/tasks"
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/intake"
+	"github.com/erpresync/erpresync/internal/redistest"
+	"github.com/erpresync/erpresync/tasks"
 )
 
 func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
@@ -32,7 +33,7 @@ func TestParseConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.Entries) != 2 || cfg.Entries[0].ActorType != soap.ActorCustomer || cfg.Entries[1].ActorType != soap.ActorSupplier ||
+	if len(cfg.Entries) != 2 || cfg.Entries[0].ActorType != erpsync.ActorCustomer || cfg.Entries[1].ActorType != erpsync.ActorSupplier ||
 		cfg.Entries[0].source("p").CSVComma != ';' {
 		t.Errorf("config = %+v", cfg)
 	}
@@ -52,9 +53,9 @@ func TestParseConfig(t *testing.T) {
 		{"connection", `[{"name":"a","cron":"@daily","actor_type":"Customer","source":"/a"}]`,
 			`invalid nightly configuration: a: erp_connection 0: must be a positive integer`},
 		{"actor", `[{"name":"a","cron":"@daily","erp_connection":1,"source":"/a"}]`,
-			`invalid nightly configuration: a: actor_type Unknown: want one of Customer, Supplier, Partner, Person, Project, Employee, Sale`},
+			`invalid nightly configuration: a: actor_type: actor type Unknown: want one of Customer, Supplier, Partner, Person, Project, Employee, Sale`},
 		{"unknown actor", `[{"name":"a","cron":"@daily","erp_connection":1,"actor_type":"Client","source":"/a"}]`,
-			`invalid nightly configuration: unknown ErpActorType "Client": want one of Unknown, Customer, Supplier, Partner, Person, Project, Employee, Sale`},
+			`invalid nightly configuration: actor type "Client": want one of Customer, Supplier, Partner, Person, Project, Employee, Sale`},
 		{"source", `[{"name":"a","cron":"@daily","erp_connection":1,"actor_type":"Customer"}]`,
 			`invalid nightly configuration: a: source is empty: want a file path or a glob`},
 		{"twice", `[{` + ok + `},{` + ok + `}]`, `invalid nightly configuration: entry 1: name "a" is used twice`},
@@ -168,7 +169,7 @@ func (f *fixture) status(t *testing.T, run string) (tasks.RunStatus, error) {
 func TestHandlerSubmitsAndRefusesOverlap(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	e := Entry{Name: "customers", Cron: "@daily", ErpConnection: 3, ActorType: soap.ActorCustomer,
+	e := Entry{Name: "customers", Cron: "@daily", ErpConnection: 3, ActorType: erpsync.ActorCustomer,
 		Source: filepath.Join(f.dir, "customers-*.txt")}
 	old := f.write(t, "customers-1.txt", "OLD1")
 	past := time.Now().Add(-time.Hour)
@@ -228,7 +229,7 @@ func TestHandlerSourceProblems(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	entry := func(name, source string) Entry {
-		return Entry{Name: name, Cron: "@daily", ErpConnection: 3, ActorType: soap.ActorCustomer, Source: source}
+		return Entry{Name: name, Cron: "@daily", ErpConnection: 3, ActorType: erpsync.ActorCustomer, Source: source}
 	}
 	tests := []struct {
 		name    string
@@ -269,7 +270,7 @@ func TestSchedulerFiresAndOverlaps(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	src := f.write(t, "persons.txt", "P1", "P2")
-	cfg := Config{Entries: []Entry{{Name: "persons", Cron: "@every 1s", ErpConnection: 5, ActorType: soap.ActorPerson, Source: src}}}
+	cfg := Config{Entries: []Entry{{Name: "persons", Cron: "@every 1s", ErpConnection: 5, ActorType: erpsync.ActorPerson, Source: src}}}
 
 	sched := asynq.NewScheduler(f.db.Opt(), &asynq.SchedulerOpts{LogLevel: asynq.FatalLevel})
 	ids, err := Register(sched, cfg, asynq.Queue("sched"))
@@ -334,7 +335,7 @@ func TestRetryAfterMidnightKeepsItsRun(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	src := filepath.Join(f.dir, "late.txt")
-	e := Entry{Name: "late", Cron: "@daily", ErpConnection: 3, ActorType: soap.ActorCustomer, Source: src}
+	e := Entry{Name: "late", Cron: "@daily", ErpConnection: 3, ActorType: erpsync.ActorCustomer, Source: src}
 	client := asynq.NewClient(f.db.Opt())
 	defer client.Close()
 	task := nightlyTask(t, e)

@@ -5,19 +5,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/erpresync/erpresync/internal/redistest"
-	"github.com/erpresync/erpresync/soap"
-	"github.com/erpresync/erpresync/tasks"
 	"github.com/hibiken/asynq"
+
+	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/redistest"
+	"github.com/erpresync/erpresync/tasks"
 )
 
 // okResyncer answers every call with IsOk and one updated contact per key.
 type okResyncer struct{}
 
-func (okResyncer) ForceResyncExternal(ctx context.Context, conn int, actor soap.ActorType, keys []string) (*soap.Response, error) {
-	r := &soap.Response{IsOk: true, Status: soap.StatusOk}
+func (okResyncer) ForceResyncExternal(ctx context.Context, conn int, actor erpsync.ActorType, keys []string) (*erpsync.Result, error) {
+	r := &erpsync.Result{IsOk: true, Status: erpsync.StatusOk}
 	for i := range keys {
-		r.Changes.Updated = append(r.Changes.Updated, soap.ChangedItem{Table: "contact", RecordID: int32(i + 1)})
+		r.Changes.Updated = append(r.Changes.Updated, erpsync.ChangedItem{Table: "contact", RecordID: int32(i + 1)})
 	}
 	return r, nil
 }

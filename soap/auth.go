@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/erpresync/erpresync/erpsync"
 )
 
 // TicketSource supplies NetServer tickets (the Credentials/Ticket SOAP header).
@@ -71,7 +73,7 @@ const DefaultLoginTimeout = 30 * time.Second
 // between concurrent callers. After Invalidate(stale) the next Ticket calls fetch exactly
 // one new ticket (single flight): callers arriving while a login runs wait for it, and
 // callers who later invalidate the same stale ticket change nothing. A failed login is
-// not cached — the next Ticket call tries again — except a refused one (ErrLoginRefused):
+// not cached — the next Ticket call tries again — except a refused one (erpsync.ErrLoginRefused):
 // wrong credentials stay wrong, so for RefusedPause (30 s, doubling with each refusal up
 // to 10 min) Ticket returns the refusal without asking the login service again, and a
 // worker with hundreds of queued batches does not turn a configuration mistake into a
@@ -154,7 +156,7 @@ func (c *TicketCache) run(ctx context.Context, f *loginFlight) {
 	case err == nil:
 		c.ticket, c.issued, c.staleUntil = t, c.now(), time.Time{}
 		c.refused, c.refusedUntil, c.refusedFor = nil, time.Time{}, 0
-	case errors.Is(err, ErrLoginRefused):
+	case errors.Is(err, erpsync.ErrLoginRefused):
 		t = ""
 		c.refusedFor = min(max(2*c.refusedFor, RefusedPause), MaxRefusedPause)
 		c.refused, c.refusedUntil = err, c.now().Add(c.refusedFor)

@@ -25,6 +25,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/erpresync/erpresync/erpsync"
 )
 
 // fakeNetServer serves SoPrincipal.AuthenticateUsernamePassword and ErpSync.ForceResyncExternal.
@@ -131,7 +133,7 @@ func TestTicketExpiryConcurrent(t *testing.T) {
 	srv, base := newFakeNetServer(t, "right")
 	c, auth := newPasswordClient(t, base, "right")
 
-	if _, err := c.ForceResyncExternal(bg, 1, ActorCustomer, []string{"k"}); err != nil {
+	if _, err := c.ForceResyncExternal(bg, 1, erpsync.ActorCustomer, []string{"k"}); err != nil {
 		t.Fatal(err)
 	}
 	if n := srv.logins.Load(); n != 1 {
@@ -146,7 +148,7 @@ func TestTicketExpiryConcurrent(t *testing.T) {
 	for i := range callers {
 		wg.Go(func() {
 			<-start
-			resp, err := c.ForceResyncExternal(bg, 1, ActorCustomer, []string{fmt.Sprint("k", i)})
+			resp, err := c.ForceResyncExternal(bg, 1, erpsync.ActorCustomer, []string{fmt.Sprint("k", i)})
 			if err == nil && !resp.IsOk {
 				err = errors.New("IsOk=false")
 			}
@@ -172,16 +174,16 @@ func TestTicketExpiryConcurrent(t *testing.T) {
 	}
 }
 
-// TestLoginRefused: a refused login is ErrLoginRefused, once, with no retry loop.
+// TestLoginRefused: a refused login is erpsync.ErrLoginRefused, once, with no retry loop.
 func TestLoginRefused(t *testing.T) {
 	t.Parallel()
 	t.Run("first login", func(t *testing.T) {
 		t.Parallel()
 		srv, base := newFakeNetServer(t, "right")
 		c, _ := newPasswordClient(t, base, "wrong")
-		_, err := c.ForceResyncExternal(bg, 1, ActorCustomer, []string{"k"})
-		if !errors.Is(err, ErrLoginRefused) {
-			t.Fatalf("err = %v, want ErrLoginRefused", err)
+		_, err := c.ForceResyncExternal(bg, 1, erpsync.ActorCustomer, []string{"k"})
+		if !errors.Is(err, erpsync.ErrLoginRefused) {
+			t.Fatalf("err = %v, want erpsync.ErrLoginRefused", err)
 		}
 		if l, c := srv.logins.Load(), srv.calls.Load(); l != 1 || c != 0 {
 			t.Errorf("logins = %d, ErpSync calls = %d; want 1 and 0", l, c)
@@ -194,16 +196,16 @@ func TestLoginRefused(t *testing.T) {
 		t.Parallel()
 		srv, base := newFakeNetServer(t, "right")
 		c, _ := newPasswordClient(t, base, "right")
-		if _, err := c.ForceResyncExternal(bg, 1, ActorCustomer, []string{"k"}); err != nil {
+		if _, err := c.ForceResyncExternal(bg, 1, erpsync.ActorCustomer, []string{"k"}); err != nil {
 			t.Fatal(err)
 		}
 		srv.expireAll()
 		srv.mu.Lock()
 		srv.password = "changed" // the account's password changed meanwhile
 		srv.mu.Unlock()
-		_, err := c.ForceResyncExternal(bg, 1, ActorCustomer, []string{"k"})
-		if !errors.Is(err, ErrLoginRefused) {
-			t.Fatalf("err = %v, want ErrLoginRefused", err)
+		_, err := c.ForceResyncExternal(bg, 1, erpsync.ActorCustomer, []string{"k"})
+		if !errors.Is(err, erpsync.ErrLoginRefused) {
+			t.Fatalf("err = %v, want erpsync.ErrLoginRefused", err)
 		}
 		if l, c := srv.logins.Load(), srv.calls.Load(); l != 2 || c != 2 {
 			t.Errorf("logins = %d, ErpSync calls = %d; want 2 and 2", l, c)
@@ -219,13 +221,13 @@ func TestPasswordAuthLoginReplies(t *testing.T) {
 		check   func(error) bool
 	}{
 		{"exception", cannedReply(200, "text/xml", readTestdata(t, "response_exception.xml")),
-			func(err error) bool { var ex *ExceptionError; return errors.As(err, &ex) }},
+			func(err error) bool { var ex *erpsync.ExceptionError; return errors.As(err, &ex) }},
 		{"503", cannedReply(503, "text/html", []byte("<html>down</html>")),
-			func(err error) bool { var he *HTTPError; return errors.As(err, &he) && he.StatusCode == 503 }},
+			func(err error) bool { var he *erpsync.HTTPError; return errors.As(err, &he) && he.StatusCode == 503 }},
 		{"no ticket", cannedReply(200, "text/xml", []byte(strings.Replace(string(readTestdata(t, "login_ok.xml")), "7T:TICKET-PLACEHOLDER==", "", 1))),
-			func(err error) bool { var pe *ProtocolError; return errors.As(err, &pe) }},
+			func(err error) bool { var pe *erpsync.ProtocolError; return errors.As(err, &pe) }},
 		{"wrong body", cannedReply(200, "text/xml", readTestdata(t, "response_success.xml")),
-			func(err error) bool { var pe *ProtocolError; return errors.As(err, &pe) }},
+			func(err error) bool { var pe *erpsync.ProtocolError; return errors.As(err, &pe) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -424,21 +426,21 @@ func TestSystemUserAuth(t *testing.T) {
 		keyType  string
 		appToken string
 		jwtKey   *rsa.PublicKey
-		check    func(t *testing.T, resp *Response, err error)
+		check    func(t *testing.T, resp *erpsync.Result, err error)
 	}{
 		{name: "PKCS#1 key", keyType: "PKCS1", appToken: testAppToken, check: wantOK},
 		{name: "PKCS#8 key, JWT verified", keyType: "PKCS8", appToken: testAppToken, jwtKey: &rsaKey().PublicKey, check: wantOK},
 		{name: "RSAKeyValue XML key", keyType: "XML", appToken: testAppToken, check: wantOK},
-		{name: "refused", keyType: "PKCS1", appToken: "WRONG-APP-TOKEN", check: func(t *testing.T, _ *Response, err error) {
-			if !errors.Is(err, ErrLoginRefused) || !strings.Contains(err.Error(), "Invalid application token") {
-				t.Fatalf("err = %v, want ErrLoginRefused with the server's message", err)
+		{name: "refused", keyType: "PKCS1", appToken: "WRONG-APP-TOKEN", check: func(t *testing.T, _ *erpsync.Result, err error) {
+			if !errors.Is(err, erpsync.ErrLoginRefused) || !strings.Contains(err.Error(), "Invalid application token") {
+				t.Fatalf("err = %v, want erpsync.ErrLoginRefused with the server's message", err)
 			}
 		}},
 		{name: "JWT signed by another key", keyType: "PKCS1", appToken: testAppToken, jwtKey: &rsa.PublicKey{N: big.NewInt(0).Add(rsaKey().N, big.NewInt(2)), E: 65537},
-			check: func(t *testing.T, _ *Response, err error) {
-				var pe *ProtocolError
+			check: func(t *testing.T, _ *erpsync.Result, err error) {
+				var pe *erpsync.ProtocolError
 				if !errors.As(err, &pe) || !strings.Contains(err.Error(), "signature") {
-					t.Fatalf("err = %v, want *ProtocolError about the signature", err)
+					t.Fatalf("err = %v, want *erpsync.ProtocolError about the signature", err)
 				}
 			}},
 	}
@@ -462,10 +464,10 @@ func TestSystemUserAuth(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			resp, err := c.ForceResyncExternal(bg, 1, ActorCustomer, []string{"k"})
+			resp, err := c.ForceResyncExternal(bg, 1, erpsync.ActorCustomer, []string{"k"})
 			tt.check(t, resp, err)
 			if err == nil {
-				if _, err := c.ForceResyncExternal(bg, 1, ActorCustomer, []string{"k"}); err != nil {
+				if _, err := c.ForceResyncExternal(bg, 1, erpsync.ActorCustomer, []string{"k"}); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -476,7 +478,7 @@ func TestSystemUserAuth(t *testing.T) {
 	}
 }
 
-func wantOK(t *testing.T, resp *Response, err error) {
+func wantOK(t *testing.T, resp *erpsync.Result, err error) {
 	t.Helper()
 	if err != nil || !resp.IsOk {
 		t.Fatalf("got %+v, %v; want IsOk", resp, err)
@@ -546,7 +548,7 @@ func TestTicketCacheRemembersRefusal(t *testing.T) {
 	c := NewTicketCache(func(context.Context) (string, error) {
 		logins++
 		if refuse {
-			return "", fmt.Errorf("authenticate: %w", ErrLoginRefused)
+			return "", fmt.Errorf("authenticate: %w", erpsync.ErrLoginRefused)
 		}
 		return "7T:fresh", nil
 	}, 0)
@@ -556,19 +558,19 @@ func TestTicketCacheRemembersRefusal(t *testing.T) {
 	ticket := func() error { _, err := c.Ticket(ctx); return err }
 
 	for range 3 {
-		if err := ticket(); !errors.Is(err, ErrLoginRefused) {
-			t.Fatalf("got %v, want ErrLoginRefused", err)
+		if err := ticket(); !errors.Is(err, erpsync.ErrLoginRefused) {
+			t.Fatalf("got %v, want erpsync.ErrLoginRefused", err)
 		}
 	}
 	if logins != 1 {
 		t.Fatalf("%d logins for three calls within the pause, want 1", logins)
 	}
 	now = now.Add(RefusedPause)
-	if err := ticket(); !errors.Is(err, ErrLoginRefused) || logins != 2 {
+	if err := ticket(); !errors.Is(err, erpsync.ErrLoginRefused) || logins != 2 {
 		t.Fatalf("after the pause: %v with %d logins, want a second refused login", err, logins)
 	}
 	now = now.Add(RefusedPause) // the pause doubled: still answered from the cache
-	if err := ticket(); !errors.Is(err, ErrLoginRefused) || logins != 2 {
+	if err := ticket(); !errors.Is(err, erpsync.ErrLoginRefused) || logins != 2 {
 		t.Fatalf("within the doubled pause: %v with %d logins", err, logins)
 	}
 	refuse = false
@@ -635,12 +637,12 @@ func TestRejectedFreshTicketPause(t *testing.T) {
 		now := time.Date(2026, 5, 4, 10, 0, 0, 0, time.UTC)
 		c.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 		advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
-		call := func() error { _, err := c.ForceResyncExternal(bg, 1, ActorCustomer, []string{"k"}); return err }
+		call := func() error { _, err := c.ForceResyncExternal(bg, 1, erpsync.ActorCustomer, []string{"k"}); return err }
 
 		var wg sync.WaitGroup
 		for range callers {
 			wg.Go(func() {
-				if err := call(); !IsTicketError(err) {
+				if err := call(); !erpsync.IsTicketError(err) {
 					t.Errorf("err = %v, want a ticket error", err)
 				}
 			})
@@ -650,14 +652,14 @@ func TestRejectedFreshTicketPause(t *testing.T) {
 			t.Fatalf("logins = %d, want 2 (the first and one re-login shared by all callers)", n)
 		}
 		advance(minSuspect) // one rejected re-login: the pause is minSuspect, not doubled per caller
-		if err := call(); !IsTicketError(err) {
+		if err := call(); !erpsync.IsTicketError(err) {
 			t.Fatalf("err = %v, want a ticket error", err)
 		}
 		if n := logins.Load(); n != 3 {
 			t.Fatalf("logins after the %s pause = %d, want 3: the pause grew with the number of callers", minSuspect, n)
 		}
 		advance(minSuspect) // the second rejected re-login doubled the pause
-		if err := call(); !IsTicketError(err) {
+		if err := call(); !erpsync.IsTicketError(err) {
 			t.Fatalf("err = %v, want a ticket error", err)
 		}
 		if n := logins.Load(); n != 3 {
@@ -678,7 +680,7 @@ func TestRejectedFreshTicketPause(t *testing.T) {
 		calls := func(n int) {
 			t.Helper()
 			for range n {
-				if _, err := c.ForceResyncExternal(bg, 1, ActorCustomer, []string{"k"}); !IsTicketError(err) {
+				if _, err := c.ForceResyncExternal(bg, 1, erpsync.ActorCustomer, []string{"k"}); !erpsync.IsTicketError(err) {
 					t.Fatalf("err = %v, want a ticket error", err)
 				}
 			}
@@ -696,7 +698,7 @@ func TestRejectedFreshTicketPause(t *testing.T) {
 }
 
 // TestLoginHTTP401IsRefusal: a login service that answers 401 or 403 refused the
-// credentials; the error is ErrLoginRefused (so the cache pauses) and still an *HTTPError.
+// credentials; the error is erpsync.ErrLoginRefused (so the cache pauses) and still an *erpsync.HTTPError.
 func TestLoginHTTP401IsRefusal(t *testing.T) {
 	t.Parallel()
 	for _, status := range []int{http.StatusUnauthorized, http.StatusForbidden} {
@@ -709,9 +711,9 @@ func TestLoginHTTP401IsRefusal(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err = pa.Login(context.Background())
-		var he *HTTPError
-		if !errors.Is(err, ErrLoginRefused) || !errors.As(err, &he) || he.StatusCode != status {
-			t.Errorf("HTTP %d: got %v, want ErrLoginRefused wrapping the *HTTPError", status, err)
+		var he *erpsync.HTTPError
+		if !errors.Is(err, erpsync.ErrLoginRefused) || !errors.As(err, &he) || he.StatusCode != status {
+			t.Errorf("HTTP %d: got %v, want erpsync.ErrLoginRefused wrapping the *erpsync.HTTPError", status, err)
 		}
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -719,7 +721,7 @@ func TestLoginHTTP401IsRefusal(t *testing.T) {
 	}))
 	defer srv.Close()
 	pa, _ := NewPasswordAuth(PasswordAuthConfig{BaseURL: srv.URL + "/Cust1", UserName: "u", Password: "pw-secret"})
-	if _, err := pa.Login(context.Background()); errors.Is(err, ErrLoginRefused) {
+	if _, err := pa.Login(context.Background()); errors.Is(err, erpsync.ErrLoginRefused) {
 		t.Errorf("HTTP 503 from the login service counted as a refusal: %v", err)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/erpresync/erpresync/erpsync"
 )
 
 var benchSizes = []int{1, 100, 1000}
@@ -42,11 +44,11 @@ func BenchmarkEncodeRequest(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				for _, k := range keys {
-					if err := ValidateKey(k); err != nil {
+					if err := erpsync.ValidateKey(k); err != nil {
 						b.Fatal(err)
 					}
 				}
-				buf = appendForceResyncExternal(buf[:0], false, testAppToken, testTicket, 3, ActorCustomer, keys)
+				buf = appendForceResyncExternal(buf[:0], false, testAppToken, testTicket, 3, erpsync.ActorCustomer, keys)
 			}
 			b.SetBytes(int64(len(buf)))
 		})

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/erpresync/erpresync/erpsync"
 )
 
 // DefaultMaxResponseBytes is the reply size cap when Config.MaxResponseBytes is zero.
@@ -42,7 +44,7 @@ type Config struct {
 	// 10 s connect timeout, a 10 s TLS handshake timeout, a 2 min response header timeout
 	// and a 3 min overall timeout; callers bound each call further with its context.
 	// Redirects are not followed unless HTTPClient sets its own CheckRedirect: a redirect is
-	// returned as an *HTTPError, since following it would turn the POST into a GET (301,
+	// returned as an *erpsync.HTTPError, since following it would turn the POST into a GET (301,
 	// 302, 303) or resend the ticket and application token to the new location (307, 308).
 	HTTPClient *http.Client
 
@@ -54,7 +56,7 @@ type Config struct {
 
 	// MaxResponseBytes caps how much of a reply is read. The zero value means
 	// DefaultMaxResponseBytes (4 MiB); a negative value is rejected. A longer reply fails
-	// with ErrResponseTooLarge.
+	// with erpsync.ErrResponseTooLarge.
 	MaxResponseBytes int64
 
 	// TicketErrorPattern is matched against ExceptionInfo's ExceptionType and Message to
@@ -182,29 +184,29 @@ func (c *Client) GoString() string { return c.String() }
 const opForceResyncExternal = "ErpSync.ForceResyncExternal"
 
 // ForceResyncExternal asks NetServer to resync the records that the given ERP external
-// keys name on connection erpConnectionID, and returns its PluginResponse. A Response with
+// keys name on connection erpConnectionID, and returns its PluginResponse. A Result with
 // IsOk=false is a business failure, returned with a nil error.
 //
 // keys must not be empty (ErrEmptyKeys: NetServer would resync everything; use
-// ForceResyncAll) and each must pass ValidateKey (else a *KeyError naming its index);
+// ForceResyncAll) and each must pass erpsync.ValidateKey (else a *erpsync.KeyError naming its index);
 // actor must be Valid. Nothing is sent when validation fails.
 //
 // The call is one attempt, except that when NetServer says the ticket is invalid or
 // expired (see Config.TicketErrorPattern) the ticket is invalidated, a fresh one fetched
-// and the call retried once; if that fails too, the *ExceptionError is returned with
+// and the call retried once; if that fails too, the *erpsync.ExceptionError is returned with
 // TicketRejected set, and later ticket errors are returned without a new login for a pause
 // (1 min, doubling up to 1 h with each further rejected fresh ticket, cleared by any
 // accepted call), since the cause is then not the ticket. Errors are wrapped
-// *ExceptionError, *FaultError, *HTTPError, *TransportError, *ProtocolError,
-// ErrResponseTooLarge, the ticket source's error, or the context's error. The Response is
+// *erpsync.ExceptionError, *erpsync.FaultError, *erpsync.HTTPError, *erpsync.TransportError, *erpsync.ProtocolError,
+// erpsync.ErrResponseTooLarge, the ticket source's error, or the context's error. The erpsync.Result is
 // never shared and may be modified by the caller.
-func (c *Client) ForceResyncExternal(ctx context.Context, erpConnectionID int, actor ActorType, keys []string) (*Response, error) {
+func (c *Client) ForceResyncExternal(ctx context.Context, erpConnectionID int, actor erpsync.ActorType, keys []string) (*erpsync.Result, error) {
 	if len(keys) == 0 {
-		return nil, wrapOp(opForceResyncExternal, ErrEmptyKeys)
+		return nil, wrapOp(opForceResyncExternal, erpsync.ErrEmptyKeys)
 	}
 	for i, k := range keys {
-		if err := ValidateKey(k); err != nil {
-			ke := err.(*KeyError)
+		if err := erpsync.ValidateKey(k); err != nil {
+			ke := err.(*erpsync.KeyError)
 			ke.Index = i
 			return nil, wrapOp(opForceResyncExternal, ke)
 		}
@@ -215,16 +217,16 @@ func (c *Client) ForceResyncExternal(ctx context.Context, erpConnectionID int, a
 // ForceResyncAll sends ForceResyncExternal with an explicitly empty ExternalKeys array,
 // which NetServer reads as "resync everything" for the connection and actor type. It is
 // otherwise ForceResyncExternal.
-func (c *Client) ForceResyncAll(ctx context.Context, erpConnectionID int, actor ActorType) (*Response, error) {
+func (c *Client) ForceResyncAll(ctx context.Context, erpConnectionID int, actor erpsync.ActorType) (*erpsync.Result, error) {
 	return c.forceResync(ctx, erpConnectionID, actor, nil)
 }
 
-func (c *Client) forceResync(ctx context.Context, erpConnectionID int, actor ActorType, keys []string) (*Response, error) {
+func (c *Client) forceResync(ctx context.Context, erpConnectionID int, actor erpsync.ActorType, keys []string) (*erpsync.Result, error) {
 	if erpConnectionID < 0 || int64(erpConnectionID) > 1<<31-1 {
 		return nil, wrapOp(opForceResyncExternal, fmt.Errorf("ERP connection id %d out of range (0 to 2147483647)", erpConnectionID))
 	}
-	if !actor.Valid() {
-		return nil, wrapOp(opForceResyncExternal, fmt.Errorf("invalid ErpActorType %d", int(actor)))
+	if err := actor.Validate(); err != nil {
+		return nil, wrapOp(opForceResyncExternal, err)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, wrapOp(opForceResyncExternal, err)
@@ -234,7 +236,7 @@ func (c *Client) forceResync(ctx context.Context, erpConnectionID int, actor Act
 		return nil, wrapOp(opForceResyncExternal, err)
 	}
 	resp, err := c.forceResyncOnce(ctx, ticket, erpConnectionID, actor, keys)
-	if !IsTicketError(err) {
+	if !erpsync.IsTicketError(err) {
 		if err == nil {
 			c.trusted()
 		}
@@ -258,7 +260,7 @@ func (c *Client) forceResync(ctx context.Context, erpConnectionID int, actor Act
 	switch {
 	case err == nil:
 		c.trusted()
-	case IsTicketError(err):
+	case erpsync.IsTicketError(err):
 		c.distrust(fresh)
 	}
 	return resp, err
@@ -304,7 +306,7 @@ func (c *Client) ticket(ctx context.Context) (string, error) {
 	return t, nil
 }
 
-func (c *Client) forceResyncOnce(ctx context.Context, ticket string, erpConnectionID int, actor ActorType, keys []string) (*Response, error) {
+func (c *Client) forceResyncOnce(ctx context.Context, ticket string, erpConnectionID int, actor erpsync.ActorType, keys []string) (*erpsync.Result, error) {
 	payload := make([]byte, 0, forceResyncSize(c.appToken, ticket, keys))
 	payload = appendForceResyncExternal(payload, c.soap12, c.appToken, ticket, erpConnectionID, actor, keys)
 	rep, err := c.http.post(ctx, c.erpSyncURL, c.soap12, actionForceResyncExternal, payload)
@@ -425,7 +427,7 @@ func (c *caller) do(ctx context.Context, req *http.Request) (*reply, error) {
 	}
 	defer resp.Body.Close()
 	if resp.ContentLength > c.maxBytes {
-		return nil, fmt.Errorf("reply of %d bytes exceeds the %d-byte cap: %w", resp.ContentLength, c.maxBytes, ErrResponseTooLarge)
+		return nil, fmt.Errorf("reply of %d bytes exceeds the %d-byte cap: %w", resp.ContentLength, c.maxBytes, erpsync.ErrResponseTooLarge)
 	}
 	buf := replyPool.Get().(*bytes.Buffer)
 	if resp.ContentLength > 0 {
@@ -439,7 +441,7 @@ func (c *caller) do(ctx context.Context, req *http.Request) (*reply, error) {
 	}
 	if n > c.maxBytes {
 		rep.release()
-		return nil, fmt.Errorf("reply exceeds the %d-byte cap: %w", c.maxBytes, ErrResponseTooLarge)
+		return nil, fmt.Errorf("reply exceeds the %d-byte cap: %w", c.maxBytes, erpsync.ErrResponseTooLarge)
 	}
 	return rep, nil
 }
@@ -453,12 +455,12 @@ func transportError(ctx context.Context, err error) error {
 	case ctxErr != nil && !errors.Is(err, ctxErr):
 		err = fmt.Errorf("%w: %w", ctxErr, err)
 	}
-	return &TransportError{Err: err}
+	return &erpsync.TransportError{Err: err}
 }
 
 // classify turns a parse result into the error callers see, given the HTTP status. A SOAP
 // fault or a NetServer exception wins whatever the status; a reply that could not be
-// parsed is an *HTTPError for a non-2xx status and a *ProtocolError for a 2xx one.
+// parsed is an *erpsync.HTTPError for a non-2xx status and a *erpsync.ProtocolError for a 2xx one.
 func (r *reply) classify(parseErr error, red redactor) error {
 	ok := r.status >= 200 && r.status < 300
 	if parseErr == nil {
@@ -467,7 +469,7 @@ func (r *reply) classify(parseErr error, red redactor) error {
 		}
 		return r.httpError(red)
 	}
-	var pe *ProtocolError
+	var pe *erpsync.ProtocolError
 	if !errors.As(parseErr, &pe) {
 		red.apply(parseErr)
 		return parseErr
@@ -478,11 +480,11 @@ func (r *reply) classify(parseErr error, red redactor) error {
 	return parseErr
 }
 
-func (r *reply) httpError(red redactor) *HTTPError {
-	return &HTTPError{
+func (r *reply) httpError(red redactor) *erpsync.HTTPError {
+	return &erpsync.HTTPError{
 		StatusCode:  r.status,
 		ContentType: r.header.Get("Content-Type"),
-		Body:        red.s(string(cut(r.body.Bytes(), maxErrorBody))),
+		Body:        red.s(string(erpsync.Cut(r.body.Bytes(), erpsync.MaxErrorBody))),
 		RetryAfter:  parseRetryAfter(r.header.Get("Retry-After"), r.now),
 	}
 }
@@ -506,13 +508,13 @@ func (rd redactor) s(v string) string {
 
 // apply redacts the text fields of the package's error types in err's chain.
 func (rd redactor) apply(err error) {
-	var ex *ExceptionError
+	var ex *erpsync.ExceptionError
 	if errors.As(err, &ex) {
 		for i, x := 0, ex; x != nil && i <= maxInnerExceptions; i, x = i+1, x.Inner {
 			x.Type, x.Message, x.FriendlyText, x.Source = rd.s(x.Type), rd.s(x.Message), rd.s(x.FriendlyText), rd.s(x.Source)
 		}
 	}
-	var f *FaultError
+	var f *erpsync.FaultError
 	if errors.As(err, &f) {
 		f.Code, f.Subcode, f.Reason = rd.s(f.Code), rd.s(f.Subcode), rd.s(f.Reason)
 	}
@@ -569,7 +571,7 @@ func validXMLText(s string) bool {
 		return false
 	}
 	for _, r := range s {
-		if !isXMLChar(r) {
+		if !erpsync.IsXMLChar(r) {
 			return false
 		}
 	}

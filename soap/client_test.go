@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/erpresync/erpresync/erpsync"
 )
 
 func TestNewValidation(t *testing.T) {
@@ -55,32 +57,32 @@ func TestCallValidation(t *testing.T) {
 	var hits atomic.Int64
 	srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
 	c := newTestClient(t, srv.URL, nil)
-	long := strings.Repeat("é", MaxKeyLength+1)
+	long := strings.Repeat("é", erpsync.MaxKeyLength+1)
 	tests := []struct {
 		name  string
 		call  func() error
 		check func(error) bool
 	}{
-		{"nil keys", func() error { _, err := c.ForceResyncExternal(bg, 1, ActorCustomer, nil); return err },
-			func(err error) bool { return errors.Is(err, ErrEmptyKeys) }},
-		{"empty keys", func() error { _, err := c.ForceResyncExternal(bg, 1, ActorCustomer, []string{}); return err },
-			func(err error) bool { return errors.Is(err, ErrEmptyKeys) }},
+		{"nil keys", func() error { _, err := c.ForceResyncExternal(bg, 1, erpsync.ActorCustomer, nil); return err },
+			func(err error) bool { return errors.Is(err, erpsync.ErrEmptyKeys) }},
+		{"empty keys", func() error { _, err := c.ForceResyncExternal(bg, 1, erpsync.ActorCustomer, []string{}); return err },
+			func(err error) bool { return errors.Is(err, erpsync.ErrEmptyKeys) }},
 		{"bad key index", func() error {
-			_, err := c.ForceResyncExternal(bg, 1, ActorCustomer, []string{"ok", "ok", long})
+			_, err := c.ForceResyncExternal(bg, 1, erpsync.ActorCustomer, []string{"ok", "ok", long})
 			return err
 		},
 			func(err error) bool {
-				var ke *KeyError
+				var ke *erpsync.KeyError
 				return errors.As(err, &ke) && ke.Index == 2 && strings.Contains(err.Error(), "#2") && strings.Contains(ke.Reason, "longer than 254")
 			}},
-		{"invalid actor", func() error { _, err := c.ForceResyncExternal(bg, 1, ActorType(8), []string{"k"}); return err },
+		{"invalid actor", func() error { _, err := c.ForceResyncExternal(bg, 1, erpsync.ActorType(8), []string{"k"}); return err },
 			func(err error) bool { return err != nil && strings.Contains(err.Error(), "ErpActorType") }},
-		{"negative connection", func() error { _, err := c.ForceResyncAll(bg, -1, ActorCustomer); return err },
+		{"negative connection", func() error { _, err := c.ForceResyncAll(bg, -1, erpsync.ActorCustomer); return err },
 			func(err error) bool { return err != nil && strings.Contains(err.Error(), "out of range") }},
 		{"cancelled before", func() error {
 			ctx, cancel := context.WithCancel(bg)
 			cancel()
-			_, err := c.ForceResyncExternal(ctx, 1, ActorCustomer, []string{"k"})
+			_, err := c.ForceResyncExternal(ctx, 1, erpsync.ActorCustomer, []string{"k"})
 			return err
 		}, func(err error) bool { return errors.Is(err, context.Canceled) }},
 	}
@@ -101,12 +103,12 @@ func TestClientReplies(t *testing.T) {
 	tests := []struct {
 		name    string
 		handler http.HandlerFunc
-		check   func(t *testing.T, resp *Response, err error)
+		check   func(t *testing.T, resp *erpsync.Result, err error)
 	}{
 		{
 			name:    "success",
 			handler: cannedReply(200, "text/xml; charset=utf-8", readTestdata(t, "response_success.xml")),
-			check: func(t *testing.T, resp *Response, err error) {
+			check: func(t *testing.T, resp *erpsync.Result, err error) {
 				if err != nil || !resp.IsOk || resp.Changes.Updated[0].RecordID != 123 {
 					t.Fatalf("got %+v, %v", resp, err)
 				}
@@ -115,8 +117,8 @@ func TestClientReplies(t *testing.T) {
 		{
 			name:    "business failure is a result",
 			handler: cannedReply(200, "text/xml; charset=utf-8", readTestdata(t, "response_business_failure.xml")),
-			check: func(t *testing.T, resp *Response, err error) {
-				if err != nil || resp.IsOk || resp.Status != StatusError || resp.ErrorCode != "ERP-404" {
+			check: func(t *testing.T, resp *erpsync.Result, err error) {
+				if err != nil || resp.IsOk || resp.Status != erpsync.StatusError || resp.ErrorCode != "ERP-404" {
 					t.Fatalf("got %+v, %v", resp, err)
 				}
 			},
@@ -124,8 +126,8 @@ func TestClientReplies(t *testing.T) {
 		{
 			name:    "seed SOAP 1.2 reply",
 			handler: cannedReply(200, "application/soap+xml; charset=utf-8", readTestdata(t, "response_seed.xml")),
-			check: func(t *testing.T, resp *Response, err error) {
-				if err != nil || resp.IsOk || resp.Status != StatusOk {
+			check: func(t *testing.T, resp *erpsync.Result, err error) {
+				if err != nil || resp.IsOk || resp.Status != erpsync.StatusOk {
 					t.Fatalf("got %+v, %v", resp, err)
 				}
 			},
@@ -133,12 +135,12 @@ func TestClientReplies(t *testing.T) {
 		{
 			name:    "HTML 503 page",
 			handler: cannedReply(503, "text/html", html),
-			check: func(t *testing.T, resp *Response, err error) {
-				var he *HTTPError
+			check: func(t *testing.T, resp *erpsync.Result, err error) {
+				var he *erpsync.HTTPError
 				if !errors.As(err, &he) {
-					t.Fatalf("err = %v, want *HTTPError", err)
+					t.Fatalf("err = %v, want *erpsync.HTTPError", err)
 				}
-				if he.StatusCode != 503 || he.ContentType != "text/html" || len(he.Body) != maxErrorBody || !strings.HasPrefix(he.Body, "<!DOCTYPE html>") || he.RetryAfter != 0 {
+				if he.StatusCode != 503 || he.ContentType != "text/html" || len(he.Body) != erpsync.MaxErrorBody || !strings.HasPrefix(he.Body, "<!DOCTYPE html>") || he.RetryAfter != 0 {
 					t.Errorf("HTTPError = %+v", he)
 				}
 				if strings.Contains(err.Error(), "maintenance") {
@@ -152,8 +154,8 @@ func TestClientReplies(t *testing.T) {
 				w.Header().Set("Retry-After", "120")
 				w.WriteHeader(http.StatusTooManyRequests)
 			},
-			check: func(t *testing.T, resp *Response, err error) {
-				var he *HTTPError
+			check: func(t *testing.T, resp *erpsync.Result, err error) {
+				var he *erpsync.HTTPError
 				if !errors.As(err, &he) || he.StatusCode != 429 || he.RetryAfter != 2*time.Minute {
 					t.Fatalf("err = %v (%+v), want 429 with RetryAfter 2m", err, he)
 				}
@@ -167,8 +169,8 @@ func TestClientReplies(t *testing.T) {
 				w.WriteHeader(http.StatusTooManyRequests)
 				w.Write([]byte("slow down"))
 			},
-			check: func(t *testing.T, resp *Response, err error) {
-				var he *HTTPError
+			check: func(t *testing.T, resp *erpsync.Result, err error) {
+				var he *erpsync.HTTPError
 				if !errors.As(err, &he) || he.RetryAfter != 90*time.Second || he.Body != "slow down" {
 					t.Fatalf("err = %v (%+v), want RetryAfter 90s", err, he)
 				}
@@ -177,18 +179,18 @@ func TestClientReplies(t *testing.T) {
 		{
 			name:    "415 wrong content type",
 			handler: cannedReply(415, "", []byte("Cannot process the message because the content type 'application/soap+xml' was not the expected type 'text/xml; charset=utf-8'.")),
-			check: func(t *testing.T, resp *Response, err error) {
-				var he *HTTPError
+			check: func(t *testing.T, resp *erpsync.Result, err error) {
+				var he *erpsync.HTTPError
 				if !errors.As(err, &he) || he.StatusCode != 415 {
-					t.Fatalf("err = %v, want 415 *HTTPError", err)
+					t.Fatalf("err = %v, want 415 *erpsync.HTTPError", err)
 				}
 			},
 		},
 		{
 			name:    "SOAP 1.1 fault with HTTP 500",
 			handler: cannedReply(500, "text/xml; charset=utf-8", readTestdata(t, "response_fault11.xml")),
-			check: func(t *testing.T, resp *Response, err error) {
-				var f *FaultError
+			check: func(t *testing.T, resp *erpsync.Result, err error) {
+				var f *erpsync.FaultError
 				if !errors.As(err, &f) || f.HTTPStatus != 500 || f.Code != "a:ActionNotSupported" || !strings.Contains(f.Reason, "ContractFilter") {
 					t.Fatalf("err = %v, want fault", err)
 				}
@@ -197,9 +199,9 @@ func TestClientReplies(t *testing.T) {
 		{
 			name:    "NetServer exception",
 			handler: cannedReply(200, "text/xml; charset=utf-8", readTestdata(t, "response_exception.xml")),
-			check: func(t *testing.T, resp *Response, err error) {
-				var ex *ExceptionError
-				if !errors.As(err, &ex) || ex.Type != "SoSecurityException" || !ex.TicketRejected || !IsTicketError(err) {
+			check: func(t *testing.T, resp *erpsync.Result, err error) {
+				var ex *erpsync.ExceptionError
+				if !errors.As(err, &ex) || ex.Type != "SoSecurityException" || !ex.TicketRejected || !erpsync.IsTicketError(err) {
 					t.Fatalf("err = %v, want ticket exception", err)
 				}
 			},
@@ -207,29 +209,29 @@ func TestClientReplies(t *testing.T) {
 		{
 			name:    "malformed XML with 200",
 			handler: cannedReply(200, "text/xml", []byte(`<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><oops></s:Body>`)),
-			check: func(t *testing.T, resp *Response, err error) {
-				var pe *ProtocolError
+			check: func(t *testing.T, resp *erpsync.Result, err error) {
+				var pe *erpsync.ProtocolError
 				if !errors.As(err, &pe) || pe.HTTPStatus != 200 || pe.Reason != "malformed XML" {
-					t.Fatalf("err = %v, want *ProtocolError", err)
+					t.Fatalf("err = %v, want *erpsync.ProtocolError", err)
 				}
 			},
 		},
 		{
 			name:    "HTML with 200",
 			handler: cannedReply(200, "text/html", html),
-			check: func(t *testing.T, resp *Response, err error) {
-				var pe *ProtocolError
+			check: func(t *testing.T, resp *erpsync.Result, err error) {
+				var pe *erpsync.ProtocolError
 				if !errors.As(err, &pe) {
-					t.Fatalf("err = %v, want *ProtocolError", err)
+					t.Fatalf("err = %v, want *erpsync.ProtocolError", err)
 				}
 			},
 		},
 		{
 			name:    "oversized reply with Content-Length",
 			handler: cannedReply(200, "text/xml", []byte(strings.Repeat("x", 5000))),
-			check: func(t *testing.T, resp *Response, err error) {
-				if !errors.Is(err, ErrResponseTooLarge) || !strings.Contains(err.Error(), "4096") {
-					t.Fatalf("err = %v, want ErrResponseTooLarge naming the cap", err)
+			check: func(t *testing.T, resp *erpsync.Result, err error) {
+				if !errors.Is(err, erpsync.ErrResponseTooLarge) || !strings.Contains(err.Error(), "4096") {
+					t.Fatalf("err = %v, want erpsync.ErrResponseTooLarge naming the cap", err)
 				}
 			},
 		},
@@ -241,9 +243,9 @@ func TestClientReplies(t *testing.T) {
 					w.(http.Flusher).Flush()
 				}
 			},
-			check: func(t *testing.T, resp *Response, err error) {
-				if !errors.Is(err, ErrResponseTooLarge) {
-					t.Fatalf("err = %v, want ErrResponseTooLarge", err)
+			check: func(t *testing.T, resp *erpsync.Result, err error) {
+				if !errors.Is(err, erpsync.ErrResponseTooLarge) {
+					t.Fatalf("err = %v, want erpsync.ErrResponseTooLarge", err)
 				}
 			},
 		},
@@ -254,7 +256,7 @@ func TestClientReplies(t *testing.T) {
 			srv := newServer(t, tt.handler)
 			c := newTestClient(t, srv.URL, func(cfg *Config) { cfg.MaxResponseBytes = 4096 })
 			c.http.now = func() time.Time { return fixedNow }
-			resp, err := c.ForceResyncExternal(bg, 3, ActorCustomer, []string{"10001"})
+			resp, err := c.ForceResyncExternal(bg, 3, erpsync.ActorCustomer, []string{"10001"})
 			if err != nil && resp != nil {
 				t.Fatalf("got both a response and an error: %v", err)
 			}
@@ -275,10 +277,10 @@ func TestClientTransportErrors(t *testing.T) {
 		addr := ln.Addr().String()
 		ln.Close()
 		c := newTestClient(t, "http://"+addr, nil)
-		_, err = c.ForceResyncExternal(bg, 1, ActorCustomer, []string{"k"})
-		var te *TransportError
+		_, err = c.ForceResyncExternal(bg, 1, erpsync.ActorCustomer, []string{"k"})
+		var te *erpsync.TransportError
 		if !errors.As(err, &te) || te.Timeout() {
-			t.Fatalf("err = %v, want non-timeout *TransportError", err)
+			t.Fatalf("err = %v, want non-timeout *erpsync.TransportError", err)
 		}
 		var oe *net.OpError
 		if !errors.As(err, &oe) {
@@ -315,10 +317,10 @@ func TestClientTransportErrors(t *testing.T) {
 				tt.handler(w, r)
 			}))
 			c := newTestClient(t, srv.URL, nil)
-			_, err := c.ForceResyncExternal(bg, 1, ActorCustomer, []string{"k"})
-			var te *TransportError
+			_, err := c.ForceResyncExternal(bg, 1, erpsync.ActorCustomer, []string{"k"})
+			var te *erpsync.TransportError
 			if !errors.As(err, &te) {
-				t.Fatalf("err = %v, want *TransportError", err)
+				t.Fatalf("err = %v, want *erpsync.TransportError", err)
 			}
 			if n := hits.Load(); n != 1 {
 				t.Errorf("server saw %d requests, want exactly 1 (no silent resend)", n)
@@ -346,10 +348,10 @@ func TestClientTransportErrors(t *testing.T) {
 		c, _ := blocking(t)
 		ctx, cancel := context.WithTimeout(bg, 100*time.Millisecond)
 		defer cancel()
-		_, err := c.ForceResyncExternal(ctx, 1, ActorCustomer, []string{"k"})
-		var te *TransportError
+		_, err := c.ForceResyncExternal(ctx, 1, erpsync.ActorCustomer, []string{"k"})
+		var te *erpsync.TransportError
 		if !errors.As(err, &te) || !te.Timeout() || !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("err = %v, want timeout *TransportError wrapping DeadlineExceeded", err)
+			t.Fatalf("err = %v, want timeout *erpsync.TransportError wrapping DeadlineExceeded", err)
 		}
 	})
 
@@ -361,11 +363,11 @@ func TestClientTransportErrors(t *testing.T) {
 			<-arrived
 			cancel()
 		}()
-		_, err := c.ForceResyncExternal(ctx, 1, ActorCustomer, []string{"k"})
+		_, err := c.ForceResyncExternal(ctx, 1, erpsync.ActorCustomer, []string{"k"})
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("err = %v, want context.Canceled", err)
 		}
-		var te *TransportError
+		var te *erpsync.TransportError
 		if errors.As(err, &te) {
 			t.Errorf("a cancelled call is reported as a *TransportError: %v", err)
 		}
@@ -382,8 +384,8 @@ func TestStaticTicketRejected(t *testing.T) {
 		cannedReply(200, "text/xml", readTestdata(t, "response_exception.xml"))(w, r)
 	}))
 	c := newTestClient(t, srv.URL, nil)
-	_, err := c.ForceResyncExternal(bg, 1, ActorCustomer, []string{"k"})
-	if !IsTicketError(err) {
+	_, err := c.ForceResyncExternal(bg, 1, erpsync.ActorCustomer, []string{"k"})
+	if !erpsync.IsTicketError(err) {
 		t.Fatalf("err = %v, want a ticket error", err)
 	}
 	if n := hits.Load(); n != 1 {
@@ -396,10 +398,10 @@ func TestTicketErrorPattern(t *testing.T) {
 	t.Parallel()
 	srv := newServer(t, cannedReply(200, "text/xml", readTestdata(t, "response_exception.xml")))
 	c := newTestClient(t, srv.URL, func(cfg *Config) { cfg.TicketErrorPattern = regexp.MustCompile(`^NoSuchThing$`) })
-	_, err := c.ForceResyncExternal(bg, 1, ActorCustomer, []string{"k"})
-	var ex *ExceptionError
-	if !errors.As(err, &ex) || IsTicketError(err) {
-		t.Fatalf("err = %v, want a non-ticket *ExceptionError", err)
+	_, err := c.ForceResyncExternal(bg, 1, erpsync.ActorCustomer, []string{"k"})
+	var ex *erpsync.ExceptionError
+	if !errors.As(err, &ex) || erpsync.IsTicketError(err) {
+		t.Fatalf("err = %v, want a non-ticket *erpsync.ExceptionError", err)
 	}
 }
 
@@ -449,10 +451,10 @@ func TestRedirectNotFollowed(t *testing.T) {
 			// The package's own client, and a caller's client without a redirect policy.
 			for _, hc := range []*http.Client{nil, {}} {
 				c := newTestClient(t, srv.URL, func(cfg *Config) { cfg.HTTPClient = hc })
-				_, err := c.ForceResyncExternal(bg, 1, ActorCustomer, []string{"k"})
-				var he *HTTPError
+				_, err := c.ForceResyncExternal(bg, 1, erpsync.ActorCustomer, []string{"k"})
+				var he *erpsync.HTTPError
 				if !errors.As(err, &he) || he.StatusCode != status {
-					t.Errorf("HTTPClient %v: err = %v, want *HTTPError with status %d", hc, err, status)
+					t.Errorf("HTTPClient %v: err = %v, want *erpsync.HTTPError with status %d", hc, err, status)
 				}
 			}
 			if n := elsewhere.Load(); n != 0 {
@@ -485,7 +487,7 @@ func TestReplyBodyDrained(t *testing.T) {
 			srv := newServer(t, tt.handler)
 			spy := &bodySpy{}
 			c := newTestClient(t, srv.URL, func(cfg *Config) { cfg.HTTPClient = &http.Client{Transport: spy} })
-			_, _ = c.ForceResyncExternal(bg, 1, ActorCustomer, []string{"k"})
+			_, _ = c.ForceResyncExternal(bg, 1, erpsync.ActorCustomer, []string{"k"})
 			if !spy.eof.Load() || !spy.closed.Load() {
 				t.Errorf("reply body read to EOF = %t, closed = %t; want both", spy.eof.Load(), spy.closed.Load())
 			}

@@ -7,19 +7,21 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/erpresync/erpresync/erpsync"
 )
 
 // envelope is what every NetServer reply carries besides its body.
 type envelope struct {
 	soap12       bool
-	succeeded    bool            // the Succeeded header's value
-	hasSucceeded bool            // whether the Succeeded header was present
-	exception    *ExceptionError // ExceptionInfo header, nil when absent or nil
-	fault        *FaultError     // SOAP Fault in the body
+	succeeded    bool                    // the Succeeded header's value
+	hasSucceeded bool                    // whether the Succeeded header was present
+	exception    *erpsync.ExceptionError // ExceptionInfo header, nil when absent or nil
+	fault        *erpsync.FaultError     // SOAP Fault in the body
 }
 
 // errNotEnvelope marks a reply that is XML (or not) but not a SOAP envelope; callers turn
-// it into an HTTPError or a ProtocolError depending on the status.
+// it into an erpsync.HTTPError or an erpsync.ProtocolError depending on the status.
 var errNotEnvelope = errors.New("not a SOAP envelope")
 
 // bodyFunc parses one child element of <Body> other than a Fault. It must consume the
@@ -96,8 +98,8 @@ func (p *parser) header(env *envelope, se xml.StartElement) error {
 }
 
 // exception parses the children of a SoExceptionInfo element.
-func (p *parser) exception(depth int) (*ExceptionError, error) {
-	ex := &ExceptionError{}
+func (p *parser) exception(depth int) (*erpsync.ExceptionError, error) {
+	ex := &erpsync.ExceptionError{}
 	err := p.children(func(se xml.StartElement) error {
 		if !isNetServer(se.Name) || isNil(se) {
 			return p.skip()
@@ -127,8 +129,8 @@ func (p *parser) exception(depth int) (*ExceptionError, error) {
 
 // fault parses the children of a SOAP 1.1 or 1.2 Fault element. SOAP 1.1 children are
 // unqualified, 1.2 children are in the envelope namespace; both are matched by local name.
-func (p *parser) fault(soap12 bool) (*FaultError, error) {
-	f := &FaultError{}
+func (p *parser) fault(soap12 bool) (*erpsync.FaultError, error) {
+	f := &erpsync.FaultError{}
 	err := p.children(func(se xml.StartElement) error {
 		var err error
 		switch se.Name.Local {
@@ -152,11 +154,12 @@ func (p *parser) fault(soap12 bool) (*FaultError, error) {
 		}
 		return err
 	})
+	f.Sender = senderFault(f.Subcode, f.Code)
 	return f, err
 }
 
 // faultCode12 reads a SOAP 1.2 Code (depth 0) or Subcode element.
-func (p *parser) faultCode12(f *FaultError, depth int) error {
+func (p *parser) faultCode12(f *erpsync.FaultError, depth int) error {
 	return p.children(func(se xml.StartElement) error {
 		switch se.Name.Local {
 		case "Value":
@@ -178,8 +181,8 @@ func (p *parser) faultCode12(f *FaultError, depth int) error {
 }
 
 // forceResyncBody returns a bodyFunc that parses ForceResyncExternalResponse into *out.
-// *found reports whether the response element was present (even if Response was nil).
-func forceResyncBody(out **Response, found *bool) bodyFunc {
+// *found reports whether the response element was present (even if erpsync.Result was nil).
+func forceResyncBody(out **erpsync.Result, found *bool) bodyFunc {
 	return func(p *parser, se xml.StartElement) error {
 		if !isNetServer(se.Name) || se.Name.Local != "ForceResyncExternalResponse" {
 			return p.skip()
@@ -198,8 +201,8 @@ func forceResyncBody(out **Response, found *bool) bodyFunc {
 
 // pluginResponse parses the children of a PluginResponse, in any order. TableRight and
 // FieldProperties are ignored. Without a Status, Status is derived from IsOk.
-func (p *parser) pluginResponse() (*Response, error) {
-	r := &Response{}
+func (p *parser) pluginResponse() (*erpsync.Result, error) {
+	r := &erpsync.Result{}
 	hasStatus := false
 	err := p.children(func(se xml.StartElement) error {
 		if !isNetServer(se.Name) || isNil(se) {
@@ -223,7 +226,7 @@ func (p *parser) pluginResponse() (*Response, error) {
 			if name != "" {
 				hasStatus = true
 				r.StatusName = name
-				r.Status, _ = ParseQuoteStatus(name)
+				r.Status, _ = erpsync.ParseQuoteStatus(name)
 			}
 		default:
 			err = p.skip()
@@ -233,21 +236,21 @@ func (p *parser) pluginResponse() (*Response, error) {
 	if !hasStatus {
 		r.StatusName = ""
 		if r.IsOk {
-			r.Status = StatusOk
+			r.Status = erpsync.StatusOk
 		} else {
-			r.Status = StatusError
+			r.Status = erpsync.StatusError
 		}
 	}
 	return r, err
 }
 
 // changes parses ChangedData.
-func (p *parser) changes(c *Changes) error {
+func (p *parser) changes(c *erpsync.Changes) error {
 	return p.children(func(se xml.StartElement) error {
 		if !isNetServer(se.Name) || isNil(se) {
 			return p.skip()
 		}
-		var list *[]ChangedItem
+		var list *[]erpsync.ChangedItem
 		switch se.Name.Local {
 		case "AddedRecords":
 			list = &c.Added
@@ -259,13 +262,13 @@ func (p *parser) changes(c *Changes) error {
 			return p.skip()
 		}
 		if *list == nil {
-			*list = []ChangedItem{}
+			*list = []erpsync.ChangedItem{}
 		}
 		return p.children(func(item xml.StartElement) error {
 			if !isNetServer(item.Name) || item.Name.Local != "ChangedDataItem" || isNil(item) {
 				return p.skip()
 			}
-			var it ChangedItem
+			var it erpsync.ChangedItem
 			err := p.children(func(f xml.StartElement) error {
 				if !isNetServer(f.Name) || isNil(f) {
 					return p.skip()
@@ -319,10 +322,10 @@ func authenticateBody(ticket *string, succeeded, found *bool) bodyFunc {
 }
 
 // ParseResponse parses a ForceResyncExternal reply body without HTTP context. It returns
-// the Response, or an *ExceptionError (TicketRejected set by DefaultTicketErrorExpr), a
-// *FaultError or a *ProtocolError, each wrapped. It never panics, whatever the input, and
+// the erpsync.Result, or an *erpsync.ExceptionError (TicketRejected set by DefaultTicketErrorExpr), a
+// *erpsync.FaultError or a *erpsync.ProtocolError, each wrapped. It never panics, whatever the input, and
 // is safe for concurrent use.
-func ParseResponse(body []byte) (*Response, error) {
+func ParseResponse(body []byte) (*erpsync.Result, error) {
 	resp, err := parseForceResync(body, 0, defaultTicketErrorPattern.MatchString)
 	if err != nil {
 		return nil, wrapOp("parse ForceResyncExternal response", err)
@@ -331,9 +334,9 @@ func ParseResponse(body []byte) (*Response, error) {
 }
 
 // parseForceResync parses a reply and classifies it; status is the HTTP status (0 when
-// unknown). A reply that is not an envelope gives errNotEnvelope-wrapping *ProtocolError.
-func parseForceResync(body []byte, status int, ticketMatch func(string) bool) (*Response, error) {
-	var resp *Response
+// unknown). A reply that is not an envelope gives errNotEnvelope-wrapping *erpsync.ProtocolError.
+func parseForceResync(body []byte, status int, ticketMatch func(string) bool) (*erpsync.Result, error) {
+	var resp *erpsync.Result
 	var found bool
 	env, err := parseEnvelope(body, forceResyncBody(&resp, &found))
 	if err != nil {
@@ -347,7 +350,7 @@ func parseForceResync(body []byte, status int, ticketMatch func(string) bool) (*
 		if found {
 			reason = "reply has no Response"
 		}
-		return nil, &ProtocolError{HTTPStatus: status, Reason: reason}
+		return nil, &erpsync.ProtocolError{HTTPStatus: status, Reason: reason}
 	}
 	return resp, nil
 }
@@ -362,18 +365,19 @@ func (env *envelope) err(status int, ticketMatch func(string) bool) error {
 		empty := ex.Type == "" && ex.Message == "" && ex.FriendlyText == "" && ex.Inner == nil
 		if !(empty && (!env.hasSucceeded || env.succeeded)) {
 			if ticketMatch != nil {
-				ex.TicketRejected = ex.matchesFunc(ticketMatch)
+				ex.TicketRejected = exceptionMatches(ex, ticketMatch)
 			}
 			return ex
 		}
 	}
 	if env.hasSucceeded && !env.succeeded {
-		return &ProtocolError{HTTPStatus: status, Reason: "Succeeded=false without ExceptionInfo"}
+		return &erpsync.ProtocolError{HTTPStatus: status, Reason: "Succeeded=false without ExceptionInfo"}
 	}
 	return nil
 }
 
-func (e *ExceptionError) matchesFunc(match func(string) bool) bool {
+// exceptionMatches reports whether match accepts the type or message of e or an inner exception.
+func exceptionMatches(e *erpsync.ExceptionError, match func(string) bool) bool {
 	for i, x := 0, e; x != nil && i <= maxInnerExceptions; i, x = i+1, x.Inner {
 		if match(x.Type) || match(x.Message) {
 			return true
@@ -383,19 +387,19 @@ func (e *ExceptionError) matchesFunc(match func(string) bool) bool {
 }
 
 // protocolError wraps a parse failure.
-func protocolError(status int, err error) *ProtocolError {
+func protocolError(status int, err error) *erpsync.ProtocolError {
 	if errors.Is(err, errNotEnvelope) {
-		return &ProtocolError{HTTPStatus: status, Reason: "reply is not a SOAP envelope"}
+		return &erpsync.ProtocolError{HTTPStatus: status, Reason: "reply is not a SOAP envelope"}
 	}
 	var se *xml.SyntaxError
 	if errors.As(err, &se) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return &ProtocolError{HTTPStatus: status, Reason: "malformed XML", Err: err}
+		return &erpsync.ProtocolError{HTTPStatus: status, Reason: "malformed XML", Err: err}
 	}
 	var ve *valueError
 	if errors.As(err, &ve) {
-		return &ProtocolError{HTTPStatus: status, Reason: "invalid value", Err: err}
+		return &erpsync.ProtocolError{HTTPStatus: status, Reason: "invalid value", Err: err}
 	}
-	return &ProtocolError{HTTPStatus: status, Reason: "malformed XML", Err: err}
+	return &erpsync.ProtocolError{HTTPStatus: status, Reason: "malformed XML", Err: err}
 }
 
 // valueError is an element whose text is not of its XSD type.
@@ -405,7 +409,7 @@ type valueError struct {
 }
 
 func (e *valueError) Error() string {
-	return "not an " + e.typ + ": " + strconv.Quote(truncate(e.val, 40))
+	return "not an " + e.typ + ": " + strconv.Quote(erpsync.Truncate(e.val, 40))
 }
 
 // parser is a thin layer over encoding/xml's token stream.
@@ -429,7 +433,7 @@ func charsetReader(label string, in io.Reader) (io.Reader, error) {
 	case "utf-8", "utf8", "us-ascii", "ascii":
 		return in, nil
 	}
-	return nil, errors.New("unsupported encoding " + strconv.Quote(truncate(label, 40)))
+	return nil, errors.New("unsupported encoding " + strconv.Quote(erpsync.Truncate(label, 40)))
 }
 
 // firstElement returns the root element.

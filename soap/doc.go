@@ -4,9 +4,9 @@
 // default, as NetServer's basicHttpBinding expects), parses the reply
 // tolerantly (SOAP 1.1 and 1.2, by namespace, never by prefix), and turns every
 // way a call can fail into a typed error that callers match with errors.Is and
-// errors.As: *ExceptionError, *FaultError, *HTTPError, *TransportError,
-// *ProtocolError, *KeyError and the sentinels ErrEmptyKeys, ErrResponseTooLarge
-// and ErrLoginRefused.
+// errors.As: *erpsync.ExceptionError, *erpsync.FaultError, *erpsync.HTTPError, *erpsync.TransportError,
+// *erpsync.ProtocolError, *erpsync.KeyError and the sentinels erpsync.ErrEmptyKeys, erpsync.ErrResponseTooLarge
+// and erpsync.ErrLoginRefused.
 //
 // Tickets come from a TicketSource: StaticTicket for a fixed ticket,
 // PasswordAuth for on-site SoPrincipal logins and SystemUserAuth for the

@@ -3,6 +3,8 @@ package soap
 import (
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/erpresync/erpresync/erpsync"
 )
 
 // XML namespaces and SOAP actions NetServer uses (protocol reference §3).
@@ -57,8 +59,8 @@ func appendEnvelopeEnd(b []byte) []byte {
 // appendForceResyncExternal appends a complete ForceResyncExternal request envelope: body
 // children in WSDL order (ErpConnectionId, ErpActorType, ExternalKeys), keys as <a:string>
 // in the Arrays namespace. An empty keys slice is written as an explicit empty array.
-// Keys must already have passed ValidateKey; characters XML cannot carry become U+FFFD.
-func appendForceResyncExternal(b []byte, soap12 bool, appToken, ticket string, erpConnectionID int, actor ActorType, keys []string) []byte {
+// Keys must already have passed erpsync.ValidateKey; characters XML cannot carry become U+FFFD.
+func appendForceResyncExternal(b []byte, soap12 bool, appToken, ticket string, erpConnectionID int, actor erpsync.ActorType, keys []string) []byte {
 	b = appendEnvelopeStart(b, soap12, appToken, ticket)
 	b = append(b, `<ForceResyncExternal xmlns="`+nsNetServer+`"><ErpConnectionId>`...)
 	b = strconv.AppendInt(b, int64(erpConnectionID), 10)
@@ -129,7 +131,7 @@ func appendEscaped(b []byte, s string) []byte {
 		} else {
 			var r rune
 			r, size = utf8.DecodeRuneInString(s[i:])
-			if (r != utf8.RuneError || size > 1) && isXMLChar(r) {
+			if (r != utf8.RuneError || size > 1) && erpsync.IsXMLChar(r) {
 				i += size
 				continue
 			}

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 
+	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/soap"
 )
 
@@ -30,7 +31,7 @@ func ExampleClient_ForceResyncExternal() {
 		fmt.Println(err)
 		return
 	}
-	resp, err := client.ForceResyncExternal(context.Background(), 3, soap.ActorCustomer, []string{"10001", "10002"})
+	resp, err := client.ForceResyncExternal(context.Background(), 3, erpsync.ActorCustomer, []string{"10001", "10002"})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -45,7 +46,7 @@ func ExampleClient_ForceResyncExternal() {
 
 func ExampleValidateKey() {
 	for _, key := range []string{"10001", "", "bad\x00key"} {
-		fmt.Println(soap.ValidateKey(key))
+		fmt.Println(erpsync.ValidateKey(key))
 	}
 	// Output:
 	// <nil>

@@ -7,11 +7,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/erpresync/erpresync/erpsync"
 )
 
 // FuzzParseResponse feeds arbitrary bytes to the reply parser, seeded with the seed
 // response and every golden reply. It must never panic, and must return exactly one of a
-// Response or an error of the package's types.
+// erpsync.Result or an error of the package's types.
 func FuzzParseResponse(f *testing.F) {
 	files, err := filepath.Glob(filepath.Join("testdata", "*.xml"))
 	if err != nil {
@@ -36,9 +38,9 @@ func FuzzParseResponse(f *testing.F) {
 		}
 		if err != nil {
 			var (
-				ex *ExceptionError
-				fe *FaultError
-				pe *ProtocolError
+				ex *erpsync.ExceptionError
+				fe *erpsync.FaultError
+				pe *erpsync.ProtocolError
 			)
 			if !errors.As(err, &ex) && !errors.As(err, &fe) && !errors.As(err, &pe) {
 				t.Fatalf("untyped error %T: %v", err, err)
@@ -46,7 +48,7 @@ func FuzzParseResponse(f *testing.F) {
 			_ = err.Error()
 			return
 		}
-		if resp.StatusName == "" && resp.Status != StatusOk && resp.Status != StatusError {
+		if resp.StatusName == "" && resp.Status != erpsync.StatusOk && resp.Status != erpsync.StatusError {
 			t.Fatalf("no Status sent but Status = %v", resp.Status)
 		}
 		if _, err := json.Marshal(resp); err != nil {

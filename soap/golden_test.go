@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/erpresync/erpresync/erpsync"
 )
 
 // TestRequestGolden sends requests through the client and compares what reached the
@@ -69,9 +71,9 @@ func TestRequestGolden(t *testing.T) {
 			c := newTestClient(t, srv.URL, func(cfg *Config) { cfg.SOAP12 = tt.soap12 })
 			var err error
 			if tt.keys == nil {
-				_, err = c.ForceResyncAll(bg, 3, ActorCustomer)
+				_, err = c.ForceResyncAll(bg, 3, erpsync.ActorCustomer)
 			} else {
-				_, err = c.ForceResyncExternal(bg, 3, ActorCustomer, tt.keys)
+				_, err = c.ForceResyncExternal(bg, 3, erpsync.ActorCustomer, tt.keys)
 			}
 			if err != nil {
 				t.Fatal(err)
@@ -101,7 +103,7 @@ func TestRequestGolden(t *testing.T) {
 func TestRequestEscapingRoundTrip(t *testing.T) {
 	t.Parallel()
 	keys := []string{`a&b<c>"d'`, "line1\r\nline2\ttab", "\r", " lead and trail ", "]]>", "Ærø-😀"}
-	b := appendForceResyncExternal(nil, false, testAppToken, testTicket, 1, ActorSale, keys)
+	b := appendForceResyncExternal(nil, false, testAppToken, testTicket, 1, erpsync.ActorSale, keys)
 	var env struct {
 		Body struct {
 			Req struct {
@@ -164,34 +166,34 @@ func TestSeedCopyExact(t *testing.T) {
 
 func TestParseResponseGolden(t *testing.T) {
 	t.Parallel()
-	empty := []ChangedItem{}
-	zero := []ChangedItem{{Table: "", RecordID: 0}}
+	empty := []erpsync.ChangedItem{}
+	zero := []erpsync.ChangedItem{{Table: "", RecordID: 0}}
 	tests := []struct {
 		name string
 		file string
-		want *Response
+		want *erpsync.Result
 	}{
 		{
 			name: "seed as printed",
 			file: "response_seed.xml",
-			want: &Response{
-				IsOk: false, Status: StatusOk, StatusName: "Ok",
-				Changes: Changes{Added: zero, Updated: zero, Deleted: zero},
+			want: &erpsync.Result{
+				IsOk: false, Status: erpsync.StatusOk, StatusName: "Ok",
+				Changes: erpsync.Changes{Added: zero, Updated: zero, Deleted: zero},
 			},
 		},
 		{
 			name: "WCF success",
 			file: "response_success.xml",
-			want: &Response{
-				IsOk: true, Status: StatusOk, StatusName: "Ok",
-				Changes: Changes{Added: empty, Updated: []ChangedItem{{Table: "contact", RecordID: 123}}, Deleted: empty},
+			want: &erpsync.Result{
+				IsOk: true, Status: erpsync.StatusOk, StatusName: "Ok",
+				Changes: erpsync.Changes{Added: empty, Updated: []erpsync.ChangedItem{{Table: "contact", RecordID: 123}}, Deleted: empty},
 			},
 		},
 		{
 			name: "business failure",
 			file: "response_business_failure.xml",
-			want: &Response{
-				IsOk: false, Status: StatusError, StatusName: "Error",
+			want: &erpsync.Result{
+				IsOk: false, Status: erpsync.StatusError, StatusName: "Error",
 				UserExplanation: "Kunden finnes ikke i økonomisystemet & kan ikke synkroniseres.",
 				TechExplanation: "Connector: external key 10002 not found for actor Customer",
 				ErrorCode:       "ERP-404",
@@ -200,19 +202,19 @@ func TestParseResponseGolden(t *testing.T) {
 		{
 			name: "no Status (older server)",
 			file: "response_no_status.xml",
-			want: &Response{
-				IsOk: true, Status: StatusOk, StatusName: "",
-				Changes: Changes{
-					Added:   []ChangedItem{{Table: "person", RecordID: 7}},
-					Updated: []ChangedItem{{Table: "contact", RecordID: 42}, {Table: "contact", RecordID: 43}},
+			want: &erpsync.Result{
+				IsOk: true, Status: erpsync.StatusOk, StatusName: "",
+				Changes: erpsync.Changes{
+					Added:   []erpsync.ChangedItem{{Table: "person", RecordID: 7}},
+					Updated: []erpsync.ChangedItem{{Table: "contact", RecordID: 42}, {Table: "contact", RecordID: 43}},
 				},
 			},
 		},
 		{
 			name: "unknown Status",
 			file: "response_unknown_status.xml",
-			want: &Response{
-				IsOk: true, Status: StatusUnknown, StatusName: "Postponed",
+			want: &erpsync.Result{
+				IsOk: true, Status: erpsync.StatusUnknown, StatusName: "Postponed",
 				UserExplanation: "Queued for later",
 			},
 		},
@@ -236,20 +238,20 @@ func TestParseResponseErrors(t *testing.T) {
 	t.Run("exception", func(t *testing.T) {
 		t.Parallel()
 		_, err := ParseResponse(readTestdata(t, "response_exception.xml"))
-		var ex *ExceptionError
+		var ex *erpsync.ExceptionError
 		if !errors.As(err, &ex) {
-			t.Fatalf("err = %v, want *ExceptionError", err)
+			t.Fatalf("err = %v, want *erpsync.ExceptionError", err)
 		}
-		want := &ExceptionError{
+		want := &erpsync.ExceptionError{
 			Type: "SoSecurityException", Message: "Ticket is not valid or has expired",
 			FriendlyText: "Your session has expired. Please log in again.", Source: "SoCore",
-			Inner:          &ExceptionError{Type: "SoCredentialsException", Message: "Credentials rejected", Source: "SoCore"},
+			Inner:          &erpsync.ExceptionError{Type: "SoCredentialsException", Message: "Credentials rejected", Source: "SoCore"},
 			TicketRejected: true,
 		}
 		if !reflect.DeepEqual(ex, want) {
 			t.Errorf("exception =\n%#v\nwant\n%#v", ex, want)
 		}
-		if !IsTicketError(err) {
+		if !erpsync.IsTicketError(err) {
 			t.Error("IsTicketError = false, want true")
 		}
 		if strings.Contains(err.Error(), "StackTrace") || strings.Contains(err.Error(), "SoSession.Authenticate") {
@@ -259,18 +261,18 @@ func TestParseResponseErrors(t *testing.T) {
 	faults := []struct {
 		name string
 		file string
-		want FaultError
+		want erpsync.FaultError
 	}{
-		{"fault 1.1", "response_fault11.xml", FaultError{Code: "a:ActionNotSupported", Reason: "The message with Action"}},
-		{"fault 1.2", "response_fault12.xml", FaultError{Code: "s:Receiver", Subcode: "a:InternalServiceFault", Reason: "The server was unable to process the request due to an internal error."}},
+		{"fault 1.1", "response_fault11.xml", erpsync.FaultError{Code: "a:ActionNotSupported", Reason: "The message with Action"}},
+		{"fault 1.2", "response_fault12.xml", erpsync.FaultError{Code: "s:Receiver", Subcode: "a:InternalServiceFault", Reason: "The server was unable to process the request due to an internal error."}},
 	}
 	for _, tt := range faults {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			_, err := ParseResponse(readTestdata(t, tt.file))
-			var f *FaultError
+			var f *erpsync.FaultError
 			if !errors.As(err, &f) {
-				t.Fatalf("err = %v, want *FaultError", err)
+				t.Fatalf("err = %v, want *erpsync.FaultError", err)
 			}
 			if f.Code != tt.want.Code || f.Subcode != tt.want.Subcode || !strings.HasPrefix(f.Reason, tt.want.Reason) || f.HTTPStatus != 0 {
 				t.Errorf("fault = %+v, want %+v", f, tt.want)
@@ -297,9 +299,9 @@ func TestParseResponseErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			resp, err := ParseResponse([]byte(tt.body))
-			var pe *ProtocolError
+			var pe *erpsync.ProtocolError
 			if !errors.As(err, &pe) || resp != nil {
-				t.Fatalf("ParseResponse = %v, %v; want *ProtocolError", resp, err)
+				t.Fatalf("ParseResponse = %v, %v; want *erpsync.ProtocolError", resp, err)
 			}
 		})
 	}
@@ -312,33 +314,33 @@ func TestParseTolerance(t *testing.T) {
 	tests := []struct {
 		name string
 		body string
-		want Response
+		want erpsync.Result
 	}{
 		{
 			name: "headers directly under Envelope, SOAP 1.2, odd prefixes",
 			body: `<X:Envelope xmlns:X="http://www.w3.org/2003/05/soap-envelope" xmlns:Q="http://www.superoffice.net/ws/crm/NetServer/Services88" xmlns:t="http://www.w3.org/2001/XMLSchema-instance">
 <Q:Succeeded>true</Q:Succeeded><X:Body><Q:ForceResyncExternalResponse><Q:Response t:type="Q:PluginResponse"><Q:IsOk t:type="xsd:boolean"> 1 </Q:IsOk><Q:Status> Warning </Q:Status></Q:Response></Q:ForceResyncExternalResponse></X:Body></X:Envelope>`,
-			want: Response{IsOk: true, Status: StatusWarning, StatusName: "Warning"},
+			want: erpsync.Result{IsOk: true, Status: erpsync.StatusWarning, StatusName: "Warning"},
 		},
 		{
 			name: "empty Response: all members absent",
 			body: `<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><ForceResyncExternalResponse xmlns="http://www.superoffice.net/ws/crm/NetServer/Services88"><Response/></ForceResyncExternalResponse></s:Body></s:Envelope>`,
-			want: Response{IsOk: false, Status: StatusError},
+			want: erpsync.Result{IsOk: false, Status: erpsync.StatusError},
 		},
 		{
 			name: "Services87 namespace, nil items, comments and CDATA",
 			body: `<?xml version="1.0" encoding="utf-8"?><!-- hi --><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><ForceResyncExternalResponse xmlns="http://www.superoffice.net/ws/crm/NetServer/Services87" xmlns:i="http://www.w3.org/2001/XMLSchema-instance"><Response><IsOk>true</IsOk><TechExplanation><![CDATA[a<b]]> &amp; c</TechExplanation><Changes><DeletedRecords><ChangedDataItem i:nil="true"/><ChangedDataItem><RecordId>-5</RecordId></ChangedDataItem></DeletedRecords></Changes><Status i:nil="true"/></Response></ForceResyncExternalResponse></s:Body></s:Envelope>`,
-			want: Response{IsOk: true, Status: StatusOk, TechExplanation: "a<b & c", Changes: Changes{Deleted: []ChangedItem{{RecordID: -5}}}},
+			want: erpsync.Result{IsOk: true, Status: erpsync.StatusOk, TechExplanation: "a<b & c", Changes: erpsync.Changes{Deleted: []erpsync.ChangedItem{{RecordID: -5}}}},
 		},
 		{
 			name: "UTF-8 byte order mark (XML 1.0 §4.3.3)",
 			body: "\uFEFF" + `<?xml version="1.0" encoding="utf-8"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><ForceResyncExternalResponse xmlns="http://www.superoffice.net/ws/crm/NetServer/Services88"><Response><IsOk>true</IsOk></Response></ForceResyncExternalResponse></s:Body></s:Envelope>`,
-			want: Response{IsOk: true, Status: StatusOk},
+			want: erpsync.Result{IsOk: true, Status: erpsync.StatusOk},
 		},
 		{
 			name: "elements of other namespaces are ignored",
 			body: `<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><ForceResyncExternalResponse xmlns="http://www.superoffice.net/ws/crm/NetServer/Services88"><Response><IsOk>true</IsOk><x:Status xmlns:x="urn:x">Error</x:Status></Response></ForceResyncExternalResponse></s:Body></s:Envelope>`,
-			want: Response{IsOk: true, Status: StatusOk},
+			want: erpsync.Result{IsOk: true, Status: erpsync.StatusOk},
 		},
 	}
 	for _, tt := range tests {

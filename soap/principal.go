@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/erpresync/erpresync/erpsync"
 )
 
 // PasswordAuthConfig configures PasswordAuth. BaseURL, UserName and Password are required.
@@ -64,7 +66,7 @@ func (c PasswordAuthConfig) GoString() string { return c.String() }
 
 // PasswordAuth is a TicketSource for on-site installations: it logs in with
 // SoPrincipal.AuthenticateUsernamePassword (SOAP 1.1) and caches the ticket as TicketCache
-// does. A refused login is ErrLoginRefused. Safe for concurrent use.
+// does. A refused login is erpsync.ErrLoginRefused. Safe for concurrent use.
 type PasswordAuth struct {
 	*TicketCache
 	url      string
@@ -93,7 +95,7 @@ func NewPasswordAuth(cfg PasswordAuthConfig) (*PasswordAuth, error) {
 const opAuthenticate = "SoPrincipal.AuthenticateUsernamePassword"
 
 // Login performs one AuthenticateUsernamePassword call, bypassing the cache, and returns
-// the ticket. AuthenticationSucceeded=false gives ErrLoginRefused; other failures are the
+// the ticket. AuthenticationSucceeded=false gives erpsync.ErrLoginRefused; other failures are the
 // same error types as Client calls.
 func (p *PasswordAuth) Login(ctx context.Context) (string, error) {
 	payload := appendAuthenticateUsernamePassword(make([]byte, 0, 512+len(p.userName)+len(p.password)+len(p.appToken)), p.appToken, p.userName, p.password)
@@ -110,13 +112,13 @@ func (p *PasswordAuth) Login(ctx context.Context) (string, error) {
 	} else if err = env.err(rep.status, nil); err == nil {
 		switch {
 		case !found:
-			err = &ProtocolError{HTTPStatus: rep.status, Reason: "reply has no AuthenticateResponse"}
+			err = &erpsync.ProtocolError{HTTPStatus: rep.status, Reason: "reply has no AuthenticateResponse"}
 		case !succeeded:
 			if rep.status >= 200 && rep.status < 300 {
-				return "", wrapOp(opAuthenticate, fmt.Errorf("user %q: %w", p.userName, ErrLoginRefused))
+				return "", wrapOp(opAuthenticate, fmt.Errorf("user %q: %w", p.userName, erpsync.ErrLoginRefused))
 			}
 		case ticket == "":
-			err = &ProtocolError{HTTPStatus: rep.status, Reason: "login succeeded but carries no ticket"}
+			err = &erpsync.ProtocolError{HTTPStatus: rep.status, Reason: "login succeeded but carries no ticket"}
 		}
 	}
 	if err = rep.classify(err, redactor{p.password, p.appToken}); err != nil {
@@ -125,12 +127,12 @@ func (p *PasswordAuth) Login(ctx context.Context) (string, error) {
 	return ticket, nil
 }
 
-// asRefusal marks an HTTP 401 or 403 from a login service as ErrLoginRefused as well: the
+// asRefusal marks an HTTP 401 or 403 from a login service as erpsync.ErrLoginRefused as well: the
 // credentials were refused, and asking again at once will not change that.
 func asRefusal(err error) error {
-	var he *HTTPError
+	var he *erpsync.HTTPError
 	if errors.As(err, &he) && (he.StatusCode == http.StatusUnauthorized || he.StatusCode == http.StatusForbidden) {
-		return fmt.Errorf("%w: %w", ErrLoginRefused, err)
+		return fmt.Errorf("%w: %w", erpsync.ErrLoginRefused, err)
 	}
 	return err
 }

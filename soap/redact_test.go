@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/erpresync/erpresync/erpsync"
 )
 
 func TestSecretsNeverPrinted(t *testing.T) {
@@ -97,20 +99,20 @@ func TestSecretsNotEchoedInErrors(t *testing.T) {
 			t.Parallel()
 			srv := newServer(t, tt.handler)
 			c := newTestClient(t, srv.URL, nil)
-			_, err := c.ForceResyncExternal(bg, 1, ActorCustomer, []string{"k"})
+			_, err := c.ForceResyncExternal(bg, 1, erpsync.ActorCustomer, []string{"k"})
 			if err == nil {
 				t.Fatal("want an error")
 			}
 			text := fmt.Sprintf("%v %+v %#v", err, err, err)
-			var he *HTTPError
+			var he *erpsync.HTTPError
 			if errors.As(err, &he) {
 				text += he.Body
 			}
-			var ex *ExceptionError
+			var ex *erpsync.ExceptionError
 			if errors.As(err, &ex) {
 				text += ex.Message
 			}
-			var f *FaultError
+			var f *erpsync.FaultError
 			if errors.As(err, &f) {
 				text += f.Reason
 			}

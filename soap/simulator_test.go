@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/netserversim"
 	"github.com/erpresync/erpresync/soap"
 )
@@ -112,10 +113,10 @@ func simKeys(prefix string, n int) []string {
 
 // expectedChanges is netserversim.ExpectedChanges for keys, split into the three lists the
 // way a reply carries them.
-func expectedChanges(actor soap.ActorType, keys []string) soap.Changes {
-	var c soap.Changes
+func expectedChanges(actor erpsync.ActorType, keys []string) erpsync.Changes {
+	var c erpsync.Changes
 	for _, ch := range netserversim.ExpectedChanges(netserversim.ActorType(actor), keys) {
-		item := soap.ChangedItem{Table: ch.Table, RecordID: ch.RecordID}
+		item := erpsync.ChangedItem{Table: ch.Table, RecordID: ch.RecordID}
 		switch ch.Kind {
 		case netserversim.Added:
 			c.Added = append(c.Added, item)
@@ -129,11 +130,11 @@ func expectedChanges(actor soap.ActorType, keys []string) soap.Changes {
 }
 
 // checkChanges compares change lists in order; nil and empty lists are equal.
-func checkChanges(t *testing.T, got, want soap.Changes) {
+func checkChanges(t *testing.T, got, want erpsync.Changes) {
 	t.Helper()
 	for _, l := range []struct {
 		name      string
-		got, want []soap.ChangedItem
+		got, want []erpsync.ChangedItem
 	}{{"Added", got.Added, want.Added}, {"Updated", got.Updated, want.Updated}, {"Deleted", got.Deleted, want.Deleted}} {
 		if !slices.Equal(l.got, l.want) {
 			t.Errorf("Changes.%s = %v, want %v", l.name, l.got, l.want)
@@ -149,13 +150,13 @@ func assertNoSecrets(t *testing.T, err error, secrets ...string) {
 		return
 	}
 	text := fmt.Sprintf("%v\n%+v\n%#v\n%s", err, err, err, err)
-	if he, ok := errors.AsType[*soap.HTTPError](err); ok {
+	if he, ok := errors.AsType[*erpsync.HTTPError](err); ok {
 		text += "\n" + he.Body
 	}
-	if ex, ok := errors.AsType[*soap.ExceptionError](err); ok {
+	if ex, ok := errors.AsType[*erpsync.ExceptionError](err); ok {
 		text += "\n" + ex.Type + "\n" + ex.Message + "\n" + ex.FriendlyText + "\n" + ex.Source
 	}
-	if f, ok := errors.AsType[*soap.FaultError](err); ok {
+	if f, ok := errors.AsType[*erpsync.FaultError](err); ok {
 		text += "\n" + f.Code + "\n" + f.Reason
 	}
 	for _, s := range secrets {
@@ -170,17 +171,17 @@ func TestSimResyncSuccess(t *testing.T) {
 	tests := []struct {
 		name       string
 		omitStatus bool
-		actor      soap.ActorType
+		actor      erpsync.ActorType
 		keys       []string
-		wantName   string // Response.StatusName
+		wantName   string // erpsync.Result.StatusName
 	}{
-		{name: "one key", actor: soap.ActorCustomer, keys: []string{"10001"}, wantName: "Ok"},
-		{name: "batch of 100", actor: soap.ActorCustomer, keys: simKeys("C", 100), wantName: "Ok"},
-		{name: "repeated keys count once", actor: soap.ActorSupplier, keys: []string{"S-1", "S-2", "S-1", "S-3", "S-2"}, wantName: "Ok"},
-		{name: "person table", actor: soap.ActorPerson, keys: simKeys("P", 20), wantName: "Ok"},
-		{name: "sale table", actor: soap.ActorSale, keys: simKeys("SA", 10), wantName: "Ok"},
-		{name: "escaped characters", actor: soap.ActorProject, keys: []string{`<a&b>`, `"q'`, "ünïcødé ✓"}, wantName: "Ok"},
-		{name: "older server without Status", omitStatus: true, actor: soap.ActorCustomer, keys: simKeys("O", 30), wantName: ""},
+		{name: "one key", actor: erpsync.ActorCustomer, keys: []string{"10001"}, wantName: "Ok"},
+		{name: "batch of 100", actor: erpsync.ActorCustomer, keys: simKeys("C", 100), wantName: "Ok"},
+		{name: "repeated keys count once", actor: erpsync.ActorSupplier, keys: []string{"S-1", "S-2", "S-1", "S-3", "S-2"}, wantName: "Ok"},
+		{name: "person table", actor: erpsync.ActorPerson, keys: simKeys("P", 20), wantName: "Ok"},
+		{name: "sale table", actor: erpsync.ActorSale, keys: simKeys("SA", 10), wantName: "Ok"},
+		{name: "escaped characters", actor: erpsync.ActorProject, keys: []string{`<a&b>`, `"q'`, "ünïcødé ✓"}, wantName: "Ok"},
+		{name: "older server without Status", omitStatus: true, actor: erpsync.ActorCustomer, keys: simKeys("O", 30), wantName: ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -192,7 +193,7 @@ func TestSimResyncSuccess(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ForceResyncExternal: %v", err)
 			}
-			if !resp.IsOk || resp.Status != soap.StatusOk || resp.StatusName != tt.wantName {
+			if !resp.IsOk || resp.Status != erpsync.StatusOk || resp.StatusName != tt.wantName {
 				t.Errorf("IsOk, Status, StatusName = %t, %v, %q; want true, Ok, %q", resp.IsOk, resp.Status, resp.StatusName, tt.wantName)
 			}
 			if resp.ErrorCode != "" || resp.TechExplanation != "" {
@@ -233,11 +234,11 @@ func TestSimBusinessFailure(t *testing.T) {
 			sim.SetPoison(poison)
 			client := newSimClient(t, sim, soap.NewStaticTicket(sim.IssueTicket()), nil)
 
-			resp, err := client.ForceResyncExternal(callCtx(t), 3, soap.ActorCustomer, tt.keys)
+			resp, err := client.ForceResyncExternal(callCtx(t), 3, erpsync.ActorCustomer, tt.keys)
 			if err != nil {
 				t.Fatalf("ForceResyncExternal: want a business failure with a nil error, got %v", err)
 			}
-			if resp.IsOk || resp.Status != soap.StatusError || resp.StatusName != tt.wantName {
+			if resp.IsOk || resp.Status != erpsync.StatusError || resp.StatusName != tt.wantName {
 				t.Errorf("IsOk, Status, StatusName = %t, %v, %q; want false, Error, %q", resp.IsOk, resp.Status, resp.StatusName, tt.wantName)
 			}
 			if resp.ErrorCode != netserversim.DefaultErrorCode {
@@ -269,9 +270,9 @@ func TestSimErrorClasses(t *testing.T) {
 	wantHTTP := func(status int, retryAfter time.Duration) func(*testing.T, *netserversim.Running, error) {
 		return func(t *testing.T, _ *netserversim.Running, err error) {
 			t.Helper()
-			he, ok := errors.AsType[*soap.HTTPError](err)
+			he, ok := errors.AsType[*erpsync.HTTPError](err)
 			if !ok {
-				t.Fatalf("want *soap.HTTPError, got %T: %v", err, err)
+				t.Fatalf("want *erpsync.HTTPError, got %T: %v", err, err)
 			}
 			if he.StatusCode != status || he.RetryAfter != retryAfter {
 				t.Errorf("StatusCode, RetryAfter = %d, %v; want %d, %v", he.StatusCode, he.RetryAfter, status, retryAfter)
@@ -289,9 +290,9 @@ func TestSimErrorClasses(t *testing.T) {
 	}
 	wantTimeout := func(t *testing.T, _ *netserversim.Running, err error) {
 		t.Helper()
-		te, ok := errors.AsType[*soap.TransportError](err)
+		te, ok := errors.AsType[*erpsync.TransportError](err)
 		if !ok {
-			t.Fatalf("want *soap.TransportError, got %T: %v", err, err)
+			t.Fatalf("want *erpsync.TransportError, got %T: %v", err, err)
 		}
 		if !te.Timeout() || !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("Timeout() = %t, errors.Is(DeadlineExceeded) = %t; want both true: %v", te.Timeout(), errors.Is(err, context.DeadlineExceeded), err)
@@ -333,9 +334,9 @@ func TestSimErrorClasses(t *testing.T) {
 			name:  "dropped connection",
 			setup: func(s *netserversim.Running) { s.DropNext(1) },
 			check: func(t *testing.T, _ *netserversim.Running, err error) {
-				te, ok := errors.AsType[*soap.TransportError](err)
+				te, ok := errors.AsType[*erpsync.TransportError](err)
 				if !ok {
-					t.Fatalf("want *soap.TransportError, got %T: %v", err, err)
+					t.Fatalf("want *erpsync.TransportError, got %T: %v", err, err)
 				}
 				if te.Timeout() {
 					t.Errorf("a dropped connection is not a timeout: %v", err)
@@ -364,12 +365,12 @@ func TestSimErrorClasses(t *testing.T) {
 			client: func(c *soap.Config) { c.MaxResponseBytes = 2 << 10 },
 			keys:   50,
 			check: func(t *testing.T, _ *netserversim.Running, err error) {
-				if !errors.Is(err, soap.ErrResponseTooLarge) {
-					t.Errorf("want soap.ErrResponseTooLarge, got %v", err)
+				if !errors.Is(err, erpsync.ErrResponseTooLarge) {
+					t.Errorf("want erpsync.ErrResponseTooLarge, got %v", err)
 				}
 			},
 			// NetServer resynced the batch; the client only refused to read the answer, so
-			// ErrResponseTooLarge does not mean that nothing happened.
+			// erpsync.ErrResponseTooLarge does not mean that nothing happened.
 			counted: func(t *testing.T, sim *netserversim.Running) {
 				waitFor(t, "the reply to be written or abandoned", func() bool {
 					c := sim.Counts().Calls
@@ -382,8 +383,8 @@ func TestSimErrorClasses(t *testing.T) {
 			name:   "wrong application token",
 			client: func(c *soap.Config) { c.AppToken = simWrongToken },
 			check: func(t *testing.T, _ *netserversim.Running, err error) {
-				if _, ok := errors.AsType[*soap.ExceptionError](err); !ok {
-					t.Errorf("want *soap.ExceptionError, got %T: %v", err, err)
+				if _, ok := errors.AsType[*erpsync.ExceptionError](err); !ok {
+					t.Errorf("want *erpsync.ExceptionError, got %T: %v", err, err)
 				}
 			},
 			// A StaticTicket cannot be renewed, so the client does not resend.
@@ -407,12 +408,12 @@ func TestSimErrorClasses(t *testing.T) {
 			defer cancel()
 			keys := simKeys("E", max(tt.keys, 1))
 
-			resp, err := client.ForceResyncExternal(ctx, 3, soap.ActorCustomer, keys)
+			resp, err := client.ForceResyncExternal(ctx, 3, erpsync.ActorCustomer, keys)
 			if err == nil {
 				t.Fatalf("want an error, got %+v", resp)
 			}
 			if resp != nil {
-				t.Errorf("want a nil Response with the error, got %+v", resp)
+				t.Errorf("want a nil erpsync.Result with the error, got %+v", resp)
 			}
 			tt.check(t, sim, err)
 			if tt.counted != nil {
@@ -443,7 +444,7 @@ func TestSimCancelMidCall(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		_, err := client.ForceResyncExternal(ctx, 3, soap.ActorCustomer, []string{"CANCEL-1"})
+		_, err := client.ForceResyncExternal(ctx, 3, erpsync.ActorCustomer, []string{"CANCEL-1"})
 		done <- err
 	}()
 	// Seen counts the request once its body parsed: the server now waits out the latency.
@@ -459,8 +460,8 @@ func TestSimCancelMidCall(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("want context.Canceled, got %v", err)
 	}
-	if _, ok := errors.AsType[*soap.TransportError](err); ok {
-		t.Errorf("a cancelled call is not a *soap.TransportError: %v", err)
+	if _, ok := errors.AsType[*erpsync.TransportError](err); ok {
+		t.Errorf("a cancelled call is not a *erpsync.TransportError: %v", err)
 	}
 	waitFor(t, "the call to count as undelivered", func() bool {
 		return sim.Counts().Calls[netserversim.OutcomeUndelivered] == 1
@@ -499,13 +500,13 @@ func TestSimErpSyncNotGranted(t *testing.T) {
 			auth := newSimPasswordAuth(t, sim, simPassword)
 			client := newSimClient(t, sim, auth, func(c *soap.Config) { c.TicketErrorPattern = tt.pattern })
 
-			_, err := client.ForceResyncExternal(callCtx(t), 3, soap.ActorCustomer, []string{"NG-1"})
-			ex, ok := errors.AsType[*soap.ExceptionError](err)
+			_, err := client.ForceResyncExternal(callCtx(t), 3, erpsync.ActorCustomer, []string{"NG-1"})
+			ex, ok := errors.AsType[*erpsync.ExceptionError](err)
 			if !ok {
-				t.Fatalf("want *soap.ExceptionError, got %T: %v", err, err)
+				t.Fatalf("want *erpsync.ExceptionError, got %T: %v", err, err)
 			}
-			if ex.TicketRejected != tt.wantRejected || soap.IsTicketError(err) != tt.wantRejected {
-				t.Errorf("TicketRejected, IsTicketError = %t, %t; want %t", ex.TicketRejected, soap.IsTicketError(err), tt.wantRejected)
+			if ex.TicketRejected != tt.wantRejected || erpsync.IsTicketError(err) != tt.wantRejected {
+				t.Errorf("TicketRejected, erpsync.IsTicketError = %t, %t; want %t", ex.TicketRejected, erpsync.IsTicketError(err), tt.wantRejected)
 			}
 			snap := sim.Counts()
 			if snap.Calls[netserversim.OutcomeException] != tt.wantCalls || snap.TotalCalls() != tt.wantCalls {
@@ -517,7 +518,7 @@ func TestSimErpSyncNotGranted(t *testing.T) {
 			// Once a fresh ticket was rejected too, the client stops logging in again for
 			// every batch: further calls are one request each, with no new login.
 			for range 5 {
-				if _, err := client.ForceResyncExternal(callCtx(t), 3, soap.ActorCustomer, []string{"NG-1"}); err == nil {
+				if _, err := client.ForceResyncExternal(callCtx(t), 3, erpsync.ActorCustomer, []string{"NG-1"}); err == nil {
 					t.Fatal("call succeeded although ErpSync is not granted")
 				}
 			}
@@ -548,7 +549,7 @@ func TestSimTicketExpiryConcurrent(t *testing.T) {
 	ctx := callCtx(t)
 
 	for i := range warmup {
-		if _, err := client.ForceResyncExternal(ctx, 3, soap.ActorCustomer, []string{fmt.Sprintf("W-%d", i)}); err != nil {
+		if _, err := client.ForceResyncExternal(ctx, 3, erpsync.ActorCustomer, []string{fmt.Sprintf("W-%d", i)}); err != nil {
 			t.Fatalf("warm-up call %d: %v", i, err)
 		}
 	}
@@ -564,7 +565,7 @@ func TestSimTicketExpiryConcurrent(t *testing.T) {
 	for i, k := range keys {
 		wg.Go(func() {
 			<-start
-			resp, err := client.ForceResyncExternal(ctx, 3, soap.ActorCustomer, []string{k})
+			resp, err := client.ForceResyncExternal(ctx, 3, erpsync.ActorCustomer, []string{k})
 			if err == nil && !resp.IsOk {
 				err = fmt.Errorf("IsOk=false: %s", resp.TechExplanation)
 			}
@@ -600,7 +601,7 @@ func TestSimTicketExpiryConcurrent(t *testing.T) {
 	}
 }
 
-// TestSimLoginRefused: a wrong password is ErrLoginRefused, with exactly one login attempt
+// TestSimLoginRefused: a wrong password is erpsync.ErrLoginRefused, with exactly one login attempt
 // per call and no ErpSync call.
 func TestSimLoginRefused(t *testing.T) {
 	t.Parallel()
@@ -619,9 +620,9 @@ func TestSimLoginRefused(t *testing.T) {
 			client := newSimClient(t, sim, auth, nil)
 
 			for i := range tt.calls {
-				_, err := client.ForceResyncExternal(callCtx(t), 3, soap.ActorCustomer, []string{"L-1"})
-				if !errors.Is(err, soap.ErrLoginRefused) {
-					t.Fatalf("call %d: want soap.ErrLoginRefused, got %v", i, err)
+				_, err := client.ForceResyncExternal(callCtx(t), 3, erpsync.ActorCustomer, []string{"L-1"})
+				if !errors.Is(err, erpsync.ErrLoginRefused) {
+					t.Fatalf("call %d: want erpsync.ErrLoginRefused, got %v", i, err)
 				}
 				// A refused login is remembered (soap.RefusedPause): later calls fail at once
 				// without asking the login service again.
@@ -696,7 +697,7 @@ func TestSimSystemUser(t *testing.T) {
 			systemToken: simSystemToken,
 			verifyWith:  func(*testing.T, *netserversim.Running) *rsa.PublicKey { return &appKey.PublicKey },
 			wantErr: func(err error) bool {
-				pe, ok := errors.AsType[*soap.ProtocolError](err)
+				pe, ok := errors.AsType[*erpsync.ProtocolError](err)
 				return ok && strings.Contains(pe.Reason, "JWT")
 			},
 			wantLogins: netserversim.Logins{SystemUserOK: 1},
@@ -704,7 +705,7 @@ func TestSimSystemUser(t *testing.T) {
 		{
 			name:        "unknown system user token",
 			systemToken: "SIM-OTHER-SYSTEM-TOKEN-SECRET",
-			wantErr:     func(err error) bool { return errors.Is(err, soap.ErrLoginRefused) },
+			wantErr:     func(err error) bool { return errors.Is(err, erpsync.ErrLoginRefused) },
 			wantLogins:  netserversim.Logins{SystemUserRefused: 1},
 		},
 	}
@@ -736,7 +737,7 @@ func TestSimSystemUser(t *testing.T) {
 			ctx := callCtx(t)
 			var lastErr error
 			for range 2 { // the second call reuses the cached ticket
-				resp, err := client.ForceResyncExternal(ctx, 3, soap.ActorCustomer, keys)
+				resp, err := client.ForceResyncExternal(ctx, 3, erpsync.ActorCustomer, keys)
 				lastErr = err
 				if tt.wantErr != nil {
 					if err == nil || !tt.wantErr(err) {
@@ -748,10 +749,10 @@ func TestSimSystemUser(t *testing.T) {
 				if err != nil {
 					t.Fatalf("ForceResyncExternal: %v", err)
 				}
-				if !resp.IsOk || resp.Status != soap.StatusOk {
+				if !resp.IsOk || resp.Status != erpsync.StatusOk {
 					t.Fatalf("IsOk, Status = %t, %v; want true, Ok", resp.IsOk, resp.Status)
 				}
-				checkChanges(t, resp.Changes, expectedChanges(soap.ActorCustomer, keys))
+				checkChanges(t, resp.Changes, expectedChanges(erpsync.ActorCustomer, keys))
 			}
 
 			snap := sim.Counts()
@@ -760,7 +761,7 @@ func TestSimSystemUser(t *testing.T) {
 			if tt.wantErr != nil {
 				// A failed login is not cached: each call logs in again. A refused one is
 				// remembered for soap.RefusedPause, so the second call does not ask again.
-				if !errors.Is(lastErr, soap.ErrLoginRefused) {
+				if !errors.Is(lastErr, erpsync.ErrLoginRefused) {
 					wantLogins.SystemUserOK *= 2
 					wantLogins.SystemUserRefused *= 2
 				}
@@ -784,10 +785,10 @@ func TestSimSOAP12Refused(t *testing.T) {
 	ticket := sim.IssueTicket()
 	client := newSimClient(t, sim, soap.NewStaticTicket(ticket), func(c *soap.Config) { c.SOAP12 = true })
 
-	_, err := client.ForceResyncExternal(callCtx(t), 3, soap.ActorCustomer, []string{"V-1"})
-	he, ok := errors.AsType[*soap.HTTPError](err)
+	_, err := client.ForceResyncExternal(callCtx(t), 3, erpsync.ActorCustomer, []string{"V-1"})
+	he, ok := errors.AsType[*erpsync.HTTPError](err)
 	if !ok {
-		t.Fatalf("want *soap.HTTPError, got %T: %v", err, err)
+		t.Fatalf("want *erpsync.HTTPError, got %T: %v", err, err)
 	}
 	if he.StatusCode != 415 || !strings.Contains(he.Body, "text/xml; charset=utf-8") {
 		t.Errorf("StatusCode, Body = %d, %q; want 415 naming text/xml", he.StatusCode, he.Body)
@@ -816,9 +817,9 @@ func TestSimNothingResyncsAll(t *testing.T) {
 			ticket := sim.IssueTicket()
 			client := newSimClient(t, sim, soap.NewStaticTicket(ticket), nil)
 
-			_, err := client.ForceResyncExternal(callCtx(t), 3, soap.ActorCustomer, tt.keys)
-			if !errors.Is(err, soap.ErrEmptyKeys) {
-				t.Fatalf("want soap.ErrEmptyKeys, got %v", err)
+			_, err := client.ForceResyncExternal(callCtx(t), 3, erpsync.ActorCustomer, tt.keys)
+			if !errors.Is(err, erpsync.ErrEmptyKeys) {
+				t.Fatalf("want erpsync.ErrEmptyKeys, got %v", err)
 			}
 			if snap := sim.Counts(); snap.TotalCalls() != 0 || snap.ResyncAll != 0 {
 				t.Errorf("simulator calls = %v, resync-all = %d; want no request", snap.Calls, snap.ResyncAll)
@@ -832,14 +833,14 @@ func TestSimNothingResyncsAll(t *testing.T) {
 		sim := startSim(t, netserversim.Config{})
 		client := newSimClient(t, sim, soap.NewStaticTicket(sim.IssueTicket()), nil)
 
-		resp, err := client.ForceResyncAll(callCtx(t), 3, soap.ActorCustomer)
+		resp, err := client.ForceResyncAll(callCtx(t), 3, erpsync.ActorCustomer)
 		if err != nil {
 			t.Fatalf("ForceResyncAll: %v", err)
 		}
-		if !resp.IsOk || resp.Status != soap.StatusOk {
+		if !resp.IsOk || resp.Status != erpsync.StatusOk {
 			t.Errorf("IsOk, Status = %t, %v; want true, Ok", resp.IsOk, resp.Status)
 		}
-		checkChanges(t, resp.Changes, soap.Changes{})
+		checkChanges(t, resp.Changes, erpsync.Changes{})
 		if snap := sim.Counts(); snap.ResyncAll != 1 || snap.Calls[netserversim.OutcomeOK] != 1 || snap.TotalCalls() != 1 {
 			t.Errorf("resync-all = %d, calls = %v; want one ok resync-all", snap.ResyncAll, snap.Calls)
 		}

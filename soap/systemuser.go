@@ -17,6 +17,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/erpresync/erpresync/erpsync"
 )
 
 // TicketClaim is the JWT claim that carries the NetServer ticket.
@@ -104,7 +106,7 @@ func (c SystemUserAuthConfig) GoString() string { return c.String() }
 // SystemUserAuth is a TicketSource for SuperOffice Online's system-user flow: it signs the
 // system user token with the app's private key, exchanges it at the PartnerSystemUser
 // REST endpoint for a JWT, and takes the ticket from the JWT's TicketClaim. Tickets are
-// cached as TicketCache does. An unsuccessful login is ErrLoginRefused. Safe for
+// cached as TicketCache does. An unsuccessful login is erpsync.ErrLoginRefused. Safe for
 // concurrent use.
 type SystemUserAuth struct {
 	*TicketCache
@@ -197,18 +199,18 @@ func (s *SystemUserAuth) Login(ctx context.Context) (string, error) {
 	}
 	var r systemUserReply
 	if err := json.Unmarshal(rep.body.Bytes(), &r); err != nil {
-		return "", wrapOp(opSystemUser, &ProtocolError{HTTPStatus: rep.status, Reason: "reply is not the expected JSON", Err: err})
+		return "", wrapOp(opSystemUser, &erpsync.ProtocolError{HTTPStatus: rep.status, Reason: "reply is not the expected JSON", Err: err})
 	}
 	if !r.IsSuccessful {
 		msg := ""
 		if r.ErrorMessage != "" {
-			msg = ": " + truncate(red.s(r.ErrorMessage), 300)
+			msg = ": " + erpsync.Truncate(red.s(r.ErrorMessage), 300)
 		}
-		return "", wrapOp(opSystemUser, fmt.Errorf("context %s%s: %w", s.contextID, msg, ErrLoginRefused))
+		return "", wrapOp(opSystemUser, fmt.Errorf("context %s%s: %w", s.contextID, msg, erpsync.ErrLoginRefused))
 	}
 	ticket, err := ticketFromJWT(r.Token, s.jwtKey)
 	if err != nil {
-		return "", wrapOp(opSystemUser, &ProtocolError{HTTPStatus: rep.status, Reason: "unusable JWT", Err: err})
+		return "", wrapOp(opSystemUser, &erpsync.ProtocolError{HTTPStatus: rep.status, Reason: "unusable JWT", Err: err})
 	}
 	return ticket, nil
 }
@@ -229,7 +231,7 @@ func ticketFromJWT(token string, key *rsa.PublicKey) (string, error) {
 			return "", errors.New("JWT header is not base64url JSON")
 		}
 		if hdr.Alg != "RS256" {
-			return "", fmt.Errorf("JWT algorithm %q, want RS256", truncate(hdr.Alg, 20))
+			return "", fmt.Errorf("JWT algorithm %q, want RS256", erpsync.Truncate(hdr.Alg, 20))
 		}
 		sig, err := decodeSegment(parts[2])
 		if err != nil {

@@ -8,9 +8,10 @@ import (
 	"sort"
 	"time"
 
-	"github.com/erpresync/erpresync/soap"
 	"github.com/hibiken/asynq"
 	"github.com/rs/zerolog"
+
+	"github.com/erpresync/erpresync/erpsync"
 )
 
 // AggregatorConfig configures NewAggregator.
@@ -27,7 +28,7 @@ type AggregatorConfig struct {
 // TrickleRun is the run a trickle batch belongs to: one run per UTC day, ERP connection and
 // actor type, "trickle-2006-01-02-3-Customer", so that `enqueue status` can follow a day's
 // trickle like any other run.
-func TrickleRun(day time.Time, erpConnectionID int, actor soap.ActorType) string {
+func TrickleRun(day time.Time, erpConnectionID int, actor erpsync.ActorType) string {
 	return fmt.Sprintf("trickle-%s-%d-%s", day.UTC().Format("2006-01-02"), erpConnectionID, actor)
 }
 

@@ -8,8 +8,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/erpresync/erpresync/soap"
 	"github.com/hibiken/asynq"
+
+	"github.com/erpresync/erpresync/erpsync"
 )
 
 // Class is what an error means for the work that hit it. Classify is the one place that
@@ -70,7 +71,7 @@ type BusinessError struct {
 	ErrorCode       string
 	TechExplanation string
 	UserExplanation string
-	Status          soap.QuoteStatus
+	Status          erpsync.QuoteStatus
 }
 
 func (e *BusinessError) Error() string {
@@ -83,10 +84,10 @@ func (e *BusinessError) Error() string {
 	switch {
 	case e.TechExplanation != "":
 		b.WriteString(": ")
-		b.WriteString(truncate(e.TechExplanation, 300))
+		b.WriteString(erpsync.Truncate(e.TechExplanation, 300))
 	case e.UserExplanation != "":
 		b.WriteString(": ")
-		b.WriteString(truncate(e.UserExplanation, 300))
+		b.WriteString(erpsync.Truncate(e.UserExplanation, 300))
 	}
 	return b.String()
 }
@@ -148,23 +149,26 @@ func Classify(err error) Class {
 	// only its reply was too big to read. Asking again repeats the resync for the same
 	// oversized reply, so the batch is dead-lettered with the reason; an operator raises the
 	// client's cap or requeues the keys (requeued batches are re-packed).
-	if errors.Is(err, ErrInvalidBatch) || errors.Is(err, soap.ErrEmptyKeys) || errors.Is(err, soap.ErrResponseTooLarge) {
+	if errors.Is(err, ErrInvalidBatch) || errors.Is(err, erpsync.ErrEmptyKeys) || errors.Is(err, erpsync.ErrResponseTooLarge) {
 		return ClassPermanent
 	}
-	var ke *soap.KeyError
+	var ke *erpsync.KeyError
 	if errors.As(err, &ke) {
 		return ClassPermanent
 	}
-	if errors.Is(err, soap.ErrLoginRefused) || soap.IsTicketError(err) {
+	if errors.Is(err, erpsync.ErrLoginRefused) || erpsync.IsTicketError(err) {
 		return ClassAuth
 	}
-	var he *soap.HTTPError
+	var he *erpsync.HTTPError
 	if errors.As(err, &he) {
 		return classifyHTTP(he)
 	}
-	var fe *soap.FaultError
+	var fe *erpsync.FaultError
 	if errors.As(err, &fe) {
-		return classifyFault(fe)
+		if fe.Sender {
+			return ClassPermanent
+		}
+		return ClassTransient
 	}
 	// Transport failures (refused, reset, timeouts), protocol errors (a reply that cannot be
 	// parsed, e.g. a proxy's page with status 200), other NetServer exceptions and context
@@ -172,7 +176,7 @@ func Classify(err error) Class {
 	return ClassTransient
 }
 
-func classifyHTTP(he *soap.HTTPError) Class {
+func classifyHTTP(he *erpsync.HTTPError) Class {
 	s := he.StatusCode
 	switch {
 	case s == http.StatusTooManyRequests || he.RetryAfter > 0:
@@ -194,43 +198,14 @@ func classifyHTTP(he *soap.HTTPError) Class {
 	}
 }
 
-// Fault codes (local names, SOAP 1.1 faultcode and WCF subcodes) that say the request
-// itself is wrong.
-var clientFaults = map[string]bool{
-	"client": true, "sender": true, "versionmismatch": true, "mustunderstand": true,
-	"actionnotsupported": true, "deserializationfailed": true, "contractfilter": true,
-	"invalidmessage": true, "dataencodingunknown": true,
-}
-
-func classifyFault(fe *soap.FaultError) Class {
-	for _, c := range []string{fe.Subcode, fe.Code} {
-		if c == "" {
-			continue
-		}
-		local := c
-		if i := strings.LastIndexByte(c, ':'); i >= 0 {
-			local = c[i+1:]
-		}
-		local = strings.ToLower(local)
-		if clientFaults[local] {
-			return ClassPermanent
-		}
-		if i := strings.IndexByte(local, '.'); i > 0 && clientFaults[local[:i]] {
-			return ClassPermanent // e.g. "Client.Authentication"
-		}
-	}
-	// "s:Server", "Receiver", "a:InternalServiceFault", or unknown: server-side.
-	return ClassTransient
-}
-
 // RetryAfter returns the least wait err asks for: an *Error's RetryAfter or a
-// soap.HTTPError's Retry-After; zero if none.
+// erpsync.HTTPError's Retry-After; zero if none.
 func RetryAfter(err error) time.Duration {
 	var te *Error
 	if errors.As(err, &te) && te.RetryAfter > 0 {
 		return te.RetryAfter
 	}
-	var he *soap.HTTPError
+	var he *erpsync.HTTPError
 	if errors.As(err, &he) {
 		return he.RetryAfter
 	}
@@ -278,25 +253,25 @@ var ClassTable = []ClassRule{
 		fmt.Errorf("batch r:b000001: %w (ERP_DOWN on 19 of 20 calls)", ErrSystemic)},
 	{"malformed batch, unknown actor type, invalid payload", ClassPermanent, actionPermanent,
 		fmt.Errorf("%w: actor type Unknown", ErrInvalidBatch)},
-	{"empty key list (would resync everything)", ClassPermanent, actionPermanent, soap.ErrEmptyKeys},
+	{"empty key list (would resync everything)", ClassPermanent, actionPermanent, erpsync.ErrEmptyKeys},
 	{"response larger than the client's cap: the resync ran, but repeating it yields the same oversized reply; raise the cap or requeue in smaller batches", ClassPermanent, actionPermanent,
-		fmt.Errorf("read reply: %w (cap 8 MiB)", soap.ErrResponseTooLarge)},
-	{"invalid external key", ClassPermanent, actionPermanent, &soap.KeyError{Index: 3, Key: "a\x01b", Reason: "contains control character"}},
-	{"login refused by SuperOffice", ClassAuth, actionAuth, fmt.Errorf("system user login: %w", soap.ErrLoginRefused)},
+		fmt.Errorf("read reply: %w (cap 8 MiB)", erpsync.ErrResponseTooLarge)},
+	{"invalid external key", ClassPermanent, actionPermanent, &erpsync.KeyError{Index: 3, Key: "a\x01b", Reason: "contains control character"}},
+	{"login refused by SuperOffice", ClassAuth, actionAuth, fmt.Errorf("system user login: %w", erpsync.ErrLoginRefused)},
 	{"NetServer exception about the ticket, after the client's own refresh and retry", ClassAuth, actionAuth,
-		&soap.ExceptionError{Type: "SoSecurityException", Message: "Ticket expired", TicketRejected: true}},
-	{"HTTP 429, or any reply with Retry-After", ClassThrottled, actionThrottled, &soap.HTTPError{StatusCode: 429, RetryAfter: 30 * time.Second}},
-	{"HTTP 401/403 from a gateway (NetServer SOAP uses no HTTP auth)", ClassAuth, actionAuth, &soap.HTTPError{StatusCode: 403}},
-	{"HTTP 408, 500, 502, 503, 504 and other 5xx (maintenance page, proxy errors)", ClassTransient, actionTransient, &soap.HTTPError{StatusCode: 503}},
-	{"HTTP 501, 505", ClassPermanent, actionPermanent, &soap.HTTPError{StatusCode: 501}},
-	{"other HTTP 3xx/4xx (404 wrong URL, 415 wrong content type, 400)", ClassPermanent, actionPermanent, &soap.HTTPError{StatusCode: 404}},
+		&erpsync.ExceptionError{Type: "SoSecurityException", Message: "Ticket expired", TicketRejected: true}},
+	{"HTTP 429, or any reply with Retry-After", ClassThrottled, actionThrottled, &erpsync.HTTPError{StatusCode: 429, RetryAfter: 30 * time.Second}},
+	{"HTTP 401/403 from a gateway (NetServer SOAP uses no HTTP auth)", ClassAuth, actionAuth, &erpsync.HTTPError{StatusCode: 403}},
+	{"HTTP 408, 500, 502, 503, 504 and other 5xx (maintenance page, proxy errors)", ClassTransient, actionTransient, &erpsync.HTTPError{StatusCode: 503}},
+	{"HTTP 501, 505", ClassPermanent, actionPermanent, &erpsync.HTTPError{StatusCode: 501}},
+	{"other HTTP 3xx/4xx (404 wrong URL, 415 wrong content type, 400)", ClassPermanent, actionPermanent, &erpsync.HTTPError{StatusCode: 404}},
 	{"SOAP fault from the client side (Client/Sender, ActionNotSupported, DeserializationFailed, VersionMismatch, MustUnderstand)", ClassPermanent, actionPermanent,
-		&soap.FaultError{Code: "s:Client", Subcode: "a:ActionNotSupported", HTTPStatus: 500}},
+		&erpsync.FaultError{Code: "s:Client", Subcode: "a:ActionNotSupported", HTTPStatus: 500, Sender: true}},
 	{"SOAP fault from the server side (Server/Receiver, InternalServiceFault, unknown codes)", ClassTransient, actionTransient,
-		&soap.FaultError{Code: "s:Server", HTTPStatus: 500}},
-	{"connection refused or reset, DNS, TLS, timeouts", ClassTransient, actionTransient, &soap.TransportError{Err: errors.New("dial tcp 10.0.0.1:443: connect: connection refused")}},
-	{"unparseable reply (protocol error)", ClassTransient, actionTransient, &soap.ProtocolError{HTTPStatus: 200, Reason: "not a SOAP envelope"}},
-	{"other NetServer exception", ClassTransient, actionTransient, &soap.ExceptionError{Type: "SoServerException", Message: "Database timeout"}},
+		&erpsync.FaultError{Code: "s:Server", HTTPStatus: 500}},
+	{"connection refused or reset, DNS, TLS, timeouts", ClassTransient, actionTransient, &erpsync.TransportError{Err: errors.New("dial tcp 10.0.0.1:443: connect: connection refused")}},
+	{"unparseable reply (protocol error)", ClassTransient, actionTransient, &erpsync.ProtocolError{HTTPStatus: 200, Reason: "not a SOAP envelope"}},
+	{"other NetServer exception", ClassTransient, actionTransient, &erpsync.ExceptionError{Type: "SoServerException", Message: "Database timeout"}},
 	{"task deadline exceeded, or any other error", ClassTransient, actionTransient, context.DeadlineExceeded},
 }
 
@@ -311,15 +286,3 @@ func ClassTableMarkdown() string {
 }
 
 func mdCell(s string) string { return strings.ReplaceAll(s, "|", "\\|") }
-
-// truncate cuts s to at most n bytes at a rune boundary, marking the cut with "…".
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	i := n
-	for i > 0 && s[i]&0xC0 == 0x80 {
-		i--
-	}
-	return s[:i] + "…"
-}

@@ -8,9 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/erpresync/erpresync/retry"
-	"github.com/erpresync/erpresync/soap"
 	"github.com/hibiken/asynq"
+
+	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/retry"
 )
 
 func TestClassTable(t *testing.T) {
@@ -51,22 +52,19 @@ func TestClassify(t *testing.T) {
 		want Class
 	}{
 		{name: "nil", err: nil, want: ClassNone},
-		{name: "502", err: &soap.HTTPError{StatusCode: 502}, want: ClassTransient},
-		{name: "504", err: &soap.HTTPError{StatusCode: 504}, want: ClassTransient},
-		{name: "503 with Retry-After", err: &soap.HTTPError{StatusCode: 503, RetryAfter: time.Minute}, want: ClassThrottled},
-		{name: "429 without Retry-After", err: &soap.HTTPError{StatusCode: 429}, want: ClassThrottled},
-		{name: "415", err: &soap.HTTPError{StatusCode: 415}, want: ClassPermanent},
-		{name: "400", err: &soap.HTTPError{StatusCode: 400}, want: ClassPermanent},
-		{name: "401", err: &soap.HTTPError{StatusCode: 401}, want: ClassAuth},
-		{name: "408", err: &soap.HTTPError{StatusCode: 408}, want: ClassTransient},
-		{name: "transport timeout", err: &soap.TransportError{Err: context.DeadlineExceeded}, want: ClassTransient},
-		{name: "fault receiver", err: &soap.FaultError{Code: "env:Receiver"}, want: ClassTransient},
-		{name: "fault internal", err: &soap.FaultError{Code: "a:InternalServiceFault"}, want: ClassTransient},
-		{name: "fault sender", err: &soap.FaultError{Code: "env:Sender", Subcode: "a:DeserializationFailed"}, want: ClassPermanent},
-		{name: "fault client dotted", err: &soap.FaultError{Code: "Client.Authentication"}, want: ClassPermanent},
-		{name: "fault version mismatch", err: &soap.FaultError{Code: "s:VersionMismatch"}, want: ClassPermanent},
-		{name: "exception not about the ticket", err: &soap.ExceptionError{Type: "SoException", Message: "boom"}, want: ClassTransient},
-		{name: "ticket exception", err: fmt.Errorf("x: %w", &soap.ExceptionError{Type: "SoSecurityException", TicketRejected: true}), want: ClassAuth},
+		{name: "502", err: &erpsync.HTTPError{StatusCode: 502}, want: ClassTransient},
+		{name: "504", err: &erpsync.HTTPError{StatusCode: 504}, want: ClassTransient},
+		{name: "503 with Retry-After", err: &erpsync.HTTPError{StatusCode: 503, RetryAfter: time.Minute}, want: ClassThrottled},
+		{name: "429 without Retry-After", err: &erpsync.HTTPError{StatusCode: 429}, want: ClassThrottled},
+		{name: "415", err: &erpsync.HTTPError{StatusCode: 415}, want: ClassPermanent},
+		{name: "400", err: &erpsync.HTTPError{StatusCode: 400}, want: ClassPermanent},
+		{name: "401", err: &erpsync.HTTPError{StatusCode: 401}, want: ClassAuth},
+		{name: "408", err: &erpsync.HTTPError{StatusCode: 408}, want: ClassTransient},
+		{name: "transport timeout", err: &erpsync.TransportError{Err: context.DeadlineExceeded}, want: ClassTransient},
+		{name: "fault receiver", err: &erpsync.FaultError{Code: "env:Receiver"}, want: ClassTransient},
+		{name: "fault sender", err: &erpsync.FaultError{Code: "env:Sender", Subcode: "a:DeserializationFailed", Sender: true}, want: ClassPermanent},
+		{name: "exception not about the ticket", err: &erpsync.ExceptionError{Type: "SoException", Message: "boom"}, want: ClassTransient},
+		{name: "ticket exception", err: fmt.Errorf("x: %w", &erpsync.ExceptionError{Type: "SoSecurityException", TicketRejected: true}), want: ClassAuth},
 		{name: "invalid batch", err: fmt.Errorf("%w: no keys", ErrInvalidBatch), want: ClassPermanent},
 		{name: "business", err: &BusinessError{ErrorCode: "X"}, want: ClassBusiness},
 		{name: "handler error keeps its class", err: &Error{Class: ClassAuth, Err: errors.New("x")}, want: ClassAuth},
@@ -105,14 +103,14 @@ func TestIsFailure(t *testing.T) {
 		want bool
 	}{
 		{name: "nil", err: nil, want: false},
-		{name: "throttled 429", err: &Error{Class: ClassThrottled, Err: &soap.HTTPError{StatusCode: 429}}, want: false},
-		{name: "raw 429", err: &soap.HTTPError{StatusCode: 429}, want: false},
+		{name: "throttled 429", err: &Error{Class: ClassThrottled, Err: &erpsync.HTTPError{StatusCode: 429}}, want: false},
+		{name: "raw 429", err: &erpsync.HTTPError{StatusCode: 429}, want: false},
 		{name: "systemic hold", err: &Error{Class: ClassThrottled, Err: ErrSystemic}, want: false},
-		{name: "auth hold", err: &Error{Class: ClassAuth, Err: soap.ErrLoginRefused}, want: false},
-		{name: "auth dead letter", err: &Error{Class: ClassAuth, Dead: true, Err: soap.ErrLoginRefused}, want: true},
+		{name: "auth hold", err: &Error{Class: ClassAuth, Err: erpsync.ErrLoginRefused}, want: false},
+		{name: "auth dead letter", err: &Error{Class: ClassAuth, Dead: true, Err: erpsync.ErrLoginRefused}, want: true},
 		{name: "transient", err: &Error{Class: ClassTransient, Err: errors.New("reset")}, want: true},
 		{name: "business", err: &Error{Class: ClassBusiness, Err: &BusinessError{}}, want: true},
-		{name: "permanent", err: &Error{Class: ClassPermanent, Dead: true, Err: soap.ErrEmptyKeys}, want: true},
+		{name: "permanent", err: &Error{Class: ClassPermanent, Dead: true, Err: erpsync.ErrEmptyKeys}, want: true},
 		{name: "lease expired", err: asynq.ErrLeaseExpired, want: true},
 	}
 	for _, tt := range tests {
@@ -127,12 +125,12 @@ func TestIsFailure(t *testing.T) {
 
 func TestErrorUnwrap(t *testing.T) {
 	t.Parallel()
-	cause := &soap.HTTPError{StatusCode: 503}
+	cause := &erpsync.HTTPError{StatusCode: 503}
 	e := &Error{Class: ClassTransient, Err: cause}
 	if errors.Is(e, asynq.SkipRetry) {
 		t.Error("a retryable Error wraps SkipRetry")
 	}
-	var he *soap.HTTPError
+	var he *erpsync.HTTPError
 	if !errors.As(e, &he) {
 		t.Error("Error does not unwrap to its cause")
 	}
@@ -157,20 +155,20 @@ func TestRetryDelay(t *testing.T) {
 		{name: "transient first retry", n: 0, err: &Error{Class: ClassTransient, Err: errors.New("reset")}, want: 30 * time.Second},
 		{name: "transient third retry", n: 2, err: &Error{Class: ClassTransient, Err: errors.New("reset")}, want: 2 * time.Minute},
 		{name: "Retry-After longer than backoff", n: 0,
-			err:  &Error{Class: ClassThrottled, Err: fmt.Errorf("call: %w", &soap.HTTPError{StatusCode: 429, RetryAfter: 10 * time.Minute})},
+			err:  &Error{Class: ClassThrottled, Err: fmt.Errorf("call: %w", &erpsync.HTTPError{StatusCode: 429, RetryAfter: 10 * time.Minute})},
 			want: 10 * time.Minute},
-		{name: "Retry-After on a bare soap error", n: 0, err: &soap.HTTPError{StatusCode: 503, RetryAfter: 2 * time.Minute}, want: 2 * time.Minute},
+		{name: "Retry-After on a bare soap error", n: 0, err: &erpsync.HTTPError{StatusCode: 503, RetryAfter: 2 * time.Minute}, want: 2 * time.Minute},
 		{name: "throttled: Retry-After shorter than backoff is what the server asked", n: 3,
-			err:  &Error{Class: ClassThrottled, Err: &soap.HTTPError{StatusCode: 429, RetryAfter: 5 * time.Second}},
+			err:  &Error{Class: ClassThrottled, Err: &erpsync.HTTPError{StatusCode: 429, RetryAfter: 5 * time.Second}},
 			want: 5 * time.Second},
 		{name: "transient: Retry-After shorter than backoff", n: 3,
-			err:  &Error{Class: ClassTransient, Err: &soap.HTTPError{StatusCode: 503, RetryAfter: 5 * time.Second}},
+			err:  &Error{Class: ClassTransient, Err: &erpsync.HTTPError{StatusCode: 503, RetryAfter: 5 * time.Second}},
 			want: 4 * time.Minute},
 		{name: "throttled without Retry-After backs off", n: 2,
-			err:  &Error{Class: ClassThrottled, Err: &soap.HTTPError{StatusCode: 429}},
+			err:  &Error{Class: ClassThrottled, Err: &erpsync.HTTPError{StatusCode: 429}},
 			want: 2 * time.Minute},
-		{name: "Retry-After capped", n: 0, err: &soap.HTTPError{StatusCode: 429, RetryAfter: 24 * time.Hour}, want: time.Hour},
-		{name: "auth hold", n: 0, err: &Error{Class: ClassAuth, RetryAfter: 5 * time.Minute, Err: soap.ErrLoginRefused}, want: 5 * time.Minute},
+		{name: "Retry-After capped", n: 0, err: &erpsync.HTTPError{StatusCode: 429, RetryAfter: 24 * time.Hour}, want: time.Hour},
+		{name: "auth hold", n: 0, err: &Error{Class: ClassAuth, RetryAfter: 5 * time.Minute, Err: erpsync.ErrLoginRefused}, want: 5 * time.Minute},
 		{name: "business first", n: 7, err: &Error{Class: ClassBusiness, Attempt: 1, Err: &BusinessError{}}, want: 10 * time.Second},
 		{name: "business second", n: 0, err: &Error{Class: ClassBusiness, Attempt: 2, Err: &BusinessError{}}, want: 30 * time.Second},
 		{name: "lease expired", n: 1, err: asynq.ErrLeaseExpired, want: time.Minute},

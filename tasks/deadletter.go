@@ -6,8 +6,9 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/erpresync/erpresync/soap"
 	"github.com/hibiken/asynq"
+
+	"github.com/erpresync/erpresync/erpsync"
 )
 
 // DeadFilter selects dead letters for Requeue and PurgeDead. Run "" selects every run, but
@@ -169,7 +170,7 @@ func packRequeue(run string, dls []DeadLetter) []outboxEntry {
 	type group struct {
 		queue string
 		conn  int
-		actor soap.ActorType
+		actor erpsync.ActorType
 	}
 	var out []outboxEntry
 	open := map[group][]int{} // indexes into out
@@ -400,7 +401,7 @@ func (l *Ledger) reconcile(ctx context.Context, client *asynq.Client, t *asynq.T
 	dls := make([]DeadLetter, len(b.Keys))
 	for i, k := range b.Keys {
 		dls[i] = DeadLetter{Run: b.Run, Key: k, BatchID: t.ID, Queue: t.Queue, ErpConnectionID: b.ErpConnectionID,
-			ActorType: b.ActorType, Class: ClassTransient.String(), TechExplanation: truncate(lastErr, 1000),
+			ActorType: b.ActorType, Class: ClassTransient.String(), TechExplanation: erpsync.Truncate(lastErr, 1000),
 			Reason: reason, Attempts: attempts, At: at.UTC()}
 	}
 	applied, err := l.recordDead(ctx, b.Run, t.ID, dls, l.now())

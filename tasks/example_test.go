@@ -5,15 +5,17 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/erpresync/erpresync/soap"
-	"github.com/erpresync/erpresync/tasks"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
+
+	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/soap"
+	"github.com/erpresync/erpresync/tasks"
 )
 
 func ExampleNewResyncTask() {
-	b := tasks.Batch{Run: "nightly-2025-01-02", ErpConnectionID: 3, ActorType: soap.ActorCustomer,
+	b := tasks.Batch{Run: "nightly-2025-01-02", ErpConnectionID: 3, ActorType: erpsync.ActorCustomer,
 		Keys: []string{"10001", "10002"}, Seq: 42}
 	t, err := tasks.NewResyncTask(b)
 	if err != nil {
@@ -31,10 +33,10 @@ func ExampleNewResyncTask() {
 
 func ExampleClassify() {
 	for _, err := range []error{
-		&soap.HTTPError{StatusCode: 503},
-		&soap.HTTPError{StatusCode: 429, RetryAfter: time.Minute},
-		fmt.Errorf("login: %w", soap.ErrLoginRefused),
-		&soap.KeyError{Index: 0, Key: "", Reason: "empty"},
+		&erpsync.HTTPError{StatusCode: 503},
+		&erpsync.HTTPError{StatusCode: 429, RetryAfter: time.Minute},
+		fmt.Errorf("login: %w", erpsync.ErrLoginRefused),
+		&erpsync.KeyError{Index: 0, Key: "", Reason: "empty"},
 		&tasks.BusinessError{ErrorCode: "ERP_REJECTED"},
 		errors.New("something unexpected"),
 	} {

@@ -10,16 +10,17 @@ import (
 	"sync"
 	"time"
 
-	"github.com/erpresync/erpresync/retry"
-	"github.com/erpresync/erpresync/soap"
 	"github.com/hibiken/asynq"
 	"github.com/rs/zerolog"
+
+	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/retry"
 )
 
 // Resyncer is what the handler needs of a SOAP client; *soap.Client satisfies it. One call is
 // one attempt: the client may refresh its ticket and retry once, nothing more.
 type Resyncer interface {
-	ForceResyncExternal(ctx context.Context, erpConnectionID int, actor soap.ActorType, keys []string) (*soap.Response, error)
+	ForceResyncExternal(ctx context.Context, erpConnectionID int, actor erpsync.ActorType, keys []string) (*erpsync.Result, error)
 }
 
 // Handler defaults.
@@ -302,8 +303,8 @@ func (h *Handler) finished(ctx context.Context, log zerolog.Logger, tc taskCtx, 
 
 // call makes the ForceResyncExternal call, retrying transient errors in-process. It returns
 // the number of calls it made too; the caller counts them in the ledger.
-func (h *Handler) call(ctx context.Context, log zerolog.Logger, tc taskCtx, b Batch) (*soap.Response, int, error) {
-	var resp *soap.Response
+func (h *Handler) call(ctx context.Context, log zerolog.Logger, tc taskCtx, b Batch) (*erpsync.Result, int, error) {
+	var resp *erpsync.Result
 	p := h.cfg.FastPolicy
 	p.OnRetry = func(attempt int, err error, wait time.Duration) {
 		h.cfg.Metrics.retry(Classify(err), "fast")
@@ -316,7 +317,7 @@ func (h *Handler) call(ctx context.Context, log zerolog.Logger, tc taskCtx, b Ba
 		r, err := h.cfg.Resyncer.ForceResyncExternal(ctx, b.ErpConnectionID, b.ActorType, b.Keys)
 		latency := h.now().Sub(start)
 		if err == nil && r == nil {
-			err = &soap.ProtocolError{Reason: "no response and no error"}
+			err = &erpsync.ProtocolError{Reason: "no response and no error"}
 		}
 		outcome := OutcomeOK
 		switch {
@@ -333,7 +334,7 @@ func (h *Handler) call(ctx context.Context, log zerolog.Logger, tc taskCtx, b Ba
 		case err != nil:
 			ev = log.Warn().Err(err)
 		case !r.IsOk:
-			ev = log.Warn().Str("error_code", r.ErrorCode).Str("tech_explanation", truncate(r.TechExplanation, 300))
+			ev = log.Warn().Str("error_code", r.ErrorCode).Str("tech_explanation", erpsync.Truncate(r.TechExplanation, 300))
 		}
 		ev.Str("outcome", outcome).Int64("latency_ms", latency.Milliseconds()).Int("attempt", tc.retried+1).
 			Int("try", attempt).Msg("ForceResyncExternal")
@@ -350,14 +351,14 @@ func (h *Handler) call(ctx context.Context, log zerolog.Logger, tc taskCtx, b Ba
 
 // result is what the handler stores with the task (asynqmon shows it).
 type result struct {
-	BatchID  string         `json:"batch_id"`
-	Run      string         `json:"run"`
-	Keys     int            `json:"keys"`
-	Response *soap.Response `json:"response"`
-	At       time.Time      `json:"at"`
+	BatchID  string          `json:"batch_id"`
+	Run      string          `json:"run"`
+	Keys     int             `json:"keys"`
+	Response *erpsync.Result `json:"response"`
+	At       time.Time       `json:"at"`
 }
 
-func (h *Handler) succeeded(ctx context.Context, log zerolog.Logger, t *asynq.Task, tc taskCtx, b Batch, resp *soap.Response, calls int) error {
+func (h *Handler) succeeded(ctx context.Context, log zerolog.Logger, t *asynq.Task, tc taskCtx, b Batch, resp *erpsync.Result, calls int) error {
 	// Every success feeds the guard, halves' too: when an outage ends at the tail of a run
 	// only halves may be left, and their successes are what releases the guard.
 	h.guard.record(b.ErpConnectionID, b.ActorType, "")
@@ -389,11 +390,11 @@ func (h *Handler) succeeded(ctx context.Context, log zerolog.Logger, t *asynq.Ta
 	return nil
 }
 
-func changeItems(run, taskID string, c soap.Changes, at time.Time) []ChangeItem {
+func changeItems(run, taskID string, c erpsync.Changes, at time.Time) []ChangeItem {
 	items := make([]ChangeItem, 0, len(c.Added)+len(c.Updated)+len(c.Deleted))
 	for _, l := range []struct {
 		kind string
-		in   []soap.ChangedItem
+		in   []erpsync.ChangedItem
 	}{{KindAdded, c.Added}, {KindUpdated, c.Updated}, {KindDeleted, c.Deleted}} {
 		for _, it := range l.in {
 			items = append(items, ChangeItem{Run: run, Table: it.Table, RecordID: it.RecordID, Kind: l.kind, TaskID: taskID, At: at})
@@ -403,7 +404,7 @@ func changeItems(run, taskID string, c soap.Changes, at time.Time) []ChangeItem 
 }
 
 // refused handles IsOk=false.
-func (h *Handler) refused(ctx context.Context, log zerolog.Logger, tc taskCtx, b Batch, resp *soap.Response) error {
+func (h *Handler) refused(ctx context.Context, log zerolog.Logger, tc taskCtx, b Batch, resp *erpsync.Result) error {
 	be := &BusinessError{ErrorCode: resp.ErrorCode, TechExplanation: resp.TechExplanation,
 		UserExplanation: resp.UserExplanation, Status: resp.Status}
 	// Only producer batches (depth 0) feed the guard their failures: the halves of a split
@@ -512,7 +513,7 @@ func (h *Handler) dead(ctx context.Context, log zerolog.Logger, tc taskCtx, b Ba
 		if be != nil {
 			dls[i].ErrorCode, dls[i].TechExplanation, dls[i].UserExplanation = be.ErrorCode, be.TechExplanation, be.UserExplanation
 		} else {
-			dls[i].TechExplanation = truncate(cause.Error(), 1000)
+			dls[i].TechExplanation = erpsync.Truncate(cause.Error(), 1000)
 		}
 	}
 	applied, err := h.ledger.recordDead(context.WithoutCancel(ctx), b.Run, tc.id, dls, now)
@@ -549,7 +550,7 @@ func deadReason(class Class, cause error, attempts, keys int) string {
 	default:
 		what = class.String() + ": " + cause.Error()
 	}
-	return fmt.Sprintf("dead letter: %s after %s (%s)", truncate(what, 600), plural(attempts, "attempt"), plural(keys, "key"))
+	return fmt.Sprintf("dead letter: %s after %s (%s)", erpsync.Truncate(what, 600), plural(attempts, "attempt"), plural(keys, "key"))
 }
 
 func plural(n int, word string) string {
@@ -649,7 +650,7 @@ type guard struct {
 
 type guardKey struct {
 	conn  int
-	actor soap.ActorType
+	actor erpsync.ActorType
 }
 
 type ring struct {
@@ -664,7 +665,7 @@ func newGuard(window int, threshold float64) *guard {
 
 // record adds an outcome and returns the share of the window with that same outcome and
 // the number of outcomes in the window.
-func (g *guard) record(conn int, actor soap.ActorType, outcome string) (share float64, n int) {
+func (g *guard) record(conn int, actor erpsync.ActorType, outcome string) (share float64, n int) {
 	if g.window <= 0 {
 		return 0, 0
 	}
@@ -704,7 +705,7 @@ func (r *ring) share(outcome string) (float64, int) {
 
 // share returns the share of the window with outcome and the number of outcomes in the
 // window, without recording anything.
-func (g *guard) share(conn int, actor soap.ActorType, outcome string) (float64, int) {
+func (g *guard) share(conn int, actor erpsync.ActorType, outcome string) (float64, int) {
 	if g.window <= 0 {
 		return 0, 0
 	}

@@ -13,9 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/erpresync/erpresync/soap"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/erpresync/erpresync/erpsync"
 )
 
 func mustTask(t *testing.T, b Batch, opts ...asynq.Option) *asynq.Task {
@@ -28,7 +29,7 @@ func mustTask(t *testing.T, b Batch, opts ...asynq.Option) *asynq.Task {
 }
 
 func customerBatch(run string, seq int, keys []string) Batch {
-	return Batch{Run: run, ErpConnectionID: 3, ActorType: soap.ActorCustomer, Keys: keys, Seq: seq}
+	return Batch{Run: run, ErpConnectionID: 3, ActorType: erpsync.ActorCustomer, Keys: keys, Seq: seq}
 }
 
 // TestHandlerRecordsSuccessOnce calls the handler twice for the same task, as asynq does
@@ -136,7 +137,7 @@ type blockingSO struct {
 	once    sync.Once
 }
 
-func (b *blockingSO) ForceResyncExternal(ctx context.Context, conn int, actor soap.ActorType, keys []string) (*soap.Response, error) {
+func (b *blockingSO) ForceResyncExternal(ctx context.Context, conn int, actor erpsync.ActorType, keys []string) (*erpsync.Result, error) {
 	b.once.Do(func() { close(b.started) })
 	<-b.release
 	return b.fakeSO.ForceResyncExternal(context.WithoutCancel(ctx), conn, actor, keys)
@@ -210,7 +211,7 @@ func TestSplitIsolatesPoisonKey(t *testing.T) {
 	d := dls[0]
 	wantReason := "dead letter: business failure ERP_REJECTED: customer " + poison + " is blocked in the ERP after 3 attempts (1 key)"
 	if d.Key != poison || d.Class != "business" || d.ErrorCode != "ERP_REJECTED" || d.Attempts != businessRetries+1 ||
-		d.Reason != wantReason || d.UserExplanation == "" || d.Queue != DefaultQueue || d.ErpConnectionID != 3 || d.ActorType != soap.ActorCustomer {
+		d.Reason != wantReason || d.UserExplanation == "" || d.Queue != DefaultQueue || d.ErpConnectionID != 3 || d.ActorType != erpsync.ActorCustomer {
 		t.Errorf("dead letter = %+v\nwant reason %q", d, wantReason)
 	}
 	// The dead batch is in asynq's archive with the same readable reason.
@@ -238,8 +239,8 @@ func TestSplitIsolatesPoisonKey(t *testing.T) {
 // ErrorCode, the handler stops splitting and holds batches (throttled, no retries used).
 func TestSystemicGuardPreventsFanOut(t *testing.T) {
 	t.Parallel()
-	so := &fakeSO{fn: func(int, []string) (*soap.Response, error) {
-		return &soap.Response{IsOk: false, ErrorCode: "ERP_DOWN", TechExplanation: "ERP connector unreachable"}, nil
+	so := &fakeSO{fn: func(int, []string) (*erpsync.Result, error) {
+		return &erpsync.Result{IsOk: false, ErrorCode: "ERP_DOWN", TechExplanation: "ERP connector unreachable"}, nil
 	}}
 	const window = 6
 	e := newEnv(t, so, func(c *HandlerConfig) {
@@ -323,8 +324,8 @@ func TestPoisonTailDoesNotTripGuard(t *testing.T) {
 
 func TestPermanentErrorDeadLettersAtOnce(t *testing.T) {
 	t.Parallel()
-	so := &fakeSO{fn: func(int, []string) (*soap.Response, error) {
-		return nil, &soap.KeyError{Index: 1, Key: "B", Reason: "rejected by test"}
+	so := &fakeSO{fn: func(int, []string) (*erpsync.Result, error) {
+		return nil, &erpsync.KeyError{Index: 1, Key: "B", Reason: "rejected by test"}
 	}}
 	e := newEnv(t, so, nil)
 	e.serve(nil, nil)
@@ -350,8 +351,8 @@ func TestPermanentErrorDeadLettersAtOnce(t *testing.T) {
 
 func TestTransientRetriesUsedUp(t *testing.T) {
 	t.Parallel()
-	so := &fakeSO{fn: func(int, []string) (*soap.Response, error) {
-		return nil, &soap.TransportError{Err: errors.New("read tcp: connection reset by peer")}
+	so := &fakeSO{fn: func(int, []string) (*erpsync.Result, error) {
+		return nil, &erpsync.TransportError{Err: errors.New("read tcp: connection reset by peer")}
 	}}
 	e := newEnv(t, so, func(c *HandlerConfig) {
 		c.FastPolicy.MaxAttempts = 2
@@ -384,9 +385,9 @@ func TestTransientRetriesUsedUp(t *testing.T) {
 func TestThrottlingUsesNoRetries(t *testing.T) {
 	t.Parallel()
 	so := &fakeSO{}
-	so.fn = func(call int, keys []string) (*soap.Response, error) {
+	so.fn = func(call int, keys []string) (*erpsync.Result, error) {
 		if call <= 3 {
-			return nil, &soap.HTTPError{StatusCode: 429, RetryAfter: time.Second}
+			return nil, &erpsync.HTTPError{StatusCode: 429, RetryAfter: time.Second}
 		}
 		return okResponse(keys), nil
 	}
@@ -440,8 +441,8 @@ func TestAuthHeldThenDeadLettered(t *testing.T) {
 	var mu sync.Mutex
 	now := time.Date(2025, 1, 1, 8, 0, 0, 0, time.UTC)
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	so := &fakeSO{fn: func(int, []string) (*soap.Response, error) {
-		return nil, &soap.ExceptionError{Type: "SoSecurityException", Message: "Ticket expired", TicketRejected: true}
+	so := &fakeSO{fn: func(int, []string) (*erpsync.Result, error) {
+		return nil, &erpsync.ExceptionError{Type: "SoSecurityException", Message: "Ticket expired", TicketRejected: true}
 	}}
 	e := newEnv(t, so, func(c *HandlerConfig) {
 		c.Now = clock
@@ -518,7 +519,7 @@ func TestInvalidPayloadDeadLetters(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, &fakeSO{}, func(c *HandlerConfig) { c.Metrics = nil })
 	ctx := context.Background()
-	payload, _ := json.Marshal(Batch{Run: "bad", ErpConnectionID: 3, ActorType: soap.ActorUnknown, Keys: []string{"A", "B"}})
+	payload, _ := json.Marshal(Batch{Run: "bad", ErpConnectionID: 3, ActorType: erpsync.ActorUnknown, Keys: []string{"A", "B"}})
 	err := e.h.ProcessTask(ctx, asynq.NewTask(TypeResync, payload))
 	if !errors.Is(err, asynq.SkipRetry) || Classify(err) != ClassPermanent {
 		t.Fatalf("ProcessTask = %v", err)
@@ -548,7 +549,7 @@ func TestTrickleAggregated(t *testing.T) {
 		c.GroupMaxSize = DefaultBatchSize
 	})
 	for _, k := range []string{"A", "B", "A", "C", "B"} {
-		task, err := NewTrickleTask(5, soap.ActorPerson, k)
+		task, err := NewTrickleTask(5, erpsync.ActorPerson, k)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -556,7 +557,7 @@ func TestTrickleAggregated(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	run := TrickleRun(time.Now(), 5, soap.ActorPerson)
+	run := TrickleRun(time.Now(), 5, erpsync.ActorPerson)
 	waitFor(t, "trickle run", 20*time.Second, func() (bool, error) {
 		st, err := e.ledger.Status(context.Background(), run)
 		return err == nil && st.PendingKeys == 0, err
@@ -566,7 +567,7 @@ func TestTrickleAggregated(t *testing.T) {
 		t.Errorf("calls = %v, want one with A,B,C", calls)
 	}
 	st, _ := e.ledger.Status(context.Background(), run)
-	if st.TotalKeys != 3 || st.ResyncedKeys != 3 || st.Source != "trickle" || st.ActorType != soap.ActorPerson || st.ErpConnectionID != 5 {
+	if st.TotalKeys != 3 || st.ResyncedKeys != 3 || st.Source != "trickle" || st.ActorType != erpsync.ActorPerson || st.ErpConnectionID != 5 {
 		t.Errorf("status = %+v", st)
 	}
 }
@@ -574,11 +575,11 @@ func TestTrickleAggregated(t *testing.T) {
 func TestStrayTrickleProcessedAlone(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, &fakeSO{}, nil)
-	task, _ := NewTrickleTask(5, soap.ActorPerson, "P1")
+	task, _ := NewTrickleTask(5, erpsync.ActorPerson, "P1")
 	if err := e.h.ProcessTask(context.Background(), task); err != nil {
 		t.Fatal(err)
 	}
-	st, err := e.ledger.Status(context.Background(), TrickleRun(time.Now(), 5, soap.ActorPerson))
+	st, err := e.ledger.Status(context.Background(), TrickleRun(time.Now(), 5, erpsync.ActorPerson))
 	if err != nil || st.ResyncedKeys != 1 {
 		t.Errorf("status = %+v, %v", st, err)
 	}
@@ -617,7 +618,7 @@ func TestSplitNotEnqueuedForFinishedBatch(t *testing.T) {
 	ctx := context.Background()
 	b := customerBatch("late", 0, []string{"A", "B"})
 	id := e.enqueue(b)
-	so.fn = func(call int, keys []string) (*soap.Response, error) {
+	so.fn = func(call int, keys []string) (*erpsync.Result, error) {
 		if call == 1 {
 			if err := e.insp.ArchiveTask(DefaultQueue, id); err != nil {
 				t.Error(err)
@@ -625,7 +626,7 @@ func TestSplitNotEnqueuedForFinishedBatch(t *testing.T) {
 			if n, err := e.ledger.ReconcileArchived(ctx, e.insp); err != nil || n != 1 {
 				t.Errorf("ReconcileArchived = %d, %v", n, err)
 			}
-			return &soap.Response{IsOk: false, ErrorCode: "ERP_REJECTED"}, nil
+			return &erpsync.Result{IsOk: false, ErrorCode: "ERP_REJECTED"}, nil
 		}
 		return okResponse(keys), nil
 	}
@@ -648,9 +649,9 @@ func TestSplitNotEnqueuedForFinishedBatch(t *testing.T) {
 
 // refuseAll refuses every batch with code, as a broken ERP connector or a run of poison keys
 // that all fail alike does.
-func refuseAll(code string) func(int, []string) (*soap.Response, error) {
-	return func(int, []string) (*soap.Response, error) {
-		return &soap.Response{IsOk: false, ErrorCode: code, TechExplanation: "refused"}, nil
+func refuseAll(code string) func(int, []string) (*erpsync.Result, error) {
+	return func(int, []string) (*erpsync.Result, error) {
+		return &erpsync.Result{IsOk: false, ErrorCode: code, TechExplanation: "refused"}, nil
 	}
 }
 
@@ -728,9 +729,9 @@ func TestGuardReleasedByHalvesSucceeding(t *testing.T) {
 		}
 	}
 	so.mu.Lock() // the outage ends; a0 is a poison key refused with the same code
-	so.fn = func(_ int, keys []string) (*soap.Response, error) {
+	so.fn = func(_ int, keys []string) (*erpsync.Result, error) {
 		if slices.Contains(keys, "a0") {
-			return &soap.Response{IsOk: false, ErrorCode: "ERP_REJECTED", TechExplanation: "a0 blocked"}, nil
+			return &erpsync.Result{IsOk: false, ErrorCode: "ERP_REJECTED", TechExplanation: "a0 blocked"}, nil
 		}
 		return okResponse(keys), nil
 	}
@@ -773,15 +774,15 @@ func TestStrayTrickleRunIsTheKeysDay(t *testing.T) {
 	now := day
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	so := &fakeSO{}
-	so.fn = func(call int, keys []string) (*soap.Response, error) {
+	so.fn = func(call int, keys []string) (*erpsync.Result, error) {
 		if call <= DefaultFastPolicy.MaxAttempts {
-			return nil, &soap.TransportError{Err: errors.New("connection reset")}
+			return nil, &erpsync.TransportError{Err: errors.New("connection reset")}
 		}
 		return okResponse(keys), nil
 	}
 	e := newEnv(t, so, func(c *HandlerConfig) { c.Now = clock })
 	ctx := context.Background()
-	payload, _ := json.Marshal(Trickle{ErpConnectionID: 5, ActorType: soap.ActorPerson, Key: "P1", At: day})
+	payload, _ := json.Marshal(Trickle{ErpConnectionID: 5, ActorType: erpsync.ActorPerson, Key: "P1", At: day})
 	task := asynq.NewTask(TypeTrickle, payload)
 	if err := e.h.ProcessTask(ctx, task); Classify(err) != ClassTransient {
 		t.Fatalf("first attempt: %v", err)
@@ -792,11 +793,11 @@ func TestStrayTrickleRunIsTheKeysDay(t *testing.T) {
 	if err := e.h.ProcessTask(ctx, task); err != nil {
 		t.Fatalf("retry: %v", err)
 	}
-	st, err := e.ledger.Status(ctx, TrickleRun(day, 5, soap.ActorPerson))
+	st, err := e.ledger.Status(ctx, TrickleRun(day, 5, erpsync.ActorPerson))
 	if err != nil || st.TotalKeys != 1 || st.ResyncedKeys != 1 || st.State != RunDone {
 		t.Errorf("run of the key's day: %+v, %v", st, err)
 	}
-	if st, err := e.ledger.Status(ctx, TrickleRun(now, 5, soap.ActorPerson)); !errors.Is(err, ErrRunNotFound) {
+	if st, err := e.ledger.Status(ctx, TrickleRun(now, 5, erpsync.ActorPerson)); !errors.Is(err, ErrRunNotFound) {
 		t.Errorf("the key is counted in the next day's run too: %+v, %v", st, err)
 	}
 }

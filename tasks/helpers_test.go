@@ -11,12 +11,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/erpresync/erpresync/internal/redistest"
-	"github.com/erpresync/erpresync/retry"
-	"github.com/erpresync/erpresync/soap"
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+
+	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/redistest"
+	"github.com/erpresync/erpresync/retry"
 )
 
 func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
@@ -27,11 +28,11 @@ func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
 type fakeSO struct {
 	mu     sync.Mutex
 	poison map[string]bool
-	fn     func(call int, keys []string) (*soap.Response, error)
+	fn     func(call int, keys []string) (*erpsync.Result, error)
 	calls  [][]string
 }
 
-func (f *fakeSO) ForceResyncExternal(ctx context.Context, conn int, actor soap.ActorType, keys []string) (*soap.Response, error) {
+func (f *fakeSO) ForceResyncExternal(ctx context.Context, conn int, actor erpsync.ActorType, keys []string) (*erpsync.Result, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -45,7 +46,7 @@ func (f *fakeSO) ForceResyncExternal(ctx context.Context, conn int, actor soap.A
 	}
 	for _, k := range keys {
 		if f.poison[k] {
-			return &soap.Response{IsOk: false, Status: soap.StatusError, ErrorCode: "ERP_REJECTED",
+			return &erpsync.Result{IsOk: false, Status: erpsync.StatusError, ErrorCode: "ERP_REJECTED",
 				TechExplanation: "customer " + k + " is blocked in the ERP", UserExplanation: "Kunden er sperret"}, nil
 		}
 	}
@@ -70,10 +71,10 @@ func recordID(key string) int32 {
 	return int32(h.Sum32() & 0x7fffffff)
 }
 
-func okResponse(keys []string) *soap.Response {
-	r := &soap.Response{IsOk: true, Status: soap.StatusOk}
+func okResponse(keys []string) *erpsync.Result {
+	r := &erpsync.Result{IsOk: true, Status: erpsync.StatusOk}
 	for _, k := range keys {
-		r.Changes.Updated = append(r.Changes.Updated, soap.ChangedItem{Table: "contact", RecordID: recordID(k)})
+		r.Changes.Updated = append(r.Changes.Updated, erpsync.ChangedItem{Table: "contact", RecordID: recordID(k)})
 	}
 	return r
 }

@@ -10,8 +10,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/erpresync/erpresync/soap"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/erpresync/erpresync/erpsync"
 )
 
 // Run states reported by RunStatus.State.
@@ -36,22 +37,22 @@ var ErrRunNotFound = errors.New("run not found")
 type RunMeta struct {
 	Run             string
 	ErpConnectionID int
-	ActorType       soap.ActorType
+	ActorType       erpsync.ActorType
 	// Source names the producer ("cli", "trickle", ...); informational.
 	Source string
 }
 
 // RunStatus is a run's progress. TotalKeys = ResyncedKeys + DeadKeys + PendingKeys.
 type RunStatus struct {
-	Run             string         `json:"run"`
-	State           string         `json:"state"`
-	ErpConnectionID int            `json:"erp_connection"`
-	ActorType       soap.ActorType `json:"actor_type"`
-	Source          string         `json:"source,omitempty"`
-	TotalKeys       int64          `json:"total_keys"`
-	ResyncedKeys    int64          `json:"resynced_keys"`
-	DeadKeys        int64          `json:"dead_keys"`
-	PendingKeys     int64          `json:"pending_keys"`
+	Run             string            `json:"run"`
+	State           string            `json:"state"`
+	ErpConnectionID int               `json:"erp_connection"`
+	ActorType       erpsync.ActorType `json:"actor_type"`
+	Source          string            `json:"source,omitempty"`
+	TotalKeys       int64             `json:"total_keys"`
+	ResyncedKeys    int64             `json:"resynced_keys"`
+	DeadKeys        int64             `json:"dead_keys"`
+	PendingKeys     int64             `json:"pending_keys"`
 	// Batches counts registered batches (splits not included).
 	Batches int64 `json:"batches"`
 	// Calls counts ForceResyncExternal calls made for the run, retries and splits included.
@@ -70,9 +71,9 @@ type DeadLetter struct {
 	Key     string `json:"key"`
 	BatchID string `json:"batch_id"`
 	// Queue is the asynq queue the batch ran in (for removing its archived task).
-	Queue           string         `json:"queue,omitempty"`
-	ErpConnectionID int            `json:"erp_connection"`
-	ActorType       soap.ActorType `json:"actor_type"`
+	Queue           string            `json:"queue,omitempty"`
+	ErpConnectionID int               `json:"erp_connection"`
+	ActorType       erpsync.ActorType `json:"actor_type"`
 	// Class is the classifier's verdict (Class.String): "permanent", "business", ...
 	Class           string `json:"class"`
 	ErrorCode       string `json:"error_code,omitempty"`
@@ -168,7 +169,7 @@ func (l *Ledger) Status(ctx context.Context, run string) (RunStatus, error) {
 		StartedAt: fromMS(m["started_at"]), LastActivity: fromMS(m["last_activity"]), FinishedAt: fromMS(m["finished_at"]),
 	}
 	st.ErpConnectionID, _ = strconv.Atoi(m["erp_connection"])
-	if a, err := soap.ParseActorType(m["actor_type"]); err == nil {
+	if a, err := erpsync.ParseActorType(m["actor_type"]); err == nil {
 		st.ActorType = a
 	}
 	st.PendingKeys = max(st.TotalKeys-st.ResyncedKeys-st.DeadKeys, 0)

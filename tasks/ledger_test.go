@@ -11,15 +11,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/erpresync/erpresync/soap"
 	"github.com/hibiken/asynq"
+
+	"github.com/erpresync/erpresync/erpsync"
 )
 
 func TestRegisterBatchIdempotent(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, &fakeSO{}, nil)
 	ctx := context.Background()
-	meta := RunMeta{Run: "reg", ErpConnectionID: 4, ActorType: soap.ActorSupplier, Source: "cli"}
+	meta := RunMeta{Run: "reg", ErpConnectionID: 4, ActorType: erpsync.ActorSupplier, Source: "cli"}
 	for i, want := range []bool{true, false, false} {
 		added, err := e.ledger.RegisterBatch(ctx, meta, BatchID("reg", 0), 10)
 		if err != nil || added != want {
@@ -34,7 +35,7 @@ func TestRegisterBatchIdempotent(t *testing.T) {
 		t.Fatal(err)
 	}
 	if st.TotalKeys != 15 || st.PendingKeys != 15 || st.Batches != 2 || st.State != RunActive ||
-		st.ErpConnectionID != 4 || st.ActorType != soap.ActorSupplier || st.Source != "cli" ||
+		st.ErpConnectionID != 4 || st.ActorType != erpsync.ActorSupplier || st.Source != "cli" ||
 		st.StartedAt.IsZero() || !st.FinishedAt.IsZero() {
 		t.Errorf("status = %+v", st)
 	}
@@ -62,7 +63,7 @@ func TestRegisterBatchConcurrent(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ok, err := e.ledger.RegisterBatch(ctx, RunMeta{Run: "conc", ErpConnectionID: 1, ActorType: soap.ActorCustomer}, "conc:b000000", 7)
+			ok, err := e.ledger.RegisterBatch(ctx, RunMeta{Run: "conc", ErpConnectionID: 1, ActorType: erpsync.ActorCustomer}, "conc:b000000", 7)
 			if err != nil {
 				t.Error(err)
 			}
@@ -87,7 +88,7 @@ func TestRunsMostRecentFirst(t *testing.T) {
 	base := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i, run := range []string{"first", "second", "third"} {
 		e.ledger.now = func() time.Time { return base.Add(time.Duration(i) * time.Hour) }
-		if _, err := e.ledger.RegisterBatch(ctx, RunMeta{Run: run, ErpConnectionID: 1, ActorType: soap.ActorCustomer}, run+":b000000", 1); err != nil {
+		if _, err := e.ledger.RegisterBatch(ctx, RunMeta{Run: run, ErpConnectionID: 1, ActorType: erpsync.ActorCustomer}, run+":b000000", 1); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -106,10 +107,10 @@ func TestRunsMostRecentFirst(t *testing.T) {
 
 func TestRunStatusJSON(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, &fakeSO{fn: func(_ int, keys []string) (*soap.Response, error) {
+	e := newEnv(t, &fakeSO{fn: func(_ int, keys []string) (*erpsync.Result, error) {
 		r := okResponse(keys)
-		r.Changes.Added = []soap.ChangedItem{{Table: "person", RecordID: 7}}
-		r.Changes.Deleted = []soap.ChangedItem{{Table: "contact", RecordID: 8}}
+		r.Changes.Added = []erpsync.ChangedItem{{Table: "person", RecordID: 7}}
+		r.Changes.Deleted = []erpsync.ChangedItem{{Table: "contact", RecordID: 8}}
 		return r, nil
 	}}, nil)
 	ctx := context.Background()
@@ -230,7 +231,7 @@ type switchSO struct {
 	fixed bool
 }
 
-func (s *switchSO) ForceResyncExternal(ctx context.Context, conn int, actor soap.ActorType, keys []string) (*soap.Response, error) {
+func (s *switchSO) ForceResyncExternal(ctx context.Context, conn int, actor erpsync.ActorType, keys []string) (*erpsync.Result, error) {
 	s.mu.Lock()
 	fixed := s.fixed
 	s.mu.Unlock()
@@ -238,7 +239,7 @@ func (s *switchSO) ForceResyncExternal(ctx context.Context, conn int, actor soap
 		for _, k := range keys {
 			if strings.HasPrefix(k, "bad") {
 				s.fakeSO.ForceResyncExternal(ctx, conn, actor, keys)
-				return nil, &soap.KeyError{Index: 0, Key: k, Reason: "test"}
+				return nil, &erpsync.KeyError{Index: 0, Key: k, Reason: "test"}
 			}
 		}
 	}
@@ -490,7 +491,7 @@ func TestReconcileArchivedTrickle(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, &fakeSO{}, nil)
 	ctx := context.Background()
-	task, err := NewTrickleTask(5, soap.ActorPerson, "P1", asynq.Group("x"))
+	task, err := NewTrickleTask(5, erpsync.ActorPerson, "P1", asynq.Group("x"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -507,7 +508,7 @@ func TestReconcileArchivedTrickle(t *testing.T) {
 	if n, err := e.ledger.ReconcileArchived(ctx, e.insp); err != nil || n != 1 {
 		t.Fatalf("ReconcileArchived = %d, %v; want the trickle recorded", n, err)
 	}
-	run := TrickleRun(tr.At, 5, soap.ActorPerson)
+	run := TrickleRun(tr.At, 5, erpsync.ActorPerson)
 	st, err := e.ledger.Status(ctx, run)
 	if err != nil || st.TotalKeys != 1 || st.DeadKeys != 1 {
 		t.Errorf("status of %s = %+v, %v", run, st, err)

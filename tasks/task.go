@@ -8,8 +8,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/erpresync/erpresync/soap"
 	"github.com/hibiken/asynq"
+
+	"github.com/erpresync/erpresync/erpsync"
 )
 
 // Task type names.
@@ -31,7 +32,7 @@ const (
 	MaxBatchSize = 1000
 	// MaxKeyLength is the longest external key in characters (ErpExternalKey.ErpKey is
 	// String(254)).
-	MaxKeyLength = soap.MaxKeyLength
+	MaxKeyLength = erpsync.MaxKeyLength
 )
 
 // Task defaults applied by NewResyncTask and NewTrickleTask; options passed by the caller
@@ -59,13 +60,13 @@ const (
 // the ledger keys everything by it.
 type Batch struct {
 	// Run names the run the batch belongs to; it groups batches in the ledger. Required:
-	// letters, digits and "-_.:" only, at most 128 bytes.
+	// see ValidateRunName.
 	Run string `json:"run"`
 	// ErpConnectionID is the ERP connection the keys belong to. Must be positive.
 	ErpConnectionID int `json:"erp_connection"`
 	// ActorType is the kind of ERP record the keys name; Unknown is rejected.
-	ActorType soap.ActorType `json:"actor_type"`
-	// Keys are the external keys, 1..MaxBatchSize, each valid for soap.ValidateKey (not
+	ActorType erpsync.ActorType `json:"actor_type"`
+	// Keys are the external keys, 1..MaxBatchSize, each valid for erpsync.ValidateKey (not
 	// blank, at most MaxKeyLength characters, XML-safe), no duplicates.
 	Keys []string `json:"keys"`
 	// Seq is the producer's sequence number of the batch in its run (0-based); BatchID(Run,
@@ -107,8 +108,8 @@ func (b Batch) validate(maxKeys int) error {
 	if b.ErpConnectionID <= 0 {
 		return fmt.Errorf("%w: erp connection id %d: must be positive", ErrInvalidBatch, b.ErpConnectionID)
 	}
-	if !b.ActorType.Valid() || b.ActorType == soap.ActorUnknown {
-		return fmt.Errorf("%w: actor type %s: want one of Customer, Supplier, Partner, Person, Project, Employee, Sale", ErrInvalidBatch, b.ActorType)
+	if err := b.ActorType.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidBatch, err)
 	}
 	if len(b.Keys) == 0 {
 		return fmt.Errorf("%w: no keys (an empty key list would resync every key of the connection)", ErrInvalidBatch)
@@ -132,18 +133,31 @@ func (b Batch) validate(maxKeys int) error {
 	return nil
 }
 
-func validateRun(run string) error {
-	if run == "" {
-		return fmt.Errorf("%w: run name is empty", ErrInvalidBatch)
+// MaxRunName is the longest run name, in bytes.
+const MaxRunName = 100
+
+// ValidateRunName reports whether name can name a run: 1 to MaxRunName bytes of letters,
+// digits and "-_.:". It is the one check of a run name; producers, the handler and the
+// ledger all call it.
+func ValidateRunName(name string) error {
+	if name == "" {
+		return errors.New("run name is empty")
 	}
-	if len(run) > 128 {
-		return fmt.Errorf("%w: run name longer than 128 bytes", ErrInvalidBatch)
+	if len(name) > MaxRunName {
+		return fmt.Errorf("run name is %d bytes long: at most %d", len(name), MaxRunName)
 	}
-	for _, r := range run {
+	for i, r := range name {
 		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_.:", r)
 		if !ok {
-			return fmt.Errorf("%w: run name %q: only letters, digits and -_.: allowed", ErrInvalidBatch, run)
+			return fmt.Errorf("run name %q: character %q at byte %d: only letters, digits and -_.: are allowed", name, r, i)
 		}
+	}
+	return nil
+}
+
+func validateRun(run string) error {
+	if err := ValidateRunName(run); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidBatch, err)
 	}
 	return nil
 }
@@ -152,7 +166,7 @@ func validateKey(k string) error {
 	if strings.TrimSpace(k) == "" {
 		return errors.New("empty key")
 	}
-	return soap.ValidateKey(k)
+	return erpsync.ValidateKey(k)
 }
 
 // NewResyncTask validates b and returns its TypeResync task with the default options
@@ -203,9 +217,9 @@ func ParseBatch(payload []byte) (Batch, error) {
 
 // Trickle is the payload of a TypeTrickle task.
 type Trickle struct {
-	ErpConnectionID int            `json:"erp_connection"`
-	ActorType       soap.ActorType `json:"actor_type"`
-	Key             string         `json:"key"`
+	ErpConnectionID int               `json:"erp_connection"`
+	ActorType       erpsync.ActorType `json:"actor_type"`
+	Key             string            `json:"key"`
 	// At is when the key was handed over: the aggregator keeps a group's keys in this order,
 	// and a trickle handled alone (no aggregator) belongs to the trickle run of its day (UTC).
 	At time.Time `json:"at"`
@@ -213,7 +227,7 @@ type Trickle struct {
 
 // GroupName is the asynq group of trickle tasks for one ERP connection and actor type:
 // "erpresync:3:Customer".
-func GroupName(erpConnectionID int, actor soap.ActorType) string {
+func GroupName(erpConnectionID int, actor erpsync.ActorType) string {
 	return "erpresync:" + strconv.Itoa(erpConnectionID) + ":" + actor.String()
 }
 
@@ -223,12 +237,12 @@ func GroupName(erpConnectionID int, actor soap.ActorType) string {
 // override the defaults, but not the group: a group holds the keys of one connection and
 // actor type, and the aggregator drops a key of another. The worker must run an
 // asynq.Server with GroupAggregator set to NewAggregator.
-func NewTrickleTask(erpConnectionID int, actor soap.ActorType, key string, opts ...asynq.Option) (*asynq.Task, error) {
+func NewTrickleTask(erpConnectionID int, actor erpsync.ActorType, key string, opts ...asynq.Option) (*asynq.Task, error) {
 	if erpConnectionID <= 0 {
 		return nil, fmt.Errorf("%w: erp connection id %d: must be positive", ErrInvalidBatch, erpConnectionID)
 	}
-	if !actor.Valid() || actor == soap.ActorUnknown {
-		return nil, fmt.Errorf("%w: actor type %s: want one of Customer, Supplier, Partner, Person, Project, Employee, Sale", ErrInvalidBatch, actor)
+	if err := actor.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidBatch, err)
 	}
 	if err := validateKey(key); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidBatch, err)

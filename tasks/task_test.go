@@ -7,13 +7,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/erpresync/erpresync/internal/redistest"
-	"github.com/erpresync/erpresync/soap"
 	"github.com/hibiken/asynq"
+
+	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/redistest"
 )
 
 func validBatch() Batch {
-	return Batch{Run: "run-1", ErpConnectionID: 3, ActorType: soap.ActorCustomer, Keys: []string{"10001", "10002"}, Seq: 7}
+	return Batch{Run: "run-1", ErpConnectionID: 3, ActorType: erpsync.ActorCustomer, Keys: []string{"10001", "10002"}, Seq: 7}
 }
 
 func TestBatchValidate(t *testing.T) {
@@ -28,7 +29,7 @@ func TestBatchValidate(t *testing.T) {
 		{name: "bad run", mod: func(b *Batch) { b.Run = "a b" }, wantErr: "only letters"},
 		{name: "hash tag in run", mod: func(b *Batch) { b.Run = "a{b}" }, wantErr: "only letters"},
 		{name: "connection", mod: func(b *Batch) { b.ErpConnectionID = 0 }, wantErr: "must be positive"},
-		{name: "unknown actor", mod: func(b *Batch) { b.ActorType = soap.ActorUnknown }, wantErr: "actor type"},
+		{name: "unknown actor", mod: func(b *Batch) { b.ActorType = erpsync.ActorUnknown }, wantErr: "actor type"},
 		{name: "invalid actor", mod: func(b *Batch) { b.ActorType = 42 }, wantErr: "actor type"},
 		{name: "no keys", mod: func(b *Batch) { b.Keys = nil }, wantErr: "no keys"},
 		{name: "too many keys", mod: func(b *Batch) { b.Keys = testKeys("k", MaxBatchSize+1) }, wantErr: "at most 1000"},
@@ -67,7 +68,7 @@ func TestBatchID(t *testing.T) {
 	if BatchID("r", 1) == BatchID("r", 10) || BatchID("r", 1) != BatchID("r", 1) {
 		t.Error("BatchID is not deterministic and distinct")
 	}
-	if got := GroupName(3, soap.ActorCustomer); got != "erpresync:3:Customer" {
+	if got := GroupName(3, erpsync.ActorCustomer); got != "erpresync:3:Customer" {
 		t.Errorf("GroupName = %q", got)
 	}
 }
@@ -100,7 +101,7 @@ func TestNewResyncTaskOptions(t *testing.T) {
 	if err := json.Unmarshal(task.Payload(), &got); err != nil {
 		t.Fatal(err)
 	}
-	if got.ID != info.ID || got.ActorType != soap.ActorCustomer || len(got.Keys) != 2 {
+	if got.ID != info.ID || got.ActorType != erpsync.ActorCustomer || len(got.Keys) != 2 {
 		t.Errorf("payload = %+v", got)
 	}
 	if !strings.Contains(string(task.Payload()), `"actor_type":"Customer"`) {
@@ -130,7 +131,7 @@ func TestNewResyncTaskOptions(t *testing.T) {
 
 func TestNewTrickleTask(t *testing.T) {
 	t.Parallel()
-	task, err := NewTrickleTask(3, soap.ActorPerson, "P-1")
+	task, err := NewTrickleTask(3, erpsync.ActorPerson, "P-1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,13 +139,13 @@ func TestNewTrickleTask(t *testing.T) {
 	if err := json.Unmarshal(task.Payload(), &tr); err != nil {
 		t.Fatal(err)
 	}
-	if task.Type() != TypeTrickle || tr.Key != "P-1" || tr.ErpConnectionID != 3 || tr.ActorType != soap.ActorPerson || tr.At.IsZero() {
+	if task.Type() != TypeTrickle || tr.Key != "P-1" || tr.ErpConnectionID != 3 || tr.ActorType != erpsync.ActorPerson || tr.At.IsZero() {
 		t.Errorf("trickle = %s %+v", task.Type(), tr)
 	}
 	for _, bad := range []func() error{
-		func() error { _, err := NewTrickleTask(0, soap.ActorPerson, "k"); return err },
-		func() error { _, err := NewTrickleTask(1, soap.ActorUnknown, "k"); return err },
-		func() error { _, err := NewTrickleTask(1, soap.ActorPerson, ""); return err },
+		func() error { _, err := NewTrickleTask(0, erpsync.ActorPerson, "k"); return err },
+		func() error { _, err := NewTrickleTask(1, erpsync.ActorUnknown, "k"); return err },
+		func() error { _, err := NewTrickleTask(1, erpsync.ActorPerson, ""); return err },
 	} {
 		if err := bad(); !errors.Is(err, ErrInvalidBatch) {
 			t.Errorf("invalid trickle accepted: %v", err)
@@ -158,14 +159,14 @@ func TestAggregatorDedupes(t *testing.T) {
 	agg := NewAggregator(AggregatorConfig{Now: func() time.Time { return day }})
 	var ts []*asynq.Task
 	for _, k := range []string{"A", "B", "A", "C", "B", "A"} {
-		task, err := NewTrickleTask(3, soap.ActorCustomer, k)
+		task, err := NewTrickleTask(3, erpsync.ActorCustomer, k)
 		if err != nil {
 			t.Fatal(err)
 		}
 		ts = append(ts, task)
 	}
 	ts = append(ts, asynq.NewTask(TypeTrickle, []byte("not json")))
-	out := agg.Aggregate(GroupName(3, soap.ActorCustomer), ts)
+	out := agg.Aggregate(GroupName(3, erpsync.ActorCustomer), ts)
 	if out.Type() != TypeResync {
 		t.Fatalf("aggregated type = %q", out.Type())
 	}
@@ -176,13 +177,13 @@ func TestAggregatorDedupes(t *testing.T) {
 	if strings.Join(b.Keys, ",") != "A,B,C" {
 		t.Errorf("keys = %v, want [A B C]", b.Keys)
 	}
-	if b.Run != "trickle-2025-03-04-3-Customer" || b.Source != "trickle" || b.ErpConnectionID != 3 || b.ActorType != soap.ActorCustomer {
+	if b.Run != "trickle-2025-03-04-3-Customer" || b.Source != "trickle" || b.ErpConnectionID != 3 || b.ActorType != erpsync.ActorCustomer {
 		t.Errorf("batch = %+v", b)
 	}
 	if !strings.HasPrefix(b.ID, b.Run+":t") {
 		t.Errorf("batch ID %q", b.ID)
 	}
-	other := agg.Aggregate(GroupName(3, soap.ActorCustomer), ts[:1])
+	other := agg.Aggregate(GroupName(3, erpsync.ActorCustomer), ts[:1])
 	ob, _ := ParseBatch(other.Payload())
 	if ob.ID == b.ID {
 		t.Error("two aggregations got the same batch ID")
@@ -197,7 +198,7 @@ func TestNewTrickleTaskKeepsItsGroup(t *testing.T) {
 	db := redistest.New(t)
 	client := asynq.NewClient(db.Opt())
 	defer client.Close()
-	task, err := NewTrickleTask(3, soap.ActorPerson, "P-1", asynq.Group(GroupName(4, soap.ActorCustomer)), asynq.MaxRetry(2))
+	task, err := NewTrickleTask(3, erpsync.ActorPerson, "P-1", asynq.Group(GroupName(4, erpsync.ActorCustomer)), asynq.MaxRetry(2))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +206,7 @@ func TestNewTrickleTaskKeepsItsGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.Group != GroupName(3, soap.ActorPerson) || info.MaxRetry != 2 {
-		t.Errorf("group %q, max retry %d; want %q, 2", info.Group, info.MaxRetry, GroupName(3, soap.ActorPerson))
+	if info.Group != GroupName(3, erpsync.ActorPerson) || info.MaxRetry != 2 {
+		t.Errorf("group %q, max retry %d; want %q, 2", info.Group, info.MaxRetry, GroupName(3, erpsync.ActorPerson))
 	}
 }

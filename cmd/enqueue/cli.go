@@ -11,12 +11,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/erpresync/erpresync/internal/redisconn"
-	"github.com/erpresync/erpresync/soap"
-	"github.com/erpresync/erpresync/tasks"
 	"github.com/hibiken/asynq"
 	"github.com/mattn/go-isatty"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/redisconn"
+	"github.com/erpresync/erpresync/tasks"
 )
 
 // Exit codes; part of the interface (see usage).
@@ -223,19 +224,16 @@ func (t *target) flags(fs *flag.FlagSet) {
 	fs.StringVar(&t.actor, "actor-type", "", "ERP actor type: Customer, Supplier, Partner, Person, Project, Employee, Sale (required)")
 }
 
-func (t *target) parse() (int, soap.ActorType, error) {
+func (t *target) parse() (int, erpsync.ActorType, error) {
 	if t.conn <= 0 {
 		return 0, 0, fmt.Errorf("--erp-connection %d: want the ERP connection id, a positive integer", t.conn)
 	}
 	if t.actor == "" {
-		return 0, 0, errors.New("--actor-type is required: want one of Customer, Supplier, Partner, Person, Project, Employee, Sale")
+		return 0, 0, errors.New("--actor-type is required: " + erpsync.ActorTypeHint)
 	}
-	a, err := soap.ParseActorType(t.actor)
-	if err == nil && a == soap.ActorUnknown {
-		err = errors.New("Unknown cannot be resynced")
-	}
+	a, err := erpsync.ParseActorType(t.actor)
 	if err != nil {
-		return 0, 0, fmt.Errorf("--actor-type %q: %v", t.actor, err)
+		return 0, 0, fmt.Errorf("--actor-type: %w", err)
 	}
 	return t.conn, a, nil
 }

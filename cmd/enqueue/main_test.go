@@ -16,10 +16,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/erpresync/erpresync/internal/redistest"
-	"github.com/erpresync/erpresync/soap"
-	"github.com/erpresync/erpresync/tasks"
 	"github.com/hibiken/asynq"
+
+	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/redistest"
+	"github.com/erpresync/erpresync/tasks"
 )
 
 // mainEnv makes the test binary run main instead of the tests (see TestSecondInterruptExits).
@@ -71,8 +72,8 @@ func TestUsageErrors(t *testing.T) {
 		{"unknown command", []string{"stat"}, `enqueue: unknown command "stat": want key, status, runs, dead or changes, or flags to submit a file`},
 		{"no connection", []string{"--actor-type", "Customer", "--file", keys}, "enqueue: --erp-connection 0: want the ERP connection id, a positive integer"},
 		{"no actor", []string{"--erp-connection", "3", "--file", keys}, "enqueue: --actor-type is required: want one of Customer, Supplier, Partner, Person, Project, Employee, Sale"},
-		{"bad actor", []string{"--erp-connection", "3", "--actor-type", "Client", "--file", keys}, `enqueue: --actor-type "Client": unknown ErpActorType "Client"`},
-		{"unknown actor", []string{"--erp-connection", "3", "--actor-type", "Unknown", "--file", keys}, `enqueue: --actor-type "Unknown": Unknown cannot be resynced`},
+		{"bad actor", []string{"--erp-connection", "3", "--actor-type", "Client", "--file", keys}, `enqueue: --actor-type: actor type "Client": want one of Customer, Supplier, Partner, Person, Project, Employee, Sale`},
+		{"unknown actor", []string{"--erp-connection", "3", "--actor-type", "Unknown", "--file", keys}, `enqueue: --actor-type: actor type "Unknown": want one of Customer, Supplier, Partner, Person, Project, Employee, Sale`},
 		{"no file", []string{"--erp-connection", "3", "--actor-type", "Customer"}, "enqueue: --file is required: a path, or - for standard input"},
 		{"missing file", []string{"--erp-connection", "3", "--actor-type", "Customer", "--file", keys + ".nope"}, "no such file or directory"},
 		{"batch size", []string{"--erp-connection", "3", "--actor-type", "Customer", "--file", keys, "--batch-size", "0"}, "enqueue: --batch-size 0: want 1 to 1000"},
@@ -236,7 +237,7 @@ func TestKeyTrickle(t *testing.T) {
 	}
 	insp := asynq.NewInspector(db.Opt())
 	defer insp.Close()
-	ts, err := insp.ListAggregatingTasks("tq", tasks.GroupName(4, soap.ActorSupplier))
+	ts, err := insp.ListAggregatingTasks("tq", tasks.GroupName(4, erpsync.ActorSupplier))
 	if err != nil || len(ts) != 3 {
 		t.Errorf("aggregating: %d, %v", len(ts), err)
 	}
@@ -246,17 +247,17 @@ func TestKeyTrickle(t *testing.T) {
 // any batch holding a key that starts with "BAD".
 type fakeSO struct{}
 
-func (fakeSO) ForceResyncExternal(ctx context.Context, conn int, actor soap.ActorType, keys []string) (*soap.Response, error) {
+func (fakeSO) ForceResyncExternal(ctx context.Context, conn int, actor erpsync.ActorType, keys []string) (*erpsync.Result, error) {
 	for _, k := range keys {
 		if strings.HasPrefix(k, "BAD") {
-			return &soap.Response{IsOk: false, Status: soap.StatusError, ErrorCode: "E42", TechExplanation: "no such " + actor.String()}, nil
+			return &erpsync.Result{IsOk: false, Status: erpsync.StatusError, ErrorCode: "E42", TechExplanation: "no such " + actor.String()}, nil
 		}
 	}
-	r := &soap.Response{IsOk: true, Status: soap.StatusOk}
+	r := &erpsync.Result{IsOk: true, Status: erpsync.StatusOk}
 	for i := range keys {
-		r.Changes.Updated = append(r.Changes.Updated, soap.ChangedItem{Table: "contact", RecordID: int32(100 + i)})
+		r.Changes.Updated = append(r.Changes.Updated, erpsync.ChangedItem{Table: "contact", RecordID: int32(100 + i)})
 	}
-	r.Changes.Added = []soap.ChangedItem{{Table: "person", RecordID: 7}}
+	r.Changes.Added = []erpsync.ChangedItem{{Table: "person", RecordID: 7}}
 	return r, nil
 }
 

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/redis/go-redis/v9"
 	"io"
 	"maps"
 	"slices"
@@ -15,10 +14,13 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/erpresync/erpresync/intake"
-	"github.com/erpresync/erpresync/soap"
-	"github.com/erpresync/erpresync/tasks"
+	"github.com/redis/go-redis/v9"
+
 	"github.com/hibiken/asynq"
+
+	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/intake"
+	"github.com/erpresync/erpresync/tasks"
 )
 
 // key hands single keys over for trickle intake.
@@ -40,12 +42,12 @@ func (c *cli) key(ctx context.Context, args []string) int {
 		return c.usageError(errors.New("no keys: give at least one KEY after the flags"))
 	}
 	for i, k := range keys {
-		if err := soap.ValidateKey(k); err != nil {
-			var ke *soap.KeyError
+		if err := erpsync.ValidateKey(k); err != nil {
+			var ke *erpsync.KeyError
 			if errors.As(err, &ke) {
 				err = errors.New(ke.Reason)
 			}
-			return c.fail(exitUsage, "key %d %q: %v; nothing was enqueued", i+1, truncate(k, 40), err)
+			return c.fail(exitUsage, "key %d %q: %v; nothing was enqueued", i+1, erpsync.Truncate(k, 40), err)
 		}
 	}
 	rc, err := cf.open(ctx)
@@ -59,7 +61,7 @@ func (c *cli) key(ctx context.Context, args []string) int {
 	}
 	for i, k := range keys {
 		if err := p.AddKey(ctx, conn, actor, k); err != nil {
-			return c.fail(exitUsage, "key %d %q: %v (%d of %d enqueued)", i+1, truncate(k, 40), err, i, len(keys))
+			return c.fail(exitUsage, "key %d %q: %v (%d of %d enqueued)", i+1, erpsync.Truncate(k, 40), err, i, len(keys))
 		}
 	}
 	group := tasks.GroupName(conn, actor)
@@ -69,13 +71,6 @@ func (c *cli) key(ctx context.Context, args []string) int {
 		fmt.Fprintf(c.stdout, "enqueued %s for trickle resync (queue %s, group %s)\n", plural(int64(len(keys)), "key"), cf.queue, group)
 	}
 	return exitOK
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }
 
 func writeJSON(w io.Writer, v any) {

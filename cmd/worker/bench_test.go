@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/internal/redistest"
-	"github.com/erpresync/erpresync/soap"
 )
 
 // BenchmarkPipeline measures the whole pipeline on this machine: keys registered and
@@ -33,7 +33,7 @@ func BenchmarkPipeline(b *testing.B) {
 			for range 4 {
 				go func() {
 					for batch := range batches {
-						if _, err := client.ForceResyncExternal(b.Context(), testConn, soap.ActorCustomer, batch); err != nil {
+						if _, err := client.ForceResyncExternal(b.Context(), testConn, erpsync.ActorCustomer, batch); err != nil {
 							errs <- err
 							return
 						}
@@ -71,7 +71,7 @@ func BenchmarkPipeline(b *testing.B) {
 				run := fmt.Sprintf("bench-%d-%d", conc, i)
 				i++
 				start := time.Now()
-				submit(b, db, run, soap.ActorCustomer, keys, 100)
+				submit(b, db, run, erpsync.ActorCustomer, keys, 100)
 				waitDone(b, rdb, run, 5*time.Minute)
 				total += time.Since(start)
 			}

@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/erpresync/erpresync/soap"
+	"github.com/erpresync/erpresync/erpsync"
 )
 
 // cmdCall makes one synchronous ForceResyncExternal call and prints the response as JSON.
@@ -36,16 +36,16 @@ func cmdCall(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	if err != nil || id <= 0 {
 		return fail("--erp-connection %q: want a positive whole number", *conn)
 	}
-	at, err := soap.ParseActorType(*actor)
-	if err != nil || at == soap.ActorUnknown {
-		return fail("--actor-type %q: want one of Customer, Supplier, Partner, Person, Project, Employee, Sale", *actor)
+	at, err := erpsync.ParseActorType(*actor)
+	if err != nil {
+		return fail("--actor-type: %v", err)
 	}
 	keys := fs.Args()
 	if len(keys) == 0 {
 		return fail("no keys given (this command never sends an empty key list, which would resync everything)")
 	}
 	for i, k := range keys {
-		if err := soap.ValidateKey(k); err != nil {
+		if err := erpsync.ValidateKey(k); err != nil {
 			return fail("key %d: %v", i+1, err)
 		}
 	}

@@ -30,7 +30,7 @@ func TestCallCommand(t *testing.T) {
 		{name: "ok", args: []string{"--erp-connection", "3", "--actor-type", "Customer", "K1", "K2"}, env: base, wantCode: 0, wantOut: `"is_ok": true`},
 		{name: "business failure", args: []string{"--erp-connection", "3", "--actor-type", "customer", "K1", "BAD-1"}, env: base, wantCode: 1, wantOut: `"error_code": "ERP_REJECTED"`, wantErr: "worker call: SuperOffice answered IsOk=false (ERP_REJECTED"},
 		{name: "no keys", args: []string{"--erp-connection", "3", "--actor-type", "Customer"}, env: base, wantCode: 2, wantErr: "no keys given", wantNoSend: true},
-		{name: "bad actor", args: []string{"--erp-connection", "3", "--actor-type", "Contact", "K1"}, env: base, wantCode: 2, wantErr: `--actor-type "Contact": want one of Customer`, wantNoSend: true},
+		{name: "bad actor", args: []string{"--erp-connection", "3", "--actor-type", "Contact", "K1"}, env: base, wantCode: 2, wantErr: `--actor-type: actor type "Contact": want one of Customer`, wantNoSend: true},
 		{name: "bad connection", args: []string{"--erp-connection", "x", "--actor-type", "Customer", "K1"}, env: base, wantCode: 2, wantErr: `--erp-connection "x"`, wantNoSend: true},
 		{name: "key too long", args: []string{"--erp-connection", "3", "--actor-type", "Customer", strings.Repeat("k", 255)}, env: base, wantCode: 2, wantErr: "key 1:", wantNoSend: true},
 		{name: "no url", args: []string{"--erp-connection", "3", "--actor-type", "Customer", "K1"}, env: map[string]string{"SUPEROFFICE_TICKET": "7T:x"}, wantCode: 2, wantErr: "SUPEROFFICE_URL is not set", wantNoSend: true},

@@ -10,12 +10,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/erpresync/erpresync/internal/redistest"
-	"github.com/erpresync/erpresync/netserversim"
-	"github.com/erpresync/erpresync/soap"
-	"github.com/erpresync/erpresync/tasks"
 	"github.com/hibiken/asynq"
 	"github.com/rs/zerolog"
+
+	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/redistest"
+	"github.com/erpresync/erpresync/netserversim"
+	"github.com/erpresync/erpresync/tasks"
 )
 
 // TestClusterPipeline runs the whole pipeline on a real three-master Redis Cluster, as
@@ -40,7 +41,7 @@ func TestClusterPipeline(t *testing.T) {
 	ledger := tasks.NewLedger(rdb)
 
 	const run = "cluster"
-	const actor = soap.ActorCustomer
+	const actor = erpsync.ActorCustomer
 	submitTo(t, rdb, run, actor, keys, 25)
 	trickleKeys := testKeys("T", 5)
 	producer := asynq.NewClientFromRedisClient(rdb)

@@ -15,15 +15,16 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
-	"github.com/erpresync/erpresync/intake"
-	"github.com/erpresync/erpresync/internal/redisconn"
-	"github.com/erpresync/erpresync/netserversim"
-	"github.com/erpresync/erpresync/soap"
-	"github.com/erpresync/erpresync/tasks"
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/intake"
+	"github.com/erpresync/erpresync/internal/redisconn"
+	"github.com/erpresync/erpresync/netserversim"
+	"github.com/erpresync/erpresync/tasks"
 )
 
 const (
@@ -170,7 +171,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	}
 	run := "demo-" + time.Now().UTC().Format("20060102-150405")
 	start := time.Now()
-	sum, err := prod.Submit(ctx, intake.RunSpec{Run: run, ErpConnectionID: demoConn, ActorType: soap.ActorCustomer, Origin: "demo"},
+	sum, err := prod.Submit(ctx, intake.RunSpec{Run: run, ErpConnectionID: demoConn, ActorType: erpsync.ActorCustomer, Origin: "demo"},
 		intake.Source{Name: "demo keys", R: strings.NewReader(strings.Join(keys, "\n") + "\n")})
 	if err != nil {
 		say("worker demo: enqueue: %v", err)

@@ -12,12 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
+	"github.com/rs/zerolog"
+
+	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/netserversim"
 	"github.com/erpresync/erpresync/soap"
 	"github.com/erpresync/erpresync/tasks"
-	"github.com/hibiken/asynq"
-	"github.com/rs/zerolog"
 )
 
 // TestTenThousandKeys is the product's promise in one run: 10,000 keys with a few poison
@@ -38,7 +40,7 @@ func TestTenThousandKeys(t *testing.T) {
 	defer rdb.Close()
 
 	const run = "e2e-10k"
-	submit(t, db, run, soap.ActorCustomer, keys, 100)
+	submit(t, db, run, erpsync.ActorCustomer, keys, 100)
 	inProcess(t, db.Opt(), client, nil)
 
 	expired := false
@@ -72,7 +74,7 @@ func TestTenThousandKeys(t *testing.T) {
 	if snap.ResyncAll != 0 {
 		t.Errorf("%d resync-all calls reached SuperOffice", snap.ResyncAll)
 	}
-	if want := expectedRecords(soap.ActorCustomer, good); !sameRecords(st.Records, want) {
+	if want := expectedRecords(erpsync.ActorCustomer, good); !sameRecords(st.Records, want) {
 		t.Errorf("ledger records %v, want %v", st.Records, want)
 	}
 	if !sameRecords(st.Records, simRecords(snap)) {
@@ -132,7 +134,7 @@ func TestKill9(t *testing.T) {
 	sim := startSim(t)
 	keys := testKeys("P", 3000)
 	const run = "kill9"
-	submit(t, db, run, soap.ActorPerson, keys, 50)
+	submit(t, db, run, erpsync.ActorPerson, keys, 50)
 	rdb := db.Client()
 	defer rdb.Close()
 	// 12 batches (600 keys) go through; the calls after them are held at the simulator, so
@@ -159,12 +161,12 @@ func TestKill9(t *testing.T) {
 	startWorker(t, env)
 	// asynq recovers the killed worker's leased tasks only after the lease has expired and
 	// its recoverer has looked again: up to about two minutes.
-	assertResyncedOnce(t, sim, waitDone(t, rdb, run, 4*time.Minute), soap.ActorPerson, keys)
+	assertResyncedOnce(t, sim, waitDone(t, rdb, run, 4*time.Minute), erpsync.ActorPerson, keys)
 }
 
 // assertResyncedOnce checks a finished run: every key resynced at SuperOffice at least
 // once, none dead, and the ledger counting each key's change exactly once.
-func assertResyncedOnce(t *testing.T, sim *netserversim.Running, st tasks.RunStatus, actor soap.ActorType, keys []string) {
+func assertResyncedOnce(t *testing.T, sim *netserversim.Running, st tasks.RunStatus, actor erpsync.ActorType, keys []string) {
 	t.Helper()
 	if st.ResyncedKeys != int64(len(keys)) || st.DeadKeys != 0 || st.TotalKeys != int64(len(keys)) {
 		t.Fatalf("run %s: %+v, want all %d keys resynced", st.Run, st, len(keys))
@@ -195,7 +197,7 @@ func TestRedisRestart(t *testing.T) {
 	sim := startSim(t)
 	keys := testKeys("S", 2000)
 	const run = "redis-restart"
-	submit(t, db, run, soap.ActorSale, keys, 50)
+	submit(t, db, run, erpsync.ActorSale, keys, 50)
 	rdb := db.Client()
 	defer rdb.Close()
 	// 6 batches (300 keys) go through; the calls after them are held at the simulator, so
@@ -215,7 +217,7 @@ func TestRedisRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	open()
-	assertResyncedOnce(t, sim, waitDone(t, rdb, run, 4*time.Minute), soap.ActorSale, keys)
+	assertResyncedOnce(t, sim, waitDone(t, rdb, run, 4*time.Minute), erpsync.ActorSale, keys)
 }
 
 // TestSIGTERM stops the worker during a run: in-flight calls finish and are recorded, the
@@ -226,7 +228,7 @@ func TestSIGTERM(t *testing.T) {
 	sim := startSim(t)
 	keys := testKeys("J", 400)
 	const run = "sigterm"
-	submit(t, db, run, soap.ActorProject, keys, 20)
+	submit(t, db, run, erpsync.ActorProject, keys, 20)
 	rdb := db.Client()
 	defer rdb.Close()
 	// 3 batches go through; the next calls are held at the simulator until the worker is
@@ -275,7 +277,7 @@ func TestSIGTERM(t *testing.T) {
 
 	sim.SetLatencyFunc(nil)
 	startWorker(t, env)
-	assertResyncedOnce(t, sim, waitDone(t, rdb, run, 2*time.Minute), soap.ActorProject, keys)
+	assertResyncedOnce(t, sim, waitDone(t, rdb, run, 2*time.Minute), erpsync.ActorProject, keys)
 }
 
 // TestRefusedLoginIsHeld: wrong credentials are an outage of configuration. Every batch is
@@ -296,7 +298,7 @@ func TestRefusedLoginIsHeld(t *testing.T) {
 	var logs lockedWriter
 	logs.mu, logs.w = &sync.Mutex{}, &bytes.Buffer{}
 	const run = "refused"
-	submit(t, db, run, soap.ActorCustomer, testKeys("R", 300), 10)
+	submit(t, db, run, erpsync.ActorCustomer, testKeys("R", 300), 10)
 	inProcess(t, db.Opt(), client, func(c *appConfig) { c.Logger = zerolog.New(logs) })
 
 	insp := asynq.NewInspector(db.Opt())
@@ -332,7 +334,7 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 	db := redistest.New(t)
 	sim := startSim(t)
 	holdCalls(t, sim, 0, 0) // every call stays in flight until the test ends
-	submit(t, db, "second-signal", soap.ActorCustomer, testKeys("Q", 20), 10)
+	submit(t, db, "second-signal", erpsync.ActorCustomer, testKeys("Q", 20), 10)
 	env := workerEnv(db, sim)
 	env["WORKER_SHUTDOWN_TIMEOUT"] = "60s"
 	w := startWorker(t, env)

@@ -11,13 +11,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/netserversim"
 	"github.com/erpresync/erpresync/soap"
 	"github.com/erpresync/erpresync/tasks"
-	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
-	"github.com/rs/zerolog"
 )
 
 func TestMain(m *testing.M) {
@@ -145,7 +147,7 @@ func testKeys(prefix string, n int) []string {
 }
 
 // submit registers and enqueues keys as batches of size on db, as a producer does.
-func submit(t testing.TB, db *redistest.DB, run string, actor soap.ActorType, keys []string, size int) {
+func submit(t testing.TB, db *redistest.DB, run string, actor erpsync.ActorType, keys []string, size int) {
 	t.Helper()
 	rdb := db.Client()
 	defer rdb.Close()
@@ -153,7 +155,7 @@ func submit(t testing.TB, db *redistest.DB, run string, actor soap.ActorType, ke
 }
 
 // submitTo is submit through any client, a cluster client among them.
-func submitTo(t testing.TB, rdb redis.UniversalClient, run string, actor soap.ActorType, keys []string, size int) {
+func submitTo(t testing.TB, rdb redis.UniversalClient, run string, actor erpsync.ActorType, keys []string, size int) {
 	t.Helper()
 	ledger := tasks.NewLedger(rdb)
 	client := asynq.NewClientFromRedisClient(rdb)
@@ -201,7 +203,7 @@ func waitDone(t testing.TB, rdb redis.UniversalClient, run string, timeout time.
 }
 
 // expectedRecords is what the ledger must hold for keys resynced exactly once each.
-func expectedRecords(actor soap.ActorType, keys []string) map[string]map[string]int64 {
+func expectedRecords(actor erpsync.ActorType, keys []string) map[string]map[string]int64 {
 	out := map[string]map[string]int64{}
 	for _, c := range netserversim.ExpectedChanges(netserversim.ActorType(actor), keys) {
 		kind := string(c.Kind)

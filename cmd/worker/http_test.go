@@ -10,10 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/erpresync/erpresync/internal/redistest"
-	"github.com/erpresync/erpresync/soap"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/redistest"
 )
 
 func get(t *testing.T, url, user, pass string) (int, string) {
@@ -47,7 +48,7 @@ func TestHTTPEndpoints(t *testing.T) {
 	base := "http://" + ln.Addr().String()
 	rdb := db.Client()
 	defer rdb.Close()
-	submit(t, db, "http-run", soap.ActorCustomer, testKeys("H", 30), 10)
+	submit(t, db, "http-run", erpsync.ActorCustomer, testKeys("H", 30), 10)
 	waitDone(t, rdb, "http-run", time.Minute)
 
 	if code, body := get(t, base+"/healthz", "", ""); code != 200 || body != "ok\n" {

@@ -4,8 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/internal/redistest"
-	"github.com/erpresync/erpresync/soap"
 )
 
 // TestSentinelWorker runs the worker process with REDIS_URL=redis-sentinel://:pw@…: it
@@ -18,11 +18,11 @@ func TestSentinelWorker(t *testing.T) {
 	sim := startSim(t)
 	keys := testKeys("V", 200)
 	const run = "sentinel"
-	submit(t, db, run, soap.ActorSupplier, keys, 50)
+	submit(t, db, run, erpsync.ActorSupplier, keys, 50)
 	env := workerEnv(db, sim)
 	env["REDIS_URL"] = s.URL(db.Index)
 	startWorker(t, env)
 	rdb := db.Client()
 	defer rdb.Close()
-	assertResyncedOnce(t, sim, waitDone(t, rdb, run, time.Minute), soap.ActorSupplier, keys)
+	assertResyncedOnce(t, sim, waitDone(t, rdb, run, time.Minute), erpsync.ActorSupplier, keys)
 }

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/internal/redistest"
-	"github.com/erpresync/erpresync/soap"
 )
 
 // TestSoak is the long run behind `make soak` (ERPRESYNC_SOAK=1): 100,000 keys (or
@@ -39,7 +39,7 @@ func TestSoak(t *testing.T) {
 	rdb := db.Client()
 	defer rdb.Close()
 	const run = "soak"
-	submit(t, db, run, soap.ActorCustomer, keys, 100)
+	submit(t, db, run, erpsync.ActorCustomer, keys, 100)
 	for range 2 { // two workers, as two processes would share the queue
 		client, _ := newClient(t, sim)
 		inProcess(t, db.Opt(), client, func(c *appConfig) { c.Concurrency = 8 })
@@ -70,7 +70,7 @@ func TestSoak(t *testing.T) {
 			t.Fatalf("key %s never resynced", k)
 		}
 	}
-	if !sameRecords(st.Records, expectedRecords(soap.ActorCustomer, good)) || !sameRecords(st.Records, simRecords(snap)) {
+	if !sameRecords(st.Records, expectedRecords(erpsync.ActorCustomer, good)) || !sameRecords(st.Records, simRecords(snap)) {
 		t.Fatalf("ledger records %v, simulator delivered %v", st.Records, simRecords(snap))
 	}
 	if snap.ResyncAll != 0 {

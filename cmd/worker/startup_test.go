@@ -18,13 +18,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/erpresync/erpresync/internal/redistest"
-	"github.com/erpresync/erpresync/netserversim"
-	"github.com/erpresync/erpresync/soap"
-	"github.com/erpresync/erpresync/tasks"
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+
+	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/redistest"
+	"github.com/erpresync/erpresync/netserversim"
+	"github.com/erpresync/erpresync/tasks"
 )
 
 // freeAddr returns a loopback address nothing listens on (now).
@@ -187,10 +188,10 @@ func TestRedisDownAtStartup(t *testing.T) {
 		return code == http.StatusOK, fmt.Sprintf("/readyz: %d", code)
 	})
 	keys := testKeys("U", 30)
-	submit(t, db, "redis-late", soap.ActorCustomer, keys, 10)
+	submit(t, db, "redis-late", erpsync.ActorCustomer, keys, 10)
 	rdb := db.Client()
 	defer rdb.Close()
-	assertResyncedOnce(t, sim, waitDone(t, rdb, "redis-late", time.Minute), soap.ActorCustomer, keys)
+	assertResyncedOnce(t, sim, waitDone(t, rdb, "redis-late", time.Minute), erpsync.ActorCustomer, keys)
 
 	cancel()
 	select {
@@ -266,7 +267,7 @@ func TestDemoListenFallsBack(t *testing.T) {
 // agree on every count.
 func TestDemoMatches(t *testing.T) {
 	t.Parallel()
-	const actor = soap.ActorCustomer
+	const actor = erpsync.ActorCustomer
 	keys, poison := []string{"K1", "K2", "K3", "K4"}, []string{"K3"}
 	good := []string{"K1", "K2", "K4"}
 	snapshot := func() netserversim.Snapshot {

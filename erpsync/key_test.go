@@ -1,4 +1,4 @@
-package soap
+package erpsync
 
 import (
 	"errors"

@@ -1,73 +1,13 @@
-package soap
+package erpsync
 
 import (
 	"encoding/json"
 	"fmt"
-	"strconv"
+	"strings"
 )
-
-// ActorType is NetServer's ErpActorType: which kind of ERP record an external key names.
-// It travels on the wire as its name ("Customer"); the zero value is Unknown.
-type ActorType int16
-
-// The ErpActorType values, with their ordinal wire values.
-const (
-	ActorUnknown  ActorType = 0
-	ActorCustomer ActorType = 1
-	ActorSupplier ActorType = 2
-	ActorPartner  ActorType = 3
-	ActorPerson   ActorType = 4
-	ActorProject  ActorType = 5
-	ActorEmployee ActorType = 6
-	ActorSale     ActorType = 7
-)
-
-var actorNames = [...]string{"Unknown", "Customer", "Supplier", "Partner", "Person", "Project", "Employee", "Sale"}
-
-// String returns the wire name, or "ErpActorType(N)" for a value outside the enum.
-func (a ActorType) String() string {
-	if a >= 0 && int(a) < len(actorNames) {
-		return actorNames[a]
-	}
-	return "ErpActorType(" + strconv.Itoa(int(a)) + ")"
-}
-
-// Valid reports whether a is one of the eight named values.
-func (a ActorType) Valid() bool { return a >= 0 && int(a) < len(actorNames) }
-
-// ParseActorType accepts a wire name (case-insensitive) or its ordinal ("1").
-func ParseActorType(s string) (ActorType, error) {
-	for i, n := range actorNames {
-		if equalFold(s, n) {
-			return ActorType(i), nil
-		}
-	}
-	if n, err := strconv.Atoi(s); err == nil && n >= 0 && n < len(actorNames) {
-		return ActorType(n), nil
-	}
-	return 0, fmt.Errorf("unknown ErpActorType %q: want one of Unknown, Customer, Supplier, Partner, Person, Project, Employee, Sale", s)
-}
-
-// MarshalText prints the wire name.
-func (a ActorType) MarshalText() ([]byte, error) {
-	if !a.Valid() {
-		return nil, fmt.Errorf("invalid ErpActorType %d", int(a))
-	}
-	return []byte(a.String()), nil
-}
-
-// UnmarshalText parses a wire name or ordinal.
-func (a *ActorType) UnmarshalText(b []byte) error {
-	v, err := ParseActorType(string(b))
-	if err != nil {
-		return err
-	}
-	*a = v
-	return nil
-}
 
 // QuoteStatus is PluginResponse.Status. Servers before NetServer 10.1.9 do not send it; the
-// client then derives it from IsOk. A name this package does not know is kept in Response.StatusName.
+// client then derives it from IsOk. A name this package does not know is kept in Result.StatusName.
 type QuoteStatus int
 
 // The QuoteStatus values.
@@ -91,47 +31,32 @@ func (s QuoteStatus) String() string {
 }
 
 // ParseQuoteStatus maps a wire name (case-insensitive) to a QuoteStatus; an unknown name
-// gives StatusUnknown and ok=false.
+// gives StatusUnknown and ok=false. "Warn", the REST API's documented spelling, is
+// StatusWarning as well.
 func ParseQuoteStatus(s string) (QuoteStatus, bool) {
+	if strings.EqualFold(s, "Warn") {
+		return StatusWarning, true
+	}
 	for i, n := range statusNames {
-		if equalFold(s, n) {
+		if strings.EqualFold(s, n) {
 			return QuoteStatus(i), true
 		}
 	}
 	return StatusUnknown, false
 }
 
-// MarshalText prints the wire name ("Unknown" for StatusUnknown; Response's JSON form prints
+// MarshalText prints the wire name ("Unknown" for StatusUnknown; Result's JSON form prints
 // the name the server sent instead).
 func (s QuoteStatus) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
 // UnmarshalText parses a wire name (case-insensitive); "Unknown" gives StatusUnknown.
 func (s *QuoteStatus) UnmarshalText(b []byte) error {
 	v, ok := ParseQuoteStatus(string(b))
-	if !ok && !equalFold(string(b), "Unknown") {
+	if !ok && !strings.EqualFold(string(b), "Unknown") {
 		return fmt.Errorf("unknown QuoteStatus %q: want one of Ok, OkWithInfo, Warning, Error", b)
 	}
 	*s = v
 	return nil
-}
-
-func equalFold(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
 
 // ChangedItem is one CRM row that a call touched (ChangedDataItem on the wire).
@@ -163,9 +88,10 @@ func nonNil(s []ChangedItem) []ChangedItem {
 	return s
 }
 
-// Response is the PluginResponse of ForceResyncExternal. IsOk=false is a business failure:
-// SuperOffice answered, and the connector refused; it is a result, not an error.
-type Response struct {
+// Result is what ForceResyncExternal answered (PluginResponse, on either transport).
+// IsOk=false is a business failure: SuperOffice answered, and the connector refused; it is
+// a result, not an error.
+type Result struct {
 	IsOk            bool        `json:"is_ok"`
 	Status          QuoteStatus `json:"status"`
 	StatusName      string      `json:"-"` // the name as sent; "" when the server sent no Status
@@ -175,8 +101,8 @@ type Response struct {
 	Changes         Changes     `json:"changes"`
 }
 
-// responseJSON is the operator-facing JSON form of Response, in the order operators read it.
-type responseJSON struct {
+// resultJSON is the operator-facing JSON form of Result, in the order operators read it.
+type resultJSON struct {
 	IsOk            bool    `json:"is_ok"`
 	Status          string  `json:"status"`
 	ErrorCode       string  `json:"error_code"`
@@ -187,12 +113,12 @@ type responseJSON struct {
 
 // MarshalJSON writes the operator-facing form: Status as its name (the name the server sent
 // when it is StatusUnknown), and every change list as [] rather than null.
-func (r Response) MarshalJSON() ([]byte, error) {
+func (r Result) MarshalJSON() ([]byte, error) {
 	status := r.Status.String()
 	if r.Status == StatusUnknown && r.StatusName != "" {
 		status = r.StatusName
 	}
-	return json.Marshal(responseJSON{
+	return json.Marshal(resultJSON{
 		IsOk:            r.IsOk,
 		Status:          status,
 		ErrorCode:       r.ErrorCode,
@@ -204,13 +130,13 @@ func (r Response) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON reads the form MarshalJSON writes. StatusName is set to the status as
 // written, so a name this package does not know survives a round trip as StatusUnknown.
-func (r *Response) UnmarshalJSON(b []byte) error {
-	var v responseJSON
+func (r *Result) UnmarshalJSON(b []byte) error {
+	var v resultJSON
 	if err := json.Unmarshal(b, &v); err != nil {
 		return err
 	}
 	status, _ := ParseQuoteStatus(v.Status)
-	*r = Response{
+	*r = Result{
 		IsOk:            v.IsOk,
 		Status:          status,
 		StatusName:      v.Status,

@@ -1,4 +1,4 @@
-package soap
+package erpsync
 
 import (
 	"strconv"
@@ -48,7 +48,7 @@ func ValidateKey(key string) error {
 		if r == utf8.RuneError && size == 1 {
 			return keyError(-1, key, "not valid UTF-8 at byte "+strconv.Itoa(i))
 		}
-		if !isXMLChar(r) {
+		if !IsXMLChar(r) {
 			return keyError(-1, key, "contains "+runeName(r)+" at byte "+strconv.Itoa(i)+", which XML 1.0 cannot carry")
 		}
 		i += size
@@ -61,7 +61,7 @@ func ValidateKey(key string) error {
 }
 
 func keyError(index int, key, reason string) *KeyError {
-	return &KeyError{Index: index, Key: cut(key, 40), Reason: reason}
+	return &KeyError{Index: index, Key: Cut(key, 40), Reason: reason}
 }
 
 func runeName(r rune) string {
@@ -72,8 +72,9 @@ func runeName(r rune) string {
 	return "U+" + s
 }
 
-// isXMLChar reports whether r is a Char in the XML 1.0 production.
-func isXMLChar(r rune) bool {
+// IsXMLChar reports whether r is a Char in the XML 1.0 production: the characters an
+// external key may hold.
+func IsXMLChar(r rune) bool {
 	switch {
 	case r == 0x9 || r == 0xA || r == 0xD:
 		return true

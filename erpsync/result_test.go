@@ -1,31 +1,32 @@
-package soap
+package erpsync
 
 import (
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 )
 
-func TestResponseJSON(t *testing.T) {
+func TestResultJSON(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name string
-		in   Response
+		in   Result
 		want string
 	}{
 		{
 			name: "empty lists are [] not null",
-			in:   Response{IsOk: true, Status: StatusOk},
+			in:   Result{IsOk: true, Status: StatusOk},
 			want: `{"is_ok":true,"status":"Ok","error_code":"","user_explanation":"","tech_explanation":"","changes":{"added":[],"updated":[],"deleted":[]}}`,
 		},
 		{
 			name: "unknown status prints the name sent",
-			in:   Response{IsOk: true, Status: StatusUnknown, StatusName: "Postponed", Changes: Changes{Updated: []ChangedItem{{Table: "contact", RecordID: 123}}}},
+			in:   Result{IsOk: true, Status: StatusUnknown, StatusName: "Postponed", Changes: Changes{Updated: []ChangedItem{{Table: "contact", RecordID: 123}}}},
 			want: `{"is_ok":true,"status":"Postponed","error_code":"","user_explanation":"","tech_explanation":"","changes":{"added":[],"updated":[{"table":"contact","record_id":123}],"deleted":[]}}`,
 		},
 		{
 			name: "business failure",
-			in:   Response{Status: StatusError, StatusName: "Error", ErrorCode: "E1", UserExplanation: "u", TechExplanation: "t"},
+			in:   Result{Status: StatusError, StatusName: "Error", ErrorCode: "E1", UserExplanation: "u", TechExplanation: "t"},
 			want: `{"is_ok":false,"status":"Error","error_code":"E1","user_explanation":"u","tech_explanation":"t","changes":{"added":[],"updated":[],"deleted":[]}}`,
 		},
 	}
@@ -37,7 +38,7 @@ func TestResponseJSON(t *testing.T) {
 		if string(got) != tt.want {
 			t.Errorf("%s:\n got %s\nwant %s", tt.name, got, tt.want)
 		}
-		var back Response
+		var back Result
 		if err := json.Unmarshal(got, &back); err != nil {
 			t.Fatal(err)
 		}
@@ -46,7 +47,7 @@ func TestResponseJSON(t *testing.T) {
 		}
 	}
 	// A pointer marshals the same way.
-	got, _ := json.Marshal(&Response{Status: StatusWarning})
+	got, _ := json.Marshal(&Result{Status: StatusWarning})
 	if want := `{"is_ok":false,"status":"Warning","error_code":"","user_explanation":"","tech_explanation":"","changes":{"added":[],"updated":[],"deleted":[]}}`; string(got) != want {
 		t.Errorf("pointer: got %s", got)
 	}
@@ -54,25 +55,58 @@ func TestResponseJSON(t *testing.T) {
 
 func TestEnums(t *testing.T) {
 	t.Parallel()
-	for i := range 8 {
-		a := ActorType(i)
+	for _, a := range ActorTypes {
 		b, err := a.MarshalText()
 		if err != nil {
 			t.Fatal(err)
 		}
 		var back ActorType
 		if err := back.UnmarshalText(b); err != nil || back != a {
-			t.Errorf("ActorType %d round trip = %v, %v", i, back, err)
+			t.Errorf("ActorType %d round trip = %v, %v", a, back, err)
 		}
 	}
-	if ActorType(8).Valid() || ActorType(-1).Valid() {
-		t.Error("out-of-range actor types are Valid")
+	for _, a := range []ActorType{ActorUnknown, 8, -1} {
+		if err := a.Validate(); err == nil {
+			t.Errorf("ActorType(%d).Validate() = nil", a)
+		}
 	}
 	var s QuoteStatus
-	if err := s.UnmarshalText([]byte("warning")); err != nil || s != StatusWarning {
-		t.Errorf("UnmarshalText(warning) = %v, %v", s, err)
+	for _, name := range []string{"warning", "Warn"} {
+		if err := s.UnmarshalText([]byte(name)); err != nil || s != StatusWarning {
+			t.Errorf("UnmarshalText(%s) = %v, %v", name, s, err)
+		}
 	}
 	if err := s.UnmarshalText([]byte("Bogus")); err == nil {
 		t.Error("UnmarshalText(Bogus) succeeded")
+	}
+}
+
+func TestParseActorType(t *testing.T) {
+	t.Parallel()
+	const want = `want one of Customer, Supplier, Partner, Person, Project, Employee, Sale`
+	for _, tc := range []struct {
+		in      string
+		want    ActorType
+		wantErr bool
+	}{
+		{"Customer", ActorCustomer, false},
+		{"customer", ActorCustomer, false},
+		{"7", ActorSale, false},
+		{"Unknown", 0, true},
+		{"0", 0, true},
+		{"Contact", 0, true},
+		{"8", 0, true},
+		{"", 0, true},
+	} {
+		got, err := ParseActorType(tc.in)
+		if tc.wantErr {
+			if err == nil || !strings.HasSuffix(err.Error(), want) || strings.Contains(err.Error(), "Unknown,") {
+				t.Errorf("ParseActorType(%q) error = %v, want one ending %q", tc.in, err, want)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("ParseActorType(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+		}
 	}
 }
