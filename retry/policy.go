@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"time"
 
@@ -180,12 +179,12 @@ func (p Policy) Delay(n int, retryAfter time.Duration) time.Duration {
 	if n < 0 {
 		n = 0
 	}
-	base := float64(p.Initial) * math.Pow(p.Multiplier, float64(n))
-	var d time.Duration
-	if math.IsInf(base, 0) || math.IsNaN(base) || base >= float64(p.Max) {
-		d = p.Max
-	} else {
-		d = time.Duration(base)
+	// The n-th interval of the same ExponentialBackOff that Do steps through; once it
+	// reaches Max it stays there, so the walk is short whatever n is.
+	b := p.backoff()
+	d := b.NextBackOff()
+	for i := 0; i < n && d < p.Max; i++ {
+		d = b.NextBackOff()
 	}
 	d = p.jitter(d)
 	if retryAfter > p.MaxRetryAfter {

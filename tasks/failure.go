@@ -1,0 +1,173 @@
+package tasks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/erpresync/erpresync/erpsync"
+)
+
+// What the handler does when a call did not succeed: a business refusal (split or retry),
+// a failed call (classify, hold or retry), and a dead letter with its reason.
+
+// refused handles IsOk=false.
+func (h *Handler) refused(ctx context.Context, log zerolog.Logger, tc taskCtx, b Batch, resp *erpsync.Result) error {
+	be := &BusinessError{ErrorCode: resp.ErrorCode, TechExplanation: resp.TechExplanation,
+		UserExplanation: resp.UserExplanation, Status: resp.Status}
+	// Only producer batches (depth 0) feed the guard their failures: the halves of a split
+	// and the retries of a single poison key fail by design, and at the tail of a run they
+	// are all that is left; counting them would mistake a few poison keys for a systemic
+	// failure and hold their batches back. Every batch consults it, so that halves split
+	// before the guard tripped are held too instead of fanning out.
+	var share float64
+	var n int
+	if b.Depth == 0 {
+		share, n = h.guard.record(b.ErpConnectionID, b.ActorType, errorCodeKey(resp.ErrorCode))
+	} else {
+		share, n = h.guard.share(b.ErpConnectionID, b.ActorType, errorCodeKey(resp.ErrorCode))
+	}
+	if h.guard.tripped(share, n) {
+		h.cfg.Metrics.systemicHold()
+		err := fmt.Errorf("%w: %.0f%% of the last %d calls for connection %d %s failed with %q: %w",
+			ErrSystemic, share*100, n, b.ErpConnectionID, b.ActorType, resp.ErrorCode, be)
+		log.Error().Str("error_code", resp.ErrorCode).Float64("share", share).
+			Msg("SYSTEMIC FAILURE: nearly all calls for this ERP connection and actor type fail alike; holding batches back instead of splitting")
+		if tc.last() {
+			return h.dead(ctx, log, tc, b, ClassThrottled, err, be, tc.retried+1)
+		}
+		// A hold uses up no retries; SystemicMaxHold bounds it, so that a failure nobody
+		// fixes, or poison keys that all fail alike, end in visible dead letters.
+		since, lerr := h.ledger.holdSince(context.WithoutCancel(ctx), keysFor(b.Run).systemic, tc.id, h.now())
+		if lerr != nil {
+			return fmt.Errorf("ledger: systemic hold: %w", lerr)
+		}
+		if held := h.now().Sub(since); held >= h.cfg.SystemicMaxHold {
+			return h.dead(ctx, log, tc, b, ClassThrottled, fmt.Errorf("%w (%s): %w", errSystemicMaxHold, held.Round(time.Second), err), be, tc.retried+1)
+		}
+		h.cfg.Metrics.retry(ClassThrottled, "asynq")
+		return &Error{Class: ClassThrottled, BatchID: tc.id, Keys: len(b.Keys), RetryAfter: h.cfg.SystemicHold, Err: err}
+	}
+	if len(b.Keys) > 1 {
+		log.Info().Str("error_code", resp.ErrorCode).Msg("batch refused; splitting to isolate the poison keys")
+		return h.split(ctx, log, tc, b)
+	}
+	n, err := h.ledger.incrBusiness(context.WithoutCancel(ctx), b.Run, tc.id)
+	if err != nil {
+		return fmt.Errorf("ledger: count business failure: %w", err)
+	}
+	if n > h.cfg.BusinessRetries || tc.last() {
+		return h.dead(ctx, log, tc, b, ClassBusiness, be, be, n)
+	}
+	h.cfg.Metrics.retry(ClassBusiness, "asynq")
+	return &Error{Class: ClassBusiness, BatchID: tc.id, Keys: 1, Attempt: n, Err: be,
+		msg: fmt.Sprintf("%v (attempt %d of %d)", be, n, h.cfg.BusinessRetries+1)}
+}
+
+// errSystemicMaxHold is wrapped by the cause of a dead letter that the systemic guard held
+// for SystemicMaxHold.
+var errSystemicMaxHold = errors.New("held by the systemic guard for longer than SystemicMaxHold")
+
+// errorCodeKey turns an ErrorCode into a guard outcome that differs from success ("").
+func errorCodeKey(code string) string { return "!" + code }
+
+// failed handles an error from the call (after the fast retries).
+func (h *Handler) failed(ctx context.Context, log zerolog.Logger, tc taskCtx, b Batch, err error) error {
+	if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(ctxErr, context.DeadlineExceeded) {
+		// Shutdown or cancellation: asynq puts the task back; it is not the batch's fault.
+		return err
+	}
+	class := Classify(err)
+	switch {
+	case class == ClassPermanent:
+		return h.dead(ctx, log, tc, b, class, err, nil, tc.retried+1)
+	case tc.last():
+		return h.dead(ctx, log, tc, b, class, err, nil, tc.retried+1)
+	case class == ClassAuth:
+		// Auth failures are a configuration outage (wrong client secret, revoked system
+		// user, app not granted ErpSync): every batch fails alike, and dead-lettering them
+		// all would turn a five-minute fix into a mass requeue. So the batch is held: asynq
+		// retries it every AuthHold without using up its retries (IsFailure), and the error
+		// log and erpresync_auth_failures_total say what to fix. It is not held forever:
+		// after AuthMaxHold from its first auth failure the batch is dead-lettered, so a
+		// credential nobody fixes ends in visible dead letters, not an endless loop.
+		since, lerr := h.ledger.holdSince(context.WithoutCancel(ctx), keysFor(b.Run).auth, tc.id, h.now())
+		if lerr != nil {
+			return fmt.Errorf("ledger: auth hold: %w", lerr)
+		}
+		held := h.now().Sub(since)
+		if held >= h.cfg.AuthMaxHold {
+			return h.dead(ctx, log, tc, b, class, fmt.Errorf("held %s for auth failures: %w", held.Round(time.Second), err), nil, tc.retried+1)
+		}
+		log.Error().Err(err).Dur("held", held).
+			Msg("AUTH FAILURE: SuperOffice refused our credentials; check the SuperOffice client secret / system user token / ticket settings (SUPEROFFICE_*); batch held, not dead-lettered")
+		h.cfg.Metrics.retry(class, "asynq")
+		return &Error{Class: ClassAuth, BatchID: tc.id, Keys: len(b.Keys), RetryAfter: h.cfg.AuthHold, Err: err}
+	default:
+		h.cfg.Metrics.retry(class, "asynq")
+		return &Error{Class: class, BatchID: tc.id, Keys: len(b.Keys), RetryAfter: RetryAfter(err), Err: err}
+	}
+}
+
+// dead records every key of the batch as a dead letter and returns the SkipRetry error
+// whose message asynqmon shows in the Archived tab.
+func (h *Handler) dead(ctx context.Context, log zerolog.Logger, tc taskCtx, b Batch, class Class, cause error, be *BusinessError, attempts int) error {
+	reason := deadReason(class, cause, attempts, len(b.Keys))
+	now := h.now().UTC()
+	dls := make([]DeadLetter, len(b.Keys))
+	for i, k := range b.Keys {
+		dls[i] = DeadLetter{Run: b.Run, Key: k, BatchID: tc.id, Queue: tc.queue, ErpConnectionID: b.ErpConnectionID,
+			ActorType: b.ActorType, Class: class.String(), Reason: reason, Attempts: attempts, At: now}
+		if be != nil {
+			dls[i].ErrorCode, dls[i].TechExplanation, dls[i].UserExplanation = be.ErrorCode, be.TechExplanation, be.UserExplanation
+		} else {
+			dls[i].TechExplanation = erpsync.Truncate(cause.Error(), 1000)
+		}
+	}
+	applied, err := h.ledger.recordDead(context.WithoutCancel(ctx), b.Run, tc.id, dls, now)
+	if err != nil {
+		// Not SkipRetry: asynq retries (or archives on the last attempt, and
+		// ReconcileArchived records it then).
+		return fmt.Errorf("ledger: record dead letters (%s): %w", reason, err)
+	}
+	if applied {
+		h.cfg.Metrics.dead(class, len(b.Keys))
+		log.Error().Str("class", class.String()).Int("attempts", attempts).Str("reason", reason).Msg("dead letter")
+	}
+	return &Error{Class: class, BatchID: tc.id, Keys: len(b.Keys), Dead: true, Err: cause, msg: reason}
+}
+
+// deadReason is the sentence a person reads in asynqmon and in the ledger, e.g.
+// "dead letter: business failure ERP_REJECTED: customer blocked after 4 attempts (1 key)".
+func deadReason(class Class, cause error, attempts, keys int) string {
+	var what string
+	switch class {
+	case ClassBusiness:
+		what = cause.Error()
+	case ClassPermanent:
+		what = "permanent error: " + cause.Error()
+	case ClassTransient:
+		what = "transient error, retries used up: " + cause.Error()
+	case ClassThrottled:
+		what = "throttled on the last attempt: " + cause.Error()
+		if errors.Is(cause, errSystemicMaxHold) {
+			what = cause.Error()
+		}
+	case ClassAuth:
+		what = "auth failure: " + cause.Error()
+	default:
+		what = class.String() + ": " + cause.Error()
+	}
+	return fmt.Sprintf("dead letter: %s after %s (%s)", erpsync.Truncate(what, 600), plural(attempts, "attempt"), plural(keys, "key"))
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return strconv.Itoa(n) + " " + word + "s"
+}
