@@ -1,7 +1,7 @@
 # erpresync development targets. `make help` lists them.
 GO ?= go
 
-.PHONY: help test test-race ci bench bench-pipeline bench-intake fuzz soak demo lint tidy compose-check build
+.PHONY: help test test-race ci bench bench-pipeline bench-intake fuzz soak chaos demo lint tidy compose-check build
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -32,6 +32,9 @@ fuzz: ## fuzz the SOAP response parser for 2 minutes
 
 soak: ## 100,000 keys through two workers with 5% random faults, poison keys and ticket expiries (ERPRESYNC_SOAK_KEYS to change)
 	ERPRESYNC_SOAK=1 $(GO) test -count=1 -timeout 40m -run 'TestSoak' -v ./cmd/worker
+
+chaos: ## the chaos suite in its full form: longer runs, more kills (the short form runs in go test ./...)
+	ERPRESYNC_CHAOS=full $(GO) test -count=1 -timeout 60m -v ./chaos
 
 demo: ## the whole pipeline on embedded defaults
 	$(GO) run ./cmd/worker demo

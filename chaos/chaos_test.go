@@ -1,0 +1,120 @@
+package chaos
+
+import (
+	"context"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/netserversim"
+)
+
+// TestKillWorkers: kill -9 of a random worker every few seconds while calls are in flight
+// (the simulator answers slowly, so every kill lands on work), a replacement started each
+// time. asynq hands a killed worker's tasks to another after their lease and its recoverer's
+// next look (up to about 90 s); nothing is lost and the ledger counts every key once.
+func TestKillWorkers(t *testing.T) {
+	t.Parallel()
+	srv := startRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer rdb.Close()
+	sim := startSim(t)
+	sim.SetLatency(300 * time.Millisecond)
+	keys := testKeys("K", size(12000, 60000))
+	const run = "chaos-kill9"
+	submit(t, rdb, run, erpsync.ActorCustomer, keys, 50)
+
+	ws := newWorkers(t, "redis://"+srv.Addr+"/0", sim, nil)
+	for range 3 {
+		ws.start()
+	}
+	rng := rand.New(rand.NewPCG(9, 9))
+	kills := size(3, 12)
+	for i := range kills {
+		// Each kill waits for progress, so it lands on a run with work in flight.
+		progressed(t, rdb, run, float64(i+1)/float64(kills+2), 2*time.Minute)
+		ws.killOne(rng.IntN(3))
+		ws.start()
+	}
+	finished(t, rdb, run, 4*time.Minute)
+	audit(t, rdb, sim, run, erpsync.ActorCustomer, keys, nil)
+	t.Logf("%d workers started, %d killed", ws.started, ws.killed)
+}
+
+// TestRedisCrashAndShutdown: Redis is killed with kill -9 once and shut down cleanly once in
+// the middle of a run, each time restarted on the same data (AOF); the workers reconnect
+// by themselves and the run ends exact.
+func TestRedisCrashAndShutdown(t *testing.T) {
+	t.Parallel()
+	srv := startRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1})
+	defer rdb.Close()
+	sim := startSim(t)
+	sim.SetLatency(200 * time.Millisecond)
+	keys := testKeys("R", size(8000, 40000))
+	const run = "chaos-redis"
+	submit(t, rdb, run, erpsync.ActorPerson, keys, 50)
+
+	ws := newWorkers(t, "redis://"+srv.Addr+"/0", sim, nil)
+	ws.start()
+	ws.start()
+	progressed(t, rdb, run, 0.2, 2*time.Minute)
+	if err := srv.Restart(); err != nil { // SIGKILL, then start on the same AOF
+		t.Fatal(err)
+	}
+	progressed(t, rdb, run, 0.5, 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	rdb.Shutdown(ctx) // a clean shutdown: the reply is the connection closing
+	cancel()
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	finished(t, rdb, run, 4*time.Minute)
+	audit(t, rdb, sim, run, erpsync.ActorPerson, keys, nil)
+}
+
+// TestTicketExpiryAndPoisonKeys: the simulator expires every ticket each few hundred calls
+// while 0.1% of the keys, spread through the input, are poison (the connector refuses any
+// batch holding one). Exactly the poison keys are dead-lettered, each alone with the
+// connector's ErrorCode as its reason; every other key is resynced once in the ledger.
+func TestTicketExpiryAndPoisonKeys(t *testing.T) {
+	t.Parallel()
+	srv := startRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer rdb.Close()
+	sim := startSim(t)
+	keys := testKeys("T", size(20000, 200000))
+	rng := rand.New(rand.NewPCG(1, 2))
+	poison := map[string]string{}
+	for len(poison) < len(keys)/1000 {
+		poison[keys[rng.IntN(len(keys))]] = netserversim.DefaultErrorCode
+	}
+	var poisonKeys []string
+	for k := range poison {
+		poisonKeys = append(poisonKeys, k)
+	}
+	sim.SetPoison(poisonKeys...)
+	const every = 200
+	sim.SetLatencyFunc(func(ci netserversim.CallInfo) time.Duration {
+		if ci.Seq%every == 0 {
+			sim.ExpireTickets()
+		}
+		return 0
+	})
+	const run = "chaos-tickets-poison"
+	submit(t, rdb, run, erpsync.ActorSale, keys, 50)
+
+	ws := newWorkers(t, "redis://"+srv.Addr+"/0", sim, nil)
+	ws.start()
+	ws.start()
+	finished(t, rdb, run, 4*time.Minute)
+	audit(t, rdb, sim, run, erpsync.ActorSale, keys, poison)
+	counts := sim.Counts()
+	if logins := counts.Logins.PasswordOK; logins < counts.TotalCalls()/every {
+		t.Errorf("%d logins for %d calls: the tickets did not expire as planned", logins, counts.TotalCalls())
+	}
+	t.Logf("%d poison keys, %d logins", len(poison), counts.Logins.PasswordOK)
+}

@@ -1,0 +1,10 @@
+// Package chaos is erpresync's chaos suite: scenarios over real processes — a redis-server
+// with AOF, several worker processes built from cmd/worker, and the SuperOffice simulator —
+// that kill, restart and break things in the middle of a run, then audit the run exactly:
+// every key resynced or dead-lettered for a reason of its own, the ledger's totals and
+// records equal to what the simulator delivered, and the keys SuperOffice saw more than
+// once counted and reported.
+//
+// The package holds tests only. `go test ./chaos` runs the short form (as CI does);
+// `make chaos` sets ERPRESYNC_CHAOS=full for longer runs with more kills.
+package chaos
