@@ -155,14 +155,13 @@ func TestNewTrickleTask(t *testing.T) {
 func TestAggregatorDedupes(t *testing.T) {
 	t.Parallel()
 	day := time.Date(2025, 3, 4, 23, 59, 0, 0, time.UTC)
-	agg := NewAggregator(AggregatorConfig{Now: func() time.Time { return day }})
+	// Aggregated after midnight: the batch stays in the run of the day its keys were handed over.
+	agg := NewAggregator(AggregatorConfig{Now: func() time.Time { return day.Add(time.Hour) }})
 	var ts []*asynq.Task
-	for _, k := range []string{"A", "B", "A", "C", "B", "A"} {
-		task, err := NewTrickleTask(3, soap.ActorCustomer, k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ts = append(ts, task)
+	for i, k := range []string{"A", "B", "A", "C", "B", "A"} {
+		tr := Trickle{ErpConnectionID: 3, ActorType: soap.ActorCustomer, Key: k, At: day.Add(time.Duration(i) * time.Second)}
+		payload, _ := json.Marshal(tr)
+		ts = append(ts, asynq.NewTask(TypeTrickle, payload))
 	}
 	ts = append(ts, asynq.NewTask(TypeTrickle, []byte("not json")))
 	out := agg.Aggregate(GroupName(3, soap.ActorCustomer), ts)
