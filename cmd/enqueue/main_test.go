@@ -254,13 +254,16 @@ func TestKeyTrickle(t *testing.T) {
 	}
 }
 
+// trialPoison is the key the README's trial simulator refuses (-poison); examples/customers.txt holds it.
+const trialPoison = "CUST-13"
+
 // fakeSO answers IsOk with one updated contact per key, and IsOk=false (ErrorCode E42) for
-// any batch holding a key that starts with "BAD".
+// any batch holding a key that starts with "BAD", or trialPoison.
 type fakeSO struct{}
 
 func (fakeSO) ForceResyncExternal(ctx context.Context, conn int, actor soap.ActorType, keys []string) (*soap.Response, error) {
 	for _, k := range keys {
-		if strings.HasPrefix(k, "BAD") {
+		if strings.HasPrefix(k, "BAD") || k == trialPoison {
 			return &soap.Response{IsOk: false, Status: soap.StatusError, ErrorCode: "E42", TechExplanation: "no such " + actor.String()}, nil
 		}
 	}
