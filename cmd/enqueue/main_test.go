@@ -778,6 +778,19 @@ func TestRejectedKeys(t *testing.T) {
 	if r.code != 0 || !strings.Contains(squeeze(r.stdout), keys+` 2 "b\x01d" contains control character`) {
 		t.Errorf("rejected text: exit %d\n%s", r.code, r.stdout)
 	}
+	// The run keeps the first tasks.MaxRejected and counts the rest.
+	many := writeKeys(t, "many.txt", "M1\n"+strings.Repeat("x\x00\n", tasks.MaxRejected+3))
+	enqueue(t, "", "--erp-connection", "3", "--actor-type", "Customer", "--file", many, "--run", "many", "--redis-url", url, "--queue", "rej")
+	r = enqueue(t, "", "rejected", "many", "--redis-url", url)
+	if lines := strings.Count(r.stdout, "\n"); r.code != 0 || lines != tasks.MaxRejected+1 ||
+		!strings.Contains(r.stderr, "… and 3 more rejected keys, not listed: the run keeps the first 1000") {
+		t.Errorf("rejected of many: exit %d, %d lines\n%s", r.code, lines, r.stderr)
+	}
+	r = enqueue(t, "", "rejected", "many", "--json", "--redis-url", url)
+	if err := json.Unmarshal([]byte(r.stdout), &rej); err != nil || rej.RejectedKeys != tasks.MaxRejected+3 || rej.Omitted != 3 || len(rej.Keys) != tasks.MaxRejected {
+		t.Errorf("rejected --json of many: %v, %d/%d/%d", err, rej.RejectedKeys, rej.Omitted, len(rej.Keys))
+	}
+
 	// A clean run has none.
 	clean := writeKeys(t, "c.txt", "C1\n")
 	enqueue(t, "", "--erp-connection", "3", "--actor-type", "Customer", "--file", clean, "--run", "clean", "--redis-url", url, "--queue", "rej")

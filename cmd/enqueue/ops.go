@@ -544,7 +544,7 @@ func (c *cli) rejected(ctx context.Context, args []string) int {
 	}
 	w.Flush()
 	if omitted > 0 {
-		fmt.Fprintf(c.stderr, "enqueue: … and %s more, not listed: the run keeps the first %d\n", plural(omitted, "rejected key"), tasks.MaxRejected)
+		fmt.Fprintf(c.stderr, "enqueue: … and %d more rejected keys, not listed: the run keeps the first %d\n", omitted, tasks.MaxRejected)
 	}
 	return exitOK
 }
