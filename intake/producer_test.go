@@ -570,7 +570,8 @@ func TestNoKeys(t *testing.T) {
 			}
 			queue := fmt.Sprintf("nokeys%d", i)
 			run := "nokeys-" + strings.ReplaceAll(tt.name, " ", "-")
-			spec := RunSpec{Run: run, ErpConnectionID: 3, ActorType: soap.ActorCustomer, AllowEmpty: tt.allowEmpty}
+			spec := customers
+			spec.Run, spec.AllowEmpty = run, tt.allowEmpty
 			for _, dry := range []bool{true, false} {
 				spec.DryRun = dry
 				_, err := newTestProducer(t, db.Client(), queue).Submit(context.Background(), spec, src)
@@ -599,7 +600,8 @@ func TestRejectedKeysRecorded(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
 	path := writeFile(t, "k.txt", "A1\nb\x01d\nA2\n"+strings.Repeat("L", 300)+"\n")
-	spec := RunSpec{Run: "rej", ErpConnectionID: 3, ActorType: soap.ActorCustomer}
+	spec := customers
+	spec.Run = "rej"
 	for range 2 {
 		if _, err := newTestProducer(t, db.Client(), "rej").Submit(context.Background(), spec, Source{Path: path, Name: "k.txt"}); err != nil {
 			t.Fatal(err)

@@ -152,6 +152,18 @@ func TestNewTrickleTask(t *testing.T) {
 	}
 }
 
+// handedOverAt returns trickle task as if it had been handed over at at.
+func handedOverAt(t *testing.T, task *asynq.Task, at time.Time) *asynq.Task {
+	t.Helper()
+	var tr Trickle
+	if err := json.Unmarshal(task.Payload(), &tr); err != nil {
+		t.Fatal(err)
+	}
+	tr.At = at
+	payload, _ := json.Marshal(tr)
+	return asynq.NewTask(task.Type(), payload)
+}
+
 func TestAggregatorDedupes(t *testing.T) {
 	t.Parallel()
 	day := time.Date(2025, 3, 4, 23, 59, 0, 0, time.UTC)
@@ -159,9 +171,11 @@ func TestAggregatorDedupes(t *testing.T) {
 	agg := NewAggregator(AggregatorConfig{Now: func() time.Time { return day.Add(time.Hour) }})
 	var ts []*asynq.Task
 	for i, k := range []string{"A", "B", "A", "C", "B", "A"} {
-		tr := Trickle{ErpConnectionID: 3, ActorType: soap.ActorCustomer, Key: k, At: day.Add(time.Duration(i) * time.Second)}
-		payload, _ := json.Marshal(tr)
-		ts = append(ts, asynq.NewTask(TypeTrickle, payload))
+		task, err := NewTrickleTask(3, soap.ActorCustomer, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts = append(ts, handedOverAt(t, task, day.Add(time.Duration(i)*time.Second)))
 	}
 	ts = append(ts, asynq.NewTask(TypeTrickle, []byte("not json")))
 	out := agg.Aggregate(GroupName(3, soap.ActorCustomer), ts)

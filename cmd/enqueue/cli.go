@@ -34,10 +34,10 @@ Usage:
   enqueue status RUN [--json] [--wait]                                   progress of a run
   enqueue runs [--limit N] [--json]                                      recent runs, one line each
   enqueue rejected RUN [--json]                                          keys a run skipped as invalid
-  enqueue dead list [--run RUN] [--key KEY] [--json]                     dead letters
-  enqueue dead export --format csv|jsonl [--run RUN]                     dead letters for a spreadsheet
-  enqueue dead requeue (--run RUN | --all) [--error-code C] [--class C] [--key KEY]  resync dead keys again
-  enqueue dead purge (--run RUN | --all) [--error-code C] [--class C] [--key KEY] --yes
+  enqueue dead list [--run RUN] [--key K] [--json]                       dead letters (of one ERP key: --key)
+  enqueue dead export --format csv|jsonl [--run RUN] [--key K]           dead letters for a spreadsheet
+  enqueue dead requeue (--run RUN | --all) [--error-code C] [--class C] [--key K]   resync dead keys again
+  enqueue dead purge (--run RUN | --all) [--error-code C] [--class C] [--key K] --yes
   enqueue changes RUN --format jsonl|csv                                 CRM rows the run changed
 
 Submitting (the first form):
@@ -46,8 +46,8 @@ Submitting (the first form):
   characters XML cannot carry, not UTF-8) are listed on stderr with file and line and
   skipped, and kept in the run (enqueue rejected RUN lists the first %d with line and
   reason); --strict refuses the whole file instead, before anything is enqueued. An input
-  without a valid key (an empty file, a failed export) is an error, unless --allow-empty;
-  the run is then recorded as empty. A key seen earlier in the run is dropped. Standard
+  without a valid key (an empty file, a failed export) is an error (exit 1) unless
+  --allow-empty; either way the run is recorded, with state empty. A key seen earlier in the run is dropped. Standard
   input (--file -) is copied to a temporary file first. The run's name is printed on
   stderr; submitting the same input under the same --run again (after Ctrl-C or a crash)
   enqueues only what is missing, never a key twice; other input, or other settings, under

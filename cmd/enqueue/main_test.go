@@ -415,7 +415,11 @@ func TestOperatorFlow(t *testing.T) {
 	}
 
 	// Requeue the dead key (it fails again with the fake), then purge.
-	r = enqueue(t, "", "dead", "requeue", "--run", "ops", "--error-code", "E42", "--redis-url", url, "--queue", "ops")
+	r = enqueue(t, "", "dead", "requeue", "--run", "ops", "--key", "G1", "--redis-url", url, "--queue", "ops")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "requeued 0 keys") {
+		t.Errorf("requeue of a key that is not dead: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = enqueue(t, "", "dead", "requeue", "--run", "ops", "--error-code", "E42", "--key", "BAD1", "--redis-url", url, "--queue", "ops")
 	if r.code != 0 || !strings.HasPrefix(r.stdout, "requeued 1 key in 1 batch") {
 		t.Errorf("requeue: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
