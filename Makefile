@@ -49,3 +49,34 @@ compose-check: ## validate docker-compose.yml (needs the docker-compose package)
 
 tidy: ## go mod tidy
 	$(GO) mod tidy
+
+# The README's trial on one machine: a Redis of its own on loopback, the simulator and a
+# worker, in the background; `make trial-stop` ends them. Logs and process ids in TRIAL_DIR.
+.PHONY: trial trial-stop
+TRIAL_DIR ?= .trial
+TRIAL_REDIS_PORT ?= 6391
+TRIAL_SIM_ADDR ?= 127.0.0.1:8081
+TRIAL_HTTP_ADDR = $(if $(WORKER_HTTP_ADDR),$(WORKER_HTTP_ADDR),127.0.0.1:8080)
+
+trial: build ## start Redis (127.0.0.1:6391), the simulator and a worker for a trial (WORKER_HTTP_ADDR=host:port moves the worker)
+	@mkdir -p $(TRIAL_DIR)
+	@if [ -f $(TRIAL_DIR)/worker.pid ]; then echo "a trial is running (make trial-stop ends it)"; exit 1; fi
+	redis-server --bind 127.0.0.1 --port $(TRIAL_REDIS_PORT) --save '' --appendonly no --daemonize yes \
+	  --dir $(abspath $(TRIAL_DIR)) --pidfile $(abspath $(TRIAL_DIR))/redis.pid --logfile $(abspath $(TRIAL_DIR))/redis.log
+	bin/netserver-sim -addr $(TRIAL_SIM_ADDR) -poison CUST-13 >$(TRIAL_DIR)/sim.log 2>&1 & echo $$! >$(TRIAL_DIR)/sim.pid
+	env -u SUPEROFFICE_TICKET -u SUPEROFFICE_SYSTEM_TOKEN -u SUPEROFFICE_APP_TOKEN \
+	  REDIS_URL=redis://127.0.0.1:$(TRIAL_REDIS_PORT)/0 REDIS_CLUSTER_ADDRS= SUPEROFFICE_URL=http://$(TRIAL_SIM_ADDR)/Cust12345 \
+	  SUPEROFFICE_USERNAME=ERPSYNC SUPEROFFICE_PASSWORD=erpsync WORKER_BUSINESS_RETRY_DELAY=2s WORKER_HTTP_ADDR=$(TRIAL_HTTP_ADDR) \
+	  bin/worker >$(TRIAL_DIR)/worker.log 2>&1 & echo $$! >$(TRIAL_DIR)/worker.pid
+	@sleep 1; for p in sim worker; do kill -0 $$(cat $(TRIAL_DIR)/$$p.pid) 2>/dev/null || { echo "$$p did not start:"; cat $(TRIAL_DIR)/$$p.log; $(MAKE) --no-print-directory trial-stop; exit 1; }; done
+	@echo "trial running: dashboard http://$(TRIAL_HTTP_ADDR)/monitoring/, logs in $(TRIAL_DIR)/"
+	@echo "  export REDIS_URL=redis://127.0.0.1:$(TRIAL_REDIS_PORT)/0   # for bin/enqueue"
+	@echo "  make trial-stop                          # stops the worker, the simulator and Redis"
+
+trial-stop: ## stop what `make trial` started (the worker first, so that it hands its tasks back to Redis)
+	@for p in worker sim redis; do \
+	  f=$(TRIAL_DIR)/$$p.pid; [ -f $$f ] || continue; pid=$$(cat $$f); \
+	  if kill $$pid 2>/dev/null; then \
+	    i=0; while kill -0 $$pid 2>/dev/null && [ $$i -lt 400 ]; do sleep 0.1; i=$$((i+1)); done; echo "stopped $$p"; \
+	  fi; rm -f $$f; \
+	done

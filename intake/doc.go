@@ -15,7 +15,15 @@
 // XML 1.0 can carry). An invalid key is reported as a [*KeyError] with file, line and
 // reason; without RunSpec.Strict it is skipped and listed in the [Summary], with it the
 // whole submission fails with a [*ValidationError] before anything is enqueued (a first
-// pass validates the whole input, a second submits it).
+// pass validates the whole input, a second submits it). After a complete pass the skipped
+// keys are recorded in the run (tasks.Ledger.RecordIntake: the count, and the first
+// tasks.MaxRejected with line and reason), so they outlive the producer's output.
+//
+// An input without a single valid key — empty (a failed export piped in), only blank lines
+// or a CSV header, only invalid keys — is an error wrapping [ErrNoKeys] unless
+// RunSpec.AllowEmpty; nothing is enqueued, and the run is recorded with no keys (state
+// tasks.RunEmpty), so that it shows as empty instead of not found. cmd/enqueue and package
+// nightly both apply this rule.
 //
 // # Duplicates
 //

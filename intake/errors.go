@@ -36,6 +36,14 @@ var (
 	// first submission's, so resubmitting could enqueue keys twice or drop them.
 	ErrRunMismatch = errors.New("run resubmitted differently")
 
+	// ErrNoKeys means the input held no valid key: it was empty (a failed export, an empty
+	// pipe), held only blank lines or a CSV header, or only invalid keys. Submit returns it,
+	// wrapped with the run and the input's name, unless RunSpec.AllowEmpty; either way the run
+	// is recorded in the ledger with no keys (state tasks.RunEmpty), and nothing is enqueued:
+	// an empty key list would make SuperOffice resync everything. The nightly schedule counts
+	// it as an empty source.
+	ErrNoKeys = errors.New("no keys were read")
+
 	// ErrConfig is wrapped by every error about a ProducerConfig or RunSpec field, or a
 	// Source that names a CSV column the header lacks.
 	ErrConfig = errors.New("invalid configuration")
@@ -89,6 +97,18 @@ func (e *ValidationError) Error() string {
 }
 
 func (e *ValidationError) Unwrap() error { return ErrInvalidKeys }
+
+// noKeysError is the ErrNoKeys of an input named name, of size bytes, with the counts of sum.
+func noKeysError(name string, size int64, sum Summary) error {
+	switch {
+	case size == 0:
+		return fmt.Errorf("%w: %s is empty", ErrNoKeys, name)
+	case sum.Read == 0:
+		return fmt.Errorf("%w: %s holds no key (only blank lines or a CSV header)", ErrNoKeys, name)
+	default:
+		return fmt.Errorf("%w: %s holds %d records, %d invalid, no valid key", ErrNoKeys, name, sum.Read, sum.Invalid)
+	}
+}
 
 // malformedError is a CSV syntax error; it prints without the sentinel's text.
 type malformedError struct{ msg string }

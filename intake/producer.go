@@ -112,6 +112,9 @@ type RunSpec struct {
 	Strict bool
 	// DryRun validates, deduplicates and counts, but neither touches Redis nor enqueues.
 	DryRun bool
+	// AllowEmpty accepts an input without a valid key: Submit then records the empty run and
+	// returns no error. Without it such an input is an error wrapping ErrNoKeys.
+	AllowEmpty bool
 	// Origin names the producer in the ledger (RunMeta.Source): "cli", "nightly", ...
 	// Zero value: DefaultOrigin.
 	Origin string
@@ -286,7 +289,10 @@ func (p *Producer) AddKey(ctx context.Context, erpConnectionID int, actor erpsyn
 // million distinct keys), never the input. The returned Summary is filled as far as the
 // submission got, also when err is not nil. In strict mode an invalid key gives a
 // *ValidationError before anything is enqueued. A malformed CSV file stops the
-// submission with an error naming the line.
+// submission with an error naming the line. After a complete pass (not a dry run) the keys
+// skipped as invalid are recorded in the run (tasks.Ledger.RecordIntake); an input without a
+// valid key is then an error wrapping ErrNoKeys unless spec.AllowEmpty, and its run is in
+// the ledger with no keys (tasks.RunEmpty).
 func (p *Producer) Submit(ctx context.Context, spec RunSpec, src Source) (sum Summary, err error) {
 	start := time.Now()
 	sum = Summary{Source: src.name(), DryRun: spec.DryRun}
@@ -303,25 +309,48 @@ func (p *Producer) Submit(ctx context.Context, spec RunSpec, src Source) (sum Su
 		return sum, err
 	}
 	defer cleanup()
-	ft, err := src.resolveFormat(f)
-	if err != nil {
-		return sum, err
-	}
 	st, err := f.Stat()
 	if err != nil {
 		return sum, err
 	}
 	s := &submission{
-		p: p, spec: spec, src: src, f: f, ft: ft, name: src.name(), size: st.Size(), start: start,
+		p: p, spec: spec, src: src, f: f, name: src.name(), size: st.Size(), start: start,
 	}
-	stop := s.reportProgress()
-	err = s.run(ctx)
-	stop()
-	s.fill(&sum)
-	if err != nil {
+	if s.size > 0 { // an empty input has no CSV header to read and nothing to scan
+		if s.ft, err = src.resolveFormat(f); err != nil {
+			return sum, err
+		}
+		stop := s.reportProgress()
+		err = s.run(ctx)
+		stop()
+		s.fill(&sum)
+		if err != nil {
+			return sum, fmt.Errorf("submit run %s: %w", spec.Run, err)
+		}
+	}
+	if err := s.recordIntake(ctx); err != nil {
 		return sum, fmt.Errorf("submit run %s: %w", spec.Run, err)
 	}
+	if sum.Keys == 0 && !spec.AllowEmpty {
+		return sum, fmt.Errorf("submit run %s: %w", spec.Run, noKeysError(s.name, s.size, sum))
+	}
 	return sum, nil
+}
+
+// recordIntake records in the ledger, after a complete pass, the keys rejected as invalid and
+// — for an input without a valid key — the run itself, so that it is visible as empty.
+func (s *submission) recordIntake(ctx context.Context) error {
+	if s.spec.DryRun {
+		return nil
+	}
+	rej := make([]tasks.RejectedKey, len(s.rejected))
+	for i, ke := range s.rejected {
+		rej[i] = tasks.RejectedKey{Source: ke.File, Line: ke.Line, Key: ke.Key, Reason: ke.Reason}
+	}
+	meta := tasks.RunMeta{Run: s.spec.Run, ErpConnectionID: s.spec.ErpConnectionID, ActorType: s.spec.ActorType, Source: s.spec.Origin}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), batchTimeout)
+	defer cancel()
+	return s.p.ledger.RecordIntake(ctx, meta, s.invalid.Load(), rej)
 }
 
 // open returns the input as a file; a reader, or a path that is not a regular file (a
@@ -445,7 +474,9 @@ type submission struct {
 
 	problems        []*KeyError
 	problemsOmitted int64
-	dedupeBytes     int
+	// rejected are the first tasks.MaxRejected invalid keys, for the ledger.
+	rejected    []*KeyError
+	dedupeBytes int
 }
 
 func (s *submission) fill(sum *Summary) {
@@ -739,6 +770,9 @@ func (s *submission) scan(ctx context.Context, hint int, jobs chan<- job) error 
 			}
 			s.invalid.Add(1)
 			s.problem(ke)
+			if len(s.rejected) < tasks.MaxRejected {
+				s.rejected = append(s.rejected, ke)
+			}
 			continue
 		}
 		s.valid.Add(1)

@@ -538,3 +538,84 @@ func TestInterruptLeavesNoBatchUnqueued(t *testing.T) {
 			st.Batches, st.TotalKeys, len(ids), len(keys), sum.BatchesEnqueued)
 	}
 }
+
+// TestNoKeys: an input without a valid key is an error wrapping ErrNoKeys naming the input
+// (unless AllowEmpty), enqueues nothing, and leaves the run in the ledger as empty with its
+// rejected keys; a dry run says the same without touching Redis.
+func TestNoKeys(t *testing.T) {
+	t.Parallel()
+	db := redistest.New(t)
+	tests := []struct {
+		name, content, csvColumn string
+		stdin                    bool
+		allowEmpty               bool
+		want                     string // error; "" for none
+		rejected                 int64
+	}{
+		{name: "empty file", want: "no keys were read: in.txt is empty"},
+		{name: "empty stdin", stdin: true, want: "no keys were read: stdin is empty"},
+		{name: "empty CSV", csvColumn: "erp_key", want: "no keys were read: in.txt is empty"},
+		{name: "blank lines", content: "\n  \r\n\n", want: "no keys were read: in.txt holds no key (only blank lines or a CSV header)"},
+		{name: "CSV header only", content: "name,erp_key\n", csvColumn: "erp_key", want: "no keys were read: in.txt holds no key (only blank lines or a CSV header)"},
+		{name: "only invalid", content: "a\x00\nb\x01\n", want: "no keys were read: in.txt holds 2 records, 2 invalid, no valid key", rejected: 2},
+		{name: "allowed", allowEmpty: true},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			src := Source{Name: "in.txt", CSVColumn: tt.csvColumn}
+			if tt.stdin {
+				src = Source{R: strings.NewReader(tt.content)}
+			} else {
+				src.Path = writeFile(t, "in.txt", tt.content)
+			}
+			queue := fmt.Sprintf("nokeys%d", i)
+			run := "nokeys-" + strings.ReplaceAll(tt.name, " ", "-")
+			spec := customers
+			spec.Run, spec.AllowEmpty = run, tt.allowEmpty
+			for _, dry := range []bool{true, false} {
+				spec.DryRun = dry
+				_, err := newTestProducer(t, db.Client(), queue).Submit(context.Background(), spec, src)
+				if tt.want == "" && err != nil || tt.want != "" && (!errors.Is(err, ErrNoKeys) || err.Error() != "submit run "+run+": "+tt.want) {
+					t.Fatalf("dry run %v: err = %v, want %q", dry, err, tt.want)
+				}
+				if tt.stdin {
+					src.R = strings.NewReader(tt.content)
+				}
+			}
+			st, err := tasks.NewLedger(db.Client()).Status(context.Background(), run)
+			if err != nil || st.State != tasks.RunEmpty || st.TotalKeys != 0 || st.RejectedKeys != tt.rejected {
+				t.Errorf("status = %+v, %v; want an empty run with %d rejected", st, err, tt.rejected)
+			}
+			insp := asynq.NewInspectorFromRedisClient(db.Client())
+			if qi, err := insp.GetQueueInfo(queue); err == nil && qi.Size != 0 {
+				t.Errorf("enqueued %d tasks", qi.Size)
+			}
+		})
+	}
+}
+
+// TestRejectedKeysRecorded: keys skipped as invalid are kept in the run with line and reason,
+// and a resubmission of the same input does not count them twice.
+func TestRejectedKeysRecorded(t *testing.T) {
+	t.Parallel()
+	db := redistest.New(t)
+	path := writeFile(t, "k.txt", "A1\nb\x01d\nA2\n"+strings.Repeat("L", 300)+"\n")
+	spec := customers
+	spec.Run = "rej"
+	for range 2 {
+		if _, err := newTestProducer(t, db.Client(), "rej").Submit(context.Background(), spec, Source{Path: path, Name: "k.txt"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l := tasks.NewLedger(db.Client())
+	st, _ := l.Status(context.Background(), "rej")
+	rej, err := l.Rejected(context.Background(), "rej")
+	if err != nil || st.RejectedKeys != 2 || st.TotalKeys != 2 || len(rej) != 2 {
+		t.Fatalf("status %+v, rejected %+v, %v", st, rej, err)
+	}
+	want := tasks.RejectedKey{Source: "k.txt", Line: 2, Key: "b\x01d", Reason: "contains control character U+0001 at byte 1, which XML 1.0 cannot carry"}
+	if rej[0] != want || rej[1].Line != 4 || rej[1].Reason != "longer than 254 characters (300)" || len(rej[1].Key) > 45 {
+		t.Errorf("rejected = %+v", rej)
+	}
+}

@@ -16,5 +16,7 @@
 //   - A missing or empty export: a source that matches no file, an empty file or one
 //     without a single valid key is an error (logged, counted as "source_missing" or
 //     "source_empty", retried DefaultMaxRetry times by asynq) and enqueues nothing — never an
-//     empty key list, which SuperOffice would read as "resync everything".
+//     empty key list, which SuperOffice would read as "resync everything". What counts as
+//     empty is intake's rule ([intake.ErrNoKeys]), the one `enqueue` applies, and the
+//     night's run is recorded as empty in the ledger, as `enqueue` records it.
 package nightly

@@ -42,8 +42,9 @@ const (
 var (
 	// ErrSourceMissing means no file matches the entry's source.
 	ErrSourceMissing = errors.New("nightly source missing")
-	// ErrSourceEmpty means the source file is empty or holds no valid key. Nothing was
-	// enqueued: an empty key list would make SuperOffice resync everything.
+	// ErrSourceEmpty means the source file is empty or holds no valid key; the error wraps
+	// intake.ErrNoKeys too. Nothing was enqueued (an empty key list would make SuperOffice
+	// resync everything); the run is in the ledger with state tasks.RunEmpty.
 	ErrSourceEmpty = errors.New("nightly source empty")
 )
 
@@ -233,27 +234,24 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		m.outcome(e.Name, OutcomeSourceMissing)
 		return fmt.Errorf("nightly %s: %w", e.Name, err)
 	}
-	if fi, err := os.Stat(path); err == nil && fi.Size() == 0 {
-		log.Error().Str("source", path).Msg("nightly: source file is empty; nothing enqueued")
-		m.outcome(e.Name, OutcomeSourceEmpty)
-		return fmt.Errorf("nightly %s: %s: %w: the file is empty", e.Name, path, ErrSourceEmpty)
-	}
 	if err := h.cfg.Redis.Set(ctx, lastRunKey(e.Name), run, 0).Err(); err != nil {
 		m.outcome(e.Name, OutcomeFailed)
 		return fmt.Errorf("nightly %s: record run: %w", e.Name, err)
 	}
 	spec := intake.RunSpec{Run: run, ErpConnectionID: e.ErpConnection, ActorType: e.ActorType,
 		BatchSize: e.BatchSize, Strict: e.Strict, Origin: "nightly"}
+	// intake's rule decides what an empty source is, as for `enqueue`; the run is recorded
+	// as empty in the ledger (`enqueue status` shows it) and nothing is enqueued.
 	sum, err := h.cfg.Producer.Submit(ctx, spec, e.source(path))
+	if errors.Is(err, intake.ErrNoKeys) {
+		log.Error().Err(err).Str("source", path).Int64("invalid", sum.Invalid).Msg("nightly: source holds no valid key; nothing enqueued")
+		m.outcome(e.Name, OutcomeSourceEmpty)
+		return fmt.Errorf("nightly %s: %w: %w", e.Name, ErrSourceEmpty, err)
+	}
 	if err != nil {
 		log.Error().Err(err).Str("source", path).Msg("nightly: submission failed")
 		m.outcome(e.Name, OutcomeFailed)
 		return fmt.Errorf("nightly %s: %w", e.Name, err)
-	}
-	if sum.Keys == 0 {
-		log.Error().Str("source", path).Int64("invalid", sum.Invalid).Msg("nightly: source holds no valid key; nothing enqueued")
-		m.outcome(e.Name, OutcomeSourceEmpty)
-		return fmt.Errorf("nightly %s: %s: %w: %d records, %d invalid, no valid key", e.Name, path, ErrSourceEmpty, sum.Read, sum.Invalid)
 	}
 	log.Info().Str("source", path).Int64("keys", sum.Keys).Int64("invalid", sum.Invalid).Int64("duplicates", sum.Duplicates).
 		Int("batches_enqueued", sum.BatchesEnqueued).Int("batches_present", sum.BatchesPresent).

@@ -242,18 +242,29 @@ func TestHandlerSourceProblems(t *testing.T) {
 			`nightly missing: source "` + filepath.Join(f.dir, "nope.txt") + `": nightly source missing: no file matches`},
 		{"glob-none", filepath.Join(f.dir, "none-*.csv"), ErrSourceMissing, OutcomeSourceMissing, ""},
 		{"empty", f.write(t, "empty.txt"), ErrSourceEmpty, OutcomeSourceEmpty,
-			`nightly empty: ` + filepath.Join(f.dir, "empty.txt") + `: nightly source empty: the file is empty`},
+			`nightly empty: nightly source empty: submit run nightly-empty-2026-11-27: no keys were read: ` + filepath.Join(f.dir, "empty.txt") + ` is empty`},
 		{"blank", f.write(t, "blank.txt", "", "  ", ""), ErrSourceEmpty, OutcomeSourceEmpty, ""},
 		{"invalid", f.write(t, "invalid.txt", "a\x00", "b\x01"), ErrSourceEmpty, OutcomeSourceEmpty,
-			`nightly invalid: ` + filepath.Join(f.dir, "invalid.txt") + `: nightly source empty: 2 records, 2 invalid, no valid key`},
+			`nightly invalid: nightly source empty: submit run nightly-invalid-2026-11-27: no keys were read: ` + filepath.Join(f.dir, "invalid.txt") + ` holds 2 records, 2 invalid, no valid key`},
 	}
 	for _, tt := range tests {
 		err := f.fire(t, entry(tt.name, tt.source))
 		if !errors.Is(err, tt.wantErr) || tt.msg != "" && err.Error() != tt.msg {
 			t.Errorf("%s: err = %v", tt.name, err)
 		}
+		if tt.wantErr == ErrSourceEmpty && !errors.Is(err, intake.ErrNoKeys) {
+			t.Errorf("%s: err = %v, want it to wrap intake.ErrNoKeys (the rule enqueue applies)", tt.name, err)
+		}
 		if got := f.outcome(tt.name, tt.outcome); got != 1 {
 			t.Errorf("%s: outcome %s counted %v times", tt.name, tt.outcome, got)
+		}
+		// An empty source leaves its run visible, as `enqueue` does; a missing one has no run.
+		st, err := f.status(t, "nightly-"+tt.name+"-2026-11-27")
+		if tt.wantErr == ErrSourceEmpty && (err != nil || st.State != tasks.RunEmpty) {
+			t.Errorf("%s: status = %+v, %v; want an empty run", tt.name, st, err)
+		}
+		if tt.wantErr == ErrSourceMissing && !errors.Is(err, tasks.ErrRunNotFound) {
+			t.Errorf("%s: status = %+v, %v; want no run", tt.name, st, err)
 		}
 	}
 	insp := asynq.NewInspector(f.db.Opt())

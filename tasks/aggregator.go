@@ -21,7 +21,7 @@ type AggregatorConfig struct {
 	// Options are added to each aggregated TypeResync task after the defaults of
 	// NewResyncTask (asynq ignores a Queue option here: the batch stays in the group's queue).
 	Options []asynq.Option
-	// Now names the run after its day; nil means time.Now.
+	// Now names the run after its day when the trickle payloads carry no time; nil means time.Now.
 	Now func() time.Time
 }
 
@@ -33,7 +33,7 @@ func TrickleRun(day time.Time, erpConnectionID int, actor erpsync.ActorType) str
 }
 
 // NewAggregator returns the asynq.GroupAggregator for TypeTrickle tasks: it merges a
-// group's tasks into one TypeResync batch of run TrickleRun(now, conn, actor), keeping the
+// group's tasks into one TypeResync batch of run TrickleRun(first key's day, conn, actor), keeping the
 // first occurrence of each key (in the order they were handed over) and dropping duplicates. The batch gets a fresh unique
 // task ID ("RUN:t<hex>"), Source "trickle", and is registered in the ledger by the handler
 // when it first runs. Set asynq.Config.GroupMaxSize to at most MaxBatchSize (DefaultBatchSize
@@ -74,7 +74,14 @@ func NewAggregator(cfg AggregatorConfig) asynq.GroupAggregator {
 			seen[tr.Key] = struct{}{}
 			b.Keys = append(b.Keys, tr.Key)
 		}
-		b.Run = TrickleRun(now(), b.ErpConnectionID, b.ActorType)
+		// The run is the day the batch's first key was handed over (as for a trickle processed
+		// alone), not the day it is aggregated: keys handed over while no worker ran join the
+		// run `enqueue key` named. A batch straddling midnight UTC joins the earlier day's run.
+		day := now()
+		if len(trs) > 0 && !trs[0].At.IsZero() {
+			day = trs[0].At
+		}
+		b.Run = TrickleRun(day, b.ErpConnectionID, b.ActorType)
 		b.Source = "trickle"
 		id := b.Run + ":t" + nonce()
 		b.ID = id

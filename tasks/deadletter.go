@@ -19,6 +19,8 @@ type DeadFilter struct {
 	ErrorCode string
 	// Class, when set, selects only dead letters of this class ("business", "permanent", ...).
 	Class string
+	// Key, when set, selects only dead letters of this ERP external key (exactly as handed over).
+	Key string
 	// All must be true when Run is "".
 	All bool
 }
@@ -36,7 +38,27 @@ func (f DeadFilter) validate() error {
 }
 
 func (f DeadFilter) match(d DeadLetter) bool {
-	return (f.ErrorCode == "" || d.ErrorCode == f.ErrorCode) && (f.Class == "" || d.Class == f.Class)
+	return (f.ErrorCode == "" || d.ErrorCode == f.ErrorCode) && (f.Class == "" || d.Class == f.Class) &&
+		(f.Key == "" || d.Key == f.Key)
+}
+
+// SelectDead returns the dead letters f selects, oldest first: "what happened to ERP key X"
+// is SelectDead(ctx, DeadFilter{Key: "X", All: true}).
+func (l *Ledger) SelectDead(ctx context.Context, f DeadFilter) ([]DeadLetter, error) {
+	runs, err := l.filterRuns(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	var out []DeadLetter
+	for _, r := range runs {
+		dls, err := l.selectDead(ctx, r, f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, dls...)
+	}
+	sortDead(out)
+	return out, nil
 }
 
 func (l *Ledger) filterRuns(ctx context.Context, f DeadFilter) ([]string, error) {

@@ -10,9 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/redis/go-redis/v9"
 )
 
 // Run states reported by RunStatus.State.
@@ -20,6 +19,7 @@ const (
 	RunActive       = "active"         // keys still pending
 	RunDone         = "done"           // every key resynced
 	RunDoneWithDead = "done_with_dead" // nothing pending, some keys dead-lettered
+	RunEmpty        = "empty"          // the run received no keys: its input was empty or held only invalid keys
 )
 
 // Change kinds, as in RunStatus.Records and ChangeItem.Kind.
@@ -53,6 +53,9 @@ type RunStatus struct {
 	ResyncedKeys    int64             `json:"resynced_keys"`
 	DeadKeys        int64             `json:"dead_keys"`
 	PendingKeys     int64             `json:"pending_keys"`
+	// RejectedKeys counts input records the producer skipped as invalid (not in TotalKeys);
+	// Ledger.Rejected lists the first MaxRejected of them.
+	RejectedKeys int64 `json:"rejected_keys"`
 	// Batches counts registered batches (splits not included).
 	Batches int64 `json:"batches"`
 	// Calls counts ForceResyncExternal calls made for the run, retries and splits included.
@@ -109,7 +112,7 @@ type ChangeItem struct {
 //	                                     written apart from the scripts (ZADD NX)
 //	erpresync:{RUN}:meta           HASH  run, erp_connection, actor_type, source, started_at,
 //	                                     last_activity, finished_at (unix ms), total,
-//	                                     resynced, dead, batches, calls, splits
+//	                                     resynced, dead, rejected, batches, calls, splits
 //	erpresync:{RUN}:batches        HASH  batch ID → pending | done | split | dead
 //	erpresync:{RUN}:records        HASH  "kind:table" → rows changed
 //	erpresync:{RUN}:changes        LIST  ChangeItem JSON, in the order recorded
@@ -118,6 +121,7 @@ type ChangeItem struct {
 //	erpresync:{RUN}:auth           HASH  batch ID → first auth failure (unix ms)
 //	erpresync:{RUN}:systemic       HASH  batch ID → first systemic hold (unix ms)
 //	erpresync:{RUN}:outbox         HASH  batch ID → requeued batch not yet enqueued
+//	erpresync:{RUN}:rejected       LIST  RejectedKey JSON, the first MaxRejected, in input order
 //
 // Pending keys are total − resynced − dead; finished_at is set when that reaches zero and
 // cleared when a requeue makes keys pending again.
@@ -147,6 +151,63 @@ func (l *Ledger) RegisterBatch(ctx context.Context, meta RunMeta, batchID string
 	return added, l.index(ctx, meta.Run)
 }
 
+// MaxRejected is how many rejected keys the ledger lists per run (RecordIntake keeps the
+// first ones in input order); the rest are only counted in RunStatus.RejectedKeys.
+const MaxRejected = 1000
+
+// RejectedKey is an input record a producer skipped as invalid, kept in the run so that the
+// ERP team can fix it after the producer's stderr is gone.
+type RejectedKey struct {
+	Source string `json:"source"` // the input's name: a path, "stdin"
+	Line   int    `json:"line"`   // 1-based line of the record
+	Key    string `json:"key"`    // as read and trimmed, cut to 40 bytes
+	Reason string `json:"reason"` // e.g. "longer than 254 characters (300)"
+}
+
+// RecordIntake records the outcome of a producer's complete pass over a run's input: count
+// records rejected as invalid, listed by rejected (only the first MaxRejected are kept). It
+// replaces what an earlier submission of the run recorded — a resubmission reads the same
+// input — and creates the run from meta when no batch did: a run that received no keys is
+// then visible, with state RunEmpty.
+func (l *Ledger) RecordIntake(ctx context.Context, meta RunMeta, count int64, rejected []RejectedKey) error {
+	if err := validateRun(meta.Run); err != nil {
+		return err
+	}
+	rejected = rejected[:min(len(rejected), MaxRejected)]
+	k := keysFor(meta.Run)
+	args := make([]any, 0, 6+len(rejected))
+	args = append(args, meta.Run, ms(l.now()), meta.ErpConnectionID, meta.ActorType.String(), meta.Source, count)
+	for _, r := range rejected {
+		b, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		args = append(args, string(b))
+	}
+	if err := intakeScript.Run(ctx, l.rdb, []string{k.meta, k.rejected}, args...).Err(); err != nil {
+		return fmt.Errorf("ledger: record intake of %s: %w", meta.Run, err)
+	}
+	return l.index(ctx, meta.Run)
+}
+
+// Rejected returns the rejected keys listed for run, in input order (at most MaxRejected;
+// RunStatus.RejectedKeys counts them all).
+func (l *Ledger) Rejected(ctx context.Context, run string) ([]RejectedKey, error) {
+	vals, err := l.rdb.LRange(ctx, keysFor(run).rejected, 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("ledger: rejected keys of %s: %w", run, err)
+	}
+	out := make([]RejectedKey, 0, len(vals))
+	for _, v := range vals {
+		var r RejectedKey
+		if err := json.Unmarshal([]byte(v), &r); err != nil {
+			return nil, fmt.Errorf("ledger: rejected key of %s: %w", run, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
 // Status returns a run's progress, or ErrRunNotFound.
 func (l *Ledger) Status(ctx context.Context, run string) (RunStatus, error) {
 	k := keysFor(run)
@@ -163,7 +224,7 @@ func (l *Ledger) Status(ctx context.Context, run string) (RunStatus, error) {
 	num := func(f string) int64 { n, _ := strconv.ParseInt(m[f], 10, 64); return n }
 	st := RunStatus{
 		Run: run, Source: m["source"],
-		TotalKeys: num("total"), ResyncedKeys: num("resynced"), DeadKeys: num("dead"),
+		TotalKeys: num("total"), ResyncedKeys: num("resynced"), DeadKeys: num("dead"), RejectedKeys: num("rejected"),
 		Batches: num("batches"), Calls: num("calls"),
 		Records:   map[string]map[string]int64{KindAdded: {}, KindUpdated: {}, KindDeleted: {}},
 		StartedAt: fromMS(m["started_at"]), LastActivity: fromMS(m["last_activity"]), FinishedAt: fromMS(m["finished_at"]),
@@ -189,6 +250,8 @@ func (l *Ledger) Status(ctx context.Context, run string) (RunStatus, error) {
 		st.State = RunActive
 	case st.DeadKeys > 0:
 		st.State = RunDoneWithDead
+	case st.TotalKeys == 0:
+		st.State = RunEmpty
 	default:
 		st.State = RunDone
 	}

@@ -25,7 +25,7 @@ const (
 )
 
 type runKeys struct {
-	meta, batches, records, changes, dead, business, auth, systemic, outbox string
+	meta, batches, records, changes, dead, business, auth, systemic, outbox, rejected string
 }
 
 func keysFor(run string) runKeys {
@@ -33,6 +33,7 @@ func keysFor(run string) runKeys {
 	return runKeys{
 		meta: p + "meta", batches: p + "batches", records: p + "records", changes: p + "changes",
 		dead: p + "dead", business: p + "business", auth: p + "auth", systemic: p + "systemic", outbox: p + "outbox",
+		rejected: p + "rejected",
 	}
 }
 
@@ -65,20 +66,46 @@ local function terminal(st)
 end
 `
 
+// luaCreate creates a run's meta on its first write (RegisterBatch or RecordIntake); later
+// calls change nothing.
+const luaCreate = `
+local function create(meta, run, now, conn, actor, source)
+  if redis.call('HSETNX', meta, 'run', run) == 1 then
+    redis.call('HSET', meta, 'started_at', now, 'erp_connection', conn, 'actor_type', actor, 'source', source)
+  end
+end
+`
+
 // registerScript: KEYS meta, batches; ARGV id, n, now, run, conn, actor, source. It returns
 // {1, "pending"} when it registered the batch, else {0, the batch's state}, so that the
 // handler learns the state in the same round trip.
-var registerScript = redis.NewScript(luaTouch + `
+var registerScript = redis.NewScript(luaTouch + luaCreate + `
 if redis.call('HSETNX', KEYS[2], ARGV[1], 'pending') == 0 then
   return {0, redis.call('HGET', KEYS[2], ARGV[1])}
 end
-if redis.call('HSETNX', KEYS[1], 'run', ARGV[4]) == 1 then
-  redis.call('HSET', KEYS[1], 'started_at', ARGV[3], 'erp_connection', ARGV[5], 'actor_type', ARGV[6], 'source', ARGV[7])
-end
+create(KEYS[1], ARGV[4], ARGV[3], ARGV[5], ARGV[6], ARGV[7])
 redis.call('HINCRBY', KEYS[1], 'total', ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'batches', 1)
 touch(KEYS[1], ARGV[3])
 return {1, 'pending'}
+`)
+
+// intakeScript: KEYS meta, rejected; ARGV run, now, conn, actor, source, count, rejected key
+// JSON... It replaces the rejected count and list, and dates a run without keys finished.
+var intakeScript = redis.NewScript(luaCreate + `
+create(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+redis.call('HSET', KEYS[1], 'rejected', ARGV[6], 'last_activity', ARGV[2])
+if (tonumber(redis.call('HGET', KEYS[1], 'total') or '0') or 0) == 0 then
+  redis.call('HSETNX', KEYS[1], 'finished_at', ARGV[2])
+end
+redis.call('DEL', KEYS[2])
+local i = 7
+while i <= #ARGV do
+  local last = math.min(i + 499, #ARGV)
+  redis.call('RPUSH', KEYS[2], unpack(ARGV, i, last))
+  i = last + 1
+end
+return 1
 `)
 
 // successScript: KEYS meta, batches, records, changes; ARGV id, n, now, calls, nrec,

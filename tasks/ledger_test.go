@@ -421,6 +421,89 @@ func TestDeadLettersAllRuns(t *testing.T) {
 	}
 }
 
+func TestSelectDeadByKey(t *testing.T) {
+	t.Parallel()
+	so := &fakeSO{poison: map[string]bool{"P": true, "Q": true}}
+	e := newEnv(t, so, func(c *HandlerConfig) { c.BusinessRetries = -1 })
+	ctx := context.Background()
+	e.h.ProcessTask(ctx, mustTask(t, customerBatch("k1", 0, []string{"P"})))
+	e.h.ProcessTask(ctx, mustTask(t, customerBatch("k2", 0, []string{"Q"})))
+	e.h.ProcessTask(ctx, mustTask(t, customerBatch("k2", 1, []string{"P"})))
+	tests := []struct {
+		name string
+		f    DeadFilter
+		want []string // run/key
+	}{
+		{"key everywhere", DeadFilter{Key: "P", All: true}, []string{"k1/P", "k2/P"}},
+		{"key in one run", DeadFilter{Key: "P", Run: "k2"}, []string{"k2/P"}},
+		{"unknown key", DeadFilter{Key: "nope", All: true}, nil},
+		{"every dead letter", DeadFilter{All: true}, []string{"k1/P", "k2/P", "k2/Q"}},
+	}
+	for _, tt := range tests {
+		dls, err := e.ledger.SelectDead(ctx, tt.f)
+		var got []string
+		for _, d := range dls {
+			got = append(got, d.Run+"/"+d.Key)
+		}
+		slices.Sort(got)
+		if err != nil || !slices.Equal(got, tt.want) {
+			t.Errorf("%s: SelectDead = %v, %v; want %v", tt.name, got, err, tt.want)
+		}
+	}
+	if _, err := e.ledger.SelectDead(ctx, DeadFilter{Key: "P"}); err == nil {
+		t.Error("SelectDead without Run or All accepted")
+	}
+}
+
+// TestRecordIntake: rejected keys are counted and listed (at most MaxRejected), a
+// resubmission replaces them, and a run without keys is created and reported empty.
+func TestRecordIntake(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, &fakeSO{}, nil)
+	ctx := context.Background()
+	meta := RunMeta{Run: "intake", ErpConnectionID: 3, ActorType: erpsync.ActorCustomer, Source: "cli"}
+	rej := make([]RejectedKey, MaxRejected+5)
+	for i := range rej {
+		rej[i] = RejectedKey{Source: "k.txt", Line: i + 1, Key: fmt.Sprint("K", i), Reason: "bad"}
+	}
+	for range 2 { // a resubmission replaces, never adds
+		if err := e.ledger.RecordIntake(ctx, meta, int64(len(rej)+7), rej); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := e.ledger.Status(ctx, "intake")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != RunEmpty || st.TotalKeys != 0 || st.RejectedKeys != MaxRejected+12 || st.ActorType != erpsync.ActorCustomer ||
+		st.FinishedAt.IsZero() || st.StartedAt.IsZero() {
+		t.Errorf("status = %+v", st)
+	}
+	got, err := e.ledger.Rejected(ctx, "intake")
+	if err != nil || len(got) != MaxRejected || got[0] != rej[0] || got[MaxRejected-1] != rej[MaxRejected-1] {
+		t.Fatalf("Rejected = %d entries, %v", len(got), err)
+	}
+	if runs, _ := e.ledger.Runs(ctx, 0); len(runs) != 1 || runs[0].Run != "intake" {
+		t.Errorf("Runs = %+v", runs)
+	}
+
+	// A run with keys keeps its state; the rejected count is its own.
+	meta.Run = "mixed"
+	if _, err := e.ledger.RegisterBatch(ctx, meta, BatchID("mixed", 0), 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ledger.RecordIntake(ctx, meta, 1, rej[:1]); err != nil {
+		t.Fatal(err)
+	}
+	st, _ = e.ledger.Status(ctx, "mixed")
+	if st.State != RunActive || st.TotalKeys != 2 || st.RejectedKeys != 1 || !st.FinishedAt.IsZero() {
+		t.Errorf("status = %+v", st)
+	}
+	if got, _ := e.ledger.Rejected(ctx, "none"); len(got) != 0 {
+		t.Errorf("Rejected(none) = %+v", got)
+	}
+}
+
 // TestReconcileEnqueuesLostHalves: the handler marked a batch split and died before its
 // halves were enqueued, on the task's last attempt, so asynq archived the task instead of
 // running it again. ReconcileArchived must enqueue the halves, or the batch's keys stay

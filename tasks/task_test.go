@@ -7,10 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hibiken/asynq"
-
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/internal/redistest"
+	"github.com/hibiken/asynq"
 )
 
 func validBatch() Batch {
@@ -153,17 +152,30 @@ func TestNewTrickleTask(t *testing.T) {
 	}
 }
 
+// handedOverAt returns trickle task as if it had been handed over at at.
+func handedOverAt(t *testing.T, task *asynq.Task, at time.Time) *asynq.Task {
+	t.Helper()
+	var tr Trickle
+	if err := json.Unmarshal(task.Payload(), &tr); err != nil {
+		t.Fatal(err)
+	}
+	tr.At = at
+	payload, _ := json.Marshal(tr)
+	return asynq.NewTask(task.Type(), payload)
+}
+
 func TestAggregatorDedupes(t *testing.T) {
 	t.Parallel()
 	day := time.Date(2025, 3, 4, 23, 59, 0, 0, time.UTC)
-	agg := NewAggregator(AggregatorConfig{Now: func() time.Time { return day }})
+	// Aggregated after midnight: the batch stays in the run of the day its keys were handed over.
+	agg := NewAggregator(AggregatorConfig{Now: func() time.Time { return day.Add(time.Hour) }})
 	var ts []*asynq.Task
-	for _, k := range []string{"A", "B", "A", "C", "B", "A"} {
+	for i, k := range []string{"A", "B", "A", "C", "B", "A"} {
 		task, err := NewTrickleTask(3, erpsync.ActorCustomer, k)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ts = append(ts, task)
+		ts = append(ts, handedOverAt(t, task, day.Add(time.Duration(i)*time.Second)))
 	}
 	ts = append(ts, asynq.NewTask(TypeTrickle, []byte("not json")))
 	out := agg.Aggregate(GroupName(3, erpsync.ActorCustomer), ts)

@@ -34,29 +34,38 @@ Usage:
   enqueue key --erp-connection N --actor-type TYPE KEY...               hand over single keys (trickle)
   enqueue status RUN [--json] [--wait]                                   progress of a run
   enqueue runs [--limit N] [--json]                                      recent runs, one line each
-  enqueue dead list [--run RUN] [--json]                                 dead letters
-  enqueue dead export --format csv|jsonl [--run RUN]                     dead letters for a spreadsheet
-  enqueue dead requeue (--run RUN | --all) [--error-code C] [--class C]  resync dead keys again
-  enqueue dead purge (--run RUN | --all) [--error-code C] [--class C] --yes
+  enqueue rejected RUN [--json]                                          keys a run skipped as invalid
+  enqueue dead list [--run RUN] [--key K] [--json]                       dead letters (of one ERP key: --key)
+  enqueue dead export --format csv|jsonl [--run RUN] [--key K]           dead letters for a spreadsheet
+  enqueue dead requeue (--run RUN | --all) [--error-code C] [--class C] [--key K]   resync dead keys again
+  enqueue dead purge (--run RUN | --all) [--error-code C] [--class C] [--key K] --yes
   enqueue changes RUN --format jsonl|csv                                 CRM rows the run changed
 
 Submitting (the first form):
   Keys come one per line, or from a CSV column (--csv-column NAME|INDEX). White space is
   trimmed; CRLF, a UTF-8 BOM and blank lines are fine. Invalid keys (over 254 characters,
   characters XML cannot carry, not UTF-8) are listed on stderr with file and line and
-  skipped; --strict refuses the whole file instead, before anything is enqueued. A key seen
-  earlier in the run is dropped. Standard input (--file -) is copied to a temporary file
-  first. The run's name is printed on stderr; submitting the same input under the same
-  --run again (after Ctrl-C or a crash) enqueues only what is missing, never a key twice;
-  other input, or other settings, under that --run are refused.
+  skipped, and kept in the run (enqueue rejected RUN lists the first %d with line and
+  reason); --strict refuses the whole file instead, before anything is enqueued. An input
+  without a valid key (an empty file, a failed export) is an error (exit 1) unless
+  --allow-empty; either way the run is recorded, with state empty. A key seen earlier in the run is dropped. Standard
+  input (--file -) is copied to a temporary file first. The run's name is printed on
+  stderr; submitting the same input under the same --run again (after Ctrl-C or a crash)
+  enqueues only what is missing, never a key twice; other input, or other settings, under
+  that --run are refused.
+
+Trickle (enqueue key):
+  Prints the run the keys join: trickle-DAY-CONNECTION-ACTOR of the UTC day they are handed
+  over (a batch that straddles midnight UTC joins the earlier day's run).
 
 Output:
-  Results go to stdout (only JSON with --json); progress and problems go to stderr.
+  Results go to stdout (only JSON with --json); progress and problems go to stderr. With
+  --json, status and rejected also print an error as {"error": "...", "exit_code": N}.
 
 Exit status:
   0  success
-  1  ran, but the answer is bad: invalid keys were skipped or refused (--strict), or the
-     run has dead letters (status, status --wait)
+  1  ran, but the answer is bad: invalid keys were skipped or refused (--strict), the
+     input held no valid key, or the run has dead letters (status, status --wait)
   2  usage, configuration or transport error (bad flag, unknown run, Redis unreachable)
 
 Environment (flags win):
@@ -91,12 +100,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 func (c *cli) run(ctx context.Context, args []string) int {
 	if len(args) == 0 {
-		fmt.Fprint(c.stderr, usage)
+		fmt.Fprintf(c.stderr, usage, tasks.MaxRejected)
 		return exitUsage
 	}
 	switch args[0] {
 	case "help", "-h", "-help", "--help":
-		fmt.Fprint(c.stdout, usage)
+		fmt.Fprintf(c.stdout, usage, tasks.MaxRejected)
 		return exitOK
 	case "key":
 		return c.key(ctx, args[1:])
@@ -104,6 +113,8 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		return c.status(ctx, args[1:])
 	case "runs":
 		return c.runs(ctx, args[1:])
+	case "rejected":
+		return c.rejected(ctx, args[1:])
 	case "dead":
 		return c.dead(ctx, args[1:])
 	case "changes":
@@ -114,7 +125,7 @@ func (c *cli) run(ctx context.Context, args []string) int {
 	if strings.HasPrefix(args[0], "-") {
 		return c.submit(ctx, args)
 	}
-	return c.usageError(fmt.Errorf("unknown command %q: want key, status, runs, dead or changes, or flags to submit a file", args[0]))
+	return c.usageError(fmt.Errorf("unknown command %q: want key, status, runs, rejected, dead or changes, or flags to submit a file", args[0]))
 }
 
 func (c *cli) usageError(err error) int {
@@ -125,6 +136,22 @@ func (c *cli) usageError(err error) int {
 func (c *cli) fail(code int, format string, a ...any) int {
 	fmt.Fprintf(c.stderr, "enqueue: "+format+"\n", a...)
 	return code
+}
+
+// jsonError is what a command run with --json prints on stdout when it fails, so that a
+// `| jq` pipeline sees the failure too.
+type jsonError struct {
+	Error    string `json:"error"`
+	ExitCode int    `json:"exit_code"`
+}
+
+// failJSON is fail for a command that may run with --json: then the error also goes to
+// stdout as a jsonError.
+func (c *cli) failJSON(asJSON bool, code int, format string, a ...any) int {
+	if asJSON {
+		writeJSON(c.stdout, jsonError{Error: fmt.Sprintf(format, a...), ExitCode: code})
+	}
+	return c.fail(code, format, a...)
 }
 
 // conn holds the connection flags every Redis-using command shares.

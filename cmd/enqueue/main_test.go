@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -69,7 +70,7 @@ func TestUsageErrors(t *testing.T) {
 		want string // on stderr
 	}{
 		{"no args", nil, "Usage:"},
-		{"unknown command", []string{"stat"}, `enqueue: unknown command "stat": want key, status, runs, dead or changes, or flags to submit a file`},
+		{"unknown command", []string{"stat"}, `enqueue: unknown command "stat": want key, status, runs, rejected, dead or changes, or flags to submit a file`},
 		{"no connection", []string{"--actor-type", "Customer", "--file", keys}, "enqueue: --erp-connection 0: want the ERP connection id, a positive integer"},
 		{"no actor", []string{"--erp-connection", "3", "--file", keys}, "enqueue: --actor-type is required: want one of Customer, Supplier, Partner, Person, Project, Employee, Sale"},
 		{"bad actor", []string{"--erp-connection", "3", "--actor-type", "Client", "--file", keys}, `enqueue: --actor-type: actor type "Client": want one of Customer, Supplier, Partner, Person, Project, Employee, Sale`},
@@ -83,6 +84,7 @@ func TestUsageErrors(t *testing.T) {
 		{"stray argument", []string{"--erp-connection", "3", "--actor-type", "Customer", keys}, `unexpected argument`},
 		{"csv column", []string{"--erp-connection", "3", "--actor-type", "Customer", "--file", keys, "--csv-column", "id", "--dry-run"}, `enqueue: invalid configuration: ` + keys + `:1: CSV header has no column "id"; it has "A1" (or give a 0-based index)`},
 		{"status without run", []string{"status"}, "enqueue: status needs exactly one RUN"},
+		{"rejected without run", []string{"rejected"}, "enqueue: rejected needs exactly one RUN"},
 		{"dead without sub", []string{"dead"}, "enqueue: dead needs a subcommand: list, export, requeue or purge"},
 		{"dead unknown", []string{"dead", "show"}, `enqueue: unknown dead subcommand "show"`},
 		{"purge without yes", []string{"dead", "purge", "--run", "r"}, "enqueue: dead purge deletes dead letters for good; add --yes to confirm"},
@@ -231,9 +233,19 @@ func TestStrictRefusesEverything(t *testing.T) {
 func TestKeyTrickle(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
+	run := "trickle-" + time.Now().UTC().Format("2006-01-02") + "-4-Supplier"
 	r := enqueue(t, "", "key", "--erp-connection", "4", "--actor-type", "Supplier", "--redis-url", db.URL(), "--queue", "tq", "S1", "S2", "--", "-S3")
-	if r.code != 0 || r.stdout != "enqueued 3 keys for trickle resync (queue tq, group erpresync:4:Supplier)\n" {
+	if r.code != 0 || r.stdout != "enqueued 3 keys for trickle resync in run "+run+" (queue tq, group erpresync:4:Supplier)\n" {
 		t.Errorf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	r = enqueue(t, "", "key", "--erp-connection", "4", "--actor-type", "Supplier", "--redis-url", db.URL(), "--queue", "tq2", "--json", "S4")
+	var out struct {
+		Keys  int    `json:"keys"`
+		Run   string `json:"run"`
+		Group string `json:"group"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil || r.code != 0 || out.Keys != 1 || out.Run != run || out.Group != "erpresync:4:Supplier" {
+		t.Errorf("--json: exit %d, %v, %+v\n%s", r.code, err, out, r.stdout)
 	}
 	insp := asynq.NewInspector(db.Opt())
 	defer insp.Close()
@@ -243,13 +255,16 @@ func TestKeyTrickle(t *testing.T) {
 	}
 }
 
+// trialPoison is the key the README's trial simulator refuses (-poison); examples/customers.txt holds it.
+const trialPoison = "CUST-13"
+
 // fakeSO answers IsOk with one updated contact per key, and IsOk=false (ErrorCode E42) for
-// any batch holding a key that starts with "BAD".
+// any batch holding a key that starts with "BAD", or trialPoison.
 type fakeSO struct{}
 
 func (fakeSO) ForceResyncExternal(ctx context.Context, conn int, actor erpsync.ActorType, keys []string) (*erpsync.Result, error) {
 	for _, k := range keys {
-		if strings.HasPrefix(k, "BAD") {
+		if strings.HasPrefix(k, "BAD") || k == trialPoison {
 			return &erpsync.Result{IsOk: false, Status: erpsync.StatusError, ErrorCode: "E42", TechExplanation: "no such " + actor.String()}, nil
 		}
 	}
@@ -355,6 +370,23 @@ func TestOperatorFlow(t *testing.T) {
 		t.Errorf("dead list text:\n%s", r.stdout)
 	}
 
+	// What happened to ERP key BAD1? Asked in every run, and in one.
+	for _, args := range [][]string{{"dead", "list", "--key", "BAD1", "--json"}, {"dead", "list", "--key", "BAD1", "--run", "ops", "--json"}} {
+		r = enqueue(t, "", append(args, "--redis-url", url)...)
+		dls = nil
+		if err := json.Unmarshal([]byte(r.stdout), &dls); err != nil || r.code != 0 || len(dls) != 1 || dls[0].Run != "ops" || dls[0].Reason == "" {
+			t.Errorf("%v: exit %d, %v %+v", args, r.code, err, dls)
+		}
+	}
+	r = enqueue(t, "", "dead", "list", "--key", "G1", "--redis-url", url)
+	if r.code != 0 || r.stdout != "" || !strings.Contains(r.stderr, `no dead letters for key "G1"`) {
+		t.Errorf("dead list --key G1: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = enqueue(t, "", "dead", "list", "--key", "G1", "--json", "--redis-url", url)
+	if r.code != 0 || strings.TrimSpace(r.stdout) != "[]" {
+		t.Errorf("dead list --key G1 --json: exit %d %s", r.code, r.stdout)
+	}
+
 	r = enqueue(t, "", "dead", "export", "--format", "csv", "--run", "ops", "--redis-url", url)
 	rows, err := csv.NewReader(strings.NewReader(r.stdout)).ReadAll()
 	if err != nil || len(rows) != 2 || rows[0][1] != "key" || rows[1][1] != "BAD1" || rows[1][6] != "E42" || rows[1][4] != "Customer" {
@@ -379,12 +411,16 @@ func TestOperatorFlow(t *testing.T) {
 		t.Errorf("changes of unknown run: exit %d %s", r.code, r.stderr)
 	}
 	r = enqueue(t, "", "status", "nope", "--redis-url", url)
-	if r.code != exitUsage || !strings.Contains(r.stderr, `run "nope" not found`) {
+	if r.code != exitUsage || !strings.Contains(r.stderr, `run "nope" not found`) || r.stdout != "" {
 		t.Errorf("status of unknown run: exit %d %s", r.code, r.stderr)
 	}
 
 	// Requeue the dead key (it fails again with the fake), then purge.
-	r = enqueue(t, "", "dead", "requeue", "--run", "ops", "--error-code", "E42", "--redis-url", url, "--queue", "ops")
+	r = enqueue(t, "", "dead", "requeue", "--run", "ops", "--key", "G1", "--redis-url", url, "--queue", "ops")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "requeued 0 keys") {
+		t.Errorf("requeue of a key that is not dead: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = enqueue(t, "", "dead", "requeue", "--run", "ops", "--error-code", "E42", "--key", "BAD1", "--redis-url", url, "--queue", "ops")
 	if r.code != 0 || !strings.HasPrefix(r.stdout, "requeued 1 key in 1 batch") {
 		t.Errorf("requeue: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
@@ -623,5 +659,148 @@ func TestStatusShowsRetryingBatches(t *testing.T) {
 	r = enqueue(t, "", "status", "held", "--redis-url", url, "--queue", "held")
 	if !strings.Contains(r.stdout, "waiting to retry") || !strings.Contains(r.stdout, "2 batches") {
 		t.Fatalf("plain status does not say batches are waiting:\n%s", r.stdout)
+	}
+}
+
+// TestJSONErrors: with --json a failure is a JSON object on stdout as well, so that
+// `enqueue status RUN --json | jq` sees it; the exit status stays non-zero.
+func TestJSONErrors(t *testing.T) {
+	t.Parallel()
+	db := redistest.New(t)
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"status of an unknown run", []string{"status", "nope", "--json", "--redis-url", db.URL()}, `run "nope" not found (see ` + "`enqueue runs`)"},
+		{"rejected of an unknown run", []string{"rejected", "nope", "--json", "--redis-url", db.URL()}, `run "nope" not found (see ` + "`enqueue runs`)"},
+		{"unreachable Redis", []string{"status", "r", "--json", "--redis-url", deadURL}, "cannot reach Redis at redis://127.0.0.1:1/0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := enqueue(t, "", tt.args...)
+			var e struct {
+				Error    string `json:"error"`
+				ExitCode int    `json:"exit_code"`
+			}
+			if err := json.Unmarshal([]byte(r.stdout), &e); err != nil || r.code != exitUsage || e.ExitCode != exitUsage || !strings.HasPrefix(e.Error, tt.want) {
+				t.Errorf("exit %d, %v, stdout %q; want exit 2 and an error starting %q", r.code, err, r.stdout, tt.want)
+			}
+			if !strings.Contains(r.stderr, tt.want) {
+				t.Errorf("stderr lacks %q: %s", tt.want, r.stderr)
+			}
+		})
+	}
+}
+
+// TestNoKeysIsAnError: an empty input (a failed export piped in, an empty file) exits 1
+// saying no keys were read, unless --allow-empty; either way the run is visible as empty.
+func TestNoKeysIsAnError(t *testing.T) {
+	t.Parallel()
+	db := redistest.New(t)
+	url := db.URL()
+	base := []string{"--erp-connection", "3", "--actor-type", "Customer", "--redis-url", url, "--queue", "empty"}
+	tests := []struct {
+		name, stdin, file string
+		extra             []string
+		code              int
+		want              string // on stderr
+	}{
+		{name: "empty stdin", code: exitBad, want: "enqueue: submit run e1: no keys were read: stdin is empty: nothing to resync; the run is recorded as empty (did the export fail? --allow-empty accepts an empty input)"},
+		{name: "blank file", file: "\n \n", code: exitBad, want: "holds no key (only blank lines or a CSV header)"},
+		{name: "only invalid", file: "a\x00\n", code: exitBad, want: "holds 1 records, 1 invalid, no valid key"},
+		{name: "dry run", extra: []string{"--dry-run"}, code: exitBad, want: "no keys were read: stdin is empty: nothing to resync (did"},
+		{name: "allowed", extra: []string{"--allow-empty"}, code: exitOK},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			run := fmt.Sprintf("e%d", i+1)
+			args := append(append([]string{"--run", run}, base...), tt.extra...)
+			if tt.file != "" {
+				args = append(args, "--file", writeKeys(t, "k.txt", tt.file))
+			} else {
+				args = append(args, "--file", "-")
+			}
+			r := enqueue(t, tt.stdin, args...)
+			if r.code != tt.code || !strings.Contains(r.stderr, tt.want) {
+				t.Errorf("exit %d, stderr:\n%s\nwant exit %d and %q", r.code, r.stderr, tt.code, tt.want)
+			}
+			if slices.Contains(tt.extra, "--dry-run") {
+				return
+			}
+			r = enqueue(t, "", "status", run, "--json", "--redis-url", url)
+			var st map[string]any
+			if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || r.code != exitOK || st["state"] != "empty" || st["total_keys"] != 0.0 {
+				t.Errorf("status: exit %d, %v, %v", r.code, err, st)
+			}
+			r = enqueue(t, "", "status", run, "--redis-url", url)
+			if out := squeeze(r.stdout); !strings.Contains(out, "\nstate empty\n") || !strings.Contains(out, "\nkeys 0: the run received no keys") {
+				t.Errorf("status text:\n%s", r.stdout)
+			}
+		})
+	}
+}
+
+// TestRejectedKeys: keys skipped as invalid stay in the run: counted by status, listed with
+// line and reason by `enqueue rejected`.
+func TestRejectedKeys(t *testing.T) {
+	t.Parallel()
+	db := redistest.New(t)
+	url := db.URL()
+	keys := writeKeys(t, "k.txt", "A1\nb\x01d\nA2\n"+strings.Repeat("L", 255)+"\n")
+	r := enqueue(t, "", "--erp-connection", "3", "--actor-type", "Customer", "--file", keys, "--run", "rej", "--redis-url", url, "--queue", "rej")
+	if r.code != exitBad {
+		t.Fatalf("submit: exit %d, want 1\n%s", r.code, r.stderr)
+	}
+	r = enqueue(t, "", "status", "rej", "--json", "--redis-url", url)
+	var st map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || st["rejected_keys"] != 2.0 || st["total_keys"] != 2.0 {
+		t.Errorf("status: %v %v", err, st)
+	}
+	r = enqueue(t, "", "status", "rej", "--redis-url", url)
+	if !strings.Contains(squeeze(r.stdout), "\nrejected 2 keys skipped as invalid at intake (`enqueue rejected rej` lists them)\n") {
+		t.Errorf("status text:\n%s", r.stdout)
+	}
+	r = enqueue(t, "", "rejected", "rej", "--json", "--redis-url", url)
+	var rej struct {
+		Run          string              `json:"run"`
+		RejectedKeys int                 `json:"rejected_keys"`
+		Omitted      int                 `json:"omitted"`
+		Keys         []tasks.RejectedKey `json:"keys"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &rej); err != nil || r.code != 0 || rej.RejectedKeys != 2 || rej.Omitted != 0 || len(rej.Keys) != 2 {
+		t.Fatalf("rejected --json: exit %d, %v, %+v", r.code, err, rej)
+	}
+	if k := rej.Keys[0]; k.Source != keys || k.Line != 2 || k.Key != "b\x01d" || !strings.Contains(k.Reason, "control character U+0001") {
+		t.Errorf("first rejected key = %+v", k)
+	}
+	if k := rej.Keys[1]; k.Line != 4 || k.Reason != "longer than 254 characters (255)" {
+		t.Errorf("second rejected key = %+v", k)
+	}
+	r = enqueue(t, "", "rejected", "rej", "--redis-url", url)
+	if r.code != 0 || !strings.Contains(squeeze(r.stdout), keys+` 2 "b\x01d" contains control character`) {
+		t.Errorf("rejected text: exit %d\n%s", r.code, r.stdout)
+	}
+	// The run keeps the first tasks.MaxRejected and counts the rest.
+	many := writeKeys(t, "many.txt", "M1\n"+strings.Repeat("x\x00\n", tasks.MaxRejected+3))
+	enqueue(t, "", "--erp-connection", "3", "--actor-type", "Customer", "--file", many, "--run", "many", "--redis-url", url, "--queue", "rej")
+	r = enqueue(t, "", "rejected", "many", "--redis-url", url)
+	if lines := strings.Count(r.stdout, "\n"); r.code != 0 || lines != tasks.MaxRejected+1 ||
+		!strings.Contains(r.stderr, "… and 3 more rejected keys, not listed: the run keeps the first 1000") {
+		t.Errorf("rejected of many: exit %d, %d lines\n%s", r.code, lines, r.stderr)
+	}
+	r = enqueue(t, "", "rejected", "many", "--json", "--redis-url", url)
+	if err := json.Unmarshal([]byte(r.stdout), &rej); err != nil || rej.RejectedKeys != tasks.MaxRejected+3 || rej.Omitted != 3 || len(rej.Keys) != tasks.MaxRejected {
+		t.Errorf("rejected --json of many: %v, %d/%d/%d", err, rej.RejectedKeys, rej.Omitted, len(rej.Keys))
+	}
+
+	// A clean run has none.
+	clean := writeKeys(t, "c.txt", "C1\n")
+	enqueue(t, "", "--erp-connection", "3", "--actor-type", "Customer", "--file", clean, "--run", "clean", "--redis-url", url, "--queue", "rej")
+	r = enqueue(t, "", "rejected", "clean", "--redis-url", url)
+	if r.code != 0 || r.stdout != "" || !strings.Contains(r.stderr, "run clean has no rejected keys") {
+		t.Errorf("rejected of a clean run: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }

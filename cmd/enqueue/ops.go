@@ -59,6 +59,8 @@ func (c *cli) key(ctx context.Context, args []string) int {
 	if err != nil {
 		return c.fail(exitUsage, "%v", err)
 	}
+	// The run of the day the keys are handed over, which the worker's aggregator names too.
+	run := tasks.TrickleRun(c.now(), conn, actor)
 	for i, k := range keys {
 		if err := p.AddKey(ctx, conn, actor, k); err != nil {
 			return c.fail(exitUsage, "key %d %q: %v (%d of %d enqueued)", i+1, erpsync.Truncate(k, 40), err, i, len(keys))
@@ -66,9 +68,9 @@ func (c *cli) key(ctx context.Context, args []string) int {
 	}
 	group := tasks.GroupName(conn, actor)
 	if *asJSON {
-		writeJSON(c.stdout, map[string]any{"keys": len(keys), "group": group, "queue": cf.queue})
+		writeJSON(c.stdout, map[string]any{"keys": len(keys), "run": run, "group": group, "queue": cf.queue})
 	} else {
-		fmt.Fprintf(c.stdout, "enqueued %s for trickle resync (queue %s, group %s)\n", plural(int64(len(keys)), "key"), cf.queue, group)
+		fmt.Fprintf(c.stdout, "enqueued %s for trickle resync in run %s (queue %s, group %s)\n", plural(int64(len(keys)), "key"), run, cf.queue, group)
 	}
 	return exitOK
 }
@@ -90,6 +92,7 @@ type statusJSON struct {
 	ResyncedKeys    int64                       `json:"resynced_keys"`
 	DeadKeys        int64                       `json:"dead_keys"`
 	PendingKeys     int64                       `json:"pending_keys"`
+	RejectedKeys    int64                       `json:"rejected_keys"`
 	Percent         float64                     `json:"percent"`
 	Batches         int64                       `json:"batches"`
 	Calls           int64                       `json:"calls"`
@@ -152,7 +155,7 @@ func timePtr(t time.Time) *time.Time {
 func (c *cli) toJSON(st tasks.RunStatus) statusJSON {
 	j := statusJSON{Run: st.Run, State: st.State, ErpConnectionID: st.ErpConnectionID, ActorType: st.ActorType.String(),
 		Source: st.Source, TotalKeys: st.TotalKeys, ResyncedKeys: st.ResyncedKeys, DeadKeys: st.DeadKeys,
-		PendingKeys: st.PendingKeys, Batches: st.Batches, Calls: st.Calls, Records: map[string]map[string]int64{},
+		PendingKeys: st.PendingKeys, RejectedKeys: st.RejectedKeys, Batches: st.Batches, Calls: st.Calls, Records: map[string]map[string]int64{},
 		StartedAt: timePtr(st.StartedAt), LastActivity: timePtr(st.LastActivity), FinishedAt: timePtr(st.FinishedAt)}
 	for _, k := range []string{tasks.KindAdded, tasks.KindUpdated, tasks.KindDeleted} {
 		j.Records[k] = map[string]int64{}
@@ -183,7 +186,16 @@ func (c *cli) printStatus(j statusJSON) {
 	fmt.Fprintf(w, "run\t%s\n", j.Run)
 	fmt.Fprintf(w, "state\t%s\n", j.State)
 	fmt.Fprintf(w, "target\tERP connection %d, %s (from %s)\n", j.ErpConnectionID, j.ActorType, orDash(j.Source))
-	fmt.Fprintf(w, "keys\t%d total: %d resynced, %d dead, %d pending (%.1f%% done)\n", j.TotalKeys, j.ResyncedKeys, j.DeadKeys, j.PendingKeys, j.Percent)
+	if j.State == tasks.RunEmpty {
+		fmt.Fprintf(w, "keys\t0: the run received no keys (its input was empty or held only invalid keys)\n")
+	} else {
+		fmt.Fprintf(w, "keys\t%d total: %d resynced, %d dead, %d pending (%.1f%% done)\n", j.TotalKeys, j.ResyncedKeys, j.DeadKeys, j.PendingKeys, j.Percent)
+	}
+	if j.RejectedKeys > 0 {
+		fmt.Fprintf(w, "rejected\t%s skipped as invalid at intake (`enqueue rejected %s` lists them)\n", plural(j.RejectedKeys, "key"), j.Run)
+	} else {
+		fmt.Fprintf(w, "rejected\t0 keys skipped as invalid at intake\n")
+	}
 	eta := "-"
 	if j.ETASeconds != nil {
 		eta = (time.Duration(*j.ETASeconds) * time.Second).Round(time.Second).String()
@@ -244,7 +256,7 @@ func (c *cli) status(ctx context.Context, args []string) int {
 	}
 	rc, err := cf.open(ctx)
 	if err != nil {
-		return c.fail(exitUsage, "%v", err)
+		return c.failJSON(*asJSON, exitUsage, "%v", err)
 	}
 	defer rc.Close()
 	l := tasks.NewLedger(rc.rdb)
@@ -254,10 +266,10 @@ func (c *cli) status(ctx context.Context, args []string) int {
 	for {
 		st, err = l.Status(ctx, run)
 		if errors.Is(err, tasks.ErrRunNotFound) {
-			return c.fail(exitUsage, "run %q not found (see `enqueue runs`)", run)
+			return c.failJSON(*asJSON, exitUsage, "run %q not found (see `enqueue runs`)", run)
 		}
 		if err != nil {
-			return c.fail(exitUsage, "status of %s: %v", run, err)
+			return c.failJSON(*asJSON, exitUsage, "status of %s: %v", run, err)
 		}
 		if !*wait || st.PendingKeys == 0 {
 			break
@@ -281,7 +293,7 @@ func (c *cli) status(ctx context.Context, args []string) int {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return c.fail(exitUsage, "interrupted")
+			return c.failJSON(*asJSON, exitUsage, "interrupted")
 		case <-t.C:
 		}
 	}
@@ -291,7 +303,7 @@ func (c *cli) status(ctx context.Context, args []string) int {
 	j := c.toJSON(st)
 	if st.PendingKeys > 0 {
 		if j.RetryingBatches, j.RetryReason, err = retrying(rc.rdb, cf.queue, run); err != nil {
-			return c.fail(exitUsage, "status of %s: retry set: %v", run, err)
+			return c.failJSON(*asJSON, exitUsage, "status of %s: retry set: %v", run, err)
 		}
 	}
 	if *asJSON {
@@ -344,10 +356,10 @@ func (c *cli) runs(ctx context.Context, args []string) int {
 	return exitOK
 }
 
-const deadSynopsis = `enqueue dead list [--run RUN] [--json]
-       enqueue dead export --format csv|jsonl [--run RUN]
-       enqueue dead requeue (--run RUN | --all) [--error-code C] [--class C]
-       enqueue dead purge (--run RUN | --all) [--error-code C] [--class C] --yes`
+const deadSynopsis = `enqueue dead list [--run RUN] [--key KEY] [--json]
+       enqueue dead export --format csv|jsonl [--run RUN] [--key KEY]
+       enqueue dead requeue (--run RUN | --all) [--error-code C] [--class C] [--key KEY]
+       enqueue dead purge (--run RUN | --all) [--error-code C] [--class C] [--key KEY] --yes`
 
 func (c *cli) dead(ctx context.Context, args []string) int {
 	if len(args) == 0 {
@@ -356,6 +368,7 @@ func (c *cli) dead(ctx context.Context, args []string) int {
 	sub := args[0]
 	fs := c.newFlagSet("dead "+sub, deadSynopsis)
 	run := fs.String("run", "", "only this run")
+	key := fs.String("key", "", "only the dead letters of this ERP key, in every run unless --run")
 	cf := c.connFlags(fs)
 	var asJSON *bool
 	var format, code, class *string
@@ -401,7 +414,9 @@ func (c *cli) dead(ctx context.Context, args []string) int {
 				return c.usageError(fmt.Errorf("--class: %v", err))
 			}
 		}
-		filter = tasks.DeadFilter{Run: *run, ErrorCode: *code, Class: *class, All: *all}
+		filter = tasks.DeadFilter{Run: *run, ErrorCode: *code, Class: *class, Key: *key, All: *all}
+	} else {
+		filter = tasks.DeadFilter{Run: *run, Key: *key, All: *run == ""}
 	}
 	if yes != nil && !*yes {
 		return c.usageError(errors.New("dead purge deletes dead letters for good; add --yes to confirm (`enqueue dead export` keeps a copy)"))
@@ -420,7 +435,7 @@ func (c *cli) dead(ctx context.Context, args []string) int {
 
 	switch sub {
 	case "list", "export":
-		dls, err := l.DeadLetters(ctx, *run)
+		dls, err := l.SelectDead(ctx, filter)
 		if err != nil {
 			return c.fail(exitUsage, "dead letters: %v", err)
 		}
@@ -435,6 +450,10 @@ func (c *cli) dead(ctx context.Context, args []string) int {
 				dls = []tasks.DeadLetter{}
 			}
 			writeJSON(c.stdout, dls)
+			return exitOK
+		}
+		if len(dls) == 0 && *key != "" {
+			fmt.Fprintf(c.stderr, "enqueue: no dead letters for key %q (pending, resynced, or rejected at intake: see `enqueue status RUN` and `enqueue rejected RUN`)\n", *key)
 			return exitOK
 		}
 		if len(dls) == 0 {
@@ -468,6 +487,61 @@ func (c *cli) dead(ctx context.Context, args []string) int {
 		fmt.Fprintf(c.stdout, "purged %s (removed %s)\n", plural(int64(res.Keys), "dead letter"), plural(int64(res.Archived), "archived task"))
 		return exitOK
 	}
+}
+
+func (c *cli) rejected(ctx context.Context, args []string) int {
+	fs := c.newFlagSet("rejected", "enqueue rejected RUN [--json]")
+	asJSON := fs.Bool("json", false, "print the rejected keys as JSON on stdout")
+	cf := c.connFlags(fs)
+	pos, code, done := c.parse(fs, args)
+	if done {
+		return code
+	}
+	if len(pos) != 1 {
+		return c.usageError(errors.New("rejected needs exactly one RUN (see `enqueue runs`)"))
+	}
+	run := pos[0]
+	rc, err := cf.open(ctx)
+	if err != nil {
+		return c.failJSON(*asJSON, exitUsage, "%v", err)
+	}
+	defer rc.Close()
+	l := tasks.NewLedger(rc.rdb)
+	st, err := l.Status(ctx, run)
+	if errors.Is(err, tasks.ErrRunNotFound) {
+		return c.failJSON(*asJSON, exitUsage, "run %q not found (see `enqueue runs`)", run)
+	}
+	if err != nil {
+		return c.failJSON(*asJSON, exitUsage, "rejected keys of %s: %v", run, err)
+	}
+	list, err := l.Rejected(ctx, run)
+	if err != nil {
+		return c.failJSON(*asJSON, exitUsage, "%v", err)
+	}
+	omitted := max(st.RejectedKeys-int64(len(list)), 0)
+	if *asJSON {
+		writeJSON(c.stdout, struct {
+			Run          string              `json:"run"`
+			RejectedKeys int64               `json:"rejected_keys"`
+			Omitted      int64               `json:"omitted"`
+			Keys         []tasks.RejectedKey `json:"keys"`
+		}{run, st.RejectedKeys, omitted, list})
+		return exitOK
+	}
+	if len(list) == 0 {
+		fmt.Fprintf(c.stderr, "enqueue: run %s has no rejected keys\n", run)
+		return exitOK
+	}
+	w := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "SOURCE\tLINE\tKEY\tREASON")
+	for _, r := range list {
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\n", r.Source, r.Line, strconv.Quote(r.Key), r.Reason)
+	}
+	w.Flush()
+	if omitted > 0 {
+		fmt.Fprintf(c.stderr, "enqueue: … and %d more rejected keys, not listed: the run keeps the first %d\n", omitted, tasks.MaxRejected)
+	}
+	return exitOK
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

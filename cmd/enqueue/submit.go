@@ -18,7 +18,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 )
 
-const submitSynopsis = `enqueue --erp-connection N --actor-type TYPE --file PATH|- [--csv-column NAME|INDEX] [--run NAME] [--batch-size 100] [--strict] [--dry-run] [--json]`
+const submitSynopsis = `enqueue --erp-connection N --actor-type TYPE --file PATH|- [--csv-column NAME|INDEX] [--run NAME] [--batch-size 100] [--strict] [--allow-empty] [--dry-run] [--json]`
 
 func (c *cli) submit(ctx context.Context, args []string) int {
 	fs := c.newFlagSet("enqueue", submitSynopsis)
@@ -31,6 +31,7 @@ func (c *cli) submit(ctx context.Context, args []string) int {
 	runName := fs.String("run", "", "run name (default: a new one, e.g. run-20261127-101500-ab12)")
 	batchSize := fs.Int("batch-size", tasks.DefaultBatchSize, fmt.Sprintf("keys per SuperOffice call, 1 to %d", tasks.MaxBatchSize))
 	strict := fs.Bool("strict", false, "refuse the whole input, enqueuing nothing, if any key is invalid")
+	allowEmpty := fs.Bool("allow-empty", false, "accept an input without a valid key (exit 0; the run is recorded as empty)")
 	dryRun := fs.Bool("dry-run", false, "validate and count without enqueuing (no Redis needed)")
 	asJSON := fs.Bool("json", false, "print the summary as JSON on stdout")
 	concurrency := fs.Int("concurrency", intake.DefaultConcurrency, "batches registered and enqueued at once")
@@ -101,7 +102,7 @@ func (c *cli) submit(ctx context.Context, args []string) int {
 	}
 	fmt.Fprintf(c.stderr, "enqueue: run %s%s\n", *runName, mode)
 	spec := intake.RunSpec{Run: *runName, ErpConnectionID: conn, ActorType: actor, BatchSize: *batchSize,
-		Strict: *strict, DryRun: *dryRun, Origin: "cli"}
+		Strict: *strict, DryRun: *dryRun, AllowEmpty: *allowEmpty, Origin: "cli"}
 	sum, err := p.Submit(ctx, spec, src)
 	prog.finish()
 
@@ -116,6 +117,13 @@ func (c *cli) submit(ctx context.Context, args []string) int {
 	case errors.As(err, &verr):
 		c.printSummary(sum, *asJSON)
 		return c.fail(exitBad, "--strict: %s; nothing was enqueued", plural(int64(verr.Invalid), "invalid key"))
+	case errors.Is(err, intake.ErrNoKeys):
+		c.printSummary(sum, *asJSON)
+		recorded := "; the run is recorded as empty"
+		if *dryRun {
+			recorded = ""
+		}
+		return c.fail(exitBad, "%v: nothing to resync%s (did the export fail? --allow-empty accepts an empty input)", err, recorded)
 	case errors.Is(err, context.Canceled):
 		c.printSummary(sum, *asJSON)
 		return c.fail(exitUsage, "interrupted; run the same command with --run %s to enqueue the rest", sum.Run)
