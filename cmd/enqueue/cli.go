@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/buildinfo"
 	"github.com/erpresync/erpresync/internal/redisconn"
 	"github.com/erpresync/erpresync/tasks"
 )
@@ -39,6 +40,7 @@ Usage:
   enqueue dead requeue (--run RUN | --all) [--error-code C] [--class C]  resync dead keys again
   enqueue dead purge (--run RUN | --all) [--error-code C] [--class C] --yes
   enqueue changes RUN --format jsonl|csv                                 CRM rows the run changed
+  enqueue --version                                                      module version and VCS revision
 
 Submitting (the first form):
   Keys come one per line, or from a CSV column (--csv-column NAME|INDEX). White space is
@@ -93,6 +95,10 @@ func (c *cli) run(ctx context.Context, args []string) int {
 	if len(args) == 0 {
 		fmt.Fprint(c.stderr, usage)
 		return exitUsage
+	}
+	if buildinfo.IsFlag(args[0]) {
+		fmt.Fprintln(c.stdout, buildinfo.Version("enqueue"))
+		return exitOK
 	}
 	switch args[0] {
 	case "help", "-h", "-help", "--help":
