@@ -192,7 +192,8 @@ func setupCommand(name string, args []string, stderr io.Writer, getenv func(stri
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return nil, log, cfg, 2, false
 	}
-	redis.SetLogger(redisLogger{log})
+	outage := newRedisOutage(log)
+	redis.SetLogger(outage)
 	if err := noArgs(fs); err != nil {
 		log.Error().Msgf("configuration: %v", err)
 		return nil, log, cfg, 2, false
@@ -201,6 +202,7 @@ func setupCommand(name string, args []string, stderr io.Writer, getenv func(stri
 		log.Error().Msgf("configuration: %v", err)
 		return nil, log, cfg, 2, false
 	}
+	cfg.RedisOutage = outage
 	return v, log, cfg, 0, true
 }
 
@@ -223,6 +225,13 @@ func cmdDashboard(ctx context.Context, args []string, stderr io.Writer, getenv f
 	}
 	rdb := redisconn.Client(cfg.RedisOpt)
 	defer rdb.Close()
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		watchRedis(watchCtx, rdb, cfg.RedisOutage, redisWatchEvery)
+	}()
+	defer func() { stopWatch(); <-watched }() // before rdb closes
 	h, closeUI := newHTTPHandler(httpConfig{RedisOpt: cfg.RedisOpt, Redis: rdb, DashboardUser: cfg.DashboardUser, DashboardPass: cfg.DashboardPass, ReadOnly: cfg.DashboardRO})
 	defer closeUI()
 	log.Info().Str("url", "http://"+ln.Addr().String()+dashboardPath+"/").Msg("dashboard listening")
