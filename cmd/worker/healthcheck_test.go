@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/internal/redistest"
-	"github.com/erpresync/erpresync/soap"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 )
@@ -94,7 +94,7 @@ func TestHealthcheckOfAWorkerProcess(t *testing.T) {
 func TestDashboardServesMetrics(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
-	submit(t, db, "dashboard-metrics", soap.ActorCustomer, testKeys("D", 20), 10)
+	submit(t, db, "dashboard-metrics", erpsync.ActorCustomer, testKeys("D", 20), 10)
 	addr := freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	var stderr bytes.Buffer
