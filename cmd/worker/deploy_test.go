@@ -119,6 +119,13 @@ func TestComposeUsesOnlyWorkerSettings(t *testing.T) {
 		}
 	}
 	worker := svcs["worker"]
+	readme, err := os.ReadFile(readmePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), "`restart: "+worker.Restart+"`") {
+		t.Errorf("the README does not say which restart policy the worker has (restart: %s)", worker.Restart)
+	}
 	if len(worker.Ports) > 0 {
 		t.Errorf("worker publishes %v: a fixed host port breaks docker-compose up --scale worker=3", worker.Ports)
 	}
