@@ -43,9 +43,11 @@ lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
 	$(GO) vet ./...
 
-compose-check: ## validate docker-compose.yml (needs the docker-compose package)
+compose-check: ## validate docker-compose.yml for every profile and the alert rules (needs docker-compose and promtool)
 	SUPEROFFICE_URL=https://sod.superoffice.com/Cust12345 docker-compose config -q
-	SUPEROFFICE_URL=https://sod.superoffice.com/Cust12345 docker-compose --profile simulator --profile prometheus config -q
+	for p in tools simulator prometheus; do SUPEROFFICE_URL=https://sod.superoffice.com/Cust12345 docker-compose --profile $$p config -q || exit 1; done
+	promtool check rules deploy/alerts.yml
+	cd deploy && promtool test rules alerts_test.yml
 
 tidy: ## go mod tidy
 	$(GO) mod tidy

@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/buildinfo"
 	"github.com/erpresync/erpresync/internal/redisconn"
 	"github.com/erpresync/erpresync/tasks"
 )
@@ -40,6 +41,7 @@ Usage:
   enqueue dead requeue (--run RUN | --all) [--error-code C] [--class C] [--key K]   resync dead keys again
   enqueue dead purge (--run RUN | --all) [--error-code C] [--class C] [--key K] --yes
   enqueue changes RUN --format jsonl|csv                                 CRM rows the run changed
+  enqueue --version                                                      module version and VCS revision
 
 Submitting (the first form):
   Keys come one per line, or from a CSV column (--csv-column NAME|INDEX). White space is
@@ -102,6 +104,10 @@ func (c *cli) run(ctx context.Context, args []string) int {
 	if len(args) == 0 {
 		fmt.Fprintf(c.stderr, usage, tasks.MaxRejected)
 		return exitUsage
+	}
+	if buildinfo.IsFlag(args[0]) {
+		fmt.Fprintln(c.stdout, buildinfo.Version("enqueue"))
+		return exitOK
 	}
 	switch args[0] {
 	case "help", "-h", "-help", "--help":

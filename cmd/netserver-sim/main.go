@@ -25,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/erpresync/erpresync/internal/buildinfo"
 	"github.com/erpresync/erpresync/netserversim"
 )
 
@@ -106,6 +107,7 @@ SOAP 1.1, the Online system-user login, and (with -admin) a JSON admin API:
 Prints the tenant base URL on stdout. Every flag has an environment mirror
 %s<FLAG> (dashes become underscores); flags win.
 Exit codes: 0 clean shutdown, 2 usage/configuration/listen error.
+"netserver-sim --version" prints the module version and VCS revision of this build.
 
 Flags:
 `, envPrefix)
@@ -254,6 +256,10 @@ func readPrivateKey(path string) (*rsa.PrivateKey, error) {
 
 // run starts the simulator, prints its URL and serves until ctx is done.
 func run(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) error {
+	if len(args) > 0 && buildinfo.IsFlag(args[0]) {
+		fmt.Fprintln(stdout, buildinfo.Version("netserver-sim"))
+		return nil
+	}
 	o, err := parse(args, lookupEnv, stderr)
 	if err != nil {
 		return err

@@ -47,6 +47,10 @@ type appConfig struct {
 	Listener          net.Listener // already open; nil when HTTP is off
 	Registry          *prometheus.Registry
 	Logger            zerolog.Logger
+	// RedisOutage, when set, keeps a Redis outage to a few log lines: asynq's warnings
+	// and errors pass through it, and the worker pings Redis every redisWatchEvery to
+	// log the outage's end. nil (tests, benchmarks) logs every line.
+	RedisOutage *redisOutage
 	// extra registers more task handlers (the nightly scheduler's) and returns a
 	// shutdown function; nil for none.
 	extra func(a *app, mux *asynq.ServeMux) (func(), error)
@@ -124,7 +128,7 @@ func startApp(cfg appConfig) (_ *app, err error) {
 		GroupMaxSize:             cfg.BatchSize,
 		GroupMaxDelay:            cfg.TrickleMaxDelay,
 		GroupGracePeriod:         cfg.TrickleGrace,
-		Logger:                   asynqLogger{log},
+		Logger:                   asynqLogger{log, cfg.RedisOutage},
 		LogLevel:                 asynq.WarnLevel,
 	})
 	if err = a.srv.Start(mux); err != nil {
@@ -138,6 +142,13 @@ func startApp(cfg appConfig) (_ *app, err error) {
 		defer a.wg.Done()
 		a.reconcileLoop(ctx)
 	}()
+	if cfg.RedisOutage != nil {
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			watchRedis(ctx, a.rdb, cfg.RedisOutage, redisWatchEvery)
+		}()
+	}
 	httpAddr := "off"
 	if cfg.Listener != nil {
 		httpAddr = cfg.Listener.Addr().String()

@@ -21,10 +21,17 @@ func cmdCall(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	conn := fs.String("erp-connection", "", "ERP connection id (a positive number)")
 	actor := fs.String("actor-type", "", "ErpActorType: Customer, Supplier, Partner, Person, Project, Employee or Sale")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: worker call --erp-connection N --actor-type TYPE KEY...")
+		fmt.Fprintf(stderr, `Usage: worker call --erp-connection N --actor-type TYPE KEY...
+
+One synchronous ForceResyncExternal call; prints SuperOffice's response as JSON on stdout.
+Exit status: 0 IsOk; 1 IsOk=false; 2 usage, configuration or transport error.
+Secrets come from the environment only: %s.
+
+Flags:
+`, strings.Join(secretSettings(callSettings), ", "))
 		fs.PrintDefaults()
 	}
-	v, err := parseSettings(fs, args, getenv)
+	v, err := parseScoped(callSettings, fs, args, getenv)
 	if err != nil {
 		return parseExit(err)
 	}

@@ -55,16 +55,12 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		fmt.Fprintln(stderr, "worker demo: --keys must be positive and --poison between 0 and --keys")
 		return 2
 	}
-	logFormat := v.str("LOG_FORMAT")
-	if logFormat == "auto" {
-		logFormat = "console"
-	}
-	log, err := newLogger(stderr, logFormat, "error")
+	log, err := newLogger(stderr, v.str("LOG_FORMAT"), "error")
 	if err != nil {
 		fmt.Fprintf(stderr, "worker demo: %v\n", err)
 		return 2
 	}
-	redis.SetLogger(redisLogger{log})
+	redis.SetLogger(newRedisOutage(log))
 	say := func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
 
 	// Redis: the configured one when REDIS_URL (or --redis-url) was given, else miniredis.

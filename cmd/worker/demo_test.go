@@ -34,6 +34,10 @@ func TestDemoOnce(t *testing.T) {
 	if n := strings.Count(out, "\n    CUST-"); n != 3 {
 		t.Errorf("%d dead letters listed, want 3:\n%s", n, out)
 	}
+	// stderr is no terminal: the dead-letter log lines are JSON, without colour codes.
+	if strings.Contains(stderr.String(), "\x1b[") || !strings.Contains(stderr.String(), `"message":"dead letter"`) {
+		t.Errorf("want the demo's log lines as JSON on a non-terminal stderr:\n%q", stderr.String())
+	}
 	for _, want := range []string{"/monitoring/", "/metrics", "miniredis", "simulator"} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("demo does not say where %q is:\n%s", want, stderr.String())

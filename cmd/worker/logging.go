@@ -1,11 +1,9 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -14,7 +12,8 @@ import (
 )
 
 // newLogger builds the process's one logger: JSON by default, console format when format is
-// "console" or "auto" on a terminal.
+// "console" or "auto" on a terminal. Colour codes are written only to a terminal, so a
+// console log redirected into a file stays plain text.
 func newLogger(w io.Writer, format, level string) (zerolog.Logger, error) {
 	lvl, err := zerolog.ParseLevel(level)
 	if err != nil || level == "" {
@@ -23,7 +22,7 @@ func newLogger(w io.Writer, format, level string) (zerolog.Logger, error) {
 	switch format {
 	case "json":
 	case "console":
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly, NoColor: !isTerminal(w)}
 	case "auto", "":
 		if isTerminal(w) {
 			w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
@@ -34,28 +33,30 @@ func newLogger(w io.Writer, format, level string) (zerolog.Logger, error) {
 	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
 }
 
-// asynqLogger routes asynq's own log lines into zerolog.
-type asynqLogger struct{ l zerolog.Logger }
+// asynqLogger routes asynq's own log lines into zerolog. While outage reports Redis down,
+// asynq's warnings and errors (every poll fails then) are held back by it; a nil outage
+// holds nothing back.
+type asynqLogger struct {
+	l      zerolog.Logger
+	outage *redisOutage
+}
 
 func (a asynqLogger) Debug(args ...any) {
 	a.l.Debug().Str("component", "asynq").Msg(fmt.Sprint(args...))
 }
 func (a asynqLogger) Info(args ...any) { a.l.Info().Str("component", "asynq").Msg(fmt.Sprint(args...)) }
-func (a asynqLogger) Warn(args ...any) { a.l.Warn().Str("component", "asynq").Msg(fmt.Sprint(args...)) }
+func (a asynqLogger) Warn(args ...any) {
+	if msg := fmt.Sprint(args...); !a.outage.holdBack("asynq", msg) {
+		a.l.Warn().Str("component", "asynq").Msg(msg)
+	}
+}
 func (a asynqLogger) Error(args ...any) {
-	a.l.Error().Str("component", "asynq").Msg(fmt.Sprint(args...))
+	if msg := fmt.Sprint(args...); !a.outage.holdBack("asynq", msg) {
+		a.l.Error().Str("component", "asynq").Msg(msg)
+	}
 }
 func (a asynqLogger) Fatal(args ...any) {
 	a.l.Fatal().Str("component", "asynq").Msg(fmt.Sprint(args...))
-}
-
-// redisLogger routes go-redis's own log lines (a failed dial while Redis is down, ...) into
-// the command's logger, so that stderr stays JSON. go-redis has one logger per process, set
-// with redis.SetLogger.
-type redisLogger struct{ l zerolog.Logger }
-
-func (r redisLogger) Printf(_ context.Context, format string, v ...any) {
-	r.l.Warn().Str("component", "go-redis").Msg(strings.TrimPrefix(fmt.Sprintf(format, v...), "redis: "))
 }
 
 // syncWriter serialises writes: the logger, progress lines and messages share stderr, and

@@ -9,7 +9,9 @@
 //	worker                 run the worker (the default)
 //	worker call ...        one synchronous ForceResyncExternal call, printed as JSON
 //	worker demo [--once]   the whole pipeline on embedded defaults (miniredis + simulator)
-//	worker dashboard       only the dashboard and health endpoints
+//	worker dashboard       only the dashboard, /metrics and the health endpoints
+//	worker healthcheck     asks the local /readyz (the container health check)
+//	worker --version       module version and VCS revision of this build
 //
 // Exit status: 0 success; 1 ran, but the answer is bad (IsOk=false, or a demo whose summary
 // does not match); 2 usage, configuration or transport errors.
@@ -20,6 +22,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/erpresync/erpresync/internal/buildinfo"
 )
 
 func main() {
@@ -29,6 +33,10 @@ func main() {
 // run dispatches a sub-command and returns the exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	stderr = &syncWriter{w: stderr}
+	if len(args) > 0 && buildinfo.IsFlag(args[0]) {
+		fmt.Fprintln(stdout, buildinfo.Version("worker"))
+		return 0
+	}
 	cmd := ""
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
@@ -42,11 +50,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return cmdDemo(ctx, args, stdout, stderr, getenv)
 	case "dashboard":
 		return cmdDashboard(ctx, args, stderr, getenv)
+	case "healthcheck":
+		return cmdHealthcheck(ctx, args, stdout, stderr, getenv)
 	case "help":
 		usage(stdout)
 		return 0
 	default:
-		fmt.Fprintf(stderr, "worker: unknown command %q (want call, demo, dashboard, or none to run the worker)\n", cmd)
+		fmt.Fprintf(stderr, "worker: unknown command %q (want call, demo, dashboard, healthcheck, or none to run the worker)\n", cmd)
 		return 2
 	}
 }
@@ -57,7 +67,11 @@ func usage(w io.Writer) {
   worker call --erp-connection N --actor-type TYPE KEY...
                                  one ForceResyncExternal call; prints the response as JSON
   worker demo [--once]           the whole pipeline on embedded defaults
-  worker dashboard [flags]       only the dashboard (/monitoring/) and health endpoints
+  worker dashboard [flags]       only the dashboard (/monitoring/), the queue metrics
+                                 (/metrics) and the health endpoints
+  worker healthcheck [flags]     asks /readyz on WORKER_HTTP_ADDR: exit 0 ready, 1 not
+                                 ready, 2 configuration error (the container health check)
+  worker --version               module version and VCS revision of this build
 
 Exit status: 0 success; 1 SuperOffice answered IsOk=false (call) or the demo summary did not
 match the simulator; 2 usage, configuration or transport error.

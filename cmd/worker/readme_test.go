@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/erpresync/erpresync/tasks"
-	"gopkg.in/yaml.v3"
 )
 
 var update = flag.Bool("update", false, "rewrite the generated parts of README.md")
@@ -89,82 +88,6 @@ func TestSettingsAreDocumented(t *testing.T) {
 		if s.Secret && s.Flag != "" {
 			t.Errorf("secret %s has a flag", s.Env)
 		}
-	}
-}
-
-// TestComposeUsesOnlyWorkerSettings parses docker-compose.yml: every variable set for the
-// worker and dashboard is one the worker reads, secrets are never written in the file, the
-// image runs as non-root, Redis persists with AOF and has a health check.
-func TestComposeUsesOnlyWorkerSettings(t *testing.T) {
-	t.Parallel()
-	raw, err := os.ReadFile("../../docker-compose.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var doc struct {
-		Services map[string]struct {
-			Image       string            `yaml:"image"`
-			Command     []string          `yaml:"command"`
-			Entrypoint  []string          `yaml:"entrypoint"`
-			Environment map[string]string `yaml:"environment"`
-			Profiles    []string          `yaml:"profiles"`
-			Healthcheck *struct {
-				Test []string `yaml:"test"`
-			} `yaml:"healthcheck"`
-			DependsOn map[string]struct {
-				Condition string `yaml:"condition"`
-			} `yaml:"depends_on"`
-		} `yaml:"services"`
-		Volumes map[string]any `yaml:"volumes"`
-	}
-	if err := yaml.Unmarshal(raw, &doc); err != nil {
-		t.Fatalf("docker-compose.yml: %v", err)
-	}
-	known := map[string]setting{}
-	for _, s := range settings {
-		known[s.Env] = s
-	}
-	for _, name := range []string{"worker", "dashboard"} {
-		svc, ok := doc.Services[name]
-		if !ok {
-			t.Fatalf("no %s service", name)
-		}
-		if len(svc.Environment) == 0 {
-			t.Fatalf("%s sets no environment", name)
-		}
-		for k, v := range svc.Environment {
-			s, ok := known[k]
-			if !ok {
-				t.Errorf("%s sets %s, which the worker does not read", name, k)
-			}
-			if s.Secret && !regexp.MustCompile(`^\$\{[A-Z_]+(:?-)?\}$`).MatchString(v) {
-				t.Errorf("%s: secret %s must come from the environment as ${%s:-}, not %q", name, k, k, v)
-			}
-		}
-		if svc.DependsOn["redis"].Condition != "service_healthy" {
-			t.Errorf("%s does not wait for a healthy Redis", name)
-		}
-	}
-	redisSvc := doc.Services["redis"]
-	if !slices.Contains(redisSvc.Command, "--appendonly") || redisSvc.Healthcheck == nil {
-		t.Errorf("redis: want AOF persistence and a health check, got %+v", redisSvc)
-	}
-	if !slices.Contains(doc.Services["simulator"].Profiles, "simulator") || !slices.Contains(doc.Services["prometheus"].Profiles, "prometheus") {
-		t.Error("the simulator and Prometheus must be opt-in profiles")
-	}
-	if doc.Services["dashboard"].Command[0] != "dashboard" {
-		t.Error("the dashboard service must run `worker dashboard`")
-	}
-	dockerfile, err := os.ReadFile("../../Dockerfile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(dockerfile), "USER nonroot") || strings.Count(string(dockerfile), "FROM ") < 2 {
-		t.Error("Dockerfile: want a multi-stage build into a non-root image")
-	}
-	prom, err := os.ReadFile("../../deploy/prometheus.yml")
-	if err != nil || !strings.Contains(string(prom), "worker:8080") {
-		t.Errorf("deploy/prometheus.yml must scrape worker:8080 (%v)", err)
 	}
 }
 

@@ -16,6 +16,8 @@ import (
 
 	"github.com/erpresync/erpresync/internal/redisconn"
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 )
@@ -77,7 +79,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, getenv func(
 	// a SIGTERM that arrives then must take the orderly path too.
 	sigs := notifySignals()
 	defer signal.Stop(sigs)
-	v, log, cfg, code, ok := setupCommand("worker", args, stderr, getenv)
+	v, log, cfg, code, ok := setupCommand("worker", allSettings, func(*flag.FlagSet) { usage(stderr) }, args, stderr, getenv)
 	if !ok {
 		return code
 	}
@@ -180,11 +182,11 @@ func redisRefused(err error) bool {
 // setupCommand is the common start of the long-running commands: it parses the settings,
 // builds the logger (go-redis's lines go through it too) and the worker settings. ok=false
 // means: exit with code, the reason already printed.
-func setupCommand(name string, args []string, stderr io.Writer, getenv func(string) string) (v values, log zerolog.Logger, cfg appConfig, code int, ok bool) {
+func setupCommand(name string, in scope, help func(*flag.FlagSet), args []string, stderr io.Writer, getenv func(string) string) (v values, log zerolog.Logger, cfg appConfig, code int, ok bool) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { usage(stderr) }
-	v, err := parseSettings(fs, args, getenv)
+	fs.Usage = func() { help(fs) }
+	v, err := parseScoped(in, fs, args, getenv)
 	if err != nil {
 		return nil, log, cfg, parseExit(err), false
 	}
@@ -192,7 +194,8 @@ func setupCommand(name string, args []string, stderr io.Writer, getenv func(stri
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return nil, log, cfg, 2, false
 	}
-	redis.SetLogger(redisLogger{log})
+	outage := newRedisOutage(log)
+	redis.SetLogger(outage)
 	if err := noArgs(fs); err != nil {
 		log.Error().Msgf("configuration: %v", err)
 		return nil, log, cfg, 2, false
@@ -201,14 +204,28 @@ func setupCommand(name string, args []string, stderr io.Writer, getenv func(stri
 		log.Error().Msgf("configuration: %v", err)
 		return nil, log, cfg, 2, false
 	}
+	cfg.RedisOutage = outage
 	return v, log, cfg, 0, true
 }
 
-// cmdDashboard serves only the dashboard and the health endpoints.
+// cmdDashboard serves the dashboard, the health endpoints and /metrics with the queue
+// metrics (erpresync_queue_*, read from Redis like the dashboard's numbers) and its own
+// process metrics; the counters of calls, keys and retries come from the workers.
 func cmdDashboard(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) int {
 	sigs := notifySignals()
 	defer signal.Stop(sigs)
-	_, log, cfg, code, ok := setupCommand("worker dashboard", args, stderr, getenv)
+	help := func(fs *flag.FlagSet) {
+		fmt.Fprint(stderr, `Usage: worker dashboard [flags]
+
+Serves the asynqmon dashboard at /monitoring/, /metrics (queue sizes, latency and daily
+counts, read from Redis) and /healthz, /readyz on WORKER_HTTP_ADDR, until SIGTERM.
+Exit status: 0 after a signal; 2 usage, configuration or listener error.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	_, log, cfg, code, ok := setupCommand("worker dashboard", dashboardSettings, help, args, stderr, getenv)
 	if !ok {
 		return code
 	}
@@ -223,7 +240,18 @@ func cmdDashboard(ctx context.Context, args []string, stderr io.Writer, getenv f
 	}
 	rdb := redisconn.Client(cfg.RedisOpt)
 	defer rdb.Close()
-	h, closeUI := newHTTPHandler(httpConfig{RedisOpt: cfg.RedisOpt, Redis: rdb, DashboardUser: cfg.DashboardUser, DashboardPass: cfg.DashboardPass, ReadOnly: cfg.DashboardRO})
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		watchRedis(watchCtx, rdb, cfg.RedisOutage, redisWatchEvery)
+	}()
+	defer func() { stopWatch(); <-watched }() // before rdb closes
+	insp := asynq.NewInspector(cfg.RedisOpt)
+	defer insp.Close()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newQueueCollector(insp))
+	h, closeUI := newHTTPHandler(httpConfig{RedisOpt: cfg.RedisOpt, Redis: rdb, Registry: reg, DashboardUser: cfg.DashboardUser, DashboardPass: cfg.DashboardPass, ReadOnly: cfg.DashboardRO})
 	defer closeUI()
 	log.Info().Str("url", "http://"+ln.Addr().String()+dashboardPath+"/").Msg("dashboard listening")
 	return serveUntilSignal(ctx, sigs, ln, h, log)

@@ -73,14 +73,48 @@ func (f *settingFlag) Set(s string) error { f.value = s; return nil }
 
 func (f *settingFlag) IsBoolFlag() bool { return f != nil && f.isBool }
 
-// parseSettings registers every setting that has a flag on fs, plus extra flags the caller
-// registered already, parses args and returns the values by env name: a flag given on the
-// command line wins, then a non-empty environment variable, then the default. A flag.ErrHelp
-// error means --help was asked for (see parseExit).
+// A scope is the settings a sub-command takes as flags, so that its -h lists only what
+// applies to it. Settings outside the scope still have their values (environment, else
+// default), they are only no flags of that command.
+type scope func(setting) bool
+
+var (
+	// allSettings: the worker itself and the demo.
+	allSettings scope = func(setting) bool { return true }
+	// callSettings: one SuperOffice call (worker call) needs the tenant and credentials.
+	callSettings scope = func(s setting) bool { return strings.HasPrefix(s.Env, "SUPEROFFICE_") }
+	// dashboardSettings: Redis, the listener, the dashboard's login and the log.
+	dashboardSettings scope = func(s setting) bool {
+		return strings.HasPrefix(s.Env, "REDIS_") || strings.HasPrefix(s.Env, "DASHBOARD_") || strings.HasPrefix(s.Env, "LOG_") || s.Env == "WORKER_HTTP_ADDR"
+	}
+	// healthcheckSettings: the listener to ask.
+	healthcheckSettings scope = func(s setting) bool { return s.Env == "WORKER_HTTP_ADDR" }
+)
+
+// secretSettings lists the environment variables of the secrets in scope.
+func secretSettings(in scope) []string {
+	var out []string
+	for _, s := range settings {
+		if s.Secret && in(s) {
+			out = append(out, s.Env)
+		}
+	}
+	return out
+}
+
+// parseSettings is parseScoped with every setting a flag.
 func parseSettings(fs *flag.FlagSet, args []string, getenv func(string) string) (values, error) {
+	return parseScoped(allSettings, fs, args, getenv)
+}
+
+// parseScoped registers every setting in scope that has a flag on fs, plus extra flags the
+// caller registered already, parses args and returns the values of all settings by env
+// name: a flag given on the command line wins, then a non-empty environment variable, then
+// the default. A flag.ErrHelp error means --help was asked for (see parseExit).
+func parseScoped(in scope, fs *flag.FlagSet, args []string, getenv func(string) string) (values, error) {
 	flags := map[string]*settingFlag{}
 	for _, s := range settings {
-		if s.Flag == "" {
+		if s.Flag == "" || !in(s) {
 			continue
 		}
 		f := &settingFlag{value: s.Default, isBool: s.Default == "true" || s.Default == "false"}
@@ -96,7 +130,7 @@ func parseSettings(fs *flag.FlagSet, args []string, getenv func(string) string) 
 	for _, s := range settings {
 		v := s.Default
 		switch {
-		case s.Flag != "" && given[s.Flag]:
+		case flags[s.Flag] != nil && given[s.Flag]:
 			v = flags[s.Flag].value
 		case getenv(s.Env) != "":
 			v = getenv(s.Env)
