@@ -25,13 +25,16 @@ func (e *KeyError) Error() string {
 	return s + " " + strconv.Quote(e.Key) + ": " + e.Reason
 }
 
-// ValidateKey reports whether key can be sent as an external key: non-empty, at most
+// ValidateKey reports whether key can be sent as an external key: not blank, at most
 // MaxKeyLength runes, valid UTF-8, and only characters XML 1.0 can carry (#x9 #xA #xD
 // #x20-#xD7FF #xE000-#xFFFD #x10000-#x10FFFF). The error is a *KeyError with Index -1.
 // It does not allocate for a valid key and is safe for concurrent use.
 func ValidateKey(key string) error {
 	if key == "" {
 		return keyError(-1, key, "empty")
+	}
+	if strings.TrimSpace(key) == "" {
+		return keyError(-1, key, "blank (only white space)")
 	}
 	n := 0
 	for i := 0; i < len(key); {

@@ -266,9 +266,6 @@ func (p *Producer) AddKey(ctx context.Context, erpConnectionID int, actor erpsyn
 	if p.client == nil {
 		return fmt.Errorf("%w: the producer has no Redis client", ErrConfig)
 	}
-	if err := erpsync.ValidateKey(key); err != nil {
-		return fmt.Errorf("trickle key: %w", err)
-	}
 	t, err := tasks.NewTrickleTask(erpConnectionID, actor, key, p.opts...)
 	if err != nil {
 		return err

@@ -298,7 +298,7 @@ func TestAddKeyCoalesces(t *testing.T) {
 	}
 	err := p.AddKey(ctx, 7, erpsync.ActorSupplier, strings.Repeat("s", 255))
 	var ke *erpsync.KeyError
-	if !errors.As(err, &ke) || err.Error() != `trickle key: external key "`+strings.Repeat("s", 40)+`": longer than 254 characters (255)` {
+	if !errors.As(err, &ke) || err.Error() != `invalid batch: trickle key: external key "`+strings.Repeat("s", 40)+`": longer than 254 characters (255)` {
 		t.Errorf("AddKey(too long) = %v", err)
 	}
 

@@ -119,7 +119,7 @@ func (b Batch) validate(maxKeys int) error {
 	}
 	seen := make(map[string]struct{}, len(b.Keys))
 	for i, k := range b.Keys {
-		if err := validateKey(k); err != nil {
+		if err := erpsync.ValidateKey(k); err != nil {
 			return fmt.Errorf("%w: key %d: %w", ErrInvalidBatch, i, err)
 		}
 		if _, dup := seen[k]; dup {
@@ -160,13 +160,6 @@ func validateRun(run string) error {
 		return fmt.Errorf("%w: %w", ErrInvalidBatch, err)
 	}
 	return nil
-}
-
-func validateKey(k string) error {
-	if strings.TrimSpace(k) == "" {
-		return errors.New("empty key")
-	}
-	return erpsync.ValidateKey(k)
 }
 
 // NewResyncTask validates b and returns its TypeResync task with the default options
@@ -244,8 +237,8 @@ func NewTrickleTask(erpConnectionID int, actor erpsync.ActorType, key string, op
 	if err := actor.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidBatch, err)
 	}
-	if err := validateKey(key); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidBatch, err)
+	if err := erpsync.ValidateKey(key); err != nil {
+		return nil, fmt.Errorf("%w: trickle key: %w", ErrInvalidBatch, err)
 	}
 	payload, err := json.Marshal(Trickle{ErpConnectionID: erpConnectionID, ActorType: actor, Key: key, At: time.Now().UTC()})
 	if err != nil {

@@ -32,7 +32,7 @@ func TestBatchValidate(t *testing.T) {
 		{name: "invalid actor", mod: func(b *Batch) { b.ActorType = 42 }, wantErr: "actor type"},
 		{name: "no keys", mod: func(b *Batch) { b.Keys = nil }, wantErr: "no keys"},
 		{name: "too many keys", mod: func(b *Batch) { b.Keys = testKeys("k", MaxBatchSize+1) }, wantErr: "at most 1000"},
-		{name: "blank key", mod: func(b *Batch) { b.Keys[1] = " " }, wantErr: "empty key"},
+		{name: "blank key", mod: func(b *Batch) { b.Keys[1] = " " }, wantErr: "blank (only white space)"},
 		{name: "control character", mod: func(b *Batch) { b.Keys[1] = "a\x01" }, wantErr: "control character"},
 		{name: "long key", mod: func(b *Batch) { b.Keys[1] = strings.Repeat("x", 255) }, wantErr: "longer than 254"},
 		{name: "duplicate", mod: func(b *Batch) { b.Keys[1] = b.Keys[0] }, wantErr: "appears twice"},
