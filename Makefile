@@ -1,7 +1,7 @@
 # erpresync development targets. `make help` lists them.
 GO ?= go
 
-.PHONY: help test test-race ci bench bench-pipeline bench-intake fuzz soak chaos demo lint tidy compose-check build
+.PHONY: help test test-race ci bench bench-codec bench-e2e bench-pipeline bench-intake fuzz soak chaos demo lint tidy compose-check build
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -18,8 +18,13 @@ ci: ## what CI runs
 build: ## build worker, enqueue and netserver-sim into ./bin
 	$(GO) build -o bin/ ./cmd/...
 
-bench: ## SOAP encode/decode and ledger benchmarks, 5 runs each (compare with benchstat)
+bench: bench-codec bench-e2e bench-intake ## every benchmark BENCHMARKS.md reports (about 40 minutes)
+
+bench-codec: ## codec, ledger and intake benchmarks, 5 runs each (compare with benchstat)
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./soap ./tasks ./intake
+
+bench-e2e: ## worker processes end to end against the naive baseline, and latency-bound throughput, 5 runs each
+	$(GO) test ./bench -run '^$$' -bench . -benchtime 1x -count 5 -timeout 90m
 
 bench-pipeline: ## whole pipeline (enqueue, worker, simulator, ledger) in keys/s, 5 runs
 	$(GO) test ./cmd/worker -run '^$$' -bench Pipeline -benchtime 3x -count 5
