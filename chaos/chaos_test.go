@@ -2,14 +2,19 @@ package chaos
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
+	"os/exec"
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/netserversim"
+	"github.com/erpresync/erpresync/tasks"
 )
 
 // TestKillWorkers: kill -9 of a random worker every few seconds while calls are in flight
@@ -117,4 +122,62 @@ func TestTicketExpiryAndPoisonKeys(t *testing.T) {
 		t.Errorf("%d logins for %d calls: the tickets did not expire as planned", logins, counts.TotalCalls())
 	}
 	t.Logf("%d poison keys, %d logins", len(poison), counts.Logins.PasswordOK)
+}
+
+// TestSentinelFailover: the workers reach Redis through Sentinel; the master is killed with
+// kill -9 in the middle of a run and Sentinel promotes its replica. A failover can drop the
+// writes the replica had not received yet, so once asynq holds nothing of the run any more
+// the operator's repair step runs (`enqueue status RUN --repair`: Ledger.Repair), and the
+// batches it reports lost are restored by submitting the run's source again. The run then
+// ends exact.
+func TestSentinelFailover(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skip("the chaos suite needs redis-server on PATH")
+	}
+	const password = "failover-pw-51d"
+	s := redistest.StartSentinelWithReplica(t, password)
+	rdb := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: s.MasterName, SentinelAddrs: []string{s.Addr},
+		Password: password, SentinelPassword: password})
+	defer rdb.Close()
+	sim := startSim(t)
+	sim.SetLatency(300 * time.Millisecond)
+	keys := testKeys("F", size(12000, 60000))
+	const run = "chaos-failover"
+	submit(t, rdb, run, erpsync.ActorProject, keys, 50)
+	if err := rdb.Wait(context.Background(), 1, 10*time.Second).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	ws := newWorkers(t, s.URL(0), sim, nil)
+	ws.start()
+	ws.start()
+	progressed(t, rdb, run, 0.3, 2*time.Minute)
+	if err := s.Master.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WaitFailover(time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	// Repair once nothing of the run is left in asynq but what the failover lost.
+	ledger := tasks.NewLedger(rdb)
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	var res tasks.RepairResult
+	waitFor(t, 4*time.Minute, "asynq done with the run", func() (bool, string) {
+		queues, err := insp.Queues()
+		if err != nil {
+			return false, err.Error()
+		}
+		res, err = ledger.Repair(context.Background(), insp, run, queues...)
+		if err != nil {
+			return false, err.Error()
+		}
+		return res.Queued == 0, fmt.Sprintf("%+v", res)
+	})
+	t.Logf("repair after the failover: %d unfinished batches, %d halves enqueued again, %d lost", res.Unfinished, len(res.Requeued), len(res.Lost))
+	if len(res.Lost) > 0 {
+		submit(t, rdb, run, erpsync.ActorProject, keys, 50) // the operator submits the source again
+	}
+	finished(t, rdb, run, 4*time.Minute)
+	audit(t, rdb, sim, run, erpsync.ActorProject, keys, nil)
 }

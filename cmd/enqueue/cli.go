@@ -33,7 +33,7 @@ const usage = `enqueue — put ERP external keys into erpresync and follow what 
 Usage:
   enqueue --erp-connection N --actor-type TYPE --file PATH|- [options]   submit a file of keys
   enqueue key --erp-connection N --actor-type TYPE KEY...               hand over single keys (trickle)
-  enqueue status RUN [--json] [--wait]                                   progress of a run
+  enqueue status RUN [--json] [--wait] [--repair]                        progress of a run (--repair: after a failover)
   enqueue runs [--limit N] [--json]                                      recent runs, one line each
   enqueue rejected RUN [--json]                                          keys a run skipped as invalid
   enqueue dead list [--run RUN] [--key K] [--json]                       dead letters (of one ERP key: --key)

@@ -804,3 +804,44 @@ func TestRejectedKeys(t *testing.T) {
 		t.Errorf("rejected of a clean run: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
+
+// TestStatusRepair: a batch whose task Redis lost is listed by status --repair (exit 1),
+// and submitting the same source again restores exactly that batch.
+func TestStatusRepair(t *testing.T) {
+	t.Parallel()
+	db := redistest.New(t)
+	var in strings.Builder
+	for i := range 250 {
+		fmt.Fprintf(&in, "P%03d\n", i)
+	}
+	submit := []string{"--erp-connection", "3", "--actor-type", "Customer", "--file", "-", "--run", "lost",
+		"--redis-url", db.URL(), "--queue", "rep"}
+	if r := enqueue(t, in.String(), submit...); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	r := enqueue(t, "", "status", "lost", "--repair", "--redis-url", db.URL())
+	if r.code != 0 || !strings.Contains(r.stdout, "repair: 3 unfinished batches, 3 in the queue, 0 halves enqueued again, 0 lost") {
+		t.Fatalf("repair of an intact run: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	insp := asynq.NewInspector(db.Opt())
+	defer insp.Close()
+	if err := insp.DeleteTask("rep", "lost:b000001"); err != nil { // what a failover can do
+		t.Fatal(err)
+	}
+	r = enqueue(t, "", "status", "lost", "--repair", "--json", "--redis-url", db.URL())
+	var j struct {
+		Repair tasks.RepairResult `json:"repair"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &j); err != nil {
+		t.Fatal(err)
+	}
+	if r.code != exitBad || len(j.Repair.Lost) != 1 || j.Repair.Lost[0] != "lost:b000001" || j.Repair.Queued != 2 {
+		t.Fatalf("repair: exit %d, %+v\n%s", r.code, j.Repair, r.stderr)
+	}
+	if r := enqueue(t, in.String(), append(submit, "--json")...); r.code != 0 || !strings.Contains(r.stdout, `"batches_enqueued": 1`) {
+		t.Fatalf("resubmit: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := enqueue(t, "", "status", "lost", "--repair", "--redis-url", db.URL()); r.code != 0 || !strings.Contains(r.stdout, "0 lost") {
+		t.Errorf("after the resubmission: exit %d\n%s", r.code, r.stdout)
+	}
+}

@@ -107,6 +107,8 @@ type statusJSON struct {
 	// recent one's last error. Their keys are among PendingKeys.
 	RetryingBatches int    `json:"retrying_batches"`
 	RetryReason     string `json:"retry_reason,omitempty"`
+	// Repair is what --repair found and did; absent without it.
+	Repair *tasks.RepairResult `json:"repair,omitempty"`
 }
 
 // maxRetryScan bounds how many retry-set tasks status reads to find a run's held batches.
@@ -239,10 +241,11 @@ func orDash(s string) string {
 }
 
 func (c *cli) status(ctx context.Context, args []string) int {
-	fs := c.newFlagSet("status", "enqueue status RUN [--json] [--wait] [--interval 2s]")
+	fs := c.newFlagSet("status", "enqueue status RUN [--json] [--wait] [--interval 2s] [--repair]")
 	asJSON := fs.Bool("json", false, "print the status as JSON on stdout")
 	wait := fs.Bool("wait", false, "poll until nothing is pending; exit 0 without dead letters, 1 with")
 	interval := fs.Duration("interval", 2*time.Second, "time between polls with --wait")
+	repair := fs.Bool("repair", false, "look for unfinished batches that asynq no longer holds (lost in a Redis failover): enqueue lost halves again, list lost batches (exit 1) to restore by submitting the run's source again")
 	cf := c.connFlags(fs)
 	pos, code, done := c.parse(fs, args)
 	if done {
@@ -306,15 +309,48 @@ func (c *cli) status(ctx context.Context, args []string) int {
 			return c.failJSON(*asJSON, exitUsage, "status of %s: retry set: %v", run, err)
 		}
 	}
+	var rep *tasks.RepairResult
+	if *repair {
+		insp := asynq.NewInspectorFromRedisClient(rc.rdb)
+		queues, err := insp.Queues()
+		if err != nil {
+			return c.failJSON(*asJSON, exitUsage, "repair %s: queues: %v", run, err)
+		}
+		r, err := l.Repair(ctx, insp, run, queues...)
+		if err != nil {
+			return c.failJSON(*asJSON, exitUsage, "repair %s: %v", run, err)
+		}
+		rep = &r
+		j.Repair = rep
+	}
 	if *asJSON {
 		writeJSON(c.stdout, j)
 	} else {
 		c.printStatus(j)
+		if rep != nil {
+			c.printRepair(*rep)
+		}
 	}
-	if st.DeadKeys > 0 {
+	if st.DeadKeys > 0 || (rep != nil && len(rep.Lost) > 0) {
 		return exitBad
 	}
 	return exitOK
+}
+
+// printRepair prints what status --repair found and did.
+func (c *cli) printRepair(r tasks.RepairResult) {
+	fmt.Fprintf(c.stdout, "repair: %d unfinished batches, %d in the queue, %d halves enqueued again, %d lost\n",
+		r.Unfinished, r.Queued, len(r.Requeued), len(r.Lost))
+	for _, id := range r.Requeued {
+		fmt.Fprintf(c.stdout, "  enqueued again: %s\n", id)
+	}
+	for _, id := range r.Lost {
+		fmt.Fprintf(c.stdout, "  lost: %s\n", id)
+	}
+	if len(r.Lost) > 0 {
+		fmt.Fprintf(c.stdout, "Redis lost these batches with their keys (a failover drops writes the replica had not received).\n"+
+			"Submit the run's source again with --run %s: only the lost batches are enqueued, nothing twice.\n", r.Run)
+	}
 }
 
 func (c *cli) runs(ctx context.Context, args []string) int {

@@ -85,6 +85,9 @@ type Options struct {
 	// Password, when set, is required of clients (requirepass); DB's URL, Opt and Client
 	// carry it.
 	Password string
+	// ReplicaOf, when set to a master's host:port, starts the server as that master's
+	// replica (authenticating with Password).
+	ReplicaOf string
 }
 
 // Start runs a private server. Without a redis-server binary it returns a miniredis
@@ -133,6 +136,13 @@ func Start(o Options) (*Server, error) {
 		}
 		if o.Password != "" {
 			args = append(args, "--requirepass", o.Password)
+		}
+		if o.ReplicaOf != "" {
+			host, port, _ := net.SplitHostPort(o.ReplicaOf)
+			args = append(args, "--replicaof", host, port)
+			if o.Password != "" {
+				args = append(args, "--masterauth", o.Password)
+			}
 		}
 		s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Real: true, Dir: dir, ownDir: ownDir, args: append([]string{bin}, args...), pass: o.Password, nextDB: 1}
 		if last = s.start(); last == nil {
@@ -215,6 +225,16 @@ func (s *Server) Stop() {
 	if s.ownDir {
 		os.RemoveAll(s.Dir)
 	}
+}
+
+// Kill ends a real server with SIGKILL, as a crash would, and keeps its directory (Stop
+// still removes it). It is not supported on the miniredis fallback.
+func (s *Server) Kill() error {
+	if !s.Real {
+		return errors.New("redistest: Kill needs a real redis-server")
+	}
+	s.kill()
+	return nil
 }
 
 // Restart kills a real server and starts it again on the same port and directory, as a

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -130,5 +131,36 @@ func TestPassword(t *testing.T) {
 	defer bare.Close()
 	if err := bare.Ping(ctx).Err(); err == nil || !strings.Contains(err.Error(), "NOAUTH") {
 		t.Fatalf("without the password: err = %v, want NOAUTH", err)
+	}
+}
+
+func TestSentinelFailover(t *testing.T) {
+	t.Parallel()
+	s := StartSentinelWithReplica(t, "pw-7c1")
+	ctx := context.Background()
+	rdb := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: s.MasterName, SentinelAddrs: []string{s.Addr}, Password: "pw-7c1", SentinelPassword: "pw-7c1"})
+	defer rdb.Close()
+	if err := rdb.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.Wait(ctx, 1, 5*time.Second).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Master.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WaitFailover(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		v, err := rdb.Get(ctx, "k").Result()
+		if err == nil && v == "v" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the failover: %q, %v", v, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
