@@ -104,6 +104,7 @@ type statusJSON struct {
 	// recent one's last error. Their keys are among PendingKeys.
 	RetryingBatches int    `json:"retrying_batches"`
 	RetryReason     string `json:"retry_reason,omitempty"`
+	eta             string // tasks.Progress.FormatETA, for people
 }
 
 // maxRetryScan bounds how many retry-set tasks status reads to find a run's held batches.
@@ -158,21 +159,10 @@ func (c *cli) toJSON(st tasks.RunStatus) statusJSON {
 		j.Records[k] = map[string]int64{}
 		maps.Copy(j.Records[k], st.Records[k])
 	}
-	if st.TotalKeys > 0 {
-		j.Percent = float64(st.ResyncedKeys+st.DeadKeys) * 100 / float64(st.TotalKeys)
-	}
-	end := c.now()
-	if !st.FinishedAt.IsZero() {
-		end = st.FinishedAt
-	}
-	if d := end.Sub(st.StartedAt).Seconds(); d > 0 && !st.StartedAt.IsZero() {
-		j.KeysPerSecond = float64(st.ResyncedKeys+st.DeadKeys) / d
-	}
-	if st.PendingKeys == 0 {
-		zero := 0.0
-		j.ETASeconds = &zero
-	} else if j.KeysPerSecond > 0 {
-		eta := float64(st.PendingKeys) / j.KeysPerSecond
+	p := st.Progress(c.now())
+	j.Percent, j.KeysPerSecond, j.eta = p.Percent, p.KeysPerSecond, p.FormatETA()
+	if p.ETAKnown {
+		eta := p.ETA.Seconds()
 		j.ETASeconds = &eta
 	}
 	return j
@@ -184,11 +174,7 @@ func (c *cli) printStatus(j statusJSON) {
 	fmt.Fprintf(w, "state\t%s\n", j.State)
 	fmt.Fprintf(w, "target\tERP connection %d, %s (from %s)\n", j.ErpConnectionID, j.ActorType, orDash(j.Source))
 	fmt.Fprintf(w, "keys\t%d total: %d resynced, %d dead, %d pending (%.1f%% done)\n", j.TotalKeys, j.ResyncedKeys, j.DeadKeys, j.PendingKeys, j.Percent)
-	eta := "-"
-	if j.ETASeconds != nil {
-		eta = (time.Duration(*j.ETASeconds) * time.Second).Round(time.Second).String()
-	}
-	fmt.Fprintf(w, "rate\t%.1f keys/s, ETA %s\n", j.KeysPerSecond, eta)
+	fmt.Fprintf(w, "rate\t%.1f keys/s, ETA %s\n", j.KeysPerSecond, j.eta)
 	for _, kind := range []string{tasks.KindAdded, tasks.KindUpdated, tasks.KindDeleted} {
 		fmt.Fprintf(w, "records %s\t%s\n", kind, tableCounts(j.Records[kind]))
 	}
@@ -265,12 +251,8 @@ func (c *cli) status(ctx context.Context, args []string) int {
 		if now := c.now(); now.Sub(lastLine) >= c.progressEvery || c.terminal {
 			lastLine = now
 			j := c.toJSON(st)
-			eta := "-"
-			if j.ETASeconds != nil {
-				eta = (time.Duration(*j.ETASeconds) * time.Second).Round(time.Second).String()
-			}
 			line := fmt.Sprintf("%s: %d/%d keys done (%.1f%%), %d dead, %.1f keys/s, ETA %s", run,
-				st.ResyncedKeys+st.DeadKeys, st.TotalKeys, j.Percent, st.DeadKeys, j.KeysPerSecond, eta)
+				st.ResyncedKeys+st.DeadKeys, st.TotalKeys, j.Percent, st.DeadKeys, j.KeysPerSecond, j.eta)
 			if c.terminal {
 				fmt.Fprintf(c.stderr, "\r\033[K%s", line)
 			} else {
@@ -385,8 +367,10 @@ func (c *cli) dead(ctx context.Context, args []string) int {
 	if len(pos) > 0 {
 		return c.usageError(fmt.Errorf("unexpected argument %q (give the run with --run)", pos[0]))
 	}
-	if format != nil && *format != "csv" && *format != "jsonl" {
-		return c.usageError(fmt.Errorf("--format %q: want csv or jsonl", *format))
+	if format != nil {
+		if _, err := tasks.ParseExportFormat(*format); err != nil {
+			return c.usageError(fmt.Errorf("--format %v", err))
+		}
 	}
 	var filter tasks.DeadFilter
 	if all != nil {
@@ -476,7 +460,7 @@ var deadHeader = []string{"run", "key", "batch_id", "erp_connection", "actor_typ
 	"tech_explanation", "user_explanation", "reason", "attempts", "at"}
 
 func writeDead(w io.Writer, format string, dls []tasks.DeadLetter) error {
-	if format == "jsonl" {
+	if tasks.ExportFormat(format) == tasks.ExportJSONL {
 		enc := json.NewEncoder(w)
 		for _, d := range dls {
 			if err := enc.Encode(d); err != nil {
@@ -506,8 +490,9 @@ func (c *cli) changes(ctx context.Context, args []string) int {
 	if len(pos) != 1 {
 		return c.usageError(errors.New("changes needs exactly one RUN"))
 	}
-	if *format != "csv" && *format != "jsonl" {
-		return c.usageError(fmt.Errorf("--format %q: want jsonl or csv", *format))
+	f, err := tasks.ParseExportFormat(*format)
+	if err != nil {
+		return c.usageError(fmt.Errorf("--format %v", err))
 	}
 	rc, err := cf.open(ctx)
 	if err != nil {
@@ -518,25 +503,12 @@ func (c *cli) changes(ctx context.Context, args []string) int {
 	if _, err := l.Status(ctx, pos[0]); errors.Is(err, tasks.ErrRunNotFound) {
 		return c.fail(exitUsage, "run %q not found (see `enqueue runs`)", pos[0])
 	}
-	var fn func(tasks.ChangeItem) error
-	var flush func() error
-	if *format == "csv" {
-		cw := csv.NewWriter(c.stdout)
-		cw.Write([]string{"run", "table", "record_id", "kind", "task_id", "at"})
-		fn = func(it tasks.ChangeItem) error {
-			return cw.Write([]string{it.Run, it.Table, strconv.Itoa(int(it.RecordID)), it.Kind, it.TaskID, it.At.UTC().Format(time.RFC3339Nano)})
-		}
-		flush = func() error { cw.Flush(); return cw.Error() }
-	} else {
-		enc := json.NewEncoder(c.stdout)
-		fn = func(it tasks.ChangeItem) error { return enc.Encode(it) }
-		flush = func() error { return nil }
-	}
-	if err := l.Changes(ctx, pos[0], fn); err != nil {
-		flush()
+	cw := tasks.NewChangeWriter(c.stdout, f)
+	if err := l.Changes(ctx, pos[0], cw.Write); err != nil {
+		cw.Flush()
 		return c.fail(exitUsage, "changes: %v", err)
 	}
-	if err := flush(); err != nil {
+	if err := cw.Flush(); err != nil {
 		return c.fail(exitUsage, "changes: %v", err)
 	}
 	return exitOK
