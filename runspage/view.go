@@ -78,6 +78,7 @@ var funcs = template.FuncMap{
 	"count":   count,
 	"decimal": func(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) },
 	"when":    when,
+	"minute":  minute,
 	"state":   stateLabel,
 	"oneline": func(s string) string { return strings.Join(strings.Fields(s), " ") },
 	"orDash": func(s string) string {
@@ -112,6 +113,14 @@ func when(t time.Time) string {
 		return "-"
 	}
 	return t.UTC().Format("2006-01-02 15:04:05 UTC")
+}
+
+// minute is a time in UTC to the minute, without the zone, for narrow columns.
+func minute(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format("2006-01-02 15:04")
 }
 
 // stateLabel is a run state for people; a state this package does not know shows as is.
