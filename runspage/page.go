@@ -39,6 +39,9 @@ type Config struct {
 	Ledger Ledger
 	// Pauses reports flow control's pauses for the banner; nil shows none.
 	Pauses Pauser
+	// Retrying reports an active run's batches waiting in asynq's retry set, with the last
+	// error, for its page (tasks.RetryingBatches); nil shows none.
+	Retrying func(ctx context.Context, run string) (tasks.Retrying, error)
 	// Runs is how many recent runs the list shows without ?limit=; 0 means DefaultRuns.
 	Runs int
 	// DeadPerPage is how many dead letters a run's page lists; 0 means DefaultDeadPerPage.
@@ -243,9 +246,17 @@ func (h *Handler) serveRun(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, http.StatusInternalServerError, "reading the dead letters: "+err.Error())
 		return
 	}
+	var retrying tasks.Retrying
+	if h.cfg.Retrying != nil && st.PendingKeys > 0 {
+		if retrying, err = h.cfg.Retrying(r.Context(), st.Run); err != nil {
+			h.fail(w, r, http.StatusInternalServerError, "reading the retry set: "+err.Error())
+			return
+		}
+	}
 	view := newRunView(st, h.cfg.Now())
 	h.render(w, r, h.runPage, http.StatusOK, h.newPage(r, "Run "+st.Run, st.State == tasks.RunActive, struct {
-		Run  runView
-		Dead deadPage
-	}{view, newDeadPage(dls, pageNo, h.cfg.DeadPerPage)}))
+		Run      runView
+		Retrying tasks.Retrying
+		Dead     deadPage
+	}{view, retrying, newDeadPage(dls, pageNo, h.cfg.DeadPerPage)}))
 }

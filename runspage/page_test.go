@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -408,5 +409,28 @@ func TestConfig(t *testing.T) {
 		if _, err := runspage.New(tt.cfg); err == nil || err.Error() != tt.want {
 			t.Errorf("New(%+v) = %v, want %q", tt.cfg, err, tt.want)
 		}
+	}
+}
+
+func TestRunPageShowsRetryingBatches(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var asked []string
+	srv := newServer(t, runspage.Config{Ledger: sample(), Retrying: func(_ context.Context, run string) (tasks.Retrying, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		asked = append(asked, run)
+		return tasks.Retrying{Batches: 3, LastError: "HTTP 503\nService Unavailable", LastFailedAt: t0}, nil
+	}})
+	_, body := get(t, "GET", srv.URL+"/runs/nightly-customers-2026-11-27")
+	wantContains(t, "active run", body, `<span data-field="retrying">3</span> batches; last error (2026-11-27 02:30:00 UTC): <span data-field="retry-reason">HTTP 503 Service Unavailable</span>`)
+	_, body = get(t, "GET", srv.URL+"/runs/persons:manual")
+	if strings.Contains(body, "waiting to retry") {
+		t.Error("a finished run shows batches waiting to retry")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(asked) != 1 || asked[0] != "nightly-customers-2026-11-27" {
+		t.Errorf("retry set read for %v, want only the active run", asked)
 	}
 }

@@ -76,6 +76,7 @@ func newDeadPage(all []tasks.DeadLetter, page, per int) deadPage {
 // funcs are the templates' formatting helpers.
 var funcs = template.FuncMap{
 	"count":   count,
+	"int64":   func(n int) int64 { return int64(n) },
 	"decimal": func(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) },
 	"when":    when,
 	"minute":  minute,

@@ -14,8 +14,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/hibiken/asynq"
 
 	"github.com/erpresync/erpresync/erpsync"
@@ -105,41 +103,6 @@ type statusJSON struct {
 	RetryingBatches int    `json:"retrying_batches"`
 	RetryReason     string `json:"retry_reason,omitempty"`
 	eta             string // tasks.Progress.FormatETA, for people
-}
-
-// maxRetryScan bounds how many retry-set tasks status reads to find a run's held batches.
-const maxRetryScan = 10000
-
-// retrying counts the run's batches in the queue's retry set and returns the newest one's
-// last error, reading at most maxRetryScan tasks.
-func retrying(rdb redis.UniversalClient, queue, run string) (int, string, error) {
-	insp := asynq.NewInspectorFromRedisClient(rdb)
-	n, reason := 0, ""
-	var newest time.Time
-	const page = 500
-	for p := 1; (p-1)*page < maxRetryScan; p++ {
-		list, err := insp.ListRetryTasks(queue, asynq.Page(p), asynq.PageSize(page))
-		if errors.Is(err, asynq.ErrQueueNotFound) {
-			return 0, "", nil
-		}
-		if err != nil {
-			return 0, "", err
-		}
-		for _, ti := range list {
-			b, err := tasks.ParseBatch(ti.Payload)
-			if err != nil || b.Run != run {
-				continue
-			}
-			n++
-			if ti.LastFailedAt.After(newest) {
-				newest, reason = ti.LastFailedAt, ti.LastErr
-			}
-		}
-		if len(list) < page {
-			break
-		}
-	}
-	return n, reason, nil
 }
 
 func timePtr(t time.Time) *time.Time {
@@ -272,9 +235,11 @@ func (c *cli) status(ctx context.Context, args []string) int {
 	}
 	j := c.toJSON(st)
 	if st.PendingKeys > 0 {
-		if j.RetryingBatches, j.RetryReason, err = retrying(rc.rdb, cf.queue, run); err != nil {
+		rt, err := tasks.RetryingBatches(asynq.NewInspectorFromRedisClient(rc.rdb), cf.queue, run)
+		if err != nil {
 			return c.fail(exitUsage, "status of %s: retry set: %v", run, err)
 		}
+		j.RetryingBatches, j.RetryReason = rt.Batches, rt.LastError
 	}
 	if *asJSON {
 		writeJSON(c.stdout, j)

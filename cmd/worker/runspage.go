@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
 	"net/http"
+
+	"github.com/hibiken/asynq"
 
 	"github.com/erpresync/erpresync/runspage"
 	"github.com/erpresync/erpresync/tasks"
@@ -10,9 +13,13 @@ import (
 // mountRunsPage serves the read-only runs page at /runs/, next to the dashboard and behind
 // the same login.
 func mountRunsPage(mux *http.ServeMux, cfg httpConfig) {
+	insp := asynq.NewInspectorFromRedisClient(cfg.Redis) // shares the client: nothing to close
 	h, err := runspage.New(runspage.Config{
-		Ledger:       tasks.NewLedger(cfg.Redis),
-		Pauses:       nil, // flow control: the circuit breaker's runspage.Pauser goes here
+		Ledger: tasks.NewLedger(cfg.Redis),
+		Pauses: nil, // flow control: the circuit breaker's runspage.Pauser goes here
+		Retrying: func(_ context.Context, run string) (tasks.Retrying, error) {
+			return tasks.RetryingBatches(insp, "", run)
+		},
 		DashboardURL: dashboardPath + "/",
 	})
 	if err != nil {
