@@ -363,9 +363,9 @@ func TestPauseBanner(t *testing.T) {
 		want   []string
 	}{
 		{"breaker open", fakePauser{pauses: []runspage.Pause{{Reason: "SuperOffice unavailable", Since: since, Until: since.Add(time.Minute)}}},
-			[]string{`Paused: SuperOffice unavailable since 2026-11-27 02:31:05 UTC; next try 2026-11-27 02:32:05 UTC.`}},
+			[]string{`Paused: SuperOffice unavailable since 2026-11-27 02:31:05 UTC; next try 2026-11-27 02:32:05 UTC: batches wait`}},
 		{"scoped, no reason", fakePauser{pauses: []runspage.Pause{{Scope: "ERP connection 3, Customer", Since: since}}},
-			[]string{`Paused: calls held since 2026-11-27 02:31:05 UTC (ERP connection 3, Customer).`}},
+			[]string{`Paused: calls held since 2026-11-27 02:31:05 UTC (ERP connection 3, Customer): batches wait`}},
 		{"pauser fails", fakePauser{err: errors.New("redis: timeout")},
 			[]string{`Flow control state unknown: redis: timeout`, `data-field="total">12,000<`}},
 	}
