@@ -18,8 +18,8 @@ ci: ## what CI runs
 build: ## build worker, enqueue and netserver-sim into ./bin
 	$(GO) build -o bin/ ./cmd/...
 
-bench: ## SOAP encode/decode and ledger benchmarks, 5 runs each (compare with benchstat)
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./soap ./tasks ./intake
+bench: ## SOAP encode/decode, ledger and runs-page export benchmarks, 5 runs each (compare with benchstat)
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./soap ./tasks ./intake ./runspage
 
 bench-pipeline: ## whole pipeline (enqueue, worker, simulator, ledger) in keys/s, 5 runs
 	$(GO) test ./cmd/worker -run '^$$' -bench Pipeline -benchtime 3x -count 5
