@@ -20,8 +20,8 @@ build: ## build worker, enqueue and netserver-sim into ./bin
 
 bench: bench-codec bench-e2e bench-intake ## every benchmark BENCHMARKS.md reports (about 40 minutes)
 
-bench-codec: ## codec, ledger and intake benchmarks, 5 runs each (compare with benchstat)
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./soap ./tasks ./intake
+bench-codec: ## codec, ledger, intake and runs-page export benchmarks, 5 runs each (compare with benchstat)
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./soap ./tasks ./intake ./runspage
 
 bench-e2e: ## worker processes end to end against the naive baseline, and latency-bound throughput, 5 runs each
 	$(GO) test ./bench -run '^$$' -bench . -benchtime 1x -count 5 -timeout 90m

@@ -91,7 +91,7 @@ func TestUsageErrors(t *testing.T) {
 		{"requeue without run", []string{"dead", "requeue"}, "enqueue: dead requeue needs --run RUN, or --all for every run"},
 		{"requeue bad class", []string{"dead", "requeue", "--all", "--class", "odd"}, "enqueue: --class:"},
 		{"export format", []string{"dead", "export", "--format", "xlsx"}, `enqueue: --format "xlsx": want csv or jsonl`},
-		{"changes format", []string{"changes", "r", "--format", "xml"}, `enqueue: --format "xml": want jsonl or csv`},
+		{"changes format", []string{"changes", "r", "--format", "xml"}, `enqueue: --format "xml": want csv or jsonl`},
 		{"key without keys", []string{"key", "--erp-connection", "3", "--actor-type", "Customer"}, "enqueue: no keys: give at least one KEY after the flags"},
 		{"invalid key", []string{"key", "--erp-connection", "3", "--actor-type", "Customer", "ok", "b\x01d"}, `enqueue: key 2 "b\x01d": contains control character U+0001 at byte 1, which XML 1.0 cannot carry; nothing was enqueued`},
 		{"unreachable redis", []string{"status", "r", "--redis-url", deadURL}, "enqueue: cannot reach Redis at redis://127.0.0.1:1/0: dial tcp 127.0.0.1:1: connect: connection refused"},

@@ -14,8 +14,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/hibiken/asynq"
 
 	"github.com/erpresync/erpresync/erpsync"
@@ -109,41 +107,7 @@ type statusJSON struct {
 	RetryReason     string `json:"retry_reason,omitempty"`
 	// Repair is what --repair found and did; absent without it.
 	Repair *tasks.RepairResult `json:"repair,omitempty"`
-}
-
-// maxRetryScan bounds how many retry-set tasks status reads to find a run's held batches.
-const maxRetryScan = 10000
-
-// retrying counts the run's batches in the queue's retry set and returns the newest one's
-// last error, reading at most maxRetryScan tasks.
-func retrying(rdb redis.UniversalClient, queue, run string) (int, string, error) {
-	insp := asynq.NewInspectorFromRedisClient(rdb)
-	n, reason := 0, ""
-	var newest time.Time
-	const page = 500
-	for p := 1; (p-1)*page < maxRetryScan; p++ {
-		list, err := insp.ListRetryTasks(queue, asynq.Page(p), asynq.PageSize(page))
-		if errors.Is(err, asynq.ErrQueueNotFound) {
-			return 0, "", nil
-		}
-		if err != nil {
-			return 0, "", err
-		}
-		for _, ti := range list {
-			b, err := tasks.ParseBatch(ti.Payload)
-			if err != nil || b.Run != run {
-				continue
-			}
-			n++
-			if ti.LastFailedAt.After(newest) {
-				newest, reason = ti.LastFailedAt, ti.LastErr
-			}
-		}
-		if len(list) < page {
-			break
-		}
-	}
-	return n, reason, nil
+	eta    string              // tasks.Progress.FormatETA, for people
 }
 
 func timePtr(t time.Time) *time.Time {
@@ -163,21 +127,10 @@ func (c *cli) toJSON(st tasks.RunStatus) statusJSON {
 		j.Records[k] = map[string]int64{}
 		maps.Copy(j.Records[k], st.Records[k])
 	}
-	if st.TotalKeys > 0 {
-		j.Percent = float64(st.ResyncedKeys+st.DeadKeys) * 100 / float64(st.TotalKeys)
-	}
-	end := c.now()
-	if !st.FinishedAt.IsZero() {
-		end = st.FinishedAt
-	}
-	if d := end.Sub(st.StartedAt).Seconds(); d > 0 && !st.StartedAt.IsZero() {
-		j.KeysPerSecond = float64(st.ResyncedKeys+st.DeadKeys) / d
-	}
-	if st.PendingKeys == 0 {
-		zero := 0.0
-		j.ETASeconds = &zero
-	} else if j.KeysPerSecond > 0 {
-		eta := float64(st.PendingKeys) / j.KeysPerSecond
+	p := st.Progress(c.now())
+	j.Percent, j.KeysPerSecond, j.eta = p.Percent, p.KeysPerSecond, p.FormatETA()
+	if p.ETAKnown {
+		eta := p.ETA.Seconds()
 		j.ETASeconds = &eta
 	}
 	return j
@@ -198,11 +151,7 @@ func (c *cli) printStatus(j statusJSON) {
 	} else {
 		fmt.Fprintf(w, "rejected\t0 keys skipped as invalid at intake\n")
 	}
-	eta := "-"
-	if j.ETASeconds != nil {
-		eta = (time.Duration(*j.ETASeconds) * time.Second).Round(time.Second).String()
-	}
-	fmt.Fprintf(w, "rate\t%.1f keys/s, ETA %s\n", j.KeysPerSecond, eta)
+	fmt.Fprintf(w, "rate\t%.1f keys/s, ETA %s\n", j.KeysPerSecond, j.eta)
 	for _, kind := range []string{tasks.KindAdded, tasks.KindUpdated, tasks.KindDeleted} {
 		fmt.Fprintf(w, "records %s\t%s\n", kind, tableCounts(j.Records[kind]))
 	}
@@ -280,12 +229,8 @@ func (c *cli) status(ctx context.Context, args []string) int {
 		if now := c.now(); now.Sub(lastLine) >= c.progressEvery || c.terminal {
 			lastLine = now
 			j := c.toJSON(st)
-			eta := "-"
-			if j.ETASeconds != nil {
-				eta = (time.Duration(*j.ETASeconds) * time.Second).Round(time.Second).String()
-			}
 			line := fmt.Sprintf("%s: %d/%d keys done (%.1f%%), %d dead, %.1f keys/s, ETA %s", run,
-				st.ResyncedKeys+st.DeadKeys, st.TotalKeys, j.Percent, st.DeadKeys, j.KeysPerSecond, eta)
+				st.ResyncedKeys+st.DeadKeys, st.TotalKeys, j.Percent, st.DeadKeys, j.KeysPerSecond, j.eta)
 			if c.terminal {
 				fmt.Fprintf(c.stderr, "\r\033[K%s", line)
 			} else {
@@ -305,9 +250,11 @@ func (c *cli) status(ctx context.Context, args []string) int {
 	}
 	j := c.toJSON(st)
 	if st.PendingKeys > 0 {
-		if j.RetryingBatches, j.RetryReason, err = retrying(rc.rdb, cf.queue, run); err != nil {
+		rt, err := tasks.RetryingBatches(asynq.NewInspectorFromRedisClient(rc.rdb), cf.queue, run)
+		if err != nil {
 			return c.failJSON(*asJSON, exitUsage, "status of %s: retry set: %v", run, err)
 		}
+		j.RetryingBatches, j.RetryReason = rt.Batches, rt.LastError
 	}
 	var rep *tasks.RepairResult
 	if *repair {
@@ -434,8 +381,10 @@ func (c *cli) dead(ctx context.Context, args []string) int {
 	if len(pos) > 0 {
 		return c.usageError(fmt.Errorf("unexpected argument %q (give the run with --run)", pos[0]))
 	}
-	if format != nil && *format != "csv" && *format != "jsonl" {
-		return c.usageError(fmt.Errorf("--format %q: want csv or jsonl", *format))
+	if format != nil {
+		if _, err := tasks.ParseExportFormat(*format); err != nil {
+			return c.usageError(fmt.Errorf("--format %v", err))
+		}
 	}
 	var filter tasks.DeadFilter
 	if all != nil {
@@ -586,7 +535,7 @@ var deadHeader = []string{"run", "key", "batch_id", "erp_connection", "actor_typ
 	"tech_explanation", "user_explanation", "reason", "attempts", "at"}
 
 func writeDead(w io.Writer, format string, dls []tasks.DeadLetter) error {
-	if format == "jsonl" {
+	if tasks.ExportFormat(format) == tasks.ExportJSONL {
 		enc := json.NewEncoder(w)
 		for _, d := range dls {
 			if err := enc.Encode(d); err != nil {
@@ -616,8 +565,9 @@ func (c *cli) changes(ctx context.Context, args []string) int {
 	if len(pos) != 1 {
 		return c.usageError(errors.New("changes needs exactly one RUN"))
 	}
-	if *format != "csv" && *format != "jsonl" {
-		return c.usageError(fmt.Errorf("--format %q: want jsonl or csv", *format))
+	f, err := tasks.ParseExportFormat(*format)
+	if err != nil {
+		return c.usageError(fmt.Errorf("--format %v", err))
 	}
 	rc, err := cf.open(ctx)
 	if err != nil {
@@ -628,25 +578,12 @@ func (c *cli) changes(ctx context.Context, args []string) int {
 	if _, err := l.Status(ctx, pos[0]); errors.Is(err, tasks.ErrRunNotFound) {
 		return c.fail(exitUsage, "run %q not found (see `enqueue runs`)", pos[0])
 	}
-	var fn func(tasks.ChangeItem) error
-	var flush func() error
-	if *format == "csv" {
-		cw := csv.NewWriter(c.stdout)
-		cw.Write([]string{"run", "table", "record_id", "kind", "task_id", "at"})
-		fn = func(it tasks.ChangeItem) error {
-			return cw.Write([]string{it.Run, it.Table, strconv.Itoa(int(it.RecordID)), it.Kind, it.TaskID, it.At.UTC().Format(time.RFC3339Nano)})
-		}
-		flush = func() error { cw.Flush(); return cw.Error() }
-	} else {
-		enc := json.NewEncoder(c.stdout)
-		fn = func(it tasks.ChangeItem) error { return enc.Encode(it) }
-		flush = func() error { return nil }
-	}
-	if err := l.Changes(ctx, pos[0], fn); err != nil {
-		flush()
+	cw := tasks.NewChangeWriter(c.stdout, f)
+	if err := l.Changes(ctx, pos[0], cw.Write); err != nil {
+		cw.Flush()
 		return c.fail(exitUsage, "changes: %v", err)
 	}
-	if err := flush(); err != nil {
+	if err := cw.Flush(); err != nil {
 		return c.fail(exitUsage, "changes: %v", err)
 	}
 	return exitOK

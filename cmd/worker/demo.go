@@ -24,6 +24,7 @@ import (
 	"github.com/erpresync/erpresync/intake"
 	"github.com/erpresync/erpresync/internal/redisconn"
 	"github.com/erpresync/erpresync/netserversim"
+	"github.com/erpresync/erpresync/runspage"
 	"github.com/erpresync/erpresync/tasks"
 )
 
@@ -146,6 +147,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	if cfg.Listener != nil {
 		base := "http://" + cfg.Listener.Addr().String()
 		say("Dashboard:   %s%s/", base, dashboardPath)
+		say("Runs:        %s%s", base, runspage.Path)
 		say("Metrics:     %s/metrics", base)
 	}
 	a, err := startApp(cfg)

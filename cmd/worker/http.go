@@ -28,8 +28,8 @@ type httpConfig struct {
 	ReadOnly      bool
 }
 
-// newHTTPHandler builds the worker's one listener: /metrics, /healthz, /readyz and the
-// dashboard. The returned closer releases asynqmon's Redis connections.
+// newHTTPHandler builds the worker's one listener: /metrics, /healthz, /readyz, the
+// dashboard and the runs page. The returned closer releases asynqmon's Redis connections.
 func newHTTPHandler(cfg httpConfig) (http.Handler, func()) {
 	mux := http.NewServeMux()
 	if cfg.Registry != nil {
@@ -48,12 +48,9 @@ func newHTTPHandler(cfg httpConfig) (http.Handler, func()) {
 		w.Write([]byte("ok\n"))
 	})
 	mon := asynqmon.New(asynqmon.Options{RootPath: dashboardPath, RedisConnOpt: cfg.RedisOpt, ReadOnly: cfg.ReadOnly})
-	var dash http.Handler = mon
-	if cfg.DashboardUser != "" || cfg.DashboardPass != "" {
-		dash = basicAuth(dash, cfg.DashboardUser, cfg.DashboardPass)
-	}
-	mux.Handle(dashboardPath+"/", dash)
+	mux.Handle(dashboardPath+"/", cfg.protect(mon))
 	mux.Handle(dashboardPath, http.RedirectHandler(dashboardPath+"/", http.StatusMovedPermanently))
+	mountRunsPage(mux, cfg)
 	return mux, func() { mon.Close() }
 }
 

@@ -1,0 +1,262 @@
+package runspage
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/erpresync/erpresync/tasks"
+)
+
+// Path is where the worker mounts the handler; every route lives under it.
+const Path = "/runs/"
+
+// Defaults of Config's zero values.
+const (
+	DefaultRuns        = 50
+	DefaultDeadPerPage = 50
+	DefaultRefresh     = 10 * time.Second
+	// MaxRuns is the largest ?limit= the runs list accepts.
+	MaxRuns = 1000
+)
+
+// Ledger is what the page reads of the run ledger; *tasks.Ledger satisfies it.
+type Ledger interface {
+	Runs(ctx context.Context, limit int) ([]tasks.RunStatus, error)
+	Status(ctx context.Context, run string) (tasks.RunStatus, error)
+	DeadLetters(ctx context.Context, run string) ([]tasks.DeadLetter, error)
+	Changes(ctx context.Context, run string, fn func(tasks.ChangeItem) error) error
+}
+
+// Config configures the handler.
+type Config struct {
+	// Ledger is read for runs, dead letters and changes; required.
+	Ledger Ledger
+	// Pauses reports flow control's pauses for the banner; nil shows none.
+	Pauses Pauser
+	// Retrying reports an active run's batches waiting in asynq's retry set, with the last
+	// error, for its page (tasks.RetryingBatches); nil shows none.
+	Retrying func(ctx context.Context, run string) (tasks.Retrying, error)
+	// Runs is how many recent runs the list shows without ?limit=; 0 means DefaultRuns.
+	Runs int
+	// DeadPerPage is how many dead letters a run's page lists; 0 means DefaultDeadPerPage.
+	DeadPerPage int
+	// Refresh is how often a page showing an active run reloads itself (an HTML meta
+	// refresh, no script); 0 means DefaultRefresh, negative never.
+	Refresh time.Duration
+	// DashboardURL, when set, is linked from every page as "tasks" (asynqmon).
+	DashboardURL string
+	// Now is the clock for rates and ETAs; nil means time.Now.
+	Now func() time.Time
+}
+
+func (c *Config) validate() error {
+	if c.Ledger == nil {
+		return errors.New("runspage: Config.Ledger is required")
+	}
+	if c.Runs < 0 || c.Runs > MaxRuns {
+		return fmt.Errorf("runspage: Config.Runs %d: want 0 (default %d) to %d", c.Runs, DefaultRuns, MaxRuns)
+	}
+	if c.DeadPerPage < 0 {
+		return fmt.Errorf("runspage: Config.DeadPerPage %d: want 0 (default %d) or more", c.DeadPerPage, DefaultDeadPerPage)
+	}
+	return nil
+}
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+// Handler serves the runs page under Path. It only reads, and answers GET and HEAD; it is
+// safe for concurrent use.
+type Handler struct {
+	cfg       Config
+	mux       *http.ServeMux
+	listPage  *template.Template
+	runPage   *template.Template
+	errorPage *template.Template
+}
+
+// New returns the handler for cfg.
+func New(cfg Config) (*Handler, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Pauses == nil {
+		cfg.Pauses = noPauses{}
+	}
+	if cfg.Runs == 0 {
+		cfg.Runs = DefaultRuns
+	}
+	if cfg.DeadPerPage == 0 {
+		cfg.DeadPerPage = DefaultDeadPerPage
+	}
+	if cfg.Refresh == 0 {
+		cfg.Refresh = DefaultRefresh
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	h := &Handler{cfg: cfg, mux: http.NewServeMux()}
+	var err error
+	for _, p := range []struct {
+		t    **template.Template
+		file string
+	}{{&h.listPage, "runs.html"}, {&h.runPage, "run.html"}, {&h.errorPage, "error.html"}} {
+		if *p.t, err = template.New(p.file).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+p.file); err != nil {
+			return nil, fmt.Errorf("runspage: template %s: %w", p.file, err)
+		}
+	}
+	h.mux.HandleFunc("GET "+Path+"{$}", h.serveList)
+	h.mux.HandleFunc("GET "+Path+"{run}", h.serveRun)
+	h.mux.HandleFunc("GET "+Path+"{run}/changes", h.serveChanges)
+	h.mux.HandleFunc("GET "+Path, func(w http.ResponseWriter, r *http.Request) {
+		h.fail(w, r, http.StatusNotFound, "no such page: "+r.URL.Path)
+	})
+	return h, nil
+}
+
+// ServeHTTP routes a request under Path.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	// No script, no frames, nothing from elsewhere: the page needs only its inline style.
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'")
+	w.Header().Set("Cache-Control", "no-store")
+	h.mux.ServeHTTP(w, r)
+}
+
+// page is what every template gets besides its own data.
+type page struct {
+	Title        string
+	Now          time.Time
+	Refresh      int // seconds; 0: no meta refresh
+	Pauses       []Pause
+	PauseErr     string
+	DashboardURL string
+	Data         any
+}
+
+func (h *Handler) newPage(r *http.Request, title string, active bool, data any) page {
+	p := page{Title: title, Now: h.cfg.Now(), DashboardURL: h.cfg.DashboardURL, Data: data}
+	if active && h.cfg.Refresh > 0 {
+		p.Refresh = max(int(h.cfg.Refresh/time.Second), 1)
+	}
+	var err error
+	if p.Pauses, err = h.cfg.Pauses.Pauses(r.Context()); err != nil {
+		p.PauseErr = err.Error()
+	}
+	return p
+}
+
+func (h *Handler) render(w http.ResponseWriter, r *http.Request, t *template.Template, status int, p page) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	if err := t.ExecuteTemplate(w, "layout", p); err != nil {
+		// The status line is out already; cut the response so it is not taken as whole.
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// fail answers an error as a page of its own, with the message a person reads.
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	h.render(w, r, h.errorPage, status, h.newPage(r, http.StatusText(status), false, struct {
+		Status  int
+		Message string
+	}{status, msg}))
+}
+
+// wholeParam reads a query parameter that must be a whole number from lo up, or def when
+// absent. The error names the parameter and what would be valid.
+func wholeParam(r *http.Request, name string, def, lo, hi int) (int, error) {
+	s := r.URL.Query().Get(name)
+	if s == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < lo || n > hi {
+		if hi == maxInt {
+			return 0, fmt.Errorf("%s=%q: want a whole number from %d", name, s, lo)
+		}
+		return 0, fmt.Errorf("%s=%q: want a whole number from %d to %d", name, s, lo, hi)
+	}
+	return n, nil
+}
+
+const maxInt = int(^uint(0) >> 1)
+
+func (h *Handler) serveList(w http.ResponseWriter, r *http.Request) {
+	limit, err := wholeParam(r, "limit", h.cfg.Runs, 1, MaxRuns)
+	if err != nil {
+		h.fail(w, r, http.StatusBadRequest, err.Error())
+		return
+	}
+	list, err := h.cfg.Ledger.Runs(r.Context(), limit)
+	if err != nil {
+		h.fail(w, r, http.StatusInternalServerError, "reading the ledger: "+err.Error())
+		return
+	}
+	now := h.cfg.Now()
+	views := make([]runView, 0, len(list))
+	active := false
+	for _, st := range list {
+		views = append(views, newRunView(st, now))
+		active = active || st.State == tasks.RunActive
+	}
+	h.render(w, r, h.listPage, http.StatusOK, h.newPage(r, "Runs", active, struct {
+		Runs  []runView
+		Limit int
+	}{views, limit}))
+}
+
+// status reads the run named in the path, answering the error itself when there is none.
+func (h *Handler) status(w http.ResponseWriter, r *http.Request) (tasks.RunStatus, bool) {
+	run := r.PathValue("run")
+	if err := tasks.ValidateRunName(run); err != nil {
+		h.fail(w, r, http.StatusNotFound, err.Error())
+		return tasks.RunStatus{}, false
+	}
+	st, err := h.cfg.Ledger.Status(r.Context(), run)
+	if errors.Is(err, tasks.ErrRunNotFound) {
+		h.fail(w, r, http.StatusNotFound, fmt.Sprintf("run %q not found: the ledger has never seen it", run))
+		return st, false
+	}
+	if err != nil {
+		h.fail(w, r, http.StatusInternalServerError, "reading the ledger: "+err.Error())
+		return st, false
+	}
+	return st, true
+}
+
+func (h *Handler) serveRun(w http.ResponseWriter, r *http.Request) {
+	pageNo, err := wholeParam(r, "page", 1, 1, maxInt)
+	if err != nil {
+		h.fail(w, r, http.StatusBadRequest, err.Error())
+		return
+	}
+	st, ok := h.status(w, r)
+	if !ok {
+		return
+	}
+	dls, err := h.cfg.Ledger.DeadLetters(r.Context(), st.Run)
+	if err != nil {
+		h.fail(w, r, http.StatusInternalServerError, "reading the dead letters: "+err.Error())
+		return
+	}
+	var retrying tasks.Retrying
+	if h.cfg.Retrying != nil && st.PendingKeys > 0 {
+		if retrying, err = h.cfg.Retrying(r.Context(), st.Run); err != nil {
+			h.fail(w, r, http.StatusInternalServerError, "reading the retry set: "+err.Error())
+			return
+		}
+	}
+	view := newRunView(st, h.cfg.Now())
+	h.render(w, r, h.runPage, http.StatusOK, h.newPage(r, "Run "+st.Run, st.State == tasks.RunActive, struct {
+		Run      runView
+		Retrying tasks.Retrying
+		Dead     deadPage
+	}{view, retrying, newDeadPage(dls, pageNo, h.cfg.DeadPerPage)}))
+}

@@ -1,0 +1,62 @@
+package tasks_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/erpresync/erpresync/tasks"
+)
+
+func TestParseExportFormat(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{"csv", "jsonl"} {
+		if f, err := tasks.ParseExportFormat(s); err != nil || string(f) != s {
+			t.Errorf("ParseExportFormat(%q) = %q, %v", s, f, err)
+		}
+	}
+	_, err := tasks.ParseExportFormat("xlsx")
+	if err == nil || err.Error() != `"xlsx": want csv or jsonl` {
+		t.Errorf("ParseExportFormat(xlsx): %v", err)
+	}
+}
+
+func TestChangeWriter(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 11, 27, 2, 30, 0, 5, time.UTC)
+	items := []tasks.ChangeItem{
+		{Run: "r", Table: "contact", RecordID: 7, Kind: tasks.KindAdded, TaskID: "t1", At: at},
+		{Run: "r", Table: "person", RecordID: 9, Kind: tasks.KindDeleted, TaskID: "t2", At: at},
+	}
+	tests := []struct {
+		name  string
+		f     tasks.ExportFormat
+		items []tasks.ChangeItem
+		want  string
+	}{
+		{"csv", tasks.ExportCSV, items, "run,table,record_id,kind,task_id,at\n" +
+			"r,contact,7,added,t1,2026-11-27T02:30:00.000000005Z\n" +
+			"r,person,9,deleted,t2,2026-11-27T02:30:00.000000005Z\n"},
+		{"empty csv has its header", tasks.ExportCSV, nil, "run,table,record_id,kind,task_id,at\n"},
+		{"jsonl", tasks.ExportJSONL, items[:1],
+			`{"run":"r","table":"contact","record_id":7,"kind":"added","task_id":"t1","at":"2026-11-27T02:30:00.000000005Z"}` + "\n"},
+		{"empty jsonl", tasks.ExportJSONL, nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b strings.Builder
+			w := tasks.NewChangeWriter(&b, tt.f)
+			for _, it := range tt.items {
+				if err := w.Write(it); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := w.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			if b.String() != tt.want {
+				t.Errorf("got\n%s\nwant\n%s", b.String(), tt.want)
+			}
+		})
+	}
+}

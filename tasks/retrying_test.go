@@ -1,0 +1,75 @@
+package tasks_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/redistest"
+	"github.com/erpresync/erpresync/tasks"
+)
+
+func TestRetryingBatches(t *testing.T) {
+	t.Parallel()
+	db := redistest.New(t)
+	client := asynq.NewClient(db.Opt())
+	defer client.Close()
+	for i, q := range []struct{ run, queue string }{{"r", "qa"}, {"r", "qb"}, {"other", "qa"}} {
+		task, err := tasks.NewResyncTask(tasks.Batch{Run: q.run, ErpConnectionID: 3, ActorType: erpsync.ActorCustomer, Keys: []string{"K1"}, Seq: i})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := client.Enqueue(task, asynq.Queue(q.queue)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := asynq.NewServer(db.Opt(), asynq.Config{Queues: map[string]int{"qa": 1, "qb": 1}, Concurrency: 3, LogLevel: asynq.FatalLevel,
+		RetryDelayFunc: func(int, error, *asynq.Task) time.Duration { return time.Hour }})
+	if err := srv.Start(asynq.HandlerFunc(func(_ context.Context, task *asynq.Task) error {
+		b, _ := tasks.ParseBatch(task.Payload())
+		return fmt.Errorf("HTTP 503 for batch %d", b.Seq)
+	})); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	insp := asynq.NewInspector(db.Opt())
+	defer insp.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		a, errA := insp.GetQueueInfo("qa")
+		b, errB := insp.GetQueueInfo("qb")
+		if errors.Join(errA, errB) == nil && a.Retry == 2 && b.Retry == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tasks never reached the retry sets: %+v %+v", a, b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	tests := []struct {
+		name, queue, run string
+		want             int
+	}{
+		{"every queue", "", "r", 2},
+		{"one queue", "qa", "r", 1},
+		{"another run", "", "other", 1},
+		{"unknown queue", "nope", "r", 0},
+		{"unknown run", "", "nope", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tasks.RetryingBatches(insp, tt.queue, tt.run)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Batches != tt.want || (tt.want > 0) != (got.LastError != "") || (tt.want > 0) == got.LastFailedAt.IsZero() {
+				t.Errorf("RetryingBatches(%q, %q) = %+v, want %d batches with the last error", tt.queue, tt.run, got, tt.want)
+			}
+		})
+	}
+}
