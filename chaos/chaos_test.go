@@ -53,7 +53,6 @@ func TestKillWorkers(t *testing.T) {
 // the middle of a run, each time restarted on the same data (AOF); the workers reconnect
 // by themselves and the run ends exact.
 func TestRedisCrashAndShutdown(t *testing.T) {
-	t.Parallel()
 	srv := startRedis(t)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1})
 	defer rdb.Close()
@@ -86,7 +85,6 @@ func TestRedisCrashAndShutdown(t *testing.T) {
 // batch holding one). Exactly the poison keys are dead-lettered, each alone with the
 // connector's ErrorCode as its reason; every other key is resynced once in the ledger.
 func TestTicketExpiryAndPoisonKeys(t *testing.T) {
-	t.Parallel()
 	srv := startRedis(t)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
 	defer rdb.Close()
@@ -131,7 +129,6 @@ func TestTicketExpiryAndPoisonKeys(t *testing.T) {
 // batches it reports lost are restored by submitting the run's source again. The run then
 // ends exact.
 func TestSentinelFailover(t *testing.T) {
-	t.Parallel()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Skip("the chaos suite needs redis-server on PATH")
 	}
@@ -145,8 +142,8 @@ func TestSentinelFailover(t *testing.T) {
 	keys := testKeys("F", size(12000, 60000))
 	const run = "chaos-failover"
 	submit(t, rdb, run, erpsync.ActorProject, keys, 50)
-	if err := rdb.Wait(context.Background(), 1, 10*time.Second).Err(); err != nil {
-		t.Fatal(err)
+	if n, err := rdb.Wait(context.Background(), 1, 10*time.Second).Result(); err != nil || n < 1 {
+		t.Fatalf("WAIT: %d replicas, %v", n, err)
 	}
 
 	ws := newWorkers(t, s.URL(0), sim, nil)

@@ -5,6 +5,8 @@
 // records equal to what the simulator delivered, and the keys SuperOffice saw more than
 // once counted and reported.
 //
-// The package holds tests only. `go test ./chaos` runs the short form (as CI does);
+// The scenarios that keep the CPU busy run one after another; the kill -9 scenario, which
+// spends most of its time waiting for asynq's recoverer, runs alongside them. The package
+// holds tests only. `go test ./chaos` runs the short form (as CI does);
 // `make chaos` sets ERPRESYNC_CHAOS=full for longer runs with more kills.
 package chaos

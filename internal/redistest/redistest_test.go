@@ -143,8 +143,8 @@ func TestSentinelFailover(t *testing.T) {
 	if err := rdb.Set(ctx, "k", "v", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if err := rdb.Wait(ctx, 1, 5*time.Second).Err(); err != nil {
-		t.Fatal(err)
+	if n, err := rdb.Wait(ctx, 1, 5*time.Second).Result(); err != nil || n < 1 {
+		t.Fatalf("WAIT: %d replicas, %v", n, err)
 	}
 	if err := s.Master.Kill(); err != nil {
 		t.Fatal(err)

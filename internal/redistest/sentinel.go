@@ -65,6 +65,9 @@ func startSentinel(t testing.TB, password string, replica bool) *Sentinel {
 			t.Fatalf("redistest: sentinel replica: %v", err)
 		}
 		t.Cleanup(rep.Stop)
+		if err := waitReplicaSynced(rep, password, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
 	}
 	_, masterPort, _ := net.SplitHostPort(master.Addr)
 	downAfter := 5000 // ms; with a replica to promote, a failover should not keep a test waiting
@@ -171,5 +174,22 @@ func (s *Sentinel) WaitFailover(timeout time.Duration) error {
 			return fmt.Errorf("redistest: no failover to %s within %s (sentinel says %v, %v)", s.Replica.Addr, timeout, addr, err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitReplicaSynced waits until the replica has finished its first sync with the master.
+func waitReplicaSynced(rep *Server, password string, timeout time.Duration) error {
+	rc := redis.NewClient(&redis.Options{Addr: rep.Addr, Password: password})
+	defer rc.Close()
+	deadline := time.Now().Add(timeout)
+	for {
+		info, err := rc.Info(context.Background(), "replication").Result()
+		if err == nil && strings.Contains(info, "master_link_status:up") && !strings.Contains(info, "master_sync_in_progress:1") {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("redistest: replica %s not in sync within %s: %v\n%s", rep.Addr, timeout, err, info)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
