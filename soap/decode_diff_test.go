@@ -194,9 +194,9 @@ func TestDecoderDifferentialCases(t *testing.T) {
 // every golden reply: bytes inserted, deleted and replaced, biased toward XML syntax.
 func TestDecoderDifferentialMutations(t *testing.T) {
 	t.Parallel()
-	n := 3000
+	n := 1000
 	if testing.Short() {
-		n = 300
+		n = 200
 	}
 	rng := rand.New(rand.NewPCG(11, 1))
 	for _, data := range replyCorpus(t) {
