@@ -6,6 +6,8 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -64,6 +66,7 @@ func TestSecretsStayOut(t *testing.T) {
 	add("password", password)
 	add("application token", appToken)
 	add("system-user token", systemToken)
+	add("private exponent", string(key.D.Bytes()))
 	for i, line := range strings.Split(strings.TrimSpace(string(keyPEM)), "\n") {
 		if !strings.HasPrefix(line, "-----") {
 			add(fmt.Sprintf("private key line %d", i), line)
@@ -204,10 +207,20 @@ type artifact struct {
 // secret is a value that must not be found, under a name that may be printed.
 type secret struct{ name, value string }
 
-// forms are the ways a secret could be written: as is, JSON-escaped, URL-escaped.
+// forms are the ways a secret could be written: as is, JSON-escaped, URL-escaped, hex, and
+// base64 (standard and URL alphabets) at each of the three alignments it could have inside
+// a longer encoded text such as a JWT, less the characters its neighbours share.
 func (s secret) forms() []string {
 	j, _ := json.Marshal(s.value)
-	forms := []string{s.value, string(j[1 : len(j)-1]), url.QueryEscape(s.value)}
+	forms := []string{s.value, string(j[1 : len(j)-1]), url.QueryEscape(s.value), hex.EncodeToString([]byte(s.value))}
+	for pad := range 3 {
+		for _, enc := range []*base64.Encoding{base64.RawStdEncoding, base64.RawURLEncoding} {
+			b := enc.EncodeToString(append(make([]byte, pad), s.value...))
+			if from, to := (pad*8+5)/6, len(b)-2; to-from >= 12 {
+				forms = append(forms, b[from:to])
+			}
+		}
+	}
 	return forms
 }
 
@@ -285,4 +298,24 @@ func enqueueBinary(t *testing.T) string {
 		t.Fatalf("go build ../enqueue: %v\n%s", err, out)
 	}
 	return path
+}
+
+// TestSecretFormsFindEncodedLeaks: the search finds a secret inside a JWT-like text, in
+// JSON and in a URL, at any alignment.
+func TestSecretFormsFindEncodedLeaks(t *testing.T) {
+	t.Parallel()
+	s := secret{"ticket", "7T:c2VjcmV0LXRpY2tldC1ieXRlcy0wMTIzNDU2Nzg5"}
+	for _, prefix := range []string{`{"t":"`, `{"tk":"`, `{"tkt":"`} {
+		payload := base64.RawURLEncoding.EncodeToString([]byte(prefix + s.value + `","exp":1}`))
+		leaks := []string{"eyJhbGciOiJSUzI1NiJ9." + payload + ".sig", `{"msg":"` + s.value + `"}`, "https://x/?t=" + url.QueryEscape(s.value)}
+		for _, leak := range leaks {
+			found := false
+			for _, form := range s.forms() {
+				found = found || strings.Contains(leak, form)
+			}
+			if !found {
+				t.Errorf("no form of the secret found in %q", leak)
+			}
+		}
+	}
 }
