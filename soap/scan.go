@@ -103,12 +103,20 @@ const (
 	tokText
 )
 
-// reset prepares s for data, keeping its buffers.
+// reset prepares s for data, keeping its buffers unless a hostile reply made them large.
 func (s *scanner) reset(data []byte) {
 	*s = scanner{
-		data: data, open: s.open[:0], marks: s.marks[:0], binds: s.binds[:0],
-		nils: s.nils[:0], segBuf: s.segBuf[:0], textBuf: s.textBuf[:0],
+		data: data, open: s.open[:0], marks: s.marks[:0], binds: keep(s.binds),
+		nils: keep(s.nils), segBuf: keep(s.segBuf), textBuf: keep(s.textBuf),
 	}
+}
+
+// keep returns b emptied, or nil when it has grown past 64 KiB worth of elements.
+func keep[T any](b []T) []T {
+	if cap(b) > 1<<16 {
+		return nil
+	}
+	return b[:0]
 }
 
 // root reads up to and including the root start tag, skipping a BOM, whitespace, comments
