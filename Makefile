@@ -1,7 +1,7 @@
 # erpresync development targets. `make help` lists them.
 GO ?= go
 
-.PHONY: help test test-race ci bench bench-codec bench-e2e bench-pipeline bench-intake fuzz soak chaos demo lint tidy compose-check build
+.PHONY: help test test-race ci bench bench-codec bench-e2e bench-pipeline bench-intake fuzz fuzz-decoder soak chaos demo lint tidy compose-check build
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -32,8 +32,12 @@ bench-pipeline: ## whole pipeline (enqueue, worker, simulator, ledger) in keys/s
 bench-intake: ## enqueue a million-key file 5 times with the real command; median time and peak RSS
 	bash intake/measure.sh 5
 
-fuzz: ## fuzz the SOAP response parser for 2 minutes
+fuzz: ## fuzz the SOAP response parser for 2 minutes, then the decoder against its oracle
 	$(GO) test ./soap -run '^$$' -fuzz FuzzParseResponse -fuzztime 2m
+	$(MAKE) fuzz-decoder
+
+fuzz-decoder: ## the ForceResyncExternal decoder against the encoding/xml one it replaced, 2 minutes (FUZZTIME to change)
+	$(GO) test ./soap -run '^$$' -fuzz FuzzDecoderDifferential -fuzztime $(or $(FUZZTIME),2m)
 
 soak: ## 100,000 keys through two workers with 5% random faults, poison keys and ticket expiries (ERPRESYNC_SOAK_KEYS to change)
 	ERPRESYNC_SOAK=1 $(GO) test -count=1 -timeout 40m -run 'TestSoak' -v ./cmd/worker

@@ -50,6 +50,10 @@ func (s *Server) Config() Config { return s.cfg }
 // IssueTicket mints a valid ticket, as a successful login would, without counting a login.
 func (s *Server) IssueTicket() string { return s.tickets.issue() }
 
+// IssuedTickets returns every ticket issued so far (by logins and IssueTicket), expired
+// ones included, oldest first: what a test searches logs and storage for.
+func (s *Server) IssuedTickets() []string { return s.tickets.all() }
+
 // ExpireTickets invalidates every ticket issued so far; later logins issue fresh ones.
 // Calls in flight that already passed the ticket check are not affected.
 func (s *Server) ExpireTickets() { s.tickets.expireAll() }

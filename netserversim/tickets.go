@@ -15,6 +15,7 @@ type ticketStore struct {
 	sliding bool
 	now     func() time.Time
 	m       map[string]time.Time // ticket → expiry
+	issued  []string             // every ticket ever issued, for audits of where tickets end up
 }
 
 func newTicketStore(ttl time.Duration, sliding bool, now func() time.Time) *ticketStore {
@@ -28,7 +29,14 @@ func (s *ticketStore) issue() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.m[t] = s.now().Add(s.ttl)
+	s.issued = append(s.issued, t)
 	return t
+}
+
+func (s *ticketStore) all() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.issued...)
 }
 
 // valid reports whether t was issued, not expired and not invalidated; with sliding expiry

@@ -335,10 +335,17 @@ func ParseResponse(body []byte) (*erpsync.Result, error) {
 
 // parseForceResync parses a reply and classifies it; status is the HTTP status (0 when
 // unknown). A reply that is not an envelope gives errNotEnvelope-wrapping *erpsync.ProtocolError.
+//
+// The reply goes to decodeForceResync; what it declines (a malformed reply, or one of the
+// forms it leaves to encoding/xml, such as a DOCTYPE) goes to the general parser, which
+// accepts or words the error as it always has.
 func parseForceResync(body []byte, status int, ticketMatch func(string) bool) (*erpsync.Result, error) {
-	var resp *erpsync.Result
-	var found bool
-	env, err := parseEnvelope(body, forceResyncBody(&resp, &found))
+	fast, resp, found, err := decodeForceResync(body)
+	env := &fast
+	if errors.Is(err, errDecline) {
+		resp, found = nil, false
+		env, err = parseEnvelope(body, forceResyncBody(&resp, &found))
+	}
 	if err != nil {
 		return nil, protocolError(status, err)
 	}
@@ -391,6 +398,9 @@ func protocolError(status int, err error) *erpsync.ProtocolError {
 	if errors.Is(err, errNotEnvelope) {
 		return &erpsync.ProtocolError{HTTPStatus: status, Reason: "reply is not a SOAP envelope"}
 	}
+	if errors.Is(err, errTooDeep) {
+		return &erpsync.ProtocolError{HTTPStatus: status, Reason: "reply nested too deep", Err: err}
+	}
 	var se *xml.SyntaxError
 	if errors.As(err, &se) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return &erpsync.ProtocolError{HTTPStatus: status, Reason: "malformed XML", Err: err}
@@ -414,7 +424,8 @@ func (e *valueError) Error() string {
 
 // parser is a thin layer over encoding/xml's token stream.
 type parser struct {
-	d *xml.Decoder
+	d     *xml.Decoder
+	depth int // open elements, root included; at most maxDepth
 }
 
 // utf8BOM may start a UTF-8 document (XML 1.0 §4.3.3); encoding/xml would report it as
@@ -448,6 +459,7 @@ func (p *parser) firstElement() (xml.StartElement, error) {
 		}
 		switch t := t.(type) {
 		case xml.StartElement:
+			p.depth = 1
 			return t, nil
 		case xml.CharData:
 			if len(bytes.TrimSpace(t)) != 0 {
@@ -478,11 +490,20 @@ func (p *parser) children(fn func(xml.StartElement) error) error {
 	}
 }
 
-// token is Token with io.EOF inside an element reported as io.ErrUnexpectedEOF.
+// token is Token with io.EOF inside an element reported as io.ErrUnexpectedEOF, and a
+// nesting deeper than maxDepth as errTooDeep.
 func (p *parser) token() (xml.Token, error) {
 	t, err := p.d.Token()
 	if err == io.EOF {
 		err = io.ErrUnexpectedEOF
+	}
+	switch t.(type) {
+	case xml.StartElement:
+		if p.depth++; p.depth > maxDepth {
+			return nil, errTooDeep
+		}
+	case xml.EndElement:
+		p.depth--
 	}
 	return t, err
 }

@@ -1,0 +1,564 @@
+// This file keeps the ForceResyncExternal reply decoder as it was before the hand-written
+// tokenizer (encoding/xml's token stream underneath), frozen under oracle* names. The
+// differential tests and FuzzDecoderDifferential compare the production decoder with it.
+
+package soap
+
+import (
+	"bytes"
+	"encoding/xml"
+	"errors"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/erpresync/erpresync/erpsync"
+)
+
+// oracleEnvelope is what every NetServer reply carries besides its body.
+type oracleEnvelope struct {
+	soap12       bool
+	succeeded    bool                    // the Succeeded header's value
+	hasSucceeded bool                    // whether the Succeeded header was present
+	exception    *erpsync.ExceptionError // ExceptionInfo header, nil when absent or nil
+	fault        *erpsync.FaultError     // SOAP Fault in the body
+}
+
+// oracleBodyFunc parses one child element of <Body> other than a Fault. It must consume the
+// element through its end tag (p.skip does).
+type oracleBodyFunc func(p *oracleParser, se xml.StartElement) error
+
+// oracleParseEnvelope walks a SOAP 1.1 or 1.2 envelope. Elements are matched by namespace and
+// local name, never by prefix. Header elements are accepted inside <Header> or directly
+// under <Envelope> (as SuperOffice's generated examples print them). Unknown elements are
+// skipped. The returned error is errNotEnvelope or a parse error, both unwrapped.
+func oracleParseEnvelope(data []byte, body oracleBodyFunc) (*oracleEnvelope, error) {
+	p := newOracleParser(data)
+	root, err := p.firstElement()
+	if err != nil {
+		return nil, err
+	}
+	if root.Name.Local != "Envelope" || (root.Name.Space != nsSOAP11 && root.Name.Space != nsSOAP12) {
+		return nil, errNotEnvelope
+	}
+	env := &oracleEnvelope{soap12: root.Name.Space == nsSOAP12}
+	soapNS := root.Name.Space
+	err = p.children(func(se xml.StartElement) error {
+		switch {
+		case se.Name.Space == soapNS && se.Name.Local == "Header":
+			return p.children(func(h xml.StartElement) error { return p.header(env, h) })
+		case se.Name.Space == soapNS && se.Name.Local == "Body":
+			return p.children(func(b xml.StartElement) error {
+				if b.Name.Space == soapNS && b.Name.Local == "Fault" {
+					f, err := p.fault(env.soap12)
+					if err == nil && env.fault == nil {
+						env.fault = f
+					}
+					return err
+				}
+				if body == nil {
+					return p.skip()
+				}
+				return body(p, b)
+			})
+		default:
+			return p.header(env, se)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return env, nil
+}
+
+// header handles one SOAP header element.
+func (p *oracleParser) header(env *oracleEnvelope, se xml.StartElement) error {
+	if !oracleIsNetServer(se.Name) || oracleIsNil(se) {
+		return p.skip()
+	}
+	switch se.Name.Local {
+	case "ExceptionInfo":
+		ex, err := p.exception(0)
+		if err != nil {
+			return err
+		}
+		if env.exception == nil {
+			env.exception = ex
+		}
+		return nil
+	case "Succeeded":
+		v, err := p.boolean()
+		if err != nil {
+			return err
+		}
+		env.succeeded, env.hasSucceeded = v, true
+		return nil
+	}
+	return p.skip()
+}
+
+// exception parses the children of a SoExceptionInfo element.
+func (p *oracleParser) exception(depth int) (*erpsync.ExceptionError, error) {
+	ex := &erpsync.ExceptionError{}
+	err := p.children(func(se xml.StartElement) error {
+		if !oracleIsNetServer(se.Name) || oracleIsNil(se) {
+			return p.skip()
+		}
+		var err error
+		switch se.Name.Local {
+		case "ExceptionType":
+			ex.Type, err = p.text()
+		case "Message":
+			ex.Message, err = p.text()
+		case "FriendlyText":
+			ex.FriendlyText, err = p.text()
+		case "Source":
+			ex.Source, err = p.text()
+		case "InnerException":
+			if depth >= maxInnerExceptions || ex.Inner != nil {
+				return p.skip()
+			}
+			ex.Inner, err = p.exception(depth + 1)
+		default: // StackTrace, Parameters
+			err = p.skip()
+		}
+		return err
+	})
+	return ex, err
+}
+
+// fault parses the children of a SOAP 1.1 or 1.2 Fault element. SOAP 1.1 children are
+// unqualified, 1.2 children are in the envelope namespace; both are matched by local name.
+func (p *oracleParser) fault(soap12 bool) (*erpsync.FaultError, error) {
+	f := &erpsync.FaultError{}
+	err := p.children(func(se xml.StartElement) error {
+		var err error
+		switch se.Name.Local {
+		case "faultcode":
+			f.Code, err = p.trimmedText()
+		case "faultstring":
+			f.Reason, err = p.text()
+		case "Code":
+			err = p.faultCode12(f, 0)
+		case "Reason":
+			err = p.children(func(t xml.StartElement) error {
+				if t.Name.Local != "Text" || f.Reason != "" {
+					return p.skip()
+				}
+				var err error
+				f.Reason, err = p.text()
+				return err
+			})
+		default:
+			err = p.skip()
+		}
+		return err
+	})
+	f.Sender = senderFault(f.Subcode, f.Code)
+	return f, err
+}
+
+// faultCode12 reads a SOAP 1.2 Code (depth 0) or Subcode element.
+func (p *oracleParser) faultCode12(f *erpsync.FaultError, depth int) error {
+	return p.children(func(se xml.StartElement) error {
+		switch se.Name.Local {
+		case "Value":
+			v, err := p.trimmedText()
+			if depth == 0 {
+				f.Code = v
+			} else {
+				f.Subcode = v
+			}
+			return err
+		case "Subcode":
+			if depth >= 8 {
+				return p.skip()
+			}
+			return p.faultCode12(f, depth+1)
+		}
+		return p.skip()
+	})
+}
+
+// oracleForceResyncBody returns an oracleBodyFunc that parses ForceResyncExternalResponse into *out.
+// *found reports whether the response element was present (even if erpsync.Result was nil).
+func oracleForceResyncBody(out **erpsync.Result, found *bool) oracleBodyFunc {
+	return func(p *oracleParser, se xml.StartElement) error {
+		if !oracleIsNetServer(se.Name) || se.Name.Local != "ForceResyncExternalResponse" {
+			return p.skip()
+		}
+		*found = true
+		return p.children(func(r xml.StartElement) error {
+			if !oracleIsNetServer(r.Name) || (r.Name.Local != "Response" && r.Name.Local != "ForceResyncExternalResult") || oracleIsNil(r) || *out != nil {
+				return p.skip()
+			}
+			resp, err := p.pluginResponse()
+			*out = resp
+			return err
+		})
+	}
+}
+
+// pluginResponse parses the children of a PluginResponse, in any order. TableRight and
+// FieldProperties are ignored. Without a Status, Status is derived from IsOk.
+func (p *oracleParser) pluginResponse() (*erpsync.Result, error) {
+	r := &erpsync.Result{}
+	hasStatus := false
+	err := p.children(func(se xml.StartElement) error {
+		if !oracleIsNetServer(se.Name) || oracleIsNil(se) {
+			return p.skip()
+		}
+		var err error
+		switch se.Name.Local {
+		case "IsOk":
+			r.IsOk, err = p.boolean()
+		case "UserExplanation":
+			r.UserExplanation, err = p.text()
+		case "TechExplanation":
+			r.TechExplanation, err = p.text()
+		case "ErrorCode":
+			r.ErrorCode, err = p.text()
+		case "Changes":
+			err = p.changes(&r.Changes)
+		case "Status":
+			var name string
+			name, err = p.trimmedText()
+			if name != "" {
+				hasStatus = true
+				r.StatusName = name
+				r.Status, _ = erpsync.ParseQuoteStatus(name)
+			}
+		default:
+			err = p.skip()
+		}
+		return err
+	})
+	if !hasStatus {
+		r.StatusName = ""
+		if r.IsOk {
+			r.Status = erpsync.StatusOk
+		} else {
+			r.Status = erpsync.StatusError
+		}
+	}
+	return r, err
+}
+
+// changes parses ChangedData.
+func (p *oracleParser) changes(c *erpsync.Changes) error {
+	return p.children(func(se xml.StartElement) error {
+		if !oracleIsNetServer(se.Name) || oracleIsNil(se) {
+			return p.skip()
+		}
+		var list *[]erpsync.ChangedItem
+		switch se.Name.Local {
+		case "AddedRecords":
+			list = &c.Added
+		case "UpdatedRecords":
+			list = &c.Updated
+		case "DeletedRecords":
+			list = &c.Deleted
+		default:
+			return p.skip()
+		}
+		if *list == nil {
+			*list = []erpsync.ChangedItem{}
+		}
+		return p.children(func(item xml.StartElement) error {
+			if !oracleIsNetServer(item.Name) || item.Name.Local != "ChangedDataItem" || oracleIsNil(item) {
+				return p.skip()
+			}
+			var it erpsync.ChangedItem
+			err := p.children(func(f xml.StartElement) error {
+				if !oracleIsNetServer(f.Name) || oracleIsNil(f) {
+					return p.skip()
+				}
+				var err error
+				switch f.Name.Local {
+				case "Tablename":
+					it.Table, err = p.text()
+				case "RecordId":
+					it.RecordID, err = p.int32()
+				default:
+					err = p.skip()
+				}
+				return err
+			})
+			*list = append(*list, it)
+			return err
+		})
+	})
+}
+
+// oracleParseResponse parses a ForceResyncExternal reply body without HTTP context. It returns
+// the erpsync.Result, or an *erpsync.ExceptionError (TicketRejected set by DefaultTicketErrorExpr), a
+// *erpsync.FaultError or a *erpsync.ProtocolError, each wrapped. It never panics, whatever the input, and
+// is safe for concurrent use.
+func oracleParseResponse(body []byte) (*erpsync.Result, error) {
+	resp, err := oracleParseForceResync(body, 0, defaultTicketErrorPattern.MatchString)
+	if err != nil {
+		return nil, wrapOp("parse ForceResyncExternal response", err)
+	}
+	return resp, nil
+}
+
+// oracleParseForceResync parses a reply and classifies it; status is the HTTP status (0 when
+// unknown). A reply that is not an envelope gives errNotEnvelope-wrapping *erpsync.ProtocolError.
+func oracleParseForceResync(body []byte, status int, ticketMatch func(string) bool) (*erpsync.Result, error) {
+	var resp *erpsync.Result
+	var found bool
+	env, err := oracleParseEnvelope(body, oracleForceResyncBody(&resp, &found))
+	if err != nil {
+		return nil, oracleProtocolError(status, err)
+	}
+	if err := env.err(status, ticketMatch); err != nil {
+		return nil, err
+	}
+	if resp == nil {
+		reason := "reply has no ForceResyncExternalResponse"
+		if found {
+			reason = "reply has no Response"
+		}
+		return nil, &erpsync.ProtocolError{HTTPStatus: status, Reason: reason}
+	}
+	return resp, nil
+}
+
+// err turns a fault or an exception into an error; nil when the envelope reports neither.
+func (env *oracleEnvelope) err(status int, ticketMatch func(string) bool) error {
+	if env.fault != nil {
+		env.fault.HTTPStatus = status
+		return env.fault
+	}
+	if ex := env.exception; ex != nil {
+		empty := ex.Type == "" && ex.Message == "" && ex.FriendlyText == "" && ex.Inner == nil
+		if !(empty && (!env.hasSucceeded || env.succeeded)) {
+			if ticketMatch != nil {
+				ex.TicketRejected = oracleExceptionMatches(ex, ticketMatch)
+			}
+			return ex
+		}
+	}
+	if env.hasSucceeded && !env.succeeded {
+		return &erpsync.ProtocolError{HTTPStatus: status, Reason: "Succeeded=false without ExceptionInfo"}
+	}
+	return nil
+}
+
+// oracleExceptionMatches reports whether match accepts the type or message of e or an inner exception.
+func oracleExceptionMatches(e *erpsync.ExceptionError, match func(string) bool) bool {
+	for i, x := 0, e; x != nil && i <= maxInnerExceptions; i, x = i+1, x.Inner {
+		if match(x.Type) || match(x.Message) {
+			return true
+		}
+	}
+	return false
+}
+
+// oracleProtocolError wraps a parse failure.
+func oracleProtocolError(status int, err error) *erpsync.ProtocolError {
+	if errors.Is(err, errNotEnvelope) {
+		return &erpsync.ProtocolError{HTTPStatus: status, Reason: "reply is not a SOAP envelope"}
+	}
+	var se *xml.SyntaxError
+	if errors.As(err, &se) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return &erpsync.ProtocolError{HTTPStatus: status, Reason: "malformed XML", Err: err}
+	}
+	var ve *oracleValueError
+	if errors.As(err, &ve) {
+		return &erpsync.ProtocolError{HTTPStatus: status, Reason: "invalid value", Err: err}
+	}
+	return &erpsync.ProtocolError{HTTPStatus: status, Reason: "malformed XML", Err: err}
+}
+
+// oracleValueError is an element whose text is not of its XSD type.
+type oracleValueError struct {
+	typ string
+	val string
+}
+
+func (e *oracleValueError) Error() string {
+	return "not an " + e.typ + ": " + strconv.Quote(erpsync.Truncate(e.val, 40))
+}
+
+// oracleParser is a thin layer over encoding/xml's token stream.
+type oracleParser struct {
+	d *xml.Decoder
+}
+
+// oracleBOM may start a UTF-8 document (XML 1.0 §4.3.3); encoding/xml would report it as
+// character data before the root element.
+var oracleBOM = []byte("\xEF\xBB\xBF")
+
+func newOracleParser(data []byte) *oracleParser {
+	d := xml.NewDecoder(bytes.NewReader(bytes.TrimPrefix(data, oracleBOM)))
+	d.CharsetReader = oracleCharsetReader
+	return &oracleParser{d: d}
+}
+
+// oracleCharsetReader accepts the ASCII-compatible encodings a NetServer reply may declare.
+func oracleCharsetReader(label string, in io.Reader) (io.Reader, error) {
+	switch strings.ToLower(label) {
+	case "utf-8", "utf8", "us-ascii", "ascii":
+		return in, nil
+	}
+	return nil, errors.New("unsupported encoding " + strconv.Quote(erpsync.Truncate(label, 40)))
+}
+
+// firstElement returns the root element.
+func (p *oracleParser) firstElement() (xml.StartElement, error) {
+	for {
+		t, err := p.d.Token()
+		if err != nil {
+			if err == io.EOF {
+				return xml.StartElement{}, errNotEnvelope
+			}
+			return xml.StartElement{}, err
+		}
+		switch t := t.(type) {
+		case xml.StartElement:
+			return t, nil
+		case xml.CharData:
+			if len(bytes.TrimSpace(t)) != 0 {
+				return xml.StartElement{}, errNotEnvelope
+			}
+		case xml.Directive: // <!DOCTYPE html> and the like: not SOAP
+			return xml.StartElement{}, errNotEnvelope
+		}
+	}
+}
+
+// children calls fn for each child element of the element whose start tag was just read,
+// and returns after its end tag. fn must consume the child through its end tag.
+func (p *oracleParser) children(fn func(xml.StartElement) error) error {
+	for {
+		t, err := p.token()
+		if err != nil {
+			return err
+		}
+		switch t := t.(type) {
+		case xml.StartElement:
+			if err := fn(t); err != nil {
+				return err
+			}
+		case xml.EndElement:
+			return nil
+		}
+	}
+}
+
+// token is Token with io.EOF inside an element reported as io.ErrUnexpectedEOF.
+func (p *oracleParser) token() (xml.Token, error) {
+	t, err := p.d.Token()
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return t, err
+}
+
+// skip consumes the rest of the element whose start tag was just read.
+func (p *oracleParser) skip() error {
+	depth := 0
+	for {
+		t, err := p.token()
+		if err != nil {
+			return err
+		}
+		switch t.(type) {
+		case xml.StartElement:
+			depth++
+		case xml.EndElement:
+			if depth == 0 {
+				return nil
+			}
+			depth--
+		}
+	}
+}
+
+// text returns the character data directly inside the element whose start tag was just
+// read, skipping any child elements, and consumes its end tag.
+func (p *oracleParser) text() (string, error) {
+	var s string
+	var buf []byte
+	depth := 0
+	for {
+		t, err := p.token()
+		if err != nil {
+			return "", err
+		}
+		switch t := t.(type) {
+		case xml.CharData:
+			if depth != 0 {
+				continue
+			}
+			switch {
+			case buf != nil:
+				buf = append(buf, t...)
+			case s == "":
+				s = string(t)
+			default:
+				buf = append([]byte(s), t...)
+			}
+		case xml.StartElement:
+			depth++
+		case xml.EndElement:
+			if depth == 0 {
+				if buf != nil {
+					return string(buf), nil
+				}
+				return s, nil
+			}
+			depth--
+		}
+	}
+}
+
+func (p *oracleParser) trimmedText() (string, error) {
+	s, err := p.text()
+	return strings.TrimSpace(s), err
+}
+
+// boolean reads an xs:boolean: true, false, 1 or 0, surrounding whitespace allowed.
+func (p *oracleParser) boolean() (bool, error) {
+	s, err := p.trimmedText()
+	if err != nil {
+		return false, err
+	}
+	switch s {
+	case "true", "1":
+		return true, nil
+	case "false", "0":
+		return false, nil
+	}
+	return false, &oracleValueError{typ: "xs:boolean", val: s}
+}
+
+// int32 reads an xs:int.
+func (p *oracleParser) int32() (int32, error) {
+	s, err := p.trimmedText()
+	if err != nil {
+		return 0, err
+	}
+	n, perr := strconv.ParseInt(s, 10, 32)
+	if perr != nil {
+		return 0, &oracleValueError{typ: "xs:int", val: s}
+	}
+	return int32(n), nil
+}
+
+// oracleIsNetServer reports whether name is in a NetServer service namespace.
+func oracleIsNetServer(name xml.Name) bool {
+	return strings.HasPrefix(name.Space, nsNetServerPrefix)
+}
+
+// oracleIsNil reports whether the element carries xsi:nil="true".
+func oracleIsNil(se xml.StartElement) bool {
+	for _, a := range se.Attr {
+		if a.Name.Local == "nil" && a.Name.Space == nsXSI {
+			v := strings.TrimSpace(a.Value)
+			return v == "true" || v == "1"
+		}
+	}
+	return false
+}
