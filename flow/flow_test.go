@@ -212,7 +212,11 @@ func TestTenantBreaker(t *testing.T) {
 	}))
 	defer srv.Close()
 	reg := prometheus.NewRegistry()
-	mod := func(c *Config) { c.TenantFailures = 3; c.ProbeInitial = 300 * time.Millisecond; c.ProbeMax = time.Second }
+	mod := func(c *Config) {
+		c.TenantFailures = 3
+		c.ProbeInitial = 300 * time.Millisecond
+		c.ProbeMax = time.Second
+	}
 	a := newControl(t, rdb, func(c *Config) { mod(c); c.Registerer = reg })
 	b := newControl(t, rdb, mod)
 	ha, hb := &http.Client{Transport: a.Transport(nil)}, &http.Client{Transport: b.Transport(nil)}

@@ -36,8 +36,8 @@ func newMetrics(c *Control, reg prometheus.Registerer) *metrics {
 	return m
 }
 
-func (m *metrics) request()            { m.requests.Inc() }
-func (m *metrics) wait(reason string)  { m.waits.WithLabelValues(reason).Inc() }
+func (m *metrics) request()           { m.requests.Inc() }
+func (m *metrics) wait(reason string) { m.waits.WithLabelValues(reason).Inc() }
 func (m *metrics) transition(conn int, to string) {
 	m.transitions.WithLabelValues(strconv.Itoa(conn), to).Inc()
 }

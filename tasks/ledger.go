@@ -116,7 +116,6 @@ type ChangeItem struct {
 //	erpresync:{RUN}:dead           HASH  "BATCH|KEY" → DeadLetter JSON
 //	erpresync:{RUN}:business       HASH  batch ID → business failures so far
 //	erpresync:{RUN}:auth           HASH  batch ID → first auth failure (unix ms)
-//	erpresync:{RUN}:systemic       HASH  batch ID → first systemic hold (unix ms)
 //	erpresync:{RUN}:outbox         HASH  batch ID → requeued batch not yet enqueued
 //
 // Pending keys are total − resynced − dead; finished_at is set when that reaches zero and
