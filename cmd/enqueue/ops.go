@@ -30,6 +30,10 @@ func (c *cli) key(ctx context.Context, args []string) int {
 	t.flags(fs)
 	asJSON := fs.Bool("json", false, "print the result as JSON on stdout")
 	cf := c.connFlags(fs)
+	// Trickle keys have a queue of their own, which the worker serves before bulk runs.
+	cf.queue = c.env("ENQUEUE_TRICKLE_QUEUE", tasks.TrickleQueue)
+	qf := fs.Lookup("queue")
+	qf.DefValue, qf.Usage = cf.queue, "asynq queue of trickle keys, served before bulk runs (env ENQUEUE_TRICKLE_QUEUE)"
 	keys, code, done := c.parse(fs, args)
 	if done {
 		return code
@@ -55,7 +59,7 @@ func (c *cli) key(ctx context.Context, args []string) int {
 		return c.fail(exitUsage, "%v", err)
 	}
 	defer rc.Close()
-	p, err := intake.NewProducer(intake.ProducerConfig{Redis: rc.rdb, Queue: cf.queue})
+	p, err := intake.NewProducer(intake.ProducerConfig{Redis: rc.rdb, TrickleQueue: cf.queue})
 	if err != nil {
 		return c.fail(exitUsage, "%v", err)
 	}

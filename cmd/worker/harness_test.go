@@ -130,7 +130,7 @@ func newClient(t testing.TB, sim *netserversim.Running) (*soap.Client, *soap.Pas
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := soap.New(soap.Config{BaseURL: sim.URL, Auth: pa, HTTPClient: soapHTTPClient(30 * time.Second)})
+	c, err := soap.New(soap.Config{BaseURL: sim.URL, Auth: pa, HTTPClient: soapHTTPClient(30*time.Second, nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,6 +224,7 @@ func inProcess(t testing.TB, opt asynq.RedisConnOpt, resyncer tasks.Resyncer, mu
 		Resyncer:        resyncer,
 		Concurrency:     8,
 		Queues:          map[string]int{tasks.DefaultQueue: 1},
+		TrickleQueue:    tasks.TrickleQueue,
 		ShutdownTimeout: 10 * time.Second,
 		BusinessRetries: 2,
 		BusinessDelay:   time.Second,
