@@ -93,11 +93,13 @@ func TestFlowLimitsHoldAcrossProcesses(t *testing.T) {
 	const run = "flow-limits"
 	keys := testKeys("L", 300)
 	submit(t, db, run, erpsync.ActorCustomer, keys, 5) // 60 calls and 3 logins: about 3 s at 20/s
+	t0 := time.Now()
 	st := waitDone(t, rdb, run, 30*time.Second)
 	if st.ResyncedKeys != int64(len(keys)) || st.DeadKeys != 0 {
 		t.Fatalf("status %+v", st)
 	}
 	tr := sim.Traffic()
+	t.Logf("run of %d requests took %s", tr.Requests, time.Since(t0))
 	// GCRA with a burst of 1: at most 20 + 1 in any second; one more for the clocks of
 	// Redis and the simulator, which see a request a moment apart.
 	if n := maxInWindow(tr.Arrivals, time.Second); n > 22 {
