@@ -1,7 +1,7 @@
 # erpresync development targets. `make help` lists them.
 GO ?= go
 
-.PHONY: help test test-race ci bench bench-pipeline bench-intake fuzz soak demo lint tidy compose-check build
+.PHONY: help test test-race ci bench bench-pipeline bench-flow bench-intake fuzz soak demo lint tidy compose-check build
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -23,6 +23,9 @@ bench: ## SOAP encode/decode and ledger benchmarks, 5 runs each (compare with be
 
 bench-pipeline: ## whole pipeline (enqueue, worker, simulator, ledger) in keys/s, 5 runs
 	$(GO) test ./cmd/worker -run '^$$' -bench Pipeline -benchtime 3x -count 5
+
+bench-flow: ## flow control: 3 worker processes at 20 requests/s, 50 ms calls; achieved rate, 10-s peak, trickle latency behind 300 bulk batches
+	$(GO) test ./cmd/worker -run '^$$' -bench Flow -benchtime 1x -count 1 -v -timeout 10m
 
 bench-intake: ## enqueue a million-key file 5 times with the real command; median time and peak RSS
 	bash intake/measure.sh 5

@@ -25,7 +25,7 @@ import (
 
 // flowWorkers starts n worker processes with env on top of workerEnv and waits until all
 // of them serve (so that a test's traffic starts with every worker ready).
-func flowWorkers(t *testing.T, db *redistest.DB, sim *netserversim.Running, n int, env map[string]string) []*proc {
+func flowWorkers(t testing.TB, db *redistest.DB, sim *netserversim.Running, n int, env map[string]string) []*proc {
 	t.Helper()
 	var ps []*proc
 	for range n {
@@ -45,7 +45,7 @@ func flowWorkers(t *testing.T, db *redistest.DB, sim *netserversim.Running, n in
 }
 
 // submitWith is submit with task options (a shortened retry budget).
-func submitWith(t *testing.T, rdb redis.UniversalClient, run string, keys []string, size int, opts ...asynq.Option) {
+func submitWith(t testing.TB, rdb redis.UniversalClient, run string, keys []string, size int, opts ...asynq.Option) {
 	t.Helper()
 	ledger := tasks.NewLedger(rdb)
 	client := asynq.NewClientFromRedisClient(rdb)

@@ -38,7 +38,7 @@ var (
 )
 
 // workerBinary builds this command once per test binary, for the tests about processes.
-func workerBinary(t *testing.T) string {
+func workerBinary(t testing.TB) string {
 	t.Helper()
 	binOnce.Do(func() {
 		binDir, binErr = os.MkdirTemp("", "erpresync-worker-")
@@ -256,7 +256,7 @@ type proc struct {
 
 // startWorker starts the worker binary with env on top of a minimal environment; the test's
 // cleanup kills it if it is still running.
-func startWorker(t *testing.T, env map[string]string) *proc {
+func startWorker(t testing.TB, env map[string]string) *proc {
 	t.Helper()
 	cmd := exec.Command(workerBinary(t))
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir()}
@@ -293,7 +293,7 @@ func (p *proc) log() string {
 }
 
 // wait waits for the process to exit and returns its exit code.
-func (p *proc) wait(t *testing.T, timeout time.Duration) int {
+func (p *proc) wait(t testing.TB, timeout time.Duration) int {
 	t.Helper()
 	select {
 	case <-p.exited:
