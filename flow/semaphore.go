@@ -17,8 +17,8 @@ import (
 //	{erpresync:flow:TENANT}:sem:CONN  ZSET  holder → lease expiry (unix ms)
 //
 // A holder renews its leases while its request runs; a slot whose lease ran out (its worker
-// was killed) is taken back by the next acquire. CONN 0 holds requests that belong to no
-// connection (logins).
+// was killed) is taken back by the next acquire. CONN 0 holds the requests whose context names
+// no connection (see WithConnection).
 
 // acquireScript: KEYS sem; ARGV now ms, lease ms, holder, limit. Returns -1 when the slot was
 // taken, else the ms until the earliest lease runs out.

@@ -541,6 +541,7 @@ func TestTrickleAggregated(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, &fakeSO{}, nil)
 	e.serve(nil, func(c *asynq.Config) {
+		c.Queues = map[string]int{TrickleQueue: 1}
 		c.GroupAggregator = NewAggregator(AggregatorConfig{})
 		c.GroupGracePeriod = time.Second
 		c.GroupMaxSize = DefaultBatchSize

@@ -105,7 +105,9 @@ func TestFlowLimitsHoldAcrossProcesses(t *testing.T) {
 	if n := maxInWindow(tr.Arrivals, time.Second); n > 22 {
 		t.Errorf("%d requests within one second, limit 20/s", n)
 	}
-	if tr.PeakInFlight > 2+1 { // + a login, which belongs to no ERP connection
+	// One more: the simulator counts a request as ended a moment after the client has its
+	// reply and has given its slot to the next one.
+	if tr.PeakInFlight > 2+1 {
 		t.Errorf("%d requests in flight at once, cap 2", tr.PeakInFlight)
 	}
 	if d := tr.Arrivals[len(tr.Arrivals)-1].Sub(tr.Arrivals[0]); d < 2500*time.Millisecond {
