@@ -40,6 +40,10 @@ type Config struct {
 	Rate float64
 	// Burst is how many requests may go out at once after a quiet spell. Zero: 1.
 	Burst int
+	// Adaptive lowers the rate for all workers when SuperOffice throttles (a 429, or a 503
+	// with Retry-After): the rate in force halves (not below Rate/MinAdaptiveShare), then
+	// grows back by Rate/AdaptiveRecovery per second up to Rate. Needs Rate > 0.
+	Adaptive bool
 	// MaxConcurrency is how many requests of one ERP connection may be in flight at once,
 	// over all workers. Zero: no cap.
 	MaxConcurrency int
@@ -90,6 +94,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("flow: Config.ConnThreshold %v: want a share in (0, 1]", c.ConnThreshold)
 	case c.Lease != 0 && c.Lease < 300*time.Millisecond:
 		return fmt.Errorf("flow: Config.Lease %s: want at least 300ms", c.Lease)
+	case c.Adaptive && c.Rate == 0:
+		return errors.New("flow: Config.Adaptive needs a Rate to adapt")
 	}
 	return nil
 }
@@ -101,6 +107,7 @@ type Control struct {
 	prefix  string
 	limiter *redis_rate.Limiter
 	limit   redis_rate.Limit
+	adapt   *adaptive // nil unless Config.Adaptive
 	sem     *semaphore
 	tenant  *breaker
 	conns   func(conn int) *breaker
@@ -151,6 +158,9 @@ func New(cfg Config) (*Control, error) {
 		c.limiter = redis_rate.NewLimiter(cfg.Redis)
 		// One request per 1/Rate seconds: GCRA's emission interval is Period/Rate.
 		c.limit = redis_rate.Limit{Rate: 1, Burst: cfg.Burst, Period: time.Duration(float64(time.Second) / cfg.Rate)}
+	}
+	if cfg.Adaptive && cfg.Rate > 0 {
+		c.adapt = newAdaptive(c)
 	}
 	c.tenant = c.newBreaker(0, cfg.TenantFailures, 1)
 	c.conns = func(conn int) *breaker { return c.newBreaker(conn, cfg.ConnWindow, cfg.ConnThreshold) }
@@ -246,14 +256,29 @@ func (c *Control) transition(conn int, from, to, reason string) {
 	c.metrics.transition(conn, to)
 }
 
+// Rate returns the rate limit in force in requests/s: Config.Rate, or less after throttling
+// with Config.Adaptive; 0 for no limit.
+func (c *Control) Rate(ctx context.Context) float64 {
+	if c.adapt != nil {
+		return c.adapt.current(ctx)
+	}
+	return c.cfg.Rate
+}
+
 // rateWait takes a token of the rate limit, waiting for at most until (zero: no limit).
 func (c *Control) rateWait(ctx context.Context, until time.Time) error {
 	if c.limiter == nil {
 		return nil
 	}
+	limit := c.limit
+	if c.adapt != nil {
+		if r := c.adapt.current(ctx); r < c.cfg.Rate {
+			limit.Period = time.Duration(float64(time.Second) / r)
+		}
+	}
 	waited := false
 	for {
-		res, err := c.limiter.Allow(ctx, c.prefix, c.limit)
+		res, err := c.limiter.Allow(ctx, c.prefix, limit)
 		if err != nil {
 			return fmt.Errorf("flow: rate limit: %w", err)
 		}

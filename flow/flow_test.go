@@ -334,3 +334,46 @@ func gauge(t *testing.T, reg *prometheus.Registry) float64 {
 	t.Fatal("no erpresync_breaker_state for the tenant")
 	return 0
 }
+
+// TestAdaptiveRate: a 429 halves the rate for every worker; it grows back by Rate/60 per
+// second, and a second 429 halves what is in force then.
+func TestAdaptiveRate(t *testing.T) {
+	t.Parallel()
+	rdb := newRedis(t)
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	mod := func(c *Config) { c.Rate = 60; c.Adaptive = true; c.Now = clock }
+	a, b := newControl(t, rdb, mod), newControl(t, rdb, mod)
+	ctx := context.Background()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "0")
+		w.WriteHeader(http.StatusTooManyRequests)
+	}))
+	defer srv.Close()
+	if r := a.Rate(ctx); r != 60 {
+		t.Fatalf("rate before throttling: %v", r)
+	}
+	get(t, &http.Client{Transport: a.Transport(nil)}, ctx, srv.URL)
+	advance(time.Second) // b reads Redis at most once a second
+	// 60/2 = 30, plus 1/s for the second that passed.
+	if r := b.Rate(ctx); r < 30.9 || r > 31.1 {
+		t.Errorf("other worker's rate after a 429: %v, want 31", r)
+	}
+	advance(9 * time.Second)
+	if r := b.Rate(ctx); r < 39.9 || r > 40.1 {
+		t.Errorf("10 s later: %v, want 40 (additive increase of 1/s)", r)
+	}
+	get(t, &http.Client{Transport: b.Transport(nil)}, ctx, srv.URL)
+	if r := b.Rate(ctx); r < 19.9 || r > 20.1 {
+		t.Errorf("after a second 429: %v, want 20 (half of 40)", r)
+	}
+	advance(time.Hour)
+	if r := a.Rate(ctx); r != 60 {
+		t.Errorf("an hour later: %v, want the full 60", r)
+	}
+	if _, err := New(Config{Redis: rdb, Tenant: "x", Adaptive: true}); err == nil {
+		t.Error("Adaptive without a Rate: no error")
+	}
+}

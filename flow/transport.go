@@ -91,6 +91,9 @@ func (t *transport) observe(ctx context.Context, resp *http.Response) {
 			ra = DefaultCooldown
 		}
 		c.setCooldown(ctx, min(ra, c.cfg.MaxCooldown))
+		if c.adapt != nil {
+			c.adapt.decrease(ctx)
+		}
 	}
 	switch {
 	case s >= 500 && s != http.StatusNotImplemented && s != http.StatusHTTPVersionNotSupported && !soapFault(resp):

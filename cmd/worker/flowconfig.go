@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -28,6 +29,12 @@ func flowConfig(v values) (flow.Config, error) {
 	}
 	if c.Burst, err = v.int("SUPEROFFICE_RATE_BURST", 1); err != nil {
 		return c, err
+	}
+	if c.Adaptive, err = v.bool("SUPEROFFICE_RATE_ADAPTIVE"); err != nil {
+		return c, err
+	}
+	if c.Adaptive && c.Rate == 0 {
+		return c, errors.New("SUPEROFFICE_RATE_ADAPTIVE=true needs SUPEROFFICE_RATE_LIMIT, the rate to adapt")
 	}
 	if c.MaxConcurrency, err = v.int("SUPEROFFICE_MAX_CONCURRENCY", 0); err != nil {
 		return c, err

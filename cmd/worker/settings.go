@@ -34,6 +34,7 @@ var settings = []setting{
 	{Env: "SUPEROFFICE_TIMEOUT", Flag: "superoffice-timeout", Default: "60s", Meaning: "timeout of one SOAP call"},
 	{Env: "SUPEROFFICE_RATE_LIMIT", Flag: "rate-limit", Default: "0", Meaning: "requests per second to the tenant from all workers on this Redis together (every HTTP request: calls, logins, repeats); decimals allowed, e.g. `2.5`; `0` = no limit"},
 	{Env: "SUPEROFFICE_RATE_BURST", Flag: "rate-burst", Default: "1", Meaning: "requests that may go out at once after a quiet spell, on top of the rate"},
+	{Env: "SUPEROFFICE_RATE_ADAPTIVE", Flag: "rate-adaptive", Default: "false", Meaning: "on throttling (429, or 503 with Retry-After) halve the rate for all workers, then grow it back by a sixtieth of SUPEROFFICE_RATE_LIMIT per second"},
 	{Env: "SUPEROFFICE_MAX_CONCURRENCY", Flag: "max-concurrency", Default: "0", Meaning: "requests in flight per ERP connection from all workers together (a login counts under the connection of the call that needed it); `0` = no cap beyond each worker's WORKER_CONCURRENCY"},
 	{Env: "SUPEROFFICE_SLOT_LEASE", Flag: "slot-lease", Default: "30s", Meaning: "lease of a concurrency slot, renewed while its request runs: a killed worker's slots come back after at most this long"},
 	{Env: "SUPEROFFICE_BREAKER_FAILURES", Flag: "breaker-failures", Default: "5", Meaning: "systemic failures in a row (transport errors, 5xx, maintenance pages), seen by any worker, that open the tenant's circuit breaker"},
