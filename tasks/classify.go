@@ -24,8 +24,9 @@ const (
 	// ClassTransient: the service or the network failed for a moment; the same call may
 	// well succeed later.
 	ClassTransient
-	// ClassThrottled: the service asked us to slow down (HTTP 429, a Retry-After) or the
-	// systemic guard holds a connection back. Retried later without using up retries.
+	// ClassThrottled: the service asked us to slow down (HTTP 429, a Retry-After), flow
+	// control could not send the call in time, or a circuit breaker is open. Retried later
+	// without using up retries, and never dead-lettered for it.
 	ClassThrottled
 	// ClassAuth: SuperOffice refused our credentials after the client's own ticket refresh.
 	// A configuration outage: every batch would fail the same way.
