@@ -1,7 +1,7 @@
 # erpresync development targets. `make help` lists them.
 GO ?= go
 
-.PHONY: help test test-race ci bench bench-codec bench-e2e bench-pipeline bench-intake fuzz fuzz-decoder soak chaos demo lint tidy compose-check build
+.PHONY: help test test-race ci bench bench-codec bench-e2e bench-pipeline bench-flow bench-intake fuzz fuzz-decoder soak chaos demo lint tidy compose-check build
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -28,6 +28,9 @@ bench-e2e: ## worker processes end to end against the naive baseline, and latenc
 
 bench-pipeline: ## whole pipeline (enqueue, worker, simulator, ledger) in keys/s, 5 runs
 	$(GO) test ./cmd/worker -run '^$$' -bench Pipeline -benchtime 3x -count 5
+
+bench-flow: ## flow control: 3 worker processes at 20 requests/s, 50 ms calls; achieved rate, 10-s peak, trickle latency behind 300 bulk batches
+	$(GO) test ./cmd/worker -run '^$$' -bench Flow -benchtime 1x -count 1 -v -timeout 10m
 
 bench-intake: ## enqueue a million-key file 5 times with the real command; median time and peak RSS
 	bash intake/measure.sh 5

@@ -48,8 +48,11 @@ type ProducerConfig struct {
 	// Redis is the server that holds asynq's queues and the ledger. The Producer never closes
 	// it. It may be nil for a Producer used only for dry runs.
 	Redis redis.UniversalClient
-	// Queue is the asynq queue for batches and trickle keys. Zero value: tasks.DefaultQueue.
+	// Queue is the asynq queue for batches. Zero value: tasks.DefaultQueue.
 	Queue string
+	// TrickleQueue is the asynq queue for trickle keys (AddKey), which the worker serves
+	// before the bulk queues. Zero value: tasks.TrickleQueue.
+	TrickleQueue string
 	// TaskOptions are applied to every task after the queue; e.g. asynq.MaxRetry(3).
 	// asynq.TaskID, asynq.Queue and asynq.Group are refused: the producer sets them (batch
 	// IDs, Queue, trickle groups), and a run's idempotence depends on them.
@@ -200,6 +203,9 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 	if cfg.Queue == "" {
 		cfg.Queue = tasks.DefaultQueue
 	}
+	if cfg.TrickleQueue == "" {
+		cfg.TrickleQueue = tasks.TrickleQueue
+	}
 	p := &Producer{cfg: cfg, opts: append([]asynq.Option{asynq.Queue(cfg.Queue)}, cfg.TaskOptions...)}
 	// Options asynq or tasks would refuse fail here, not batch by batch in the middle of a run.
 	probe := tasks.Batch{Run: "probe", ErpConnectionID: 1, ActorType: erpsync.ActorCustomer, Keys: []string{"probe"}}
@@ -266,7 +272,7 @@ func (p *Producer) AddKey(ctx context.Context, erpConnectionID int, actor erpsyn
 	if p.client == nil {
 		return fmt.Errorf("%w: the producer has no Redis client", ErrConfig)
 	}
-	t, err := tasks.NewTrickleTask(erpConnectionID, actor, key, p.opts...)
+	t, err := tasks.NewTrickleTask(erpConnectionID, actor, key, append(p.opts[:len(p.opts):len(p.opts)], asynq.Queue(p.cfg.TrickleQueue))...)
 	if err != nil {
 		return err
 	}

@@ -289,14 +289,17 @@ func TestAddKeyCoalesces(t *testing.T) {
 	db := redistest.New(t)
 	rdb := db.Client()
 	defer rdb.Close()
-	p := newTestProducer(t, rdb, "trickle")
+	p, err := NewProducer(ProducerConfig{Redis: rdb, TrickleQueue: "trickle"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 	for i := range 250 {
 		if err := p.AddKey(ctx, 7, erpsync.ActorSupplier, fmt.Sprintf("S%03d", i)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	err := p.AddKey(ctx, 7, erpsync.ActorSupplier, strings.Repeat("s", 255))
+	err = p.AddKey(ctx, 7, erpsync.ActorSupplier, strings.Repeat("s", 255))
 	var ke *erpsync.KeyError
 	if !errors.As(err, &ke) || err.Error() != `invalid batch: trickle key: external key "`+strings.Repeat("s", 40)+`": longer than 254 characters (255)` {
 		t.Errorf("AddKey(too long) = %v", err)

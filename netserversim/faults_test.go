@@ -340,3 +340,24 @@ func TestFaultsWhileServing(t *testing.T) {
 		t.Fatalf("total calls = %d, want 60: %+v", c.TotalCalls(), c)
 	}
 }
+
+func TestTraffic(t *testing.T) {
+	t.Parallel()
+	s := MustStart(Config{})
+	defer s.Close()
+	for range 3 {
+		resp, err := http.Post(s.ErpSyncURL(), "text/xml", strings.NewReader("<x/>"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	tr := s.Traffic()
+	if tr.Requests != 3 || tr.InFlight != 0 || tr.PeakInFlight != 1 || len(tr.Arrivals) != 3 {
+		t.Errorf("Traffic = %+v", tr)
+	}
+	s.ResetTraffic()
+	if tr := s.Traffic(); tr.Requests != 0 || len(tr.Arrivals) != 0 {
+		t.Errorf("after reset: %+v", tr)
+	}
+}

@@ -23,6 +23,7 @@ type Server struct {
 	faults  *faults
 	counts  *counters
 	seq     atomic.Int64
+	traffic traffic
 
 	jwtOnce sync.Once
 	jwtKey  *rsa.PrivateKey
@@ -87,12 +88,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case s.cfg.Admin && strings.HasPrefix(p, "/_sim/"):
 		s.serveAdmin(w, r)
 	case p == "/login/api/partnersystemuser/authenticate":
+		s.traffic.begin()
+		defer s.traffic.end()
 		s.serveSystemUser(w, r)
 	case p == "/login/.well-known/jwks":
 		s.serveJWKS(w, r)
 	case p == svc+"erpsync.svc":
+		s.traffic.begin()
+		defer s.traffic.end()
 		s.serveErpSync(w, r)
 	case p == svc+"soprincipal.svc":
+		s.traffic.begin()
+		defer s.traffic.end()
 		s.servePrincipal(w, r)
 	default:
 		w.Header().Set("Content-Type", ctHTML)

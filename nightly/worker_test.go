@@ -28,7 +28,7 @@ func finishRuns(t *testing.T, db *redistest.DB, queue string) {
 	t.Helper()
 	rdb := db.Client()
 	defer rdb.Close()
-	h, err := tasks.NewHandler(tasks.HandlerConfig{Resyncer: okResyncer{}, Ledger: tasks.NewLedger(rdb), SystemicWindow: -1})
+	h, err := tasks.NewHandler(tasks.HandlerConfig{Resyncer: okResyncer{}, Ledger: tasks.NewLedger(rdb)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/flow"
 )
 
 // Class is what an error means for the work that hit it. Classify is the one place that
@@ -23,8 +24,9 @@ const (
 	// ClassTransient: the service or the network failed for a moment; the same call may
 	// well succeed later.
 	ClassTransient
-	// ClassThrottled: the service asked us to slow down (HTTP 429, a Retry-After) or the
-	// systemic guard holds a connection back. Retried later without using up retries.
+	// ClassThrottled: the service asked us to slow down (HTTP 429, a Retry-After), flow
+	// control could not send the call in time, or a circuit breaker is open. Retried later
+	// without using up retries, and never dead-lettered for it.
 	ClassThrottled
 	// ClassAuth: SuperOffice refused our credentials after the client's own ticket refresh.
 	// A configuration outage: every batch would fail the same way.
@@ -58,12 +60,6 @@ func ParseClass(s string) (Class, error) {
 	}
 	return ClassNone, fmt.Errorf("unknown class %q: want one of transient, throttled, auth, permanent, business", s)
 }
-
-// ErrSystemic is wrapped by the Throttled error the handler returns when the systemic guard
-// holds a connection back: nearly all recent calls for the same ERP connection and actor type
-// failed with the same ErrorCode, so the failure is not the batch's fault and splitting it
-// would only multiply calls.
-var ErrSystemic = errors.New("systemic failure, holding off")
 
 // BusinessError is SuperOffice's IsOk=false answer as an error: the call worked, the
 // connector refused the batch.
@@ -142,7 +138,11 @@ func Classify(err error) Class {
 	if errors.As(err, &be) {
 		return ClassBusiness
 	}
-	if errors.Is(err, ErrSystemic) {
+	// Flow control's own answers: a breaker is open, or a wait for the rate limit, a slot or
+	// a cool-down would pass the deadline. Checked before the transport errors that wrap them.
+	var pe *flow.PausedError
+	var we *flow.WaitError
+	if errors.As(err, &pe) || errors.As(err, &we) {
 		return ClassThrottled
 	}
 	// ErrResponseTooLarge is permanent although SuperOffice did the work: the resync ran and
@@ -205,6 +205,14 @@ func RetryAfter(err error) time.Duration {
 	if errors.As(err, &te) && te.RetryAfter > 0 {
 		return te.RetryAfter
 	}
+	var pe *flow.PausedError
+	if errors.As(err, &pe) {
+		return pe.RetryAfter
+	}
+	var we *flow.WaitError
+	if errors.As(err, &we) {
+		return we.RetryAfter
+	}
 	var he *erpsync.HTTPError
 	if errors.As(err, &he) {
 		return he.RetryAfter
@@ -238,10 +246,11 @@ type ClassRule struct {
 // Actions per class, as the handler carries them out.
 const (
 	actionTransient = "retried in-process (fast layer, within the task timeout), then by asynq with exponential backoff; dead letter when asynq's retries are used up"
-	actionThrottled = "retried by asynq after max(backoff, Retry-After); does not use up retries"
+	actionThrottled = "retried by asynq after max(backoff, Retry-After); does not use up retries and is never dead-lettered (on a batch's last attempt it is relayed as fresh halves)"
+	actionPaused    = "held: retried by asynq at the next probe; uses up no retries and is never dead-lettered, however long the outage"
 	actionAuth      = "logged at error level and counted; held: asynq retries every AuthHold without using up retries, for at most AuthMaxHold, then dead letter"
 	actionPermanent = "dead letter at once (asynq.SkipRetry)"
-	actionBusiness  = "batch of n>1 keys: split into halves (no retry used); single key: retried BusinessRetries times, then dead letter; systemic (same ErrorCode on nearly all recent calls): held as throttled, no split"
+	actionBusiness  = "batch of n>1 keys: split into halves (no retry used); single key: retried BusinessRetries times, then dead letter; while the connection's breaker is open (same ErrorCode on nearly every batch): held, no split"
 )
 
 // ClassTable is the classification, row by row, in the order Classify applies it. The
@@ -249,8 +258,10 @@ const (
 var ClassTable = []ClassRule{
 	{"IsOk=false answer (business failure)", ClassBusiness, actionBusiness,
 		&BusinessError{ErrorCode: "ERP_REJECTED", TechExplanation: "customer blocked in ERP"}},
-	{"systemic guard: >= 90% of the last 20 calls for the connection+actor failed with one ErrorCode", ClassThrottled, "held: retried by asynq after SystemicHold without using up retries, for at most SystemicMaxHold (24 h), then dead letter; no split",
-		fmt.Errorf("batch r:b000001: %w (ERP_DOWN on 19 of 20 calls)", ErrSystemic)},
+	{"circuit breaker open: SuperOffice unavailable (5 systemic failures in a row: transport errors, 5xx, maintenance pages), or >= 90% of the last 20 batches of an ERP connection failed with one ErrorCode", ClassThrottled, actionPaused,
+		&flow.PausedError{ErpConnection: 3, Reason: "ErrorCode \"ERP_DOWN\" on nearly every batch", RetryAfter: 5 * time.Second}},
+	{"flow control: waiting for the rate limit, a concurrency slot or a cool-down would pass the call's deadline", ClassThrottled, actionThrottled,
+		&flow.WaitError{Reason: "rate limit", RetryAfter: time.Second}},
 	{"malformed batch, unknown actor type, invalid payload", ClassPermanent, actionPermanent,
 		fmt.Errorf("%w: actor type Unknown", ErrInvalidBatch)},
 	{"empty key list (would resync everything)", ClassPermanent, actionPermanent, erpsync.ErrEmptyKeys},

@@ -11,6 +11,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/flow"
 	"github.com/erpresync/erpresync/retry"
 )
 
@@ -68,7 +69,8 @@ func TestClassify(t *testing.T) {
 		{name: "invalid batch", err: fmt.Errorf("%w: no keys", ErrInvalidBatch), want: ClassPermanent},
 		{name: "business", err: &BusinessError{ErrorCode: "X"}, want: ClassBusiness},
 		{name: "handler error keeps its class", err: &Error{Class: ClassAuth, Err: errors.New("x")}, want: ClassAuth},
-		{name: "systemic", err: fmt.Errorf("%w: ...", ErrSystemic), want: ClassThrottled},
+		{name: "breaker open, through the transport", err: &erpsync.TransportError{Err: &flow.PausedError{}}, want: ClassThrottled},
+		{name: "flow wait", err: &erpsync.TransportError{Err: &flow.WaitError{RetryAfter: time.Second}}, want: ClassThrottled},
 		{name: "lease expired", err: asynq.ErrLeaseExpired, want: ClassTransient},
 		{name: "unknown", err: errors.New("something odd"), want: ClassTransient},
 	}
@@ -105,7 +107,7 @@ func TestIsFailure(t *testing.T) {
 		{name: "nil", err: nil, want: false},
 		{name: "throttled 429", err: &Error{Class: ClassThrottled, Err: &erpsync.HTTPError{StatusCode: 429}}, want: false},
 		{name: "raw 429", err: &erpsync.HTTPError{StatusCode: 429}, want: false},
-		{name: "systemic hold", err: &Error{Class: ClassThrottled, Err: ErrSystemic}, want: false},
+		{name: "breaker hold", err: &Error{Class: ClassThrottled, Err: &flow.PausedError{}}, want: false},
 		{name: "auth hold", err: &Error{Class: ClassAuth, Err: erpsync.ErrLoginRefused}, want: false},
 		{name: "auth dead letter", err: &Error{Class: ClassAuth, Dead: true, Err: erpsync.ErrLoginRefused}, want: true},
 		{name: "transient", err: &Error{Class: ClassTransient, Err: errors.New("reset")}, want: true},

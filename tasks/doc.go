@@ -12,7 +12,10 @@
 // and [NewAggregator] merges into a batch). [Handler.ProcessTask] makes one call per
 // batch, retries transient errors in-process (retry.Policy.Do), leaves long-horizon retries
 // to asynq ([RetryDelay], [IsFailure]), splits a batch that SuperOffice refuses
-// (IsOk=false) to isolate poison keys, and dead-letters what cannot succeed. Every state
+// (IsOk=false) to isolate poison keys, and dead-letters what cannot succeed. With a
+// [Flow] (package flow), it asks the ERP connection's circuit breaker before each call and
+// tells it the answer, and holds batches while a breaker is open: such holds use no retries
+// and never end in dead letters. Every state
 // change of a batch is one Lua script over the run's keys, so re-runs after a crash never
 // double-count.
 package tasks

@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/flow"
 )
 
 // What the handler does when a call did not succeed: a business refusal (split or retry),
@@ -19,38 +20,18 @@ import (
 func (h *Handler) refused(ctx context.Context, log zerolog.Logger, tc taskCtx, b Batch, resp *erpsync.Result) error {
 	be := &BusinessError{ErrorCode: resp.ErrorCode, TechExplanation: resp.TechExplanation,
 		UserExplanation: resp.UserExplanation, Status: resp.Status}
-	// Only producer batches (depth 0) feed the guard their failures: the halves of a split
-	// and the retries of a single poison key fail by design, and at the tail of a run they
-	// are all that is left; counting them would mistake a few poison keys for a systemic
-	// failure and hold their batches back. Every batch consults it, so that halves split
-	// before the guard tripped are held too instead of fanning out.
-	var share float64
-	var n int
-	if b.Depth == 0 {
-		share, n = h.guard.record(b.ErpConnectionID, b.ActorType, errorCodeKey(resp.ErrorCode))
-	} else {
-		share, n = h.guard.share(b.ErpConnectionID, b.ActorType, errorCodeKey(resp.ErrorCode))
-	}
-	if h.guard.tripped(share, n) {
-		h.cfg.Metrics.systemicHold()
-		err := fmt.Errorf("%w: %.0f%% of the last %d calls for connection %d %s failed with %q: %w",
-			ErrSystemic, share*100, n, b.ErpConnectionID, b.ActorType, resp.ErrorCode, be)
-		log.Error().Str("error_code", resp.ErrorCode).Float64("share", share).
-			Msg("SYSTEMIC FAILURE: nearly all calls for this ERP connection and actor type fail alike; holding batches back instead of splitting")
-		if tc.last() {
-			return h.dead(ctx, log, tc, b, ClassThrottled, err, be, tc.retried+1)
+	if h.cfg.Flow != nil {
+		// Only producer batches (depth 0) count toward the ERP connection's breaker: the
+		// halves of a split and the retries of a single poison key fail by design, and at
+		// the tail of a run they are all that is left; counting them would mistake a few
+		// poison keys for a systemic failure. Every batch consults it, so that halves split
+		// before it opened are held too instead of fanning out.
+		h.cfg.Flow.Outcome(ctx, b.ErpConnectionID, resp.ErrorCode, false, b.Depth == 0)
+		if perr := h.cfg.Flow.Paused(ctx, b.ErpConnectionID); perr != nil {
+			log.Error().Str("error_code", resp.ErrorCode).
+				Msg("SYSTEMIC FAILURE: nearly every batch for this ERP connection fails alike; holding batches back instead of splitting")
+			return h.hold(ctx, log, tc, b, fmt.Errorf("%w: %w", perr, be))
 		}
-		// A hold uses up no retries; SystemicMaxHold bounds it, so that a failure nobody
-		// fixes, or poison keys that all fail alike, end in visible dead letters.
-		since, lerr := h.ledger.holdSince(context.WithoutCancel(ctx), keysFor(b.Run).systemic, tc.id, h.now())
-		if lerr != nil {
-			return fmt.Errorf("ledger: systemic hold: %w", lerr)
-		}
-		if held := h.now().Sub(since); held >= h.cfg.SystemicMaxHold {
-			return h.dead(ctx, log, tc, b, ClassThrottled, fmt.Errorf("%w (%s): %w", errSystemicMaxHold, held.Round(time.Second), err), be, tc.retried+1)
-		}
-		h.cfg.Metrics.retry(ClassThrottled, "asynq")
-		return &Error{Class: ClassThrottled, BatchID: tc.id, Keys: len(b.Keys), RetryAfter: h.cfg.SystemicHold, Err: err}
 	}
 	if len(b.Keys) > 1 {
 		log.Info().Str("error_code", resp.ErrorCode).Msg("batch refused; splitting to isolate the poison keys")
@@ -68,12 +49,25 @@ func (h *Handler) refused(ctx context.Context, log zerolog.Logger, tc taskCtx, b
 		msg: fmt.Sprintf("%v (attempt %d of %d)", be, n, h.cfg.BusinessRetries+1)}
 }
 
-// errSystemicMaxHold is wrapped by the cause of a dead letter that the systemic guard held
-// for SystemicMaxHold.
-var errSystemicMaxHold = errors.New("held by the systemic guard for longer than SystemicMaxHold")
-
-// errorCodeKey turns an ErrorCode into a guard outcome that differs from success ("").
-func errorCodeKey(code string) string { return "!" + code }
+// hold hands a batch back to asynq without using up a retry: a circuit breaker is open, or
+// the batch was throttled (flow control's wait, a Retry-After). It is never dead-lettered
+// for that, however long it lasts. On the batch's last attempt asynq would archive it
+// whatever the error, so it is relayed instead: split in halves like a refused batch (the
+// ledger keeps that exactly-once), each a new task with a fresh retry budget, due when the
+// hold ends.
+func (h *Handler) hold(ctx context.Context, log zerolog.Logger, tc taskCtx, b Batch, err error) error {
+	wait := RetryAfter(err)
+	var perr *flow.PausedError
+	if errors.As(err, &perr) {
+		h.cfg.Metrics.breakerHold()
+	}
+	if tc.last() {
+		log.Warn().Err(err).Msg("held on its last attempt; relayed as fresh halves")
+		return h.relay(ctx, log, tc, b, wait)
+	}
+	h.cfg.Metrics.retry(ClassThrottled, "asynq")
+	return &Error{Class: ClassThrottled, BatchID: tc.id, Keys: len(b.Keys), RetryAfter: wait, Err: err}
+}
 
 // failed handles an error from the call (after the fast retries).
 func (h *Handler) failed(ctx context.Context, log zerolog.Logger, tc taskCtx, b Batch, err error) error {
@@ -82,7 +76,16 @@ func (h *Handler) failed(ctx context.Context, log zerolog.Logger, tc taskCtx, b 
 		return err
 	}
 	class := Classify(err)
+	if class == ClassTransient && h.cfg.Flow != nil {
+		// The failure may be what opened a breaker (or it opened meanwhile): then it is the
+		// outage's, not the batch's, and uses no retry.
+		if perr := h.cfg.Flow.Paused(ctx, b.ErpConnectionID); perr != nil {
+			return h.hold(ctx, log, tc, b, fmt.Errorf("%w (after: %w)", perr, err))
+		}
+	}
 	switch {
+	case class == ClassThrottled:
+		return h.hold(ctx, log, tc, b, err)
 	case class == ClassPermanent:
 		return h.dead(ctx, log, tc, b, class, err, nil, tc.retried+1)
 	case tc.last():
@@ -154,9 +157,6 @@ func deadReason(class Class, cause error, attempts, keys int) string {
 		what = "transient error, retries used up: " + cause.Error()
 	case ClassThrottled:
 		what = "throttled on the last attempt: " + cause.Error()
-		if errors.Is(cause, errSystemicMaxHold) {
-			what = cause.Error()
-		}
 	case ClassAuth:
 		what = "auth failure: " + cause.Error()
 	default:

@@ -21,15 +21,25 @@ type Resyncer interface {
 	ForceResyncExternal(ctx context.Context, erpConnectionID int, actor erpsync.ActorType, keys []string) (*erpsync.Result, error)
 }
 
+// Flow is what the handler needs of flow control; *flow.Control satisfies it. The limits,
+// the cool-down and the tenant's breaker act on the HTTP requests below the transport; the
+// handler feeds and consults the ERP connection's breaker, which alone needs the answer.
+type Flow interface {
+	// Admit asks whether a batch of conn may call (a *flow.PausedError when its breaker is
+	// open) and returns ctx carrying the connection for the transport.
+	Admit(ctx context.Context, conn int) (context.Context, error)
+	// Outcome reports a batch's answer; counted=false for failures that must not open the
+	// breaker (split halves, retried poison keys).
+	Outcome(ctx context.Context, conn int, errorCode string, ok, counted bool)
+	// Paused returns a *flow.PausedError when the tenant's or conn's breaker is open, else nil.
+	Paused(ctx context.Context, conn int) error
+}
+
 // Handler defaults.
 const (
-	DefaultBusinessRetries   = 3
-	DefaultSystemicWindow    = 20
-	DefaultSystemicThreshold = 0.9
-	DefaultSystemicHold      = time.Minute
-	DefaultSystemicMaxHold   = 24 * time.Hour
-	DefaultAuthHold          = 5 * time.Minute
-	DefaultAuthMaxHold       = 24 * time.Hour
+	DefaultBusinessRetries = 3
+	DefaultAuthHold        = 5 * time.Minute
+	DefaultAuthMaxHold     = 24 * time.Hour
 )
 
 // HandlerConfig configures NewHandler. Zero fields take the documented defaults.
@@ -48,21 +58,9 @@ type HandlerConfig struct {
 	// retried before it is dead-lettered. Zero: DefaultBusinessRetries (3); negative: none.
 	// The delays come from RetryDelay's business policy.
 	BusinessRetries int
-	// SystemicWindow is how many recent calls per ERP connection and actor type the systemic
-	// guard looks at. Zero: DefaultSystemicWindow (20); negative turns the guard off.
-	SystemicWindow int
-	// SystemicThreshold is the share of the window that must have failed with one ErrorCode
-	// for the guard to hold batches instead of splitting them. Zero:
-	// DefaultSystemicThreshold (0.9).
-	SystemicThreshold float64
-	// SystemicHold is the least wait before a held batch is tried again. Zero:
-	// DefaultSystemicHold (1 min).
-	SystemicHold time.Duration
-	// SystemicMaxHold is how long a batch is held by the systemic guard, from its first hold,
-	// before its keys are dead-lettered (a hold uses up no retries, so without it a failure
-	// that never ends, or poison keys that all fail alike, would hold batches for ever). Zero:
-	// DefaultSystemicMaxHold (24 h).
-	SystemicMaxHold time.Duration
+	// Flow is the flow control: circuit breakers, whose holds use no retries and never
+	// dead-letter. Nil: none (no breaker holds a systemic failure back; batches split).
+	Flow Flow
 	// AuthHold is the wait before a batch held for an auth failure is tried again. Zero:
 	// DefaultAuthHold (5 min).
 	AuthHold time.Duration
@@ -86,9 +84,6 @@ func (c *HandlerConfig) validate() error {
 	if c.Ledger == nil {
 		return errors.New("tasks: HandlerConfig.Ledger is nil")
 	}
-	if c.SystemicThreshold < 0 || c.SystemicThreshold > 1 {
-		return fmt.Errorf("tasks: HandlerConfig.SystemicThreshold %v: want a share in (0, 1]", c.SystemicThreshold)
-	}
 	return nil
 }
 
@@ -98,7 +93,6 @@ type Handler struct {
 	cfg    HandlerConfig
 	ledger *Ledger
 	client *asynq.Client
-	guard  *guard
 	log    zerolog.Logger
 	now    func() time.Time
 }
@@ -119,18 +113,6 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	} else if cfg.BusinessRetries < 0 {
 		cfg.BusinessRetries = 0
 	}
-	if cfg.SystemicWindow == 0 {
-		cfg.SystemicWindow = DefaultSystemicWindow
-	}
-	if cfg.SystemicThreshold == 0 {
-		cfg.SystemicThreshold = DefaultSystemicThreshold
-	}
-	if cfg.SystemicHold <= 0 {
-		cfg.SystemicHold = DefaultSystemicHold
-	}
-	if cfg.SystemicMaxHold <= 0 {
-		cfg.SystemicMaxHold = DefaultSystemicMaxHold
-	}
 	if cfg.AuthHold <= 0 {
 		cfg.AuthHold = DefaultAuthHold
 	}
@@ -145,7 +127,6 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 		cfg:    cfg,
 		ledger: cfg.Ledger,
 		client: asynq.NewClientFromRedisClient(cfg.Ledger.rdb),
-		guard:  newGuard(cfg.SystemicWindow, cfg.SystemicThreshold),
 		log:    cfg.Logger,
 		now:    now,
 	}, nil
@@ -303,6 +284,12 @@ func (h *Handler) finished(ctx context.Context, log zerolog.Logger, tc taskCtx, 
 // the number of calls it made too; the caller counts them in the ledger.
 func (h *Handler) call(ctx context.Context, log zerolog.Logger, tc taskCtx, b Batch) (*erpsync.Result, int, error) {
 	var resp *erpsync.Result
+	if h.cfg.Flow != nil {
+		var err error
+		if ctx, err = h.cfg.Flow.Admit(ctx, b.ErpConnectionID); err != nil {
+			return nil, 0, err
+		}
+	}
 	p := h.cfg.FastPolicy
 	p.OnRetry = func(attempt int, err error, wait time.Duration) {
 		h.cfg.Metrics.retry(Classify(err), "fast")
@@ -357,9 +344,11 @@ type result struct {
 }
 
 func (h *Handler) succeeded(ctx context.Context, log zerolog.Logger, t *asynq.Task, tc taskCtx, b Batch, resp *erpsync.Result, calls int) error {
-	// Every success feeds the guard, halves' too: when an outage ends at the tail of a run
-	// only halves may be left, and their successes are what releases the guard.
-	h.guard.record(b.ErpConnectionID, b.ActorType, "")
+	// Every success feeds the connection's breaker, halves' too: when an outage ends at the
+	// tail of a run only halves may be left, and their successes are what close it.
+	if h.cfg.Flow != nil {
+		h.cfg.Flow.Outcome(ctx, b.ErpConnectionID, "", true, true)
+	}
 	now := h.now().UTC()
 	// The result goes first: if the worker dies between the two writes, the re-run calls
 	// again and writes both; the other way round it would find the batch done and leave

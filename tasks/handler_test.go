@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/flow"
 )
 
 func mustTask(t *testing.T, b Batch, opts ...asynq.Option) *asynq.Task {
@@ -235,19 +238,16 @@ func TestSplitIsolatesPoisonKey(t *testing.T) {
 	}
 }
 
-// TestSystemicGuardPreventsFanOut: when every call for a connection fails with the same
-// ErrorCode, the handler stops splitting and holds batches (throttled, no retries used).
-func TestSystemicGuardPreventsFanOut(t *testing.T) {
+// TestConnectionBreakerPreventsFanOut: when every call for a connection fails with the
+// same ErrorCode, its breaker opens: the handler stops splitting and holds batches
+// (throttled, no retries used).
+func TestConnectionBreakerPreventsFanOut(t *testing.T) {
 	t.Parallel()
 	so := &fakeSO{fn: func(int, []string) (*erpsync.Result, error) {
 		return &erpsync.Result{IsOk: false, ErrorCode: "ERP_DOWN", TechExplanation: "ERP connector unreachable"}, nil
 	}}
 	const window = 6
-	e := newEnv(t, so, func(c *HandlerConfig) {
-		c.SystemicWindow = window
-		c.SystemicThreshold = 0.8
-		c.SystemicHold = time.Hour
-	})
+	e := newFlowEnv(t, so, &flow.Config{ConnWindow: window, ConnThreshold: 0.8, ProbeInitial: time.Hour}, nil)
 	e.serve(nil, func(c *asynq.Config) { c.Concurrency = 2 })
 	const batches = 10
 	for i := range batches {
@@ -275,19 +275,19 @@ func TestSystemicGuardPreventsFanOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, ti := range retrying {
-		if ti.Retried != 0 || !strings.Contains(ti.LastErr, "systemic failure, holding off") {
+		if ti.Retried != 0 || !strings.Contains(ti.LastErr, "paused: ERP connection 3 failing systemically") {
 			t.Errorf("held task %s: retried %d, LastErr %q", ti.ID, ti.Retried, ti.LastErr)
 		}
 	}
-	if v := metricValue(t, e.reg, "erpresync_systemic_holds_total", nil); v == 0 {
-		t.Error("no systemic holds counted")
+	if v := metricValue(t, e.reg, "erpresync_breaker_holds_total", nil); v == 0 {
+		t.Error("no breaker holds counted")
 	}
 }
 
-// TestPoisonTailDoesNotTripGuard: at the tail of a run only the splits and retries of a
+// TestPoisonTailDoesNotOpenBreaker: at the tail of a run only the splits and retries of a
 // few poison keys are left, all failing alike. They must not look systemic: the run ends
 // with exactly the poison keys dead, not with their batches held for ever.
-func TestPoisonTailDoesNotTripGuard(t *testing.T) {
+func TestPoisonTailDoesNotOpenBreaker(t *testing.T) {
 	t.Parallel()
 	var poison []string
 	var batches [][]string
@@ -303,10 +303,7 @@ func TestPoisonTailDoesNotTripGuard(t *testing.T) {
 		bad[p] = true
 	}
 	so := &fakeSO{poison: bad}
-	e := newEnv(t, so, func(c *HandlerConfig) {
-		c.SystemicWindow = 4
-		c.SystemicThreshold = 0.75
-		c.SystemicHold = time.Hour
+	e := newFlowEnv(t, so, &flow.Config{ConnWindow: 4, ConnThreshold: 0.75, ProbeInitial: time.Hour}, func(c *HandlerConfig) {
 		c.BusinessRetries = 2
 	})
 	e.serve(nil, func(c *asynq.Config) { c.Concurrency = 2 })
@@ -317,8 +314,8 @@ func TestPoisonTailDoesNotTripGuard(t *testing.T) {
 	if st.DeadKeys != int64(len(poison)) || st.ResyncedKeys != int64(12*16-len(poison)) {
 		t.Fatalf("status = %+v, want exactly the %d poison keys dead", st, len(poison))
 	}
-	if v := metricValue(t, e.reg, "erpresync_systemic_holds_total", nil); v != 0 {
-		t.Errorf("%v systemic holds for a few poison keys", v)
+	if v := metricValue(t, e.reg, "erpresync_breaker_holds_total", nil); v != 0 {
+		t.Errorf("%v breaker holds for a few poison keys", v)
 	}
 }
 
@@ -544,6 +541,7 @@ func TestTrickleAggregated(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, &fakeSO{}, nil)
 	e.serve(nil, func(c *asynq.Config) {
+		c.Queues = map[string]int{TrickleQueue: 1}
 		c.GroupAggregator = NewAggregator(AggregatorConfig{})
 		c.GroupGracePeriod = time.Second
 		c.GroupMaxSize = DefaultBatchSize
@@ -593,7 +591,7 @@ func TestMetricsNilSafe(t *testing.T) {
 	m.dead(ClassBusiness, 1)
 	m.retry(ClassTransient, "fast")
 	m.split()
-	m.systemicHold()
+	m.breakerHold()
 	m.TicketRefreshes(func() int64 { return 1 })
 	NewMetrics(nil).TicketRefreshes(func() int64 { return 1 })
 }
@@ -655,52 +653,40 @@ func refuseAll(code string) func(int, []string) (*erpsync.Result, error) {
 	}
 }
 
-// TestSystemicHoldEnds: batches that keep failing alike (here requeued poison keys, all
-// refused with one code) trip the guard. A hold uses up no retries, so without a bound they
-// would be held for ever and neither resynced nor dead-lettered. After SystemicMaxHold they
-// are dead-lettered with the reason.
-func TestSystemicHoldEnds(t *testing.T) {
+// TestBreakerHoldNeverDeadLetters: batches held by an open breaker use no retries, and a
+// batch held on its last attempt (which asynq would archive whatever the error) is relayed
+// as fresh halves instead of being dead-lettered.
+func TestBreakerHoldNeverDeadLetters(t *testing.T) {
 	t.Parallel()
-	var mu sync.Mutex
-	now := time.Date(2025, 1, 1, 8, 0, 0, 0, time.UTC)
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	e := newEnv(t, &fakeSO{fn: refuseAll("ERP_REJECTED")}, func(c *HandlerConfig) {
-		c.Now = clock
-		c.SystemicWindow = 2
-		c.SystemicThreshold = 1
-		c.BusinessRetries = 5
-	})
+	// The fake is not behind the transport: its failures are what the handler sees of an
+	// outage, and the open breaker turns them into holds.
+	so := &fakeSO{fn: func(int, []string) (*erpsync.Result, error) {
+		return nil, &erpsync.TransportError{Err: errors.New("connection refused")}
+	}}
+	e := newFlowEnv(t, so, &flow.Config{TenantFailures: 2, ProbeInitial: time.Hour}, nil)
 	ctx := context.Background()
-	var ts []*asynq.Task
-	for i := range 2 {
-		b := customerBatch("held", i, []string{fmt.Sprintf("P%d", i)})
-		e.enqueue(b)
-		ts = append(ts, mustTask(t, b))
-	}
-	held := 0
-	for round := 0; round < 10; round++ {
-		for _, task := range ts {
-			err := e.h.ProcessTask(ctx, task)
-			if errors.Is(err, ErrSystemic) && !errors.Is(err, asynq.SkipRetry) {
-				held++
-			}
+	fl := e.h.cfg.Flow.(*flow.Control)
+	// Open the tenant's breaker as the transport would, after two failures in a row.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(502) }))
+	defer srv.Close()
+	hc := &http.Client{Transport: fl.Transport(nil)}
+	for range 2 {
+		resp, err := hc.Get(srv.URL)
+		if err != nil {
+			t.Fatal(err)
 		}
-		mu.Lock()
-		now = now.Add(6 * time.Hour)
-		mu.Unlock()
+		resp.Body.Close()
 	}
-	if held == 0 {
-		t.Fatal("the guard never held a batch; the test does not test the hold")
-	}
+	e.serve(nil, nil)
+	e.enqueue(customerBatch("held", 0, []string{"K1", "K2", "K3"}), asynq.MaxRetry(0))
+	waitFor(t, "the relayed halves", 20*time.Second, func() (bool, error) {
+		qi, err := e.insp.GetQueueInfo(DefaultQueue)
+		return err == nil && qi.Scheduled == 2 && qi.Pending == 0 && qi.Active == 0, err
+	})
+	qi, _ := e.insp.GetQueueInfo(DefaultQueue)
 	st, _ := e.ledger.Status(ctx, "held")
-	if st.PendingKeys != 0 || st.DeadKeys != 2 {
-		t.Fatalf("after 60 h: status = %+v; want both keys dead-lettered, not held for ever", st)
-	}
-	dls, _ := e.ledger.DeadLetters(ctx, "held")
-	for _, d := range dls {
-		if d.Class != "throttled" || d.ErrorCode != "ERP_REJECTED" || !strings.Contains(d.Reason, "systemic") {
-			t.Errorf("dead letter = %+v", d)
-		}
+	if qi.Archived != 0 || st.DeadKeys != 0 || st.PendingKeys != 3 {
+		t.Errorf("archived %d, status %+v: want nothing dead, all 3 keys pending", qi.Archived, st)
 	}
 }
 
@@ -711,10 +697,10 @@ func TestSystemicHoldEnds(t *testing.T) {
 func TestGuardReleasedByHalvesSucceeding(t *testing.T) {
 	t.Parallel()
 	so := &fakeSO{fn: refuseAll("ERP_REJECTED")}
-	e := newEnv(t, so, func(c *HandlerConfig) {
-		c.SystemicWindow = 4
-		c.SystemicThreshold = 0.75
-	})
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	e := newFlowEnv(t, so, &flow.Config{ConnWindow: 4, ConnThreshold: 0.75, Now: clock}, nil)
 	ctx := context.Background()
 	var ts []*asynq.Task
 	for i := range 4 {
@@ -722,12 +708,15 @@ func TestGuardReleasedByHalvesSucceeding(t *testing.T) {
 		e.enqueue(b)
 		ts = append(ts, mustTask(t, b))
 	}
-	for i, task := range ts { // the outage: three splits, then the guard trips
+	for i, task := range ts { // the outage: three splits, then the breaker opens
 		err := e.h.ProcessTask(ctx, task)
-		if tripped := errors.Is(err, ErrSystemic); tripped != (i == 3) {
+		if tripped := errors.As(err, new(*flow.PausedError)); tripped != (i == 3) {
 			t.Fatalf("batch %d: %v", i, err)
 		}
 	}
+	mu.Lock() // the probe is due
+	now = now.Add(flow.DefaultProbeInitial)
+	mu.Unlock()
 	so.mu.Lock() // the outage ends; a0 is a poison key refused with the same code
 	so.fn = func(_ int, keys []string) (*erpsync.Result, error) {
 		if slices.Contains(keys, "a0") {
@@ -759,7 +748,7 @@ func TestGuardReleasedByHalvesSucceeding(t *testing.T) {
 		t.Fatalf("no half with the poison key among %d pending", len(halves))
 	}
 	err = e.h.ProcessTask(ctx, poison)
-	if errors.Is(err, ErrSystemic) || Classify(err) != ClassBusiness {
+	if errors.As(err, new(*flow.PausedError)) || Classify(err) != ClassBusiness {
 		t.Errorf("poison half after the outage: %v; want a business failure, not a systemic hold", err)
 	}
 }

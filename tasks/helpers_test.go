@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/flow"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/retry"
 )
@@ -127,6 +128,13 @@ type env struct {
 
 func newEnv(t *testing.T, so *fakeSO, mod func(*HandlerConfig)) *env {
 	t.Helper()
+	return newFlowEnv(t, so, nil, mod)
+}
+
+// newFlowEnv is newEnv with flow control (fc without its Redis and Tenant, which it fills
+// in) when fc is not nil.
+func newFlowEnv(t *testing.T, so *fakeSO, fc *flow.Config, mod func(*HandlerConfig)) *env {
+	t.Helper()
 	db := redistest.New(t)
 	rdb := db.Client()
 	t.Cleanup(func() { rdb.Close() })
@@ -137,6 +145,16 @@ func newEnv(t *testing.T, so *fakeSO, mod func(*HandlerConfig)) *env {
 		FastPolicy: fastPolicy(),
 		Metrics:    NewMetrics(e.reg),
 		Logger:     testLogger(t),
+	}
+	if fc != nil {
+		c := *fc
+		c.Redis, c.Tenant, c.Logger = rdb, "test", testLogger(t)
+		fl, err := flow.New(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(fl.Close)
+		cfg.Flow = fl
 	}
 	if mod != nil {
 		mod(&cfg)

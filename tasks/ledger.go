@@ -119,7 +119,6 @@ type ChangeItem struct {
 //	erpresync:{RUN}:dead           HASH  "BATCH|KEY" → DeadLetter JSON
 //	erpresync:{RUN}:business       HASH  batch ID → business failures so far
 //	erpresync:{RUN}:auth           HASH  batch ID → first auth failure (unix ms)
-//	erpresync:{RUN}:systemic       HASH  batch ID → first systemic hold (unix ms)
 //	erpresync:{RUN}:outbox         HASH  batch ID → requeued batch not yet enqueued
 //	erpresync:{RUN}:rejected       LIST  RejectedKey JSON, the first MaxRejected, in input order
 //

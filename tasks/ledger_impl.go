@@ -25,14 +25,14 @@ const (
 )
 
 type runKeys struct {
-	meta, batches, records, changes, dead, business, auth, systemic, outbox, rejected string
+	meta, batches, records, changes, dead, business, auth, outbox, rejected string
 }
 
 func keysFor(run string) runKeys {
 	p := keyPrefix + "{" + run + "}:"
 	return runKeys{
 		meta: p + "meta", batches: p + "batches", records: p + "records", changes: p + "changes",
-		dead: p + "dead", business: p + "business", auth: p + "auth", systemic: p + "systemic", outbox: p + "outbox",
+		dead: p + "dead", business: p + "business", auth: p + "auth", outbox: p + "outbox",
 		rejected: p + "rejected",
 	}
 }
@@ -249,8 +249,8 @@ func (l *Ledger) incrBusiness(ctx context.Context, run, id string) (int, error) 
 	return int(n), err
 }
 
-// holdSince records now as the start of the batch's hold in hash (the run's auth or
-// systemic hash) unless one is recorded, and returns the first.
+// holdSince records now as the start of the batch's hold in hash (the run's auth
+// hash) unless one is recorded, and returns the first.
 func (l *Ledger) holdSince(ctx context.Context, hash, id string, now time.Time) (time.Time, error) {
 	var get *redis.StringCmd
 	_, err := l.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {

@@ -30,8 +30,8 @@ type Metrics struct {
 	Retries *prometheus.CounterVec
 	// Splits counts batches split to isolate poison keys.
 	Splits prometheus.Counter
-	// SystemicHolds counts batches held back by the systemic guard.
-	SystemicHolds prometheus.Counter
+	// BreakerHolds counts batches held back because a circuit breaker is open.
+	BreakerHolds prometheus.Counter
 	// AuthFailures counts calls that ended with an auth-class error (refused login,
 	// rejected ticket after the client's refresh).
 	AuthFailures prometheus.Counter
@@ -71,9 +71,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "erpresync_batch_splits_total",
 			Help: "Batches split in halves after IsOk=false, to isolate poison keys.",
 		}),
-		SystemicHolds: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "erpresync_systemic_holds_total",
-			Help: "Batches held back because nearly all recent calls for their connection failed alike.",
+		BreakerHolds: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "erpresync_breaker_holds_total",
+			Help: "Batches held back (no retry used) because a circuit breaker is open: SuperOffice unavailable, or nearly every batch of their ERP connection failing alike.",
 		}),
 		AuthFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "erpresync_auth_failures_total",
@@ -82,7 +82,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Calls, m.CallDuration, m.KeysResynced, m.KeysDead, m.RecordsChanged,
-			m.Retries, m.Splits, m.SystemicHolds, m.AuthFailures)
+			m.Retries, m.Splits, m.BreakerHolds, m.AuthFailures)
 	}
 	return m
 }
@@ -140,8 +140,8 @@ func (m *Metrics) split() {
 	}
 }
 
-func (m *Metrics) systemicHold() {
+func (m *Metrics) breakerHold() {
 	if m != nil {
-		m.SystemicHolds.Inc()
+		m.BreakerHolds.Inc()
 	}
 }

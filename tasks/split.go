@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/rs/zerolog"
@@ -89,4 +90,24 @@ func enqueueHalves(ctx context.Context, client *asynq.Client, hs []half) (int, e
 		}
 	}
 	return n, nil
+}
+
+// relay hands a held batch on as fresh tasks when asynq would archive it (its last attempt):
+// it is marked split and its halves are enqueued, due after wait, each with a full retry
+// budget. A batch finished meanwhile is left as it is.
+func (h *Handler) relay(ctx context.Context, log zerolog.Logger, tc taskCtx, b Batch, wait time.Duration) error {
+	state, err := h.ledger.markSplit(context.WithoutCancel(ctx), b.Run, tc.id, h.now().UTC())
+	if err != nil {
+		return fmt.Errorf("ledger: mark relayed: %w", err)
+	}
+	if fin, err := h.finished(ctx, log, tc, b, state); fin {
+		return err
+	}
+	opts := append(append([]asynq.Option{}, h.cfg.ChildOptions...), asynq.ProcessIn(wait))
+	hs, err := halfTasks(b, tc.id, tc.queue, tc.maxRetry, opts)
+	if err != nil {
+		return err
+	}
+	_, err = enqueueHalves(context.WithoutCancel(ctx), h.client, hs)
+	return err
 }

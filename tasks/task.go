@@ -38,8 +38,12 @@ const (
 // Task defaults applied by NewResyncTask and NewTrickleTask; options passed by the caller
 // override them.
 const (
-	// DefaultQueue is the asynq queue for resync and trickle tasks.
+	// DefaultQueue is the asynq queue for resync tasks of bulk runs.
 	DefaultQueue = "erpresync"
+	// TrickleQueue is the asynq queue for trickle keys and the batches aggregated from
+	// them; the worker serves it strictly before the bulk queues, so a trickled key never
+	// waits behind a backlog.
+	TrickleQueue = "erpresync-trickle"
 	// DefaultMaxRetry is asynq's retry budget per batch. It counts transient failures,
 	// business failures and lease expiries (a worker killed with -9 costs one retry when
 	// asynq's recoverer finds the task ~60-120 s later); throttling and auth holds do not
@@ -225,7 +229,7 @@ func GroupName(erpConnectionID int, actor erpsync.ActorType) string {
 }
 
 // NewTrickleTask returns a TypeTrickle task for one key, in group GroupName(conn, actor),
-// with the default options Queue(DefaultQueue), MaxRetry(DefaultMaxRetry),
+// with the default options Queue(TrickleQueue), MaxRetry(DefaultMaxRetry),
 // Timeout(DefaultTimeout) and Retention(0) (the aggregated batch keeps the result). opts
 // override the defaults, but not the group: a group holds the keys of one connection and
 // actor type, and the aggregator drops a key of another. The worker must run an
@@ -245,7 +249,7 @@ func NewTrickleTask(erpConnectionID int, actor erpsync.ActorType, key string, op
 		return nil, fmt.Errorf("encode trickle: %w", err)
 	}
 	all := append([]asynq.Option{
-		asynq.Queue(DefaultQueue),
+		asynq.Queue(TrickleQueue),
 		asynq.MaxRetry(DefaultMaxRetry),
 		asynq.Timeout(DefaultTimeout),
 	}, opts...)

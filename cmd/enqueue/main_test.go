@@ -280,7 +280,7 @@ func (fakeSO) ForceResyncExternal(ctx context.Context, conn int, actor erpsync.A
 func startWorker(t *testing.T, db *redistest.DB, queue string) {
 	t.Helper()
 	rdb := db.Client()
-	h, err := tasks.NewHandler(tasks.HandlerConfig{Resyncer: fakeSO{}, Ledger: tasks.NewLedger(rdb), BusinessRetries: -1, SystemicWindow: -1})
+	h, err := tasks.NewHandler(tasks.HandlerConfig{Resyncer: fakeSO{}, Ledger: tasks.NewLedger(rdb), BusinessRetries: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

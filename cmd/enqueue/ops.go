@@ -15,8 +15,10 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/flow"
 	"github.com/erpresync/erpresync/intake"
 	"github.com/erpresync/erpresync/tasks"
 )
@@ -28,6 +30,10 @@ func (c *cli) key(ctx context.Context, args []string) int {
 	t.flags(fs)
 	asJSON := fs.Bool("json", false, "print the result as JSON on stdout")
 	cf := c.connFlags(fs)
+	// Trickle keys have a queue of their own, which the worker serves before bulk runs.
+	cf.queue = c.env("ENQUEUE_TRICKLE_QUEUE", tasks.TrickleQueue)
+	qf := fs.Lookup("queue")
+	qf.DefValue, qf.Usage = cf.queue, "asynq queue of trickle keys, served before bulk runs (env ENQUEUE_TRICKLE_QUEUE)"
 	keys, code, done := c.parse(fs, args)
 	if done {
 		return code
@@ -53,7 +59,7 @@ func (c *cli) key(ctx context.Context, args []string) int {
 		return c.fail(exitUsage, "%v", err)
 	}
 	defer rc.Close()
-	p, err := intake.NewProducer(intake.ProducerConfig{Redis: rc.rdb, Queue: cf.queue})
+	p, err := intake.NewProducer(intake.ProducerConfig{Redis: rc.rdb, TrickleQueue: cf.queue})
 	if err != nil {
 		return c.fail(exitUsage, "%v", err)
 	}
@@ -108,6 +114,25 @@ type statusJSON struct {
 	// Repair is what --repair found and did; absent without it.
 	Repair *tasks.RepairResult `json:"repair,omitempty"`
 	eta    string              // tasks.Progress.FormatETA, for people
+	// Paused says, for a run with pending keys, which open circuit breakers hold it back:
+	// "paused: SuperOffice unavailable since …, next probe in … (reason); tenant T".
+	Paused []string `json:"paused,omitempty"`
+}
+
+// pauses describes the open circuit breakers that hold back the batches of ERP connection
+// conn: every tenant's own breaker, and the connection's.
+func pauses(ctx context.Context, rdb redis.UniversalClient, conn int, now time.Time) ([]string, error) {
+	bs, err := flow.Breakers(ctx, rdb)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, b := range bs {
+		if b.State != flow.StateClosed && (b.ErpConnection == 0 || b.ErpConnection == conn) {
+			out = append(out, b.Describe(now)+"; tenant "+b.Tenant)
+		}
+	}
+	return out, nil
 }
 
 func timePtr(t time.Time) *time.Time {
@@ -158,6 +183,9 @@ func (c *cli) printStatus(j statusJSON) {
 	fmt.Fprintf(w, "batches\t%d (%d calls)\n", j.Batches, j.Calls)
 	if j.RetryingBatches > 0 {
 		fmt.Fprintf(w, "waiting to retry\t%d batches; last error: %s\n", j.RetryingBatches, j.RetryReason)
+	}
+	for _, p := range j.Paused {
+		fmt.Fprintf(w, "held\t%s\n", p)
 	}
 	fmt.Fprintf(w, "started\t%s\n", fmtTime(j.StartedAt))
 	fmt.Fprintf(w, "finished\t%s\n", fmtTime(j.FinishedAt))
@@ -255,6 +283,9 @@ func (c *cli) status(ctx context.Context, args []string) int {
 			return c.failJSON(*asJSON, exitUsage, "status of %s: retry set: %v", run, err)
 		}
 		j.RetryingBatches, j.RetryReason = rt.Batches, rt.LastError
+		if j.Paused, err = pauses(ctx, rc.rdb, st.ErpConnectionID, c.now()); err != nil {
+			return c.failJSON(*asJSON, exitUsage, "status of %s: circuit breakers: %v", run, err)
+		}
 	}
 	var rep *tasks.RepairResult
 	if *repair {
@@ -321,21 +352,49 @@ func (c *cli) runs(ctx context.Context, args []string) int {
 	if err != nil {
 		return c.fail(exitUsage, "runs: %v", err)
 	}
+	held := map[int][]string{} // ERP connection → pauses of its pending runs
+	for _, st := range list {
+		if _, ok := held[st.ErpConnectionID]; ok || st.PendingKeys == 0 {
+			continue
+		}
+		if held[st.ErpConnectionID], err = pauses(ctx, rc.rdb, st.ErpConnectionID, c.now()); err != nil {
+			return c.fail(exitUsage, "runs: circuit breakers: %v", err)
+		}
+	}
 	if *asJSON {
 		out := make([]statusJSON, 0, len(list))
 		for _, st := range list {
-			out = append(out, c.toJSON(st))
+			j := c.toJSON(st)
+			if st.PendingKeys > 0 {
+				j.Paused = held[st.ErpConnectionID]
+			}
+			out = append(out, j)
 		}
 		writeJSON(c.stdout, out)
 		return exitOK
 	}
 	w := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "RUN\tSTATE\tTOTAL\tRESYNCED\tDEAD\tPENDING\tSTARTED\tSOURCE")
+	seen := map[string]bool{}
+	var notes []string
 	for _, st := range list {
-		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", st.Run, st.State, st.TotalKeys, st.ResyncedKeys,
+		state := st.State
+		if st.PendingKeys > 0 && len(held[st.ErpConnectionID]) > 0 {
+			state += " (held)"
+			for _, p := range held[st.ErpConnectionID] {
+				if !seen[p] {
+					seen[p] = true
+					notes = append(notes, p)
+				}
+			}
+		}
+		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", st.Run, state, st.TotalKeys, st.ResyncedKeys,
 			st.DeadKeys, st.PendingKeys, fmtTime(timePtr(st.StartedAt)), orDash(st.Source))
 	}
 	w.Flush()
+	for _, n := range notes {
+		fmt.Fprintln(c.stdout, n)
+	}
 	return exitOK
 }
 

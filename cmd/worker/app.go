@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/erpresync/erpresync/flow"
 	"github.com/erpresync/erpresync/internal/redisconn"
 	"github.com/erpresync/erpresync/retry"
 	"github.com/erpresync/erpresync/tasks"
@@ -29,6 +30,7 @@ type appConfig struct {
 	Refreshes       func() int64 // the ticket source's refresh counter; nil if none
 	Concurrency     int
 	Queues          map[string]int
+	TrickleQueue    string // served strictly before Queues; "" for none
 	ShutdownTimeout time.Duration
 	BusinessRetries int
 	BusinessDelay   time.Duration
@@ -51,6 +53,8 @@ type appConfig struct {
 	// and errors pass through it, and the worker pings Redis every redisWatchEvery to
 	// log the outage's end. nil (tests, benchmarks) logs every line.
 	RedisOutage *redisOutage
+	// Flow is the tenant's flow control (its transport is under Resyncer already); nil: none.
+	Flow *flow.Control
 	// extra registers more task handlers (the nightly scheduler's) and returns a
 	// shutdown function; nil for none.
 	extra func(a *app, mux *asynq.ServeMux) (func(), error)
@@ -96,14 +100,18 @@ func startApp(cfg appConfig) (_ *app, err error) {
 		a.metrics.TicketRefreshes(cfg.Refreshes)
 	}
 	retention := asynq.Retention(cfg.ResultRetention)
-	h, err := tasks.NewHandler(tasks.HandlerConfig{
+	hc := tasks.HandlerConfig{
 		Resyncer:        cfg.Resyncer,
 		Ledger:          a.ledger,
 		BusinessRetries: cfg.BusinessRetries,
 		ChildOptions:    []asynq.Option{retention},
 		Metrics:         a.metrics,
 		Logger:          log,
-	})
+	}
+	if cfg.Flow != nil {
+		hc.Flow = cfg.Flow
+	}
+	h, err := tasks.NewHandler(hc)
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +126,8 @@ func startApp(cfg appConfig) (_ *app, err error) {
 	// Built last: an asynq server that never started cannot be closed.
 	a.srv = asynq.NewServer(cfg.RedisOpt, asynq.Config{
 		Concurrency:              cfg.Concurrency,
-		Queues:                   cfg.Queues,
+		Queues:                   servedQueues(cfg.Queues, cfg.TrickleQueue),
+		StrictPriority:           cfg.TrickleQueue != "",
 		ShutdownTimeout:          cfg.ShutdownTimeout,
 		RetryDelayFunc:           tasks.RetryDelay(tasks.DefaultAsynqPolicy, businessPolicy(cfg.BusinessDelay, cfg.BusinessRetries)),
 		IsFailure:                tasks.IsFailure,
@@ -165,7 +174,7 @@ func startApp(cfg appConfig) (_ *app, err error) {
 			}
 		}()
 	}
-	log.Info().Int("concurrency", cfg.Concurrency).Str("queues", queueList(cfg.Queues)).Str("http_addr", httpAddr).Msg("worker started")
+	log.Info().Int("concurrency", cfg.Concurrency).Str("queues", queueList(servedQueues(cfg.Queues, cfg.TrickleQueue))).Str("http_addr", httpAddr).Msg("worker started")
 	return a, nil
 }
 
@@ -192,8 +201,8 @@ func (a *app) reconcileLoop(ctx context.Context) {
 	if every <= 0 {
 		every = 30 * time.Second
 	}
-	queues := make([]string, 0, len(a.cfg.Queues))
-	for q := range a.cfg.Queues {
+	queues := make([]string, 0, len(a.cfg.Queues)+1)
+	for q := range servedQueues(a.cfg.Queues, a.cfg.TrickleQueue) {
 		queues = append(queues, q)
 	}
 	t := time.NewTicker(every)
@@ -239,6 +248,22 @@ func (a *app) shutdown() {
 		a.rdb.Close()
 		a.cfg.Logger.Info().Msg("worker stopped")
 	})
+}
+
+// servedQueues is the queues asynq serves: the trickle queue (when not "") above every
+// other, with StrictPriority, so trickle batches always go first.
+func servedQueues(queues map[string]int, trickle string) map[string]int {
+	if trickle == "" {
+		return queues
+	}
+	out := make(map[string]int, len(queues)+1)
+	top := 0
+	for q, p := range queues {
+		out[q] = p
+		top = max(top, p)
+	}
+	out[trickle] = top + 1
+	return out
 }
 
 // parseQueues reads "name[:priority],..." into asynq's map.

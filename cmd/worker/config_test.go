@@ -186,3 +186,40 @@ func TestBusinessPolicyDoubles(t *testing.T) {
 		}
 	}
 }
+
+func TestFlowConfig(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		env  map[string]string
+		want string // error substring; "" for none
+	}{
+		{"defaults", nil, ""},
+		{"decimal rate", map[string]string{"SUPEROFFICE_RATE_LIMIT": "2.5"}, ""},
+		{"bad rate", map[string]string{"SUPEROFFICE_RATE_LIMIT": "fast"}, "SUPEROFFICE_RATE_LIMIT=\"fast\": want requests per second"},
+		{"negative rate", map[string]string{"SUPEROFFICE_RATE_LIMIT": "-1"}, "SUPEROFFICE_RATE_LIMIT"},
+		{"adaptive without rate", map[string]string{"SUPEROFFICE_RATE_ADAPTIVE": "true"}, "SUPEROFFICE_RATE_ADAPTIVE=true needs SUPEROFFICE_RATE_LIMIT"},
+		{"probe max below probe", map[string]string{"SUPEROFFICE_BREAKER_PROBE": "10s", "SUPEROFFICE_BREAKER_PROBE_MAX": "5s"}, "SUPEROFFICE_BREAKER_PROBE_MAX=5s is shorter"},
+		{"zero burst", map[string]string{"SUPEROFFICE_RATE_BURST": "0"}, "SUPEROFFICE_RATE_BURST"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := flag.NewFlagSet("x", flag.ContinueOnError)
+			v, err := parseSettings(fs, nil, func(k string) string { return tt.env[k] })
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := flowConfig(v)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("error %v", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("error %v, want %q", err, tt.want)
+			case tt.name == "decimal rate" && c.Rate != 2.5:
+				t.Errorf("rate %v", c.Rate)
+			}
+		})
+	}
+	if got := tenantName("https://SOD.superoffice.com/Cust12345/"); got != "sod.superoffice.com/cust12345" {
+		t.Errorf("tenantName = %q", got)
+	}
+}

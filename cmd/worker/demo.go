@@ -93,7 +93,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	var sim *netserversim.Running
 	var setup *soapSetup
 	if v.str("SUPEROFFICE_URL") != "" {
-		if setup, err = newSOAP(v); err != nil {
+		if setup, err = newSOAP(v, nil); err != nil {
 			say("worker demo: %v", err)
 			return 2
 		}
@@ -124,7 +124,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		}
 		vv["SUPEROFFICE_URL"], vv["SUPEROFFICE_USERNAME"], vv["SUPEROFFICE_PASSWORD"] = sim.URL, demoUser, demoPassword
 		vv["SUPEROFFICE_TICKET"], vv["SUPEROFFICE_SYSTEM_TOKEN"], vv["SUPEROFFICE_PRIVATE_KEY_FILE"], vv["SUPEROFFICE_CONTEXT_ID"], vv["SUPEROFFICE_LOGIN_URL"] = "", "", "", "", ""
-		if setup, err = newSOAP(vv); err != nil {
+		if setup, err = newSOAP(vv, nil); err != nil {
 			say("worker demo: %v", err)
 			return 2
 		}
@@ -139,7 +139,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	cfg.RedisOpt, cfg.Resyncer, cfg.Refreshes, cfg.Logger = redisOpt, setup.Client, setup.Refreshes, log
 	cfg.BusinessRetries, cfg.BusinessDelay, cfg.ReconcileEvery = 2, time.Second, 5*time.Second
 	// A queue of its own, so that a real worker on the same Redis never takes a demo batch.
-	cfg.Queues = map[string]int{demoQueue: 1}
+	cfg.Queues, cfg.TrickleQueue = map[string]int{demoQueue: 1}, ""
 	if cfg.Listener, err = demoListen(cfg.HTTPAddr, say); err != nil {
 		say("worker demo: %v", err)
 		return 2

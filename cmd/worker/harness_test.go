@@ -38,7 +38,7 @@ var (
 )
 
 // workerBinary builds this command once per test binary, for the tests about processes.
-func workerBinary(t *testing.T) string {
+func workerBinary(t testing.TB) string {
 	t.Helper()
 	binOnce.Do(func() {
 		binDir, binErr = os.MkdirTemp("", "erpresync-worker-")
@@ -130,7 +130,7 @@ func newClient(t testing.TB, sim *netserversim.Running) (*soap.Client, *soap.Pas
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := soap.New(soap.Config{BaseURL: sim.URL, Auth: pa, HTTPClient: soapHTTPClient(30 * time.Second)})
+	c, err := soap.New(soap.Config{BaseURL: sim.URL, Auth: pa, HTTPClient: soapHTTPClient(30*time.Second, nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,6 +224,7 @@ func inProcess(t testing.TB, opt asynq.RedisConnOpt, resyncer tasks.Resyncer, mu
 		Resyncer:        resyncer,
 		Concurrency:     8,
 		Queues:          map[string]int{tasks.DefaultQueue: 1},
+		TrickleQueue:    tasks.TrickleQueue,
 		ShutdownTimeout: 10 * time.Second,
 		BusinessRetries: 2,
 		BusinessDelay:   time.Second,
@@ -255,7 +256,7 @@ type proc struct {
 
 // startWorker starts the worker binary with env on top of a minimal environment; the test's
 // cleanup kills it if it is still running.
-func startWorker(t *testing.T, env map[string]string) *proc {
+func startWorker(t testing.TB, env map[string]string) *proc {
 	t.Helper()
 	cmd := exec.Command(workerBinary(t))
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir()}
@@ -292,7 +293,7 @@ func (p *proc) log() string {
 }
 
 // wait waits for the process to exit and returns its exit code.
-func (p *proc) wait(t *testing.T, timeout time.Duration) int {
+func (p *proc) wait(t testing.TB, timeout time.Duration) int {
 	t.Helper()
 	select {
 	case <-p.exited:

@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
+	"github.com/erpresync/erpresync/flow"
 	"github.com/erpresync/erpresync/runspage"
 	"github.com/erpresync/erpresync/tasks"
 )
@@ -16,7 +19,7 @@ func mountRunsPage(mux *http.ServeMux, cfg httpConfig) {
 	insp := asynq.NewInspectorFromRedisClient(cfg.Redis) // shares the client: nothing to close
 	h, err := runspage.New(runspage.Config{
 		Ledger: tasks.NewLedger(cfg.Redis),
-		Pauses: nil, // flow control: the circuit breaker's runspage.Pauser goes here
+		Pauses: breakerPauses{cfg.Redis},
 		Retrying: func(_ context.Context, run string) (tasks.Retrying, error) {
 			return tasks.RetryingBatches(insp, "", run)
 		},
@@ -32,6 +35,33 @@ func mountRunsPage(mux *http.ServeMux, cfg httpConfig) {
 		return
 	}
 	mux.Handle(runspage.Path, cfg.protect(h))
+}
+
+// breakerPauses is the runs page's Pauser: the open circuit breakers of every tenant, read
+// from Redis as every worker sees them.
+type breakerPauses struct{ rdb redis.UniversalClient }
+
+func (p breakerPauses) Pauses(ctx context.Context) ([]runspage.Pause, error) {
+	bs, err := flow.Breakers(ctx, p.rdb)
+	if err != nil {
+		return nil, err
+	}
+	var out []runspage.Pause
+	for _, b := range bs {
+		if b.State == flow.StateClosed {
+			continue
+		}
+		scope := "tenant " + b.Tenant
+		if b.ErpConnection != 0 {
+			scope = fmt.Sprintf("ERP connection %d of tenant %s", b.ErpConnection, b.Tenant)
+		}
+		reason := b.Reason
+		if reason == "" {
+			reason = "SuperOffice unavailable"
+		}
+		out = append(out, runspage.Pause{Scope: scope, Reason: reason, Since: b.Since, Until: b.NextProbe})
+	}
+	return out, nil
 }
 
 // protect puts h behind the dashboard's basic auth when DASHBOARD_USER and

@@ -36,6 +36,11 @@ func workerSettings(v values) (appConfig, error) {
 	if c.Queues, err = parseQueues(v.str("WORKER_QUEUES")); err != nil {
 		return c, err
 	}
+	if c.TrickleQueue = v.str("WORKER_TRICKLE_QUEUE"); c.TrickleQueue == "off" {
+		c.TrickleQueue = ""
+	} else if _, dup := c.Queues[c.TrickleQueue]; dup {
+		return c, fmt.Errorf("WORKER_TRICKLE_QUEUE=%s is listed in WORKER_QUEUES too: the trickle queue is served before those, so name it once", c.TrickleQueue)
+	}
 	if c.ShutdownTimeout, err = v.duration("WORKER_SHUTDOWN_TIMEOUT", time.Second, true); err != nil {
 		return c, err
 	}
@@ -83,7 +88,22 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, getenv func(
 	if !ok {
 		return code
 	}
-	s, err := newSOAP(v)
+	fc, err := flowConfig(v)
+	if err != nil {
+		log.Error().Msgf("configuration: %v", err)
+		return 2
+	}
+	// Flow control has its own Redis client: it outlives the app, whose shutdown lets
+	// in-flight calls finish through it.
+	frdb := redisconn.Client(cfg.RedisOpt)
+	defer frdb.Close()
+	cfg.Registry = prometheus.NewRegistry()
+	if cfg.Flow, err = newFlow(fc, frdb, cfg.Registry, log); err != nil {
+		log.Error().Msgf("configuration: %v", err)
+		return 2
+	}
+	defer cfg.Flow.Close()
+	s, err := newSOAP(v, cfg.Flow.Transport)
 	if err != nil {
 		log.Error().Msgf("configuration: %v", err)
 		return 2
@@ -111,7 +131,8 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, getenv func(
 		// Not fatal: asynq reconnects by itself, and /readyz reports it.
 		log.Warn().Msgf("Redis not reachable yet (%v); the worker keeps trying", err)
 	}
-	log.Info().Str("superoffice_auth", s.Mode).Msg("configuration ok")
+	log.Info().Str("superoffice_auth", s.Mode).Str("tenant", fc.Tenant).Float64("rate_limit", fc.Rate).
+		Int("max_concurrency", fc.MaxConcurrency).Msg("configuration ok")
 	a, err := startApp(cfg)
 	if err != nil {
 		closeListener()

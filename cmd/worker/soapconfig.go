@@ -19,8 +19,9 @@ type soapSetup struct {
 }
 
 // newSOAP builds the SuperOffice client from the settings. Every missing or contradictory
-// setting is reported by name, before any call is made.
-func newSOAP(v values) (*soapSetup, error) {
+// setting is reported by name, before any call is made. wrap (nil: none) puts flow control
+// under every request.
+func newSOAP(v values, wrap wrapTransport) (*soapSetup, error) {
 	base := v.str("SUPEROFFICE_URL")
 	if base == "" {
 		return nil, errors.New("SUPEROFFICE_URL is not set: the tenant base URL, such as https://sod.superoffice.com/Cust12345")
@@ -57,7 +58,7 @@ func newSOAP(v values) (*soapSetup, error) {
 		return nil, fmt.Errorf("contradictory SuperOffice credentials: %s are all set; set exactly one way to authenticate", strings.Join(modes, " and "))
 	}
 
-	httpClient := soapHTTPClient(timeout)
+	httpClient := soapHTTPClient(timeout, wrap)
 	out := &soapSetup{}
 	var src soap.TicketSource
 	switch {

@@ -7,8 +7,10 @@ import (
 )
 
 // soapHTTPClient is the HTTP client for SuperOffice: keep-alive connections sized for the
-// worker's concurrency, and an overall timeout per call.
-func soapHTTPClient(timeout time.Duration) *http.Client {
+// worker's concurrency, and an overall timeout per call. wrap, when not nil, puts flow
+// control around the transport: every request to the tenant (calls, logins, the repeat
+// after a ticket refresh) goes through it.
+func soapHTTPClient(timeout time.Duration, wrap wrapTransport) *http.Client {
 	tr := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -18,5 +20,9 @@ func soapHTTPClient(timeout time.Duration) *http.Client {
 		MaxIdleConnsPerHost:   64,
 		IdleConnTimeout:       90 * time.Second,
 	}
-	return &http.Client{Transport: tr, Timeout: timeout}
+	var rt http.RoundTripper = tr
+	if wrap != nil {
+		rt = wrap(tr)
+	}
+	return &http.Client{Transport: rt, Timeout: timeout}
 }

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/redistest"
+	"github.com/erpresync/erpresync/tasks"
+)
+
+// BenchmarkFlow measures flow control with three worker processes on one Redis, limited to
+// 20 requests/s together, against a simulator that answers each call in 50 ms:
+//
+//   - rate: 600 batches; the achieved request rate from the first to the last request
+//     the simulator saw (as a share of the limit), and the most requests in any 10-second
+//     window (the limit allows 200 + the burst of 1);
+//   - trickle: one trickled key enqueued behind a backlog of 300 bulk batches; its
+//     latency until the simulator resynced it, and how many bulk batches were still waiting.
+//
+// Run it with `make bench-flow` (about a minute).
+func BenchmarkFlow(b *testing.B) {
+	const limit = 20.0
+	for b.Loop() {
+		db := redistest.New(b)
+		rdb := db.Client()
+		sim := startSim(b)
+		sim.SetLatency(50 * time.Millisecond)
+		flowWorkers(b, db, sim, 3, map[string]string{"SUPEROFFICE_RATE_LIMIT": "20", "WORKER_CONCURRENCY": "4",
+			"WORKER_TRICKLE_MAX_DELAY": "1s", "WORKER_TRICKLE_GRACE": "1s"})
+
+		sim.ResetTraffic()
+		submit(b, db, "bench-rate", erpsync.ActorCustomer, testKeys("R", 6000), 10)
+		waitDone(b, rdb, "bench-rate", 2*time.Minute)
+		tr := sim.Traffic()
+		ts := tr.Arrivals
+		span := ts[len(ts)-1].Sub(ts[0])
+		rate := float64(len(ts)-1) / span.Seconds()
+		max10 := maxInWindow(ts, 10*time.Second)
+		b.ReportMetric(rate, "req/s")
+		b.ReportMetric(rate/limit*100, "%-of-limit")
+		b.ReportMetric(float64(max10), "max-req/10s")
+		b.Logf("rate: %d requests in %s = %.2f/s (%.1f%% of %v/s); most in any 10 s: %d (limit 200 + burst 1)",
+			len(ts), span.Round(time.Millisecond), rate, rate/limit*100, limit, max10)
+
+		const bulk = "bench-bulk"
+		submit(b, db, bulk, erpsync.ActorCustomer, testKeys("B", 300), 1)
+		waitFor(b, time.Minute, func() (bool, string) {
+			return runStatus(b, rdb, bulk).ResyncedKeys >= 20, "the bulk run has not started"
+		})
+		task, err := tasks.NewTrickleTask(testConn, erpsync.ActorCustomer, "TRICKLE-B")
+		if err != nil {
+			b.Fatal(err)
+		}
+		client := asynq.NewClientFromRedisClient(rdb)
+		start := time.Now()
+		if _, err := client.Enqueue(task); err != nil {
+			b.Fatal(err)
+		}
+		waitFor(b, time.Minute, func() (bool, string) { return sim.ResyncCount("TRICKLE-B") > 0, "trickle key not resynced" })
+		latency := time.Since(start)
+		left := runStatus(b, rdb, bulk).PendingKeys
+		b.ReportMetric(float64(latency.Milliseconds()), "trickle-ms")
+		b.Logf("trickle: resynced %s after it was enqueued, with %d of 300 bulk batches still waiting (WORKER_TRICKLE_MAX_DELAY 1s)", latency.Round(time.Millisecond), left)
+		rdb.Close()
+	}
+}

@@ -1,0 +1,90 @@
+package flow
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Breaker is a breaker's state as Redis holds it, for operators.
+type Breaker struct {
+	Tenant        string    `json:"tenant"`
+	ErpConnection int       `json:"erp_connection"` // 0: the tenant's breaker
+	State         string    `json:"state"`          // StateClosed, StateOpen or StateHalfOpen
+	Since         time.Time `json:"since"`          // when it opened (zero when closed)
+	NextProbe     time.Time `json:"next_probe"`     // when the next probe may go out
+	Reason        string    `json:"reason"`
+}
+
+// Describe says "paused: SuperOffice unavailable since …, next probe in …" for an open
+// breaker, "" for a closed one.
+func (b Breaker) Describe(now time.Time) string {
+	if b.State == StateClosed {
+		return ""
+	}
+	return describe(b.ErpConnection, b.Since, b.NextProbe, b.Reason, now)
+}
+
+func (b Breaker) paused(now time.Time, half time.Duration) *PausedError {
+	wait := b.NextProbe.Sub(now)
+	if b.State == StateHalfOpen {
+		wait = min(wait, half)
+	}
+	return &PausedError{Tenant: b.Tenant, ErpConnection: b.ErpConnection, Since: b.Since, NextProbe: b.NextProbe,
+		Reason: b.Reason, RetryAfter: max(wait, time.Second)}
+}
+
+func readState(ctx context.Context, rdb redis.UniversalClient, key string) (Breaker, error) {
+	h, err := rdb.HGetAll(ctx, key).Result()
+	if err != nil {
+		return Breaker{}, err
+	}
+	b := Breaker{State: stateName(h["state"]), Reason: h["reason"]}
+	if b.State == StateClosed {
+		return b, nil
+	}
+	b.Since = msTime(h["since"])
+	b.NextProbe = msTime(h["next"])
+	if b.State == StateHalfOpen {
+		b.NextProbe = msTime(h["probe_until"])
+	}
+	return b, nil
+}
+
+// Breakers returns every breaker that ever opened on this Redis, open ones first; cmd/enqueue
+// shows the open ones.
+func Breakers(ctx context.Context, rdb redis.UniversalClient) ([]Breaker, error) {
+	names, err := rdb.SMembers(ctx, breakersKey).Result()
+	if err != nil {
+		return nil, fmt.Errorf("flow: breakers: %w", err)
+	}
+	out := make([]Breaker, 0, len(names))
+	for _, n := range names {
+		tenant, connS, ok := strings.Cut(n, "|")
+		conn, cerr := strconv.Atoi(connS)
+		if !ok || cerr != nil {
+			continue
+		}
+		b, err := readState(ctx, rdb, tenantPrefix(tenant)+":breaker:"+connS)
+		if err != nil {
+			return nil, fmt.Errorf("flow: breaker %s: %w", n, err)
+		}
+		b.Tenant, b.ErpConnection = tenant, conn
+		out = append(out, b)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if (out[i].State == StateClosed) != (out[j].State == StateClosed) {
+			return out[j].State == StateClosed
+		}
+		if out[i].Tenant != out[j].Tenant {
+			return out[i].Tenant < out[j].Tenant
+		}
+		return out[i].ErpConnection < out[j].ErpConnection
+	})
+	return out, nil
+}

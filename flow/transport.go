@@ -1,0 +1,203 @@
+package flow
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Transport returns an http.RoundTripper that sends every request through next (nil:
+// http.DefaultTransport) under the tenant's flow control, in this order: the tenant's
+// breaker (a *PausedError when open), the shared cool-down, a concurrency slot of the
+// request's ERP connection (see WithConnection), a token of the rate limit. The slot is
+// held until the response body is closed or read to its end.
+//
+// A wait is cut short with a *WaitError when it would not end by the middle of the time
+// left to the request's deadline (http.Client.Timeout counts too), so that the call
+// itself keeps time to run.
+func (c *Control) Transport(next http.RoundTripper) http.RoundTripper {
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	return &transport{c: c, next: next}
+}
+
+type transport struct {
+	c    *Control
+	next http.RoundTripper
+}
+
+func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	c := t.c
+	ctx := req.Context()
+	var until time.Time
+	if dl, ok := ctx.Deadline(); ok {
+		until = c.now().Add(dl.Sub(c.now()) / 2)
+	}
+	if _, err := c.tenant.allow(ctx); err != nil {
+		closeBody(req)
+		return nil, err
+	}
+	if err := c.cooldownWait(ctx, until); err != nil {
+		closeBody(req)
+		return nil, err
+	}
+	var sl *slot
+	if c.cfg.MaxConcurrency > 0 {
+		var err error
+		if sl, err = c.sem.acquire(ctx, Connection(ctx), c.cfg.MaxConcurrency, until); err != nil {
+			closeBody(req)
+			return nil, err
+		}
+	}
+	if err := c.rateWait(ctx, until); err != nil {
+		if sl != nil {
+			sl.release()
+		}
+		closeBody(req)
+		return nil, err
+	}
+	c.metrics.request()
+	resp, err := t.next.RoundTrip(req)
+	if err != nil {
+		if sl != nil {
+			sl.release()
+		}
+		if ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			c.tenant.record(ctx, "fail", true, "transport: "+trim(err.Error()))
+		}
+		return nil, err
+	}
+	t.observe(ctx, resp)
+	if sl != nil {
+		resp.Body = &slotBody{ReadCloser: resp.Body, sl: sl}
+	}
+	return resp, nil
+}
+
+// observe feeds a response to the cool-down and the tenant's breaker.
+func (t *transport) observe(ctx context.Context, resp *http.Response) {
+	c := t.c
+	ra, hasRA := retryAfter(resp.Header.Get("Retry-After"), c.now())
+	s := resp.StatusCode
+	if s == http.StatusTooManyRequests || (s == http.StatusServiceUnavailable && hasRA) {
+		if !hasRA {
+			ra = DefaultCooldown
+		}
+		c.setCooldown(ctx, min(ra, c.cfg.MaxCooldown))
+		if c.adapt != nil {
+			c.adapt.decrease(ctx)
+		}
+	}
+	switch {
+	case s >= 500 && s != http.StatusNotImplemented && s != http.StatusHTTPVersionNotSupported && !soapFault(resp):
+		c.tenant.record(ctx, "fail", true, "HTTP "+strconv.Itoa(s)+" "+http.StatusText(s))
+	case s == http.StatusTooManyRequests:
+		// Throttling is not an outage: the cool-down handles it.
+	default:
+		c.tenant.record(ctx, "", true, "")
+	}
+}
+
+// soapFault reports whether a 5xx reply is a SOAP fault: NetServer itself answered (WCF
+// sends faults with HTTP 500), so the tenant is up; the fault's class decides the batch.
+func soapFault(resp *http.Response) bool {
+	ct := strings.ToLower(resp.Header.Get("Content-Type"))
+	return resp.StatusCode == http.StatusInternalServerError && (strings.Contains(ct, "xml"))
+}
+
+// slotBody gives the concurrency slot back when the body is closed or read to its end.
+type slotBody struct {
+	io.ReadCloser
+	sl *slot
+}
+
+func (b *slotBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil {
+		b.sl.release()
+	}
+	return n, err
+}
+
+func (b *slotBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.sl.release()
+	return err
+}
+
+// closeBody closes a request body a RoundTripper does not send (its contract).
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+}
+
+func (c *Control) cooldownKey() string { return c.prefix + ":cooldown" }
+
+// setCooldownScript: KEYS cooldown; ARGV until ms, ttl ms. Keeps the later of two cool-downs.
+var setCooldownScript = redis.NewScript(`
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > cur then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
+return 0
+`)
+
+// setCooldown makes every worker hold off the tenant for d.
+func (c *Control) setCooldown(ctx context.Context, d time.Duration) {
+	until := c.now().Add(d)
+	err := setCooldownScript.Run(context.WithoutCancel(ctx), c.rdb, []string{c.cooldownKey()}, until.UnixMilli(), max(d.Milliseconds(), 1)).Err()
+	if err != nil {
+		c.log.Warn().Err(err).Msg("flow: could not record a cool-down")
+		return
+	}
+	c.log.Info().Str("tenant", c.cfg.Tenant).Dur("retry_after", d).Msg("SuperOffice asked to slow down: all workers hold off")
+}
+
+// cooldownWait waits out a cool-down in force, for at most until (zero: no limit).
+func (c *Control) cooldownWait(ctx context.Context, until time.Time) error {
+	v, err := c.rdb.Get(ctx, c.cooldownKey()).Int64()
+	if errors.Is(err, redis.Nil) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	end := time.UnixMilli(v)
+	d := end.Sub(c.now())
+	if d <= 0 {
+		return nil
+	}
+	c.metrics.wait("cooldown")
+	if !until.IsZero() && end.After(until) {
+		return &WaitError{Reason: "cool-down", RetryAfter: max(d, time.Second)}
+	}
+	return sleep(ctx, d)
+}
+
+// retryAfter parses a Retry-After header: seconds or an HTTP date.
+func retryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+		return time.Duration(n) * time.Second, true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0), true
+	}
+	return 0, false
+}
+
+func trim(s string) string {
+	if len(s) > 200 {
+		return s[:200]
+	}
+	return s
+}
