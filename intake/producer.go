@@ -151,6 +151,24 @@ type Summary struct {
 	DedupeBytes int `json:"dedupe_bytes"`
 }
 
+// MarshalJSON writes Problems as [] when there are none, so that readers of
+// `enqueue --json` and of the intake API always find a list.
+func (s Summary) MarshalJSON() ([]byte, error) {
+	type plain Summary
+	if s.Problems == nil {
+		s.Problems = []*KeyError{}
+	}
+	return json.Marshal(plain(s))
+}
+
+// Trickled is the answer to a trickle hand-over (`enqueue key --json`, the intake API's
+// POST /v1/keys): how many keys, and the asynq queue and group they wait in.
+type Trickled struct {
+	Keys  int    `json:"keys"`
+	Group string `json:"group"`
+	Queue string `json:"queue"`
+}
+
 // Progress is a snapshot of a running Submit, for progress bars.
 type Progress struct {
 	Run string

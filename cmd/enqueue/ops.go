@@ -14,8 +14,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/hibiken/asynq"
 
 	"github.com/erpresync/erpresync/erpsync"
@@ -66,7 +64,7 @@ func (c *cli) key(ctx context.Context, args []string) int {
 	}
 	group := tasks.GroupName(conn, actor)
 	if *asJSON {
-		writeJSON(c.stdout, map[string]any{"keys": len(keys), "group": group, "queue": cf.queue})
+		writeJSON(c.stdout, intake.Trickled{Keys: len(keys), Group: group, Queue: cf.queue})
 	} else {
 		fmt.Fprintf(c.stdout, "enqueued %s for trickle resync (queue %s, group %s)\n", plural(int64(len(keys)), "key"), cf.queue, group)
 	}
@@ -79,68 +77,6 @@ func writeJSON(w io.Writer, v any) {
 	enc.Encode(v)
 }
 
-// statusJSON is the JSON of `status`: the ledger's RunStatus with derived numbers.
-type statusJSON struct {
-	Run             string                      `json:"run"`
-	State           string                      `json:"state"`
-	ErpConnectionID int                         `json:"erp_connection"`
-	ActorType       string                      `json:"actor_type"`
-	Source          string                      `json:"source,omitempty"`
-	TotalKeys       int64                       `json:"total_keys"`
-	ResyncedKeys    int64                       `json:"resynced_keys"`
-	DeadKeys        int64                       `json:"dead_keys"`
-	PendingKeys     int64                       `json:"pending_keys"`
-	Percent         float64                     `json:"percent"`
-	Batches         int64                       `json:"batches"`
-	Calls           int64                       `json:"calls"`
-	KeysPerSecond   float64                     `json:"keys_per_second"`
-	ETASeconds      *float64                    `json:"eta_seconds"`
-	Records         map[string]map[string]int64 `json:"records"`
-	StartedAt       *time.Time                  `json:"started_at"`
-	LastActivity    *time.Time                  `json:"last_activity"`
-	FinishedAt      *time.Time                  `json:"finished_at"`
-	// RetryingBatches counts the run's batches waiting in asynq's retry set (SuperOffice
-	// down, throttling, refused credentials, a systemic failure); RetryReason is the most
-	// recent one's last error. Their keys are among PendingKeys.
-	RetryingBatches int    `json:"retrying_batches"`
-	RetryReason     string `json:"retry_reason,omitempty"`
-}
-
-// maxRetryScan bounds how many retry-set tasks status reads to find a run's held batches.
-const maxRetryScan = 10000
-
-// retrying counts the run's batches in the queue's retry set and returns the newest one's
-// last error, reading at most maxRetryScan tasks.
-func retrying(rdb redis.UniversalClient, queue, run string) (int, string, error) {
-	insp := asynq.NewInspectorFromRedisClient(rdb)
-	n, reason := 0, ""
-	var newest time.Time
-	const page = 500
-	for p := 1; (p-1)*page < maxRetryScan; p++ {
-		list, err := insp.ListRetryTasks(queue, asynq.Page(p), asynq.PageSize(page))
-		if errors.Is(err, asynq.ErrQueueNotFound) {
-			return 0, "", nil
-		}
-		if err != nil {
-			return 0, "", err
-		}
-		for _, ti := range list {
-			b, err := tasks.ParseBatch(ti.Payload)
-			if err != nil || b.Run != run {
-				continue
-			}
-			n++
-			if ti.LastFailedAt.After(newest) {
-				newest, reason = ti.LastFailedAt, ti.LastErr
-			}
-		}
-		if len(list) < page {
-			break
-		}
-	}
-	return n, reason, nil
-}
-
 func timePtr(t time.Time) *time.Time {
 	if t.IsZero() {
 		return nil
@@ -149,36 +85,9 @@ func timePtr(t time.Time) *time.Time {
 	return &t
 }
 
-func (c *cli) toJSON(st tasks.RunStatus) statusJSON {
-	j := statusJSON{Run: st.Run, State: st.State, ErpConnectionID: st.ErpConnectionID, ActorType: st.ActorType.String(),
-		Source: st.Source, TotalKeys: st.TotalKeys, ResyncedKeys: st.ResyncedKeys, DeadKeys: st.DeadKeys,
-		PendingKeys: st.PendingKeys, Batches: st.Batches, Calls: st.Calls, Records: map[string]map[string]int64{},
-		StartedAt: timePtr(st.StartedAt), LastActivity: timePtr(st.LastActivity), FinishedAt: timePtr(st.FinishedAt)}
-	for _, k := range []string{tasks.KindAdded, tasks.KindUpdated, tasks.KindDeleted} {
-		j.Records[k] = map[string]int64{}
-		maps.Copy(j.Records[k], st.Records[k])
-	}
-	if st.TotalKeys > 0 {
-		j.Percent = float64(st.ResyncedKeys+st.DeadKeys) * 100 / float64(st.TotalKeys)
-	}
-	end := c.now()
-	if !st.FinishedAt.IsZero() {
-		end = st.FinishedAt
-	}
-	if d := end.Sub(st.StartedAt).Seconds(); d > 0 && !st.StartedAt.IsZero() {
-		j.KeysPerSecond = float64(st.ResyncedKeys+st.DeadKeys) / d
-	}
-	if st.PendingKeys == 0 {
-		zero := 0.0
-		j.ETASeconds = &zero
-	} else if j.KeysPerSecond > 0 {
-		eta := float64(st.PendingKeys) / j.KeysPerSecond
-		j.ETASeconds = &eta
-	}
-	return j
-}
+func (c *cli) toJSON(st tasks.RunStatus) tasks.RunReport { return tasks.NewRunReport(st, c.now()) }
 
-func (c *cli) printStatus(j statusJSON) {
+func (c *cli) printStatus(j tasks.RunReport) {
 	w := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(w, "run\t%s\n", j.Run)
 	fmt.Fprintf(w, "state\t%s\n", j.State)
@@ -290,7 +199,7 @@ func (c *cli) status(ctx context.Context, args []string) int {
 	}
 	j := c.toJSON(st)
 	if st.PendingKeys > 0 {
-		if j.RetryingBatches, j.RetryReason, err = retrying(rc.rdb, cf.queue, run); err != nil {
+		if j.RetryingBatches, j.RetryReason, err = tasks.RetryingBatches(asynq.NewInspectorFromRedisClient(rc.rdb), cf.queue, run); err != nil {
 			return c.fail(exitUsage, "status of %s: retry set: %v", run, err)
 		}
 	}
@@ -327,7 +236,7 @@ func (c *cli) runs(ctx context.Context, args []string) int {
 		return c.fail(exitUsage, "runs: %v", err)
 	}
 	if *asJSON {
-		out := make([]statusJSON, 0, len(list))
+		out := make([]tasks.RunReport, 0, len(list))
 		for _, st := range list {
 			out = append(out, c.toJSON(st))
 		}
