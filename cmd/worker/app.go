@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/erpresync/erpresync/intakeapi"
 	"github.com/erpresync/erpresync/internal/redisconn"
 	"github.com/erpresync/erpresync/retry"
 	"github.com/erpresync/erpresync/tasks"
@@ -45,8 +47,12 @@ type appConfig struct {
 	DashboardPass     string
 	DashboardRO       bool
 	Listener          net.Listener // already open; nil when HTTP is off
-	Registry          *prometheus.Registry
-	Logger            zerolog.Logger
+	// IntakeTokens switch the HTTP intake API at /v1/ on; none: no intake API.
+	IntakeTokens  []string
+	IntakeMaxBody int64  // zero: intakeapi.DefaultMaxBody
+	IntakeQueue   string // zero: tasks.DefaultQueue
+	Registry      *prometheus.Registry
+	Logger        zerolog.Logger
 	// extra registers more task handlers (the nightly scheduler's) and returns a
 	// shutdown function; nil for none.
 	extra func(a *app, mux *asynq.ServeMux) (func(), error)
@@ -111,6 +117,15 @@ func startApp(cfg appConfig) (_ *app, err error) {
 			return nil, err
 		}
 	}
+	var intake http.Handler // stays nil (not a nil *intakeapi.API) unless INTAKE_TOKENS are set
+	if cfg.Listener != nil && len(cfg.IntakeTokens) > 0 {
+		api, err := intakeapi.New(intakeapi.Config{Redis: a.rdb, Queue: cfg.IntakeQueue, Tokens: cfg.IntakeTokens,
+			MaxBody: cfg.IntakeMaxBody, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		intake = api
+	}
 	// Built last: an asynq server that never started cannot be closed.
 	a.srv = asynq.NewServer(cfg.RedisOpt, asynq.Config{
 		Concurrency:              cfg.Concurrency,
@@ -144,6 +159,7 @@ func startApp(cfg appConfig) (_ *app, err error) {
 		handler, closeUI := newHTTPHandler(httpConfig{
 			RedisOpt: cfg.RedisOpt, Redis: a.rdb, Registry: cfg.Registry,
 			DashboardUser: cfg.DashboardUser, DashboardPass: cfg.DashboardPass, ReadOnly: cfg.DashboardRO,
+			Intake: intake,
 		})
 		a.closeUI = closeUI
 		a.wg.Add(1)
@@ -154,7 +170,8 @@ func startApp(cfg appConfig) (_ *app, err error) {
 			}
 		}()
 	}
-	log.Info().Int("concurrency", cfg.Concurrency).Str("queues", queueList(cfg.Queues)).Str("http_addr", httpAddr).Msg("worker started")
+	log.Info().Int("concurrency", cfg.Concurrency).Str("queues", queueList(cfg.Queues)).Str("http_addr", httpAddr).
+		Bool("intake_api", len(cfg.IntakeTokens) > 0 && cfg.Listener != nil).Msg("worker started")
 	return a, nil
 }
 
