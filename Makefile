@@ -1,7 +1,7 @@
 # erpresync development targets. `make help` lists them.
 GO ?= go
 
-.PHONY: help test test-race ci bench bench-pipeline bench-intake fuzz soak demo lint tidy compose-check build
+.PHONY: help test test-race ci bench bench-pipeline bench-intake bench-intake-http fuzz soak demo lint tidy compose-check build
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -26,6 +26,9 @@ bench-pipeline: ## whole pipeline (enqueue, worker, simulator, ledger) in keys/s
 
 bench-intake: ## enqueue a million-key file 5 times with the real command; median time and peak RSS
 	bash intake/measure.sh 5
+
+bench-intake-http: ## a million keys PUT to the intake API vs `enqueue --file` in the same run: time, keys/s, peak RSS (3 runs)
+	ERPRESYNC_INTAKE_MEASURE=1 $(GO) test ./cmd/worker -run TestIntakeMillionKeys -count=1 -timeout 30m -v
 
 fuzz: ## fuzz the SOAP response parser for 2 minutes
 	$(GO) test ./soap -run '^$$' -fuzz FuzzParseResponse -fuzztime 2m

@@ -31,6 +31,9 @@ const (
 	MaxRunsLimit = 1000
 	// Origin names the API as a run's producer in the ledger (RunMeta.Source).
 	Origin = "http"
+	// MinTokenLength is the shortest token New accepts: a bearer token is a password
+	// that every request carries, so it must not be guessable.
+	MinTokenLength = 16
 )
 
 // Config configures the API.
@@ -39,8 +42,8 @@ type Config struct {
 	Redis redis.UniversalClient
 	// Queue is the asynq queue the API enqueues into. Zero value: tasks.DefaultQueue.
 	Queue string
-	// Tokens are the bearer tokens that are let in; at least one, none blank. The API
-	// keeps only their SHA-256 digests.
+	// Tokens are the bearer tokens that are let in; at least one, each at least
+	// MinTokenLength characters. The API keeps only their SHA-256 digests.
 	Tokens []string
 	// MaxBody caps a PUT body in bytes; a bigger one is refused with 413. Zero value:
 	// DefaultMaxBody.
@@ -109,8 +112,8 @@ func New(cfg Config) (*API, error) {
 	}
 	a := &API{cfg: cfg, ledger: tasks.NewLedger(cfg.Redis), insp: asynq.NewInspectorFromRedisClient(cfg.Redis), mux: http.NewServeMux()}
 	for i, t := range cfg.Tokens {
-		if strings.TrimSpace(t) == "" {
-			return nil, fmt.Errorf("intakeapi: token %d is blank", i+1)
+		if len(t) < MinTokenLength || strings.TrimSpace(t) != t {
+			return nil, fmt.Errorf("intakeapi: token %d is %d characters long: want at least %d, without surrounding blanks (e.g. `openssl rand -hex 32`)", i+1, len(t), MinTokenLength)
 		}
 		a.tokens = append(a.tokens, sha256.Sum256([]byte(t)))
 	}

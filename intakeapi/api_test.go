@@ -248,10 +248,12 @@ func TestNew(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, nil)
 	for name, cfg := range map[string]Config{
-		"no redis":    {Tokens: []string{"a"}},
+		"no redis":    {Tokens: []string{token}},
 		"no tokens":   {Redis: e.rdb},
-		"blank token": {Redis: e.rdb, Tokens: []string{"a", " "}},
-		"negative":    {Redis: e.rdb, Tokens: []string{"a"}, MaxBody: -1},
+		"short token": {Redis: e.rdb, Tokens: []string{token, "s3cret"}},
+		"blank token": {Redis: e.rdb, Tokens: []string{token, strings.Repeat(" ", 20)}},
+		"padded":      {Redis: e.rdb, Tokens: []string{" " + token}},
+		"negative":    {Redis: e.rdb, Tokens: []string{token}, MaxBody: -1},
 	} {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("%s: New accepted %+v", name, cfg)

@@ -29,7 +29,7 @@ func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
 
 const (
 	token      = "t0ken-for-the-erp-job"
-	otherToken = "second-t0ken"
+	otherToken = "the-second-t0ken-of-another-job"
 )
 
 // env is an API on a private Redis behind an httptest.Server. done receives after every
