@@ -3,6 +3,7 @@ package intakeapi
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/intake"
 	"github.com/erpresync/erpresync/tasks"
 )
 
@@ -527,5 +530,35 @@ func TestStreamsFromReader(t *testing.T) {
 	s := e.summary(e.do(http.MethodPut, "/v1/runs/stream/keys"+q, "application/x-ndjson", token, pr))
 	if s.Keys != 20000 || s.BatchesEnqueued != 200 {
 		t.Fatalf("%+v", s)
+	}
+}
+
+// TestSameAnswerAsTheCLI: the API's summary is the one intake gives `enqueue --file -` for
+// the same input: the same counts, problems, lines and reasons.
+func TestSameAnswerAsTheCLI(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	body := "A\n\nB\r\nA\n" + strings.Repeat("x", 255) + "\n\uFEFFC\n C \nD\x7f\nE\x00\n" + keyLines("K", 120)
+	r := e.put("/v1/runs/same-http/keys"+q+"&strict=false", "text/plain", body)
+	p, err := intake.NewProducer(intake.ProducerConfig{Redis: e.rdb, TempDir: e.tmp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := p.Submit(t.Context(), intake.RunSpec{Run: "same-cli", ErpConnectionID: 3, ActorType: erpsync.ActorCustomer, Origin: "cli"},
+		intake.Source{Name: "body", R: strings.NewReader(body)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want.Run, want.Elapsed = "same-http", 0
+	var got intake.Summary
+	r.decode(t, &got)
+	got.Elapsed = 0
+	wantJSON, _ := json.Marshal(want)
+	gotJSON, _ := json.Marshal(got)
+	if string(gotJSON) != string(wantJSON) {
+		t.Errorf("API:\n%s\nintake (the CLI):\n%s", gotJSON, wantJSON)
+	}
+	if !slices.Equal(e.queued("same-http"), e.queued("same-cli")) {
+		t.Error("the API queued other batches than the CLI")
 	}
 }
