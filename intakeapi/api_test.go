@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/intake"
@@ -560,5 +563,45 @@ func TestSameAnswerAsTheCLI(t *testing.T) {
 	}
 	if !slices.Equal(e.queued("same-http"), e.queued("same-cli")) {
 		t.Error("the API queued other batches than the CLI")
+	}
+}
+
+// TestRedisDown: with Redis unreachable the API answers 500 with a JSON error saying to
+// send the request again, and leaves no spooled body behind.
+func TestRedisDown(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second})
+	defer rdb.Close()
+	tmp := t.TempDir()
+	api, err := New(Config{Redis: rdb, Tokens: []string{token}, TempDir: tmp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ method, path, ctype, body string }{
+		{http.MethodPut, "/v1/runs/down/keys" + q, "text/plain", "A\nB\n"},
+		{http.MethodPost, "/v1/keys", "application/json", `{"erp_connection": 3, "actor_type": "Customer", "keys": ["A"]}`},
+		{http.MethodGet, "/v1/runs", "", ""},
+		{http.MethodGet, "/v1/runs/down", "", ""},
+	} {
+		req := httptest.NewRequest(tt.method, tt.path, strings.NewReader(tt.body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		if tt.ctype != "" {
+			req.Header.Set("Content-Type", tt.ctype)
+		}
+		rec := httptest.NewRecorder()
+		api.ServeHTTP(rec, req)
+		var e apiError
+		if rec.Code != http.StatusInternalServerError || json.Unmarshal(rec.Body.Bytes(), &e) != nil || e.Message == "" {
+			t.Errorf("%s %s: %d %s", tt.method, tt.path, rec.Code, rec.Body)
+		}
+	}
+	if left, _ := os.ReadDir(tmp); len(left) > 0 {
+		t.Errorf("spooled bodies left: %v", left)
 	}
 }

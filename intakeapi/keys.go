@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
 	"net/url"
@@ -125,8 +126,8 @@ func trimConfig(err error) string {
 	return s
 }
 
-// parsePut reads the query of a PUT. Ranges (a positive ERP connection, the batch size)
-// are intake's to check; here only the syntax.
+// parsePut reads the query of a PUT. The batch size's range, the CSV column and the
+// delimiter are checked by intake (RunSpec, Source.Validate), which words the messages.
 func (a *API) parsePut(q url.Values, ctype string) (intake.RunSpec, intake.Source, *apiError) {
 	spec := intake.RunSpec{Strict: true, Origin: Origin}
 	var src intake.Source
@@ -144,13 +145,16 @@ func (a *API) parsePut(q url.Values, ctype string) (intake.RunSpec, intake.Sourc
 		}
 		spec.BatchSize = n
 	}
-	for name, dst := range map[string]*bool{"strict": &spec.Strict, "dry_run": &spec.DryRun, "csv_header": &src.CSVHeader} {
-		if v := q.Get(name); v != "" {
+	for _, p := range []struct {
+		name string
+		dst  *bool
+	}{{"strict", &spec.Strict}, {"dry_run", &spec.DryRun}, {"csv_header", &src.CSVHeader}} {
+		if v := q.Get(p.name); v != "" {
 			b, err := strconv.ParseBool(v)
 			if err != nil {
-				return spec, src, paramError(name, v, "want true or false")
+				return spec, src, paramError(p.name, v, "want true or false")
 			}
-			*dst = b
+			*p.dst = b
 		}
 	}
 	src.CSVColumn = q.Get("csv_column")
@@ -201,7 +205,8 @@ func paramError(name, value, want string) *apiError {
 // knownParams refuses a query parameter the route does not know, or one given twice: a
 // misspelt csv_column would otherwise read a CSV body line by line.
 func knownParams(q url.Values, known []string) *apiError {
-	for name, vs := range q {
+	for _, name := range slices.Sorted(maps.Keys(q)) {
+		vs := q[name]
 		if !slices.Contains(known, name) {
 			return &apiError{Field: name, Message: fmt.Sprintf("unknown query parameter %q: want %s", name, strings.Join(known, ", "))}
 		}
