@@ -25,6 +25,8 @@ const (
 	// MaxTrickleBody caps a POST /v1/keys body: trickle intake is for a few keys at a
 	// time; bulk goes through PUT /v1/runs/{run}/keys.
 	MaxTrickleBody int64 = 1 << 20
+	// DefaultMaxSubmissions is Config.MaxSubmissions's zero value.
+	DefaultMaxSubmissions = 4
 	// DefaultRunsLimit is how many runs GET /v1/runs lists without ?limit.
 	DefaultRunsLimit = 20
 	// MaxRunsLimit is the largest ?limit GET /v1/runs accepts.
@@ -51,6 +53,10 @@ type Config struct {
 	// TempDir is where PUT bodies are spooled while they arrive (as much disk as the body).
 	// Zero value: os.TempDir().
 	TempDir string
+	// MaxSubmissions is how many PUT bodies are taken in at once (each is spooled to disk
+	// and enqueued on Concurrency goroutines); one more is answered 503 with Retry-After.
+	// Zero value: DefaultMaxSubmissions.
+	MaxSubmissions int
 	// Concurrency is intake.ProducerConfig.Concurrency. Zero value: intake.DefaultConcurrency.
 	Concurrency int
 	// Logger receives one line per submission and per failed request; never a token.
@@ -68,6 +74,7 @@ type API struct {
 	insp     *asynq.Inspector
 	tokens   [][sha256.Size]byte
 	mux      *http.ServeMux
+	slots    chan struct{} // one per PUT being taken in
 }
 
 // route is one endpoint. The OpenAPI document is checked against this table by a test:
@@ -104,13 +111,20 @@ func New(cfg Config) (*API, error) {
 	if cfg.MaxBody == 0 {
 		cfg.MaxBody = DefaultMaxBody
 	}
+	if cfg.MaxSubmissions < 0 {
+		return nil, fmt.Errorf("intakeapi: MaxSubmissions %d: must not be negative", cfg.MaxSubmissions)
+	}
+	if cfg.MaxSubmissions == 0 {
+		cfg.MaxSubmissions = DefaultMaxSubmissions
+	}
 	if cfg.Queue == "" {
 		cfg.Queue = tasks.DefaultQueue
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	a := &API{cfg: cfg, ledger: tasks.NewLedger(cfg.Redis), insp: asynq.NewInspectorFromRedisClient(cfg.Redis), mux: http.NewServeMux()}
+	a := &API{cfg: cfg, ledger: tasks.NewLedger(cfg.Redis), insp: asynq.NewInspectorFromRedisClient(cfg.Redis), mux: http.NewServeMux(),
+		slots: make(chan struct{}, cfg.MaxSubmissions)}
 	for i, t := range cfg.Tokens {
 		if len(t) < MinTokenLength || strings.TrimSpace(t) != t {
 			return nil, fmt.Errorf("intakeapi: token %d is %d characters long: want at least %d, without surrounding blanks (e.g. `openssl rand -hex 32`)", i+1, len(t), MinTokenLength)

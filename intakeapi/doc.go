@@ -19,7 +19,8 @@
 // csv_delimiter) or application/x-ndjson (one {"key": "..."} object a line). It is
 // streamed to a temporary file while it arrives (memory stays flat whatever its size) and
 // only then read and enqueued, so a request cut off mid-body enqueues nothing, and sending
-// it again completes the run. Bodies over Config.MaxBody are refused with 413.
+// it again completes the run. Bodies over Config.MaxBody are refused with 413; more than
+// Config.MaxSubmissions bodies at once, with 503 and Retry-After.
 //
 // Unlike the CLI, a PUT is strict by default: one invalid key refuses the whole body
 // (400, naming every bad line up to intake.MaxReported) and nothing is enqueued, because

@@ -221,13 +221,19 @@ func (e *env) queued(run string) []string {
 // body was left behind.
 func (e *env) noRun(run string) {
 	e.t.Helper()
+	e.noEnqueued(run)
+	e.noSpool()
+}
+
+// noEnqueued checks that the ledger and the queue know nothing of run.
+func (e *env) noEnqueued(run string) {
+	e.t.Helper()
 	if _, err := tasks.NewLedger(e.rdb).Status(context.Background(), run); !errors.Is(err, tasks.ErrRunNotFound) {
 		e.t.Errorf("run %s is in the ledger (%v); want nothing enqueued", run, err)
 	}
 	if k := e.queued(run); len(k) > 0 {
 		e.t.Errorf("run %s has %d keys queued; want none", run, len(k))
 	}
-	e.noSpool()
 }
 
 func (e *env) noSpool() {

@@ -53,6 +53,14 @@ func (a *API) putKeys(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusRequestEntityTooLarge, a.tooLarge(r.ContentLength))
 		return
 	}
+	select {
+	case a.slots <- struct{}{}:
+		defer func() { <-a.slots }()
+	default:
+		w.Header().Set("Retry-After", "10")
+		writeError(w, http.StatusServiceUnavailable, &apiError{Message: fmt.Sprintf("%d submissions are being taken in already; send this one again in a few seconds", cap(a.slots))})
+		return
+	}
 	var body io.Reader = bodyReader{http.MaxBytesReader(w, r.Body, a.cfg.MaxBody)}
 	if ctype == typeNDJSON {
 		body = newNDJSONReader(body)
