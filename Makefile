@@ -4,7 +4,7 @@ GO ?= go
 .PHONY: help test test-race ci bench bench-pipeline bench-intake bench-intake-http fuzz soak demo lint tidy compose-check build
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 test: ## the README's test command
 	$(GO) test ./...
