@@ -1,20 +1,27 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
+	"github.com/erpresync/erpresync/intakeapi"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/tasks"
 )
@@ -110,8 +117,10 @@ func TestREADMECurl(t *testing.T) {
 		t.Fatal(err)
 	}
 	const tok = "erp-export-readme-test-token"
+	logs := lockedWriter{&sync.Mutex{}, &bytes.Buffer{}}
 	inProcess(t, db.Opt(), client, func(c *appConfig) {
 		c.Listener, c.IntakeTokens, c.BusinessRetries = ln, []string{tok}, -1
+		c.Logger = zerolog.New(io.MultiWriter(logs, zerolog.NewTestWriter(t))).Level(zerolog.InfoLevel)
 	})
 	dir := t.TempDir()
 	for name, content := range map[string]string{
@@ -168,5 +177,37 @@ func TestREADMECurl(t *testing.T) {
 	out, err = sh(strings.ReplaceAll(deadCmd, "$INTAKE_TOKENS", "not-a-token"))
 	if err == nil || !strings.Contains(out, "wrong token") {
 		t.Errorf("a wrong token was not refused: %v %s", err, out)
+	}
+	if l := logs.String(); !strings.Contains(l, "run submitted") || strings.Contains(l, tok) || strings.Contains(l, "not-a-token") {
+		t.Errorf("the worker's log lacks the submissions or shows a token:\n%s", l)
+	}
+}
+
+// TestIntakeMounted: the worker serves /v1/ only when the intake API is switched on.
+func TestIntakeMounted(t *testing.T) {
+	t.Parallel()
+	db := redistest.New(t)
+	rdb := db.Client()
+	defer rdb.Close()
+	for _, on := range []bool{false, true} {
+		hc := httpConfig{RedisOpt: db.Opt(), Redis: rdb}
+		if on {
+			api, err := intakeapi.New(intakeapi.Config{Redis: rdb, Tokens: []string{"erp-export-mounted-test"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			hc.Intake = api
+		}
+		h, closeUI := newHTTPHandler(hc)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/runs", nil))
+		closeUI()
+		want := http.StatusNotFound
+		if on {
+			want = http.StatusUnauthorized
+		}
+		if rec.Code != want {
+			t.Errorf("intake API on=%v: GET /v1/runs %d, want %d", on, rec.Code, want)
+		}
 	}
 }
