@@ -24,7 +24,7 @@ import (
 // TestIntakeMillionKeys measures the HTTP intake API against the CLI in the same run, on a
 // private redis-server: a body of 1,000,000 keys (plus 10,000 duplicates) PUT to a worker
 // process as text/plain and as NDJSON, and the same file given to `enqueue --file`. It
-// reports the wall time, keys/s and peak RSS of each (the worker's peak is taken during
+// reports the wall time, keys/s, CPU time and peak RSS of each (the worker's peak is taken during
 // the request alone: /proc/PID/clear_refs resets it first), medians of
 // ERPRESYNC_INTAKE_RUNS runs (default 3), and the worker's peak for a body of 100,000 keys,
 // to show that memory does not grow with the body. The worker serves another queue, so
@@ -80,8 +80,9 @@ func TestIntakeMillionKeys(t *testing.T) {
 	pid := w.cmd.Process.Pid
 
 	type result struct {
-		secs  float64
-		rssKB int64
+		secs    float64 // wall time
+		cpuSecs float64 // user + system time of the process taking the keys in
+		rssKB   int64
 	}
 	put := func(run, path, ctype, query string) result {
 		t.Helper()
@@ -98,6 +99,7 @@ func TestIntakeMillionKeys(t *testing.T) {
 		req.ContentLength = fi.Size()
 		req.Header.Set("Content-Type", ctype)
 		req.Header.Set("Authorization", "Bearer "+tok)
+		cpu0 := cpuSeconds(t, pid)
 		start := time.Now()
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -113,7 +115,7 @@ func TestIntakeMillionKeys(t *testing.T) {
 		if resp.StatusCode != 200 || err != nil || sum.Keys == 0 {
 			t.Fatalf("PUT %s: %d %v %+v\n%s", run, resp.StatusCode, err, sum, w.log())
 		}
-		return result{secs, vmHWM(t, pid)}
+		return result{secs, cpuSeconds(t, pid) - cpu0, vmHWM(t, pid)}
 	}
 	cli := func(run, path string) result {
 		t.Helper()
@@ -125,7 +127,8 @@ func TestIntakeMillionKeys(t *testing.T) {
 		if err := cmd.Run(); err != nil {
 			t.Fatalf("enqueue: %v\n%s", err, stderr.String())
 		}
-		return result{time.Since(start).Seconds(), cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss}
+		ps := cmd.ProcessState
+		return result{time.Since(start).Seconds(), (ps.UserTime() + ps.SystemTime()).Seconds(), ps.SysUsage().(*syscall.Rusage).Maxrss}
 	}
 
 	idle := vmRSS(t, pid)
@@ -158,6 +161,7 @@ func TestIntakeMillionKeys(t *testing.T) {
 	for v, vt := range variants {
 		secs := median(got[v], func(r result) float64 { return r.secs })
 		rss := median(got[v], func(r result) float64 { return float64(r.rssKB) })
+		cpu := median(got[v], func(r result) float64 { return r.cpuSecs })
 		keys := 1_000_000.0
 		if strings.Contains(vt.name, "100,000") {
 			keys = 100_000
@@ -166,7 +170,7 @@ func TestIntakeMillionKeys(t *testing.T) {
 		if strings.HasPrefix(vt.name, "enqueue") {
 			who = "enqueue"
 		}
-		fmt.Fprintf(&report, "  %-45s %6.2f s  %9.0f keys/s  peak RSS %6.1f MB (%s)\n", vt.name, secs, keys/secs, rss/1024, who)
+		fmt.Fprintf(&report, "  %-45s %6.2f s  %9.0f keys/s  CPU %5.2f s  peak RSS %6.1f MB (%s)\n", vt.name, secs, keys/secs, cpu, rss/1024, who)
 	}
 	t.Log("\n" + report.String())
 	if out := os.Getenv("ERPRESYNC_INTAKE_REPORT"); out != "" {
@@ -224,6 +228,21 @@ func procStatus(t *testing.T, pid int, field string) int64 {
 }
 
 func vmHWM(t *testing.T, pid int) int64 { return procStatus(t, pid, "VmHWM") }
+
+// cpuSeconds is the user + system time pid has used (/proc/PID/stat, in clock ticks of
+// USER_HZ, 1/100 s on Linux).
+func cpuSeconds(t *testing.T, pid int) float64 {
+	t.Helper()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The command name, in parentheses, may hold spaces: count fields after it.
+	f := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+1:]))
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100
+}
 func vmRSS(t *testing.T, pid int) int64 { return procStatus(t, pid, "VmRSS") }
 
 func median[T any](xs []T, f func(T) float64) float64 {
