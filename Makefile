@@ -1,10 +1,10 @@
 # erpresync development targets. `make help` lists them.
 GO ?= go
 
-.PHONY: help test test-race ci bench bench-codec bench-e2e bench-pipeline bench-flow bench-intake fuzz fuzz-decoder soak chaos demo lint tidy compose-check build
+.PHONY: help test test-race ci bench bench-codec bench-e2e bench-pipeline bench-flow bench-intake bench-intake-http fuzz fuzz-decoder soak chaos demo lint tidy compose-check build
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 test: ## the README's test command
 	$(GO) test ./...
@@ -34,6 +34,9 @@ bench-flow: ## flow control: 3 worker processes at 20 requests/s, 50 ms calls; a
 
 bench-intake: ## enqueue a million-key file 5 times with the real command; median time and peak RSS
 	bash intake/measure.sh 5
+
+bench-intake-http: ## a million keys PUT to the intake API vs `enqueue --file` in the same run: time, keys/s, peak RSS (3 runs)
+	ERPRESYNC_INTAKE_MEASURE=1 $(GO) test ./cmd/worker -run TestIntakeMillionKeys -count=1 -timeout 30m -v
 
 fuzz: ## fuzz the SOAP response parser for 2 minutes, then the decoder against its oracle
 	$(GO) test ./soap -run '^$$' -fuzz FuzzParseResponse -fuzztime 2m

@@ -88,3 +88,20 @@ func Breakers(ctx context.Context, rdb redis.UniversalClient) ([]Breaker, error)
 	})
 	return out, nil
 }
+
+// Pauses describes the open circuit breakers that hold back the batches of ERP connection
+// conn: every tenant's own breaker, and the connection's, as `enqueue status` and the
+// intake API print them.
+func Pauses(ctx context.Context, rdb redis.UniversalClient, conn int, now time.Time) ([]string, error) {
+	bs, err := Breakers(ctx, rdb)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, b := range bs {
+		if b.State != StateClosed && (b.ErpConnection == 0 || b.ErpConnection == conn) {
+			out = append(out, b.Describe(now)+"; tenant "+b.Tenant)
+		}
+	}
+	return out, nil
+}

@@ -157,6 +157,32 @@ type Summary struct {
 	DedupeBytes int `json:"dedupe_bytes"`
 }
 
+// MarshalJSON writes Problems as [] when there are none, so that readers of
+// `enqueue --json` and of the intake API always find a list.
+func (s Summary) MarshalJSON() ([]byte, error) {
+	type plain Summary
+	if s.Problems == nil {
+		s.Problems = []*KeyError{}
+	}
+	return json.Marshal(plain(s))
+}
+
+// Trickled is the answer to a trickle hand-over (`enqueue key --json`, the intake API's
+// POST /v1/keys): how many keys, and the asynq queue and group they wait in.
+type Trickled struct {
+	Keys int `json:"keys"`
+	// Run is the trickle run the keys join: the day's trickle-YYYY-MM-DD-CONNECTION-ACTOR.
+	Run   string `json:"run"`
+	Group string `json:"group"`
+	Queue string `json:"queue"`
+}
+
+// Trickled is the answer to n keys of erpConnectionID and actor handed over with AddKey now.
+func (p *Producer) Trickled(n, erpConnectionID int, actor erpsync.ActorType) Trickled {
+	return Trickled{Keys: n, Run: tasks.TrickleRun(p.cfg.Now(), erpConnectionID, actor),
+		Group: tasks.GroupName(erpConnectionID, actor), Queue: p.cfg.TrickleQueue}
+}
+
 // Progress is a snapshot of a running Submit, for progress bars.
 type Progress struct {
 	Run string

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/flow"
@@ -59,22 +58,21 @@ func (c *cli) key(ctx context.Context, args []string) int {
 		return c.fail(exitUsage, "%v", err)
 	}
 	defer rc.Close()
-	p, err := intake.NewProducer(intake.ProducerConfig{Redis: rc.rdb, TrickleQueue: cf.queue})
+	p, err := intake.NewProducer(intake.ProducerConfig{Redis: rc.rdb, TrickleQueue: cf.queue, Now: c.now})
 	if err != nil {
 		return c.fail(exitUsage, "%v", err)
 	}
-	// The run of the day the keys are handed over, which the worker's aggregator names too.
-	run := tasks.TrickleRun(c.now(), conn, actor)
 	for i, k := range keys {
 		if err := p.AddKey(ctx, conn, actor, k); err != nil {
 			return c.fail(exitUsage, "key %d %q: %v (%d of %d enqueued)", i+1, erpsync.Truncate(k, 40), err, i, len(keys))
 		}
 	}
-	group := tasks.GroupName(conn, actor)
+	// The run of the day the keys are handed over, which the worker's aggregator names too.
+	tr := p.Trickled(len(keys), conn, actor)
 	if *asJSON {
-		writeJSON(c.stdout, map[string]any{"keys": len(keys), "run": run, "group": group, "queue": cf.queue})
+		writeJSON(c.stdout, tr)
 	} else {
-		fmt.Fprintf(c.stdout, "enqueued %s for trickle resync in run %s (queue %s, group %s)\n", plural(int64(len(keys)), "key"), run, cf.queue, group)
+		fmt.Fprintf(c.stdout, "enqueued %s for trickle resync in run %s (queue %s, group %s)\n", plural(int64(len(keys)), "key"), tr.Run, tr.Queue, tr.Group)
 	}
 	return exitOK
 }
@@ -85,56 +83,6 @@ func writeJSON(w io.Writer, v any) {
 	enc.Encode(v)
 }
 
-// statusJSON is the JSON of `status`: the ledger's RunStatus with derived numbers.
-type statusJSON struct {
-	Run             string                      `json:"run"`
-	State           string                      `json:"state"`
-	ErpConnectionID int                         `json:"erp_connection"`
-	ActorType       string                      `json:"actor_type"`
-	Source          string                      `json:"source,omitempty"`
-	TotalKeys       int64                       `json:"total_keys"`
-	ResyncedKeys    int64                       `json:"resynced_keys"`
-	DeadKeys        int64                       `json:"dead_keys"`
-	PendingKeys     int64                       `json:"pending_keys"`
-	RejectedKeys    int64                       `json:"rejected_keys"`
-	Percent         float64                     `json:"percent"`
-	Batches         int64                       `json:"batches"`
-	Calls           int64                       `json:"calls"`
-	KeysPerSecond   float64                     `json:"keys_per_second"`
-	ETASeconds      *float64                    `json:"eta_seconds"`
-	Records         map[string]map[string]int64 `json:"records"`
-	StartedAt       *time.Time                  `json:"started_at"`
-	LastActivity    *time.Time                  `json:"last_activity"`
-	FinishedAt      *time.Time                  `json:"finished_at"`
-	// RetryingBatches counts the run's batches waiting in asynq's retry set (SuperOffice
-	// down, throttling, refused credentials, a systemic failure); RetryReason is the most
-	// recent one's last error. Their keys are among PendingKeys.
-	RetryingBatches int    `json:"retrying_batches"`
-	RetryReason     string `json:"retry_reason,omitempty"`
-	// Repair is what --repair found and did; absent without it.
-	Repair *tasks.RepairResult `json:"repair,omitempty"`
-	eta    string              // tasks.Progress.FormatETA, for people
-	// Paused says, for a run with pending keys, which open circuit breakers hold it back:
-	// "paused: SuperOffice unavailable since …, next probe in … (reason); tenant T".
-	Paused []string `json:"paused,omitempty"`
-}
-
-// pauses describes the open circuit breakers that hold back the batches of ERP connection
-// conn: every tenant's own breaker, and the connection's.
-func pauses(ctx context.Context, rdb redis.UniversalClient, conn int, now time.Time) ([]string, error) {
-	bs, err := flow.Breakers(ctx, rdb)
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, b := range bs {
-		if b.State != flow.StateClosed && (b.ErpConnection == 0 || b.ErpConnection == conn) {
-			out = append(out, b.Describe(now)+"; tenant "+b.Tenant)
-		}
-	}
-	return out, nil
-}
-
 func timePtr(t time.Time) *time.Time {
 	if t.IsZero() {
 		return nil
@@ -143,25 +91,9 @@ func timePtr(t time.Time) *time.Time {
 	return &t
 }
 
-func (c *cli) toJSON(st tasks.RunStatus) statusJSON {
-	j := statusJSON{Run: st.Run, State: st.State, ErpConnectionID: st.ErpConnectionID, ActorType: st.ActorType.String(),
-		Source: st.Source, TotalKeys: st.TotalKeys, ResyncedKeys: st.ResyncedKeys, DeadKeys: st.DeadKeys,
-		PendingKeys: st.PendingKeys, RejectedKeys: st.RejectedKeys, Batches: st.Batches, Calls: st.Calls, Records: map[string]map[string]int64{},
-		StartedAt: timePtr(st.StartedAt), LastActivity: timePtr(st.LastActivity), FinishedAt: timePtr(st.FinishedAt)}
-	for _, k := range []string{tasks.KindAdded, tasks.KindUpdated, tasks.KindDeleted} {
-		j.Records[k] = map[string]int64{}
-		maps.Copy(j.Records[k], st.Records[k])
-	}
-	p := st.Progress(c.now())
-	j.Percent, j.KeysPerSecond, j.eta = p.Percent, p.KeysPerSecond, p.FormatETA()
-	if p.ETAKnown {
-		eta := p.ETA.Seconds()
-		j.ETASeconds = &eta
-	}
-	return j
-}
+func (c *cli) toJSON(st tasks.RunStatus) tasks.RunReport { return tasks.NewRunReport(st, c.now()) }
 
-func (c *cli) printStatus(j statusJSON) {
+func (c *cli) printStatus(j tasks.RunReport) {
 	w := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(w, "run\t%s\n", j.Run)
 	fmt.Fprintf(w, "state\t%s\n", j.State)
@@ -176,7 +108,7 @@ func (c *cli) printStatus(j statusJSON) {
 	} else {
 		fmt.Fprintf(w, "rejected\t0 keys skipped as invalid at intake\n")
 	}
-	fmt.Fprintf(w, "rate\t%.1f keys/s, ETA %s\n", j.KeysPerSecond, j.eta)
+	fmt.Fprintf(w, "rate\t%.1f keys/s, ETA %s\n", j.KeysPerSecond, j.ETA())
 	for _, kind := range []string{tasks.KindAdded, tasks.KindUpdated, tasks.KindDeleted} {
 		fmt.Fprintf(w, "records %s\t%s\n", kind, tableCounts(j.Records[kind]))
 	}
@@ -258,7 +190,7 @@ func (c *cli) status(ctx context.Context, args []string) int {
 			lastLine = now
 			j := c.toJSON(st)
 			line := fmt.Sprintf("%s: %d/%d keys done (%.1f%%), %d dead, %.1f keys/s, ETA %s", run,
-				st.ResyncedKeys+st.DeadKeys, st.TotalKeys, j.Percent, st.DeadKeys, j.KeysPerSecond, j.eta)
+				st.ResyncedKeys+st.DeadKeys, st.TotalKeys, j.Percent, st.DeadKeys, j.KeysPerSecond, j.ETA())
 			if c.terminal {
 				fmt.Fprintf(c.stderr, "\r\033[K%s", line)
 			} else {
@@ -283,7 +215,7 @@ func (c *cli) status(ctx context.Context, args []string) int {
 			return c.failJSON(*asJSON, exitUsage, "status of %s: retry set: %v", run, err)
 		}
 		j.RetryingBatches, j.RetryReason = rt.Batches, rt.LastError
-		if j.Paused, err = pauses(ctx, rc.rdb, st.ErpConnectionID, c.now()); err != nil {
+		if j.Paused, err = flow.Pauses(ctx, rc.rdb, st.ErpConnectionID, c.now()); err != nil {
 			return c.failJSON(*asJSON, exitUsage, "status of %s: circuit breakers: %v", run, err)
 		}
 	}
@@ -357,12 +289,12 @@ func (c *cli) runs(ctx context.Context, args []string) int {
 		if _, ok := held[st.ErpConnectionID]; ok || st.PendingKeys == 0 {
 			continue
 		}
-		if held[st.ErpConnectionID], err = pauses(ctx, rc.rdb, st.ErpConnectionID, c.now()); err != nil {
+		if held[st.ErpConnectionID], err = flow.Pauses(ctx, rc.rdb, st.ErpConnectionID, c.now()); err != nil {
 			return c.fail(exitUsage, "runs: circuit breakers: %v", err)
 		}
 	}
 	if *asJSON {
-		out := make([]statusJSON, 0, len(list))
+		out := make([]tasks.RunReport, 0, len(list))
 		for _, st := range list {
 			j := c.toJSON(st)
 			if st.PendingKeys > 0 {

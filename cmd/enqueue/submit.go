@@ -145,9 +145,6 @@ func (c *cli) submit(ctx context.Context, args []string) int {
 
 func (c *cli) printSummary(s intake.Summary, asJSON bool) {
 	if asJSON {
-		if s.Problems == nil {
-			s.Problems = []*intake.KeyError{}
-		}
 		enc := json.NewEncoder(c.stdout)
 		enc.SetIndent("", "  ")
 		enc.Encode(s)

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"sort"
 	"strconv"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/erpresync/erpresync/flow"
+	"github.com/erpresync/erpresync/intakeapi"
 	"github.com/erpresync/erpresync/internal/redisconn"
 	"github.com/erpresync/erpresync/retry"
 	"github.com/erpresync/erpresync/tasks"
@@ -47,8 +50,12 @@ type appConfig struct {
 	DashboardPass     string
 	DashboardRO       bool
 	Listener          net.Listener // already open; nil when HTTP is off
-	Registry          *prometheus.Registry
-	Logger            zerolog.Logger
+	// IntakeTokens switch the HTTP intake API at /v1/ on; none: no intake API.
+	IntakeTokens  []string
+	IntakeMaxBody int64  // zero: intakeapi.DefaultMaxBody
+	IntakeQueue   string // zero: tasks.DefaultQueue
+	Registry      *prometheus.Registry
+	Logger        zerolog.Logger
 	// RedisOutage, when set, keeps a Redis outage to a few log lines: asynq's warnings
 	// and errors pass through it, and the worker pings Redis every redisWatchEvery to
 	// log the outage's end. nil (tests, benchmarks) logs every line.
@@ -123,6 +130,19 @@ func startApp(cfg appConfig) (_ *app, err error) {
 			return nil, err
 		}
 	}
+	var intake http.Handler // stays nil (not a nil *intakeapi.API) unless INTAKE_TOKENS are set
+	if cfg.Listener != nil && len(cfg.IntakeTokens) > 0 {
+		trickle := cfg.TrickleQueue
+		if trickle == "" { // no trickle queue served: trickle keys go with the bulk
+			trickle = cmp.Or(cfg.IntakeQueue, tasks.DefaultQueue)
+		}
+		api, err := intakeapi.New(intakeapi.Config{Redis: a.rdb, Queue: cfg.IntakeQueue, TrickleQueue: trickle, Tokens: cfg.IntakeTokens,
+			MaxBody: cfg.IntakeMaxBody, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		intake = api
+	}
 	// Built last: an asynq server that never started cannot be closed.
 	a.srv = asynq.NewServer(cfg.RedisOpt, asynq.Config{
 		Concurrency:              cfg.Concurrency,
@@ -164,6 +184,7 @@ func startApp(cfg appConfig) (_ *app, err error) {
 		handler, closeUI := newHTTPHandler(httpConfig{
 			RedisOpt: cfg.RedisOpt, Redis: a.rdb, Registry: cfg.Registry,
 			DashboardUser: cfg.DashboardUser, DashboardPass: cfg.DashboardPass, ReadOnly: cfg.DashboardRO,
+			Intake: intake,
 		})
 		a.closeUI = closeUI
 		a.wg.Add(1)
@@ -174,7 +195,8 @@ func startApp(cfg appConfig) (_ *app, err error) {
 			}
 		}()
 	}
-	log.Info().Int("concurrency", cfg.Concurrency).Str("queues", queueList(servedQueues(cfg.Queues, cfg.TrickleQueue))).Str("http_addr", httpAddr).Msg("worker started")
+	log.Info().Int("concurrency", cfg.Concurrency).Str("queues", queueList(servedQueues(cfg.Queues, cfg.TrickleQueue))).Str("http_addr", httpAddr).
+		Bool("intake_api", len(cfg.IntakeTokens) > 0 && cfg.Listener != nil).Msg("worker started")
 	return a, nil
 }
 

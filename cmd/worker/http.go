@@ -13,6 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/erpresync/erpresync/intakeapi"
 )
 
 // dashboardPath is where asynqmon is mounted. asynqmon routes on the full path, so it is
@@ -26,10 +28,11 @@ type httpConfig struct {
 	DashboardUser string
 	DashboardPass string
 	ReadOnly      bool
+	Intake        http.Handler // the intake API, mounted at /v1/; nil: none
 }
 
 // newHTTPHandler builds the worker's one listener: /metrics, /healthz, /readyz, the
-// dashboard and the runs page. The returned closer releases asynqmon's Redis connections.
+// dashboard, the runs page and the intake API. The returned closer releases asynqmon's Redis connections.
 func newHTTPHandler(cfg httpConfig) (http.Handler, func()) {
 	mux := http.NewServeMux()
 	if cfg.Registry != nil {
@@ -51,6 +54,9 @@ func newHTTPHandler(cfg httpConfig) (http.Handler, func()) {
 	mux.Handle(dashboardPath+"/", cfg.protect(mon))
 	mux.Handle(dashboardPath, http.RedirectHandler(dashboardPath+"/", http.StatusMovedPermanently))
 	mountRunsPage(mux, cfg)
+	if cfg.Intake != nil {
+		mux.Handle(intakeapi.Prefix, cfg.Intake)
+	}
 	return mux, func() { mon.Close() }
 }
 

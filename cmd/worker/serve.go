@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/erpresync/erpresync/intakeapi"
 	"github.com/erpresync/erpresync/internal/redisconn"
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
@@ -76,6 +77,24 @@ func workerSettings(v values) (appConfig, error) {
 		return c, errors.New("set both DASHBOARD_USER and DASHBOARD_PASSWORD, or neither")
 	}
 	c.HTTPAddr = v.str("WORKER_HTTP_ADDR")
+	if tokens := v.str("INTAKE_TOKENS"); tokens != "" {
+		if c.HTTPAddr == "off" {
+			return c, errors.New("INTAKE_TOKENS is set, but WORKER_HTTP_ADDR=off: the intake API needs the listener")
+		}
+		for i, t := range strings.Split(tokens, ",") {
+			t = strings.TrimSpace(t)
+			if len(t) < intakeapi.MinTokenLength {
+				return c, fmt.Errorf("INTAKE_TOKENS: token %d is %d characters long: want at least %d (e.g. `openssl rand -hex 32`)", i+1, len(t), intakeapi.MinTokenLength)
+			}
+			c.IntakeTokens = append(c.IntakeTokens, t)
+		}
+	}
+	if c.IntakeMaxBody, err = v.size("INTAKE_MAX_BODY", 1); err != nil {
+		return c, err
+	}
+	if c.IntakeQueue = v.str("INTAKE_QUEUE"); c.IntakeQueue == "" {
+		return c, errors.New("INTAKE_QUEUE is empty: name the queue, e.g. erpresync")
+	}
 	return c, nil
 }
 

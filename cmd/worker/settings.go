@@ -40,7 +40,7 @@ var settings = []setting{
 	{Env: "SUPEROFFICE_BREAKER_FAILURES", Flag: "breaker-failures", Default: "5", Meaning: "systemic failures in a row (transport errors, 5xx, maintenance pages), seen by any worker, that open the tenant's circuit breaker"},
 	{Env: "SUPEROFFICE_BREAKER_PROBE", Flag: "breaker-probe", Default: "5s", Meaning: "first wait of an open circuit breaker before one probe call; doubles after every failed probe"},
 	{Env: "SUPEROFFICE_BREAKER_PROBE_MAX", Flag: "breaker-probe-max", Default: "5m", Meaning: "longest wait between probes of an open circuit breaker"},
-	{Env: "WORKER_HTTP_ADDR", Flag: "http-addr", Default: "127.0.0.1:8080", Meaning: "listener for `/metrics`, `/healthz`, `/readyz`, the dashboard at `/monitoring/` and the runs page at `/runs/`; `off` disables it"},
+	{Env: "WORKER_HTTP_ADDR", Flag: "http-addr", Default: "127.0.0.1:8080", Meaning: "listener for `/metrics`, `/healthz`, `/readyz`, the dashboard at `/monitoring/`, the runs page at `/runs/` and the intake API at `/v1/`; `off` disables it"},
 	{Env: "WORKER_CONCURRENCY", Flag: "concurrency", Default: "10", Meaning: "batches processed at once (concurrent SOAP calls)"},
 	{Env: "WORKER_QUEUES", Flag: "queues", Default: "erpresync", Meaning: "asynq queues to serve, `name[:priority],...`"},
 	{Env: "WORKER_TRICKLE_QUEUE", Flag: "trickle-queue", Default: "erpresync-trickle", Meaning: "queue of trickle keys, served strictly before WORKER_QUEUES (asynq StrictPriority), so a trickled key never waits behind a bulk backlog; `off` serves no trickle queue"},
@@ -55,6 +55,9 @@ var settings = []setting{
 	{Env: "DASHBOARD_USER", Flag: "dashboard-user", Default: "", Meaning: "HTTP basic-auth user for the dashboard and the runs page; with DASHBOARD_PASSWORD"},
 	{Env: "DASHBOARD_PASSWORD", Default: "", Meaning: "HTTP basic-auth password for the dashboard and the runs page; without it they have no login", Secret: true},
 	{Env: "DASHBOARD_READONLY", Flag: "dashboard-readonly", Default: "true", Meaning: "dashboard in view-only mode; `false` allows retry/delete/archive from the UI"},
+	{Env: "INTAKE_TOKENS", Default: "", Meaning: "comma-separated bearer tokens of the HTTP intake API at `/v1/` (each at least 16 characters); unset: no intake API", Secret: true},
+	{Env: "INTAKE_MAX_BODY", Flag: "intake-max-body", Default: "256MiB", Meaning: "largest body of `PUT /v1/runs/{run}/keys` (bytes, or with KiB, MiB, GiB); a bigger one is refused with 413"},
+	{Env: "INTAKE_QUEUE", Flag: "intake-queue", Default: "erpresync", Meaning: "asynq queue the intake API enqueues into (as `enqueue --queue`)"},
 	{Env: "LOG_FORMAT", Flag: "log-format", Default: "auto", Meaning: "`json`, `console`, or `auto` (console on a terminal, JSON otherwise)"},
 	{Env: "LOG_LEVEL", Flag: "log-level", Default: "info", Meaning: "`debug`, `info`, `warn` or `error`"},
 }
@@ -183,6 +186,26 @@ func (v values) bool(env string) (bool, error) {
 		return false, fmt.Errorf("%s=%q: want true or false", env, v[env])
 	}
 	return b, nil
+}
+
+// size parses a byte count: a whole number, optionally with KiB, MiB or GiB.
+func (v values) size(env string, min int64) (int64, error) {
+	s := v[env]
+	num, mult := s, int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"B", 1}} {
+		if n, ok := strings.CutSuffix(s, u.suffix); ok {
+			num, mult = strings.TrimSpace(n), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult || n*mult < min {
+		return 0, fmt.Errorf("%s=%q: want a size such as 268435456, 512KiB, 256MiB or 1GiB, at least %d bytes", env, s, min)
+	}
+	return n * mult, nil
 }
 
 // duration parses a Go duration; asynq keeps whole seconds, so wholeSeconds rejects

@@ -1,0 +1,227 @@
+package intakeapi
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/erpresync/erpresync/intake"
+	"github.com/erpresync/erpresync/tasks"
+)
+
+// Limits and defaults of Config.
+const (
+	// DefaultMaxBody is Config.MaxBody's zero value: 256 MiB, about 20 million keys of a
+	// dozen characters.
+	DefaultMaxBody int64 = 256 << 20
+	// MaxTrickleBody caps a POST /v1/keys body: trickle intake is for a few keys at a
+	// time; bulk goes through PUT /v1/runs/{run}/keys.
+	MaxTrickleBody int64 = 1 << 20
+	// DefaultMaxSubmissions is Config.MaxSubmissions's zero value.
+	DefaultMaxSubmissions = 4
+	// DefaultRunsLimit is how many runs GET /v1/runs lists without ?limit.
+	DefaultRunsLimit = 20
+	// MaxRunsLimit is the largest ?limit GET /v1/runs accepts.
+	MaxRunsLimit = 1000
+	// Origin names the API as a run's producer in the ledger (RunMeta.Source).
+	Origin = "http"
+	// MinTokenLength is the shortest token New accepts: a bearer token is a password
+	// that every request carries, so it must not be guessable.
+	MinTokenLength = 16
+)
+
+// Config configures the API.
+type Config struct {
+	// Redis holds asynq's queues and the ledger; required. The API never closes it.
+	Redis redis.UniversalClient
+	// Queue is the asynq queue the API enqueues into. Zero value: tasks.DefaultQueue.
+	Queue string
+	// TrickleQueue is the queue of trickle keys (POST /v1/keys), which the worker serves
+	// before the bulk queues. Zero value: tasks.TrickleQueue.
+	TrickleQueue string
+	// Tokens are the bearer tokens that are let in; at least one, each at least
+	// MinTokenLength characters. The API keeps only their SHA-256 digests.
+	Tokens []string
+	// MaxBody caps a PUT body in bytes; a bigger one is refused with 413. Zero value:
+	// DefaultMaxBody.
+	MaxBody int64
+	// TempDir is where PUT bodies are spooled while they arrive (as much disk as the body).
+	// Zero value: os.TempDir().
+	TempDir string
+	// MaxSubmissions is how many PUT bodies are taken in at once (each is spooled to disk
+	// and enqueued on Concurrency goroutines); one more is answered 503 with Retry-After.
+	// Zero value: DefaultMaxSubmissions.
+	MaxSubmissions int
+	// Concurrency is intake.ProducerConfig.Concurrency. Zero value: intake.DefaultConcurrency.
+	Concurrency int
+	// Logger receives one line per submission and per failed request; never a token.
+	// Zero value: zerolog's zero Logger, which logs nothing.
+	Logger zerolog.Logger
+	// Now is the clock of the reports' rates. Zero value: time.Now.
+	Now func() time.Time
+}
+
+// API serves the intake routes. It is an http.Handler, safe for concurrent use.
+type API struct {
+	cfg      Config
+	producer *intake.Producer
+	ledger   *tasks.Ledger
+	insp     *asynq.Inspector
+	tokens   [][sha256.Size]byte
+	mux      *http.ServeMux
+	slots    chan struct{} // one per PUT being taken in
+}
+
+// route is one endpoint. The OpenAPI document is checked against this table by a test:
+// every route documented, every documented operation served.
+type route struct {
+	method, path string
+	public       bool // served without a token
+	handle       func(a *API, w http.ResponseWriter, r *http.Request)
+}
+
+var routes = []route{
+	{method: http.MethodPut, path: "/v1/runs/{run}/keys", handle: (*API).putKeys},
+	{method: http.MethodPost, path: "/v1/keys", handle: (*API).postKeys},
+	{method: http.MethodGet, path: "/v1/runs", handle: (*API).listRuns},
+	{method: http.MethodGet, path: "/v1/runs/{run}", handle: (*API).getRun},
+	{method: http.MethodGet, path: "/v1/runs/{run}/dead", handle: (*API).getDead},
+	{method: http.MethodGet, path: "/v1/openapi.json", public: true, handle: (*API).openAPI},
+}
+
+// Prefix is the path every route starts with; cmd/worker mounts the API there.
+const Prefix = "/v1/"
+
+// New returns the API. It does not contact Redis.
+func New(cfg Config) (*API, error) {
+	if cfg.Redis == nil {
+		return nil, errors.New("intakeapi: Config.Redis is required")
+	}
+	if len(cfg.Tokens) == 0 {
+		return nil, errors.New("intakeapi: no tokens: give at least one")
+	}
+	if cfg.MaxBody < 0 {
+		return nil, fmt.Errorf("intakeapi: MaxBody %d: must not be negative", cfg.MaxBody)
+	}
+	if cfg.MaxBody == 0 {
+		cfg.MaxBody = DefaultMaxBody
+	}
+	if cfg.MaxSubmissions < 0 {
+		return nil, fmt.Errorf("intakeapi: MaxSubmissions %d: must not be negative", cfg.MaxSubmissions)
+	}
+	if cfg.MaxSubmissions == 0 {
+		cfg.MaxSubmissions = DefaultMaxSubmissions
+	}
+	if cfg.Queue == "" {
+		cfg.Queue = tasks.DefaultQueue
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	a := &API{cfg: cfg, ledger: tasks.NewLedger(cfg.Redis), insp: asynq.NewInspectorFromRedisClient(cfg.Redis), mux: http.NewServeMux(),
+		slots: make(chan struct{}, cfg.MaxSubmissions)}
+	for i, t := range cfg.Tokens {
+		if len(t) < MinTokenLength || strings.TrimSpace(t) != t {
+			return nil, fmt.Errorf("intakeapi: token %d is %d characters long: want at least %d, without surrounding blanks (e.g. `openssl rand -hex 32`)", i+1, len(t), MinTokenLength)
+		}
+		a.tokens = append(a.tokens, sha256.Sum256([]byte(t)))
+	}
+	var err error
+	a.producer, err = intake.NewProducer(intake.ProducerConfig{Redis: cfg.Redis, Queue: cfg.Queue, TrickleQueue: cfg.TrickleQueue, TempDir: cfg.TempDir, Concurrency: cfg.Concurrency})
+	if err != nil {
+		return nil, fmt.Errorf("intakeapi: %w", err)
+	}
+	for _, rt := range routes {
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { rt.handle(a, w, r) })
+		if rt.public {
+			a.mux.Handle(rt.method+" "+rt.path, h)
+		} else {
+			a.mux.Handle(rt.method+" "+rt.path, a.authorize(h))
+		}
+	}
+	return a, nil
+}
+
+// ServeHTTP routes r. Paths and methods the API does not serve get a JSON 404 or 405
+// (after the token check, so that callers without one learn nothing of the routes).
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h, pattern := a.mux.Handler(r)
+	if pattern != "" {
+		a.mux.ServeHTTP(w, r) // which sets the path values, as Handler does not
+		return
+	}
+	a.authorize(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The mux's own answer (404, 405 with Allow, a redirect for an unclean path), in JSON.
+		c := &captured{h: w.Header()}
+		h.ServeHTTP(c, r)
+		switch c.code {
+		case http.StatusMethodNotAllowed:
+			writeError(w, c.code, &apiError{Message: fmt.Sprintf("%s %s: method not allowed here (allowed: %s)", r.Method, r.URL.Path, c.h.Get("Allow"))})
+		case http.StatusNotFound:
+			writeError(w, c.code, &apiError{Message: fmt.Sprintf("%s %s: no such route; GET %sopenapi.json lists them", r.Method, r.URL.Path, Prefix)})
+		default:
+			w.WriteHeader(c.code)
+		}
+	})).ServeHTTP(w, r)
+}
+
+// captured keeps the status of a response and drops its body.
+type captured struct {
+	h    http.Header
+	code int
+}
+
+func (c *captured) Header() http.Header { return c.h }
+func (c *captured) WriteHeader(code int) {
+	if c.code == 0 {
+		c.code = code
+	}
+}
+func (c *captured) Write(b []byte) (int, error) {
+	c.WriteHeader(http.StatusOK)
+	return len(b), nil
+}
+
+// authorize lets a request through when it carries one of the tokens. Every configured
+// digest is compared, in constant time, whichever matches, so the time a refusal takes
+// says nothing about the tokens.
+func (a *API) authorize(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := bearer(r.Header.Get("Authorization"))
+		got := sha256.Sum256([]byte(tok))
+		match := 0
+		for i := range a.tokens {
+			match |= subtle.ConstantTimeCompare(got[:], a.tokens[i][:])
+		}
+		if !ok || match != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="erpresync intake"`)
+			msg := "missing token: send Authorization: Bearer TOKEN (one of INTAKE_TOKENS)"
+			if ok {
+				msg = "wrong token: it is not one of INTAKE_TOKENS"
+			}
+			a.cfg.Logger.Warn().Str("method", r.Method).Str("path", r.URL.Path).Str("remote", r.RemoteAddr).Bool("token_given", ok).Msg("intake API: request refused: no valid token")
+			writeError(w, http.StatusUnauthorized, &apiError{Message: msg})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// bearer returns the token of an "Authorization: Bearer TOKEN" header (the scheme in any
+// case, as RFC 9110 allows).
+func bearer(h string) (string, bool) {
+	scheme, tok, ok := strings.Cut(strings.TrimSpace(h), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok = strings.TrimSpace(tok)
+	return tok, tok != ""
+}

@@ -1,0 +1,37 @@
+// Package intakeapi is the HTTP intake API: how ERP export jobs that are not Go programs
+// (.NET, Java, ABAP, SQL jobs on other machines) hand keys to erpresync and watch their
+// runs. cmd/worker mounts it on its listener under /v1/ when INTAKE_TOKENS is set.
+//
+// It is a thin layer over package intake and the tasks ledger, so its validation, exact
+// duplicate check, idempotent runs and answers are the CLI's:
+//
+//	PUT  /v1/runs/{run}/keys   a run's keys as a streamed body (intake.Producer.Submit);
+//	                           answers intake.Summary, the JSON of `enqueue --json`
+//	POST /v1/keys              trickle keys (intake.Producer.AddKey); answers intake.Trickled
+//	GET  /v1/runs              recent runs, []tasks.RunReport (`enqueue runs --json`)
+//	GET  /v1/runs/{run}        tasks.RunReport (`enqueue status --json`)
+//	GET  /v1/runs/{run}/dead   []tasks.DeadLetter (`enqueue dead list --json`)
+//	GET  /v1/openapi.json      the OpenAPI 3 document of all of this (no token needed)
+//
+// # Bodies
+//
+// A PUT body is text/plain (one key a line), text/csv (csv_column=NAME|INDEX, csv_header,
+// csv_delimiter) or application/x-ndjson (one {"key": "..."} object a line). It is
+// streamed to a temporary file while it arrives (memory stays flat whatever its size) and
+// only then read and enqueued, so a request cut off mid-body enqueues nothing, and sending
+// it again completes the run. Bodies over Config.MaxBody are refused with 413; more than
+// Config.MaxSubmissions bodies at once, with 503 and Retry-After.
+//
+// Unlike the CLI, a PUT is strict by default: one invalid key refuses the whole body
+// (400, naming every bad line up to intake.MaxReported) and nothing is enqueued, because
+// an HTTP client reads the status first and a 200 that skipped keys is easily missed.
+// strict=false gives the CLI's default: invalid keys are skipped and listed in the
+// summary's problems.
+//
+// # Authentication
+//
+// Every route but the OpenAPI document needs "Authorization: Bearer TOKEN" with one of
+// Config.Tokens. Tokens are compared as SHA-256 digests in constant time, all of them
+// every time, and never logged. The API speaks plain HTTP: TLS is the job of the proxy in
+// front of the worker.
+package intakeapi

@@ -1,0 +1,335 @@
+package intakeapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"mime"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/intake"
+	"github.com/erpresync/erpresync/tasks"
+)
+
+// Body formats of PUT /v1/runs/{run}/keys.
+const (
+	typePlain  = "text/plain"
+	typeCSV    = "text/csv"
+	typeNDJSON = "application/x-ndjson"
+	typeJSON   = "application/json"
+)
+
+// putParams are the query parameters PUT /v1/runs/{run}/keys knows.
+var putParams = []string{"erp_connection", "actor_type", "csv_column", "csv_header", "csv_delimiter", "batch_size", "strict", "dry_run"}
+
+// putKeys submits the body as run {run}: intake.Producer.Submit, as `enqueue --file -`.
+func (a *API) putKeys(w http.ResponseWriter, r *http.Request) {
+	run := r.PathValue("run")
+	if err := intake.ValidateRunName(run); err != nil {
+		writeError(w, http.StatusBadRequest, &apiError{Message: trimConfig(err), Field: "run"})
+		return
+	}
+	ctype, status, err := contentType(r, typePlain, typeCSV, typeNDJSON)
+	if err != nil {
+		writeError(w, status, &apiError{Message: err.Error()})
+		return
+	}
+	spec, src, e := a.parsePut(r.URL.Query(), ctype)
+	if e != nil {
+		writeError(w, http.StatusBadRequest, e)
+		return
+	}
+	spec.Run = run
+	if r.ContentLength > a.cfg.MaxBody {
+		writeError(w, http.StatusRequestEntityTooLarge, a.tooLarge(r.ContentLength))
+		return
+	}
+	select {
+	case a.slots <- struct{}{}:
+		defer func() { <-a.slots }()
+	default:
+		w.Header().Set("Retry-After", "10")
+		writeError(w, http.StatusServiceUnavailable, &apiError{Message: fmt.Sprintf("%d submissions are being taken in already; send this one again in a few seconds", cap(a.slots))})
+		return
+	}
+	var body io.Reader = bodyReader{http.MaxBytesReader(w, r.Body, a.cfg.MaxBody)}
+	if ctype == typeNDJSON {
+		body = newNDJSONReader(body)
+	}
+	src.Name, src.R = "body", body
+
+	sum, err := a.producer.Submit(r.Context(), spec, src)
+	log := a.cfg.Logger.With().Str("run", run).Int("erp_connection", spec.ErpConnectionID).
+		Str("actor_type", spec.ActorType.String()).Str("remote", r.RemoteAddr).Logger()
+	if err == nil {
+		log.Info().Int64("keys", sum.Keys).Int64("invalid", sum.Invalid).Int64("duplicates", sum.Duplicates).
+			Int("batches_enqueued", sum.BatchesEnqueued).Int("batches_present", sum.BatchesPresent).
+			Dur("elapsed", sum.Elapsed).Msg("intake API: run submitted")
+		writeJSON(w, http.StatusOK, sum)
+		return
+	}
+	code, e := a.submitError(err, sum)
+	log.Warn().Int("status", code).Str("error", e.Message).Msg("intake API: run refused")
+	writeError(w, code, e)
+}
+
+// submitError turns Submit's error into a status and a body.
+func (a *API) submitError(err error, sum intake.Summary) (int, *apiError) {
+	var (
+		mbe  *http.MaxBytesError
+		le   *lineError
+		be   *bodyError
+		verr *intake.ValidationError
+	)
+	switch {
+	case errors.As(err, &mbe):
+		return http.StatusRequestEntityTooLarge, a.tooLarge(-1)
+	case errors.As(err, &le):
+		return http.StatusBadRequest, &apiError{Message: fmt.Sprintf("body: %v; nothing was enqueued", le), Line: le.Line, Reason: le.Reason}
+	case errors.As(err, &be):
+		return http.StatusBadRequest, &apiError{Message: fmt.Sprintf("reading the request body: %v; nothing was enqueued: send the whole body again", be.err)}
+	case errors.As(err, &verr):
+		e := &apiError{Message: fmt.Sprintf("%v; add strict=false to enqueue the valid keys and skip these", verr), Problems: verr.Errors, Summary: &sum}
+		if len(verr.Errors) > 0 {
+			e.Line, e.Reason = verr.Errors[0].Line, verr.Errors[0].Reason
+		}
+		return http.StatusBadRequest, e
+	case errors.Is(err, intake.ErrRunMismatch):
+		return http.StatusConflict, &apiError{Message: err.Error()}
+	case errors.Is(err, intake.ErrMalformed):
+		return http.StatusBadRequest, &apiError{Message: fmt.Sprintf("%v; fix the body and send it again under the same run (batches already enqueued stay)", err), Summary: &sum}
+	case errors.Is(err, intake.ErrConfig):
+		return http.StatusBadRequest, &apiError{Message: trimConfig(err)}
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable, &apiError{Message: "interrupted; send the same request again to enqueue the rest", Summary: &sum}
+	default:
+		return http.StatusInternalServerError, &apiError{Message: fmt.Sprintf("%v; send the same request again to enqueue the rest", err), Summary: &sum}
+	}
+}
+
+func (a *API) tooLarge(n int64) *apiError {
+	msg := fmt.Sprintf("the body is over the intake API's cap of %d bytes (INTAKE_MAX_BODY)", a.cfg.MaxBody)
+	if n >= 0 {
+		msg = fmt.Sprintf("the body is %d bytes, over the intake API's cap of %d bytes (INTAKE_MAX_BODY)", n, a.cfg.MaxBody)
+	}
+	return &apiError{Message: msg + "; nothing was enqueued: split the keys into several runs, or raise the cap"}
+}
+
+// trimConfig drops intake's "invalid configuration: " prefix: to an HTTP client it is a
+// request parameter, not configuration.
+func trimConfig(err error) string {
+	s := err.Error()
+	if i := strings.Index(s, intake.ErrConfig.Error()+": "); i >= 0 {
+		s = s[:i] + s[i+len(intake.ErrConfig.Error())+2:]
+	}
+	return s
+}
+
+// parsePut reads the query of a PUT. The batch size's range, the CSV column and the
+// delimiter are checked by intake (RunSpec, Source.Validate), which words the messages.
+func (a *API) parsePut(q url.Values, ctype string) (intake.RunSpec, intake.Source, *apiError) {
+	spec := intake.RunSpec{Strict: true, Origin: Origin}
+	var src intake.Source
+	if e := knownParams(q, putParams); e != nil {
+		return spec, src, e
+	}
+	var e *apiError
+	if spec.ErpConnectionID, spec.ActorType, e = target(q.Get("erp_connection"), q.Get("actor_type")); e != nil {
+		return spec, src, e
+	}
+	if v := q.Get("batch_size"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return spec, src, paramError("batch_size", v, fmt.Sprintf("want a whole number of keys per call, 1 to %d", tasks.MaxBatchSize))
+		}
+		spec.BatchSize = n
+	}
+	for _, p := range []struct {
+		name string
+		dst  *bool
+	}{{"strict", &spec.Strict}, {"dry_run", &spec.DryRun}, {"csv_header", &src.CSVHeader}} {
+		if v := q.Get(p.name); v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return spec, src, paramError(p.name, v, "want true or false")
+			}
+			*p.dst = b
+		}
+	}
+	src.CSVColumn = q.Get("csv_column")
+	if d := q.Get("csv_delimiter"); d != "" {
+		if utf8.RuneCountInString(d) != 1 {
+			return spec, src, paramError("csv_delimiter", d, "want exactly one character")
+		}
+		src.CSVComma, _ = utf8.DecodeRuneInString(d)
+	}
+	csvParam := slices.ContainsFunc([]string{"csv_column", "csv_header", "csv_delimiter"}, q.Has)
+	switch {
+	case ctype == typeCSV && src.CSVColumn == "":
+		return spec, src, &apiError{Field: "csv_column", Message: "csv_column is required with Content-Type text/csv: a header name, or a 0-based index (add csv_header=true when the first line is a header)"}
+	case ctype != typeCSV && csvParam:
+		return spec, src, &apiError{Field: "csv_column", Message: "csv_column, csv_header and csv_delimiter go with Content-Type text/csv only (this body is " + ctype + ")"}
+	}
+	probe := src
+	probe.R = strings.NewReader("")
+	if err := probe.Validate(); err != nil {
+		return spec, src, &apiError{Message: trimConfig(err)}
+	}
+	return spec, src, nil
+}
+
+// target parses the ERP connection and actor type of a request.
+func target(conn, actor string) (int, erpsync.ActorType, *apiError) {
+	if conn == "" {
+		return 0, 0, &apiError{Field: "erp_connection", Message: "erp_connection is required: the ERP connection id, a positive whole number"}
+	}
+	n, err := strconv.Atoi(conn)
+	if err != nil || n <= 0 {
+		return 0, 0, paramError("erp_connection", conn, "want the ERP connection id, a positive whole number")
+	}
+	if actor == "" {
+		return 0, 0, &apiError{Field: "actor_type", Message: "actor_type is required: " + erpsync.ActorTypeHint}
+	}
+	at, err := erpsync.ParseActorType(actor)
+	if err != nil {
+		return 0, 0, &apiError{Field: "actor_type", Message: err.Error()}
+	}
+	return n, at, nil
+}
+
+func paramError(name, value, want string) *apiError {
+	return &apiError{Field: name, Message: fmt.Sprintf("%s=%q: %s", name, value, want)}
+}
+
+// knownParams refuses a query parameter the route does not know, or one given twice: a
+// misspelt csv_column would otherwise read a CSV body line by line.
+func knownParams(q url.Values, known []string) *apiError {
+	for _, name := range slices.Sorted(maps.Keys(q)) {
+		vs := q[name]
+		if !slices.Contains(known, name) {
+			return &apiError{Field: name, Message: fmt.Sprintf("unknown query parameter %q: want %s", name, strings.Join(known, ", "))}
+		}
+		if len(vs) > 1 {
+			return &apiError{Field: name, Message: fmt.Sprintf("query parameter %q is given %d times: give it once", name, len(vs))}
+		}
+	}
+	return nil
+}
+
+// contentType returns the request's media type if it is one of want, else the status
+// (415) and why. Only UTF-8 (or its subset US-ASCII) is accepted as charset.
+func contentType(r *http.Request, want ...string) (string, int, error) {
+	h := r.Header.Get("Content-Type")
+	if h == "" {
+		return "", http.StatusUnsupportedMediaType, fmt.Errorf("no Content-Type: want %s", strings.Join(want, ", "))
+	}
+	mt, params, err := mime.ParseMediaType(h)
+	if err != nil {
+		return "", http.StatusUnsupportedMediaType, fmt.Errorf("Content-Type %q: %v; want %s", h, err, strings.Join(want, ", "))
+	}
+	if !slices.Contains(want, mt) {
+		return "", http.StatusUnsupportedMediaType, fmt.Errorf("Content-Type %s is not accepted here: want %s", mt, strings.Join(want, ", "))
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "us-ascii") {
+		return "", http.StatusUnsupportedMediaType, fmt.Errorf("charset %s: keys must be sent as UTF-8", cs)
+	}
+	return mt, 0, nil
+}
+
+// bodyError marks an error of reading the request body (a client that stopped sending),
+// as opposed to one of enqueueing.
+type bodyError struct{ err error }
+
+func (e *bodyError) Error() string { return e.err.Error() }
+func (e *bodyError) Unwrap() error { return e.err }
+
+type bodyReader struct{ r io.Reader }
+
+func (b bodyReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = &bodyError{err}
+	}
+	return n, err
+}
+
+// trickleRequest is the body of POST /v1/keys.
+type trickleRequest struct {
+	ErpConnection int      `json:"erp_connection"`
+	ActorType     string   `json:"actor_type"`
+	Keys          []string `json:"keys"`
+}
+
+// postKeys hands keys over for trickle resync: intake.Producer.AddKey, as `enqueue key`.
+// Every key is checked before the first is enqueued.
+func (a *API) postKeys(w http.ResponseWriter, r *http.Request) {
+	if _, status, err := contentType(r, typeJSON); err != nil {
+		writeError(w, status, &apiError{Message: err.Error()})
+		return
+	}
+	if e := knownParams(r.URL.Query(), nil); e != nil {
+		writeError(w, http.StatusBadRequest, e)
+		return
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxTrickleBody))
+	dec.DisallowUnknownFields()
+	var req trickleRequest
+	if err := dec.Decode(&req); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, &apiError{Message: fmt.Sprintf("the body is over %d bytes, the cap of POST /v1/keys; send many keys with PUT /v1/runs/{run}/keys", MaxTrickleBody)})
+			return
+		}
+		writeError(w, http.StatusBadRequest, &apiError{Message: fmt.Sprintf("body: %v; want {\"erp_connection\": 3, \"actor_type\": \"Customer\", \"keys\": [\"10042\"]}", err)})
+		return
+	}
+	if dec.More() {
+		writeError(w, http.StatusBadRequest, &apiError{Message: "body: more than one JSON value; send one object"})
+		return
+	}
+	conn := ""
+	if req.ErpConnection != 0 {
+		conn = strconv.Itoa(req.ErpConnection)
+	}
+	connID, actor, e := target(conn, req.ActorType)
+	if e != nil {
+		writeError(w, http.StatusBadRequest, e)
+		return
+	}
+	if len(req.Keys) == 0 {
+		writeError(w, http.StatusBadRequest, &apiError{Field: "keys", Message: "keys is empty: give at least one key"})
+		return
+	}
+	for i, k := range req.Keys {
+		if err := erpsync.ValidateKey(k); err != nil {
+			reason := err.Error()
+			var ke *erpsync.KeyError
+			if errors.As(err, &ke) {
+				reason = ke.Reason
+			}
+			field := "keys[" + strconv.Itoa(i) + "]"
+			writeError(w, http.StatusBadRequest, &apiError{Field: field, Reason: reason,
+				Message: fmt.Sprintf("%s %q: %s; nothing was enqueued", field, erpsync.Truncate(k, 40), reason)})
+			return
+		}
+	}
+	for i, k := range req.Keys {
+		if err := a.producer.AddKey(r.Context(), connID, actor, k); err != nil {
+			a.cfg.Logger.Warn().Err(err).Int("erp_connection", connID).Int("keys", i).Msg("intake API: trickle keys failed")
+			writeError(w, http.StatusInternalServerError, &apiError{Field: "keys[" + strconv.Itoa(i) + "]",
+				Message: fmt.Sprintf("keys[%d]: %v; keys[0] to keys[%d] were enqueued: send the rest again", i, err, i-1)})
+			return
+		}
+	}
+	a.cfg.Logger.Info().Int("erp_connection", connID).Str("actor_type", actor.String()).Int("keys", len(req.Keys)).Str("remote", r.RemoteAddr).Msg("intake API: trickle keys enqueued")
+	writeJSON(w, http.StatusOK, a.producer.Trickled(len(req.Keys), connID, actor))
+}
