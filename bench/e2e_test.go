@@ -103,7 +103,7 @@ type usage struct {
 
 // measure starts bin with env, waits until done reports that every key went through,
 // checks that the simulator resynced every one of n keys, stops the process with SIGTERM and
-// returns its wall time (start to done), CPU time and peak RSS from the kernel's rusage.
+// returns its wall time (start to done), CPU time (from the kernel's rusage) and peak RSS.
 // done is polled, not the simulator: copying its per-key counters under its lock would slow
 // the very calls being measured.
 func measure(b *testing.B, bin string, env []string, sim *netserversim.Running, n int, done func() bool) usage {
@@ -126,6 +126,9 @@ func measure(b *testing.B, bin string, env []string, sim *netserversim.Running, 
 		time.Sleep(20 * time.Millisecond)
 	}
 	wall := time.Since(start)
+	// The peak RSS of the process's own image (VmHWM), read before it exits: the rusage
+	// of a child on Linux also counts the parent's memory at the fork.
+	rss := peakRSS(b, cmd.Process.Pid)
 	cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
 		b.Fatalf("%s: %v\n%s", bin, err, stderr.String())
@@ -137,8 +140,28 @@ func measure(b *testing.B, bin string, env []string, sim *netserversim.Running, 
 	return usage{
 		wall: wall,
 		cpu:  time.Duration(ru.Utime.Nano() + ru.Stime.Nano()),
-		rss:  ru.Maxrss * 1024,
+		rss:  rss,
 	}
+}
+
+// peakRSS reads VmHWM, the peak resident set of process pid, from /proc.
+func peakRSS(b *testing.B, pid int) int64 {
+	b.Helper()
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				b.Fatalf("VmHWM %q: %v", v, err)
+			}
+			return kb * 1024
+		}
+	}
+	b.Fatal("no VmHWM in /proc/PID/status")
+	return 0
 }
 
 // runDone reports whether the ledger holds the run as finished.
