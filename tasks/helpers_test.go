@@ -127,7 +127,12 @@ type env struct {
 
 func newEnv(t *testing.T, so *fakeSO, mod func(*HandlerConfig)) *env {
 	t.Helper()
-	db := redistest.New(t)
+	return newEnvOn(t, redistest.New(t), so, mod)
+}
+
+// newEnvOn is newEnv on a database of the test's choosing.
+func newEnvOn(t *testing.T, db *redistest.DB, so *fakeSO, mod func(*HandlerConfig)) *env {
+	t.Helper()
 	rdb := db.Client()
 	t.Cleanup(func() { rdb.Close() })
 	e := &env{t: t, db: db, ledger: NewLedger(rdb), so: so, reg: prometheus.NewRegistry()}

@@ -36,6 +36,12 @@ func keysFor(run string) runKeys {
 	}
 }
 
+// all is every key of the run, meta first: what Prune removes. A new per-run key belongs
+// in runKeys and here, or it outlives its run (TestPruneLeavesNothingOfTheRun checks).
+func (k runKeys) all() []string {
+	return []string{k.meta, k.batches, k.records, k.changes, k.dead, k.business, k.auth, k.systemic, k.outbox}
+}
+
 func ms(t time.Time) int64 { return t.UnixMilli() }
 
 func fromMS(s string) time.Time {
