@@ -134,6 +134,16 @@ func NewLedger(rdb redis.UniversalClient) *Ledger {
 	return &Ledger{rdb: rdb, now: time.Now}
 }
 
+// WithClock returns a Ledger on the same client that reads the time from now (nil:
+// time.Now) for what it records and for Prune's cutoff: for tests and tools that need
+// another clock. l is not changed.
+func (l *Ledger) WithClock(now func() time.Time) *Ledger {
+	if now == nil {
+		now = time.Now
+	}
+	return &Ledger{rdb: l.rdb, now: now}
+}
+
 // RegisterBatch records a producer's batch of keys under meta.Run before it is enqueued:
 // the first call for a batchID adds keys to the run's total and returns added=true; later
 // calls change nothing and return false. The first registration of a run creates it from

@@ -34,6 +34,7 @@ Usage:
   enqueue key --erp-connection N --actor-type TYPE KEY...               hand over single keys (trickle)
   enqueue status RUN [--json] [--wait]                                   progress of a run
   enqueue runs [--limit N] [--json]                                      recent runs, one line each
+  enqueue runs --prune [--older-than 30d] [--dry-run] [--json]           remove runs finished long ago
   enqueue dead list [--run RUN] [--json]                                 dead letters
   enqueue dead export --format csv|jsonl [--run RUN]                     dead letters for a spreadsheet
   enqueue dead requeue (--run RUN | --all) [--error-code C] [--class C]  resync dead keys again
@@ -63,6 +64,7 @@ Environment (flags win):
   REDIS_URL            --redis-url            default redis://127.0.0.1:6379/0
   REDIS_CLUSTER_ADDRS  --redis-cluster-addrs  default none
   ENQUEUE_QUEUE        --queue                default erpresync
+  LEDGER_RETENTION     --older-than           default 30d (runs --prune)
 
 Run "enqueue COMMAND -h" for a command's flags.
 `

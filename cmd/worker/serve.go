@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/erpresync/erpresync/internal/redisconn"
+	"github.com/erpresync/erpresync/tasks"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
@@ -48,6 +49,9 @@ func workerSettings(v values) (appConfig, error) {
 	}
 	if c.ResultRetention, err = v.duration("WORKER_RESULT_RETENTION", time.Second, true); err != nil {
 		return c, err
+	}
+	if c.LedgerRetention, err = tasks.ParseRetention(v.str("LEDGER_RETENTION")); err != nil {
+		return c, fmt.Errorf("LEDGER_RETENTION: %w", err)
 	}
 	if c.BatchSize, err = v.int("WORKER_BATCH_SIZE", 1); err != nil {
 		return c, err
