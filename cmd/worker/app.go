@@ -246,7 +246,7 @@ func (a *app) pruneLoop(ctx context.Context) {
 //  3. in-flight calls get up to ShutdownTimeout to finish; asynq hands any task still
 //     running back to Redis, where it runs again on the next start (the ledger keeps that
 //     exactly-once);
-//  4. the reconciliation loop and the HTTP listener stop;
+//  4. the reconciliation and prune loops and the HTTP listener stop;
 //  5. the Redis connections close.
 //
 // It may be called more than once; later calls do nothing.
