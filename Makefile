@@ -1,10 +1,10 @@
 # erpresync development targets. `make help` lists them.
 GO ?= go
 
-.PHONY: help test test-race ci bench bench-pipeline bench-intake fuzz soak demo lint tidy compose-check build
+.PHONY: help test test-race ci bench bench-pipeline bench-intake bench-footprint fuzz soak demo lint tidy compose-check build
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 test: ## the README's test command
 	$(GO) test ./...
@@ -26,6 +26,9 @@ bench-pipeline: ## whole pipeline (enqueue, worker, simulator, ledger) in keys/s
 
 bench-intake: ## enqueue a million-key file 5 times with the real command; median time and peak RSS
 	bash intake/measure.sh 5
+
+bench-footprint: ## Redis memory a finished 1,000,000-key run leaves (INFO used_memory before and after), bytes per key
+	$(GO) test ./cmd/worker -run '^$$' -bench Footprint -benchtime 1x -timeout 30m
 
 fuzz: ## fuzz the SOAP response parser for 2 minutes
 	$(GO) test ./soap -run '^$$' -fuzz FuzzParseResponse -fuzztime 2m
