@@ -121,6 +121,8 @@ type ChangeItem struct {
 //	erpresync:{RUN}:auth           HASH  batch ID → first auth failure (unix ms)
 //	erpresync:{RUN}:systemic       HASH  batch ID → first systemic hold (unix ms)
 //	erpresync:{RUN}:outbox         HASH  batch ID → requeued batch not yet enqueued
+//	erpresync:{RUN}:pruned         STRING when Prune removed the run (unix ms); expires
+//	                                     after asynq's archive horizon (prunedMarkerTTL)
 //
 // Pending keys are total − resynced − dead; finished_at is set when that reaches zero and
 // cleared when a requeue makes keys pending again.

@@ -26,6 +26,8 @@ const (
 
 type runKeys struct {
 	meta, batches, records, changes, dead, business, auth, systemic, outbox string
+	// pruned is the marker Prune leaves for prunedMarkerTTL; not one of the run's keys.
+	pruned string
 }
 
 func keysFor(run string) runKeys {
@@ -33,6 +35,7 @@ func keysFor(run string) runKeys {
 	return runKeys{
 		meta: p + "meta", batches: p + "batches", records: p + "records", changes: p + "changes",
 		dead: p + "dead", business: p + "business", auth: p + "auth", systemic: p + "systemic", outbox: p + "outbox",
+		pruned: p + "pruned",
 	}
 }
 

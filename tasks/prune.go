@@ -74,13 +74,19 @@ type PruneResult struct {
 	Stale int `json:"stale"`
 }
 
-// pruneScript: KEYS every key of one run (meta first); ARGV cutoff (unix ms), dry ("1" or
-// "0"). It is the one rule of what may be removed: a run with nothing pending whose
-// finished_at and last_activity are both before the cutoff. It returns 1 when the run
-// qualifies (and, unless dry, its keys are unlinked), 0 when it is kept, and -1 when the run
-// has no metadata (its keys are gone, or only strays are left, which are unlinked too).
-// UNLINK frees large values in a background thread, so the script does a fixed amount of
-// work whatever the run's size.
+// prunedMarkerTTL is how long the marker of a pruned run lives: longer than asynq keeps an
+// archived task (90 days), so that ReconcileArchived, finding an archived task of a pruned
+// run (a batch the ledger had recorded done or split), leaves it alone instead of recording
+// it again as a run of its own.
+const prunedMarkerTTL = 91 * 24 * time.Hour
+
+// pruneScript: KEYS every key of one run (meta first), then its pruned marker; ARGV cutoff
+// (unix ms), dry ("1" or "0"), now (unix ms), marker TTL (ms). It is the one rule of what may
+// be removed: a run with nothing pending whose finished_at and last_activity are both before
+// the cutoff. It returns 1 when the run qualifies (and, unless dry, its keys are unlinked and
+// the marker set), 0 when it is kept, and -1 when the run has no metadata (its keys are gone,
+// or only strays are left, which are unlinked too). UNLINK frees large values in a
+// background thread, so the script does a fixed amount of work whatever the run's size.
 var pruneScript = redis.NewScript(`
 local v = redis.call('HMGET', KEYS[1], 'run', 'total', 'resynced', 'dead', 'finished_at', 'last_activity')
 local verdict = 1
@@ -94,7 +100,10 @@ else
   local cutoff = tonumber(ARGV[1])
   if total <= 0 or done < total or fin == 0 or fin >= cutoff or last >= cutoff then return 0 end
 end
-if ARGV[2] == '0' then redis.call('UNLINK', unpack(KEYS)) end
+if ARGV[2] == '0' then
+  redis.call('UNLINK', unpack(KEYS, 1, #KEYS - 1))
+  if verdict == 1 then redis.call('SET', KEYS[#KEYS], ARGV[3], 'PX', ARGV[4]) end
+end
 return verdict
 `)
 
@@ -148,8 +157,8 @@ func (l *Ledger) pruneRun(ctx context.Context, run string, cutoff time.Time, o P
 		return false, nil // not ours to touch
 	}
 	k := keysFor(run)
-	keys := k.all()
-	verdict, err := pruneScript.Run(ctx, l.rdb, keys, ms(cutoff), "1").Int()
+	keys := append(k.all(), k.pruned)
+	verdict, err := pruneScript.Run(ctx, l.rdb, keys, ms(cutoff), "1", ms(l.now()), prunedMarkerTTL.Milliseconds()).Int()
 	if err != nil {
 		return false, fmt.Errorf("ledger: prune %s: %w", run, err)
 	}
@@ -161,7 +170,7 @@ func (l *Ledger) pruneRun(ctx context.Context, run string, cutoff time.Time, o P
 		if o.DryRun {
 			return true, nil
 		}
-		if err := pruneScript.Run(ctx, l.rdb, keys, ms(cutoff), "0").Err(); err != nil {
+		if err := pruneScript.Run(ctx, l.rdb, keys, ms(cutoff), "0", ms(l.now()), prunedMarkerTTL.Milliseconds()).Err(); err != nil {
 			return false, fmt.Errorf("ledger: prune %s: %w", run, err)
 		}
 		return true, l.unindex(ctx, run)
@@ -181,7 +190,7 @@ func (l *Ledger) pruneRun(ctx context.Context, run string, cutoff time.Time, o P
 			return false, err
 		}
 	}
-	verdict, err = pruneScript.Run(ctx, l.rdb, keys, ms(cutoff), "0").Int()
+	verdict, err = pruneScript.Run(ctx, l.rdb, keys, ms(cutoff), "0", ms(l.now()), prunedMarkerTTL.Milliseconds()).Int()
 	if err != nil {
 		return false, fmt.Errorf("ledger: prune %s: %w", run, err)
 	}

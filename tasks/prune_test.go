@@ -206,10 +206,11 @@ func TestTenNightsMemoryFlat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Per kept run: meta, batches, records, changes, dead; plus the run index.
-	if n != 3*5+1 {
+	// Per kept run: meta, batches, records, changes, dead; the run index; the pruned markers
+	// of the warm-up and nights 1 to 7 (about 100 bytes each, for prunedMarkerTTL).
+	if want := int64(3*5 + 1 + 8); n != want {
 		keys, _ := rdb.Keys(ctx, "*").Result()
-		t.Errorf("%d keys left, want %d: %v", n, 3*5+1, keys)
+		t.Errorf("%d keys left, want %d: %v", n, want, keys)
 	}
 }
 
@@ -228,6 +229,12 @@ func TestPrune(t *testing.T) {
 
 	// old-done: finished 40 days before "now".
 	e.night1("old-done", []string{"A", "B"})
+	// ... and its batch archived by asynq although the ledger has it done (the worker died
+	// between recording the success and asynq's acknowledgement, on the last attempt).
+	doneID := e.enqueue(customerBatch("old-done", 0, []string{"A", "B"}))
+	if err := e.insp.ArchiveTask(DefaultQueue, doneID); err != nil {
+		t.Fatal(err)
+	}
 	// old-dead: a batch archived by asynq, recorded dead by the reconciliation.
 	deadID := e.enqueue(customerBatch("old-dead", 0, []string{"P1", "P2"}))
 	if err := e.insp.ArchiveTask(DefaultQueue, deadID); err != nil {
@@ -302,7 +309,8 @@ func TestPrune(t *testing.T) {
 	if _, err := e.insp.GetTaskInfo(DefaultQueue, deadID); !errors.Is(err, asynq.ErrTaskNotFound) {
 		t.Errorf("archived task of old-dead: %v, want it deleted", err)
 	}
-	// Nothing for the reconciliation to bring back.
+	// Nothing for the reconciliation to bring back: the dead batch's archived task is gone,
+	// the done batch's is left to asynq, and the pruned marker says why.
 	if n, err := e.ledger.ReconcileArchived(ctx, e.insp); err != nil || n != 0 {
 		t.Errorf("reconcile after prune: %d, %v", n, err)
 	}
@@ -337,7 +345,8 @@ func prunedNames(r PruneResult) []string {
 }
 
 // runKeysLeft lists the keys carrying run's hash tag, whatever their name, so that a per-run
-// key that Prune does not know of is caught.
+// key that Prune does not know of is caught; all but the pruned marker, which is meant to
+// stay (for prunedMarkerTTL).
 func runKeysLeft(t *testing.T, rdb redis.UniversalClient, run string) []string {
 	t.Helper()
 	ctx := context.Background()
@@ -345,7 +354,9 @@ func runKeysLeft(t *testing.T, rdb redis.UniversalClient, run string) []string {
 	scan := func(ctx context.Context, c *redis.Client) error {
 		iter := c.Scan(ctx, 0, "*{"+run+"}*", 1000).Iterator()
 		for iter.Next(ctx) {
-			out = append(out, iter.Val())
+			if iter.Val() != keysFor(run).pruned {
+				out = append(out, iter.Val())
+			}
 		}
 		return iter.Err()
 	}
@@ -392,6 +403,9 @@ func TestPruneLeavesNothingOfTheRun(t *testing.T) {
 	}
 	if left := runKeysLeft(t, e.ledger.rdb, "full"); len(left) > 0 {
 		t.Errorf("keys left: %v", left)
+	}
+	if ttl, err := e.ledger.rdb.PTTL(ctx, k.pruned).Result(); err != nil || ttl <= prunedMarkerTTL-time.Minute || ttl > prunedMarkerTTL {
+		t.Errorf("pruned marker TTL %v, %v; want about %v", ttl, err, prunedMarkerTTL)
 	}
 	if n, _ := e.ledger.rdb.ZCard(ctx, runsKey).Result(); n != 0 {
 		t.Errorf("run index holds %d entries, want none", n)
