@@ -14,5 +14,6 @@
 // to asynq ([RetryDelay], [IsFailure]), splits a batch that SuperOffice refuses
 // (IsOk=false) to isolate poison keys, and dead-letters what cannot succeed. Every state
 // change of a batch is one Lua script over the run's keys, so re-runs after a crash never
-// double-count.
+// double-count. [Ledger.Prune] removes finished runs once they are past their retention
+// period ([DefaultLedgerRetention], 30 days; the worker calls it every hour).
 package tasks
