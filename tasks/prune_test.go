@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -409,6 +410,24 @@ func TestPruneLeavesNothingOfTheRun(t *testing.T) {
 	}
 	if n, _ := e.ledger.rdb.ZCard(ctx, runsKey).Result(); n != 0 {
 		t.Errorf("run index holds %d entries, want none", n)
+	}
+}
+
+// TestRunKeysAllCoversEveryKey: a key added to runKeys is one Prune removes, unless it is
+// the pruned marker.
+func TestRunKeysAllCoversEveryKey(t *testing.T) {
+	t.Parallel()
+	k := keysFor("x")
+	all := k.all()
+	v := reflect.ValueOf(k)
+	for i := range v.NumField() {
+		name, key := v.Type().Field(i).Name, v.Field(i).String()
+		if name != "pruned" && !slices.Contains(all, key) {
+			t.Errorf("runKeys.%s (%s) is not in runKeys.all(): Prune would leave it behind", name, key)
+		}
+	}
+	if all[0] != k.meta {
+		t.Errorf("all()[0] = %s, want the meta key (pruneScript reads KEYS[1])", all[0])
 	}
 }
 
