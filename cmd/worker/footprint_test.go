@@ -25,7 +25,8 @@ import (
 // and after it, once every task is completed (asynq keeps completed tasks with their
 // results for WORKER_RESULT_RETENTION, a week by default, so they are counted). It reports
 // bytes of Redis memory per resynced key, in all and for the ledger's keys alone (MEMORY
-// USAGE of each). Run it with
+// USAGE of each); then how long pruning the run takes, the longest Redis command of that
+// (the slow log), and how much memory it frees. Run it with
 //
 //	make bench-footprint   # go test ./cmd/worker -run '^$' -bench Footprint -benchtime 1x -timeout 30m
 //
@@ -65,7 +66,9 @@ func BenchmarkFootprint(b *testing.B) {
 		// connections) is in the "before" figure.
 		footprintRun(b, prod, rdb, dir, "footprint-warm-up", 1000)
 		i := 0
-		var total, ledger, keys int64
+		var total, ledger, freed, keys int64
+		var pruneTime time.Duration
+		var slowest int64
 		for b.Loop() {
 			before := usedMemory(b, rdb)
 			run := fmt.Sprintf("footprint-%d", i)
@@ -73,7 +76,8 @@ func BenchmarkFootprint(b *testing.B) {
 			start := time.Now()
 			footprintRun(b, prod, rdb, dir, run, n)
 			b.Logf("%d keys resynced in %s", n, time.Since(start).Round(time.Millisecond))
-			total += usedMemory(b, rdb) - before
+			after := usedMemory(b, rdb)
+			total += after - before
 			for _, k := range []string{"meta", "batches", "records", "changes", "dead"} {
 				u, err := rdb.MemoryUsage(ctx, "erpresync:{"+run+"}:"+k, 0).Result()
 				if err != nil && err != redis.Nil {
@@ -82,9 +86,39 @@ func BenchmarkFootprint(b *testing.B) {
 				ledger += u
 			}
 			keys += int64(n)
+
+			// Then prune it, as the worker would a month later: how long that takes, the
+			// longest single command it sent (Redis's slow log, logging every command), what
+			// it frees.
+			rdb.ConfigSet(ctx, "slowlog-max-len", "10000")
+			rdb.ConfigSet(ctx, "slowlog-log-slower-than", "0")
+			rdb.SlowLogReset(ctx)
+			later := tasks.NewLedger(rdb).WithClock(func() time.Time { return time.Now().Add(31 * 24 * time.Hour) })
+			start = time.Now()
+			res, err := later.Prune(ctx, tasks.PruneOptions{OlderThan: tasks.DefaultLedgerRetention, Inspector: asynq.NewInspectorFromRedisClient(rdb)})
+			pruneTime += time.Since(start)
+			if err != nil || len(res.Runs) == 0 { // this run, and the first time the warm-up's
+				b.Fatalf("prune: %+v, %v", res, err)
+			}
+			rdb.ConfigSet(ctx, "slowlog-log-slower-than", "10000")
+			slow, err := rdb.SlowLogGet(ctx, -1).Result()
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, e := range slow {
+				if d := e.Duration.Microseconds(); d > slowest {
+					slowest = d
+					b.Logf("slowest so far: %s %.60q", e.Duration, fmt.Sprint(e.Args))
+				}
+			}
+			b.Logf("prune: %d commands", len(slow))
+			freed += after - usedMemory(b, rdb)
 		}
 		b.ReportMetric(float64(total)/float64(keys), "bytes/key")
 		b.ReportMetric(float64(ledger)/float64(keys), "ledger-bytes/key")
+		b.ReportMetric(float64(freed)/float64(keys), "pruned-bytes/key")
+		b.ReportMetric(float64(pruneTime.Milliseconds())/float64(i), "prune-ms")
+		b.ReportMetric(float64(slowest), "prune-slowest-cmd-µs")
 		b.ReportMetric(0, "ns/op") // a measure of memory, not time
 	})
 }
