@@ -1,7 +1,7 @@
 # erpresync development targets. `make help` lists them.
 GO ?= go
 
-.PHONY: help test test-race ci bench bench-codec bench-e2e bench-pipeline bench-flow bench-intake bench-intake-http fuzz fuzz-decoder soak chaos demo lint tidy compose-check build
+.PHONY: help test test-race ci bench bench-codec bench-e2e bench-pipeline bench-flow bench-intake bench-intake-http bench-footprint fuzz fuzz-decoder soak chaos demo lint tidy compose-check build
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -37,6 +37,9 @@ bench-intake: ## enqueue a million-key file 5 times with the real command; media
 
 bench-intake-http: ## a million keys PUT to the intake API vs `enqueue --file` in the same run: time, keys/s, peak RSS (3 runs)
 	ERPRESYNC_INTAKE_MEASURE=1 $(GO) test ./cmd/worker -run TestIntakeMillionKeys -count=1 -timeout 30m -v
+
+bench-footprint: ## Redis memory a finished 1,000,000-key run leaves (INFO used_memory before and after), bytes per key
+	$(GO) test ./cmd/worker -run '^$$' -bench Footprint -benchtime 1x -timeout 30m
 
 fuzz: ## fuzz the SOAP response parser for 2 minutes, then the decoder against its oracle
 	$(GO) test ./soap -run '^$$' -fuzz FuzzParseResponse -fuzztime 2m

@@ -402,6 +402,13 @@ func (l *Ledger) reconcile(ctx context.Context, client *asynq.Client, t *asynq.T
 		return l.reconcileSplit(ctx, client, t, b)
 	case stateDone, stateDead:
 		return 0, nil
+	case "":
+		// A batch of a run Prune removed: whatever the ledger had recorded went with it.
+		if n, err := l.rdb.Exists(ctx, keysFor(b.Run).pruned).Result(); err != nil {
+			return 0, fmt.Errorf("ledger: pruned marker: %w", err)
+		} else if n == 1 {
+			return 0, nil
+		}
 	}
 	if b.Parent == "" {
 		meta := RunMeta{Run: b.Run, ErpConnectionID: b.ErpConnectionID, ActorType: b.ActorType, Source: b.Source}

@@ -17,5 +17,6 @@
 // tells it the answer, and holds batches while a breaker is open: such holds use no retries
 // and never end in dead letters. Every state
 // change of a batch is one Lua script over the run's keys, so re-runs after a crash never
-// double-count.
+// double-count. [Ledger.Prune] removes finished runs once they are past their retention
+// period ([DefaultLedgerRetention], 30 days; the worker calls it every hour).
 package tasks

@@ -334,15 +334,6 @@ func (h *Handler) call(ctx context.Context, log zerolog.Logger, tc taskCtx, b Ba
 	return resp, attempt, nil
 }
 
-// result is what the handler stores with the task (asynqmon shows it).
-type result struct {
-	BatchID  string          `json:"batch_id"`
-	Run      string          `json:"run"`
-	Keys     int             `json:"keys"`
-	Response *erpsync.Result `json:"response"`
-	At       time.Time       `json:"at"`
-}
-
 func (h *Handler) succeeded(ctx context.Context, log zerolog.Logger, t *asynq.Task, tc taskCtx, b Batch, resp *erpsync.Result, calls int) error {
 	// Every success feeds the connection's breaker, halves' too: when an outage ends at the
 	// tail of a run only halves may be left, and their successes are what close it.
@@ -354,7 +345,7 @@ func (h *Handler) succeeded(ctx context.Context, log zerolog.Logger, t *asynq.Ta
 	// again and writes both; the other way round it would find the batch done and leave
 	// the task without its result.
 	if w := t.ResultWriter(); w != nil {
-		data, err := json.Marshal(result{BatchID: tc.id, Run: b.Run, Keys: len(b.Keys), Response: resp, At: now})
+		data, err := json.Marshal(newResult(tc.id, b.Run, len(b.Keys), resp, now))
 		if err == nil {
 			_, err = w.Write(data)
 		}

@@ -131,11 +131,22 @@ func newEnv(t *testing.T, so *fakeSO, mod func(*HandlerConfig)) *env {
 	return newFlowEnv(t, so, nil, mod)
 }
 
+// newEnvOn is newEnv on a database of the test's choosing.
+func newEnvOn(t *testing.T, db *redistest.DB, so *fakeSO, mod func(*HandlerConfig)) *env {
+	t.Helper()
+	return newFlowEnvOn(t, db, so, nil, mod)
+}
+
 // newFlowEnv is newEnv with flow control (fc without its Redis and Tenant, which it fills
 // in) when fc is not nil.
 func newFlowEnv(t *testing.T, so *fakeSO, fc *flow.Config, mod func(*HandlerConfig)) *env {
 	t.Helper()
-	db := redistest.New(t)
+	return newFlowEnvOn(t, redistest.New(t), so, fc, mod)
+}
+
+// newFlowEnvOn is newFlowEnv on a database of the test's choosing.
+func newFlowEnvOn(t *testing.T, db *redistest.DB, so *fakeSO, fc *flow.Config, mod func(*HandlerConfig)) *env {
+	t.Helper()
 	rdb := db.Client()
 	t.Cleanup(func() { rdb.Close() })
 	e := &env{t: t, db: db, ledger: NewLedger(rdb), so: so, reg: prometheus.NewRegistry()}

@@ -100,8 +100,9 @@ type ChangeItem struct {
 
 // Ledger is the record of truth for runs in Redis: per-batch state, key counters, records
 // changed, Changes items and dead letters. asynq caps its archive (10,000 tasks, 90 days)
-// and forgets completed tasks after their retention; the ledger keeps everything until
-// someone deletes the run's keys. A Ledger is safe for concurrent use.
+// and forgets completed tasks after their retention; the ledger keeps a run until Prune
+// removes it (the worker prunes finished runs after LEDGER_RETENTION). A Ledger is safe for
+// concurrent use.
 //
 // Every batch transition (pending → done | split | dead, and dead → pending on requeue) is
 // one Lua script that checks the batch's state and updates the counters with it, so a
@@ -115,12 +116,16 @@ type ChangeItem struct {
 //	                                     resynced, dead, rejected, batches, calls, splits
 //	erpresync:{RUN}:batches        HASH  batch ID → pending | done | split | dead
 //	erpresync:{RUN}:records        HASH  "kind:table" → rows changed
-//	erpresync:{RUN}:changes        LIST  ChangeItem JSON, in the order recorded
+//	erpresync:{RUN}:changes        LIST  one element per successful batch: its change items,
+//	                                     compact (encodeChanges; JSON documents, one an item,
+//	                                     from earlier versions), in the order recorded
 //	erpresync:{RUN}:dead           HASH  "BATCH|KEY" → DeadLetter JSON
 //	erpresync:{RUN}:business       HASH  batch ID → business failures so far
 //	erpresync:{RUN}:auth           HASH  batch ID → first auth failure (unix ms)
 //	erpresync:{RUN}:outbox         HASH  batch ID → requeued batch not yet enqueued
 //	erpresync:{RUN}:rejected       LIST  RejectedKey JSON, the first MaxRejected, in input order
+//	erpresync:{RUN}:pruned         STRING when Prune removed the run (unix ms); expires
+//	                                     after asynq's archive horizon (prunedMarkerTTL)
 //
 // Pending keys are total − resynced − dead; finished_at is set when that reaches zero and
 // cleared when a requeue makes keys pending again.
@@ -132,6 +137,16 @@ type Ledger struct {
 // NewLedger returns a Ledger on rdb. The caller keeps ownership of rdb.
 func NewLedger(rdb redis.UniversalClient) *Ledger {
 	return &Ledger{rdb: rdb, now: time.Now}
+}
+
+// WithClock returns a Ledger on the same client that reads the time from now (nil:
+// time.Now) for what it records and for Prune's cutoff: for tests and tools that need
+// another clock. l is not changed.
+func (l *Ledger) WithClock(now func() time.Time) *Ledger {
+	if now == nil {
+		now = time.Now
+	}
+	return &Ledger{rdb: l.rdb, now: now}
 }
 
 // RegisterBatch records a producer's batch of keys under meta.Run before it is enqueued:
@@ -342,32 +357,4 @@ func (l *Ledger) deadLetters(ctx context.Context, run string) ([]DeadLetter, err
 	}
 	sortDead(out)
 	return out, nil
-}
-
-// changesPage is how many change items Changes reads per round trip.
-const changesPage = 1000
-
-// Changes calls fn for each change item recorded for run, in the order recorded, reading
-// Redis in pages of 1000; it stops at fn's first error and returns it. Items recorded while
-// it runs may or may not be seen.
-func (l *Ledger) Changes(ctx context.Context, run string, fn func(ChangeItem) error) error {
-	k := keysFor(run).changes
-	for start := int64(0); ; start += changesPage {
-		vals, err := l.rdb.LRange(ctx, k, start, start+changesPage-1).Result()
-		if err != nil {
-			return fmt.Errorf("ledger: changes of %s: %w", run, err)
-		}
-		for _, v := range vals {
-			var it ChangeItem
-			if err := json.Unmarshal([]byte(v), &it); err != nil {
-				return fmt.Errorf("ledger: change item of %s: %w", run, err)
-			}
-			if err := fn(it); err != nil {
-				return err
-			}
-		}
-		if len(vals) < changesPage {
-			return nil
-		}
-	}
 }

@@ -26,15 +26,26 @@ const (
 
 type runKeys struct {
 	meta, batches, records, changes, dead, business, auth, outbox, rejected string
+	// systemic held the systemic guard's first holds in earlier versions; nothing writes
+	// it any more, but a run of theirs is pruned with it.
+	systemic string
+	// pruned is the marker Prune leaves for prunedMarkerTTL; not one of the run's keys.
+	pruned string
 }
 
 func keysFor(run string) runKeys {
 	p := keyPrefix + "{" + run + "}:"
 	return runKeys{
 		meta: p + "meta", batches: p + "batches", records: p + "records", changes: p + "changes",
-		dead: p + "dead", business: p + "business", auth: p + "auth", outbox: p + "outbox",
-		rejected: p + "rejected",
+		dead: p + "dead", business: p + "business", auth: p + "auth", systemic: p + "systemic", outbox: p + "outbox",
+		rejected: p + "rejected", pruned: p + "pruned",
 	}
+}
+
+// all is every key of the run, meta first: what Prune removes. A new per-run key belongs
+// in runKeys and here, or it outlives its run (TestPruneLeavesNothingOfTheRun checks).
+func (k runKeys) all() []string {
+	return []string{k.meta, k.batches, k.records, k.changes, k.dead, k.business, k.auth, k.systemic, k.outbox, k.rejected}
 }
 
 func ms(t time.Time) int64 { return t.UnixMilli() }
@@ -109,7 +120,8 @@ return 1
 `)
 
 // successScript: KEYS meta, batches, records, changes; ARGV id, n, now, calls, nrec,
-// (field, count)*nrec, change item JSON... The calls that led to the answer are counted even
+// (field, count)*nrec, then the batch's change items as one element (encodeChanges), or
+// nothing when there are none. The calls that led to the answer are counted even
 // when the batch was finished otherwise meanwhile: they were made.
 var successScript = redis.NewScript(luaTouch + `
 if tonumber(ARGV[4]) > 0 then redis.call('HINCRBY', KEYS[1], 'calls', ARGV[4]) end
@@ -121,11 +133,7 @@ for j = 1, tonumber(ARGV[5]) do
   redis.call('HINCRBY', KEYS[3], ARGV[i], ARGV[i+1])
   i = i + 2
 end
-while i <= #ARGV do
-  local last = math.min(i + 499, #ARGV)
-  redis.call('RPUSH', KEYS[4], unpack(ARGV, i, last))
-  i = last + 1
-end
+if i <= #ARGV then redis.call('RPUSH', KEYS[4], ARGV[i]) end
 touch(KEYS[1], ARGV[3])
 return 1
 `)
@@ -276,17 +284,17 @@ func (l *Ledger) recordSuccess(ctx context.Context, run, id string, n, calls int
 		}
 		counts[f]++
 	}
-	args := make([]any, 0, 5+2*len(order)+len(items))
+	args := make([]any, 0, 6+2*len(order))
 	args = append(args, id, n, ms(now), calls, len(order))
 	for _, f := range order {
 		args = append(args, f, counts[f])
 	}
-	for _, it := range items {
-		b, err := json.Marshal(it)
-		if err != nil {
-			return false, err
-		}
-		args = append(args, string(b))
+	blob, err := encodeChanges(id, now, items)
+	if err != nil {
+		return false, err
+	}
+	if blob != nil {
+		args = append(args, blob)
 	}
 	r, err := successScript.Run(ctx, l.rdb, []string{k.meta, k.batches, k.records, k.changes}, args...).Int()
 	return r == 1, err

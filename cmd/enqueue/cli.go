@@ -35,6 +35,7 @@ Usage:
   enqueue key --erp-connection N --actor-type TYPE KEY...               hand over single keys (trickle)
   enqueue status RUN [--json] [--wait] [--repair]                        progress of a run (--repair: after a failover)
   enqueue runs [--limit N] [--json]                                      recent runs, one line each
+  enqueue runs --prune [--older-than 30d] [--dry-run] [--json]           remove runs finished long ago
   enqueue rejected RUN [--json]                                          keys a run skipped as invalid
   enqueue dead list [--run RUN] [--key K] [--json]                       dead letters (of one ERP key: --key)
   enqueue dead export --format csv|jsonl [--run RUN] [--key K]           dead letters for a spreadsheet
@@ -74,6 +75,7 @@ Environment (flags win):
   REDIS_URL            --redis-url            default redis://127.0.0.1:6379/0
   REDIS_CLUSTER_ADDRS  --redis-cluster-addrs  default none
   ENQUEUE_QUEUE        --queue                default erpresync
+  LEDGER_RETENTION     --older-than           default 30d (runs --prune)
 
 Run "enqueue COMMAND -h" for a command's flags.
 `

@@ -5,6 +5,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"maps"
@@ -264,9 +265,13 @@ func (c *cli) printRepair(r tasks.RepairResult) {
 }
 
 func (c *cli) runs(ctx context.Context, args []string) int {
-	fs := c.newFlagSet("runs", "enqueue runs [--limit 20] [--json]")
+	fs := c.newFlagSet("runs", "enqueue runs [--limit 20] [--json]\n       enqueue runs --prune [--older-than 30d] [--dry-run] [--json]")
 	limit := fs.Int("limit", 20, "how many runs, most recent first (0: all)")
-	asJSON := fs.Bool("json", false, "print the runs as a JSON array on stdout")
+	asJSON := fs.Bool("json", false, "print the runs (with --prune: what was removed) as JSON on stdout")
+	prune := fs.Bool("prune", false, "remove the runs that finished longer ago than --older-than, with their change items and dead letters")
+	olderThan := fs.String("older-than", c.env("LEDGER_RETENTION", fmt.Sprintf("%dd", tasks.DefaultLedgerRetention/(24*time.Hour))),
+		"with --prune: the retention period, e.g. 30d or 72h (env LEDGER_RETENTION)")
+	dryRun := fs.Bool("dry-run", false, "with --prune: list what would be removed, remove nothing")
 	cf := c.connFlags(fs)
 	pos, code, done := c.parse(fs, args)
 	if done {
@@ -275,11 +280,32 @@ func (c *cli) runs(ctx context.Context, args []string) int {
 	if len(pos) > 0 {
 		return c.usageError(fmt.Errorf("unexpected argument %q", pos[0]))
 	}
+	var retention time.Duration
+	if *prune {
+		var err error
+		if retention, err = tasks.ParseRetention(*olderThan); err != nil {
+			return c.usageError(fmt.Errorf("--older-than: %w", err))
+		}
+		if retention == 0 {
+			return c.usageError(errors.New("--older-than 0 keeps runs for ever, so there is nothing to prune; give a period such as 30d"))
+		}
+	} else {
+		given := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+		for _, f := range []string{"older-than", "dry-run"} {
+			if given[f] {
+				return c.usageError(fmt.Errorf("--%s goes with --prune", f))
+			}
+		}
+	}
 	rc, err := cf.open(ctx)
 	if err != nil {
 		return c.fail(exitUsage, "%v", err)
 	}
 	defer rc.Close()
+	if *prune {
+		return c.prune(ctx, rc, retention, *dryRun, *asJSON)
+	}
 	list, err := tasks.NewLedger(rc.rdb).Runs(ctx, *limit)
 	if err != nil {
 		return c.fail(exitUsage, "runs: %v", err)
@@ -326,6 +352,52 @@ func (c *cli) runs(ctx context.Context, args []string) int {
 	w.Flush()
 	for _, n := range notes {
 		fmt.Fprintln(c.stdout, n)
+	}
+	return exitOK
+}
+
+// prune removes (or, dry, lists) the runs that finished longer than retention ago.
+func (c *cli) prune(ctx context.Context, rc *redisConn, retention time.Duration, dry, asJSON bool) int {
+	insp := asynq.NewInspectorFromRedisClient(rc.rdb)
+	res, err := tasks.NewLedger(rc.rdb).WithClock(c.now).Prune(ctx, tasks.PruneOptions{OlderThan: retention, DryRun: dry, Inspector: insp})
+	if err != nil {
+		// What was removed before the error is reported too.
+		fmt.Fprintf(c.stderr, "enqueue: prune stopped after %s: %v\n", plural(int64(len(res.Runs)), "run"), err)
+	}
+	if asJSON {
+		if res.Runs == nil {
+			res.Runs = []tasks.PrunedRun{}
+		}
+		writeJSON(c.stdout, res)
+	} else {
+		verb := "removed"
+		if dry {
+			verb = "would remove"
+		}
+		var keys, dead int64
+		for _, r := range res.Runs {
+			keys += r.TotalKeys
+			dead += r.DeadLetters
+			fmt.Fprintf(c.stdout, "%s %s: %s, %s, %s, %s, finished %s\n", verb, r.Run, r.State, plural(r.TotalKeys, "key"),
+				plural(r.DeadLetters, "dead letter"), plural(r.ChangeItems, "change item"), fmtTime(timePtr(r.FinishedAt)))
+		}
+		cutoff := res.Cutoff.Format(time.RFC3339)
+		switch {
+		case len(res.Runs) == 0:
+			fmt.Fprintf(c.stdout, "no run finished before %s (retention %s); nothing to remove\n", cutoff, retention)
+		case dry:
+			fmt.Fprintf(c.stdout, "dry run: would remove %s (%s, %s) finished before %s; nothing was removed\n",
+				plural(int64(len(res.Runs)), "run"), plural(keys, "key"), plural(dead, "dead letter"), cutoff)
+		default:
+			fmt.Fprintf(c.stdout, "removed %s (%s, %s, %s) finished before %s\n", plural(int64(len(res.Runs)), "run"),
+				plural(keys, "key"), plural(dead, "dead letter"), plural(int64(res.Archived), "archived task"), cutoff)
+		}
+		if res.Stale > 0 {
+			fmt.Fprintf(c.stdout, "%s %d run index entries whose run was gone already\n", verb, res.Stale)
+		}
+	}
+	if err != nil {
+		return exitUsage
 	}
 	return exitOK
 }

@@ -42,6 +42,10 @@ type appConfig struct {
 	TrickleMaxDelay time.Duration
 	TrickleGrace    time.Duration
 	ReconcileEvery  time.Duration // how often archived tasks are checked against the ledger
+	// LedgerRetention is how long finished runs stay in the ledger; zero keeps them for ever.
+	LedgerRetention time.Duration
+	// PruneEvery is how often the worker prunes the ledger; zero means once an hour.
+	PruneEvery time.Duration
 	// TaskCheckInterval is how long an idle worker waits before it looks for tasks again;
 	// zero means asynq's default (1 s). Benchmarks lower it to measure throughput, not polls.
 	TaskCheckInterval time.Duration
@@ -178,6 +182,13 @@ func startApp(cfg appConfig) (_ *app, err error) {
 			watchRedis(ctx, a.rdb, cfg.RedisOutage, redisWatchEvery)
 		}()
 	}
+	if cfg.LedgerRetention > 0 {
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			a.pruneLoop(ctx)
+		}()
+	}
 	httpAddr := "off"
 	if cfg.Listener != nil {
 		httpAddr = cfg.Listener.Addr().String()
@@ -244,13 +255,40 @@ func (a *app) reconcileLoop(ctx context.Context) {
 	}
 }
 
+// pruneLoop removes finished runs past LedgerRetention from the ledger: at start, then every
+// PruneEvery. Several workers may prune at once (tasks.Ledger.Prune is safe for that).
+func (a *app) pruneLoop(ctx context.Context) {
+	every := a.cfg.PruneEvery
+	if every <= 0 {
+		every = time.Hour
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		res, err := a.ledger.Prune(ctx, tasks.PruneOptions{OlderThan: a.cfg.LedgerRetention, Inspector: a.insp})
+		if err != nil && ctx.Err() == nil {
+			a.cfg.Logger.Warn().Err(err).Int("runs", len(res.Runs)).Msg("prune the run ledger")
+		}
+		for _, r := range res.Runs {
+			a.cfg.Logger.Info().Str("run", r.Run).Str("state", r.State).Int64("keys", r.TotalKeys).
+				Int64("dead_letters", r.DeadLetters).Time("finished_at", r.FinishedAt).
+				Str("retention", a.cfg.LedgerRetention.String()).Msg("pruned a finished run from the ledger")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // shutdown stops the worker in this order:
 //  1. the nightly scheduler (no new runs start);
 //  2. asynq stops fetching new tasks;
 //  3. in-flight calls get up to ShutdownTimeout to finish; asynq hands any task still
 //     running back to Redis, where it runs again on the next start (the ledger keeps that
 //     exactly-once);
-//  4. the reconciliation loop and the HTTP listener stop;
+//  4. the reconciliation and prune loops and the HTTP listener stop;
 //  5. the Redis connections close.
 //
 // It may be called more than once; later calls do nothing.

@@ -96,8 +96,14 @@ func TestWorkerSettings(t *testing.T) {
 	if err != nil {
 		t.Fatalf("defaults: %v", err)
 	}
-	if !c.DashboardRO || c.Concurrency != 10 || c.ShutdownTimeout != 30*time.Second || c.BatchSize != 100 || c.Queues["erpresync"] != 1 || c.HTTPAddr != "127.0.0.1:8080" {
+	if !c.DashboardRO || c.Concurrency != 10 || c.ShutdownTimeout != 30*time.Second || c.BatchSize != 100 || c.Queues["erpresync"] != 1 || c.HTTPAddr != "127.0.0.1:8080" ||
+		c.LedgerRetention != tasks.DefaultLedgerRetention {
 		t.Errorf("defaults: %+v", c)
+	}
+	for in, want := range map[string]time.Duration{"0": 0, "3d": 72 * time.Hour, "36h": 36 * time.Hour} {
+		if c, err := parse(map[string]string{"LEDGER_RETENTION": in}); err != nil || c.LedgerRetention != want {
+			t.Errorf("LEDGER_RETENTION=%s: %v, %v; want %v", in, c.LedgerRetention, err, want)
+		}
 	}
 
 	for _, tt := range []struct {
@@ -119,6 +125,8 @@ func TestWorkerSettings(t *testing.T) {
 		{map[string]string{"WORKER_BUSINESS_RETRY_DELAY": "0s"}, "WORKER_BUSINESS_RETRY_DELAY"},
 		{map[string]string{"WORKER_RESULT_RETENTION": "300ms"}, "WORKER_RESULT_RETENTION"},
 		{map[string]string{"WORKER_BATCH_SIZE": "1001"}, "WORKER_BATCH_SIZE"},
+		{map[string]string{"LEDGER_RETENTION": "30 days"}, "LEDGER_RETENTION"},
+		{map[string]string{"LEDGER_RETENTION": "-1h"}, "LEDGER_RETENTION"},
 		{map[string]string{"WORKER_TRICKLE_MAX_DELAY": "1.5s"}, "WORKER_TRICKLE_MAX_DELAY"},
 		{map[string]string{"WORKER_TRICKLE_GRACE": "0"}, "WORKER_TRICKLE_GRACE"},
 		{map[string]string{"DASHBOARD_READONLY": "maybe"}, "DASHBOARD_READONLY"},

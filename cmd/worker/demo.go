@@ -138,6 +138,8 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	}
 	cfg.RedisOpt, cfg.Resyncer, cfg.Refreshes, cfg.Logger = redisOpt, setup.Client, setup.Refreshes, log
 	cfg.BusinessRetries, cfg.BusinessDelay, cfg.ReconcileEvery = 2, time.Second, 5*time.Second
+	// The demo may share a Redis with real runs: their retention is the real workers' call.
+	cfg.LedgerRetention = 0
 	// A queue of its own, so that a real worker on the same Redis never takes a demo batch.
 	cfg.Queues, cfg.TrickleQueue = map[string]int{demoQueue: 1}, ""
 	if cfg.Listener, err = demoListen(cfg.HTTPAddr, say); err != nil {

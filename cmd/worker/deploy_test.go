@@ -289,7 +289,7 @@ func TestAlertRules(t *testing.T) {
 		}
 	}
 	sort.Strings(alerts)
-	for _, want := range []string{"ErpresyncDeadLettersRising", "ErpresyncAuthFailures", "ErpresyncSystemicHolds", "ErpresyncBreakerOpen", "ErpresyncQueueLatencyHigh"} {
+	for _, want := range []string{"ErpresyncDeadLettersRising", "ErpresyncAuthFailures", "ErpresyncBreakerHolds", "ErpresyncBreakerOpen", "ErpresyncQueueLatencyHigh"} {
 		if !slices.Contains(alerts, want) {
 			t.Errorf("deploy/alerts.yml lacks %s (has %v)", want, alerts)
 		}

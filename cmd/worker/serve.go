@@ -16,6 +16,7 @@ import (
 
 	"github.com/erpresync/erpresync/intakeapi"
 	"github.com/erpresync/erpresync/internal/redisconn"
+	"github.com/erpresync/erpresync/tasks"
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -56,6 +57,9 @@ func workerSettings(v values) (appConfig, error) {
 	}
 	if c.ResultRetention, err = v.duration("WORKER_RESULT_RETENTION", time.Second, true); err != nil {
 		return c, err
+	}
+	if c.LedgerRetention, err = tasks.ParseRetention(v.str("LEDGER_RETENTION")); err != nil {
+		return c, fmt.Errorf("LEDGER_RETENTION: %w", err)
 	}
 	if c.BatchSize, err = v.int("WORKER_BATCH_SIZE", 1); err != nil {
 		return c, err

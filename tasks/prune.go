@@ -1,0 +1,266 @@
+package tasks
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+)
+
+// DefaultLedgerRetention is how long a finished run stays in the ledger before Prune
+// removes it, unless configured otherwise (LEDGER_RETENTION, `enqueue runs --prune
+// --older-than`).
+const DefaultLedgerRetention = 30 * 24 * time.Hour
+
+// ParseRetention reads a retention period: a Go duration ("720h", "90m") or whole days
+// ("30d"); "0" means keep for ever and returns 0. It is the one parser of LEDGER_RETENTION
+// and of `--older-than`.
+func ParseRetention(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "0" {
+		return 0, nil
+	}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err == nil && n > 0 && n <= 100*365 {
+			return time.Duration(n) * 24 * time.Hour, nil
+		}
+	} else if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return d, nil
+	}
+	return 0, fmt.Errorf("retention %q: want a period such as 30d, 72h or 90m, or 0 to keep runs for ever", s)
+}
+
+// PruneOptions select what Prune removes.
+type PruneOptions struct {
+	// OlderThan is the retention period: a run is removed once it has had nothing pending,
+	// and no activity, for longer than this. Required (positive).
+	OlderThan time.Duration
+	// DryRun reports what would be removed and removes nothing.
+	DryRun bool
+	// Inspector, when not nil, deletes the archived asynq tasks of the removed runs' dead
+	// letters first, so that ReconcileArchived does not find them and record them again.
+	// The worker and `enqueue runs --prune` always pass one.
+	Inspector *asynq.Inspector
+}
+
+// PrunedRun is a run Prune removed (or, in a dry run, would remove).
+type PrunedRun struct {
+	Run   string `json:"run"`
+	State string `json:"state"`
+	// TotalKeys, DeadLetters and ChangeItems are what the ledger held for the run: its keys,
+	// the dead letters still listed (purged ones are gone already) and the change items.
+	TotalKeys   int64     `json:"total_keys"`
+	DeadLetters int64     `json:"dead_letters"`
+	ChangeItems int64     `json:"change_items"`
+	StartedAt   time.Time `json:"started_at"`
+	FinishedAt  time.Time `json:"finished_at"`
+}
+
+// PruneResult reports what Prune removed.
+type PruneResult struct {
+	DryRun bool        `json:"dry_run"`
+	Cutoff time.Time   `json:"cutoff"` // runs finished before this were removed
+	Runs   []PrunedRun `json:"runs"`
+	// Archived counts the asynq archived tasks deleted with the runs' dead letters.
+	Archived int `json:"archived"`
+	// Stale counts run index entries whose run's keys were gone already (removed by a
+	// concurrent Prune, or by hand).
+	Stale int `json:"stale"`
+}
+
+// prunedMarkerTTL is how long the marker of a pruned run lives: longer than asynq keeps an
+// archived task (90 days), so that ReconcileArchived, finding an archived task of a pruned
+// run (a batch the ledger had recorded done or split), leaves it alone instead of recording
+// it again as a run of its own.
+const prunedMarkerTTL = 91 * 24 * time.Hour
+
+// pruneScript: KEYS every key of one run (meta first), then its pruned marker; ARGV cutoff
+// (unix ms), dry ("1" or "0"), now (unix ms), marker TTL (ms). It is the one rule of what may
+// be removed: a run with nothing pending whose finished_at and last_activity are both before
+// the cutoff. It returns 1 when the run qualifies (and, unless dry, its keys are unlinked and
+// the marker set), 0 when it is kept, and -1 when the run has no metadata (its keys are gone,
+// or only strays are left, which are unlinked too). UNLINK frees large values in a
+// background thread, so the script does a fixed amount of work whatever the run's size.
+var pruneScript = redis.NewScript(`
+local v = redis.call('HMGET', KEYS[1], 'run', 'total', 'resynced', 'dead', 'finished_at', 'last_activity')
+local verdict = 1
+if not v[1] then
+  verdict = -1
+else
+  local total = tonumber(v[2] or '0') or 0
+  local done = (tonumber(v[3] or '0') or 0) + (tonumber(v[4] or '0') or 0)
+  local fin = tonumber(v[5] or '0') or 0
+  local last = tonumber(v[6] or '0') or 0
+  local cutoff = tonumber(ARGV[1])
+  if total <= 0 or done < total or fin == 0 or fin >= cutoff or last >= cutoff then return 0 end
+end
+if ARGV[2] == '0' then
+  redis.call('UNLINK', unpack(KEYS, 1, #KEYS - 1))
+  if verdict == 1 then redis.call('SET', KEYS[#KEYS], ARGV[3], 'PX', ARGV[4]) end
+end
+return verdict
+`)
+
+// prunePage is how many run index entries Prune reads per round trip, and how many dead
+// letters per HSCAN step.
+const prunePage = 100
+
+// Prune removes the runs that finished longer than o.OlderThan ago, one run at a time, each
+// with a short script that re-checks the rule (pruneScript) and unlinks the run's keys; then
+// their entries in the run index. Every step is bounded (index pages, HSCAN pages of dead
+// letters, one script per run over one Cluster slot), so Prune never blocks Redis for long
+// and never sends a cross-slot command. Several Prunes at once (several workers) are safe:
+// each removal is atomic and idempotent, and a run that became active again meanwhile (a
+// requeue) is kept. Dead letters go with their run, which is only when the run is past the
+// retention period: every dead letter was recorded before the run last finished.
+//
+// A run removed while a producer re-registers a batch of it at the same instant may lose its
+// index entry; the producer's next RegisterBatch writes it again.
+func (l *Ledger) Prune(ctx context.Context, o PruneOptions) (PruneResult, error) {
+	if o.OlderThan <= 0 {
+		return PruneResult{}, fmt.Errorf("ledger: prune: retention %s: want a positive period", o.OlderThan)
+	}
+	cutoff := l.now().Add(-o.OlderThan)
+	res := PruneResult{DryRun: o.DryRun, Cutoff: cutoff.UTC()}
+	// A run cannot finish before it starts: only runs started before the cutoff are read.
+	for offset := int64(0); ; {
+		names, err := l.rdb.ZRangeByScore(ctx, runsKey, &redis.ZRangeBy{Min: "-inf", Max: "(" + strconv.FormatInt(ms(cutoff), 10),
+			Offset: offset, Count: prunePage}).Result()
+		if err != nil {
+			return res, fmt.Errorf("ledger: prune: list runs: %w", err)
+		}
+		for _, run := range names {
+			removed, err := l.pruneRun(ctx, run, cutoff, o, &res)
+			if err != nil {
+				return res, err
+			}
+			if !removed || o.DryRun {
+				offset++ // still in the index
+			}
+		}
+		if len(names) < prunePage {
+			return res, nil
+		}
+	}
+}
+
+// pruneRun removes one run if it qualifies, adding it to res; it reports whether the run's
+// index entry was removed (or, dry, would be).
+func (l *Ledger) pruneRun(ctx context.Context, run string, cutoff time.Time, o PruneOptions, res *PruneResult) (bool, error) {
+	if ValidateRunName(run) != nil {
+		return false, nil // not ours to touch
+	}
+	k := keysFor(run)
+	keys := append(k.all(), k.pruned)
+	verdict, err := pruneScript.Run(ctx, l.rdb, keys, ms(cutoff), "1", ms(l.now()), prunedMarkerTTL.Milliseconds()).Int()
+	if err != nil {
+		return false, fmt.Errorf("ledger: prune %s: %w", run, err)
+	}
+	switch verdict {
+	case 0:
+		return false, nil
+	case -1:
+		res.Stale++
+		if o.DryRun {
+			return true, nil
+		}
+		if err := pruneScript.Run(ctx, l.rdb, keys, ms(cutoff), "0", ms(l.now()), prunedMarkerTTL.Milliseconds()).Err(); err != nil {
+			return false, fmt.Errorf("ledger: prune %s: %w", run, err)
+		}
+		return true, l.unindex(ctx, run)
+	}
+	pr, err := l.pruneReport(ctx, run)
+	if err != nil {
+		return false, err
+	}
+	if o.DryRun {
+		res.Runs = append(res.Runs, pr)
+		return true, nil
+	}
+	if o.Inspector != nil && pr.DeadLetters > 0 {
+		n, err := l.deleteRunArchived(ctx, o.Inspector, run)
+		res.Archived += n
+		if err != nil {
+			return false, err
+		}
+	}
+	verdict, err = pruneScript.Run(ctx, l.rdb, keys, ms(cutoff), "0", ms(l.now()), prunedMarkerTTL.Milliseconds()).Int()
+	if err != nil {
+		return false, fmt.Errorf("ledger: prune %s: %w", run, err)
+	}
+	if verdict != 1 {
+		return false, nil // active again (a requeue), or removed by another Prune meanwhile
+	}
+	res.Runs = append(res.Runs, pr)
+	return true, l.unindex(ctx, run)
+}
+
+// unindex removes run from the run index, unless the run was registered again meanwhile.
+func (l *Ledger) unindex(ctx context.Context, run string) error {
+	if err := l.rdb.ZRem(ctx, runsKey, run).Err(); err != nil {
+		return fmt.Errorf("ledger: prune %s: run index: %w", run, err)
+	}
+	if n, err := l.rdb.Exists(ctx, keysFor(run).meta).Result(); err == nil && n == 1 {
+		return l.index(ctx, run)
+	}
+	return nil
+}
+
+func (l *Ledger) pruneReport(ctx context.Context, run string) (PrunedRun, error) {
+	k := keysFor(run)
+	pipe := l.rdb.Pipeline()
+	meta := pipe.HMGet(ctx, k.meta, "total", "resynced", "dead", "started_at", "finished_at")
+	dead := pipe.HLen(ctx, k.dead)
+	recs := pipe.HVals(ctx, k.records)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return PrunedRun{}, fmt.Errorf("ledger: prune %s: %w", run, err)
+	}
+	v := meta.Val()
+	num := func(i int) int64 { s, _ := v[i].(string); n, _ := strconv.ParseInt(s, 10, 64); return n }
+	str := func(i int) string { s, _ := v[i].(string); return s }
+	pr := PrunedRun{Run: run, State: RunDone, TotalKeys: num(0), DeadLetters: dead.Val(),
+		StartedAt: fromMS(str(3)), FinishedAt: fromMS(str(4))}
+	if num(2) > 0 {
+		pr.State = RunDoneWithDead
+	}
+	for _, s := range recs.Val() {
+		n, _ := strconv.ParseInt(s, 10, 64)
+		pr.ChangeItems += n
+	}
+	return pr, nil
+}
+
+// deleteRunArchived deletes the archived asynq tasks of run's dead letters, reading them in
+// HSCAN steps.
+func (l *Ledger) deleteRunArchived(ctx context.Context, insp *asynq.Inspector, run string) (int, error) {
+	k := keysFor(run).dead
+	n := 0
+	var cursor uint64
+	for {
+		kv, next, err := l.rdb.HScan(ctx, k, cursor, "", prunePage).Result()
+		if err != nil {
+			return n, fmt.Errorf("ledger: prune %s: dead letters: %w", run, err)
+		}
+		dls := make([]DeadLetter, 0, len(kv)/2)
+		for i := 1; i < len(kv); i += 2 {
+			var d DeadLetter
+			if json.Unmarshal([]byte(kv[i]), &d) == nil {
+				dls = append(dls, d)
+			}
+		}
+		a, err := deleteArchived(insp, dls)
+		n += a
+		if err != nil {
+			return n, fmt.Errorf("ledger: prune %s: %w", run, err)
+		}
+		if cursor = next; cursor == 0 {
+			return n, nil
+		}
+	}
+}
