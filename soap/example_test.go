@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 
+	"github.com/erpresync/erpresync/auth"
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/soap"
 )
@@ -25,7 +26,7 @@ func ExampleClient_ForceResyncExternal() {
 	client, err := soap.New(soap.Config{
 		BaseURL:  srv.URL + "/Cust12345", // e.g. https://sod.superoffice.com/Cust12345
 		AppToken: "client-secret",
-		Auth:     soap.NewStaticTicket("7T:1234abcxyzExample=="),
+		Auth:     auth.NewStaticTicket("7T:1234abcxyzExample=="),
 	})
 	if err != nil {
 		fmt.Println(err)

@@ -87,7 +87,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-// TicketRefreshes exports fn (for example (*soap.TicketCache).Refreshes) as the counter
+// TicketRefreshes exports fn (for example (*auth.TicketCache).Refreshes) as the counter
 // erpresync_ticket_refreshes_total on the Registerer given to NewMetrics. Call it once.
 func (m *Metrics) TicketRefreshes(fn func() int64) {
 	if m == nil || m.reg == nil || fn == nil {

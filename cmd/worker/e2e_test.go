@@ -15,6 +15,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/rs/zerolog"
 
+	"github.com/erpresync/erpresync/auth"
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/netserversim"
@@ -287,7 +288,7 @@ func TestRefusedLoginIsHeld(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
 	sim := startSim(t)
-	pa, err := soap.NewPasswordAuth(soap.PasswordAuthConfig{BaseURL: sim.URL, UserName: testUser, Password: "not-the-password"})
+	pa, err := auth.NewPasswordAuth(auth.PasswordAuthConfig{BaseURL: sim.URL, UserName: testUser, Password: "not-the-password"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/erpresync/erpresync/auth"
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/netserversim"
@@ -124,9 +125,9 @@ func seenKeys(sim *netserversim.Running) int64 {
 }
 
 // newClient is a password-authenticated SOAP client for the simulator.
-func newClient(t testing.TB, sim *netserversim.Running) (*soap.Client, *soap.PasswordAuth) {
+func newClient(t testing.TB, sim *netserversim.Running) (*soap.Client, *auth.PasswordAuth) {
 	t.Helper()
-	pa, err := soap.NewPasswordAuth(soap.PasswordAuthConfig{BaseURL: sim.URL, UserName: testUser, Password: testPassword})
+	pa, err := auth.NewPasswordAuth(auth.PasswordAuthConfig{BaseURL: sim.URL, UserName: testUser, Password: testPassword})
 	if err != nil {
 		t.Fatal(err)
 	}

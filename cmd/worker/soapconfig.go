@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/erpresync/erpresync/auth"
 	"github.com/erpresync/erpresync/soap"
 )
 
@@ -59,10 +60,10 @@ func newSOAP(v values) (*soapSetup, error) {
 
 	httpClient := soapHTTPClient(timeout)
 	out := &soapSetup{}
-	var src soap.TicketSource
+	var src auth.TicketSource
 	switch {
 	case ticket != "":
-		src, out.Mode = soap.NewStaticTicket(ticket), "ticket"
+		src, out.Mode = auth.NewStaticTicket(ticket), "ticket"
 	case user != "" || pass != "":
 		if user == "" {
 			return nil, errors.New("SUPEROFFICE_PASSWORD is set but SUPEROFFICE_USERNAME is not")
@@ -70,7 +71,7 @@ func newSOAP(v values) (*soapSetup, error) {
 		if pass == "" {
 			return nil, errors.New("SUPEROFFICE_USERNAME is set but SUPEROFFICE_PASSWORD is not")
 		}
-		pa, err := soap.NewPasswordAuth(soap.PasswordAuthConfig{BaseURL: base, UserName: user, Password: pass, AppToken: appToken, HTTPClient: httpClient})
+		pa, err := auth.NewPasswordAuth(auth.PasswordAuthConfig{BaseURL: base, UserName: user, Password: pass, AppToken: appToken, HTTPClient: httpClient})
 		if err != nil {
 			return nil, settingError(err)
 		}
@@ -88,7 +89,7 @@ func newSOAP(v values) (*soapSetup, error) {
 		if err != nil {
 			return nil, fmt.Errorf("SUPEROFFICE_PRIVATE_KEY_FILE: %v", err)
 		}
-		su, err := soap.NewSystemUserAuth(soap.SystemUserAuthConfig{LoginURL: loginURL, SystemToken: sysToken, PrivateKey: pem, AppToken: appToken, ContextIdentifier: ctxID, HTTPClient: httpClient})
+		su, err := auth.NewSystemUserAuth(auth.SystemUserAuthConfig{LoginURL: loginURL, SystemToken: sysToken, PrivateKey: pem, AppToken: appToken, ContextIdentifier: ctxID, HTTPClient: httpClient})
 		if err != nil {
 			return nil, settingError(err)
 		}
