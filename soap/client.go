@@ -89,6 +89,7 @@ func (c Config) GoString() string { return c.String() }
 // tenant and share it.
 type Client struct {
 	erpSyncURL string
+	baseURL    string
 	appToken   string
 	session    *auth.Session
 	soap12     bool
@@ -107,6 +108,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	return &Client{
 		erpSyncURL: serviceURL(cfg.BaseURL, pathErpSync),
+		baseURL:    cfg.BaseURL,
 		appToken:   cfg.AppToken,
 		session:    auth.NewSession(cfg.Auth),
 		soap12:     cfg.SOAP12,
@@ -141,31 +143,18 @@ const opForceResyncExternal = "ErpSync.ForceResyncExternal"
 // erpsync.ErrResponseTooLarge, the ticket source's error, or the context's error. The erpsync.Result is
 // never shared and may be modified by the caller.
 func (c *Client) ForceResyncExternal(ctx context.Context, erpConnectionID int, actor erpsync.ActorType, keys []string) (*erpsync.Result, error) {
-	if len(keys) == 0 {
-		return nil, wrapOp(opForceResyncExternal, erpsync.ErrEmptyKeys)
-	}
-	for i, k := range keys {
-		if err := erpsync.ValidateKey(k); err != nil {
-			ke := err.(*erpsync.KeyError)
-			ke.Index = i
-			return nil, wrapOp(opForceResyncExternal, ke)
-		}
-	}
-	return c.forceResync(ctx, erpConnectionID, actor, keys)
+	return c.forceResync(ctx, erpConnectionID, actor, keys, false)
 }
 
 // ForceResyncAll sends ForceResyncExternal with an explicitly empty ExternalKeys array,
 // which NetServer reads as "resync everything" for the connection and actor type. It is
 // otherwise ForceResyncExternal.
 func (c *Client) ForceResyncAll(ctx context.Context, erpConnectionID int, actor erpsync.ActorType) (*erpsync.Result, error) {
-	return c.forceResync(ctx, erpConnectionID, actor, nil)
+	return c.forceResync(ctx, erpConnectionID, actor, nil, true)
 }
 
-func (c *Client) forceResync(ctx context.Context, erpConnectionID int, actor erpsync.ActorType, keys []string) (*erpsync.Result, error) {
-	if erpConnectionID < 0 || int64(erpConnectionID) > 1<<31-1 {
-		return nil, wrapOp(opForceResyncExternal, fmt.Errorf("ERP connection id %d out of range (0 to 2147483647)", erpConnectionID))
-	}
-	if err := actor.Validate(); err != nil {
+func (c *Client) forceResync(ctx context.Context, erpConnectionID int, actor erpsync.ActorType, keys []string, all bool) (*erpsync.Result, error) {
+	if err := erpsync.ValidateRequest(erpConnectionID, actor, keys, all); err != nil {
 		return nil, wrapOp(opForceResyncExternal, err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -190,6 +179,9 @@ func (c *Client) forceResyncOnce(ctx context.Context, ticket string, erpConnecti
 	defer rep.Release()
 	resp, err := parseForceResync(rep.Body(), rep.Status, c.ticketRe.MatchString)
 	if err = rep.Classify(err, httpcall.Redactor{c.appToken, ticket}); err != nil {
+		if he, ok := httpcall.IsMisdirected(err); ok {
+			return nil, httpcall.Misdirected(c.baseURL, he)
+		}
 		return nil, err
 	}
 	return resp, nil

@@ -261,3 +261,33 @@ func ValidateBaseURL(s string) error {
 func JoinURL(base, path string) string {
 	return strings.TrimRight(base, "/") + path
 }
+
+// Misdirected explains a 421 Misdirected Request from SuperOffice Online ("Wrong subdomain
+// used to access tenant"): tenants move between numbered hosts (sod2, online3, …), and a
+// call to the old host is refused. The error names the tenant and the host, says where the
+// current host is found (the tenant state API), and wraps he.
+func Misdirected(baseURL string, he *erpsync.HTTPError) error {
+	tenant, host, state := "", "", "SuperOffice's tenant state API"
+	if u, err := url.Parse(baseURL); err == nil {
+		host = u.Host
+		tenant = strings.Trim(u.Path, "/")
+		if i := strings.LastIndexByte(tenant, '/'); i >= 0 {
+			tenant = tenant[i+1:]
+		}
+		if env, ok := strings.CutSuffix(u.Hostname(), ".superoffice.com"); ok {
+			env = strings.TrimRight(env, "0123456789")
+			state += " (GET https://" + env + ".superoffice.com/api/state/" + tenant + ")"
+		}
+	}
+	return fmt.Errorf("tenant %s is no longer served by host %s (%w): the tenant moved to another host; %s names the current one; correct the tenant base URL (SUPEROFFICE_URL)",
+		tenant, host, he, state)
+}
+
+// IsMisdirected reports whether err is an *erpsync.HTTPError with status 421.
+func IsMisdirected(err error) (*erpsync.HTTPError, bool) {
+	var he *erpsync.HTTPError
+	if errors.As(err, &he) && he.StatusCode == http.StatusMisdirectedRequest {
+		return he, true
+	}
+	return nil, false
+}
