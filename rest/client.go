@@ -218,3 +218,6 @@ func redactProtocol(err error, red httpcall.Redactor) {
 func wrapOp(err error) error {
 	return fmt.Errorf("rest: %s: %w", opForceResyncExternal, err)
 }
+
+// Auth returns the ticket source the client was configured with.
+func (c *Client) Auth() auth.TicketSource { return c.session.Source() }

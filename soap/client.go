@@ -209,3 +209,6 @@ func patternString(re *regexp.Regexp) string {
 	}
 	return strconv.Quote(re.String())
 }
+
+// Auth returns the ticket source the client was configured with.
+func (c *Client) Auth() auth.TicketSource { return c.session.Source() }

@@ -49,7 +49,7 @@ func cmdCall(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 			return fail("key %d: %v", i+1, err)
 		}
 	}
-	s, err := newSOAP(v)
+	s, err := newTenant(v)
 	if err != nil {
 		return fail("%v", err)
 	}

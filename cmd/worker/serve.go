@@ -81,7 +81,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, getenv func(
 	if !ok {
 		return code
 	}
-	s, err := newSOAP(v)
+	s, err := newTenant(v)
 	if err != nil {
 		log.Error().Msgf("configuration: %v", err)
 		return 2
@@ -109,7 +109,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, getenv func(
 		// Not fatal: asynq reconnects by itself, and /readyz reports it.
 		log.Warn().Msgf("Redis not reachable yet (%v); the worker keeps trying", err)
 	}
-	log.Info().Str("superoffice_auth", s.Mode).Msg("configuration ok")
+	log.Info().Str("superoffice_api", s.API).Str("superoffice_auth", s.Mode).Msg("configuration ok")
 	a, err := startApp(cfg)
 	if err != nil {
 		closeListener()
