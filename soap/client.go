@@ -53,7 +53,7 @@ type Config struct {
 
 	// TicketErrorPattern is matched against ExceptionInfo's ExceptionType and Message to
 	// decide that the ticket is invalid or expired. The zero value (nil) means
-	// DefaultTicketErrorExpr.
+	// defaultTicketErrorExpr.
 	TicketErrorPattern *regexp.Regexp
 }
 

@@ -291,7 +291,7 @@ func (p *parser) changes(c *erpsync.Changes) error {
 }
 
 // ParseResponse parses a ForceResyncExternal reply body without HTTP context. It returns
-// the erpsync.Result, or an *erpsync.ExceptionError (TicketRejected set by DefaultTicketErrorExpr), a
+// the erpsync.Result, or an *erpsync.ExceptionError (TicketRejected set by defaultTicketErrorExpr), a
 // *erpsync.FaultError or a *erpsync.ProtocolError, each wrapped. It never panics, whatever the input, and
 // is safe for concurrent use.
 func ParseResponse(body []byte) (*erpsync.Result, error) {

@@ -6,12 +6,12 @@ import (
 	"github.com/erpresync/erpresync/erpsync"
 )
 
-// DefaultTicketErrorExpr is the default Config.TicketErrorPattern: an ExceptionInfo whose
+// defaultTicketErrorExpr is the default Config.TicketErrorPattern: an ExceptionInfo whose
 // ExceptionType or Message matches it is taken to mean that the ticket is invalid or expired.
 // NetServer's exact strings are undocumented, so the pattern is deliberately broad.
-const DefaultTicketErrorExpr = `(?i)security|credential|ticket|authenticat|expired`
+const defaultTicketErrorExpr = `(?i)security|credential|ticket|authenticat|expired`
 
-var defaultTicketErrorPattern = regexp.MustCompile(DefaultTicketErrorExpr)
+var defaultTicketErrorPattern = regexp.MustCompile(defaultTicketErrorExpr)
 
 // maxInnerExceptions bounds how deep InnerException chains are followed.
 const maxInnerExceptions = 8

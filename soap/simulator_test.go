@@ -476,7 +476,7 @@ func TestSimCancelMidCall(t *testing.T) {
 // TestSimErpSyncNotGranted: an app without the ErpSync agent gets an ExceptionInfo reply.
 // The simulator reports it, like a bad ticket, as SoSecurityException, and only the message
 // differs. A TicketErrorPattern that looks at ticket wording alone sees a permanent error:
-// one call, no new login. The default pattern (DefaultTicketErrorExpr matches "security")
+// one call, no new login. The default pattern (defaultTicketErrorExpr matches "security")
 // takes it for a ticket error: it logs in again, resends once, and returns the exception
 // with TicketRejected set. Both rows pin the behaviour down.
 func TestSimErpSyncNotGranted(t *testing.T) {
