@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -170,5 +171,62 @@ func TestSimScenariosBothTransports(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// countingTransport counts the requests that pass through it.
+type countingTransport struct {
+	n    atomic.Int64
+	next http.RoundTripper
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.n.Add(1)
+	return c.next.RoundTrip(r)
+}
+
+// TestEveryRequestUsesTheConfiguredClient: logins, calls and the repeat after a ticket
+// refresh all go through the *http.Client given to the configs, on both transports, so a
+// RoundTripper wrapped around it (flow control) counts every request to the tenant.
+func TestEveryRequestUsesTheConfiguredClient(t *testing.T) {
+	t.Parallel()
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			t.Parallel()
+			sim, err := netserversim.Start(netserversim.Config{Users: map[string]string{simUser: simPassword}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(sim.Close)
+			ct := &countingTransport{next: http.DefaultTransport}
+			hc := &http.Client{Transport: ct}
+			pa, err := auth.NewPasswordAuth(auth.PasswordAuthConfig{BaseURL: sim.URL, UserName: simUser, Password: simPassword, HTTPClient: hc})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var c tasks.Resyncer
+			switch tr.name {
+			case "soap":
+				c, err = soap.New(soap.Config{BaseURL: sim.URL, Auth: pa, HTTPClient: hc})
+			default:
+				c, err = rest.New(rest.Config{BaseURL: sim.URL, Auth: pa, HTTPClient: hc})
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := t.Context()
+			if _, err := c.ForceResyncExternal(ctx, 1, erpsync.ActorCustomer, []string{"A"}); err != nil {
+				t.Fatal(err)
+			}
+			sim.ExpireTickets()
+			if _, err := c.ForceResyncExternal(ctx, 1, erpsync.ActorCustomer, []string{"B"}); err != nil {
+				t.Fatal(err)
+			}
+			// login, call; then call (rejected), login, call again.
+			snap := sim.Counts()
+			if got, want := ct.n.Load(), int64(5); got != want || int64(snap.TotalCalls()+snap.Logins.PasswordOK) != want {
+				t.Errorf("requests through the client %d, simulator saw %d calls and %d logins; want %d in all", got, snap.TotalCalls(), snap.Logins.PasswordOK, want)
+			}
+		})
 	}
 }
