@@ -18,8 +18,8 @@ ci: ## what CI runs
 build: ## build worker, enqueue and netserver-sim into ./bin
 	$(GO) build -o bin/ ./cmd/...
 
-bench: ## SOAP encode/decode and ledger benchmarks, 5 runs each (compare with benchstat)
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./soap ./tasks ./intake
+bench: ## SOAP and REST encode/decode (REST against encoding/json) and ledger benchmarks, 5 runs each (compare with benchstat)
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./soap ./rest ./tasks ./intake
 
 bench-pipeline: ## whole pipeline (enqueue, worker, simulator, ledger) in keys/s, 5 runs
 	$(GO) test ./cmd/worker -run '^$$' -bench Pipeline -benchtime 3x -count 5
@@ -27,8 +27,10 @@ bench-pipeline: ## whole pipeline (enqueue, worker, simulator, ledger) in keys/s
 bench-intake: ## enqueue a million-key file 5 times with the real command; median time and peak RSS
 	bash intake/measure.sh 5
 
-fuzz: ## fuzz the SOAP response parser for 2 minutes
+fuzz: ## fuzz the SOAP and REST response parsers and the login parser, 2 minutes each
 	$(GO) test ./soap -run '^$$' -fuzz FuzzParseResponse -fuzztime 2m
+	$(GO) test ./rest -run '^$$' -fuzz FuzzDecodeResponse -fuzztime 2m
+	$(GO) test ./auth -run '^$$' -fuzz FuzzLoginReply -fuzztime 2m
 
 soak: ## 100,000 keys through two workers with 5% random faults, poison keys and ticket expiries (ERPRESYNC_SOAK_KEYS to change)
 	ERPRESYNC_SOAK=1 $(GO) test -count=1 -timeout 40m -run 'TestSoak' -v ./cmd/worker
