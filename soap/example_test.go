@@ -44,13 +44,3 @@ func ExampleClient_ForceResyncExternal() {
 	// true Ok [{contact 123}]
 	// {"is_ok":true,"status":"Ok","error_code":"","user_explanation":"","tech_explanation":"","changes":{"added":[],"updated":[{"table":"contact","record_id":123}],"deleted":[]}}
 }
-
-func ExampleValidateKey() {
-	for _, key := range []string{"10001", "", "bad\x00key"} {
-		fmt.Println(erpsync.ValidateKey(key))
-	}
-	// Output:
-	// <nil>
-	// external key "": empty
-	// external key "bad\x00key": contains control character U+0000 at byte 3, which XML 1.0 cannot carry
-}
