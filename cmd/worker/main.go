@@ -8,7 +8,7 @@
 //
 //	worker                 run the worker (the default)
 //	worker call ...        one synchronous ForceResyncExternal call, printed as JSON
-//	worker demo [--once]   the whole pipeline on embedded defaults (miniredis + simulator)
+//	worker demo [--once] [--api soap|rest]   the whole pipeline on embedded defaults (miniredis + simulator)
 //	worker dashboard       only the dashboard and health endpoints
 //
 // Exit status: 0 success; 1 ran, but the answer is bad (IsOk=false, or a demo whose summary
@@ -56,7 +56,8 @@ func usage(w io.Writer) {
   worker [flags]                 run the worker
   worker call --erp-connection N --actor-type TYPE KEY...
                                  one ForceResyncExternal call; prints the response as JSON
-  worker demo [--once]           the whole pipeline on embedded defaults
+  worker demo [--once] [--api soap|rest]
+                                 the whole pipeline on embedded defaults
   worker dashboard [flags]       only the dashboard (/monitoring/) and health endpoints
 
 Exit status: 0 success; 1 SuperOffice answered IsOk=false (call) or the demo summary did not
