@@ -89,6 +89,7 @@
 // random); SetLatency / SetLatencyFunc delay a processed reply; SetSlowBody trickles it;
 // SetPoison makes batches holding a key answer IsOk=false, Status=Error; SetOutage and
 // AddOutageWindow take the tenant (ErpSync.svc and SoPrincipal.svc) down with 503;
+// SetMisdirected answers every ErpSync call with 421 Misdirected Request (a moved tenant);
 // SetRandomFaults fails calls at a rate from a seeded generator; ExpireTickets invalidates
 // every ticket; ClearFaults undoes all but tickets. Faults other than outages apply to
 // ErpSync.svc only, so logins keep working while the operation under test fails.

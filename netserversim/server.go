@@ -268,6 +268,9 @@ func (s *Server) inject(w http.ResponseWriter, r *http.Request, kind FaultKind, 
 			panic(http.ErrAbortHandler) // HTTP/2 or a recorder: abort the stream instead
 		}
 		_ = conn.Close()
+	case FaultMisdirected:
+		s.counts.call(OutcomeMisdirected)
+		writeNow(w, plain(http.StatusMisdirectedRequest, "Wrong subdomain used to access tenant"))
 	case FaultThrottle:
 		s.counts.call(OutcomeThrottled)
 		secs := int64((retryAfter + time.Second - 1) / time.Second)

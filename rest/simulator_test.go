@@ -122,6 +122,17 @@ func TestSimScenariosBothTransports(t *testing.T) {
 					t.Fatalf("err = %v, want a transport error", err)
 				}
 			}},
+		{name: "tenant moved to another host (421)", keys: []string{"K-1"},
+			setup: func(sim *netserversim.Running) { sim.SetMisdirected(true) },
+			check: func(t *testing.T, sim *netserversim.Running, _ *auth.PasswordAuth, _ *erpsync.Result, err error) {
+				if he, ok := errors.AsType[*erpsync.HTTPError](err); !ok || he.StatusCode != 421 || tasks.Classify(err) != tasks.ClassAuth ||
+					!strings.Contains(err.Error(), "Cust12345") || !strings.Contains(err.Error(), "moved to another host") {
+					t.Fatalf("err = %v (class %s), want an auth-class 421 naming the tenant", err, tasks.Classify(err))
+				}
+				if sim.Counts().Calls[netserversim.OutcomeMisdirected] != 1 || sim.Seen("K-1") != 0 {
+					t.Errorf("counts %+v", sim.Counts())
+				}
+			}},
 		{name: "Online app not granted the ErpSync agent", keys: []string{"K-1"},
 			cfg: netserversim.Config{Online: true, AppToken: simAppToken, ErpSyncNotGranted: true},
 			check: func(t *testing.T, _ *netserversim.Running, _ *auth.PasswordAuth, _ *erpsync.Result, err error) {
