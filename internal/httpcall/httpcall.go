@@ -63,9 +63,6 @@ func New(hc *http.Client, maxBytes int64) *Client {
 // SetClock replaces the clock that Retry-After dates are measured against (for tests).
 func (c *Client) SetClock(now func() time.Time) { c.now = now }
 
-// MaxBytes returns the reply size cap.
-func (c *Client) MaxBytes() int64 { return c.maxBytes }
-
 func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // DefaultHTTPClient is the client used when none is configured: a 10 s connect timeout, a
