@@ -32,7 +32,7 @@ fuzz: ## fuzz the SOAP and REST response parsers and the login parser, 2 minutes
 	$(GO) test ./rest -run '^$$' -fuzz FuzzDecodeResponse -fuzztime 2m
 	$(GO) test ./auth -run '^$$' -fuzz FuzzLoginReply -fuzztime 2m
 
-soak: ## 100,000 keys through two workers with 5% random faults, poison keys and ticket expiries (ERPRESYNC_SOAK_KEYS to change)
+soak: ## 100,000 keys through two workers with 5% random faults, poison keys and ticket expiries (ERPRESYNC_SOAK_KEYS to change, ERPRESYNC_SOAK_API=rest for REST)
 	ERPRESYNC_SOAK=1 $(GO) test -count=1 -timeout 40m -run 'TestSoak' -v ./cmd/worker
 
 demo: ## the whole pipeline on embedded defaults
