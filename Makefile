@@ -20,8 +20,8 @@ build: ## build worker, enqueue and netserver-sim into ./bin
 
 bench: bench-codec bench-e2e bench-intake ## every benchmark BENCHMARKS.md reports (about 40 minutes)
 
-bench-codec: ## codec, ledger, intake and runs-page export benchmarks, 5 runs each (compare with benchstat)
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./soap ./tasks ./intake ./runspage
+bench-codec: ## SOAP and REST codecs (against encoding/xml and encoding/json), ledger, intake and runs-page export benchmarks, 5 runs each (compare with benchstat)
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./soap ./rest ./tasks ./intake ./runspage
 
 bench-e2e: ## worker processes end to end against the naive baseline, and latency-bound throughput, 5 runs each
 	$(GO) test ./bench -run '^$$' -bench . -benchtime 1x -count 5 -timeout 90m
@@ -41,14 +41,16 @@ bench-intake-http: ## a million keys PUT to the intake API vs `enqueue --file` i
 bench-footprint: ## Redis memory a finished 1,000,000-key run leaves (INFO used_memory before and after), bytes per key
 	$(GO) test ./cmd/worker -run '^$$' -bench Footprint -benchtime 1x -timeout 30m
 
-fuzz: ## fuzz the SOAP response parser for 2 minutes, then the decoder against its oracle
+fuzz: ## fuzz the SOAP and REST response parsers and the login parser, 2 minutes each, then the decoder against its oracle
 	$(GO) test ./soap -run '^$$' -fuzz FuzzParseResponse -fuzztime 2m
+	$(GO) test ./rest -run '^$$' -fuzz FuzzDecodeResponse -fuzztime 2m
+	$(GO) test ./auth -run '^$$' -fuzz FuzzLoginReply -fuzztime 2m
 	$(MAKE) fuzz-decoder
 
 fuzz-decoder: ## the ForceResyncExternal decoder against the encoding/xml one it replaced, 2 minutes (FUZZTIME to change)
 	$(GO) test ./soap -run '^$$' -fuzz FuzzDecoderDifferential -fuzztime $(or $(FUZZTIME),2m)
 
-soak: ## 100,000 keys through two workers with 5% random faults, poison keys and ticket expiries (ERPRESYNC_SOAK_KEYS to change)
+soak: ## 100,000 keys through two workers with 5% random faults, poison keys and ticket expiries (ERPRESYNC_SOAK_KEYS to change, ERPRESYNC_SOAK_API=rest for REST)
 	ERPRESYNC_SOAK=1 $(GO) test -count=1 -timeout 40m -run 'TestSoak' -v ./cmd/worker
 
 chaos: ## the chaos suite in its full form: longer runs, more kills (the short form runs in go test ./...)

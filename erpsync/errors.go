@@ -224,3 +224,35 @@ func Cut[T string | []byte](s T, n int) T {
 	}
 	return s[:i]
 }
+
+// Fault codes (local names, SOAP 1.1 faultcode and WCF subcodes) that say the request
+// itself is wrong.
+var senderFaults = map[string]bool{
+	"client": true, "sender": true, "versionmismatch": true, "mustunderstand": true,
+	"actionnotsupported": true, "deserializationfailed": true, "contractfilter": true,
+	"invalidmessage": true, "dataencodingunknown": true,
+}
+
+// SenderFault reports whether a fault's codes say the request itself is wrong, such as
+// "s:Client", "a:ActionNotSupported" or "Client.Authentication"; it is how a transport sets
+// FaultError.Sender. "s:Server", "Receiver", "a:InternalServiceFault" and unknown codes are
+// server-side.
+func SenderFault(codes ...string) bool {
+	for _, c := range codes {
+		if c == "" {
+			continue
+		}
+		local := c
+		if i := strings.LastIndexByte(c, ':'); i >= 0 {
+			local = c[i+1:]
+		}
+		local = strings.ToLower(local)
+		if senderFaults[local] {
+			return true
+		}
+		if i := strings.IndexByte(local, '.'); i > 0 && senderFaults[local[:i]] {
+			return true
+		}
+	}
+	return false
+}

@@ -1,6 +1,7 @@
 package erpsync
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -89,4 +90,31 @@ func IsXMLChar(r rune) bool {
 		return true
 	}
 	return false
+}
+
+// MaxConnectionID is the largest ERP connection id (an xs:int on the wire).
+const MaxConnectionID = 1<<31 - 1
+
+// ValidateRequest checks a ForceResyncExternal request before a transport sends it: the
+// connection id in 0..MaxConnectionID, a valid actor type, and (unless all is set, which
+// asks for "resync everything") a non-empty key list (ErrEmptyKeys) whose keys each pass
+// ValidateKey (the *KeyError names the key's index). Both transports call it, so a bad
+// request fails the same way whichever carries it.
+func ValidateRequest(erpConnectionID int, actor ActorType, keys []string, all bool) error {
+	if !all {
+		if len(keys) == 0 {
+			return ErrEmptyKeys
+		}
+		for i, k := range keys {
+			if err := ValidateKey(k); err != nil {
+				ke := err.(*KeyError)
+				ke.Index = i
+				return ke
+			}
+		}
+	}
+	if erpConnectionID < 0 || int64(erpConnectionID) > MaxConnectionID {
+		return fmt.Errorf("ERP connection id %d out of range (0 to %d)", erpConnectionID, MaxConnectionID)
+	}
+	return actor.Validate()
 }

@@ -24,6 +24,7 @@ type FaultRequest struct {
 	SlowDelay     string      `json:"slow_delay,omitempty"`
 	Poison        *[]string   `json:"poison,omitempty"`      // SetPoison
 	Outage        *bool       `json:"outage,omitempty"`      // SetOutage
+	Misdirected   *bool       `json:"misdirected,omitempty"` // SetMisdirected
 	FaultRate     *float64    `json:"fault_rate,omitempty"`  // SetRandomFaults(FaultRate, FaultSeed, FaultKinds...)
 	FaultSeed     uint64      `json:"fault_seed,omitempty"`  //
 	FaultKinds    []FaultKind `json:"fault_kinds,omitempty"` // default all
@@ -89,6 +90,9 @@ func (s *Server) ApplyFaults(req FaultRequest) error {
 	}
 	if req.Outage != nil {
 		s.SetOutage(*req.Outage)
+	}
+	if req.Misdirected != nil {
+		s.SetMisdirected(*req.Misdirected)
 	}
 	if req.FaultRate != nil {
 		s.SetRandomFaults(*req.FaultRate, req.FaultSeed, req.FaultKinds...)

@@ -24,6 +24,8 @@ const (
 	OutcomeUnavailable Outcome = "unavailable"
 	// OutcomeThrottled: HTTP 429 with Retry-After (injected or random).
 	OutcomeThrottled Outcome = "throttled"
+	// OutcomeMisdirected: HTTP 421 Misdirected Request (SetMisdirected).
+	OutcomeMisdirected Outcome = "misdirected"
 	// OutcomeDropped: connection closed without a reply, before processing.
 	OutcomeDropped Outcome = "dropped"
 	// OutcomeUndelivered: the call was processed but its reply did not reach the client

@@ -1,5 +1,5 @@
 // Package netserversim is a stand-in for SuperOffice NetServer: the one external system the
-// erpresync pipeline calls, simulated faithfully enough that the soap client, the task
+// erpresync pipeline calls, simulated faithfully enough that the soap and rest clients, the task
 // handlers and whole-process tests can be proven against it without a SuperOffice tenant.
 // It is an independent implementation of the server side, written from the protocol
 // reference (shared/superoffice-erpsync.md; "§" below refers to it), and imports no package
@@ -24,6 +24,7 @@
 //
 //	POST /{tenant}/Remote/Services88/ErpSync.svc      SOAPAction .../ErpSync/ForceResyncExternal
 //	POST /{tenant}/Remote/Services88/SoPrincipal.svc  SOAPAction .../SoPrincipal/AuthenticateUsernamePassword
+//	POST /{tenant}/api/v1/Agents/ErpSync/ForceResyncExternal  the same call over the WebAPI (JSON)
 //	POST /Login/api/PartnerSystemUser/Authenticate    Online system-user login (JSON)
 //	GET  /login/.well-known/jwks                      key that verifies the login JWTs
 //
@@ -43,6 +44,23 @@
 // actor type that is not an exact enum name, a non-int ErpConnectionId, or key items other than
 // Arrays-namespace <string> → 500 a:DeserializationFailed. xsi:type attributes are ignored and
 // omitted parameters default (0, Unknown, no keys).
+//
+// # The WebAPI (REST) endpoint
+//
+// The same call, faults and counters as ErpSync.svc, JSON in and out (§8). In order: non-POST
+// → 405; Content-Type other than application/json (charset utf-8 or none) → 415; body over
+// Config.MaxRequestBytes → 413; an Authorization header that is not "SOTicket <ticket>"
+// (scheme case-insensitive) → 401 with the error object {"Error": true, "ErrorType",
+// "ErrorMessage", "ErrorSource"}; a body that is not one JSON object with ErpConnectionId
+// (an Int32), ErpActorType (an enum name, case-insensitive, or its number) and ExternalKeys
+// (an array; [] resyncs everything), or with any other member, → 400 {"Message": "The request
+// is invalid.", "MessageDetail": …}. Then, as for SOAP: Online mode requires the SO-AppToken
+// header; a wrong app token or an unknown, expired or invalidated ticket → 401 with the error
+// object; Config.ErpSyncNotGranted → 403 with the error object; otherwise 200 with the
+// PluginResponse (every member present, TableRight null, FieldProperties {}, Changes null for
+// a poison batch, Status left out with Config.OmitStatus). Member names match
+// case-insensitively, as JSON.NET's do. OUR ASSUMPTIONS: the 401/403 split, the error
+// objects' texts, and 400 (not 200 with Message) for a malformed body.
 //
 // # Replies
 //
@@ -67,10 +85,11 @@
 // # Fault injection
 //
 // Methods on Server, safe while serving: Fail503(n), DropNext(n), Throttle(n, retryAfter)
-// consume one per ErpSync.svc call before processing (precedence: outage, drop, 503, 429,
+// consume one per ErpSync call (SOAP or REST) before processing (precedence: outage, drop, 503, 429,
 // random); SetLatency / SetLatencyFunc delay a processed reply; SetSlowBody trickles it;
 // SetPoison makes batches holding a key answer IsOk=false, Status=Error; SetOutage and
 // AddOutageWindow take the tenant (ErpSync.svc and SoPrincipal.svc) down with 503;
+// SetMisdirected answers every ErpSync call with 421 Misdirected Request (a moved tenant);
 // SetRandomFaults fails calls at a rate from a seeded generator; ExpireTickets invalidates
 // every ticket; ClearFaults undoes all but tickets. Faults other than outages apply to
 // ErpSync.svc only, so logins keep working while the operation under test fails.
@@ -120,6 +139,6 @@
 // audience and extra claims; 4 MiB request limit; the minimal SoPrincipalCarrier; 405 for GET.
 //
 // Left out: ?wsdl, the other 48 ErpSync operations and other SoPrincipal operations (they
-// answer ActionNotSupported), the PartnerSystemUserService SOAP variant of the login, the REST
-// twin, the tenant state API, UTF-16 requests, and the TimeZone header's effect.
+// answer ActionNotSupported), the PartnerSystemUserService SOAP variant of the login, the
+// WebAPI's other endpoints and its Basic and Bearer schemes, the tenant state API (and 421), UTF-16 requests, and the TimeZone header's effect.
 package netserversim

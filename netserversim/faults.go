@@ -21,6 +21,10 @@ const (
 	FaultThrottle FaultKind = "throttle"
 	// FaultDrop hijacks the connection and closes it without a reply, before processing.
 	FaultDrop FaultKind = "drop"
+	// FaultMisdirected answers HTTP 421 Misdirected Request ("Wrong subdomain used to access
+	// tenant"), as SuperOffice Online does once a tenant moved to another host (§8). Only
+	// SetMisdirected turns it on; random faults never draw it.
+	FaultMisdirected FaultKind = "misdirected"
 )
 
 // CallInfo describes a processed ForceResyncExternal call to a LatencyFunc.
@@ -44,8 +48,9 @@ type FaultState struct {
 	LatencyFunc bool          `json:"latency_func"`
 	SlowChunk   int           `json:"slow_chunk"` // bytes per chunk; 0 = off
 	SlowDelay   time.Duration `json:"slow_delay"`
-	Poison      []string      `json:"poison"` // sorted
-	Outage      bool          `json:"outage"` // the explicit switch
+	Poison      []string      `json:"poison"`      // sorted
+	Outage      bool          `json:"outage"`      // the explicit switch
+	Misdirected bool          `json:"misdirected"` // SetMisdirected
 	// OutageWindows lists the configured windows [Start, End).
 	OutageWindows []OutageWindow `json:"outage_windows"`
 	FaultRate     float64        `json:"fault_rate"`
@@ -71,6 +76,7 @@ type faults struct {
 	slowDelay  time.Duration
 	poison     map[string]struct{}
 	outage     bool
+	misdirect  bool
 	windows    []OutageWindow
 	rate       float64
 	rng        *rand.Rand
@@ -110,6 +116,8 @@ func (f *faults) pre(now time.Time) (kind FaultKind, retryAfter time.Duration, o
 	switch {
 	case f.inOutageLocked(now):
 		return FaultUnavailable, 0, true
+	case f.misdirect:
+		return FaultMisdirected, 0, true
 	case f.drop > 0:
 		f.drop--
 		return FaultDrop, 0, true
@@ -169,7 +177,7 @@ func (f *faults) state() FaultState {
 		Fail503: f.fail503, Drop: f.drop, Throttle: f.throttle, RetryAfter: f.retryAfter,
 		Latency: f.latency, LatencyFunc: f.latencyFn != nil,
 		SlowChunk: f.slowChunk, SlowDelay: f.slowDelay,
-		Poison: p, Outage: f.outage, OutageWindows: append([]OutageWindow{}, f.windows...),
+		Poison: p, Outage: f.outage, Misdirected: f.misdirect, OutageWindows: append([]OutageWindow{}, f.windows...),
 		FaultRate: f.rate, FaultKinds: append([]FaultKind{}, f.kinds...),
 	}
 }
@@ -298,8 +306,17 @@ func (s *Server) ClearFaults() {
 	f.latency, f.latencyFn = 0, nil
 	f.slowChunk, f.slowDelay = 0, 0
 	f.poison = map[string]struct{}{}
-	f.outage, f.windows = false, nil
+	f.outage, f.windows, f.misdirect = false, nil, false
 	f.rate, f.rng, f.kinds = 0, nil, nil
+}
+
+// SetMisdirected makes every ErpSync call, SOAP or REST, answer HTTP 421 Misdirected Request
+// while on (after an outage, before every counted fault), as a tenant that moved to another
+// host does; logins keep working. The calls count as OutcomeMisdirected.
+func (s *Server) SetMisdirected(on bool) {
+	s.faults.mu.Lock()
+	defer s.faults.mu.Unlock()
+	s.faults.misdirect = on
 }
 
 // Faults returns a copy of the current fault settings.

@@ -77,6 +77,9 @@ func (rs *Running) serve(w http.ResponseWriter, r *http.Request) {
 }
 
 // ErpSyncURL is URL + "/Remote/Services88/ErpSync.svc".
+// RESTURL is the WebAPI ForceResyncExternal endpoint.
+func (rs *Running) RESTURL() string { return rs.URL + "/api/v1/Agents/ErpSync/ForceResyncExternal" }
+
 func (rs *Running) ErpSyncURL() string { return rs.URL + "/Remote/Services88/ErpSync.svc" }
 
 // SoPrincipalURL is URL + "/Remote/Services88/SoPrincipal.svc".

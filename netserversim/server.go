@@ -76,6 +76,7 @@ func (s *Server) Reset() { s.counts.reset() }
 //
 //	/{tenant}/remote/services88/erpsync.svc       ErpSync (ForceResyncExternal)
 //	/{tenant}/remote/services88/soprincipal.svc   SoPrincipal (AuthenticateUsernamePassword)
+//	/{tenant}/api/v1/agents/erpsync/forceresyncexternal   the same call over the WebAPI (REST, JSON)
 //	/login/api/partnersystemuser/authenticate     Online system-user login (JSON)
 //	/login/.well-known/jwks                       the JWT signing key as a JWK set
 //	/_sim/...                                     admin API, when Config.Admin
@@ -101,6 +102,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.traffic.begin()
 		defer s.traffic.end()
 		s.servePrincipal(w, r)
+	case p == s.cfg.tenantPath()+restForceResyncPath:
+		s.serveREST(w, r)
 	default:
 		w.Header().Set("Content-Type", ctHTML)
 		w.WriteHeader(http.StatusNotFound)
@@ -148,20 +151,37 @@ func (s *Server) handleErpSync(r *http.Request) (reply, tally, CallInfo) {
 	}
 
 	keys := uniqueKeys(req.keys)
-	s.counts.processed(keys)
 	ci.ErpConnectionID, ci.Actor, ci.Keys = req.connID, req.actor, keys
-
-	exception := func(msg string) (reply, tally, CallInfo) {
-		ex := exceptionInfo{typ: s.cfg.ExceptionType, message: msg}
+	v := s.resync(req.connID, req.actor, keys, s.appTokenOK(rh), rh.ticket)
+	if v.refusal != "" {
+		ex := exceptionInfo{typ: s.cfg.ExceptionType, message: v.refusal}
 		return exceptionReply("ForceResyncExternalResponse", ex), tally{outcome: OutcomeException}, ci
 	}
+	return resyncReply(v.pr), v.t, ci
+}
+
+// verdict is what the simulator decided about a ForceResyncExternal request, whichever
+// transport carried it.
+type verdict struct {
+	refusal    string // non-empty: the call is refused with this exception message
+	notGranted bool   // the refusal is msgNotGranted
+	ticketBad  bool   // the refusal is the ticket's
+	pr         pluginResponse
+	t          tally
+}
+
+// resync counts a parsed request as processed and decides its answer: a refusal (application
+// token, ticket, ErpSync not granted, in that order), IsOk=false for a batch holding a poison
+// key, or IsOk=true with one ExpectedChange per key. keys must be unique.
+func (s *Server) resync(connID int32, actor ActorType, keys []string, appTokenOK bool, ticket string) verdict {
+	s.counts.processed(keys)
 	switch {
-	case !s.appTokenOK(rh):
-		return exception(msgAppToken)
-	case !s.tickets.valid(rh.ticket):
-		return exception(s.cfg.ExceptionMessage)
+	case !appTokenOK:
+		return verdict{refusal: msgAppToken}
+	case !s.tickets.valid(ticket):
+		return verdict{refusal: s.cfg.ExceptionMessage, ticketBad: true}
 	case s.cfg.ErpSyncNotGranted:
-		return exception(msgNotGranted)
+		return verdict{refusal: msgNotGranted, notGranted: true}
 	}
 
 	if bad := s.faults.poisoned(keys); len(bad) > 0 {
@@ -172,21 +192,21 @@ func (s *Server) handleErpSync(r *http.Request) (reply, tally, CallInfo) {
 		pr := pluginResponse{
 			userExpl: "The ERP system rejected the synchronization.",
 			techExpl: fmt.Sprintf("ERP connection %d rejected external key %s (actor type %s)",
-				req.connID, strings.Join(quoted, ", "), req.actor),
+				connID, strings.Join(quoted, ", "), actor),
 			errorCode:  s.cfg.ErrorCode,
 			nilChanges: true,
 			status:     "Error",
 			omitStatus: s.cfg.OmitStatus,
 		}
-		return resyncReply(pr), tally{outcome: OutcomeRejected}, ci
+		return verdict{pr: pr, t: tally{outcome: OutcomeRejected}}
 	}
 
 	changes := make([]Change, len(keys))
 	for i, k := range keys {
-		changes[i] = ExpectedChange(req.actor, k)
+		changes[i] = ExpectedChange(actor, k)
 	}
 	pr := pluginResponse{isOk: true, changes: changes, status: "Ok", omitStatus: s.cfg.OmitStatus}
-	return resyncReply(pr), tally{outcome: OutcomeOK, resynced: keys, changes: changes}, ci
+	return verdict{pr: pr, t: tally{outcome: OutcomeOK, resynced: keys, changes: changes}}
 }
 
 // readEnvelope applies WCF's transport and envelope rules in WCF's order: method, content
@@ -259,6 +279,9 @@ func (s *Server) inject(w http.ResponseWriter, r *http.Request, kind FaultKind, 
 			panic(http.ErrAbortHandler) // HTTP/2 or a recorder: abort the stream instead
 		}
 		_ = conn.Close()
+	case FaultMisdirected:
+		s.counts.call(OutcomeMisdirected)
+		writeNow(w, plain(http.StatusMisdirectedRequest, "Wrong subdomain used to access tenant"))
 	case FaultThrottle:
 		s.counts.call(OutcomeThrottled)
 		secs := int64((retryAfter + time.Second - 1) / time.Second)

@@ -16,7 +16,6 @@ import (
 	"maps"
 	"math/big"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -26,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/erpresync/erpresync/auth"
 	"github.com/erpresync/erpresync/erpsync"
 )
 
@@ -57,8 +57,8 @@ func (f *fakeNetServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
 	switch {
-	case strings.EqualFold(r.URL.Path, testTenant+pathSoPrincipal):
-		if r.Header.Get("SOAPAction") != `"`+actionAuthenticateUsernamePassword+`"` {
+	case strings.EqualFold(r.URL.Path, testTenant+"/Remote/Services88/SoPrincipal.svc"):
+		if r.Header.Get("SOAPAction") != `"http://www.superoffice.net/ws/crm/NetServer/Services88/SoPrincipal/AuthenticateUsernamePassword"` {
 			http.Error(w, "bad action", http.StatusInternalServerError)
 			return
 		}
@@ -113,9 +113,9 @@ func readTestdataNoT(name string) []byte {
 	return b
 }
 
-func newPasswordClient(t *testing.T, baseURL, password string) (*Client, *PasswordAuth) {
+func newPasswordClient(t *testing.T, baseURL, password string) (*Client, *auth.PasswordAuth) {
 	t.Helper()
-	auth, err := NewPasswordAuth(PasswordAuthConfig{BaseURL: baseURL, UserName: "SAL0", Password: password, HTTPClient: &http.Client{}})
+	auth, err := auth.NewPasswordAuth(auth.PasswordAuthConfig{BaseURL: baseURL, UserName: "SAL0", Password: password, HTTPClient: &http.Client{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,115 +213,6 @@ func TestLoginRefused(t *testing.T) {
 	})
 }
 
-func TestPasswordAuthLoginReplies(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name    string
-		handler http.HandlerFunc
-		check   func(error) bool
-	}{
-		{"exception", cannedReply(200, "text/xml", readTestdata(t, "response_exception.xml")),
-			func(err error) bool { var ex *erpsync.ExceptionError; return errors.As(err, &ex) }},
-		{"503", cannedReply(503, "text/html", []byte("<html>down</html>")),
-			func(err error) bool { var he *erpsync.HTTPError; return errors.As(err, &he) && he.StatusCode == 503 }},
-		{"no ticket", cannedReply(200, "text/xml", []byte(strings.Replace(string(readTestdata(t, "login_ok.xml")), "7T:TICKET-PLACEHOLDER==", "", 1))),
-			func(err error) bool { var pe *erpsync.ProtocolError; return errors.As(err, &pe) }},
-		{"wrong body", cannedReply(200, "text/xml", readTestdata(t, "response_success.xml")),
-			func(err error) bool { var pe *erpsync.ProtocolError; return errors.As(err, &pe) }},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			srv := newServer(t, tt.handler)
-			p, err := NewPasswordAuth(PasswordAuthConfig{BaseURL: srv.URL, UserName: "u", Password: "p4ssw0rd"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := p.Ticket(bg); !tt.check(err) {
-				t.Fatalf("unexpected error %v", err)
-			}
-		})
-	}
-}
-
-func TestTicketCache(t *testing.T) {
-	t.Parallel()
-
-	t.Run("max age", func(t *testing.T) {
-		t.Parallel()
-		var n atomic.Int64
-		c := NewTicketCache(func(context.Context) (string, error) { return fmt.Sprint("t", n.Add(1)), nil }, time.Hour)
-		now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-		var mu sync.Mutex
-		c.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-		advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
-		get := func(want string) {
-			t.Helper()
-			if got, err := c.Ticket(bg); err != nil || got != want {
-				t.Fatalf("Ticket = %q, %v; want %q", got, err, want)
-			}
-		}
-		get("t1")
-		advance(59 * time.Minute)
-		get("t1")
-		advance(time.Minute)
-		get("t2")
-		c.Invalidate("t1") // stale: ignored
-		get("t2")
-		c.Invalidate("t2")
-		get("t3")
-		if r := c.Refreshes(); r != 3 {
-			t.Errorf("Refreshes = %d, want 3", r)
-		}
-	})
-
-	t.Run("failed login is not cached", func(t *testing.T) {
-		t.Parallel()
-		var n atomic.Int64
-		c := NewTicketCache(func(context.Context) (string, error) {
-			if n.Add(1) == 1 {
-				return "", errors.New("boom")
-			}
-			return "ok", nil
-		}, 0)
-		if _, err := c.Ticket(bg); err == nil {
-			t.Fatal("want the login error")
-		}
-		if got, err := c.Ticket(bg); err != nil || got != "ok" {
-			t.Fatalf("Ticket = %q, %v", got, err)
-		}
-	})
-
-	t.Run("waiter gives up, login completes for others", func(t *testing.T) {
-		t.Parallel()
-		entered := make(chan struct{})
-		release := make(chan struct{})
-		c := NewTicketCache(func(ctx context.Context) (string, error) {
-			close(entered)
-			<-release
-			return "late", ctx.Err()
-		}, 0)
-		ctx, cancel := context.WithCancel(bg)
-		done := make(chan error)
-		go func() { _, err := c.Ticket(ctx); done <- err }()
-		<-entered
-		cancel()
-		if err := <-done; !errors.Is(err, context.Canceled) {
-			t.Fatalf("err = %v, want context.Canceled", err)
-		}
-		second := make(chan string)
-		go func() { s, _ := c.Ticket(bg); second <- s }()
-		close(release)
-		if got := <-second; got != "late" {
-			t.Fatalf("second caller got %q, want the ticket of the login already running", got)
-		}
-		if r := c.Refreshes(); r != 1 {
-			t.Errorf("Refreshes = %d, want 1", r)
-		}
-	})
-}
-
-// rsaKey is generated once per test binary; key generation is slow under -race.
 var rsaKey = sync.OnceValue(func() *rsa.PrivateKey {
 	k, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -382,7 +273,7 @@ func systemUserServer(t *testing.T, systemToken, appToken string) (string, *atom
 		}
 		json.NewEncoder(w).Encode(map[string]any{
 			"IsSuccessful": true, "ErrorMessage": "",
-			"Token": makeJWT(t, key, map[string]any{TicketClaim: ticket, "http://schemes.superoffice.net/identity/ctx": "Cust12345"}),
+			"Token": makeJWT(t, key, map[string]any{"http://schemes.superoffice.net/identity/ticket": ticket, "http://schemes.superoffice.net/identity/ctx": "Cust12345"}),
 		})
 	})
 	mux.HandleFunc("POST "+testTenant+pathErpSync, func(w http.ResponseWriter, r *http.Request) {
@@ -448,7 +339,7 @@ func TestSystemUserAuth(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			base, logins := systemUserServer(t, systemToken, testAppToken)
-			auth, err := NewSystemUserAuth(SystemUserAuthConfig{
+			auth, err := auth.NewSystemUserAuth(auth.SystemUserAuthConfig{
 				LoginURL:          base + "/Login/api/PartnerSystemUser/Authenticate",
 				SystemToken:       systemToken,
 				PrivateKey:        pemKey(t, tt.keyType),
@@ -485,104 +376,6 @@ func wantOK(t *testing.T, resp *erpsync.Result, err error) {
 	}
 }
 
-func TestSystemUserAuthConfig(t *testing.T) {
-	t.Parallel()
-	good := SystemUserAuthConfig{
-		LoginURL: "https://sod.superoffice.com/Login/api/PartnerSystemUser/Authenticate", SystemToken: "x",
-		PrivateKey: pemKey(t, "PKCS8"), AppToken: "a", ContextIdentifier: "Cust1",
-	}
-	tests := []struct {
-		name    string
-		mut     func(*SystemUserAuthConfig)
-		wantErr string
-	}{
-		{"ok", func(*SystemUserAuthConfig) {}, ""},
-		{"no login URL", func(c *SystemUserAuthConfig) { c.LoginURL = "" }, "LoginURL is required"},
-		{"no token", func(c *SystemUserAuthConfig) { c.SystemToken = "" }, "SystemToken is required"},
-		{"no key", func(c *SystemUserAuthConfig) { c.PrivateKey = nil }, "PrivateKey is required"},
-		{"garbage key", func(c *SystemUserAuthConfig) { c.PrivateKey = []byte("hello") }, "no PEM block"},
-		{"public key", func(c *SystemUserAuthConfig) {
-			c.PrivateKey = pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: []byte{1}})
-		}, "not a private key"},
-		{"no app token", func(c *SystemUserAuthConfig) { c.AppToken = "" }, "AppToken is required"},
-		{"no context", func(c *SystemUserAuthConfig) { c.ContextIdentifier = "" }, "ContextIdentifier is required"},
-	}
-	for _, tt := range tests {
-		cfg := good
-		tt.mut(&cfg)
-		_, err := NewSystemUserAuth(cfg)
-		switch {
-		case tt.wantErr == "" && err != nil:
-			t.Errorf("%s: %v", tt.name, err)
-		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
-			t.Errorf("%s: err = %v, want %q", tt.name, err, tt.wantErr)
-		}
-	}
-}
-
-func TestSignSystemToken(t *testing.T) {
-	t.Parallel()
-	key := rsaKey()
-	at := time.Date(2026, 2, 3, 4, 5, 59, 0, time.FixedZone("CET", 3600))
-	signed, err := SignSystemToken("App-xyz", key, at)
-	if err != nil {
-		t.Fatal(err)
-	}
-	parts := strings.Split(signed, ".")
-	if len(parts) != 3 || parts[0] != "App-xyz" || parts[1] != "202602030305" {
-		t.Fatalf("signed = %q, want App-xyz.202602030305.<sig>", signed)
-	}
-	sig, _ := base64.StdEncoding.DecodeString(parts[2])
-	sum := sha256.Sum256([]byte("App-xyz.202602030305"))
-	if err := rsa.VerifyPKCS1v15(&key.PublicKey, crypto.SHA256, sum[:], sig); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// TestTicketCacheRemembersRefusal: a refused login is answered from the cache for
-// RefusedPause (doubling with each refusal), then asked again; a success forgets it.
-func TestTicketCacheRemembersRefusal(t *testing.T) {
-	t.Parallel()
-	var logins int
-	refuse := true
-	c := NewTicketCache(func(context.Context) (string, error) {
-		logins++
-		if refuse {
-			return "", fmt.Errorf("authenticate: %w", erpsync.ErrLoginRefused)
-		}
-		return "7T:fresh", nil
-	}, 0)
-	now := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
-	c.now = func() time.Time { return now }
-	ctx := context.Background()
-	ticket := func() error { _, err := c.Ticket(ctx); return err }
-
-	for range 3 {
-		if err := ticket(); !errors.Is(err, erpsync.ErrLoginRefused) {
-			t.Fatalf("got %v, want erpsync.ErrLoginRefused", err)
-		}
-	}
-	if logins != 1 {
-		t.Fatalf("%d logins for three calls within the pause, want 1", logins)
-	}
-	now = now.Add(RefusedPause)
-	if err := ticket(); !errors.Is(err, erpsync.ErrLoginRefused) || logins != 2 {
-		t.Fatalf("after the pause: %v with %d logins, want a second refused login", err, logins)
-	}
-	now = now.Add(RefusedPause) // the pause doubled: still answered from the cache
-	if err := ticket(); !errors.Is(err, erpsync.ErrLoginRefused) || logins != 2 {
-		t.Fatalf("within the doubled pause: %v with %d logins", err, logins)
-	}
-	refuse = false
-	now = now.Add(RefusedPause)
-	if err := ticket(); err != nil || logins != 3 {
-		t.Fatalf("after the doubled pause with good credentials: %v with %d logins", err, logins)
-	}
-}
-
-// rejectingServer answers every ForceResyncExternal with a ticket exception. Requests that
-// carry a ticket listed in hold wait until hold[ticket] requests with it have arrived, so
-// concurrent callers are all in the same step before any of them sees a reply.
 func rejectingServer(t *testing.T, hold map[string]int) *Client {
 	t.Helper()
 	hold = maps.Clone(hold)
@@ -630,12 +423,12 @@ func TestRejectedFreshTicketPause(t *testing.T) {
 		const callers = 8
 		c := rejectingServer(t, map[string]int{"7T:login-1": callers, "7T:login-2": callers})
 		var logins atomic.Int64
-		c.auth = NewTicketCache(func(context.Context) (string, error) {
+		c.session = auth.NewSession(auth.NewTicketCache(func(context.Context) (string, error) {
 			return fmt.Sprintf("7T:login-%d", logins.Add(1)), nil
-		}, 0)
+		}, 0))
 		var mu sync.Mutex
 		now := time.Date(2026, 5, 4, 10, 0, 0, 0, time.UTC)
-		c.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+		c.session.SetClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return now })
 		advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
 		call := func() error { _, err := c.ForceResyncExternal(bg, 1, erpsync.ActorCustomer, []string{"k"}); return err }
 
@@ -651,14 +444,14 @@ func TestRejectedFreshTicketPause(t *testing.T) {
 		if n := logins.Load(); n != 2 {
 			t.Fatalf("logins = %d, want 2 (the first and one re-login shared by all callers)", n)
 		}
-		advance(minSuspect) // one rejected re-login: the pause is minSuspect, not doubled per caller
+		advance(time.Minute) // one rejected re-login: the pause is time.Minute, not doubled per caller
 		if err := call(); !erpsync.IsTicketError(err) {
 			t.Fatalf("err = %v, want a ticket error", err)
 		}
 		if n := logins.Load(); n != 3 {
-			t.Fatalf("logins after the %s pause = %d, want 3: the pause grew with the number of callers", minSuspect, n)
+			t.Fatalf("logins after the %s pause = %d, want 3: the pause grew with the number of callers", time.Minute, n)
 		}
-		advance(minSuspect) // the second rejected re-login doubled the pause
+		advance(time.Minute) // the second rejected re-login doubled the pause
 		if err := call(); !erpsync.IsTicketError(err) {
 			t.Fatalf("err = %v, want a ticket error", err)
 		}
@@ -671,12 +464,12 @@ func TestRejectedFreshTicketPause(t *testing.T) {
 		t.Parallel()
 		c := rejectingServer(t, nil)
 		var logins atomic.Int64
-		c.auth = NewTicketCache(func(context.Context) (string, error) {
+		c.session = auth.NewSession(auth.NewTicketCache(func(context.Context) (string, error) {
 			logins.Add(1)
 			return "7T:always-the-same", nil
-		}, 0)
+		}, 0))
 		now := time.Date(2026, 5, 4, 10, 0, 0, 0, time.UTC)
-		c.now = func() time.Time { return now }
+		c.session.SetClock(func() time.Time { return now })
 		calls := func(n int) {
 			t.Helper()
 			for range n {
@@ -689,80 +482,10 @@ func TestRejectedFreshTicketPause(t *testing.T) {
 		if n := logins.Load(); n != 2 {
 			t.Fatalf("logins for 5 rejected calls = %d, want 2 (a re-login that returns the rejected ticket pauses re-logins)", n)
 		}
-		now = now.Add(minSuspect)
+		now = now.Add(time.Minute)
 		calls(5)
 		if n := logins.Load(); n != 3 {
 			t.Errorf("logins for 5 rejected calls after the pause = %d, want 3 (one re-login, then a doubled pause)", n)
 		}
 	})
-}
-
-// TestLoginHTTP401IsRefusal: a login service that answers 401 or 403 refused the
-// credentials; the error is erpsync.ErrLoginRefused (so the cache pauses) and still an *erpsync.HTTPError.
-func TestLoginHTTP401IsRefusal(t *testing.T) {
-	t.Parallel()
-	for _, status := range []int{http.StatusUnauthorized, http.StatusForbidden} {
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			http.Error(w, "nope", status)
-		}))
-		defer srv.Close()
-		pa, err := NewPasswordAuth(PasswordAuthConfig{BaseURL: srv.URL + "/Cust1", UserName: "u", Password: "pw-secret"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = pa.Login(context.Background())
-		var he *erpsync.HTTPError
-		if !errors.Is(err, erpsync.ErrLoginRefused) || !errors.As(err, &he) || he.StatusCode != status {
-			t.Errorf("HTTP %d: got %v, want erpsync.ErrLoginRefused wrapping the *erpsync.HTTPError", status, err)
-		}
-	}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, "down", http.StatusServiceUnavailable)
-	}))
-	defer srv.Close()
-	pa, _ := NewPasswordAuth(PasswordAuthConfig{BaseURL: srv.URL + "/Cust1", UserName: "u", Password: "pw-secret"})
-	if _, err := pa.Login(context.Background()); errors.Is(err, erpsync.ErrLoginRefused) {
-		t.Errorf("HTTP 503 from the login service counted as a refusal: %v", err)
-	}
-}
-
-// TestTicketCacheServesAgedTicketWhileLoginIsDown: a ticket past its maximum age is still
-// used when the refresh fails for a transient reason (the login service is down), retried
-// after StaleRetry; a ticket NetServer rejected is never served again.
-func TestTicketCacheServesAgedTicketWhileLoginIsDown(t *testing.T) {
-	t.Parallel()
-	var logins int
-	down := false
-	c := NewTicketCache(func(context.Context) (string, error) {
-		logins++
-		if down {
-			return "", errors.New("login service: connection refused")
-		}
-		return fmt.Sprintf("7T:%d", logins), nil
-	}, time.Hour)
-	now := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
-	c.now = func() time.Time { return now }
-	ctx := context.Background()
-	get := func() (string, error) { return c.Ticket(ctx) }
-
-	if tk, err := get(); err != nil || tk != "7T:1" {
-		t.Fatalf("first ticket %q, %v", tk, err)
-	}
-	down = true
-	now = now.Add(61 * time.Minute)
-	if tk, err := get(); err != nil || tk != "7T:1" || logins != 2 {
-		t.Fatalf("aged ticket with the login down: %q, %v after %d logins; want the old ticket after one try", tk, err, logins)
-	}
-	if tk, err := get(); err != nil || tk != "7T:1" || logins != 2 {
-		t.Fatalf("within StaleRetry: %q, %v after %d logins; want no new try", tk, err, logins)
-	}
-	c.Invalidate("7T:1") // NetServer rejected it: never served again
-	if _, err := get(); err == nil || logins != 3 {
-		t.Fatalf("after Invalidate with the login down: err %v after %d logins; want an error from a fresh try", err, logins)
-	}
-	down = false
-	now = now.Add(StaleRetry)
-	if tk, err := get(); err != nil || tk != "7T:4" {
-		t.Fatalf("login back: %q, %v", tk, err)
-	}
 }

@@ -13,12 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/erpresync/erpresync/auth"
 	"github.com/erpresync/erpresync/erpsync"
 )
 
 func TestNewValidation(t *testing.T) {
 	t.Parallel()
-	ok := Config{BaseURL: "https://sod.superoffice.com/Cust12345", Auth: NewStaticTicket("t")}
+	ok := Config{BaseURL: "https://sod.superoffice.com/Cust12345", Auth: auth.NewStaticTicket("t")}
 	tests := []struct {
 		name    string
 		mut     func(*Config)
@@ -255,7 +256,7 @@ func TestClientReplies(t *testing.T) {
 			t.Parallel()
 			srv := newServer(t, tt.handler)
 			c := newTestClient(t, srv.URL, func(cfg *Config) { cfg.MaxResponseBytes = 4096 })
-			c.http.now = func() time.Time { return fixedNow }
+			c.http.SetClock(func() time.Time { return fixedNow })
 			resp, err := c.ForceResyncExternal(bg, 3, erpsync.ActorCustomer, []string{"10001"})
 			if err != nil && resp != nil {
 				t.Fatalf("got both a response and an error: %v", err)
@@ -402,30 +403,6 @@ func TestTicketErrorPattern(t *testing.T) {
 	var ex *erpsync.ExceptionError
 	if !errors.As(err, &ex) || erpsync.IsTicketError(err) {
 		t.Fatalf("err = %v, want a non-ticket *erpsync.ExceptionError", err)
-	}
-}
-
-// TestRetryAfterParsing covers parseRetryAfter's edge cases.
-func TestRetryAfterParsing(t *testing.T) {
-	t.Parallel()
-	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	tests := []struct {
-		in   string
-		want time.Duration
-	}{
-		{"", 0},
-		{"0", 0},
-		{"-5", 0},
-		{" 30 ", 30 * time.Second},
-		{"soon", 0},
-		{now.Add(-time.Minute).Format(http.TimeFormat), 0},
-		{now.Add(time.Hour).Format(http.TimeFormat), time.Hour},
-		{strconv.Itoa(1 << 40), 365 * 24 * time.Hour},
-	}
-	for _, tt := range tests {
-		if got := parseRetryAfter(tt.in, now); got != tt.want {
-			t.Errorf("parseRetryAfter(%q) = %v, want %v", tt.in, got, tt.want)
-		}
 	}
 }
 

@@ -290,39 +290,8 @@ func (p *parser) changes(c *erpsync.Changes) error {
 	})
 }
 
-// authenticateBody returns a bodyFunc for SoPrincipal's AuthenticateResponse.
-func authenticateBody(ticket *string, succeeded, found *bool) bodyFunc {
-	return func(p *parser, se xml.StartElement) error {
-		if !isNetServer(se.Name) || se.Name.Local != "AuthenticateResponse" {
-			return p.skip()
-		}
-		*found = true
-		return p.children(func(c xml.StartElement) error {
-			if !isNetServer(c.Name) || isNil(c) {
-				return p.skip()
-			}
-			switch c.Name.Local {
-			case "AuthenticationSucceeded":
-				v, err := p.boolean()
-				*succeeded = v
-				return err
-			case "Credentials":
-				return p.children(func(t xml.StartElement) error {
-					if !isNetServer(t.Name) || t.Name.Local != "Ticket" || isNil(t) {
-						return p.skip()
-					}
-					v, err := p.trimmedText()
-					*ticket = v
-					return err
-				})
-			}
-			return p.skip()
-		})
-	}
-}
-
 // ParseResponse parses a ForceResyncExternal reply body without HTTP context. It returns
-// the erpsync.Result, or an *erpsync.ExceptionError (TicketRejected set by DefaultTicketErrorExpr), a
+// the erpsync.Result, or an *erpsync.ExceptionError (TicketRejected set by defaultTicketErrorExpr), a
 // *erpsync.FaultError or a *erpsync.ProtocolError, each wrapped. It never panics, whatever the input, and
 // is safe for concurrent use.
 func ParseResponse(body []byte) (*erpsync.Result, error) {

@@ -19,18 +19,16 @@ const (
 	// accepts elements from any ServicesNN version.
 	nsNetServerPrefix = "http://www.superoffice.net/ws/crm/NetServer/"
 
-	actionForceResyncExternal          = "http://www.superoffice.net/ws/crm/NetServer/Services88/ErpSync/ForceResyncExternal"
-	actionAuthenticateUsernamePassword = "http://www.superoffice.net/ws/crm/NetServer/Services88/SoPrincipal/AuthenticateUsernamePassword"
+	actionForceResyncExternal = "http://www.superoffice.net/ws/crm/NetServer/Services88/ErpSync/ForceResyncExternal"
 
-	pathErpSync     = "/Remote/Services88/ErpSync.svc"
-	pathSoPrincipal = "/Remote/Services88/SoPrincipal.svc"
+	pathErpSync = "/Remote/Services88/ErpSync.svc"
 )
 
 const xmlDecl = `<?xml version="1.0" encoding="utf-8"?>` + "\n"
 
 // appendEnvelopeStart writes the XML declaration, <s:Envelope>, the header block and
 // <s:Body>. The ApplicationToken header is left out when appToken is empty (on-site
-// installations do not check it), Credentials when ticket is empty (SoPrincipal calls).
+// installations do not check it), Credentials when ticket is empty.
 func appendEnvelopeStart(b []byte, soap12 bool, appToken, ticket string) []byte {
 	b = append(b, xmlDecl...)
 	if soap12 {
@@ -91,18 +89,6 @@ func forceResyncSize(appToken, ticket string, keys []string) int {
 	return n
 }
 
-// appendAuthenticateUsernamePassword appends a SoPrincipal.AuthenticateUsernamePassword
-// request envelope (SOAP 1.1; the ApplicationToken header only).
-func appendAuthenticateUsernamePassword(b []byte, appToken, user, password string) []byte {
-	b = appendEnvelopeStart(b, false, appToken, "")
-	b = append(b, `<AuthenticateUsernamePassword xmlns="`+nsNetServer+`"><UserName>`...)
-	b = appendEscaped(b, user)
-	b = append(b, `</UserName><Password>`...)
-	b = appendEscaped(b, password)
-	b = append(b, `</Password></AuthenticateUsernamePassword>`...)
-	return appendEnvelopeEnd(b)
-}
-
 // appendEscaped appends s as XML character data: & < > are escaped, CR is written as &#xD;
 // so that it survives end-of-line normalisation, and characters XML 1.0 cannot carry
 // (including invalid UTF-8) become U+FFFD.
@@ -143,4 +129,17 @@ func appendEscaped(b []byte, s string) []byte {
 		last = i
 	}
 	return append(b, s[last:]...)
+}
+
+// validXMLText reports whether s is valid UTF-8 made only of XML 1.0 characters.
+func validXMLText(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if !erpsync.IsXMLChar(r) {
+			return false
+		}
+	}
+	return true
 }

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 
+	"github.com/erpresync/erpresync/auth"
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/soap"
 )
@@ -25,7 +26,7 @@ func ExampleClient_ForceResyncExternal() {
 	client, err := soap.New(soap.Config{
 		BaseURL:  srv.URL + "/Cust12345", // e.g. https://sod.superoffice.com/Cust12345
 		AppToken: "client-secret",
-		Auth:     soap.NewStaticTicket("7T:1234abcxyzExample=="),
+		Auth:     auth.NewStaticTicket("7T:1234abcxyzExample=="),
 	})
 	if err != nil {
 		fmt.Println(err)
@@ -42,14 +43,4 @@ func ExampleClient_ForceResyncExternal() {
 	// Output:
 	// true Ok [{contact 123}]
 	// {"is_ok":true,"status":"Ok","error_code":"","user_explanation":"","tech_explanation":"","changes":{"added":[],"updated":[{"table":"contact","record_id":123}],"deleted":[]}}
-}
-
-func ExampleValidateKey() {
-	for _, key := range []string{"10001", "", "bad\x00key"} {
-		fmt.Println(erpsync.ValidateKey(key))
-	}
-	// Output:
-	// <nil>
-	// external key "": empty
-	// external key "bad\x00key": contains control character U+0000 at byte 3, which XML 1.0 cannot carry
 }

@@ -137,12 +137,6 @@ func TestAppendEscapedInvalid(t *testing.T) {
 	}
 }
 
-func TestLoginRequestGolden(t *testing.T) {
-	t.Parallel()
-	got := appendAuthenticateUsernamePassword(nil, testAppToken, "SAL0", "pa<ss")
-	checkGolden(t, "request_login.golden.xml", got)
-}
-
 // TestSeedCopyExact checks that testdata/response_seed.xml is the seed's response exactly
 // as printed, when the shared seed is present.
 func TestSeedCopyExact(t *testing.T) {

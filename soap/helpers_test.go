@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/erpresync/erpresync/auth"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -62,7 +64,7 @@ func newTestClient(t testing.TB, baseURL string, mut func(*Config)) *Client {
 	cfg := Config{
 		BaseURL:    baseURL + testTenant,
 		AppToken:   testAppToken,
-		Auth:       NewStaticTicket(testTicket),
+		Auth:       auth.NewStaticTicket(testTicket),
 		HTTPClient: &http.Client{},
 	}
 	if mut != nil {

@@ -7,7 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/erpresync/erpresync/auth"
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/httpcall"
 )
 
 func TestSecretsNeverPrinted(t *testing.T) {
@@ -20,8 +22,8 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	keyChunk := strings.Split(string(keyPEM), "\n")[2] // a line of base64 key material
 
 	_, base := newFakeNetServer(t, password)
-	pwCfg := PasswordAuthConfig{BaseURL: "https://user:URLPASS-SECRET@crm.example.com/SuperOffice", UserName: "SAL0", Password: password, AppToken: testAppToken}
-	pw, err := NewPasswordAuth(PasswordAuthConfig{BaseURL: base, UserName: "SAL0", Password: password, AppToken: testAppToken})
+	pwCfg := auth.PasswordAuthConfig{BaseURL: "https://user:URLPASS-SECRET@crm.example.com/SuperOffice", UserName: "SAL0", Password: password, AppToken: testAppToken}
+	pw, err := auth.NewPasswordAuth(auth.PasswordAuthConfig{BaseURL: base, UserName: "SAL0", Password: password, AppToken: testAppToken})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,11 +31,11 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		t.Fatal(err)
 	}
 	ticket, _ := pw.Ticket(bg)
-	suCfg := SystemUserAuthConfig{
+	suCfg := auth.SystemUserAuthConfig{
 		LoginURL: "https://sod.superoffice.com/Login/api/PartnerSystemUser/Authenticate", SystemToken: systemToken,
 		PrivateKey: keyPEM, AppToken: testAppToken, ContextIdentifier: "Cust12345",
 	}
-	su, err := NewSystemUserAuth(suCfg)
+	su, err := auth.NewSystemUserAuth(suCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,8 +44,8 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	static := NewStaticTicket(testTicket)
-	cache := NewTicketCache(static.Ticket, 0)
+	static := auth.NewStaticTicket(testTicket)
+	cache := auth.NewTicketCache(static.Ticket, 0)
 	if _, err := cache.Ticket(bg); err != nil {
 		t.Fatal(err)
 	}
@@ -55,17 +57,17 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	}{
 		{"Config", cfg},
 		{"*Config", &cfg},
-		{"Config with StaticTicket", Config{BaseURL: base, AppToken: testAppToken, Auth: static}},
+		{"Config with auth.StaticTicket", Config{BaseURL: base, AppToken: testAppToken, Auth: static}},
 		{"struct holding Config", struct{ C Config }{cfg}},
 		{"*Client", client},
-		{"*StaticTicket", static},
-		{"StaticTicket", *static},
-		{"*TicketCache", cache},
-		{"PasswordAuthConfig", pwCfg},
-		{"*PasswordAuth", pw},
-		{"SystemUserAuthConfig", suCfg},
-		{"*SystemUserAuthConfig", &suCfg},
-		{"*SystemUserAuth", su},
+		{"*auth.StaticTicket", static},
+		{"auth.StaticTicket", *static},
+		{"*auth.TicketCache", cache},
+		{"auth.PasswordAuthConfig", pwCfg},
+		{"*auth.PasswordAuth", pw},
+		{"auth.SystemUserAuthConfig", suCfg},
+		{"*auth.SystemUserAuthConfig", &suCfg},
+		{"*auth.SystemUserAuth", su},
 	}
 	for _, tt := range values {
 		for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x"} {
@@ -121,7 +123,7 @@ func TestSecretsNotEchoedInErrors(t *testing.T) {
 					t.Errorf("error carries a secret: %s", text)
 				}
 			}
-			if !strings.Contains(text, redacted) {
+			if !strings.Contains(text, httpcall.Redacted) {
 				t.Errorf("want the echo redacted, got %s", text)
 			}
 		})

@@ -1,6 +1,6 @@
 package soap_test
 
-// Integration tests of the real Client, PasswordAuth and SystemUserAuth against
+// Integration tests of the real Client, auth.PasswordAuth and auth.SystemUserAuth against
 // netserversim, the strict NetServer simulator, in process (like httptest). Each test starts
 // its own simulator, so tests run in parallel and read exact counters. Asynchronous outcomes
 // are waited for as polled conditions with deadlines, never with sleeps.
@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/erpresync/erpresync/auth"
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/netserversim"
 	"github.com/erpresync/erpresync/soap"
@@ -51,7 +52,7 @@ func startSim(t *testing.T, cfg netserversim.Config) *netserversim.Running {
 }
 
 // newSimClient returns a Client for sim with auth; mut may adjust the Config.
-func newSimClient(t *testing.T, sim *netserversim.Running, auth soap.TicketSource, mut func(*soap.Config)) *soap.Client {
+func newSimClient(t *testing.T, sim *netserversim.Running, auth auth.TicketSource, mut func(*soap.Config)) *soap.Client {
 	t.Helper()
 	cfg := soap.Config{BaseURL: sim.URL, Auth: auth}
 	if sim.Config().Online {
@@ -67,14 +68,14 @@ func newSimClient(t *testing.T, sim *netserversim.Running, auth soap.TicketSourc
 	return c
 }
 
-// newSimPasswordAuth returns a PasswordAuth that logs in to sim's SoPrincipal.
-func newSimPasswordAuth(t *testing.T, sim *netserversim.Running, password string) *soap.PasswordAuth {
+// newSimPasswordAuth returns a auth.PasswordAuth that logs in to sim's SoPrincipal.
+func newSimPasswordAuth(t *testing.T, sim *netserversim.Running, password string) *auth.PasswordAuth {
 	t.Helper()
-	cfg := soap.PasswordAuthConfig{BaseURL: sim.URL, UserName: simUser, Password: password}
+	cfg := auth.PasswordAuthConfig{BaseURL: sim.URL, UserName: simUser, Password: password}
 	if sim.Config().Online {
 		cfg.AppToken = sim.Config().AppToken
 	}
-	auth, err := soap.NewPasswordAuth(cfg)
+	auth, err := auth.NewPasswordAuth(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +188,7 @@ func TestSimResyncSuccess(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			sim := startSim(t, netserversim.Config{OmitStatus: tt.omitStatus})
-			client := newSimClient(t, sim, soap.NewStaticTicket(sim.IssueTicket()), nil)
+			client := newSimClient(t, sim, auth.NewStaticTicket(sim.IssueTicket()), nil)
 
 			resp, err := client.ForceResyncExternal(callCtx(t), 3, tt.actor, tt.keys)
 			if err != nil {
@@ -232,7 +233,7 @@ func TestSimBusinessFailure(t *testing.T) {
 			t.Parallel()
 			sim := startSim(t, netserversim.Config{OmitStatus: tt.omitStatus})
 			sim.SetPoison(poison)
-			client := newSimClient(t, sim, soap.NewStaticTicket(sim.IssueTicket()), nil)
+			client := newSimClient(t, sim, auth.NewStaticTicket(sim.IssueTicket()), nil)
 
 			resp, err := client.ForceResyncExternal(callCtx(t), 3, erpsync.ActorCustomer, tt.keys)
 			if err != nil {
@@ -387,7 +388,7 @@ func TestSimErrorClasses(t *testing.T) {
 					t.Errorf("want *erpsync.ExceptionError, got %T: %v", err, err)
 				}
 			},
-			// A StaticTicket cannot be renewed, so the client does not resend.
+			// A auth.StaticTicket cannot be renewed, so the client does not resend.
 			counted: wantOutcome(netserversim.OutcomeException),
 		},
 	}
@@ -396,7 +397,7 @@ func TestSimErrorClasses(t *testing.T) {
 			t.Parallel()
 			sim := startSim(t, netserversim.Config{Online: true, AppToken: simAppToken})
 			ticket := sim.IssueTicket()
-			client := newSimClient(t, sim, soap.NewStaticTicket(ticket), tt.client)
+			client := newSimClient(t, sim, auth.NewStaticTicket(ticket), tt.client)
 			if tt.setup != nil {
 				tt.setup(sim)
 			}
@@ -438,7 +439,7 @@ func TestSimCancelMidCall(t *testing.T) {
 	sim := startSim(t, netserversim.Config{Online: true, AppToken: simAppToken})
 	sim.SetLatency(30 * time.Second)
 	ticket := sim.IssueTicket()
-	client := newSimClient(t, sim, soap.NewStaticTicket(ticket), nil)
+	client := newSimClient(t, sim, auth.NewStaticTicket(ticket), nil)
 
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
@@ -475,7 +476,7 @@ func TestSimCancelMidCall(t *testing.T) {
 // TestSimErpSyncNotGranted: an app without the ErpSync agent gets an ExceptionInfo reply.
 // The simulator reports it, like a bad ticket, as SoSecurityException, and only the message
 // differs. A TicketErrorPattern that looks at ticket wording alone sees a permanent error:
-// one call, no new login. The default pattern (DefaultTicketErrorExpr matches "security")
+// one call, no new login. The default pattern (defaultTicketErrorExpr matches "security")
 // takes it for a ticket error: it logs in again, resends once, and returns the exception
 // with TicketRejected set. Both rows pin the behaviour down.
 func TestSimErpSyncNotGranted(t *testing.T) {
@@ -717,7 +718,7 @@ func TestSimSystemUser(t *testing.T) {
 				SystemUserPublicKey: &appKey.PublicKey, SystemUserToken: simSystemToken,
 				JWTKey: jwtKey,
 			})
-			cfg := soap.SystemUserAuthConfig{
+			cfg := auth.SystemUserAuthConfig{
 				LoginURL:          sim.LoginURL(),
 				SystemToken:       tt.systemToken,
 				PrivateKey:        appKeyPEM,
@@ -727,7 +728,7 @@ func TestSimSystemUser(t *testing.T) {
 			if tt.verifyWith != nil {
 				cfg.JWTPublicKey = tt.verifyWith(t, sim)
 			}
-			auth, err := soap.NewSystemUserAuth(cfg)
+			auth, err := auth.NewSystemUserAuth(cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -783,7 +784,7 @@ func TestSimSOAP12Refused(t *testing.T) {
 	t.Parallel()
 	sim := startSim(t, netserversim.Config{Online: true, AppToken: simAppToken})
 	ticket := sim.IssueTicket()
-	client := newSimClient(t, sim, soap.NewStaticTicket(ticket), func(c *soap.Config) { c.SOAP12 = true })
+	client := newSimClient(t, sim, auth.NewStaticTicket(ticket), func(c *soap.Config) { c.SOAP12 = true })
 
 	_, err := client.ForceResyncExternal(callCtx(t), 3, erpsync.ActorCustomer, []string{"V-1"})
 	he, ok := errors.AsType[*erpsync.HTTPError](err)
@@ -815,7 +816,7 @@ func TestSimNothingResyncsAll(t *testing.T) {
 			t.Parallel()
 			sim := startSim(t, netserversim.Config{})
 			ticket := sim.IssueTicket()
-			client := newSimClient(t, sim, soap.NewStaticTicket(ticket), nil)
+			client := newSimClient(t, sim, auth.NewStaticTicket(ticket), nil)
 
 			_, err := client.ForceResyncExternal(callCtx(t), 3, erpsync.ActorCustomer, tt.keys)
 			if !errors.Is(err, erpsync.ErrEmptyKeys) {
@@ -831,7 +832,7 @@ func TestSimNothingResyncsAll(t *testing.T) {
 	t.Run("ForceResyncAll", func(t *testing.T) {
 		t.Parallel()
 		sim := startSim(t, netserversim.Config{})
-		client := newSimClient(t, sim, soap.NewStaticTicket(sim.IssueTicket()), nil)
+		client := newSimClient(t, sim, auth.NewStaticTicket(sim.IssueTicket()), nil)
 
 		resp, err := client.ForceResyncAll(callCtx(t), 3, erpsync.ActorCustomer)
 		if err != nil {

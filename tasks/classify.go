@@ -183,7 +183,13 @@ func classifyHTTP(he *erpsync.HTTPError) Class {
 		return ClassThrottled
 	case s == http.StatusUnauthorized || s == http.StatusForbidden:
 		// NetServer's SOAP endpoints use no HTTP authentication; a 401/403 comes from a
-		// gateway or firewall in front of it and holds for every batch alike.
+		// gateway or firewall in front of it and holds for every batch alike. Over REST a
+		// 403 is an app without the ErpSync grant (a 401 is the transport's ticket error).
+		return ClassAuth
+	case s == http.StatusMisdirectedRequest:
+		// The Online tenant moved to another host: every batch gets the same answer until
+		// the tenant URL is corrected, so batches are held, loudly, rather than
+		// dead-lettered at once.
 		return ClassAuth
 	case s == http.StatusRequestTimeout:
 		return ClassTransient
@@ -272,7 +278,8 @@ var ClassTable = []ClassRule{
 	{"NetServer exception about the ticket, after the client's own refresh and retry", ClassAuth, actionAuth,
 		&erpsync.ExceptionError{Type: "SoSecurityException", Message: "Ticket expired", TicketRejected: true}},
 	{"HTTP 429, or any reply with Retry-After", ClassThrottled, actionThrottled, &erpsync.HTTPError{StatusCode: 429, RetryAfter: 30 * time.Second}},
-	{"HTTP 401/403 from a gateway (NetServer SOAP uses no HTTP auth)", ClassAuth, actionAuth, &erpsync.HTTPError{StatusCode: 403}},
+	{"HTTP 401/403 (SOAP: from a gateway, NetServer SOAP uses no HTTP auth; REST: 403, the app is not granted the ErpSync agent)", ClassAuth, actionAuth, &erpsync.HTTPError{StatusCode: 403}},
+	{"HTTP 421 Misdirected Request: the Online tenant moved to another host; correct SUPEROFFICE_URL", ClassAuth, actionAuth, &erpsync.HTTPError{StatusCode: 421}},
 	{"HTTP 408, 500, 502, 503, 504 and other 5xx (maintenance page, proxy errors)", ClassTransient, actionTransient, &erpsync.HTTPError{StatusCode: 503}},
 	{"HTTP 501, 505", ClassPermanent, actionPermanent, &erpsync.HTTPError{StatusCode: 501}},
 	{"other HTTP 3xx/4xx (404 wrong URL, 415 wrong content type, 400)", ClassPermanent, actionPermanent, &erpsync.HTTPError{StatusCode: 404}},

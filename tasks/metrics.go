@@ -95,7 +95,7 @@ func (m *Metrics) TicketRefreshes(fn func() int64) {
 	}
 	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "erpresync_ticket_refreshes_total",
-		Help: "SuperOffice tickets obtained (logins), as counted by the SOAP client.",
+		Help: "SuperOffice tickets obtained (logins), as counted by the ticket source.",
 	}, func() float64 { return float64(fn()) }))
 }
 

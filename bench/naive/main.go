@@ -19,6 +19,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/erpresync/erpresync/auth"
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/soap"
 )
@@ -41,7 +42,7 @@ func main() {
 }
 
 func run() error {
-	auth, err := soap.NewPasswordAuth(soap.PasswordAuthConfig{
+	login, err := auth.NewPasswordAuth(auth.PasswordAuthConfig{
 		BaseURL:  os.Getenv("SUPEROFFICE_URL"),
 		UserName: os.Getenv("SUPEROFFICE_USERNAME"),
 		Password: os.Getenv("SUPEROFFICE_PASSWORD"),
@@ -49,7 +50,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	client, err := soap.New(soap.Config{BaseURL: os.Getenv("SUPEROFFICE_URL"), Auth: auth})
+	client, err := soap.New(soap.Config{BaseURL: os.Getenv("SUPEROFFICE_URL"), Auth: login})
 	if err != nil {
 		return err
 	}

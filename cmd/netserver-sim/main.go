@@ -273,8 +273,8 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		return fmt.Errorf("fault flags: %w", err)
 	}
 	fmt.Fprintln(stdout, sim.URL)
-	fmt.Fprintf(stderr, "netserver-sim: ErpSync %s\nnetserver-sim: SoPrincipal %s\nnetserver-sim: system-user login %s\n",
-		sim.ErpSyncURL(), sim.SoPrincipalURL(), sim.LoginURL())
+	fmt.Fprintf(stderr, "netserver-sim: ErpSync %s\nnetserver-sim: ErpSync REST %s\nnetserver-sim: SoPrincipal %s\nnetserver-sim: system-user login %s\n",
+		sim.ErpSyncURL(), sim.RESTURL(), sim.SoPrincipalURL(), sim.LoginURL())
 	if o.cfg.Admin {
 		fmt.Fprintf(stderr, "netserver-sim: admin %s/_sim/counts\n", sim.RootURL)
 	}

@@ -56,7 +56,7 @@ Flags:
 			return fail("key %d: %v", i+1, err)
 		}
 	}
-	s, err := newSOAP(v, nil)
+	s, err := newTenant(v, nil)
 	if err != nil {
 		return fail("%v", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"maps"
 	"strings"
 	"testing"
 
@@ -32,6 +33,11 @@ func TestCallCommand(t *testing.T) {
 		{name: "no keys", args: []string{"--erp-connection", "3", "--actor-type", "Customer"}, env: base, wantCode: 2, wantErr: "no keys given", wantNoSend: true},
 		{name: "bad actor", args: []string{"--erp-connection", "3", "--actor-type", "Contact", "K1"}, env: base, wantCode: 2, wantErr: `--actor-type: actor type "Contact": want one of Customer`, wantNoSend: true},
 		{name: "bad connection", args: []string{"--erp-connection", "x", "--actor-type", "Customer", "K1"}, env: base, wantCode: 2, wantErr: `--erp-connection "x"`, wantNoSend: true},
+		{name: "ok over REST", args: []string{"--superoffice-api", "rest", "--erp-connection", "3", "--actor-type", "Customer", "K1", "K2"}, env: base, wantCode: 0, wantOut: `"is_ok": true`},
+		{name: "business failure over REST", args: []string{"--erp-connection", "3", "--actor-type", "customer", "K1", "BAD-1"}, env: withEnv(base, "SUPEROFFICE_API", "rest"), wantCode: 1, wantOut: `"error_code": "ERP_REJECTED"`, wantErr: "worker call: SuperOffice answered IsOk=false (ERP_REJECTED"},
+		{name: "invalid ticket over REST", args: []string{"--erp-connection", "3", "--actor-type", "Customer", "K1"}, env: map[string]string{"SUPEROFFICE_URL": sim.URL, "SUPEROFFICE_API": "rest", "SUPEROFFICE_TICKET": "7T:not-issued-secret"}, wantCode: 2, wantErr: "HTTP 401"},
+		{name: "unknown API", args: []string{"--superoffice-api", "grpc", "--erp-connection", "3", "--actor-type", "Customer", "K1"}, env: base, wantCode: 2, wantErr: `SUPEROFFICE_API="grpc": want soap or rest`, wantNoSend: true},
+		{name: "SOAP 1.2 over REST", args: []string{"--superoffice-api", "rest", "--superoffice-soap12", "--erp-connection", "3", "--actor-type", "Customer", "K1"}, env: base, wantCode: 2, wantErr: "SUPEROFFICE_SOAP12", wantNoSend: true},
 		{name: "key too long", args: []string{"--erp-connection", "3", "--actor-type", "Customer", strings.Repeat("k", 255)}, env: base, wantCode: 2, wantErr: "key 1:", wantNoSend: true},
 		{name: "no url", args: []string{"--erp-connection", "3", "--actor-type", "Customer", "K1"}, env: map[string]string{"SUPEROFFICE_TICKET": "7T:x"}, wantCode: 2, wantErr: "SUPEROFFICE_URL is not set", wantNoSend: true},
 		{name: "no credentials", args: []string{"--erp-connection", "3", "--actor-type", "Customer", "K1"}, env: map[string]string{"SUPEROFFICE_URL": sim.URL}, wantCode: 2, wantErr: "no SuperOffice credentials", wantNoSend: true},
@@ -70,10 +76,26 @@ func TestCallCommand(t *testing.T) {
 	}
 }
 
+// withEnv is env with one more variable.
+func withEnv(env map[string]string, k, v string) map[string]string {
+	out := maps.Clone(env)
+	out[k] = v
+	return out
+}
+
 func TestCallPrintsChanges(t *testing.T) {
 	t.Parallel()
+	for _, api := range apis {
+		t.Run(api, func(t *testing.T) {
+			t.Parallel()
+			testCallPrintsChanges(t, api)
+		})
+	}
+}
+
+func testCallPrintsChanges(t *testing.T, api string) {
 	sim := startSim(t)
-	env := map[string]string{"SUPEROFFICE_URL": sim.URL, "SUPEROFFICE_TICKET": sim.IssueTicket()}
+	env := map[string]string{"SUPEROFFICE_URL": sim.URL, "SUPEROFFICE_API": api, "SUPEROFFICE_TICKET": sim.IssueTicket()}
 	var stdout, stderr bytes.Buffer
 	if code := run(context.Background(), []string{"call", "--erp-connection", "7", "--actor-type", "Person", "P1"}, &stdout, &stderr, envFunc(env)); code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())

@@ -44,9 +44,13 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	once := fs.Bool("once", false, "exit after the summary (status 0 when it matches what the simulator saw)")
 	nkeys := fs.Int("keys", 3000, "keys in the sample run")
 	npoison := fs.Int("poison", 4, "poison keys among them (the simulator rejects any batch holding one)")
+	api := fs.String("api", "", "transport, soap or rest: short for --superoffice-api")
 	v, err := parseSettings(fs, args, getenv)
 	if err != nil {
 		return parseExit(err)
+	}
+	if *api != "" {
+		v["SUPEROFFICE_API"] = *api
 	}
 	if err := noArgs(fs); err != nil {
 		fmt.Fprintf(stderr, "worker demo: %v\n", err)
@@ -91,14 +95,14 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	keys := demoKeys(*nkeys)
 	poison := pickPoison(keys, *npoison)
 	var sim *netserversim.Running
-	var setup *soapSetup
+	var setup *tenantSetup
 	if v.str("SUPEROFFICE_URL") != "" {
-		if setup, err = newSOAP(v, nil); err != nil {
+		if setup, err = newTenant(v, nil); err != nil {
 			say("worker demo: %v", err)
 			return 2
 		}
 		poison = nil
-		say("SuperOffice: %s (%s auth); no faults are injected", redisconn.Redact(v.str("SUPEROFFICE_URL")), setup.Mode)
+		say("SuperOffice: %s (%s, %s auth); no faults are injected", redisconn.Redact(v.str("SUPEROFFICE_URL")), setup.API, setup.Mode)
 		say("WARNING: SUPEROFFICE_URL is set, so the demo sends its %d sample keys (CUST-1xxxx, ERP connection %d) to that tenant.", *nkeys, demoConn)
 		say("         Unset SUPEROFFICE_URL to use the built-in simulator. Starting in 5 s; Ctrl-C stops.")
 		select {
@@ -124,11 +128,11 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		}
 		vv["SUPEROFFICE_URL"], vv["SUPEROFFICE_USERNAME"], vv["SUPEROFFICE_PASSWORD"] = sim.URL, demoUser, demoPassword
 		vv["SUPEROFFICE_TICKET"], vv["SUPEROFFICE_SYSTEM_TOKEN"], vv["SUPEROFFICE_PRIVATE_KEY_FILE"], vv["SUPEROFFICE_CONTEXT_ID"], vv["SUPEROFFICE_LOGIN_URL"] = "", "", "", "", ""
-		if setup, err = newSOAP(vv, nil); err != nil {
+		if setup, err = newTenant(vv, nil); err != nil {
 			say("worker demo: %v", err)
 			return 2
 		}
-		say("SuperOffice: NetServer simulator at %s (8 injected 503s, 3 dropped connections, 2 throttled calls, a ticket expiry, %d poison keys)", sim.URL, len(poison))
+		say("SuperOffice: NetServer simulator at %s over %s (8 injected 503s, 3 dropped connections, 2 throttled calls, a ticket expiry, %d poison keys)", sim.URL, setup.API, len(poison))
 	}
 
 	cfg, err := workerSettings(v)

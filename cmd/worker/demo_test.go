@@ -11,8 +11,18 @@ import (
 
 // TestDemoOnce runs the README's first command as a newcomer would (with --once, and a free
 // port in case 8080 is taken): it must finish and its summary must match the simulator.
+// It runs over both transports (`worker demo --api rest`).
 func TestDemoOnce(t *testing.T) {
 	t.Parallel()
+	for _, api := range apis {
+		t.Run(api, func(t *testing.T) {
+			t.Parallel()
+			testDemoOnce(t, api)
+		})
+	}
+}
+
+func testDemoOnce(t *testing.T, api string) {
 	readme, err := os.ReadFile(readmePath)
 	if err != nil {
 		t.Fatal(err)
@@ -21,7 +31,7 @@ func TestDemoOnce(t *testing.T) {
 		t.Fatal("the README no longer shows the two commands `go run ./cmd/worker demo` and `go test ./...`")
 	}
 	var stdout, stderr bytes.Buffer
-	code := run(context.Background(), []string{"demo", "--once", "--keys", "800", "--poison", "3", "--http-addr", "127.0.0.1:0"}, &stdout, &stderr, envFunc(nil))
+	code := run(context.Background(), []string{"demo", "--once", "--api", api, "--keys", "800", "--poison", "3", "--http-addr", "127.0.0.1:0"}, &stdout, &stderr, envFunc(nil))
 	if code != 0 {
 		t.Fatalf("demo exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 	}
@@ -38,7 +48,7 @@ func TestDemoOnce(t *testing.T) {
 	if strings.Contains(stderr.String(), "\x1b[") || !strings.Contains(stderr.String(), `"message":"dead letter"`) {
 		t.Errorf("want the demo's log lines as JSON on a non-terminal stderr:\n%q", stderr.String())
 	}
-	for _, want := range []string{"/monitoring/", "/metrics", "miniredis", "simulator"} {
+	for _, want := range []string{"/monitoring/", "/metrics", "miniredis", "simulator", "over " + api} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("demo does not say where %q is:\n%s", want, stderr.String())
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/rs/zerolog"
 
+	"github.com/erpresync/erpresync/auth"
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/netserversim"
@@ -25,9 +26,19 @@ import (
 // TestTenThousandKeys is the product's promise in one run: 10,000 keys with a few poison
 // keys, injected 503s, throttling and a ticket expiry mid-run. Every good key is resynced (the
 // simulator's counts prove it), exactly the poison keys are dead-lettered, each alone and
-// with its reason, and the ledger's totals equal what the simulator delivered.
+// with its reason, and the ledger's totals equal what the simulator delivered. It runs over
+// both transports.
 func TestTenThousandKeys(t *testing.T) {
 	t.Parallel()
+	for _, api := range apis {
+		t.Run(api, func(t *testing.T) {
+			t.Parallel()
+			testTenThousandKeys(t, api)
+		})
+	}
+}
+
+func testTenThousandKeys(t *testing.T, api string) {
 	db := redistest.New(t)
 	sim := startSim(t)
 	keys := testKeys("C", 10000)
@@ -35,7 +46,7 @@ func TestTenThousandKeys(t *testing.T) {
 	sim.SetPoison(poison...)
 	sim.Fail503(25)
 	sim.Throttle(3, time.Second)
-	client, auth := newClient(t, sim)
+	client, auth := newClientAPI(t, sim, api)
 	rdb := db.Client()
 	defer rdb.Close()
 
@@ -127,9 +138,19 @@ func TestTenThousandKeys(t *testing.T) {
 }
 
 // TestKill9 kills the worker process in the middle of a run and starts it again: nothing is
-// lost, and the ledger counts every key once although SuperOffice saw some twice.
+// lost, and the ledger counts every key once although SuperOffice saw some twice. It runs
+// over both transports, in parallel: most of its time is spent waiting for asynq's lease.
 func TestKill9(t *testing.T) {
 	t.Parallel()
+	for _, api := range apis {
+		t.Run(api, func(t *testing.T) {
+			t.Parallel()
+			testKill9(t, api)
+		})
+	}
+}
+
+func testKill9(t *testing.T, api string) {
 	db := redistest.New(t)
 	sim := startSim(t)
 	keys := testKeys("P", 3000)
@@ -141,7 +162,7 @@ func TestKill9(t *testing.T) {
 	// the kill finds the run unfinished and calls in flight.
 	open := holdCalls(t, sim, 12, 20*time.Millisecond)
 
-	env := workerEnv(db, sim)
+	env := workerEnvAPI(db, sim, api)
 	w := startWorker(t, env)
 	waitFor(t, time.Minute, func() (bool, string) {
 		st := runStatus(t, rdb, run)
@@ -287,7 +308,7 @@ func TestRefusedLoginIsHeld(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
 	sim := startSim(t)
-	pa, err := soap.NewPasswordAuth(soap.PasswordAuthConfig{BaseURL: sim.URL, UserName: testUser, Password: "not-the-password"})
+	pa, err := auth.NewPasswordAuth(auth.PasswordAuthConfig{BaseURL: sim.URL, UserName: testUser, Password: "not-the-password"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -73,6 +73,6 @@ func tenantName(base string) string {
 	return strings.ToLower(u.Host + strings.TrimRight(u.Path, "/"))
 }
 
-// wrapTransport is how newSOAP puts flow control under every SuperOffice request; nil
+// wrapTransport is how newTenant puts flow control under every SuperOffice request; nil
 // leaves the transport as it is.
 type wrapTransport func(http.RoundTripper) http.RoundTripper

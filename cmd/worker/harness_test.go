@@ -15,9 +15,11 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/erpresync/erpresync/auth"
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/netserversim"
+	"github.com/erpresync/erpresync/rest"
 	"github.com/erpresync/erpresync/soap"
 	"github.com/erpresync/erpresync/tasks"
 )
@@ -123,18 +125,35 @@ func seenKeys(sim *netserversim.Running) int64 {
 	return n
 }
 
+// apis are the transports the end-to-end tests run over.
+var apis = []string{apiSOAP, apiREST}
+
 // newClient is a password-authenticated SOAP client for the simulator.
-func newClient(t testing.TB, sim *netserversim.Running) (*soap.Client, *soap.PasswordAuth) {
+func newClient(t testing.TB, sim *netserversim.Running) (tasks.Resyncer, *auth.PasswordAuth) {
 	t.Helper()
-	pa, err := soap.NewPasswordAuth(soap.PasswordAuthConfig{BaseURL: sim.URL, UserName: testUser, Password: testPassword})
+	return newClientAPI(t, sim, apiSOAP)
+}
+
+// newClientAPI is a password-authenticated client of transport api for the simulator, built
+// by the worker's own wiring.
+func newClientAPI(t testing.TB, sim *netserversim.Running, api string) (tasks.Resyncer, *auth.PasswordAuth) {
+	t.Helper()
+	s, err := newTenant(values{"SUPEROFFICE_URL": sim.URL, "SUPEROFFICE_API": api, "SUPEROFFICE_USERNAME": testUser,
+		"SUPEROFFICE_PASSWORD": testPassword, "SUPEROFFICE_SOAP12": "false", "SUPEROFFICE_TIMEOUT": "30s"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := soap.New(soap.Config{BaseURL: sim.URL, Auth: pa, HTTPClient: soapHTTPClient(30*time.Second, nil)})
-	if err != nil {
-		t.Fatal(err)
+	if s.API != api {
+		t.Fatalf("transport %s, want %s", s.API, api)
 	}
-	return c, pa
+	var pa *auth.PasswordAuth
+	switch c := s.Client.(type) {
+	case *soap.Client:
+		pa = c.Auth().(*auth.PasswordAuth)
+	case *rest.Client:
+		pa = c.Auth().(*auth.PasswordAuth)
+	}
+	return s.Client, pa
 }
 
 // testKeys returns n distinct keys with a prefix.
@@ -324,6 +343,11 @@ func (l lockedWriter) String() string {
 // workerEnv is the environment for a worker process against db (nil: set REDIS_URL
 // yourself) and sim.
 func workerEnv(db *redistest.DB, sim *netserversim.Running) map[string]string {
+	return workerEnvAPI(db, sim, apiSOAP)
+}
+
+// workerEnvAPI is workerEnv for transport api.
+func workerEnvAPI(db *redistest.DB, sim *netserversim.Running, api string) map[string]string {
 	redisURL := ""
 	if db != nil {
 		redisURL = db.URL()
@@ -331,6 +355,7 @@ func workerEnv(db *redistest.DB, sim *netserversim.Running) map[string]string {
 	return map[string]string{
 		"REDIS_URL":                   redisURL,
 		"SUPEROFFICE_URL":             sim.URL,
+		"SUPEROFFICE_API":             api,
 		"SUPEROFFICE_USERNAME":        testUser,
 		"SUPEROFFICE_PASSWORD":        testPassword,
 		"WORKER_HTTP_ADDR":            "off",

@@ -8,7 +8,7 @@
 //
 //	worker                 run the worker (the default)
 //	worker call ...        one synchronous ForceResyncExternal call, printed as JSON
-//	worker demo [--once]   the whole pipeline on embedded defaults (miniredis + simulator)
+//	worker demo [--once] [--api soap|rest]   the whole pipeline on embedded defaults (miniredis + simulator)
 //	worker dashboard       only the dashboard, /metrics and the health endpoints
 //	worker healthcheck     asks the local /readyz (the container health check)
 //	worker --version       module version and VCS revision of this build
@@ -66,7 +66,8 @@ func usage(w io.Writer) {
   worker [flags]                 run the worker
   worker call --erp-connection N --actor-type TYPE KEY...
                                  one ForceResyncExternal call; prints the response as JSON
-  worker demo [--once]           the whole pipeline on embedded defaults
+  worker demo [--once] [--api soap|rest]
+                                 the whole pipeline on embedded defaults
   worker dashboard [flags]       only the dashboard (/monitoring/), the queue metrics
                                  (/metrics) and the health endpoints
   worker healthcheck [flags]     asks /readyz on WORKER_HTTP_ADDR: exit 0 ready, 1 not

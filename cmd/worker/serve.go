@@ -126,7 +126,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, getenv func(
 		return 2
 	}
 	defer cfg.Flow.Close()
-	s, err := newSOAP(v, cfg.Flow.Transport)
+	s, err := newTenant(v, cfg.Flow.Transport)
 	if err != nil {
 		log.Error().Msgf("configuration: %v", err)
 		return 2
@@ -154,7 +154,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, getenv func(
 		// Not fatal: asynq reconnects by itself, and /readyz reports it.
 		log.Warn().Msgf("Redis not reachable yet (%v); the worker keeps trying", err)
 	}
-	log.Info().Str("superoffice_auth", s.Mode).Str("tenant", fc.Tenant).Float64("rate_limit", fc.Rate).
+	log.Info().Str("superoffice_api", s.API).Str("superoffice_auth", s.Mode).Str("tenant", fc.Tenant).Float64("rate_limit", fc.Rate).
 		Int("max_concurrency", fc.MaxConcurrency).Msg("configuration ok")
 	a, err := startApp(cfg)
 	if err != nil {

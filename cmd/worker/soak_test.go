@@ -14,7 +14,8 @@ import (
 // TestSoak is the long run behind `make soak` (ERPRESYNC_SOAK=1): 100,000 keys (or
 // ERPRESYNC_SOAK_KEYS) with 5% random faults of every kind, 20 poison keys, latency, and a
 // ticket expiry every 20,000 keys, on two in-process workers sharing one Redis. Nothing may be
-// lost and the ledger must equal what the simulator delivered.
+// lost and the ledger must equal what the simulator delivered. ERPRESYNC_SOAK_API=rest runs it
+// over the REST transport.
 func TestSoak(t *testing.T) {
 	if os.Getenv("ERPRESYNC_SOAK") != "1" {
 		t.Skip("set ERPRESYNC_SOAK=1 (make soak) for the long run")
@@ -22,6 +23,10 @@ func TestSoak(t *testing.T) {
 	n := 100000
 	if v, err := strconv.Atoi(os.Getenv("ERPRESYNC_SOAK_KEYS")); err == nil && v > 0 {
 		n = v
+	}
+	api := apiSOAP
+	if v := os.Getenv("ERPRESYNC_SOAK_API"); v != "" {
+		api = v
 	}
 	db := redistest.New(t)
 	sim := startSim(t)
@@ -41,7 +46,7 @@ func TestSoak(t *testing.T) {
 	const run = "soak"
 	submit(t, db, run, erpsync.ActorCustomer, keys, 100)
 	for range 2 { // two workers, as two processes would share the queue
-		client, _ := newClient(t, sim)
+		client, _ := newClientAPI(t, sim, api)
 		inProcess(t, db.Opt(), client, func(c *appConfig) { c.Concurrency = 8 })
 	}
 	start := time.Now()

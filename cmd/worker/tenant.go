@@ -7,28 +7,47 @@ import (
 	"strings"
 	"time"
 
+	"github.com/erpresync/erpresync/auth"
+	"github.com/erpresync/erpresync/rest"
 	"github.com/erpresync/erpresync/soap"
+	"github.com/erpresync/erpresync/tasks"
 )
 
-// soapSetup is a SOAP client with the ticket source behind it, so the worker can export
-// the source's refresh counter.
-type soapSetup struct {
-	Client    *soap.Client
-	Refreshes func() int64 // nil for a fixed ticket
-	Mode      string       // "ticket", "password" or "system-user"
+// The transports SUPEROFFICE_API chooses between.
+const (
+	apiSOAP = "soap"
+	apiREST = "rest"
+)
+
+// tenantSetup is the SuperOffice client of the chosen transport with the ticket source
+// behind it, so the worker can export the source's refresh counter. This file is the only
+// place in the worker that names a transport package.
+type tenantSetup struct {
+	Client    tasks.Resyncer // *soap.Client or *rest.Client
+	API       string         // apiSOAP or apiREST
+	Refreshes func() int64   // nil for a fixed ticket
+	Mode      string         // "ticket", "password" or "system-user"
 }
 
-// newSOAP builds the SuperOffice client from the settings. Every missing or contradictory
-// setting is reported by name, before any call is made. wrap (nil: none) puts flow control
-// under every request.
-func newSOAP(v values, wrap wrapTransport) (*soapSetup, error) {
+// newTenant builds the SuperOffice client from the settings. Every missing or contradictory
+// setting is reported by name, before any call is made. Logins and calls share one HTTP
+// client (soapHTTPClient), and wrap (nil: none) puts flow control under its Transport, so
+// it sees every request.
+func newTenant(v values, wrap wrapTransport) (*tenantSetup, error) {
 	base := v.str("SUPEROFFICE_URL")
 	if base == "" {
 		return nil, errors.New("SUPEROFFICE_URL is not set: the tenant base URL, such as https://sod.superoffice.com/Cust12345")
 	}
+	api := strings.ToLower(strings.TrimSpace(v.str("SUPEROFFICE_API")))
+	if api != apiSOAP && api != apiREST {
+		return nil, fmt.Errorf("SUPEROFFICE_API=%q: want soap or rest", v.str("SUPEROFFICE_API"))
+	}
 	soap12, err := v.bool("SUPEROFFICE_SOAP12")
 	if err != nil {
 		return nil, err
+	}
+	if soap12 && api == apiREST {
+		return nil, errors.New("SUPEROFFICE_SOAP12 is set but SUPEROFFICE_API=rest: SOAP 1.2 applies to the SOAP transport only")
 	}
 	timeout, err := v.duration("SUPEROFFICE_TIMEOUT", time.Second, false)
 	if err != nil {
@@ -59,11 +78,11 @@ func newSOAP(v values, wrap wrapTransport) (*soapSetup, error) {
 	}
 
 	httpClient := soapHTTPClient(timeout, wrap)
-	out := &soapSetup{}
-	var src soap.TicketSource
+	out := &tenantSetup{API: api}
+	var src auth.TicketSource
 	switch {
 	case ticket != "":
-		src, out.Mode = soap.NewStaticTicket(ticket), "ticket"
+		src, out.Mode = auth.NewStaticTicket(ticket), "ticket"
 	case user != "" || pass != "":
 		if user == "" {
 			return nil, errors.New("SUPEROFFICE_PASSWORD is set but SUPEROFFICE_USERNAME is not")
@@ -71,7 +90,7 @@ func newSOAP(v values, wrap wrapTransport) (*soapSetup, error) {
 		if pass == "" {
 			return nil, errors.New("SUPEROFFICE_USERNAME is set but SUPEROFFICE_PASSWORD is not")
 		}
-		pa, err := soap.NewPasswordAuth(soap.PasswordAuthConfig{BaseURL: base, UserName: user, Password: pass, AppToken: appToken, HTTPClient: httpClient})
+		pa, err := auth.NewPasswordAuth(auth.PasswordAuthConfig{BaseURL: base, UserName: user, Password: pass, AppToken: appToken, HTTPClient: httpClient})
 		if err != nil {
 			return nil, settingError(err)
 		}
@@ -89,26 +108,35 @@ func newSOAP(v values, wrap wrapTransport) (*soapSetup, error) {
 		if err != nil {
 			return nil, fmt.Errorf("SUPEROFFICE_PRIVATE_KEY_FILE: %v", err)
 		}
-		su, err := soap.NewSystemUserAuth(soap.SystemUserAuthConfig{LoginURL: loginURL, SystemToken: sysToken, PrivateKey: pem, AppToken: appToken, ContextIdentifier: ctxID, HTTPClient: httpClient})
+		su, err := auth.NewSystemUserAuth(auth.SystemUserAuthConfig{LoginURL: loginURL, SystemToken: sysToken, PrivateKey: pem, AppToken: appToken, ContextIdentifier: ctxID, HTTPClient: httpClient})
 		if err != nil {
 			return nil, settingError(err)
 		}
 		src, out.Refreshes, out.Mode = su, su.Refreshes, "system-user"
 	}
-	c, err := soap.New(soap.Config{BaseURL: base, AppToken: appToken, Auth: src, HTTPClient: httpClient, SOAP12: soap12})
-	if err != nil {
-		return nil, settingError(err)
+	switch api {
+	case apiREST:
+		c, err := rest.New(rest.Config{BaseURL: base, AppToken: appToken, Auth: src, HTTPClient: httpClient})
+		if err != nil {
+			return nil, settingError(err)
+		}
+		out.Client = c
+	default:
+		c, err := soap.New(soap.Config{BaseURL: base, AppToken: appToken, Auth: src, HTTPClient: httpClient, SOAP12: soap12})
+		if err != nil {
+			return nil, settingError(err)
+		}
+		out.Client = c
 	}
-	out.Client = c
 	return out, nil
 }
 
-// settingError renames the soap package's field names to the settings an operator sets.
+// settingError renames the packages' field names to the settings an operator sets.
 func settingError(err error) error {
 	r := strings.NewReplacer(
-		"soap: Config.BaseURL", "SUPEROFFICE_URL", "soap: PasswordAuthConfig.BaseURL", "SUPEROFFICE_URL",
-		"soap: Config.AppToken", "SUPEROFFICE_APP_TOKEN", "soap: SystemUserAuthConfig.LoginURL", "SUPEROFFICE_LOGIN_URL",
-		"soap: SystemUserAuthConfig.PrivateKey", "SUPEROFFICE_PRIVATE_KEY_FILE", "soap: SystemUserAuthConfig.AppToken", "SUPEROFFICE_APP_TOKEN",
+		"soap: Config.BaseURL", "SUPEROFFICE_URL", "rest: Config.BaseURL", "SUPEROFFICE_URL", "auth: PasswordAuthConfig.BaseURL", "SUPEROFFICE_URL",
+		"soap: Config.AppToken", "SUPEROFFICE_APP_TOKEN", "rest: Config.AppToken", "SUPEROFFICE_APP_TOKEN", "auth: SystemUserAuthConfig.LoginURL", "SUPEROFFICE_LOGIN_URL",
+		"auth: SystemUserAuthConfig.PrivateKey", "SUPEROFFICE_PRIVATE_KEY_FILE", "auth: SystemUserAuthConfig.AppToken", "SUPEROFFICE_APP_TOKEN",
 	)
 	return errors.New(r.Replace(err.Error()))
 }

@@ -1,4 +1,4 @@
-package soap
+package auth
 
 import (
 	"context"
@@ -19,14 +19,15 @@ import (
 	"time"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/httpcall"
 )
 
-// TicketClaim is the JWT claim that carries the NetServer ticket.
-const TicketClaim = "http://schemes.superoffice.net/identity/ticket"
+// ticketClaim is the JWT claim that carries the NetServer ticket.
+const ticketClaim = "http://schemes.superoffice.net/identity/ticket"
 
-// DefaultSystemUserMaxAge is SystemUserAuthConfig.MaxAge's default: system-user tickets
+// defaultSystemUserMaxAge is SystemUserAuthConfig.MaxAge's default: system-user tickets
 // last 6 hours and SuperOffice asks for no more than about one new ticket an hour.
-const DefaultSystemUserMaxAge = 5 * time.Hour
+const defaultSystemUserMaxAge = 5 * time.Hour
 
 // SystemUserAuthConfig configures SystemUserAuth. Every field but HTTPClient, MaxAge and
 // JWTPublicKey is required.
@@ -53,12 +54,13 @@ type SystemUserAuthConfig struct {
 	// ContextIdentifier is the tenant, such as Cust12345. The zero value is rejected.
 	ContextIdentifier string
 
-	// HTTPClient sends the login request; the zero value (nil) means a default client as
-	// for Config.HTTPClient.
+	// HTTPClient sends every login request, so that whatever wraps its Transport (flow
+	// control) counts logins too. The zero value (nil) means httpcall.DefaultHTTPClient
+	// (10 s connect, 3 min overall timeout, no redirects followed).
 	HTTPClient *http.Client
 
 	// MaxAge is how long a ticket is used before a new one is fetched although NetServer
-	// did not reject it. The zero value means DefaultSystemUserMaxAge (5 h); a negative
+	// did not reject it. The zero value means defaultSystemUserMaxAge (5 h); a negative
 	// value means no age limit.
 	MaxAge time.Duration
 
@@ -73,31 +75,31 @@ type SystemUserAuthConfig struct {
 func (c SystemUserAuthConfig) validate() (*rsa.PrivateKey, error) {
 	switch {
 	case c.LoginURL == "":
-		return nil, errors.New("soap: SystemUserAuthConfig.LoginURL is required, such as https://sod.superoffice.com/Login/api/PartnerSystemUser/Authenticate")
+		return nil, errors.New("auth: SystemUserAuthConfig.LoginURL is required, such as https://sod.superoffice.com/Login/api/PartnerSystemUser/Authenticate")
 	case c.SystemToken == "":
-		return nil, errors.New("soap: SystemUserAuthConfig.SystemToken is required")
+		return nil, errors.New("auth: SystemUserAuthConfig.SystemToken is required")
 	case len(c.PrivateKey) == 0:
-		return nil, errors.New("soap: SystemUserAuthConfig.PrivateKey is required (PEM or RSAKeyValue XML)")
+		return nil, errors.New("auth: SystemUserAuthConfig.PrivateKey is required (PEM or RSAKeyValue XML)")
 	case c.AppToken == "":
-		return nil, errors.New("soap: SystemUserAuthConfig.AppToken is required (the app's client secret)")
+		return nil, errors.New("auth: SystemUserAuthConfig.AppToken is required (the app's client secret)")
 	case c.ContextIdentifier == "":
-		return nil, errors.New("soap: SystemUserAuthConfig.ContextIdentifier is required, such as Cust12345")
+		return nil, errors.New("auth: SystemUserAuthConfig.ContextIdentifier is required, such as Cust12345")
 	}
-	if _, err := parseHTTPURL(c.LoginURL); err != nil {
-		return nil, fmt.Errorf("soap: SystemUserAuthConfig.LoginURL: %w", err)
+	if _, err := httpcall.ParseHTTPURL(c.LoginURL); err != nil {
+		return nil, fmt.Errorf("auth: SystemUserAuthConfig.LoginURL: %w", err)
 	}
 	key, err := ParsePrivateKey(c.PrivateKey)
 	if err != nil {
-		return nil, fmt.Errorf("soap: SystemUserAuthConfig.PrivateKey: %w", err)
+		return nil, fmt.Errorf("auth: SystemUserAuthConfig.PrivateKey: %w", err)
 	}
 	return key, nil
 }
 
 // String prints the configuration with secrets redacted.
 func (c SystemUserAuthConfig) String() string {
-	return fmt.Sprintf("soap.SystemUserAuthConfig{LoginURL:%q, SystemToken:%s, PrivateKey:%s, AppToken:%s, ContextIdentifier:%q, HTTPClient:%s, MaxAge:%s, JWTPublicKey:%s}",
-		redactURL(c.LoginURL), redactedIfSet(c.SystemToken), redactedIfSet(string(c.PrivateKey)), redactedIfSet(c.AppToken), c.ContextIdentifier,
-		setOrNil(c.HTTPClient != nil), c.MaxAge, setOrNil(c.JWTPublicKey != nil))
+	return fmt.Sprintf("auth.SystemUserAuthConfig{LoginURL:%q, SystemToken:%s, PrivateKey:%s, AppToken:%s, ContextIdentifier:%q, HTTPClient:%s, MaxAge:%s, JWTPublicKey:%s}",
+		httpcall.RedactURL(c.LoginURL), httpcall.RedactedIfSet(c.SystemToken), httpcall.RedactedIfSet(string(c.PrivateKey)), httpcall.RedactedIfSet(c.AppToken), c.ContextIdentifier,
+		httpcall.SetOrNil(c.HTTPClient != nil), c.MaxAge, httpcall.SetOrNil(c.JWTPublicKey != nil))
 }
 
 // GoString is String.
@@ -105,7 +107,7 @@ func (c SystemUserAuthConfig) GoString() string { return c.String() }
 
 // SystemUserAuth is a TicketSource for SuperOffice Online's system-user flow: it signs the
 // system user token with the app's private key, exchanges it at the PartnerSystemUser
-// REST endpoint for a JWT, and takes the ticket from the JWT's TicketClaim. Tickets are
+// REST endpoint for a JWT, and takes the ticket from the JWT's ticketClaim. Tickets are
 // cached as TicketCache does. An unsuccessful login is erpsync.ErrLoginRefused. Safe for
 // concurrent use.
 type SystemUserAuth struct {
@@ -116,7 +118,7 @@ type SystemUserAuth struct {
 	appToken    string
 	contextID   string
 	jwtKey      *rsa.PublicKey
-	http        *caller
+	http        *httpcall.Client
 	clock       func() time.Time
 }
 
@@ -134,12 +136,12 @@ func NewSystemUserAuth(cfg SystemUserAuthConfig) (*SystemUserAuth, error) {
 		appToken:    cfg.AppToken,
 		contextID:   cfg.ContextIdentifier,
 		jwtKey:      cfg.JWTPublicKey,
-		http:        newCaller(cfg.HTTPClient, 0),
+		http:        httpcall.New(cfg.HTTPClient, 0),
 		clock:       time.Now,
 	}
 	maxAge := cfg.MaxAge
 	if maxAge == 0 {
-		maxAge = DefaultSystemUserMaxAge
+		maxAge = defaultSystemUserMaxAge
 	}
 	s.TicketCache = NewTicketCache(s.Login, maxAge)
 	return s, nil
@@ -147,10 +149,10 @@ func NewSystemUserAuth(cfg SystemUserAuthConfig) (*SystemUserAuth, error) {
 
 const opSystemUser = "PartnerSystemUser.Authenticate"
 
-// SignSystemToken returns token + "." + timestamp + "." + base64(signature), the
+// signSystemToken returns token + "." + timestamp + "." + base64(signature), the
 // SignedSystemToken format: the timestamp is t in UTC as yyyyMMddHHmm, the signature RSA
 // PKCS#1 v1.5 over the SHA-256 of token + "." + timestamp.
-func SignSystemToken(token string, key *rsa.PrivateKey, t time.Time) (string, error) {
+func signSystemToken(token string, key *rsa.PrivateKey, t time.Time) (string, error) {
 	data := token + "." + t.UTC().Format("200601021504")
 	sum := sha256.Sum256([]byte(data))
 	sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, sum[:])
@@ -175,7 +177,7 @@ type systemUserReply struct {
 
 // Login performs one system-user login, bypassing the cache, and returns the ticket.
 func (s *SystemUserAuth) Login(ctx context.Context) (string, error) {
-	signed, err := SignSystemToken(s.systemToken, s.key, s.clock())
+	signed, err := signSystemToken(s.systemToken, s.key, s.clock())
 	if err != nil {
 		return "", wrapOp(opSystemUser, err)
 	}
@@ -188,34 +190,35 @@ func (s *SystemUserAuth) Login(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", wrapOp(opSystemUser, err)
 	}
-	rep, err := s.http.postJSON(ctx, s.loginURL, payload)
+	hdr := http.Header{"Content-Type": {"application/json; charset=utf-8"}, "Accept": {"application/json"}}
+	rep, err := s.http.Post(ctx, s.loginURL, hdr, payload)
 	if err != nil {
 		return "", wrapOp(opSystemUser, err)
 	}
-	defer rep.release()
-	red := redactor{s.appToken, s.systemToken, signed}
-	if rep.status < 200 || rep.status > 299 {
-		return "", wrapOp(opSystemUser, asRefusal(rep.httpError(red)))
+	defer rep.Release()
+	red := httpcall.Redactor{s.appToken, s.systemToken, signed}
+	if !rep.OK() {
+		return "", wrapOp(opSystemUser, asRefusal(rep.HTTPError(red)))
 	}
 	var r systemUserReply
-	if err := json.Unmarshal(rep.body.Bytes(), &r); err != nil {
-		return "", wrapOp(opSystemUser, &erpsync.ProtocolError{HTTPStatus: rep.status, Reason: "reply is not the expected JSON", Err: err})
+	if err := json.Unmarshal(rep.Body(), &r); err != nil {
+		return "", wrapOp(opSystemUser, &erpsync.ProtocolError{HTTPStatus: rep.Status, Reason: "reply is not the expected JSON", Err: err})
 	}
 	if !r.IsSuccessful {
 		msg := ""
 		if r.ErrorMessage != "" {
-			msg = ": " + erpsync.Truncate(red.s(r.ErrorMessage), 300)
+			msg = ": " + erpsync.Truncate(red.S(r.ErrorMessage), 300)
 		}
 		return "", wrapOp(opSystemUser, fmt.Errorf("context %s%s: %w", s.contextID, msg, erpsync.ErrLoginRefused))
 	}
 	ticket, err := ticketFromJWT(r.Token, s.jwtKey)
 	if err != nil {
-		return "", wrapOp(opSystemUser, &erpsync.ProtocolError{HTTPStatus: rep.status, Reason: "unusable JWT", Err: err})
+		return "", wrapOp(opSystemUser, &erpsync.ProtocolError{HTTPStatus: rep.Status, Reason: "unusable JWT", Err: err})
 	}
 	return ticket, nil
 }
 
-// ticketFromJWT reads TicketClaim from a JWT, verifying its RS256 signature when key is set.
+// ticketFromJWT reads ticketClaim from a JWT, verifying its RS256 signature when key is set.
 // Expiry claims are not checked: they describe the JWT, not the ticket inside it.
 func ticketFromJWT(token string, key *rsa.PublicKey) (string, error) {
 	parts := strings.Split(token, ".")
@@ -250,9 +253,9 @@ func ticketFromJWT(token string, key *rsa.PublicKey) (string, error) {
 	if err := json.Unmarshal(pb, &claims); err != nil {
 		return "", errors.New("JWT payload is not a JSON object")
 	}
-	ticket, _ := claims[TicketClaim].(string)
+	ticket, _ := claims[ticketClaim].(string)
 	if ticket == "" {
-		return "", errors.New("JWT has no " + TicketClaim + " claim")
+		return "", errors.New("JWT has no " + ticketClaim + " claim")
 	}
 	return ticket, nil
 }
@@ -263,8 +266,8 @@ func decodeSegment(s string) ([]byte, error) {
 
 // String prints the login target, never the tokens or the key.
 func (s *SystemUserAuth) String() string {
-	return fmt.Sprintf("soap.SystemUserAuth{LoginURL:%q, ContextIdentifier:%q, SystemToken:%s, PrivateKey:%s, AppToken:%s, Refreshes:%d}",
-		redactURL(s.loginURL), s.contextID, redacted, redacted, redacted, s.Refreshes())
+	return fmt.Sprintf("auth.SystemUserAuth{LoginURL:%q, ContextIdentifier:%q, SystemToken:%s, PrivateKey:%s, AppToken:%s, Refreshes:%d}",
+		httpcall.RedactURL(s.loginURL), s.contextID, httpcall.Redacted, httpcall.Redacted, httpcall.Redacted, s.Refreshes())
 }
 
 // GoString is String.

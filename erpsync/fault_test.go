@@ -1,4 +1,4 @@
-package soap
+package erpsync
 
 import "testing"
 
@@ -20,8 +20,8 @@ func TestSenderFault(t *testing.T) {
 		{[]string{"", "x:SomethingNew"}, false},
 	}
 	for _, tt := range tests {
-		if got := senderFault(tt.codes...); got != tt.want {
-			t.Errorf("senderFault(%q) = %v, want %v", tt.codes, got, tt.want)
+		if got := SenderFault(tt.codes...); got != tt.want {
+			t.Errorf("SenderFault(%q) = %v, want %v", tt.codes, got, tt.want)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package soap
+package auth
 
 import (
 	"context"
@@ -9,9 +9,11 @@ import (
 	"time"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/httpcall"
 )
 
-// TicketSource supplies NetServer tickets (the Credentials/Ticket SOAP header).
+// TicketSource supplies NetServer tickets (the SOAP Credentials/Ticket header, the REST
+// "Authorization: SOTicket" header).
 //
 // Ticket returns the current ticket, logging in if there is none. Invalidate tells the
 // source that NetServer rejected stale; a source that can renew drops it so that the next
@@ -24,7 +26,7 @@ type TicketSource interface {
 
 // StaticTicket is a TicketSource with a fixed ticket, for tests and for tickets obtained
 // elsewhere. Invalidate does nothing, so a rejected ticket surfaces as an error from the
-// call (the Client does not resend the same ticket). It prints redacted and is safe for
+// call (a transport does not resend the same ticket). It prints redacted and is safe for
 // concurrent use.
 type StaticTicket struct {
 	ticket string
@@ -46,7 +48,7 @@ func (*StaticTicket) Invalidate(string) {}
 
 // String prints the type with the ticket redacted. It has a value receiver so that a
 // dereferenced StaticTicket prints redacted too.
-func (s StaticTicket) String() string { return "soap.StaticTicket{" + redacted + "}" }
+func (s StaticTicket) String() string { return "auth.StaticTicket{" + httpcall.Redacted + "}" }
 
 // GoString is String.
 func (s StaticTicket) GoString() string { return s.String() }
@@ -54,27 +56,27 @@ func (s StaticTicket) GoString() string { return s.String() }
 // LoginFunc performs one login and returns the new ticket. TicketCache calls it.
 type LoginFunc func(ctx context.Context) (string, error)
 
-// RefusedPause is how long a TicketCache answers with a refused login before it asks the
-// login service again; it doubles with each further refusal, up to MaxRefusedPause.
+// refusedPause is how long a TicketCache answers with a refused login before it asks the
+// login service again; it doubles with each further refusal, up to maxRefusedPause.
 const (
-	RefusedPause    = 30 * time.Second
-	MaxRefusedPause = 10 * time.Minute
+	refusedPause    = 30 * time.Second
+	maxRefusedPause = 10 * time.Minute
 )
 
-// StaleRetry is how long a TicketCache keeps serving a ticket that reached its maximum age
+// staleRetry is how long a TicketCache keeps serving a ticket that reached its maximum age
 // when fetching a fresh one failed (not refused) before it tries again. A ticket NetServer
 // rejects is dropped at once (Invalidate), whatever its age.
-const StaleRetry = time.Minute
+const staleRetry = time.Minute
 
-// DefaultLoginTimeout bounds one login when TicketCache is given no timeout.
-const DefaultLoginTimeout = 30 * time.Second
+// loginTimeout bounds one login.
+const loginTimeout = 30 * time.Second
 
 // TicketCache is a TicketSource that caches the ticket a LoginFunc returns and shares it
 // between concurrent callers. After Invalidate(stale) the next Ticket calls fetch exactly
 // one new ticket (single flight): callers arriving while a login runs wait for it, and
 // callers who later invalidate the same stale ticket change nothing. A failed login is
 // not cached — the next Ticket call tries again — except a refused one (erpsync.ErrLoginRefused):
-// wrong credentials stay wrong, so for RefusedPause (30 s, doubling with each refusal up
+// wrong credentials stay wrong, so for a pause (30 s, doubling with each refusal up
 // to 10 min) Ticket returns the refusal without asking the login service again, and a
 // worker with hundreds of queued batches does not turn a configuration mistake into a
 // login storm.
@@ -110,9 +112,9 @@ type loginFlight struct {
 // NewTicketCache wraps login in a cache. maxAge is how long a ticket is used before a
 // fresh one is fetched even though nobody invalidated it; zero or negative means no age
 // limit (NetServer tickets have a sliding expiry, and Invalidate handles the rest).
-// Each login gets DefaultLoginTimeout.
+// Each login gets 30 s.
 func NewTicketCache(login LoginFunc, maxAge time.Duration) *TicketCache {
-	return &TicketCache{login: login, maxAge: maxAge, loginTimeout: DefaultLoginTimeout, now: time.Now}
+	return &TicketCache{login: login, maxAge: maxAge, loginTimeout: loginTimeout, now: time.Now}
 }
 
 // Ticket returns the cached ticket, or waits for a login (starting one if none runs).
@@ -158,13 +160,13 @@ func (c *TicketCache) run(ctx context.Context, f *loginFlight) {
 		c.refused, c.refusedUntil, c.refusedFor = nil, time.Time{}, 0
 	case errors.Is(err, erpsync.ErrLoginRefused):
 		t = ""
-		c.refusedFor = min(max(2*c.refusedFor, RefusedPause), MaxRefusedPause)
+		c.refusedFor = min(max(2*c.refusedFor, refusedPause), maxRefusedPause)
 		c.refused, c.refusedUntil = err, c.now().Add(c.refusedFor)
 	case c.ticket != "":
 		// Only aged out (nobody said it was rejected): a login service that is down for a
 		// while does not stop calls the old ticket can still serve. Try again later.
 		t, err = c.ticket, nil
-		c.staleUntil = c.now().Add(StaleRetry)
+		c.staleUntil = c.now().Add(staleRetry)
 	default:
 		t = ""
 	}
@@ -192,7 +194,7 @@ func (c *TicketCache) String() string {
 	c.mu.Lock()
 	t := c.ticket
 	c.mu.Unlock()
-	return fmt.Sprintf("soap.TicketCache{Ticket:%s, MaxAge:%s, Refreshes:%d}", redactedIfSet(t), c.maxAge, c.Refreshes())
+	return fmt.Sprintf("auth.TicketCache{Ticket:%s, MaxAge:%s, Refreshes:%d}", httpcall.RedactedIfSet(t), c.maxAge, c.Refreshes())
 }
 
 // GoString is String.
