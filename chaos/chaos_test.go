@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/flow"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/netserversim"
 	"github.com/erpresync/erpresync/tasks"
@@ -177,4 +178,52 @@ func TestSentinelFailover(t *testing.T) {
 	}
 	finished(t, rdb, run, 4*time.Minute)
 	audit(t, rdb, sim, run, erpsync.ActorProject, keys, nil)
+}
+
+// TestOutageAndMaintenance: SuperOffice goes down (503 maintenance pages) for longer than
+// the batches' whole retry budget (one retry here), comes back, then answers a maintenance
+// window of 503s with Retry-After. The circuit breaker stops every worker's calls while it
+// is open and probes; held batches use no retries, so the run ends with zero dead letters
+// and every key resynced.
+func TestOutageAndMaintenance(t *testing.T) {
+	srv := startRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer rdb.Close()
+	sim := startSim(t)
+	sim.SetLatency(50 * time.Millisecond)
+	keys := testKeys("O", size(6000, 30000))
+	const run = "chaos-outage"
+	submit(t, rdb, run, erpsync.ActorSupplier, keys, 50, asynq.MaxRetry(1))
+
+	ws := newWorkers(t, "redis://"+srv.Addr+"/0", sim, map[string]string{
+		"SUPEROFFICE_BREAKER_FAILURES":  "3",
+		"SUPEROFFICE_BREAKER_PROBE":     "1s",
+		"SUPEROFFICE_BREAKER_PROBE_MAX": "2s",
+	})
+	ws.start()
+	ws.start()
+	progressed(t, rdb, run, 0.2, 2*time.Minute)
+	sim.SetOutage(true)
+	unavailable := func() int { return sim.Counts().Calls[netserversim.OutcomeUnavailable] }
+	waitFor(t, time.Minute, "the breaker open", func() (bool, string) {
+		bs, err := flow.Breakers(context.Background(), rdb)
+		for _, b := range bs {
+			if b.State != flow.StateClosed {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%+v, %v", bs, err)
+	})
+	// The outage outlasts the retry budget many times over: the probes fail again and again.
+	from := unavailable()
+	waitFor(t, time.Minute, "failed probes", func() (bool, string) {
+		return unavailable() >= from+4, fmt.Sprintf("%d failed calls since the breaker opened", unavailable()-from)
+	})
+	sim.SetOutage(false)
+	progressed(t, rdb, run, 0.5, 2*time.Minute)
+	sim.SetMaintenanceRetryAfter(2 * time.Second)
+	sim.Fail503(20)
+	finished(t, rdb, run, 4*time.Minute)
+	audit(t, rdb, sim, run, erpsync.ActorSupplier, keys, nil)
+	t.Logf("%d calls answered 503 during the outage and the maintenance window", unavailable())
 }

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/erpresync/erpresync/erpsync"
@@ -224,9 +225,9 @@ func testKeys(prefix string, n int) []string {
 }
 
 // submit enqueues keys as a run through intake, as `enqueue` does.
-func submit(t *testing.T, rdb redis.UniversalClient, run string, actor erpsync.ActorType, keys []string, batch int) {
+func submit(t *testing.T, rdb redis.UniversalClient, run string, actor erpsync.ActorType, keys []string, batch int, opts ...asynq.Option) {
 	t.Helper()
-	p, err := intake.NewProducer(intake.ProducerConfig{Redis: rdb})
+	p, err := intake.NewProducer(intake.ProducerConfig{Redis: rdb, TaskOptions: opts})
 	if err != nil {
 		t.Fatal(err)
 	}

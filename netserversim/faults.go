@@ -70,17 +70,19 @@ type faults struct {
 	drop       int
 	throttle   int
 	retryAfter time.Duration
-	latency    time.Duration
-	latencyFn  func(CallInfo) time.Duration
-	slowChunk  int
-	slowDelay  time.Duration
-	poison     map[string]struct{}
-	outage     bool
-	misdirect  bool
-	windows    []OutageWindow
-	rate       float64
-	rng        *rand.Rand
-	kinds      []FaultKind
+	// maintRetryAfter is the Retry-After of 503 maintenance pages (outages, Fail503); 0: none.
+	maintRetryAfter time.Duration
+	latency         time.Duration
+	latencyFn       func(CallInfo) time.Duration
+	slowChunk       int
+	slowDelay       time.Duration
+	poison          map[string]struct{}
+	outage          bool
+	misdirect       bool
+	windows         []OutageWindow
+	rate            float64
+	rng             *rand.Rand
+	kinds           []FaultKind
 }
 
 const defaultRetryAfter = time.Second
@@ -115,7 +117,7 @@ func (f *faults) pre(now time.Time) (kind FaultKind, retryAfter time.Duration, o
 	defer f.mu.Unlock()
 	switch {
 	case f.inOutageLocked(now):
-		return FaultUnavailable, 0, true
+		return FaultUnavailable, f.maintRetryAfter, true
 	case f.misdirect:
 		return FaultMisdirected, 0, true
 	case f.drop > 0:
@@ -123,13 +125,16 @@ func (f *faults) pre(now time.Time) (kind FaultKind, retryAfter time.Duration, o
 		return FaultDrop, 0, true
 	case f.fail503 > 0:
 		f.fail503--
-		return FaultUnavailable, 0, true
+		return FaultUnavailable, f.maintRetryAfter, true
 	case f.throttle > 0:
 		f.throttle--
 		return FaultThrottle, f.retryAfter, true
 	case f.rate > 0 && f.rng != nil && len(f.kinds) > 0:
 		if f.rng.Float64() < f.rate {
 			k := f.kinds[f.rng.IntN(len(f.kinds))]
+			if k == FaultUnavailable {
+				return k, f.maintRetryAfter, true
+			}
 			return k, f.retryAfter, true
 		}
 	}
@@ -251,6 +256,15 @@ func (s *Server) SetPoison(keys ...string) {
 	for _, k := range keys {
 		s.faults.poison[k] = struct{}{}
 	}
+}
+
+// SetMaintenanceRetryAfter makes the 503 maintenance pages of outages and Fail503 carry
+// "Retry-After: <seconds>" (d rounded up to whole seconds), as a maintenance window that
+// says when it ends would; 0 (the default) sends none.
+func (s *Server) SetMaintenanceRetryAfter(d time.Duration) {
+	s.faults.mu.Lock()
+	defer s.faults.mu.Unlock()
+	s.faults.maintRetryAfter = max(d, 0)
 }
 
 // SetOutage switches the tenant down (true) or up (false). While down, ErpSync.svc and

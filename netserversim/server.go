@@ -289,6 +289,10 @@ func (s *Server) inject(w http.ResponseWriter, r *http.Request, kind FaultKind, 
 		writeNow(w, plain(http.StatusTooManyRequests, "Too Many Requests"))
 	default:
 		s.counts.call(OutcomeUnavailable)
+		if retryAfter > 0 {
+			secs := int64((retryAfter + time.Second - 1) / time.Second)
+			w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+		}
 		writeNow(w, maintenancePage())
 	}
 }
