@@ -18,6 +18,9 @@ import (
 type setting struct {
 	Env, Flag, Default, Meaning string
 	Secret                      bool // never printed, never a flag (flags show up in ps)
+	// Flow marks flow control's settings: they bound all workers together, so `worker call`
+	// (one call, no flow control) takes none of them.
+	Flow bool
 }
 
 var settings = []setting{
@@ -35,14 +38,14 @@ var settings = []setting{
 	{Env: "SUPEROFFICE_LOGIN_URL", Flag: "superoffice-login-url", Default: "", Meaning: "PartnerSystemUser endpoint, e.g. `https://sod.superoffice.com/Login/api/PartnerSystemUser/Authenticate`"},
 	{Env: "SUPEROFFICE_SOAP12", Flag: "superoffice-soap12", Default: "false", Meaning: "send SOAP 1.2 envelopes (only for installations that expose such a binding; SOAP only)"},
 	{Env: "SUPEROFFICE_TIMEOUT", Flag: "superoffice-timeout", Default: "60s", Meaning: "timeout of one SuperOffice call (SOAP or REST)"},
-	{Env: "SUPEROFFICE_RATE_LIMIT", Flag: "rate-limit", Default: "0", Meaning: "requests per second to the tenant from all workers on this Redis together (every HTTP request: calls, logins, repeats); decimals allowed, e.g. `2.5`; `0` = no limit"},
-	{Env: "SUPEROFFICE_RATE_BURST", Flag: "rate-burst", Default: "1", Meaning: "requests that may go out at once after a quiet spell, on top of the rate"},
-	{Env: "SUPEROFFICE_RATE_ADAPTIVE", Flag: "rate-adaptive", Default: "false", Meaning: "on throttling (429, or 503 with Retry-After) halve the rate for all workers, then grow it back by a sixtieth of SUPEROFFICE_RATE_LIMIT per second"},
-	{Env: "SUPEROFFICE_MAX_CONCURRENCY", Flag: "max-concurrency", Default: "0", Meaning: "requests in flight per ERP connection from all workers together (a login counts under the connection of the call that needed it); `0` = no cap beyond each worker's WORKER_CONCURRENCY"},
-	{Env: "SUPEROFFICE_SLOT_LEASE", Flag: "slot-lease", Default: "30s", Meaning: "lease of a concurrency slot, renewed while its request runs: a killed worker's slots come back after at most this long"},
-	{Env: "SUPEROFFICE_BREAKER_FAILURES", Flag: "breaker-failures", Default: "5", Meaning: "systemic failures in a row (transport errors, 5xx, maintenance pages), seen by any worker, that open the tenant's circuit breaker"},
-	{Env: "SUPEROFFICE_BREAKER_PROBE", Flag: "breaker-probe", Default: "5s", Meaning: "first wait of an open circuit breaker before one probe call; doubles after every failed probe"},
-	{Env: "SUPEROFFICE_BREAKER_PROBE_MAX", Flag: "breaker-probe-max", Default: "5m", Meaning: "longest wait between probes of an open circuit breaker"},
+	{Env: "SUPEROFFICE_RATE_LIMIT", Flag: "rate-limit", Default: "0", Meaning: "requests per second to the tenant from all workers on this Redis together (every HTTP request: calls, logins, repeats); decimals allowed, e.g. `2.5`; `0` = no limit", Flow: true},
+	{Env: "SUPEROFFICE_RATE_BURST", Flag: "rate-burst", Default: "1", Meaning: "requests that may go out at once after a quiet spell, on top of the rate", Flow: true},
+	{Env: "SUPEROFFICE_RATE_ADAPTIVE", Flag: "rate-adaptive", Default: "false", Meaning: "on throttling (429, or 503 with Retry-After) halve the rate for all workers, then grow it back by a sixtieth of SUPEROFFICE_RATE_LIMIT per second", Flow: true},
+	{Env: "SUPEROFFICE_MAX_CONCURRENCY", Flag: "max-concurrency", Default: "0", Meaning: "requests in flight per ERP connection from all workers together (a login counts under the connection of the call that needed it); `0` = no cap beyond each worker's WORKER_CONCURRENCY", Flow: true},
+	{Env: "SUPEROFFICE_SLOT_LEASE", Flag: "slot-lease", Default: "30s", Meaning: "lease of a concurrency slot, renewed while its request runs: a killed worker's slots come back after at most this long", Flow: true},
+	{Env: "SUPEROFFICE_BREAKER_FAILURES", Flag: "breaker-failures", Default: "5", Meaning: "systemic failures in a row (transport errors, 5xx, maintenance pages), seen by any worker, that open the tenant's circuit breaker", Flow: true},
+	{Env: "SUPEROFFICE_BREAKER_PROBE", Flag: "breaker-probe", Default: "5s", Meaning: "first wait of an open circuit breaker before one probe call; doubles after every failed probe", Flow: true},
+	{Env: "SUPEROFFICE_BREAKER_PROBE_MAX", Flag: "breaker-probe-max", Default: "5m", Meaning: "longest wait between probes of an open circuit breaker", Flow: true},
 	{Env: "WORKER_HTTP_ADDR", Flag: "http-addr", Default: "127.0.0.1:8080", Meaning: "listener for `/metrics`, `/healthz`, `/readyz`, the dashboard at `/monitoring/`, the runs page at `/runs/` and the intake API at `/v1/`; `off` disables it"},
 	{Env: "WORKER_CONCURRENCY", Flag: "concurrency", Default: "10", Meaning: "batches processed at once (concurrent SuperOffice calls)"},
 	{Env: "WORKER_QUEUES", Flag: "queues", Default: "erpresync", Meaning: "asynq queues to serve, `name[:priority],...`"},
@@ -97,8 +100,9 @@ type scope func(setting) bool
 var (
 	// allSettings: the worker itself and the demo.
 	allSettings scope = func(setting) bool { return true }
-	// callSettings: one SuperOffice call (worker call) needs the tenant and credentials.
-	callSettings scope = func(s setting) bool { return strings.HasPrefix(s.Env, "SUPEROFFICE_") }
+	// callSettings: one SuperOffice call (worker call) needs the tenant and credentials, not
+	// flow control.
+	callSettings scope = func(s setting) bool { return strings.HasPrefix(s.Env, "SUPEROFFICE_") && !s.Flow }
 	// dashboardSettings: Redis, the listener, the dashboard's login and the log.
 	dashboardSettings scope = func(s setting) bool {
 		return strings.HasPrefix(s.Env, "REDIS_") || strings.HasPrefix(s.Env, "DASHBOARD_") || strings.HasPrefix(s.Env, "LOG_") || s.Env == "WORKER_HTTP_ADDR"
