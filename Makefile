@@ -18,7 +18,7 @@ ci: ## what CI runs
 build: ## build worker, enqueue and netserver-sim into ./bin
 	$(GO) build -o bin/ ./cmd/...
 
-bench: bench-codec bench-e2e bench-intake ## every benchmark BENCHMARKS.md reports (about 40 minutes)
+bench: bench-codec bench-e2e bench-intake bench-intake-http bench-flow bench-footprint ## every benchmark BENCHMARKS.md reports (about an hour)
 
 bench-codec: ## SOAP and REST codecs (against encoding/xml and encoding/json), ledger, intake and runs-page export benchmarks, 5 runs each (compare with benchstat)
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./soap ./rest ./tasks ./intake ./runspage
