@@ -310,11 +310,24 @@ func ParseResponse(body []byte) (*erpsync.Result, error) {
 // accepts or words the error as it always has.
 func parseForceResync(body []byte, status int, ticketMatch func(string) bool) (*erpsync.Result, error) {
 	fast, resp, found, err := decodeForceResync(body)
-	env := &fast
 	if errors.Is(err, errDecline) {
-		resp, found = nil, false
-		env, err = parseEnvelope(body, forceResyncBody(&resp, &found))
+		return parseForceResyncXML(body, status, ticketMatch)
 	}
+	return finishForceResync(&fast, resp, found, err, status, ticketMatch)
+}
+
+// parseForceResyncXML decodes a reply with the general parser alone (encoding/xml's token
+// stream): the decoder for what decodeForceResync declines, and the reference the
+// differential tests and FuzzDecoderDifferential hold decodeForceResync to.
+func parseForceResyncXML(body []byte, status int, ticketMatch func(string) bool) (*erpsync.Result, error) {
+	var resp *erpsync.Result
+	var found bool
+	env, err := parseEnvelope(body, forceResyncBody(&resp, &found))
+	return finishForceResync(env, resp, found, err, status, ticketMatch)
+}
+
+// finishForceResync turns a decoded envelope into the Result or the error callers see.
+func finishForceResync(env *envelope, resp *erpsync.Result, found bool, err error, status int, ticketMatch func(string) bool) (*erpsync.Result, error) {
 	if err != nil {
 		return nil, protocolError(status, err)
 	}
