@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"net/http"
 	"time"
-	"unicode/utf8"
 
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/internal/httpcall"
+	"github.com/erpresync/erpresync/internal/xmltext"
 )
 
 // PathSoPrincipal is the login service's path below the tenant base URL.
@@ -56,7 +56,7 @@ func (c PasswordAuthConfig) validate() error {
 	if c.Password == "" {
 		return errors.New("auth: PasswordAuthConfig.Password is required")
 	}
-	if !validXMLText(c.UserName) || !validXMLText(c.Password) || !validXMLText(c.AppToken) {
+	if !xmltext.Valid(c.UserName) || !xmltext.Valid(c.Password) || !xmltext.Valid(c.AppToken) {
 		return errors.New("auth: PasswordAuthConfig: user name, password or app token contains characters XML cannot carry")
 	}
 	return nil
@@ -157,17 +157,4 @@ func (p *PasswordAuth) GoString() string { return p.String() }
 
 func wrapOp(op string, err error) error {
 	return fmt.Errorf("auth: %s: %w", op, err)
-}
-
-// validXMLText reports whether s is valid UTF-8 made only of XML 1.0 characters.
-func validXMLText(s string) bool {
-	if !utf8.ValidString(s) {
-		return false
-	}
-	for _, r := range s {
-		if !erpsync.IsXMLChar(r) {
-			return false
-		}
-	}
-	return true
 }

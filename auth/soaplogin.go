@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/xmltext"
 )
 
 // The SOAP vocabulary of the SoPrincipal login. The login is rare and its reply small, so
@@ -29,34 +30,14 @@ func appendLoginEnvelope(b []byte, appToken, user, password string) []byte {
 	b = append(b, `<?xml version="1.0" encoding="utf-8"?>`+"\n"+`<s:Envelope xmlns:s="`+nsSOAP11+`"><s:Header>`...)
 	if appToken != "" {
 		b = append(b, `<ApplicationToken xmlns="`+nsNetServer+`">`...)
-		b = appendEscaped(b, appToken)
+		b = xmltext.AppendEscaped(b, appToken)
 		b = append(b, `</ApplicationToken>`...)
 	}
 	b = append(b, `</s:Header><s:Body><AuthenticateUsernamePassword xmlns="`+nsNetServer+`"><UserName>`...)
-	b = appendEscaped(b, user)
+	b = xmltext.AppendEscaped(b, user)
 	b = append(b, `</UserName><Password>`...)
-	b = appendEscaped(b, password)
+	b = xmltext.AppendEscaped(b, password)
 	return append(b, `</Password></AuthenticateUsernamePassword></s:Body></s:Envelope>`...)
-}
-
-// appendEscaped appends s as XML character data (& < > escaped, CR as &#xD; so that it
-// survives end-of-line normalisation). s has passed validXMLText.
-func appendEscaped(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; c {
-		case '&':
-			b = append(b, "&amp;"...)
-		case '<':
-			b = append(b, "&lt;"...)
-		case '>':
-			b = append(b, "&gt;"...)
-		case '\r':
-			b = append(b, "&#xD;"...)
-		default:
-			b = append(b, c)
-		}
-	}
-	return b
 }
 
 // node is one element of a parsed reply.

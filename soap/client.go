@@ -11,6 +11,7 @@ import (
 	"github.com/erpresync/erpresync/auth"
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/internal/httpcall"
+	"github.com/erpresync/erpresync/internal/xmltext"
 )
 
 // Config configures a Client. Only BaseURL and Auth are required.
@@ -70,7 +71,7 @@ func (c Config) validate() error {
 	if c.MaxResponseBytes < 0 {
 		return errors.New("soap: Config.MaxResponseBytes must not be negative (0 means 4 MiB)")
 	}
-	if c.AppToken != "" && !validXMLText(c.AppToken) {
+	if c.AppToken != "" && !xmltext.Valid(c.AppToken) {
 		return errors.New("soap: Config.AppToken contains characters XML cannot carry")
 	}
 	return nil

@@ -2,9 +2,9 @@ package soap
 
 import (
 	"strconv"
-	"unicode/utf8"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/xmltext"
 )
 
 // XML namespaces and SOAP actions NetServer uses (protocol reference §3).
@@ -39,12 +39,12 @@ func appendEnvelopeStart(b []byte, soap12 bool, appToken, ticket string) []byte 
 	b = append(b, `<s:Header>`...)
 	if appToken != "" {
 		b = append(b, `<ApplicationToken xmlns="`+nsNetServer+`">`...)
-		b = appendEscaped(b, appToken)
+		b = xmltext.AppendEscaped(b, appToken)
 		b = append(b, `</ApplicationToken>`...)
 	}
 	if ticket != "" {
 		b = append(b, `<Credentials xmlns="`+nsNetServer+`"><Ticket>`...)
-		b = appendEscaped(b, ticket)
+		b = xmltext.AppendEscaped(b, ticket)
 		b = append(b, `</Ticket></Credentials>`...)
 	}
 	return append(b, `</s:Header><s:Body>`...)
@@ -71,7 +71,7 @@ func appendForceResyncExternal(b []byte, soap12 bool, appToken, ticket string, e
 		b = append(b, `<ExternalKeys xmlns:a="`+nsArrays+`">`...)
 		for _, k := range keys {
 			b = append(b, `<a:string>`...)
-			b = appendEscaped(b, k)
+			b = xmltext.AppendEscaped(b, k)
 			b = append(b, `</a:string>`...)
 		}
 		b = append(b, `</ExternalKeys>`...)
@@ -87,59 +87,4 @@ func forceResyncSize(appToken, ticket string, keys []string) int {
 		n += len(k) + len(`<a:string></a:string>`)
 	}
 	return n
-}
-
-// appendEscaped appends s as XML character data: & < > are escaped, CR is written as &#xD;
-// so that it survives end-of-line normalisation, and characters XML 1.0 cannot carry
-// (including invalid UTF-8) become U+FFFD.
-func appendEscaped(b []byte, s string) []byte {
-	last := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		var esc string
-		size := 1
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '&':
-				esc = "&amp;"
-			case c == '<':
-				esc = "&lt;"
-			case c == '>':
-				esc = "&gt;"
-			case c == '\r':
-				esc = "&#xD;"
-			case c < 0x20 && c != '\t' && c != '\n':
-				esc = "\uFFFD"
-			default:
-				i++
-				continue
-			}
-		} else {
-			var r rune
-			r, size = utf8.DecodeRuneInString(s[i:])
-			if (r != utf8.RuneError || size > 1) && erpsync.IsXMLChar(r) {
-				i += size
-				continue
-			}
-			esc = "\uFFFD"
-		}
-		b = append(b, s[last:i]...)
-		b = append(b, esc...)
-		i += size
-		last = i
-	}
-	return append(b, s[last:]...)
-}
-
-// validXMLText reports whether s is valid UTF-8 made only of XML 1.0 characters.
-func validXMLText(s string) bool {
-	if !utf8.ValidString(s) {
-		return false
-	}
-	for _, r := range s {
-		if !erpsync.IsXMLChar(r) {
-			return false
-		}
-	}
-	return true
 }

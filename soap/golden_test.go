@@ -119,24 +119,6 @@ func TestRequestEscapingRoundTrip(t *testing.T) {
 	}
 }
 
-func TestAppendEscapedInvalid(t *testing.T) {
-	t.Parallel()
-	tests := []struct{ name, in, want string }{
-		{"plain", "abc", "abc"},
-		{"specials", "<&>", "&lt;&amp;&gt;"},
-		{"cr", "a\rb", "a&#xD;b"},
-		{"nul", "a\x00b", "a\uFFFDb"},
-		{"bad utf8", "a\xffb", "a\uFFFDb"},
-		{"fffe", "a\uFFFEb", "a\uFFFDb"},
-		{"real fffd", "a\uFFFDb", "a\uFFFDb"},
-	}
-	for _, tt := range tests {
-		if got := string(appendEscaped(nil, tt.in)); got != tt.want {
-			t.Errorf("%s: appendEscaped(%q) = %q, want %q", tt.name, tt.in, got, tt.want)
-		}
-	}
-}
-
 // TestSeedCopyExact checks that testdata/response_seed.xml is the seed's response exactly
 // as printed, when the shared seed is present.
 func TestSeedCopyExact(t *testing.T) {
