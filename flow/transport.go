@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/erpresync/erpresync/internal/httpcall"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -84,7 +85,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // observe feeds a response to the cool-down and the tenant's breaker.
 func (t *transport) observe(ctx context.Context, resp *http.Response) {
 	c := t.c
-	ra, hasRA := retryAfter(resp.Header.Get("Retry-After"), c.now())
+	ra, hasRA := httpcall.RetryAfter(resp.Header.Get("Retry-After"), c.now())
 	s := resp.StatusCode
 	if s == http.StatusTooManyRequests || (s == http.StatusServiceUnavailable && hasRA) {
 		if !hasRA {
@@ -178,21 +179,6 @@ func (c *Control) cooldownWait(ctx context.Context, until time.Time) error {
 		return &WaitError{Reason: "cool-down", RetryAfter: max(d, time.Second)}
 	}
 	return sleep(ctx, d)
-}
-
-// retryAfter parses a Retry-After header: seconds or an HTTP date.
-func retryAfter(v string, now time.Time) (time.Duration, bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if n, err := strconv.Atoi(v); err == nil && n >= 0 {
-		return time.Duration(n) * time.Second, true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(now), 0), true
-	}
-	return 0, false
 }
 
 func trim(s string) string {
