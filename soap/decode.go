@@ -154,7 +154,7 @@ func (p *parser) fault(soap12 bool) (*erpsync.FaultError, error) {
 		}
 		return err
 	})
-	f.Sender = senderFault(f.Subcode, f.Code)
+	f.Sender = erpsync.SenderFault(f.Subcode, f.Code)
 	return f, err
 }
 

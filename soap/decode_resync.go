@@ -334,7 +334,7 @@ func (s *scanner) fault() (*erpsync.FaultError, error) {
 			return nil, err
 		}
 	}
-	f.Sender = senderFault(f.Subcode, f.Code)
+	f.Sender = erpsync.SenderFault(f.Subcode, f.Code)
 	return f, nil
 }
 

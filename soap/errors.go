@@ -2,8 +2,6 @@ package soap
 
 import (
 	"regexp"
-
-	"github.com/erpresync/erpresync/erpsync"
 )
 
 // defaultTicketErrorExpr is the default Config.TicketErrorPattern: an ExceptionInfo whose
@@ -15,6 +13,3 @@ var defaultTicketErrorPattern = regexp.MustCompile(defaultTicketErrorExpr)
 
 // maxInnerExceptions bounds how deep InnerException chains are followed.
 const maxInnerExceptions = 8
-
-// senderFault is erpsync.SenderFault: whether a fault's codes say the request is wrong.
-func senderFault(codes ...string) bool { return erpsync.SenderFault(codes...) }
