@@ -256,3 +256,32 @@ func SenderFault(codes ...string) bool {
 	}
 	return false
 }
+
+// ParseRetryAfter reads a Retry-After value: delay-seconds or an HTTP-date. It returns zero
+// for an absent, invalid or past value, and caps it at a year. It fills HTTPError.RetryAfter.
+func ParseRetryAfter(v string, now time.Time) time.Duration {
+	d, _ := RetryAfter(v, now)
+	return d
+}
+
+// RetryAfter reads a Retry-After value as ParseRetryAfter does, and reports whether the
+// header holds one at all: "0" and a date in the past are a Retry-After of zero (ok), an
+// absent, negative or unreadable value is none. Flow control tells the two apart (a 503
+// with Retry-After is throttling, without it an outage).
+func RetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
+	const maxRetryAfter = 365 * 24 * time.Hour
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n < 0 {
+			return 0, false
+		}
+		return time.Duration(min(n, int64(maxRetryAfter/time.Second))) * time.Second, true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return min(max(t.Sub(now), 0), maxRetryAfter), true
+	}
+	return 0, false
+}

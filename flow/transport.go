@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/erpresync/erpresync/internal/httpcall"
+	"github.com/erpresync/erpresync/erpsync"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -85,7 +85,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // observe feeds a response to the cool-down and the tenant's breaker.
 func (t *transport) observe(ctx context.Context, resp *http.Response) {
 	c := t.c
-	ra, hasRA := httpcall.RetryAfter(resp.Header.Get("Retry-After"), c.now())
+	ra, hasRA := erpsync.RetryAfter(resp.Header.Get("Retry-After"), c.now())
 	s := resp.StatusCode
 	if s == http.StatusTooManyRequests || (s == http.StatusServiceUnavailable && hasRA) {
 		if !hasRA {
