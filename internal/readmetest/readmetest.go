@@ -58,18 +58,24 @@ func Markers(path string) (all, recognised int, err error) {
 	return all, recognised, nil
 }
 
-// Lines returns the lines of the blocks that are run (continuation lines joined, trailing
-// comments and surrounding blanks removed, empty lines dropped), in order.
+// Lines returns the lines of the blocks that are run, in order (see Block.Lines).
 func Lines(bs []Block) []string {
 	var lines []string
 	for _, b := range bs {
-		if b.NotRun != "" {
-			continue
+		if b.NotRun == "" {
+			lines = append(lines, b.Lines()...)
 		}
-		for _, l := range strings.Split(strings.ReplaceAll(b.Text, "\\\n", " "), "\n") {
-			if l = StripComment(l); l != "" {
-				lines = append(lines, l)
-			}
+	}
+	return lines
+}
+
+// Lines returns the block's lines: continuation lines joined, trailing comments and
+// surrounding blanks removed, empty lines dropped.
+func (b Block) Lines() []string {
+	var lines []string
+	for _, l := range strings.Split(strings.ReplaceAll(b.Text, "\\\n", " "), "\n") {
+		if l = StripComment(l); l != "" {
+			lines = append(lines, l)
 		}
 	}
 	return lines
