@@ -148,13 +148,17 @@ func TestSystemdUnit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	unit := filepath.Join(t.TempDir(), "erpresync-worker.service")
 	raw = bytes.ReplaceAll(raw, []byte("ExecStart="+bin), []byte("ExecStart="+workerBinary(t)))
-	if err := os.WriteFile(unit, raw, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(analyze, "verify", "--man=no", unit).CombinedOutput()
-	if err != nil || len(bytes.TrimSpace(out)) > 0 {
-		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	// As shipped, and with its commented-out options (the private key's credential) on.
+	optionsOn := regexp.MustCompile(`(?m)^#([A-Z][A-Za-z]+=)`).ReplaceAll(raw, []byte("$1"))
+	for name, text := range map[string][]byte{"as shipped": raw, "with the commented options on": optionsOn} {
+		unit := filepath.Join(t.TempDir(), "erpresync-worker.service")
+		if err := os.WriteFile(unit, text, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(analyze, "verify", "--man=no", unit).CombinedOutput()
+		if err != nil || len(bytes.TrimSpace(out)) > 0 {
+			t.Errorf("systemd-analyze verify, %s: %v\n%s", name, err, out)
+		}
 	}
 }
