@@ -78,9 +78,11 @@ tidy: ## go mod tidy
 TRIAL_DIR ?= .trial
 TRIAL_REDIS_PORT ?= 6391
 TRIAL_SIM_ADDR ?= 127.0.0.1:8081
+# The intake API's token for trials only (the README's curl examples send it); never a real worker's.
+TRIAL_INTAKE_TOKEN = trial-intake-token-0123456789
 TRIAL_HTTP_ADDR = $(if $(WORKER_HTTP_ADDR),$(WORKER_HTTP_ADDR),127.0.0.1:8080)
 
-trial: build ## start Redis (127.0.0.1:6391), the simulator and a worker for a trial (WORKER_HTTP_ADDR=host:port moves the worker)
+trial: build ## start Redis (127.0.0.1:6391), the simulator and a worker (intake API on, trial token) for a trial (WORKER_HTTP_ADDR=host:port moves the worker)
 	@mkdir -p $(TRIAL_DIR)
 	@if [ -f $(TRIAL_DIR)/worker.pid ]; then echo "a trial is running (make trial-stop ends it)"; exit 1; fi
 	redis-server --bind 127.0.0.1 --port $(TRIAL_REDIS_PORT) --save '' --appendonly no --daemonize yes \
@@ -89,10 +91,11 @@ trial: build ## start Redis (127.0.0.1:6391), the simulator and a worker for a t
 	env -u SUPEROFFICE_TICKET -u SUPEROFFICE_SYSTEM_TOKEN -u SUPEROFFICE_APP_TOKEN \
 	  REDIS_URL=redis://127.0.0.1:$(TRIAL_REDIS_PORT)/0 REDIS_CLUSTER_ADDRS= SUPEROFFICE_URL=http://$(TRIAL_SIM_ADDR)/Cust12345 \
 	  SUPEROFFICE_USERNAME=ERPSYNC SUPEROFFICE_PASSWORD=erpsync WORKER_BUSINESS_RETRY_DELAY=2s WORKER_HTTP_ADDR=$(TRIAL_HTTP_ADDR) \
-	  bin/worker >$(TRIAL_DIR)/worker.log 2>&1 & echo $$! >$(TRIAL_DIR)/worker.pid
+	  INTAKE_TOKENS=$(TRIAL_INTAKE_TOKEN) bin/worker >$(TRIAL_DIR)/worker.log 2>&1 & echo $$! >$(TRIAL_DIR)/worker.pid
 	@sleep 1; for p in sim worker; do kill -0 $$(cat $(TRIAL_DIR)/$$p.pid) 2>/dev/null || { echo "$$p did not start:"; cat $(TRIAL_DIR)/$$p.log; $(MAKE) --no-print-directory trial-stop; exit 1; }; done
 	@echo "trial running: dashboard http://$(TRIAL_HTTP_ADDR)/monitoring/, logs in $(TRIAL_DIR)/"
 	@echo "  export REDIS_URL=redis://127.0.0.1:$(TRIAL_REDIS_PORT)/0   # for bin/enqueue"
+	@echo "  export INTAKE_TOKENS=$(TRIAL_INTAKE_TOKEN)   # for curl to the intake API at http://$(TRIAL_HTTP_ADDR)/v1/"
 	@echo "  make trial-stop                          # stops the worker, the simulator and Redis"
 
 trial-stop: ## stop what `make trial` started (the worker first, so that it hands its tasks back to Redis)

@@ -5,11 +5,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/erpresync/erpresync/internal/readmetest"
 	"github.com/erpresync/erpresync/internal/redistest"
 )
 
@@ -26,15 +26,17 @@ type readmeCommand struct {
 
 func readmeCommands(t *testing.T) []readmeCommand {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
+	blocks, err := readmetest.Blocks(filepath.Join(repoRoot, "README.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var cmds []readmeCommand
-	blocks := regexp.MustCompile("(?s)```sh\n(.*?)```").FindAllStringSubmatch(string(raw), -1)
 	for _, b := range blocks {
-		for _, line := range strings.Split(strings.ReplaceAll(b[1], "\\\n", " "), "\n") {
-			line = strings.TrimSpace(regexp.MustCompile(`\s+#.*$`).ReplaceAllString(line, ""))
+		if b.NotRun != "" {
+			t.Logf("README block not run (%s):\n%s", b.NotRun, b.Text)
+			continue
+		}
+		for _, line := range b.Lines() {
 			c := readmeCommand{line: line}
 			if before, after, ok := strings.Cut(line, "| bin/enqueue "); ok {
 				c.producer = strings.TrimSpace(before)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/erpresync/erpresync/internal/readmetest"
 	"github.com/erpresync/erpresync/nightly"
 	"github.com/erpresync/erpresync/tasks"
 	"github.com/hibiken/asynq"
@@ -325,4 +327,81 @@ func TestAlertRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	run(dir, "check", "config", "prometheus.yml")
+}
+
+// composeCommandLines returns the command lines that use the compose deployment: each
+// README block, and the docker-compose.yml header's example commands as one more.
+func composeCommandLines(t *testing.T) [][]string {
+	t.Helper()
+	blocks, err := readmetest.Blocks(readmePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var groups [][]string
+	for _, b := range blocks {
+		groups = append(groups, b.Lines())
+	}
+	raw, _ := readCompose(t)
+	var header []string
+	for _, l := range strings.Split(string(raw), "\n") {
+		if c, ok := strings.CutPrefix(l, "#   "); ok {
+			if c = readmetest.StripComment(c); c != "" {
+				header = append(header, c)
+			}
+		}
+	}
+	return append(groups, header)
+}
+
+// TestComposeExportsExist: a `docker-compose run … enqueue --file /exports/NAME` of the
+// README or the compose file reads a file that is in ./exports when it runs — shipped there
+// (./exports ships empty) or copied there by an earlier `cp SRC exports/` of the same
+// block, from a SRC that exists — and an `enqueue status RUN` asks for a run an earlier line
+// named with --run.
+func TestComposeExportsExist(t *testing.T) {
+	t.Parallel()
+	shipped := map[string]bool{}
+	entries, err := os.ReadDir("../../exports")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		shipped[e.Name()] = true
+	}
+	reads := 0
+	for _, lines := range composeCommandLines(t) {
+		present := maps.Clone(shipped)
+		runs := map[string]bool{}
+		for _, line := range lines {
+			if m := regexp.MustCompile(`^cp (\S+) exports/(\S*)$`).FindStringSubmatch(line); m != nil {
+				if _, err := os.Stat(filepath.Join("../..", m[1])); err != nil {
+					t.Errorf("%s: %v", line, err)
+				}
+				name := m[2]
+				if name == "" {
+					name = filepath.Base(m[1])
+				}
+				present[name] = true
+				continue
+			}
+			if !strings.HasPrefix(line, "docker-compose run ") || !strings.Contains(line, " enqueue ") {
+				continue
+			}
+			for _, m := range regexp.MustCompile(`--file /exports/(\S+)`).FindAllStringSubmatch(line, -1) {
+				reads++
+				if !present[m[1]] {
+					t.Errorf("%s\nreads /exports/%s, but ./exports ships empty and no earlier line copies it there", line, m[1])
+				}
+			}
+			for _, m := range regexp.MustCompile(`--run (\S+)`).FindAllStringSubmatch(line, -1) {
+				runs[m[1]] = true
+			}
+			if m := regexp.MustCompile(` enqueue status (\S+)`).FindStringSubmatch(line); m != nil && !runs[m[1]] {
+				t.Errorf("%s\nasks for run %s, which no earlier command submits", line, m[1])
+			}
+		}
+	}
+	if reads < 2 {
+		t.Errorf("found %d `docker-compose run … enqueue --file /exports/…` commands, want the README's and the compose file's", reads)
+	}
 }

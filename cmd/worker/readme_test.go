@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/erpresync/erpresync/internal/readmetest"
 	"github.com/erpresync/erpresync/tasks"
 )
 
@@ -96,7 +97,7 @@ func TestSettingsAreDocumented(t *testing.T) {
 // pointed at it.
 func TestREADMEWorkerCommands(t *testing.T) {
 	t.Parallel()
-	raw, err := os.ReadFile(readmePath)
+	blocks, err := readmetest.Blocks(readmePath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,9 +116,12 @@ func TestREADMEWorkerCommands(t *testing.T) {
 			t.Errorf("the README exports %s; give it to one command with `env %s=... command`", k, k)
 		}
 	}
-	for _, block := range regexp.MustCompile("(?s)```sh\n(.*?)```").FindAllStringSubmatch(string(raw), -1) {
-		for _, line := range strings.Split(strings.ReplaceAll(block[1], "\\\n", " "), "\n") {
-			line = strings.TrimSpace(regexp.MustCompile(`\s+#.*$`).ReplaceAllString(line, ""))
+	for _, block := range blocks {
+		if block.NotRun != "" {
+			t.Logf("README block not run (%s):\n%s", block.NotRun, block.Text)
+		}
+		// The settings of blocks that are not run are checked all the same.
+		for _, line := range block.Lines() {
 			if strings.HasPrefix(line, "export ") {
 				for _, kv := range strings.Fields(strings.TrimPrefix(line, "export ")) {
 					if k, _, ok := strings.Cut(kv, "="); ok {
@@ -136,7 +140,7 @@ func TestREADMEWorkerCommands(t *testing.T) {
 				line = strings.Join(fields, " ")
 			}
 			args, ok := strings.CutPrefix(line, "go run ./cmd/worker ")
-			if !ok || strings.HasPrefix(args, "demo") {
+			if !ok || strings.HasPrefix(args, "demo") || block.NotRun != "" {
 				continue
 			}
 			var stdout, stderr strings.Builder
@@ -192,5 +196,20 @@ func TestREADMETrial(t *testing.T) {
 		if !strings.Contains(string(raw), want) {
 			t.Errorf("the README's trial does not say %q (how to stop it, how to move the worker's port)", want)
 		}
+	}
+}
+
+// TestREADMENotRunMarkers: every readme-test marker of the README sits directly before a
+// ```sh block and gives a reason, so that the tests that run the README's commands see it
+// (a misspelt one would make them run a block that needs a real tenant, or a mistyped
+// fence silently skip one).
+func TestREADMENotRunMarkers(t *testing.T) {
+	t.Parallel()
+	all, recognised, err := readmetest.Markers(readmePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if all != recognised {
+		t.Errorf("the README has %d readme-test markers, %d of them directly before a ```sh block as `<!-- readme-test: not run: REASON -->`", all, recognised)
 	}
 }
