@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"mime"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/erpresync/erpresync/erpsync"
@@ -97,7 +97,7 @@ func (t *transport) observe(ctx context.Context, resp *http.Response) {
 		}
 	}
 	switch {
-	case s >= 500 && s != http.StatusNotImplemented && s != http.StatusHTTPVersionNotSupported && !soapFault(resp):
+	case s >= 500 && s != http.StatusNotImplemented && s != http.StatusHTTPVersionNotSupported && !netServerAnswered(resp):
 		c.tenant.record(ctx, "fail", true, "HTTP "+strconv.Itoa(s)+" "+http.StatusText(s))
 	case s == http.StatusTooManyRequests:
 		// Throttling is not an outage: the cool-down handles it.
@@ -106,11 +106,23 @@ func (t *transport) observe(ctx context.Context, resp *http.Response) {
 	}
 }
 
-// soapFault reports whether a 5xx reply is a SOAP fault: NetServer itself answered (WCF
-// sends faults with HTTP 500), so the tenant is up; the fault's class decides the batch.
-func soapFault(resp *http.Response) bool {
-	ct := strings.ToLower(resp.Header.Get("Content-Type"))
-	return resp.StatusCode == http.StatusInternalServerError && (strings.Contains(ct, "xml"))
+// netServerAnswered reports whether a 5xx reply came from NetServer itself rather than from
+// what stands in front of it (IIS, a proxy, a maintenance page): an HTTP 500 carrying the
+// SOAP fault WCF sends (XML) or the WebAPI's error object (JSON, §8 of the protocol notes).
+// Then the tenant is up, whichever API answered; the error's class decides the batch.
+func netServerAnswered(resp *http.Response) bool {
+	if resp.StatusCode != http.StatusInternalServerError {
+		return false
+	}
+	mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if err != nil {
+		return false
+	}
+	switch mt {
+	case "text/xml", "application/xml", "application/soap+xml", "application/json", "text/json":
+		return true
+	}
+	return false
 }
 
 // slotBody gives the concurrency slot back when the body is closed or read to its end.
