@@ -50,8 +50,9 @@ type Config struct {
 	// Lease is how long a concurrency slot stays taken without renewal: a killed worker's
 	// slot comes back after at most this long. Zero: DefaultLease (30 s).
 	Lease time.Duration
-	// TenantFailures is how many systemic failures in a row (transport errors, 5xx other
-	// than a SOAP fault, maintenance pages), seen by any worker, open the tenant's breaker.
+	// TenantFailures is how many systemic failures in a row (transport errors, maintenance
+	// pages, 5xx other than an HTTP 500 NetServer itself answered with: a SOAP fault or the
+	// WebAPI's error object), seen by any worker, open the tenant's breaker.
 	// Zero: DefaultTenantFailures (5).
 	TenantFailures int
 	// ConnWindow is how many recent batches per ERP connection the connection breaker looks
