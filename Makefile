@@ -29,7 +29,7 @@ bench-e2e: ## worker processes end to end against the naive baseline, and latenc
 bench-pipeline: ## whole pipeline (enqueue, worker, simulator, ledger) in keys/s, 5 runs
 	$(GO) test ./cmd/worker -run '^$$' -bench Pipeline -benchtime 3x -count 5
 
-bench-flow: ## flow control: 3 worker processes at 20 requests/s, 50 ms calls; achieved rate, 10-s peak, trickle latency behind 300 bulk batches
+bench-flow: ## flow control: 3 worker processes at 20 requests/s, 50 ms calls; achieved rate, 10-s peak, trickle latency behind 300 bulk batches; requests reaching the tenant in a 30-s outage
 	$(GO) test ./cmd/worker -run '^$$' -bench Flow -benchtime 1x -count 1 -v -timeout 10m
 
 bench-intake: ## enqueue a million-key file 5 times with the real command; median time and peak RSS

@@ -50,8 +50,9 @@ type Config struct {
 	// Lease is how long a concurrency slot stays taken without renewal: a killed worker's
 	// slot comes back after at most this long. Zero: DefaultLease (30 s).
 	Lease time.Duration
-	// TenantFailures is how many systemic failures in a row (transport errors, 5xx other
-	// than a SOAP fault, maintenance pages), seen by any worker, open the tenant's breaker.
+	// TenantFailures is how many systemic failures in a row (transport errors, maintenance
+	// pages, 5xx other than an HTTP 500 NetServer itself answered with: a SOAP fault or the
+	// WebAPI's error object), seen by any worker, open the tenant's breaker.
 	// Zero: DefaultTenantFailures (5).
 	TenantFailures int
 	// ConnWindow is how many recent batches per ERP connection the connection breaker looks
@@ -194,15 +195,44 @@ func Connection(ctx context.Context) int {
 
 // Admit asks the ERP connection's breaker whether a batch of conn may call, and returns
 // ctx carrying the connection for the transport. A *PausedError when the breaker is open.
+// When the batch is the breaker's probe, ctx carries the probe too: the transport lets the
+// batch's requests pass the half-open breaker, and no other.
 func (c *Control) Admit(ctx context.Context, conn int) (context.Context, error) {
 	ctx = WithConnection(ctx, conn)
 	if c.cfg.ConnWindow < 0 {
 		return ctx, nil
 	}
-	if _, err := c.conns(conn).allow(ctx); err != nil {
+	probe, err := c.gate(ctx, []*breaker{c.conns(conn)}, []string{""}, true)
+	if err != nil {
 		return ctx, err
 	}
+	if probe != "" {
+		ctx = context.WithValue(ctx, probeKey{}, connProbe{conn: conn, token: probe})
+	}
 	return ctx, nil
+}
+
+type probeKey struct{}
+
+// connProbe is the probe of an ERP connection's breaker that Admit claimed for a batch.
+type connProbe struct {
+	conn  int
+	token string
+}
+
+// breakers returns the breakers a request must pass, the tenant's last (the transport
+// claims its probe; a connection's probe is claimed by Admit for a whole batch), and the
+// probe tokens ctx holds for them.
+func (c *Control) breakers(ctx context.Context) ([]*breaker, []string) {
+	conn := Connection(ctx)
+	if conn == 0 || c.cfg.ConnWindow < 0 {
+		return []*breaker{c.tenant}, []string{""}
+	}
+	held := ""
+	if p, ok := ctx.Value(probeKey{}).(connProbe); ok && p.conn == conn {
+		held = p.token
+	}
+	return []*breaker{c.conns(conn), c.tenant}, []string{held, ""}
 }
 
 // Outcome reports a batch's answer to the ERP connection's breaker: ok, or the ErrorCode
@@ -217,7 +247,7 @@ func (c *Control) Outcome(ctx context.Context, conn int, errorCode string, ok, c
 	if !ok {
 		out = "!" + errorCode
 	}
-	c.conns(conn).record(ctx, out, counted || ok, fmt.Sprintf("ErrorCode %q on nearly every batch", errorCode))
+	c.conns(conn).record(ctx, out, counted || ok, fmt.Sprintf("ErrorCode %q on nearly every batch", errorCode), anyProbe)
 }
 
 // Paused returns the *PausedError of the tenant's or conn's open breaker, nil if both are

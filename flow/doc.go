@@ -13,7 +13,9 @@
 //     (transport errors, 5xx and maintenance pages), and one per ERP connection that opens
 //     when nearly every batch fails with the same ErrorCode (a misconfigured connector).
 //     An open breaker stops calls from all workers and lets one probe through at a growing
-//     interval; a successful probe closes it.
+//     interval; a successful probe closes it. A request asks the breakers again right before
+//     it is sent, after every wait: nothing that waited goes out once a breaker opened, and
+//     what goes out while one is half-open is its one probe, shared by all workers.
 //
 // The limits, the cool-down and the tenant breaker live in an http.RoundTripper
 // (Control.Transport) around the transport of the one *http.Client the worker hands to

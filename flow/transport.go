@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"mime"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/erpresync/erpresync/erpsync"
@@ -14,10 +14,13 @@ import (
 )
 
 // Transport returns an http.RoundTripper that sends every request through next (nil:
-// http.DefaultTransport) under the tenant's flow control, in this order: the tenant's
-// breaker (a *PausedError when open), the shared cool-down, a concurrency slot of the
-// request's ERP connection (see WithConnection), a token of the rate limit. The slot is
-// held until the response body is closed or read to its end.
+// http.DefaultTransport) under the tenant's flow control, in this order: the breakers (the
+// tenant's, and the ERP connection's of the request, see WithConnection; a *PausedError
+// when one is open), the shared cool-down, a concurrency slot of the request's ERP
+// connection, a token of the rate limit, and the breakers again: whatever opened while the
+// request waited holds it back, and a request that goes out while a breaker is half-open is
+// its one probe, for all workers. The slot is held until the response body is closed or
+// read to its end.
 //
 // A wait is cut short with a *WaitError when it would not end by the middle of the time
 // left to the request's deadline (http.Client.Timeout counts too), so that the call
@@ -41,7 +44,9 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		until = c.now().Add(dl.Sub(c.now()) / 2)
 	}
-	if _, err := c.tenant.allow(ctx); err != nil {
+	bs, held := c.breakers(ctx)
+	// A first look holds the request back before it waits for anything.
+	if _, err := c.gate(ctx, bs, held, false); err != nil {
 		closeBody(req)
 		return nil, err
 	}
@@ -57,12 +62,20 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 	}
-	if err := c.rateWait(ctx, until); err != nil {
+	fail := func(err error) (*http.Response, error) {
 		if sl != nil {
 			sl.release()
 		}
 		closeBody(req)
 		return nil, err
+	}
+	if err := c.rateWait(ctx, until); err != nil {
+		return fail(err)
+	}
+	// The decision that counts: nothing waits between it and the send.
+	probe, err := c.gate(ctx, bs, held, true)
+	if err != nil {
+		return fail(err)
 	}
 	c.metrics.request()
 	resp, err := t.next.RoundTrip(req)
@@ -71,19 +84,20 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			sl.release()
 		}
 		if ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			c.tenant.record(ctx, "fail", true, "transport: "+trim(err.Error()))
+			c.tenant.record(ctx, "fail", true, "transport: "+trim(err.Error()), probe)
 		}
 		return nil, err
 	}
-	t.observe(ctx, resp)
+	t.observe(ctx, resp, probe)
 	if sl != nil {
 		resp.Body = &slotBody{ReadCloser: resp.Body, sl: sl}
 	}
 	return resp, nil
 }
 
-// observe feeds a response to the cool-down and the tenant's breaker.
-func (t *transport) observe(ctx context.Context, resp *http.Response) {
+// observe feeds a response to the cool-down and the tenant's breaker; probe is the token of
+// the tenant's probe the request was ("" none).
+func (t *transport) observe(ctx context.Context, resp *http.Response, probe string) {
 	c := t.c
 	ra, hasRA := erpsync.RetryAfter(resp.Header.Get("Retry-After"), c.now())
 	s := resp.StatusCode
@@ -97,20 +111,32 @@ func (t *transport) observe(ctx context.Context, resp *http.Response) {
 		}
 	}
 	switch {
-	case s >= 500 && s != http.StatusNotImplemented && s != http.StatusHTTPVersionNotSupported && !soapFault(resp):
-		c.tenant.record(ctx, "fail", true, "HTTP "+strconv.Itoa(s)+" "+http.StatusText(s))
+	case s >= 500 && s != http.StatusNotImplemented && s != http.StatusHTTPVersionNotSupported && !netServerAnswered(resp):
+		c.tenant.record(ctx, "fail", true, "HTTP "+strconv.Itoa(s)+" "+http.StatusText(s), probe)
 	case s == http.StatusTooManyRequests:
 		// Throttling is not an outage: the cool-down handles it.
 	default:
-		c.tenant.record(ctx, "", true, "")
+		c.tenant.record(ctx, "", true, "", probe)
 	}
 }
 
-// soapFault reports whether a 5xx reply is a SOAP fault: NetServer itself answered (WCF
-// sends faults with HTTP 500), so the tenant is up; the fault's class decides the batch.
-func soapFault(resp *http.Response) bool {
-	ct := strings.ToLower(resp.Header.Get("Content-Type"))
-	return resp.StatusCode == http.StatusInternalServerError && (strings.Contains(ct, "xml"))
+// netServerAnswered reports whether a 5xx reply came from NetServer itself rather than from
+// what stands in front of it (IIS, a proxy, a maintenance page): an HTTP 500 carrying the
+// SOAP fault WCF sends (XML) or the WebAPI's error object (JSON, §8 of the protocol notes).
+// Then the tenant is up, whichever API answered; the error's class decides the batch.
+func netServerAnswered(resp *http.Response) bool {
+	if resp.StatusCode != http.StatusInternalServerError {
+		return false
+	}
+	mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if err != nil {
+		return false
+	}
+	switch mt {
+	case "text/xml", "application/xml", "application/soap+xml", "application/json", "text/json":
+		return true
+	}
+	return false
 }
 
 // slotBody gives the concurrency slot back when the body is closed or read to its end.

@@ -67,3 +67,55 @@ func BenchmarkFlow(b *testing.B) {
 		rdb.Close()
 	}
 }
+
+// BenchmarkFlowOutage measures what the tenant's breaker lets through during an outage:
+// three worker processes on one Redis (ten batches at once each, the default), limited to 20
+// requests/s together, calls of 50 ms, a backlog flowing at the limit when the tenant starts answering 503 (the maintenance page)
+// for 30 s. It reports the requests that reached the tenant during the outage
+// (outage-calls) and how many of them came in the 2 s after the breaker opened. The bound is
+// the failures that open the breaker (SUPEROFFICE_BREAKER_FAILURES, 5) plus the requests
+// already in flight when it opened plus the probes (at 5 s and 15 s: two in 30 s), at most
+// 15 here; every key must be resynced once the tenant is back.
+//
+// Run it with `make bench-flow` (about a minute).
+func BenchmarkFlowOutage(b *testing.B) {
+	const outage = 30 * time.Second
+	for b.Loop() {
+		db := redistest.New(b)
+		rdb := db.Client()
+		sim := startSim(b)
+		sim.SetLatency(50 * time.Millisecond)
+		flowWorkers(b, db, sim, 3, map[string]string{"SUPEROFFICE_RATE_LIMIT": "20", "WORKER_CONCURRENCY": "10"})
+
+		const run = "bench-outage"
+		keys := testKeys("U", 3000)
+		submit(b, db, run, erpsync.ActorCustomer, keys, 10)
+		waitFor(b, time.Minute, func() (bool, string) {
+			return runStatus(b, rdb, run).ResyncedKeys >= 200, "the run has not reached full speed"
+		})
+		sim.SetOutage(true)
+		start := time.Now()
+		time.Sleep(outage) // the scenario: the tenant is down this long
+		sim.SetOutage(false)
+		end := time.Now()
+		st := waitDone(b, rdb, run, 2*time.Minute)
+		if st.ResyncedKeys != int64(len(keys)) || st.DeadKeys != 0 {
+			b.Fatalf("after the outage: %+v; want every key resynced, none dead", st)
+		}
+		var during []time.Time
+		for _, at := range sim.Traffic().Arrivals {
+			if !at.Before(start) && at.Before(end) {
+				during = append(during, at)
+			}
+		}
+		burst := 0
+		if len(during) > 0 {
+			burst = maxInWindow(during, 2*time.Second)
+		}
+		b.ReportMetric(float64(len(during)), "outage-calls")
+		b.ReportMetric(float64(burst), "max-calls/2s")
+		b.Logf("outage: %d requests reached the tenant during %s of 503 (bound: 5 failures + in flight + 2 probes <= 15); most in any 2 s: %d",
+			len(during), outage, burst)
+		rdb.Close()
+	}
+}
