@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -221,5 +222,29 @@ func TestIntakeRefusesBrowserLogin(t *testing.T) {
 	}
 	if len(after) != len(before) {
 		t.Errorf("refused intake calls changed Redis: keys %v, then %v", before, after)
+	}
+}
+
+// TestREADMELoginLimits: the README states the login limits the code applies.
+func TestREADMELoginLimits(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile(readmePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := strings.Join(strings.Fields(string(raw)), " ")
+	for _, want := range []string{
+		fmt.Sprintf("(at least %d characters)", minDashboardPassword),
+		fmt.Sprintf("After %d refused logins an address is locked out for 1 s, then 2 s, 4 s, … up to 15 min", loginFreeFailures),
+		"at most one line per address a minute",
+		"an hour without a refusal",
+		fmt.Sprintf("at most %d addresses are remembered", loginMaxAddrs),
+	} {
+		if !strings.Contains(readme, want) {
+			t.Errorf("README.md does not say %q", want)
+		}
+	}
+	if loginFirstLock != time.Second || loginMaxLock != 15*time.Minute || loginLogEvery != time.Minute || loginForget != time.Hour {
+		t.Error("the login limits changed: update the README's Metrics and dashboard section, then this test")
 	}
 }
