@@ -153,7 +153,8 @@ func TestDashboardLoginThrottle(t *testing.T) {
 }
 
 // TestDashboardCrossOriginLogged: a refused cross-origin request is logged with its
-// origin, and a flood of them stays within the log budget.
+// origin, and a flood of them stays within the log budget; a dashboard without a login
+// refuses them too.
 func TestDashboardCrossOriginLogged(t *testing.T) {
 	t.Parallel()
 	h, _, logs, _ := guardedHandler(t)
@@ -166,6 +167,18 @@ func TestDashboardCrossOriginLogged(t *testing.T) {
 		h.ServeHTTP(rec, req)
 		if rec.Code != http.StatusForbidden || !strings.Contains(rec.Body.String(), "DASHBOARD_TRUSTED_ORIGINS") {
 			t.Fatalf("cross-site POST: %d %q, want 403 naming DASHBOARD_TRUSTED_ORIGINS", rec.Code, rec.Body.String())
+		}
+	}
+	// Without a login too: a dashboard on loopback is reachable from the browser's pages.
+	open := httpConfig{Logins: newLoginGuard(zerolog.Nop()), CrossOrigin: http.NewCrossOriginProtection()}
+	oh := open.protect(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }))
+	for _, site := range []string{"cross-site", "same-origin"} {
+		req := httptest.NewRequest("DELETE", "/monitoring/api/queues/q", nil)
+		req.Header.Set("Sec-Fetch-Site", site)
+		rec := httptest.NewRecorder()
+		oh.ServeHTTP(rec, req)
+		if want := map[string]int{"cross-site": http.StatusForbidden, "same-origin": http.StatusOK}[site]; rec.Code != want {
+			t.Errorf("DELETE with Sec-Fetch-Site %s and no login configured: %d, want %d", site, rec.Code, want)
 		}
 	}
 	lines := logLines(t, logs, "dashboard: cross-origin request refused (if a reverse proxy serves the dashboard under another host name, list it in DASHBOARD_TRUSTED_ORIGINS)")

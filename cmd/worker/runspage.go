@@ -63,22 +63,3 @@ func (p breakerPauses) Pauses(ctx context.Context) ([]runspage.Pause, error) {
 	}
 	return out, nil
 }
-
-// protect puts h behind the dashboard's login when DASHBOARD_USER and DASHBOARD_PASSWORD
-// are set, and refuses its unsafe requests from another site's pages whether or not: a
-// browser sends its stored login with them, and reaches a loopback listener too. The login
-// comes first, so a refused login is counted whatever its origin.
-func (cfg httpConfig) protect(h http.Handler) http.Handler {
-	deny := cfg.Logins.crossOriginRefusal()
-	checked := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if cfg.CrossOrigin.Check(r) != nil {
-			deny.ServeHTTP(w, r)
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
-	if cfg.DashboardUser == "" && cfg.DashboardPass == "" {
-		return checked
-	}
-	return basicAuth(checked, cfg.DashboardUser, cfg.DashboardPass, cfg.Logins)
-}
