@@ -53,7 +53,10 @@ type appConfig struct {
 	DashboardUser     string
 	DashboardPass     string
 	DashboardRO       bool
-	Listener          net.Listener // already open; nil when HTTP is off
+	// DashboardOrigins are the origins besides the listener's own from which the dashboard
+	// accepts changes (DASHBOARD_TRUSTED_ORIGINS); nil: none.
+	DashboardOrigins *http.CrossOriginProtection
+	Listener         net.Listener // already open; nil when HTTP is off
 	// IntakeTokens switch the HTTP intake API at /v1/ on; none: no intake API.
 	IntakeTokens  []string
 	IntakeMaxBody int64  // zero: intakeapi.DefaultMaxBody
@@ -195,7 +198,7 @@ func startApp(cfg appConfig) (_ *app, err error) {
 		handler, closeUI := newHTTPHandler(httpConfig{
 			RedisOpt: cfg.RedisOpt, Redis: a.rdb, Registry: cfg.Registry,
 			DashboardUser: cfg.DashboardUser, DashboardPass: cfg.DashboardPass, ReadOnly: cfg.DashboardRO,
-			Intake: intake,
+			CrossOrigin: cfg.DashboardOrigins, Logger: log, Intake: intake,
 		})
 		a.closeUI = closeUI
 		a.wg.Add(1)

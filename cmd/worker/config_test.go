@@ -100,6 +100,10 @@ func TestWorkerSettings(t *testing.T) {
 		c.LedgerRetention != tasks.DefaultLedgerRetention {
 		t.Errorf("defaults: %+v", c)
 	}
+	// The password's minimum counts characters, not bytes.
+	if _, err := parse(map[string]string{"DASHBOARD_USER": "ops", "DASHBOARD_PASSWORD": "påskeæggeløb"}); err != nil {
+		t.Errorf("a 12-character password: %v", err)
+	}
 	for in, want := range map[string]time.Duration{"0": 0, "3d": 72 * time.Hour, "36h": 36 * time.Hour} {
 		if c, err := parse(map[string]string{"LEDGER_RETENTION": in}); err != nil || c.LedgerRetention != want {
 			t.Errorf("LEDGER_RETENTION=%s: %v, %v; want %v", in, c.LedgerRetention, err, want)
@@ -132,6 +136,10 @@ func TestWorkerSettings(t *testing.T) {
 		{map[string]string{"DASHBOARD_READONLY": "maybe"}, "DASHBOARD_READONLY"},
 		{map[string]string{"DASHBOARD_USER": "ops"}, "DASHBOARD_PASSWORD"},
 		{map[string]string{"DASHBOARD_PASSWORD": "hunter2"}, "DASHBOARD_USER"},
+		{map[string]string{"DASHBOARD_USER": "ops", "DASHBOARD_PASSWORD": "hunter2"}, "DASHBOARD_PASSWORD is too short (7 characters): want at least 12"},
+		{map[string]string{"DASHBOARD_USER": "ops", "DASHBOARD_PASSWORD": "hunter2-abc"}, "DASHBOARD_PASSWORD is too short (11 characters)"},
+		{map[string]string{"DASHBOARD_TRUSTED_ORIGINS": "ops.example.com"}, "DASHBOARD_TRUSTED_ORIGINS"},
+		{map[string]string{"DASHBOARD_TRUSTED_ORIGINS": "https://ok.example.com,https://ops.example.com/monitoring/"}, `DASHBOARD_TRUSTED_ORIGINS: "https://ops.example.com/monitoring/"`},
 	} {
 		_, err := parse(tt.env)
 		if err == nil || !strings.Contains(err.Error(), tt.wantErr) {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/rs/zerolog"
 
 	"github.com/erpresync/erpresync/internal/redistest"
 )
@@ -34,8 +35,10 @@ const (
 // sends every mutating route asynqmon registers — read from asynqmon's own source, so a
 // route added by an upgrade is covered too — with the right credentials: each is refused
 // and nothing changes. Wrong credentials are refused on every route, in read-write mode
-// too, and the read-write dashboard does carry out a call, which shows the requests reach
-// the API at all.
+// too. In read-write mode every route sent by a browser from another site (Origin and
+// Sec-Fetch-Site of evil.example) with the right credentials, as a browser sends its stored
+// login, is refused with 403 and changes nothing. The read-write dashboard does carry out a
+// same-origin call and one from a trusted origin, which shows the requests reach the API.
 func TestDashboardReadOnlyAndAuth(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
@@ -44,11 +47,18 @@ func TestDashboardReadOnlyAndAuth(t *testing.T) {
 
 	rdb := db.Client()
 	t.Cleanup(func() { rdb.Close() })
-	ro, closeRO := newHTTPHandler(httpConfig{RedisOpt: db.Opt(), Redis: rdb, DashboardUser: dashUser, DashboardPass: dashPass, ReadOnly: true})
+	// The sweep below sends hundreds of wrong logins from one address: no lockout here
+	// (TestDashboardLoginThrottle covers it).
+	patient := func() *loginGuard { g := newLoginGuard(zerolog.Nop()); g.free = 1 << 30; return g }
+	ro, closeRO := newHTTPHandler(httpConfig{RedisOpt: db.Opt(), Redis: rdb, DashboardUser: dashUser, DashboardPass: dashPass, ReadOnly: true, Logins: patient()})
 	t.Cleanup(closeRO)
 	roSrv := httptest.NewServer(ro)
 	t.Cleanup(roSrv.Close)
-	rw, closeRW := newHTTPHandler(httpConfig{RedisOpt: db.Opt(), Redis: rdb, DashboardUser: dashUser, DashboardPass: dashPass, ReadOnly: false})
+	trusted, err := parseTrustedOrigins(" https://ops.example.com ,")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rw, closeRW := newHTTPHandler(httpConfig{RedisOpt: db.Opt(), Redis: rdb, DashboardUser: dashUser, DashboardPass: dashPass, ReadOnly: false, Logins: patient(), CrossOrigin: trusted})
 	t.Cleanup(closeRW)
 	rwSrv := httptest.NewServer(rw)
 	t.Cleanup(rwSrv.Close)
@@ -61,6 +71,15 @@ func TestDashboardReadOnlyAndAuth(t *testing.T) {
 		path := rt.fill(ids)
 		if code, body := dashCall(t, roSrv.URL, rt.method, path, dashUser, dashPass); code != http.StatusMethodNotAllowed {
 			t.Errorf("read-only %s %s: %d %.120s, want 405", rt.method, path, code, body)
+		}
+		for _, h := range []map[string]string{
+			{"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"},
+			{"Origin": "http://evil.example"}, // a browser without Sec-Fetch-Site
+			{"Sec-Fetch-Site": "same-site"},   // a sibling subdomain
+		} {
+			if code, body := dashCall(t, rwSrv.URL, rt.method, path, dashUser, dashPass, h); code != http.StatusForbidden {
+				t.Errorf("read-write %s %s from another site %v: %d %.120s, want 403", rt.method, path, h, code, body)
+			}
 		}
 		for _, cred := range [][2]string{{"", ""}, {dashUser, "wrong"}, {"root", dashPass}, {strings.ToUpper(dashUser), dashPass}, {dashUser, dashPass + " "}, {dashUser, ""}} {
 			for _, base := range []string{roSrv.URL, rwSrv.URL} {
@@ -82,14 +101,31 @@ func TestDashboardReadOnlyAndAuth(t *testing.T) {
 		t.Fatalf("the refused calls changed the queue:\nbefore %+v\nafter  %+v", before, after)
 	}
 
-	// The control: the read-write dashboard with the right credentials resumes the queue.
-	if code, body := dashCall(t, rwSrv.URL, "POST", "/monitoring/api/queues/"+dashQueue+":resume", dashUser, dashPass); code >= 300 {
-		t.Fatalf("read-write resume: %d %s", code, body)
+	// The controls: the read-write dashboard with the right credentials resumes the queue
+	// when the dashboard's own page asks (as a browser sends it, and as curl does, with
+	// neither header), and pauses it when a trusted origin's page asks.
+	for _, h := range []map[string]string{{"Origin": rwSrv.URL, "Sec-Fetch-Site": "same-origin"}, nil} {
+		if code, body := dashCall(t, rwSrv.URL, "POST", "/monitoring/api/queues/"+dashQueue+":resume", dashUser, dashPass, h); code >= 300 {
+			t.Fatalf("read-write resume %v: %d %s", h, code, body)
+		}
+		if st := dashboardState(t, insp); st.Paused {
+			t.Fatalf("read-write resume %v was accepted but the queue is still paused: the test does not reach the API", h)
+		}
+		if err := insp.PauseQueue(dashQueue); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if st := dashboardState(t, insp); st.Paused {
-		t.Error("read-write resume was accepted but the queue is still paused: the test does not reach the API")
+	if err := insp.UnpauseQueue(dashQueue); err != nil {
+		t.Fatal(err)
 	}
-	t.Logf("%d mutating routes refused in read-only mode, each also refused with 6 kinds of wrong credentials", len(routes))
+	if code, body := dashCall(t, rwSrv.URL, "POST", "/monitoring/api/queues/"+dashQueue+":pause", dashUser, dashPass,
+		map[string]string{"Origin": "https://ops.example.com", "Sec-Fetch-Site": "cross-site"}); code >= 300 {
+		t.Fatalf("read-write pause from the trusted origin: %d %s", code, body)
+	}
+	if st := dashboardState(t, insp); !st.Paused {
+		t.Error("the pause from the trusted origin was accepted but the queue is not paused")
+	}
+	t.Logf("%d mutating routes refused in read-only mode and from other sites, each also refused with 6 kinds of wrong credentials", len(routes))
 }
 
 // route is one asynqmon API route.
@@ -134,7 +170,8 @@ func asynqmonMutatingRoutes(t *testing.T) []route {
 	return routes
 }
 
-func dashCall(t *testing.T, base, method, path, user, pass string) (int, string) {
+// dashCall sends one request; headers, when given, are set on it (Origin, Sec-Fetch-Site).
+func dashCall(t *testing.T, base, method, path, user, pass string, headers ...map[string]string) (int, string) {
 	t.Helper()
 	var body io.Reader
 	if strings.Contains(path, ":batch_") {
@@ -148,6 +185,11 @@ func dashCall(t *testing.T, base, method, path, user, pass string) (int, string)
 		req.SetBasicAuth(user, pass)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	for _, h := range headers {
+		for k, v := range h {
+			req.Header.Set(k, v)
+		}
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

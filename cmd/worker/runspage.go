@@ -63,12 +63,3 @@ func (p breakerPauses) Pauses(ctx context.Context) ([]runspage.Pause, error) {
 	}
 	return out, nil
 }
-
-// protect puts h behind the dashboard's basic auth when DASHBOARD_USER and
-// DASHBOARD_PASSWORD are set.
-func (cfg httpConfig) protect(h http.Handler) http.Handler {
-	if cfg.DashboardUser == "" && cfg.DashboardPass == "" {
-		return h
-	}
-	return basicAuth(h, cfg.DashboardUser, cfg.DashboardPass)
-}

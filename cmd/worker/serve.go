@@ -80,6 +80,12 @@ func workerSettings(v values) (appConfig, error) {
 	if (c.DashboardUser == "") != (c.DashboardPass == "") {
 		return c, errors.New("set both DASHBOARD_USER and DASHBOARD_PASSWORD, or neither")
 	}
+	if err = checkDashboardPassword(c.DashboardPass); err != nil {
+		return c, err
+	}
+	if c.DashboardOrigins, err = parseTrustedOrigins(v.str("DASHBOARD_TRUSTED_ORIGINS")); err != nil {
+		return c, err
+	}
 	c.HTTPAddr = v.str("WORKER_HTTP_ADDR")
 	if tokens := v.str("INTAKE_TOKENS"); tokens != "" {
 		if c.HTTPAddr == "off" {
@@ -295,7 +301,8 @@ Flags:
 	defer insp.Close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newQueueCollector(insp))
-	h, closeUI := newHTTPHandler(httpConfig{RedisOpt: cfg.RedisOpt, Redis: rdb, Registry: reg, DashboardUser: cfg.DashboardUser, DashboardPass: cfg.DashboardPass, ReadOnly: cfg.DashboardRO})
+	h, closeUI := newHTTPHandler(httpConfig{RedisOpt: cfg.RedisOpt, Redis: rdb, Registry: reg, DashboardUser: cfg.DashboardUser, DashboardPass: cfg.DashboardPass, ReadOnly: cfg.DashboardRO,
+		CrossOrigin: cfg.DashboardOrigins, Logger: log})
 	defer closeUI()
 	log.Info().Str("url", "http://"+ln.Addr().String()+dashboardPath+"/").Msg("dashboard listening")
 	return serveUntilSignal(ctx, sigs, ln, h, log)

@@ -71,6 +71,7 @@ func TestStartupFailures(t *testing.T) {
 		{name: "argument", args: []string{"--concurrency", "3", "extra"}, want: `unexpected argument \"extra\"`},
 		{name: "bad setting", env: map[string]string{"WORKER_QUEUES": ":2"}, want: "WORKER_QUEUES"},
 		{name: "no credentials", env: map[string]string{"SUPEROFFICE_TICKET": ""}, want: "no SuperOffice credentials"},
+		{name: "short dashboard password", env: map[string]string{"DASHBOARD_USER": "ops", "DASHBOARD_PASSWORD": "x"}, want: "DASHBOARD_PASSWORD is too short (1 characters): want at least 12"},
 		{name: "bad nightly config", env: map[string]string{"NIGHTLY_CONFIG": `{"entries": [{"name": "x", "cron": "not a cron"}]}`}, want: "NIGHTLY_CONFIG"},
 		{name: "port taken", env: map[string]string{"WORKER_HTTP_ADDR": taken.Addr().String()}, want: "WORKER_HTTP_ADDR=" + taken.Addr().String()},
 		{name: "redis refuses the password", env: map[string]string{"REDIS_URL": "redis://:hunter2@" + locked.Addr + "/1", "WORKER_HTTP_ADDR": freeAddr(t)}, realOnly: true, want: "REDIS_URL: Redis refused the connection"},
