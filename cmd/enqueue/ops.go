@@ -517,9 +517,17 @@ func (c *cli) dead(ctx context.Context, args []string) int {
 		w.Flush()
 		return exitOK
 	case "requeue":
+		if given, setting := c.queueGiven(fs); given != "" {
+			if msg, err := otherQueue(ctx, l, filter, cf.queue); err != nil {
+				return c.fail(exitUsage, "requeue: %v", err)
+			} else if msg != "" {
+				return c.fail(exitUsage, "%s: %s; a requeue sends each batch back to the queue it ran in: leave out %s",
+					given, msg, setting)
+			}
+		}
 		client := asynq.NewClientFromRedisClient(rc.rdb)
 		insp := asynq.NewInspectorFromRedisClient(rc.rdb)
-		res, err := l.Requeue(ctx, client, insp, filter, asynq.Queue(cf.queue))
+		res, err := l.Requeue(ctx, client, insp, filter)
 		if err != nil {
 			return c.fail(exitUsage, "requeue: %v", err)
 		}
@@ -535,6 +543,35 @@ func (c *cli) dead(ctx context.Context, args []string) int {
 		fmt.Fprintf(c.stdout, "purged %s (removed %s)\n", plural(int64(res.Keys), "dead letter"), plural(int64(res.Archived), "archived task"))
 		return exitOK
 	}
+}
+
+// queueGiven tells how the queue was chosen when it was not left to its default: given is
+// "--queue Q" or "ENQUEUE_QUEUE=Q", setting "--queue" or "ENQUEUE_QUEUE"; both "" otherwise.
+func (c *cli) queueGiven(fs *flag.FlagSet) (given, setting string) {
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "queue" {
+			given, setting = "--queue "+f.Value.String(), "--queue"
+		}
+	})
+	if v := c.getenv("ENQUEUE_QUEUE"); given == "" && v != "" {
+		given, setting = "ENQUEUE_QUEUE="+v, "ENQUEUE_QUEUE"
+	}
+	return given, setting
+}
+
+// otherQueue describes the first dead letter f selects that ran in a queue other than
+// queue ("run R ran in queue Q"), or returns "" when there is none.
+func otherQueue(ctx context.Context, l *tasks.Ledger, f tasks.DeadFilter, queue string) (string, error) {
+	dls, err := l.SelectDead(ctx, f)
+	if err != nil {
+		return "", err
+	}
+	for _, d := range dls {
+		if q := d.QueueName(); q != queue {
+			return fmt.Sprintf("run %s ran in queue %s", d.Run, q), nil
+		}
+	}
+	return "", nil
 }
 
 func (c *cli) rejected(ctx context.Context, args []string) int {
