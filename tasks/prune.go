@@ -3,6 +3,7 @@ package tasks
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -43,9 +44,11 @@ type PruneOptions struct {
 	OlderThan time.Duration
 	// DryRun reports what would be removed and removes nothing.
 	DryRun bool
-	// Inspector, when not nil, deletes the archived asynq tasks of the removed runs' dead
-	// letters first, so that ReconcileArchived does not find them and record them again.
-	// The worker and `enqueue runs --prune` always pass one.
+	// Inspector, when not nil, deletes the removed runs' asynq tasks first: the archived
+	// tasks of their dead letters, so that ReconcileArchived does not find them and record
+	// them again, and every other task of their batches (completed ones, which asynq keeps
+	// for their Retention), found by the batch IDs the ledger holds, in every queue. The
+	// worker and `enqueue runs --prune` always pass one.
 	Inspector *asynq.Inspector
 }
 
@@ -69,6 +72,8 @@ type PruneResult struct {
 	Runs   []PrunedRun `json:"runs"`
 	// Archived counts the asynq archived tasks deleted with the runs' dead letters.
 	Archived int `json:"archived"`
+	// Tasks counts the runs' other asynq tasks deleted (completed ones, mostly).
+	Tasks int `json:"tasks"`
 	// Stale counts run index entries whose run's keys were gone already (removed by a
 	// concurrent Prune, or by hand).
 	Stale int `json:"stale"`
@@ -190,6 +195,13 @@ func (l *Ledger) pruneRun(ctx context.Context, run string, cutoff time.Time, o P
 			return false, err
 		}
 	}
+	if o.Inspector != nil {
+		n, err := l.deleteRunTasks(ctx, o.Inspector, run)
+		res.Tasks += n
+		if err != nil {
+			return false, err
+		}
+	}
 	verdict, err = pruneScript.Run(ctx, l.rdb, keys, ms(cutoff), "0", ms(l.now()), prunedMarkerTTL.Milliseconds()).Int()
 	if err != nil {
 		return false, fmt.Errorf("ledger: prune %s: %w", run, err)
@@ -263,4 +275,56 @@ func (l *Ledger) deleteRunArchived(ctx context.Context, insp *asynq.Inspector, r
 			return n, nil
 		}
 	}
+}
+
+// deleteRunTasks deletes the asynq tasks of run's batches — every task ID the ledger has
+// recorded for the run (producer batches, split halves, requeued batches) — from every
+// queue, reading the batch IDs in HSCAN steps, so that memory stays flat for a run of any
+// size. A task being processed is left alone (asynq refuses to delete it, and it finishes
+// with its retention). It returns how many tasks it deleted.
+func (l *Ledger) deleteRunTasks(ctx context.Context, insp *asynq.Inspector, run string) (int, error) {
+	queues, err := insp.Queues()
+	if err != nil {
+		return 0, fmt.Errorf("ledger: prune %s: asynq queues: %w", run, err)
+	}
+	k := keysFor(run).batches
+	n := 0
+	var cursor uint64
+	for {
+		kv, next, err := l.rdb.HScan(ctx, k, cursor, "", prunePage).Result()
+		if err != nil {
+			return n, fmt.Errorf("ledger: prune %s: batches: %w", run, err)
+		}
+		for i := 0; i < len(kv); i += 2 {
+			for _, q := range queues {
+				deleted, err := deleteTask(insp, q, kv[i])
+				if err != nil {
+					return n, fmt.Errorf("ledger: prune %s: %w", run, err)
+				}
+				if deleted {
+					n++
+				}
+			}
+		}
+		if cursor = next; cursor == 0 {
+			return n, nil
+		}
+	}
+}
+
+// deleteTask deletes the task id of queue, in whatever state but active; it reports
+// whether there was one to delete.
+func deleteTask(insp *asynq.Inspector, queue, id string) (bool, error) {
+	err := insp.DeleteTask(queue, id)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
+		return false, nil
+	}
+	// asynq refuses to delete an active task, with an error of no exported kind.
+	if info, ierr := insp.GetTaskInfo(queue, id); ierr == nil && info.State == asynq.TaskStateActive {
+		return false, nil
+	}
+	return false, fmt.Errorf("asynq: delete task %s of queue %s: %w", id, queue, err)
 }

@@ -389,8 +389,9 @@ func (c *cli) prune(ctx context.Context, rc *redisConn, retention time.Duration,
 			fmt.Fprintf(c.stdout, "dry run: would remove %s (%s, %s) finished before %s; nothing was removed\n",
 				plural(int64(len(res.Runs)), "run"), plural(keys, "key"), plural(dead, "dead letter"), cutoff)
 		default:
-			fmt.Fprintf(c.stdout, "removed %s (%s, %s, %s) finished before %s\n", plural(int64(len(res.Runs)), "run"),
-				plural(keys, "key"), plural(dead, "dead letter"), plural(int64(res.Archived), "archived task"), cutoff)
+			fmt.Fprintf(c.stdout, "removed %s (%s, %s, %s, %s) finished before %s\n", plural(int64(len(res.Runs)), "run"),
+				plural(keys, "key"), plural(dead, "dead letter"), plural(int64(res.Archived), "archived task"),
+				plural(int64(res.Tasks), "other asynq task"), cutoff)
 		}
 		if res.Stale > 0 {
 			fmt.Fprintf(c.stdout, "%s %d run index entries whose run was gone already\n", verb, res.Stale)
