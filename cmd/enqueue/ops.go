@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -645,14 +644,13 @@ func writeDead(w io.Writer, format string, dls []tasks.DeadLetter) error {
 		}
 		return nil
 	}
-	cw := csv.NewWriter(w)
+	cw := tasks.NewCSVWriter(w)
 	cw.Write(deadHeader)
 	for _, d := range dls {
 		cw.Write([]string{d.Run, d.Key, d.BatchID, strconv.Itoa(d.ErpConnectionID), d.ActorType.String(), d.Class,
 			d.ErrorCode, d.TechExplanation, d.UserExplanation, d.Reason, strconv.Itoa(d.Attempts), d.At.UTC().Format(time.RFC3339Nano)})
 	}
-	cw.Flush()
-	return cw.Error()
+	return cw.Flush()
 }
 
 func (c *cli) changes(ctx context.Context, args []string) int {
