@@ -20,7 +20,7 @@ import (
 // Every key is trimmed of surrounding white space; CRLF line ends and a leading UTF-8 BOM
 // are accepted; blank lines (and CSV records whose fields are all blank) are skipped. A CSV
 // key is read through tasks.ParseCSVCell, so that one our exports wrote with a leading
-// apostrophe ('=X, ''X) is read back as it was (=X, 'X).
+// apostrophe (as '=X) is read back as it was (=X).
 //
 // A reader (or a path that is not a regular file, such as a pipe) is first copied to a
 // temporary file (in ProducerConfig.TempDir), because the producer reads its input more

@@ -68,6 +68,7 @@ func TestCSVCell(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[string]string{
 		`=HYPERLINK("http://x","y")`: `'=HYPERLINK("http://x","y")`,
+
 		"+1": "'+1", "-1": "'-1", "@SUM(A1)": "'@SUM(A1)", "\tx": "'\tx", "\rx": "'\rx",
 		"'": "''", "'a": "''a", "''": "'''",
 		"": "", "a=1": "a=1", "CUST-13": "CUST-13", " =x": " =x", "\n=x": "\n=x",
