@@ -425,6 +425,10 @@ func (c *cli) dead(ctx context.Context, args []string) int {
 	case "export":
 		format = fs.String("format", "csv", "csv or jsonl")
 	case "requeue", "purge":
+		if sub == "requeue" {
+			qf := fs.Lookup("queue")
+			qf.DefValue, qf.Usage = "", "leave out: each batch goes back to the queue it ran in; a queue given here (or in env ENQUEUE_QUEUE) that a selected dead letter did not run in is refused"
+		}
 		code = fs.String("error-code", "", "only dead letters with this ErpSync ErrorCode")
 		class = fs.String("class", "", "only dead letters of this class (business, permanent, transient, throttled, auth)")
 		all = fs.Bool("all", false, "act on every run (required without --run)")
