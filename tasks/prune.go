@@ -248,17 +248,29 @@ func (l *Ledger) pruneReport(ctx context.Context, run string) (PrunedRun, error)
 	return pr, nil
 }
 
-// deleteRunArchived deletes the archived asynq tasks of run's dead letters, reading them in
-// HSCAN steps.
-func (l *Ledger) deleteRunArchived(ctx context.Context, insp *asynq.Inspector, run string) (int, error) {
-	k := keysFor(run).dead
-	n := 0
+// scanHash calls page with the fields and values (field, value, field, value, ...) of the
+// hash key of run, read in HSCAN steps of about prunePage fields, so that memory stays flat
+// however large the hash; what names the hash in an error.
+func (l *Ledger) scanHash(ctx context.Context, run, key, what string, page func(kv []string) error) error {
 	var cursor uint64
 	for {
-		kv, next, err := l.rdb.HScan(ctx, k, cursor, "", prunePage).Result()
+		kv, next, err := l.rdb.HScan(ctx, key, cursor, "", prunePage).Result()
 		if err != nil {
-			return n, fmt.Errorf("ledger: prune %s: dead letters: %w", run, err)
+			return fmt.Errorf("ledger: prune %s: %s: %w", run, what, err)
 		}
+		if err := page(kv); err != nil {
+			return fmt.Errorf("ledger: prune %s: %w", run, err)
+		}
+		if cursor = next; cursor == 0 {
+			return nil
+		}
+	}
+}
+
+// deleteRunArchived deletes the archived asynq tasks of run's dead letters.
+func (l *Ledger) deleteRunArchived(ctx context.Context, insp *asynq.Inspector, run string) (int, error) {
+	n := 0
+	err := l.scanHash(ctx, run, keysFor(run).dead, "dead letters", func(kv []string) error {
 		dls := make([]DeadLetter, 0, len(kv)/2)
 		for i := 1; i < len(kv); i += 2 {
 			var d DeadLetter
@@ -268,13 +280,9 @@ func (l *Ledger) deleteRunArchived(ctx context.Context, insp *asynq.Inspector, r
 		}
 		a, err := deleteArchived(insp, dls)
 		n += a
-		if err != nil {
-			return n, fmt.Errorf("ledger: prune %s: %w", run, err)
-		}
-		if cursor = next; cursor == 0 {
-			return n, nil
-		}
-	}
+		return err
+	})
+	return n, err
 }
 
 // deleteRunTasks deletes the asynq tasks of run's batches — every task ID the ledger has
@@ -290,15 +298,9 @@ func (l *Ledger) deleteRunTasks(ctx context.Context, insp *asynq.Inspector, run 
 	if err != nil {
 		return 0, fmt.Errorf("ledger: prune %s: asynq queues: %w", run, err)
 	}
-	k := keysFor(run).batches
+	type task struct{ queue, id string }
 	n := 0
-	var cursor uint64
-	for {
-		kv, next, err := l.rdb.HScan(ctx, k, cursor, "", prunePage).Result()
-		if err != nil {
-			return n, fmt.Errorf("ledger: prune %s: batches: %w", run, err)
-		}
-		type task struct{ queue, id string }
+	err = l.scanHash(ctx, run, keysFor(run).batches, "batches", func(kv []string) error {
 		var candidates []task
 		var exists []*redis.IntCmd
 		pipe := l.rdb.Pipeline()
@@ -308,10 +310,11 @@ func (l *Ledger) deleteRunTasks(ctx context.Context, insp *asynq.Inspector, run 
 				exists = append(exists, pipe.Exists(ctx, asynqTaskKey(q, kv[i])))
 			}
 		}
-		if len(candidates) > 0 {
-			if _, err := pipe.Exec(ctx); err != nil {
-				return n, fmt.Errorf("ledger: prune %s: asynq tasks: %w", run, err)
-			}
+		if len(candidates) == 0 {
+			return nil
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return fmt.Errorf("asynq tasks: %w", err)
 		}
 		for i, c := range candidates {
 			if exists[i].Val() == 0 {
@@ -319,16 +322,15 @@ func (l *Ledger) deleteRunTasks(ctx context.Context, insp *asynq.Inspector, run 
 			}
 			deleted, err := deleteTask(insp, c.queue, c.id)
 			if err != nil {
-				return n, fmt.Errorf("ledger: prune %s: %w", run, err)
+				return err
 			}
 			if deleted {
 				n++
 			}
 		}
-		if cursor = next; cursor == 0 {
-			return n, nil
-		}
-	}
+		return nil
+	})
+	return n, err
 }
 
 // asynqTaskKey is the key of asynq's hash of task id in queue (asynq's internal/base.TaskKey;
