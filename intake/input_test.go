@@ -114,6 +114,11 @@ func TestInputQuirks(t *testing.T) {
 		{name: "case matters", file: "k.txt", content: "a1\nA1\n", want: []string{"a1", "A1"}},
 		{name: "CSV by name", file: "k.csv", content: "name,erp_key\nAcme,C1\nBeta,C2\n",
 			src: Source{CSVColumn: "erp_key"}, want: []string{"C1", "C2"}},
+		// A CSV cell our exports wrote behind an apostrophe (tasks.CSVCell) is read back as the
+		// key it was; a line of a lines file is a key as it is.
+		{name: "CSV cells written behind an apostrophe", file: "k.csv", content: "key\n\"'=HYPERLINK(\"\"x\"\")\"\n'-5\n''a\n'b\n",
+			src: Source{CSVColumn: "key"}, want: []string{`=HYPERLINK("x")`, "-5", "'a", "'b"}},
+		{name: "apostrophe in lines", file: "k.txt", content: "'=X\n", want: []string{"'=X"}},
 		{name: "CSV header name trimmed and case-insensitive", file: "k.csv", content: "Name, ERP_Key \nAcme,C1\n",
 			src: Source{CSVColumn: "erp_key"}, want: []string{"C1"}},
 		{name: "CSV BOM CRLF", file: "k.csv", content: "\xEF\xBB\xBFerp_key,name\r\nC1,Acme\r\n\r\nC2,Beta\r\n",

@@ -10,13 +10,17 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/erpresync/erpresync/tasks"
 )
 
 // Source is where a submission's keys come from: a file (Path) or a reader (R), holding one
 // key per line or, with CSVColumn set, CSV with the key in one column.
 //
 // Every key is trimmed of surrounding white space; CRLF line ends and a leading UTF-8 BOM
-// are accepted; blank lines (and CSV records whose fields are all blank) are skipped.
+// are accepted; blank lines (and CSV records whose fields are all blank) are skipped. A CSV
+// key is read through tasks.ParseCSVCell, so that one our exports wrote with a leading
+// apostrophe (as '=X) is read back as it was (=X).
 //
 // A reader (or a path that is not a regular file, such as a pipe) is first copied to a
 // temporary file (in ProducerConfig.TempDir), because the producer reads its input more
@@ -295,7 +299,8 @@ func (c *csvReader) next(rec *record) error {
 	}
 	kl, _ := c.r.FieldPos(c.col)
 	rec.line = c.ln0 + kl - 1
-	rec.key = bytes.TrimSpace([]byte(fields[c.col]))
+	// A key our CSV exports wrote with a leading ' (tasks.CSVCell) is read back as it was.
+	rec.key = []byte(tasks.ParseCSVCell(strings.TrimSpace(fields[c.col])))
 	if len(rec.key) == 0 {
 		rec.blank = true
 		for _, f := range fields {

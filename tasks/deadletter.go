@@ -92,6 +92,17 @@ type RequeueResult struct {
 	Archived int      `json:"archived"` // asynq archived tasks deleted
 }
 
+// QueueName is the asynq queue the dead letter's batch ran in, where Requeue sends its key
+// again and where its archived task is: Queue, which every version has recorded (the
+// handler's queue, or the archived task's for ReconcileArchived), or DefaultQueue for a
+// dead letter without one.
+func (d DeadLetter) QueueName() string {
+	if d.Queue == "" {
+		return DefaultQueue
+	}
+	return d.Queue
+}
+
 // PurgeResult reports what PurgeDead did.
 type PurgeResult struct {
 	Keys     int `json:"keys"`     // dead letters removed from the ledger
@@ -105,8 +116,10 @@ type outboxEntry struct {
 }
 
 // Requeue moves the dead letters selected by f back to pending and enqueues their keys as
-// fresh batches of at most DefaultBatchSize keys, in the queue they died in, with task IDs
-// "RUN:r<nonce>.N", Source "requeue" and opts applied after the defaults of NewResyncTask.
+// fresh batches of at most DefaultBatchSize keys, each in the queue its dead letter's batch
+// ran in (DeadLetter.QueueName), with task IDs "RUN:r<nonce>.N", Source "requeue" and opts
+// applied after the defaults of NewResyncTask; opts may not name a queue (asynq.Queue is
+// refused), so that a run's keys never go to workers other than the run's own.
 // The move is one Lua script per run (all or nothing, retried when a concurrent Requeue or
 // PurgeDead got there first); the batches are written to the run's outbox in the same
 // script and removed from it once enqueued, so a Requeue interrupted between the two is
@@ -116,6 +129,11 @@ func (l *Ledger) Requeue(ctx context.Context, client *asynq.Client, insp *asynq.
 	var res RequeueResult
 	if client == nil {
 		return res, errors.New("ledger: requeue needs an asynq client")
+	}
+	for _, o := range opts {
+		if o.Type() == asynq.QueueOpt {
+			return res, errors.New("ledger: requeue: asynq.Queue is not an option: a requeued batch goes back to the queue its dead letter ran in")
+		}
 	}
 	runs, err := l.filterRuns(ctx, f)
 	if err != nil {
@@ -197,7 +215,7 @@ func packRequeue(run string, dls []DeadLetter) []outboxEntry {
 	var out []outboxEntry
 	open := map[group][]int{} // indexes into out
 	for _, d := range dls {
-		g := group{d.Queue, d.ErpConnectionID, d.ActorType}
+		g := group{d.QueueName(), d.ErpConnectionID, d.ActorType}
 		placed := false
 		for _, i := range open[g] {
 			b := &out[i].Batch
@@ -209,7 +227,7 @@ func packRequeue(run string, dls []DeadLetter) []outboxEntry {
 			break
 		}
 		if !placed {
-			out = append(out, outboxEntry{Queue: d.Queue, Batch: Batch{Run: run, ErpConnectionID: d.ErpConnectionID,
+			out = append(out, outboxEntry{Queue: d.QueueName(), Batch: Batch{Run: run, ErpConnectionID: d.ErpConnectionID,
 				ActorType: d.ActorType, Keys: []string{d.Key}, Source: "requeue"}})
 			open[g] = append(open[g], len(out)-1)
 		}
@@ -269,11 +287,7 @@ func deleteArchived(insp *asynq.Inspector, dls []DeadLetter) (int, error) {
 	seen := map[qid]bool{}
 	n := 0
 	for _, d := range dls {
-		q := d.Queue
-		if q == "" {
-			q = DefaultQueue
-		}
-		k := qid{q, d.BatchID}
+		k := qid{d.QueueName(), d.BatchID}
 		if seen[k] {
 			continue
 		}

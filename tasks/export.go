@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -37,13 +38,66 @@ func (f ExportFormat) ContentType() string {
 	return "text/csv; charset=utf-8"
 }
 
+// csvFormulaStart holds the first characters that make a spreadsheet (Excel, LibreOffice,
+// Google Sheets) read a CSV cell as a formula — OWASP's CSV injection list: = + - @, tab
+// and carriage return — and the apostrophe, which CSVCell itself puts first.
+const csvFormulaStart = "=+-@\t\r'"
+
+// CSVCell is how every CSV we export writes a value (CSVWriter calls it on every field): a
+// value starting with one of = + - @, a tab or a carriage return gets a leading apostrophe,
+// so that a spreadsheet shows it as text instead of running it (an ERP key
+// =HYPERLINK(...) is written '=HYPERLINK(...), which Excel displays as =HYPERLINK(...)).
+// A value that starts with an apostrophe gets one more, so that ParseCSVCell gives every
+// value back exactly.
+func CSVCell(s string) string {
+	if s != "" && strings.IndexByte(csvFormulaStart, s[0]) >= 0 {
+		return "'" + s
+	}
+	return s
+}
+
+// ParseCSVCell undoes CSVCell: it removes a leading apostrophe that is followed by one of
+// = + - @ ', a tab or a carriage return, and returns anything else as it is. Intake reads CSV
+// keys through it, so that a CSV we exported can be submitted again as it is.
+func ParseCSVCell(s string) string {
+	if len(s) > 1 && s[0] == '\'' && strings.IndexByte(csvFormulaStart, s[1]) >= 0 {
+		return s[1:]
+	}
+	return s
+}
+
+// CSVWriter writes RFC 4180 CSV records with every field through CSVCell: the one writer of
+// our CSV exports.
+type CSVWriter struct {
+	w   *csv.Writer
+	rec []string
+}
+
+// NewCSVWriter returns a CSVWriter on w.
+func NewCSVWriter(w io.Writer) *CSVWriter { return &CSVWriter{w: csv.NewWriter(w)} }
+
+// Write writes one record; fields is not changed.
+func (c *CSVWriter) Write(fields []string) error {
+	c.rec = c.rec[:0]
+	for _, f := range fields {
+		c.rec = append(c.rec, CSVCell(f))
+	}
+	return c.w.Write(c.rec)
+}
+
+// Flush writes out what is buffered and reports the first write error.
+func (c *CSVWriter) Flush() error {
+	c.w.Flush()
+	return c.w.Error()
+}
+
 // changeHeader is the CSV header of change items; the JSON names are ChangeItem's tags.
 var changeHeader = []string{"run", "table", "record_id", "kind", "task_id", "at"}
 
 // ChangeWriter writes change items to an io.Writer in one ExportFormat, the header (CSV)
 // first. Call Flush at the end. Not safe for concurrent use.
 type ChangeWriter struct {
-	csv    *csv.Writer
+	csv    *CSVWriter
 	json   *json.Encoder
 	header bool
 }
@@ -53,7 +107,7 @@ func NewChangeWriter(w io.Writer, f ExportFormat) *ChangeWriter {
 	if f == ExportJSONL {
 		return &ChangeWriter{json: json.NewEncoder(w)}
 	}
-	return &ChangeWriter{csv: csv.NewWriter(w)}
+	return &ChangeWriter{csv: NewCSVWriter(w)}
 }
 
 // Write writes one item.
@@ -84,6 +138,5 @@ func (c *ChangeWriter) Flush() error {
 	if err := c.writeHeader(); err != nil {
 		return err
 	}
-	c.csv.Flush()
-	return c.csv.Error()
+	return c.csv.Flush()
 }

@@ -60,3 +60,45 @@ func TestChangeWriter(t *testing.T) {
 		})
 	}
 }
+
+// TestCSVCell: what a spreadsheet would run as a formula (OWASP's list: = + - @, tab,
+// carriage return) is written behind an apostrophe, and so is a value starting with one;
+// ParseCSVCell gives every value back exactly.
+func TestCSVCell(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		`=HYPERLINK("http://x","y")`: `'=HYPERLINK("http://x","y")`,
+
+		"+1": "'+1", "-1": "'-1", "@SUM(A1)": "'@SUM(A1)", "\tx": "'\tx", "\rx": "'\rx",
+		"'": "''", "'a": "''a", "''": "'''",
+		"": "", "a=1": "a=1", "CUST-13": "CUST-13", " =x": " =x", "\n=x": "\n=x",
+	} {
+		if got := tasks.CSVCell(in); got != want {
+			t.Errorf("CSVCell(%q) = %q, want %q", in, got, want)
+		}
+		if back := tasks.ParseCSVCell(tasks.CSVCell(in)); back != in {
+			t.Errorf("ParseCSVCell(CSVCell(%q)) = %q", in, back)
+		}
+	}
+	// What CSVCell never writes is read as it is.
+	for _, s := range []string{"'", "'a", "a'=", "'x=1"} {
+		if got := tasks.ParseCSVCell(s); got != s {
+			t.Errorf("ParseCSVCell(%q) = %q, want it unchanged", s, got)
+		}
+	}
+}
+
+// TestChangeWriterNeutralisesFormulas: the changes export writes through CSVCell too (a table
+// name comes from SuperOffice).
+func TestChangeWriterNeutralisesFormulas(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	w := tasks.NewChangeWriter(&b, tasks.ExportCSV)
+	w.Write(tasks.ChangeItem{Run: "r", Table: "=1+1", RecordID: -7, Kind: "updated", TaskID: "r:b000000", At: time.Unix(0, 0)})
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if want := "r,'=1+1,'-7,updated,r:b000000,1970-01-01T00:00:00Z\n"; !strings.HasSuffix(b.String(), want) {
+		t.Errorf("csv:\n%s\nwant a last line %q", b.String(), want)
+	}
+}

@@ -276,6 +276,11 @@ func TestRequeue(t *testing.T) {
 	if _, err := e.ledger.Requeue(ctx, e.client, e.insp, DeadFilter{}); err == nil {
 		t.Error("Requeue without a run or All succeeded")
 	}
+	// A batch goes back to the queue it ran in: a caller's queue would send a run's keys to
+	// other workers (the production queue for a demo run).
+	if res, err := e.ledger.Requeue(ctx, e.client, e.insp, DeadFilter{Run: "rq"}, asynq.Queue("elsewhere")); err == nil || res.Keys != 0 {
+		t.Errorf("Requeue with asynq.Queue = %+v, %v; want it refused", res, err)
+	}
 	so.fix()
 	so.mu.Lock()
 	so.poison = nil

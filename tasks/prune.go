@@ -3,6 +3,7 @@ package tasks
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -43,9 +44,11 @@ type PruneOptions struct {
 	OlderThan time.Duration
 	// DryRun reports what would be removed and removes nothing.
 	DryRun bool
-	// Inspector, when not nil, deletes the archived asynq tasks of the removed runs' dead
-	// letters first, so that ReconcileArchived does not find them and record them again.
-	// The worker and `enqueue runs --prune` always pass one.
+	// Inspector, when not nil, deletes the removed runs' asynq tasks first: the archived
+	// tasks of their dead letters, so that ReconcileArchived does not find them and record
+	// them again, and every other task of their batches (completed ones, which asynq keeps
+	// for their Retention), found by the batch IDs the ledger holds, in every queue. The
+	// worker and `enqueue runs --prune` always pass one.
 	Inspector *asynq.Inspector
 }
 
@@ -69,6 +72,8 @@ type PruneResult struct {
 	Runs   []PrunedRun `json:"runs"`
 	// Archived counts the asynq archived tasks deleted with the runs' dead letters.
 	Archived int `json:"archived"`
+	// Tasks counts the runs' other asynq tasks deleted (completed ones, mostly).
+	Tasks int `json:"tasks"`
 	// Stale counts run index entries whose run's keys were gone already (removed by a
 	// concurrent Prune, or by hand).
 	Stale int `json:"stale"`
@@ -190,6 +195,13 @@ func (l *Ledger) pruneRun(ctx context.Context, run string, cutoff time.Time, o P
 			return false, err
 		}
 	}
+	if o.Inspector != nil {
+		n, err := l.deleteRunTasks(ctx, o.Inspector, run)
+		res.Tasks += n
+		if err != nil {
+			return false, err
+		}
+	}
 	verdict, err = pruneScript.Run(ctx, l.rdb, keys, ms(cutoff), "0", ms(l.now()), prunedMarkerTTL.Milliseconds()).Int()
 	if err != nil {
 		return false, fmt.Errorf("ledger: prune %s: %w", run, err)
@@ -236,17 +248,29 @@ func (l *Ledger) pruneReport(ctx context.Context, run string) (PrunedRun, error)
 	return pr, nil
 }
 
-// deleteRunArchived deletes the archived asynq tasks of run's dead letters, reading them in
-// HSCAN steps.
-func (l *Ledger) deleteRunArchived(ctx context.Context, insp *asynq.Inspector, run string) (int, error) {
-	k := keysFor(run).dead
-	n := 0
+// scanHash calls page with the fields and values (field, value, field, value, ...) of the
+// hash key of run, read in HSCAN steps of about prunePage fields, so that memory stays flat
+// however large the hash; what names the hash in an error.
+func (l *Ledger) scanHash(ctx context.Context, run, key, what string, page func(kv []string) error) error {
 	var cursor uint64
 	for {
-		kv, next, err := l.rdb.HScan(ctx, k, cursor, "", prunePage).Result()
+		kv, next, err := l.rdb.HScan(ctx, key, cursor, "", prunePage).Result()
 		if err != nil {
-			return n, fmt.Errorf("ledger: prune %s: dead letters: %w", run, err)
+			return fmt.Errorf("ledger: prune %s: %s: %w", run, what, err)
 		}
+		if err := page(kv); err != nil {
+			return fmt.Errorf("ledger: prune %s: %w", run, err)
+		}
+		if cursor = next; cursor == 0 {
+			return nil
+		}
+	}
+}
+
+// deleteRunArchived deletes the archived asynq tasks of run's dead letters.
+func (l *Ledger) deleteRunArchived(ctx context.Context, insp *asynq.Inspector, run string) (int, error) {
+	n := 0
+	err := l.scanHash(ctx, run, keysFor(run).dead, "dead letters", func(kv []string) error {
 		dls := make([]DeadLetter, 0, len(kv)/2)
 		for i := 1; i < len(kv); i += 2 {
 			var d DeadLetter
@@ -256,11 +280,76 @@ func (l *Ledger) deleteRunArchived(ctx context.Context, insp *asynq.Inspector, r
 		}
 		a, err := deleteArchived(insp, dls)
 		n += a
-		if err != nil {
-			return n, fmt.Errorf("ledger: prune %s: %w", run, err)
-		}
-		if cursor = next; cursor == 0 {
-			return n, nil
-		}
+		return err
+	})
+	return n, err
+}
+
+// deleteRunTasks deletes the asynq tasks of run's batches — every task ID the ledger has
+// recorded for the run (producer batches, split halves, requeued batches) — from every
+// queue. It reads the batch IDs in HSCAN steps, so that memory stays flat for a run of any
+// size, and asks which of them asynq still holds with one pipeline of EXISTS per step:
+// after the default retentions (a run pruned 30 days on, its tasks kept 7) there is
+// usually none, and the step costs one round trip instead of one per batch and queue. A
+// task being processed is left alone (asynq refuses to delete it, and it goes with its
+// retention). It returns how many tasks it deleted.
+func (l *Ledger) deleteRunTasks(ctx context.Context, insp *asynq.Inspector, run string) (int, error) {
+	queues, err := insp.Queues()
+	if err != nil {
+		return 0, fmt.Errorf("ledger: prune %s: asynq queues: %w", run, err)
 	}
+	type task struct{ queue, id string }
+	n := 0
+	err = l.scanHash(ctx, run, keysFor(run).batches, "batches", func(kv []string) error {
+		var candidates []task
+		var exists []*redis.IntCmd
+		pipe := l.rdb.Pipeline()
+		for i := 0; i < len(kv); i += 2 {
+			for _, q := range queues {
+				candidates = append(candidates, task{q, kv[i]})
+				exists = append(exists, pipe.Exists(ctx, asynqTaskKey(q, kv[i])))
+			}
+		}
+		if len(candidates) == 0 {
+			return nil
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return fmt.Errorf("asynq tasks: %w", err)
+		}
+		for i, c := range candidates {
+			if exists[i].Val() == 0 {
+				continue
+			}
+			deleted, err := deleteTask(insp, c.queue, c.id)
+			if err != nil {
+				return err
+			}
+			if deleted {
+				n++
+			}
+		}
+		return nil
+	})
+	return n, err
+}
+
+// asynqTaskKey is the key of asynq's hash of task id in queue (asynq's internal/base.TaskKey;
+// TestPruneLeavesNothingOfTheRun fails if asynq names it otherwise).
+func asynqTaskKey(queue, id string) string { return "asynq:{" + queue + "}:t:" + id }
+
+// deleteTask deletes the task id of queue, in whatever state but active; it reports
+// whether there was one to delete.
+func deleteTask(insp *asynq.Inspector, queue, id string) (bool, error) {
+	err := insp.DeleteTask(queue, id)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
+		return false, nil
+	}
+	// asynq refuses to delete an active task, with an error of no exported kind.
+	if info, ierr := insp.GetTaskInfo(queue, id); ierr == nil && info.State == asynq.TaskStateActive {
+		return false, nil
+	}
+	return false, fmt.Errorf("asynq: delete task %s of queue %s: %w", id, queue, err)
 }

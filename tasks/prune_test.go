@@ -350,14 +350,25 @@ func prunedNames(r PruneResult) []string {
 // stay (for prunedMarkerTTL).
 func runKeysLeft(t *testing.T, rdb redis.UniversalClient, run string) []string {
 	t.Helper()
+	return slices.DeleteFunc(scanKeys(t, rdb, "*{"+run+"}*"), func(k string) bool { return k == keysFor(run).pruned })
+}
+
+// asynqTasksLeft lists the asynq task keys ("asynq:{QUEUE}:t:ID") of run's batches, in any
+// queue and state.
+func asynqTasksLeft(t *testing.T, rdb redis.UniversalClient, run string) []string {
+	t.Helper()
+	return scanKeys(t, rdb, "asynq:{*}:t:"+run+":*")
+}
+
+// scanKeys lists the keys matching pattern, on every master of a Cluster.
+func scanKeys(t *testing.T, rdb redis.UniversalClient, pattern string) []string {
+	t.Helper()
 	ctx := context.Background()
 	var out []string
 	scan := func(ctx context.Context, c *redis.Client) error {
-		iter := c.Scan(ctx, 0, "*{"+run+"}*", 1000).Iterator()
+		iter := c.Scan(ctx, 0, pattern, 1000).Iterator()
 		for iter.Next(ctx) {
-			if iter.Val() != keysFor(run).pruned {
-				out = append(out, iter.Val())
-			}
+			out = append(out, iter.Val())
 		}
 		return iter.Err()
 	}
@@ -383,14 +394,21 @@ func runKeysLeft(t *testing.T, rdb redis.UniversalClient, run string) []string {
 
 // TestPruneLeavesNothingOfTheRun: every key a run can have (a split, a business failure, an
 // auth hold, an earlier version's systemic hold, a requeue's outbox, rejected keys) goes
-// with it.
+// with it, and so do its asynq tasks, which asynq keeps completed for their retention, in
+// every queue the run used.
 func TestPruneLeavesNothingOfTheRun(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, &fakeSO{}, nil)
 	c := &clock{t: time.Date(2026, 9, 1, 2, 0, 0, 0, time.UTC)}
 	e.withClock(c)
+	e.serve(nil, func(cfg *asynq.Config) { cfg.Queues = map[string]int{DefaultQueue: 1, "other": 1} })
 	ctx := context.Background()
-	e.night1("full", []string{"A", "B"})
+	e.enqueue(customerBatch("full", 0, []string{"A", "B"}))
+	e.enqueue(customerBatch("full", 1, []string{"C"}), asynq.Queue("other"))
+	e.waitRunFinished("full", 20*time.Second)
+	waitFor(t, "the run's tasks to be completed", 10*time.Second, func() (bool, error) {
+		return len(asynqTasksLeft(t, e.ledger.rdb, "full")) == 2, nil
+	})
 	k := keysFor("full")
 	for _, h := range []string{k.business, k.auth, k.systemic, k.outbox, k.dead} {
 		e.ledger.rdb.HSet(ctx, h, "full:b000000", "1")
@@ -400,12 +418,20 @@ func TestPruneLeavesNothingOfTheRun(t *testing.T) {
 		t.Fatalf("the run has %d keys, want all %d", n, len(k.all()))
 	}
 	c.Set(c.Now().Add(48 * time.Hour))
-	res, err := e.ledger.Prune(ctx, PruneOptions{OlderThan: 24 * time.Hour})
-	if err != nil || len(res.Runs) != 1 {
-		t.Fatalf("prune = %+v, %v", res, err)
+	res, err := e.ledger.Prune(ctx, PruneOptions{OlderThan: 24 * time.Hour, Inspector: e.insp})
+	if err != nil || len(res.Runs) != 1 || res.Tasks != 2 {
+		t.Fatalf("prune = %+v, %v; want 1 run and its 2 tasks", res, err)
 	}
 	if left := runKeysLeft(t, e.ledger.rdb, "full"); len(left) > 0 {
 		t.Errorf("keys left: %v", left)
+	}
+	if left := asynqTasksLeft(t, e.ledger.rdb, "full"); len(left) > 0 {
+		t.Errorf("asynq tasks left: %v", left)
+	}
+	for _, q := range []string{DefaultQueue, "other"} {
+		if qi, err := e.insp.GetQueueInfo(q); err != nil || qi.Completed != 0 || qi.Size != 0 {
+			t.Errorf("queue %s: %+v, %v; want no task", q, qi, err)
+		}
 	}
 	if ttl, err := e.ledger.rdb.PTTL(ctx, k.pruned).Result(); err != nil || ttl <= prunedMarkerTTL-time.Minute || ttl > prunedMarkerTTL {
 		t.Errorf("pruned marker TTL %v, %v; want about %v", ttl, err, prunedMarkerTTL)
@@ -452,9 +478,21 @@ func TestPruneStaleIndexEntry(t *testing.T) {
 	}
 }
 
+// runsFinished tells whether the runs cl-FROM … cl-(TO-1) have nothing pending.
+func runsFinished(ctx context.Context, l *Ledger, from, to int) (bool, error) {
+	for i := from; i < to; i++ {
+		st, err := l.Status(ctx, fmt.Sprintf("cl-%02d", i))
+		if err != nil || st.PendingKeys > 0 {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
 // TestPruneCluster prunes many runs (spread over the slots of a 3-master Redis Cluster)
 // from four Prunes at once, as several workers would: each run is reported removed once,
-// the kept ones stay whole, nothing of the removed ones is left on any node.
+// the kept ones stay whole, nothing of the removed ones is left on any node, asynq's
+// completed tasks of theirs included.
 func TestPruneCluster(t *testing.T) {
 	t.Parallel()
 	cl := redistest.StartCluster(t, 3)
@@ -468,19 +506,34 @@ func TestPruneCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
+	// The runs go through asynq on the Cluster, which keeps their tasks completed.
+	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{Concurrency: 4, Queues: map[string]int{DefaultQueue: 1},
+		TaskCheckInterval: 20 * time.Millisecond, IsFailure: IsFailure, Logger: nopLogger{}, LogLevel: asynq.FatalLevel})
+	if err := srv.Start(h); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	client := asynq.NewClientFromRedisClient(rdb)
+	insp := asynq.NewInspectorFromRedisClient(rdb)
 	const old, recent = 30, 5
 	for i := range old + recent {
 		if i == old {
+			waitFor(t, "the old runs to finish", 20*time.Second, func() (bool, error) { return runsFinished(ctx, l, 0, old) })
 			c.Set(c.Now().Add(10 * 24 * time.Hour))
 		}
 		run := fmt.Sprintf("cl-%02d", i)
 		if _, err := l.RegisterBatch(ctx, RunMeta{Run: run, ErpConnectionID: 3, ActorType: erpsync.ActorCustomer}, BatchID(run, 0), 3); err != nil {
 			t.Fatal(err)
 		}
-		if err := h.ProcessTask(ctx, mustTask(t, customerBatch(run, 0, []string{"X", "Y", "Z"}))); err != nil {
+		if _, err := client.Enqueue(mustTask(t, customerBatch(run, 0, []string{"X", "Y", "Z"}))); err != nil {
 			t.Fatal(err)
 		}
 	}
+	waitFor(t, "the recent runs to finish", 20*time.Second, func() (bool, error) { return runsFinished(ctx, l, old, old+recent) })
+	waitFor(t, "every task to be completed", 10*time.Second, func() (bool, error) {
+		qi, err := insp.GetQueueInfo(DefaultQueue)
+		return err == nil && qi.Completed == old+recent, err
+	})
 	c.Set(c.Now().Add(24 * time.Hour))
 	var wg sync.WaitGroup
 	results := make([]PruneResult, 4)
@@ -489,7 +542,7 @@ func TestPruneCluster(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i], errs[i] = l.Prune(ctx, PruneOptions{OlderThan: 5 * 24 * time.Hour})
+			results[i], errs[i] = l.Prune(ctx, PruneOptions{OlderThan: 5 * 24 * time.Hour, Inspector: insp})
 		}()
 	}
 	wg.Wait()
@@ -512,6 +565,12 @@ func TestPruneCluster(t *testing.T) {
 		if left := runKeysLeft(t, rdb, run); len(left) > 0 {
 			t.Errorf("keys of %s left: %v", run, left)
 		}
+		if left := asynqTasksLeft(t, rdb, run); len(left) > 0 {
+			t.Errorf("asynq tasks of %s left: %v", run, left)
+		}
+	}
+	if qi, err := insp.GetQueueInfo(DefaultQueue); err != nil || qi.Completed != recent {
+		t.Errorf("queue: %+v, %v; want the %d tasks of the kept runs", qi, err, recent)
 	}
 	runs, err := l.Runs(ctx, 0)
 	if err != nil {

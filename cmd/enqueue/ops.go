@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -389,8 +388,9 @@ func (c *cli) prune(ctx context.Context, rc *redisConn, retention time.Duration,
 			fmt.Fprintf(c.stdout, "dry run: would remove %s (%s, %s) finished before %s; nothing was removed\n",
 				plural(int64(len(res.Runs)), "run"), plural(keys, "key"), plural(dead, "dead letter"), cutoff)
 		default:
-			fmt.Fprintf(c.stdout, "removed %s (%s, %s, %s) finished before %s\n", plural(int64(len(res.Runs)), "run"),
-				plural(keys, "key"), plural(dead, "dead letter"), plural(int64(res.Archived), "archived task"), cutoff)
+			fmt.Fprintf(c.stdout, "removed %s (%s, %s, %s, %s) finished before %s\n", plural(int64(len(res.Runs)), "run"),
+				plural(keys, "key"), plural(dead, "dead letter"), plural(int64(res.Archived), "archived task"),
+				plural(int64(res.Tasks), "other asynq task"), cutoff)
 		}
 		if res.Stale > 0 {
 			fmt.Fprintf(c.stdout, "%s %d run index entries whose run was gone already\n", verb, res.Stale)
@@ -425,6 +425,10 @@ func (c *cli) dead(ctx context.Context, args []string) int {
 	case "export":
 		format = fs.String("format", "csv", "csv or jsonl")
 	case "requeue", "purge":
+		if sub == "requeue" {
+			qf := fs.Lookup("queue")
+			qf.DefValue, qf.Usage = "", "leave out: each batch goes back to the queue it ran in; a queue given here (or in env ENQUEUE_QUEUE) that a selected dead letter did not run in is refused"
+		}
 		code = fs.String("error-code", "", "only dead letters with this ErpSync ErrorCode")
 		class = fs.String("class", "", "only dead letters of this class (business, permanent, transient, throttled, auth)")
 		all = fs.Bool("all", false, "act on every run (required without --run)")
@@ -517,9 +521,17 @@ func (c *cli) dead(ctx context.Context, args []string) int {
 		w.Flush()
 		return exitOK
 	case "requeue":
+		if given, setting := c.queueGiven(fs); given != "" {
+			if msg, err := otherQueue(ctx, l, filter, cf.queue); err != nil {
+				return c.fail(exitUsage, "requeue: %v", err)
+			} else if msg != "" {
+				return c.fail(exitUsage, "%s: %s; a requeue sends each batch back to the queue it ran in: leave out %s",
+					given, msg, setting)
+			}
+		}
 		client := asynq.NewClientFromRedisClient(rc.rdb)
 		insp := asynq.NewInspectorFromRedisClient(rc.rdb)
-		res, err := l.Requeue(ctx, client, insp, filter, asynq.Queue(cf.queue))
+		res, err := l.Requeue(ctx, client, insp, filter)
 		if err != nil {
 			return c.fail(exitUsage, "requeue: %v", err)
 		}
@@ -535,6 +547,35 @@ func (c *cli) dead(ctx context.Context, args []string) int {
 		fmt.Fprintf(c.stdout, "purged %s (removed %s)\n", plural(int64(res.Keys), "dead letter"), plural(int64(res.Archived), "archived task"))
 		return exitOK
 	}
+}
+
+// queueGiven tells how the queue was chosen when it was not left to its default: given is
+// "--queue Q" or "ENQUEUE_QUEUE=Q", setting "--queue" or "ENQUEUE_QUEUE"; both "" otherwise.
+func (c *cli) queueGiven(fs *flag.FlagSet) (given, setting string) {
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "queue" {
+			given, setting = "--queue "+f.Value.String(), "--queue"
+		}
+	})
+	if v := c.getenv("ENQUEUE_QUEUE"); given == "" && v != "" {
+		given, setting = "ENQUEUE_QUEUE="+v, "ENQUEUE_QUEUE"
+	}
+	return given, setting
+}
+
+// otherQueue describes the first dead letter f selects that ran in a queue other than
+// queue ("run R ran in queue Q"), or returns "" when there is none.
+func otherQueue(ctx context.Context, l *tasks.Ledger, f tasks.DeadFilter, queue string) (string, error) {
+	dls, err := l.SelectDead(ctx, f)
+	if err != nil {
+		return "", err
+	}
+	for _, d := range dls {
+		if q := d.QueueName(); q != queue {
+			return fmt.Sprintf("run %s ran in queue %s", d.Run, q), nil
+		}
+	}
+	return "", nil
 }
 
 func (c *cli) rejected(ctx context.Context, args []string) int {
@@ -607,14 +648,13 @@ func writeDead(w io.Writer, format string, dls []tasks.DeadLetter) error {
 		}
 		return nil
 	}
-	cw := csv.NewWriter(w)
+	cw := tasks.NewCSVWriter(w)
 	cw.Write(deadHeader)
 	for _, d := range dls {
 		cw.Write([]string{d.Run, d.Key, d.BatchID, strconv.Itoa(d.ErpConnectionID), d.ActorType.String(), d.Class,
 			d.ErrorCode, d.TechExplanation, d.UserExplanation, d.Reason, strconv.Itoa(d.Attempts), d.At.UTC().Format(time.RFC3339Nano)})
 	}
-	cw.Flush()
-	return cw.Error()
+	return cw.Flush()
 }
 
 func (c *cli) changes(ctx context.Context, args []string) int {

@@ -120,7 +120,7 @@ func TestRunsPrune(t *testing.T) {
 	// A shorter retention reaches the recent run too.
 	r = enqueueAt(t, now, append([]string{"runs", "--prune", "--older-than", "5d"}, url...)...)
 	if r.code != 0 || !strings.Contains(r.stdout, "removed recent: done, 1 key, 0 dead letters, 2 change items") ||
-		!strings.Contains(r.stdout, "removed 1 run (1 key, 0 dead letters, 0 archived tasks)") {
+		!strings.Contains(r.stdout, "removed 1 run (1 key, 0 dead letters, 0 archived tasks, 0 other asynq tasks)") {
 		t.Errorf("prune --older-than 5d: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
@@ -165,7 +165,7 @@ func TestRunsPruneCluster(t *testing.T) {
 		t.Fatalf("dry run: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	r = enqueueAt(t, now, append([]string{"runs", "--prune"}, conn...)...)
-	if r.code != 0 || !strings.Contains(r.stdout, "removed 6 runs (18 keys, 6 dead letters, 0 archived tasks)") {
+	if r.code != 0 || !strings.Contains(r.stdout, "removed 6 runs (18 keys, 6 dead letters, 0 archived tasks, 0 other asynq tasks)") {
 		t.Fatalf("prune: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	if got := runNames(t, now, conn...); len(got) != 1 || got[0] != "c-recent" {
