@@ -56,15 +56,15 @@ type appConfig struct {
 	Listener          net.Listener // already open; nil when HTTP is off
 	// IntakeTokens switch the HTTP intake API at /v1/ on; none: no intake API.
 	IntakeTokens  []string
-	IntakeMaxBody int64  // zero: intakeapi.DefaultMaxBody
+	IntakeMaxBody int64 // zero: intakeapi.DefaultMaxBody
 	// IntakeBodyTimeout and IntakeSlotWait are intakeapi.Config's BodyTimeout and
 	// SlotWait; zero: its defaults.
 	IntakeBodyTimeout, IntakeSlotWait time.Duration
 	// HTTPIdleTimeout closes keep-alive connections idle this long; zero: defaultIdleTimeout.
 	HTTPIdleTimeout time.Duration
-	IntakeQueue   string // zero: tasks.DefaultQueue
-	Registry      *prometheus.Registry
-	Logger        zerolog.Logger
+	IntakeQueue     string // zero: tasks.DefaultQueue
+	Registry        *prometheus.Registry
+	Logger          zerolog.Logger
 	// RedisOutage, when set, keeps a Redis outage to a few log lines: asynq's warnings
 	// and errors pass through it, and the worker pings Redis every redisWatchEvery to
 	// log the outage's end. nil (tests, benchmarks) logs every line.
