@@ -378,7 +378,7 @@ func TestTrickle(t *testing.T) {
 		{"no connection", "application/json", `{"actor_type": "Customer", "keys": ["a"]}`, 400, "erp_connection", "required"},
 		{"bad connection", "application/json", `{"erp_connection": -2, "actor_type": "Customer", "keys": ["a"]}`, 400, "erp_connection", "positive"},
 		{"bad actor", "application/json", `{"erp_connection": 3, "actor_type": "Kunde", "keys": ["a"]}`, 400, "actor_type", "Customer"},
-		{"unknown field", "application/json", `{"erp_connection": 3, "actor_type": "Customer", "key": "a"}`, 400, "key", "unknown member"},
+		{"unknown field", "application/json", `{"erp_connection": 3, "actor_type": "Customer", "key": "a"}`, 400, "key", `member "key": unknown`},
 		{"not json", "application/json", `erp_connection=3`, 400, "", "invalid character"},
 		{"two objects", "application/json", `{"erp_connection": 3, "actor_type": "Customer", "keys": ["a"]} {}`, 400, "", "one object"},
 		{"form", "application/x-www-form-urlencoded", `erp_connection=3`, 415, "", "application/json"},

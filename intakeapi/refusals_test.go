@@ -71,7 +71,7 @@ func TestStrictJSON(t *testing.T) {
 		line       int
 		want       string
 	}{
-		{"duplicate key", "{\"key\":\"A\"}\n{\"key\":\"A\",\"key\":\"B\"}\n", 2, "duplicate"},
+		{"duplicate key", "{\"key\":\"A\"}\n{\"key\":\"A\",\"key\":\"B\"}\n", 2, `member "key": given twice`},
 		{"upper-case name", "{\"key\":\"A\"}\n\n{\"KEY\":\"B\"}\n", 3, `write "key"`},
 		{"mixed-case beside the name", "{\"key\":\"A\",\"Key\":\"B\"}\n", 1, `write "key"`},
 		{"lone surrogate", "{\"key\":\"A\"}\n{\"key\":\"B\\ud800\"}\n", 2, "surrogate"},
@@ -89,7 +89,7 @@ func TestStrictJSON(t *testing.T) {
 		line              int
 		want              string
 	}{
-		{"keys twice", "{\"erp_connection\": 3, \"actor_type\": \"Customer\",\n \"keys\": [\"A\"],\n \"keys\": [\"B\"]}", "", 3, "duplicate"},
+		{"keys twice", "{\"erp_connection\": 3, \"actor_type\": \"Customer\",\n \"keys\": [\"A\"],\n \"keys\": [\"B\"]}", "", 3, `member "keys": given twice`},
 		{"Keys", "{\"erp_connection\": 3, \"actor_type\": \"Customer\", \"Keys\": [\"A\"]}", "Keys", 1, `write "keys"`},
 		{"lone surrogate", "{\"erp_connection\": 3, \"actor_type\": \"Customer\",\n\"keys\": [\"A\", \"\\udc00\"]}", "", 2, "surrogate"},
 		{"number for a key", "{\"erp_connection\": 3, \"actor_type\": \"Customer\", \"keys\": [\"A\", 7]}", "keys[1]", 1, "want a string, not a number"},

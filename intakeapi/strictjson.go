@@ -21,7 +21,7 @@ type jsonError struct {
 
 func (e *jsonError) Error() string {
 	if e.Member != "" {
-		return fmt.Sprintf("%s: %s", e.Member, e.Reason)
+		return fmt.Sprintf("member %q: %s", strings.TrimPrefix(e.Member, "/"), e.Reason)
 	}
 	return e.Reason
 }
@@ -68,11 +68,11 @@ func checkNames(dec *jsontext.Decoder, names []string, onlyKnown bool) error {
 			if name == n {
 				known = true
 			} else if strings.EqualFold(name, n) {
-				return &jsonError{Member: "/" + name, Reason: fmt.Sprintf("member %q: names are case-sensitive: write %q", name, n)}
+				return &jsonError{Member: "/" + name, Reason: fmt.Sprintf("names are case-sensitive: write %q", n)}
 			}
 		}
 		if !known && onlyKnown {
-			return &jsonError{Member: "/" + name, Reason: fmt.Sprintf("unknown member %q: want %s", name, strings.Join(names, ", "))}
+			return &jsonError{Member: "/" + name, Reason: fmt.Sprintf("unknown: want %s", strings.Join(names, ", "))}
 		}
 		if err := dec.SkipValue(); err != nil {
 			return err
@@ -110,6 +110,9 @@ func withLine(b []byte, err error) error {
 	case errors.As(err, &se):
 		off = se.ByteOffset
 		reason := "invalid JSON: " + se.Err.Error()
+		if strings.Contains(reason, "duplicate") {
+			reason = "given twice: give each member once"
+		}
 		if strings.Contains(reason, "surrogate") || strings.Contains(reason, "UTF-8") {
 			reason += " (a key must be valid UTF-8; \\u escapes must pair surrogates)"
 		}
