@@ -44,7 +44,9 @@
 // no batch registered but not queued), and a batch that is already queued answers
 // asynq.ErrTaskIDConflict. Submitting the same input under the same run again — after a
 // crash, an error or Ctrl-C — therefore enqueues only the batches that are missing and
-// never a key twice. A resubmission with
+// never a key twice. Until a submission completes, its run's intake is open in the ledger
+// (tasks.Ledger.OpenIntake, sealed by RecordIntake): a run cut off part way is
+// tasks.RunIncomplete, never done, however its batches fare. A resubmission with
 // another ERP connection, actor type, batch size, CSV column or queue is refused
 // ([ErrRunMismatch]), and so is other input: a batch already queued is read back and
 // compared, and one holding other keys stops the submission (batches enqueued before it

@@ -254,9 +254,10 @@ func NewRunName(t time.Time) string {
 	return "run-" + t.UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b[:])
 }
 
-// ValidateRunName is tasks.ValidateRunName wrapping ErrConfig.
+// ValidateRunName is tasks.ValidateBulkRunName wrapping ErrConfig: the check of a run name
+// a producer gives (RunSpec.Run, `enqueue --run`, the intake API's PUT).
 func ValidateRunName(name string) error {
-	if err := tasks.ValidateRunName(name); err != nil {
+	if err := tasks.ValidateBulkRunName(name); err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	return nil
@@ -376,10 +377,14 @@ func (s *submission) recordIntake(ctx context.Context) error {
 	for i, ke := range s.rejected {
 		rej[i] = tasks.RejectedKey{Source: ke.File, Line: ke.Line, Key: ke.Key, Reason: ke.Reason}
 	}
-	meta := tasks.RunMeta{Run: s.spec.Run, ErpConnectionID: s.spec.ErpConnectionID, ActorType: s.spec.ActorType, Source: s.spec.Origin}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), batchTimeout)
 	defer cancel()
-	return s.p.ledger.RecordIntake(ctx, meta, s.invalid.Load(), rej)
+	return s.p.ledger.RecordIntake(ctx, s.meta(), s.invalid.Load(), rej)
+}
+
+// meta is the run as the ledger creates it.
+func (s *submission) meta() tasks.RunMeta {
+	return tasks.RunMeta{Run: s.spec.Run, ErpConnectionID: s.spec.ErpConnectionID, ActorType: s.spec.ActorType, Source: s.spec.Origin}
 }
 
 // open returns the input as a file; a reader, or a path that is not a regular file (a
@@ -611,6 +616,11 @@ func (s *submission) run(ctx context.Context) error {
 	// Only now, so that a strict submission refused above leaves nothing in Redis.
 	if !s.spec.DryRun {
 		if err := s.p.checkParams(ctx, s.spec, s.ft); err != nil {
+			return err
+		}
+		// Until recordIntake seals it, the run is not finished, whatever its batches do: a
+		// submission cut off after some batches must not show as done.
+		if err := s.p.ledger.OpenIntake(ctx, s.meta()); err != nil {
 			return err
 		}
 	}
@@ -861,8 +871,7 @@ func (s *submission) enqueue(ctx context.Context, j job) error {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), batchTimeout)
 	defer cancel()
-	meta := tasks.RunMeta{Run: s.spec.Run, ErpConnectionID: s.spec.ErpConnectionID, ActorType: s.spec.ActorType, Source: s.spec.Origin}
-	if _, err := s.p.ledger.RegisterBatch(ctx, meta, id, len(j.keys)); err != nil {
+	if _, err := s.p.ledger.RegisterBatch(ctx, s.meta(), id, len(j.keys)); err != nil {
 		return fmt.Errorf("register batch %s: %w", id, err)
 	}
 	_, err = s.p.client.EnqueueContext(ctx, t)

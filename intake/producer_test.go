@@ -622,3 +622,48 @@ func TestRejectedKeysRecorded(t *testing.T) {
 		t.Errorf("rejected = %+v", rej)
 	}
 }
+
+// TestCutSubmissionIsIncomplete: a submission cut off before its end leaves its run
+// incomplete in the ledger, never finished, whatever its batches do (tasks.RunIncomplete);
+// submitting the same input again completes and seals it.
+func TestCutSubmissionIsIncomplete(t *testing.T) {
+	t.Parallel()
+	db := redistest.New(t)
+	rdb := db.Client()
+	defer rdb.Close()
+	path := keysFile(t, 300)
+	spec := customers
+	spec.Run = "cut"
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p := newTestProducer(t, rdb, "q")
+	p.cfg.onBatch = func(int, []string) { cancel() }
+	if _, err := p.Submit(ctx, spec, Source{Path: path}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cut submission: %v, want context.Canceled", err)
+	}
+	l := tasks.NewLedger(rdb)
+	st, err := l.Status(context.Background(), "cut")
+	if err != nil || st.State != tasks.RunIncomplete || !st.FinishedAt.IsZero() {
+		t.Fatalf("after the cut: %+v %v; want incomplete, not finished", st, err)
+	}
+	if _, err := newTestProducer(t, rdb, "q").Submit(context.Background(), spec, Source{Path: path}); err != nil {
+		t.Fatal(err)
+	}
+	if st, err = l.Status(context.Background(), "cut"); err != nil || st.State != tasks.RunActive || st.TotalKeys != 300 {
+		t.Fatalf("resubmitted: %+v %v; want active with 300 keys", st, err)
+	}
+}
+
+// TestTrickleRunNameRefused: a producer may not name its run like a trickle run.
+func TestTrickleRunNameRefused(t *testing.T) {
+	t.Parallel()
+	p, err := NewProducer(ProducerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := customers
+	spec.Run, spec.DryRun = tasks.TrickleRun(time.Now(), 3, spec.ActorType), true
+	if _, err := p.Submit(context.Background(), spec, Source{R: strings.NewReader("A\n")}); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "reserved") {
+		t.Fatalf("Submit as %s: %v, want a refusal", spec.Run, err)
+	}
+}

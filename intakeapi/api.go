@@ -27,6 +27,13 @@ const (
 	MaxTrickleBody int64 = 1 << 20
 	// DefaultMaxSubmissions is Config.MaxSubmissions's zero value.
 	DefaultMaxSubmissions = 4
+	// DefaultBodyTimeout is Config.BodyTimeout's zero value.
+	DefaultBodyTimeout = 30 * time.Second
+	// DefaultSlotWait is Config.SlotWait's zero value.
+	DefaultSlotWait = 30 * time.Second
+	// DefaultSubmitTimeout is Config.SubmitTimeout's zero value: ample for MaxBody's 20
+	// million keys (about one million a second with Redis at hand).
+	DefaultSubmitTimeout = 30 * time.Minute
 	// DefaultRunsLimit is how many runs GET /v1/runs lists without ?limit.
 	DefaultRunsLimit = 20
 	// MaxRunsLimit is the largest ?limit GET /v1/runs accepts.
@@ -56,10 +63,21 @@ type Config struct {
 	// TempDir is where PUT bodies are spooled while they arrive (as much disk as the body).
 	// Zero value: os.TempDir().
 	TempDir string
-	// MaxSubmissions is how many PUT bodies are taken in at once (each is spooled to disk
-	// and enqueued on Concurrency goroutines); one more is answered 503 with Retry-After.
-	// Zero value: DefaultMaxSubmissions.
+	// MaxSubmissions is how many PUT bodies are enqueued at once (each on Concurrency
+	// goroutines). A body is spooled to disk before it waits for one of these slots, so a
+	// slow client holds none; one that finds them all taken for SlotWait is answered 503
+	// with Retry-After. Zero value: DefaultMaxSubmissions.
 	MaxSubmissions int
+	// BodyTimeout is the longest a request body may pause: every read must bring a byte
+	// within it, else the request fails with 408 and nothing is enqueued. It bounds a
+	// stalled client, not a long body. Zero value: DefaultBodyTimeout.
+	BodyTimeout time.Duration
+	// SlotWait is how long a whole body waits for a submission slot before it is answered
+	// 503. Zero value: DefaultSlotWait.
+	SlotWait time.Duration
+	// SubmitTimeout bounds a submission once its body is whole; from then on it no longer
+	// depends on the client's connection. Zero value: DefaultSubmitTimeout.
+	SubmitTimeout time.Duration
 	// Concurrency is intake.ProducerConfig.Concurrency. Zero value: intake.DefaultConcurrency.
 	Concurrency int
 	// Logger receives one line per submission and per failed request; never a token.
@@ -119,6 +137,18 @@ func New(cfg Config) (*API, error) {
 	}
 	if cfg.MaxSubmissions == 0 {
 		cfg.MaxSubmissions = DefaultMaxSubmissions
+	}
+	for _, d := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{{"BodyTimeout", &cfg.BodyTimeout, DefaultBodyTimeout}, {"SlotWait", &cfg.SlotWait, DefaultSlotWait}, {"SubmitTimeout", &cfg.SubmitTimeout, DefaultSubmitTimeout}} {
+		if *d.v < 0 {
+			return nil, fmt.Errorf("intakeapi: %s %s: must not be negative", d.name, *d.v)
+		}
+		if *d.v == 0 {
+			*d.v = d.def
+		}
 	}
 	if cfg.Queue == "" {
 		cfg.Queue = tasks.DefaultQueue

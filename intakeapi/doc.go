@@ -16,11 +16,16 @@
 // # Bodies
 //
 // A PUT body is text/plain (one key a line), text/csv (csv_column=NAME|INDEX, csv_header,
-// csv_delimiter) or application/x-ndjson (one {"key": "..."} object a line). It is
-// streamed to a temporary file while it arrives (memory stays flat whatever its size) and
-// only then read and enqueued, so a request cut off mid-body enqueues nothing, and sending
-// it again completes the run. Bodies over Config.MaxBody are refused with 413; more than
-// Config.MaxSubmissions bodies at once, with 503 and Retry-After.
+// csv_delimiter) or application/x-ndjson (one {"key": "..."} object a line, read strictly:
+// see decodeObject). It is streamed to a temporary file while it arrives (memory stays
+// flat whatever its size) and only then read and enqueued, so a request cut off mid-body
+// enqueues nothing, and sending it again completes the run. Every read of a body must
+// bring a byte within Config.BodyTimeout (else 408). Once the body is whole it waits at
+// most Config.SlotWait for one of Config.MaxSubmissions slots (else 503 with Retry-After)
+// and is submitted on a context of its own, so a client that hangs up then still gets its
+// run completed; a submission that fails part way leaves its run incomplete in the ledger
+// (tasks.RunIncomplete), never done. Bodies over Config.MaxBody are refused with 413, and a
+// body without a valid key with 400 (API.answer maps every error to its status).
 //
 // Unlike the CLI, a PUT is strict by default: one invalid key refuses the whole body
 // (400, naming every bad line up to intake.MaxReported) and nothing is enqueued, because

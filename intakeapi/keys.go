@@ -2,7 +2,6 @@ package intakeapi
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,9 +9,11 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/erpresync/erpresync/erpsync"
@@ -32,6 +33,13 @@ const (
 var putParams = []string{"erp_connection", "actor_type", "csv_column", "csv_header", "csv_delimiter", "batch_size", "strict", "dry_run"}
 
 // putKeys submits the body as run {run}: intake.Producer.Submit, as `enqueue --file -`.
+//
+// The body is spooled to a temporary file first, before a slot is taken: a client that is
+// slow or stalls costs itself only (and the body read deadline, Config.BodyTimeout, ends
+// it). Once the body is whole, the submission no longer depends on the client: it runs on a
+// context of its own (Config.SubmitTimeout), so a client that hangs up after its last byte
+// still gets its run completed; a submission that fails part way leaves the run
+// incomplete in the ledger, never done.
 func (a *API) putKeys(w http.ResponseWriter, r *http.Request) {
 	run := r.PathValue("run")
 	if err := intake.ValidateRunName(run); err != nil {
@@ -49,70 +57,132 @@ func (a *API) putKeys(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	spec.Run = run
-	if r.ContentLength > a.cfg.MaxBody {
-		writeError(w, http.StatusRequestEntityTooLarge, a.tooLarge(r.ContentLength))
-		return
-	}
-	select {
-	case a.slots <- struct{}{}:
-		defer func() { <-a.slots }()
-	default:
-		w.Header().Set("Retry-After", "10")
-		writeError(w, http.StatusServiceUnavailable, &apiError{Message: fmt.Sprintf("%d submissions are being taken in already; send this one again in a few seconds", cap(a.slots))})
-		return
-	}
-	var body io.Reader = bodyReader{http.MaxBytesReader(w, r.Body, a.cfg.MaxBody)}
-	if ctype == typeNDJSON {
-		body = newNDJSONReader(body)
-	}
-	src.Name, src.R = "body", body
-
-	sum, err := a.producer.Submit(r.Context(), spec, src)
 	log := a.cfg.Logger.With().Str("run", run).Int("erp_connection", spec.ErpConnectionID).
 		Str("actor_type", spec.ActorType.String()).Str("remote", r.RemoteAddr).Logger()
-	if err == nil {
-		log.Info().Int64("keys", sum.Keys).Int64("invalid", sum.Invalid).Int64("duplicates", sum.Duplicates).
-			Int("batches_enqueued", sum.BatchesEnqueued).Int("batches_present", sum.BatchesPresent).
-			Dur("elapsed", sum.Elapsed).Msg("intake API: run submitted")
-		writeJSON(w, http.StatusOK, sum)
+	fail := func(err error, sum intake.Summary) {
+		code, e := a.answer(err, &sum)
+		log.Warn().Int("status", code).Str("error", e.Message).Msg("intake API: run refused")
+		if code == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", retryAfter)
+		}
+		writeError(w, code, e)
+	}
+	if r.ContentLength > a.cfg.MaxBody {
+		fail(&tooLargeError{size: r.ContentLength}, intake.Summary{})
 		return
 	}
-	code, e := a.submitError(err, sum)
-	log.Warn().Int("status", code).Str("error", e.Message).Msg("intake API: run refused")
-	writeError(w, code, e)
+	path, err := a.spool(w, r, ctype == typeNDJSON)
+	if err != nil {
+		fail(err, intake.Summary{})
+		return
+	}
+	defer os.Remove(path)
+
+	// The body is whole: from here on the client's going away changes nothing.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), a.cfg.SubmitTimeout)
+	defer cancel()
+	wait := time.NewTimer(a.cfg.SlotWait)
+	select {
+	case a.slots <- struct{}{}:
+		wait.Stop()
+		defer func() { <-a.slots }()
+	case <-wait.C:
+		fail(errBusy, intake.Summary{})
+		return
+	}
+	src.Name, src.Path = "body", path
+	sum, err := a.producer.Submit(ctx, spec, src)
+	if err != nil {
+		fail(err, sum)
+		return
+	}
+	log.Info().Int64("keys", sum.Keys).Int64("invalid", sum.Invalid).Int64("duplicates", sum.Duplicates).
+		Int("batches_enqueued", sum.BatchesEnqueued).Int("batches_present", sum.BatchesPresent).
+		Dur("elapsed", sum.Elapsed).Msg("intake API: run submitted")
+	writeJSON(w, http.StatusOK, sum)
 }
 
-// submitError turns Submit's error into a status and a body.
-func (a *API) submitError(err error, sum intake.Summary) (int, *apiError) {
+// spool copies the request body (NDJSON converted to one key a line) to a temporary file
+// and returns its path. Every read must bring a byte within Config.BodyTimeout.
+func (a *API) spool(w http.ResponseWriter, r *http.Request, ndjson bool) (string, error) {
+	var body io.Reader = a.bodyReader(w, r, a.cfg.MaxBody)
+	if ndjson {
+		body = newNDJSONReader(body)
+	}
+	f, err := os.CreateTemp(a.cfg.TempDir, "erpresync-intake-*.keys")
+	if err != nil {
+		return "", fmt.Errorf("spool the body: %w", err)
+	}
+	_, err = io.Copy(f, body)
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("spool the body to %s: %w", f.Name(), cerr)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
+}
+
+// retryAfter is the Retry-After of a 503: the seconds after which to send the request again.
+const retryAfter = "10"
+
+// errBusy: every submission slot stayed taken for Config.SlotWait.
+var errBusy = errors.New("busy")
+
+// tooLargeError is a body over Config.MaxBody: size bytes, or -1 when found while reading.
+type tooLargeError struct{ size int64 }
+
+func (e *tooLargeError) Error() string { return "body too large" }
+
+// answer is the one mapping of an error to the status and the body a client gets: 4xx for
+// what the client can fix, 503 (with Retry-After) when it may simply send the request again
+// later, 500 only for our own failures. sum, when not nil, is how far a submission got.
+func (a *API) answer(err error, sum *intake.Summary) (int, *apiError) {
 	var (
 		mbe  *http.MaxBytesError
+		tle  *tooLargeError
 		le   *lineError
 		be   *bodyError
 		verr *intake.ValidationError
 	)
+	if sum != nil && sum.Run == "" && sum.Source == "" {
+		sum = nil // nothing began
+	}
 	switch {
+	case errors.As(err, &tle):
+		return http.StatusRequestEntityTooLarge, a.tooLarge(tle.size)
 	case errors.As(err, &mbe):
 		return http.StatusRequestEntityTooLarge, a.tooLarge(-1)
 	case errors.As(err, &le):
 		return http.StatusBadRequest, &apiError{Message: fmt.Sprintf("body: %v; nothing was enqueued", le), Line: le.Line, Reason: le.Reason}
+	case errors.As(err, &be) && errors.Is(be.err, os.ErrDeadlineExceeded):
+		return http.StatusRequestTimeout, &apiError{Message: fmt.Sprintf("reading the request body: no byte arrived for %s (INTAKE_BODY_TIMEOUT); nothing was enqueued: send the whole body again", a.cfg.BodyTimeout)}
 	case errors.As(err, &be):
 		return http.StatusBadRequest, &apiError{Message: fmt.Sprintf("reading the request body: %v; nothing was enqueued: send the whole body again", be.err)}
+	case errors.Is(err, errBusy):
+		return http.StatusServiceUnavailable, &apiError{Message: fmt.Sprintf("%d submissions were being taken in for %s (INTAKE_SLOT_WAIT); nothing was enqueued: send this one again in a few seconds", cap(a.slots), a.cfg.SlotWait)}
 	case errors.As(err, &verr):
-		e := &apiError{Message: fmt.Sprintf("%v; add strict=false to enqueue the valid keys and skip these", verr), Problems: verr.Errors, Summary: &sum}
+		e := &apiError{Message: fmt.Sprintf("%v; add strict=false to enqueue the valid keys and skip these", verr), Problems: verr.Errors, Summary: sum}
 		if len(verr.Errors) > 0 {
 			e.Line, e.Reason = verr.Errors[0].Line, verr.Errors[0].Reason
 		}
 		return http.StatusBadRequest, e
+	case errors.Is(err, intake.ErrNoKeys):
+		msg := err.Error()
+		msg = msg[max(strings.Index(msg, intake.ErrNoKeys.Error()), 0):] // without "submit run R: "
+		return http.StatusBadRequest, &apiError{Message: msg + "; nothing was enqueued (the run is recorded as empty): send the keys, or fix the export that produced this body", Summary: sum}
 	case errors.Is(err, intake.ErrRunMismatch):
 		return http.StatusConflict, &apiError{Message: err.Error()}
 	case errors.Is(err, intake.ErrMalformed):
-		return http.StatusBadRequest, &apiError{Message: fmt.Sprintf("%v; fix the body and send it again under the same run (batches already enqueued stay)", err), Summary: &sum}
+		return http.StatusBadRequest, &apiError{Message: fmt.Sprintf("%v; fix the body and send it again under the same run (batches already enqueued stay)", err), Summary: sum}
 	case errors.Is(err, intake.ErrConfig):
 		return http.StatusBadRequest, &apiError{Message: trimConfig(err)}
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return http.StatusServiceUnavailable, &apiError{Message: "interrupted; send the same request again to enqueue the rest", Summary: &sum}
+		return http.StatusServiceUnavailable, &apiError{Message: "interrupted; send the same request again to enqueue the rest", Summary: sum}
 	default:
-		return http.StatusInternalServerError, &apiError{Message: fmt.Sprintf("%v; send the same request again to enqueue the rest", err), Summary: &sum}
+		a.cfg.Logger.Error().Err(err).Msg("intake API: internal error")
+		return http.StatusInternalServerError, &apiError{Message: fmt.Sprintf("%v; send the same request again to enqueue the rest", err), Summary: sum}
 	}
 }
 
@@ -252,14 +322,51 @@ type bodyError struct{ err error }
 func (e *bodyError) Error() string { return e.err.Error() }
 func (e *bodyError) Unwrap() error { return e.err }
 
-type bodyReader struct{ r io.Reader }
+// bodyReader reads r's body, at most limit bytes (then an *http.MaxBytesError): every read
+// must bring a byte within Config.BodyTimeout, so a client that stalls mid-body (a hung
+// export job, a stuck proxy) is cut off instead of holding its connection and spool for
+// ever; a slow but steady one is not, whatever its body's size. Errors of the client's
+// side are *bodyError.
+func (a *API) bodyReader(w http.ResponseWriter, r *http.Request, limit int64) io.Reader {
+	return &deadlineReader{r: http.MaxBytesReader(w, r.Body, limit), rc: http.NewResponseController(w), idle: a.cfg.BodyTimeout}
+}
 
-func (b bodyReader) Read(p []byte) (int, error) {
-	n, err := b.r.Read(p)
-	if err != nil && err != io.EOF {
+type deadlineReader struct {
+	r    io.Reader
+	rc   *http.ResponseController
+	idle time.Duration
+}
+
+func (d *deadlineReader) Read(p []byte) (int, error) {
+	// ErrNotSupported (a ResponseWriter without a connection, as in httptest.NewRecorder)
+	// leaves the body without a deadline.
+	d.rc.SetReadDeadline(time.Now().Add(d.idle))
+	n, err := d.r.Read(p)
+	if err == io.EOF {
+		// The body is whole: the connection is the server's again (its idle timeout).
+		d.rc.SetReadDeadline(time.Time{})
+	}
+	var mbe *http.MaxBytesError
+	if err != nil && err != io.EOF && !errors.As(err, &mbe) {
 		err = &bodyError{err}
 	}
 	return n, err
+}
+
+// trickleNames are the members of a trickleRequest, the only ones accepted.
+var trickleNames = []string{"erp_connection", "actor_type", "keys"}
+
+// fieldOf is the apiError.Field of a JSON pointer: "/keys/2" → "keys[2]".
+func fieldOf(ptr string) string {
+	parts := strings.Split(strings.TrimPrefix(ptr, "/"), "/")
+	if parts[0] == "" {
+		return ""
+	}
+	f := parts[0]
+	for _, p := range parts[1:] {
+		f += "[" + p + "]"
+	}
+	return f
 }
 
 // trickleRequest is the body of POST /v1/keys.
@@ -280,20 +387,26 @@ func (a *API) postKeys(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, e)
 		return
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxTrickleBody))
-	dec.DisallowUnknownFields()
-	var req trickleRequest
-	if err := dec.Decode(&req); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writeError(w, http.StatusRequestEntityTooLarge, &apiError{Message: fmt.Sprintf("the body is over %d bytes, the cap of POST /v1/keys; send many keys with PUT /v1/runs/{run}/keys", MaxTrickleBody)})
-			return
-		}
-		writeError(w, http.StatusBadRequest, &apiError{Message: fmt.Sprintf("body: %v; want {\"erp_connection\": 3, \"actor_type\": \"Customer\", \"keys\": [\"10042\"]}", err)})
+	b, err := io.ReadAll(a.bodyReader(w, r, MaxTrickleBody))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		writeError(w, http.StatusRequestEntityTooLarge, &apiError{Message: fmt.Sprintf("the body is over %d bytes, the cap of POST /v1/keys; send many keys with PUT /v1/runs/{run}/keys", MaxTrickleBody)})
 		return
 	}
-	if dec.More() {
-		writeError(w, http.StatusBadRequest, &apiError{Message: "body: more than one JSON value; send one object"})
+	if err != nil {
+		code, e := a.answer(err, nil)
+		writeError(w, code, e)
+		return
+	}
+	var req trickleRequest
+	if err := decodeObject(b, &req, trickleNames, true); err != nil {
+		e := &apiError{Message: fmt.Sprintf("body: line %d: %v; nothing was enqueued; want {\"erp_connection\": 3, \"actor_type\": \"Customer\", \"keys\": [\"10042\"]}", lineOf(b, -1), err)}
+		var je *jsonError
+		if errors.As(err, &je) {
+			e.Line, e.Field, e.Reason = je.Line, fieldOf(je.Member), je.Reason
+			e.Message = fmt.Sprintf("body: line %d: %v; nothing was enqueued; want {\"erp_connection\": 3, \"actor_type\": \"Customer\", \"keys\": [\"10042\"]}", je.Line, je)
+		}
+		writeError(w, http.StatusBadRequest, e)
 		return
 	}
 	conn := ""

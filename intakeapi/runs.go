@@ -8,7 +8,6 @@ import (
 	"strconv"
 
 	"github.com/erpresync/erpresync/flow"
-	"github.com/erpresync/erpresync/intake"
 	"github.com/erpresync/erpresync/tasks"
 )
 
@@ -44,8 +43,8 @@ func (a *API) listRuns(w http.ResponseWriter, r *http.Request) {
 // status reads run {run}, answering 400 or 404 itself when it cannot.
 func (a *API) status(w http.ResponseWriter, r *http.Request) (tasks.RunStatus, bool) {
 	run := r.PathValue("run")
-	if err := intake.ValidateRunName(run); err != nil {
-		writeError(w, http.StatusBadRequest, &apiError{Message: trimConfig(err), Field: "run"})
+	if err := tasks.ValidateRunName(run); err != nil { // trickle runs are read too
+		writeError(w, http.StatusBadRequest, &apiError{Message: err.Error(), Field: "run"})
 		return tasks.RunStatus{}, false
 	}
 	if e := knownParams(r.URL.Query(), nil); e != nil {

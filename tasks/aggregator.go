@@ -25,11 +25,15 @@ type AggregatorConfig struct {
 	Now func() time.Time
 }
 
+// TricklePrefix begins the name of every trickle run (TrickleRun). Producers may not name a
+// bulk run so (ValidateBulkRunName): its batches would mix with a day's trickle keys.
+const TricklePrefix = "trickle-"
+
 // TrickleRun is the run a trickle batch belongs to: one run per UTC day, ERP connection and
 // actor type, "trickle-2006-01-02-3-Customer", so that `enqueue status` can follow a day's
 // trickle like any other run.
 func TrickleRun(day time.Time, erpConnectionID int, actor erpsync.ActorType) string {
-	return fmt.Sprintf("trickle-%s-%d-%s", day.UTC().Format("2006-01-02"), erpConnectionID, actor)
+	return fmt.Sprintf(TricklePrefix+"%s-%d-%s", day.UTC().Format("2006-01-02"), erpConnectionID, actor)
 }
 
 // NewAggregator returns the asynq.GroupAggregator for TypeTrickle tasks: it merges a

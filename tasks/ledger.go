@@ -20,6 +20,11 @@ const (
 	RunDone         = "done"           // every key resynced
 	RunDoneWithDead = "done_with_dead" // nothing pending, some keys dead-lettered
 	RunEmpty        = "empty"          // the run received no keys: its input was empty or held only invalid keys
+	// RunIncomplete: nothing is pending, but a producer's submission of the run has not
+	// completed (OpenIntake without RecordIntake): it is still being read, or it was cut off
+	// (a crash, Redis lost, Ctrl-C). Submitting the same input under the run again completes
+	// it. Such a run is never finished: not "done", and never pruned.
+	RunIncomplete = "incomplete"
 )
 
 // Change kinds, as in RunStatus.Records and ChangeItem.Kind.
@@ -113,7 +118,8 @@ type ChangeItem struct {
 //	                                     written apart from the scripts (ZADD NX)
 //	erpresync:{RUN}:meta           HASH  run, erp_connection, actor_type, source, started_at,
 //	                                     last_activity, finished_at (unix ms), total,
-//	                                     resynced, dead, rejected, batches, calls, splits
+//	                                     resynced, dead, rejected, batches, calls, splits,
+//	                                     intake ("open" from OpenIntake to RecordIntake)
 //	erpresync:{RUN}:batches        HASH  batch ID → pending | done | split | dead
 //	erpresync:{RUN}:records        HASH  "kind:table" → rows changed
 //	erpresync:{RUN}:changes        LIST  one element per successful batch: its change items,
@@ -127,8 +133,8 @@ type ChangeItem struct {
 //	erpresync:{RUN}:pruned         STRING when Prune removed the run (unix ms); expires
 //	                                     after asynq's archive horizon (prunedMarkerTTL)
 //
-// Pending keys are total − resynced − dead; finished_at is set when that reaches zero and
-// cleared when a requeue makes keys pending again.
+// Pending keys are total − resynced − dead; finished_at is set when that reaches zero with
+// the intake sealed, and cleared when a requeue makes keys pending again.
 type Ledger struct {
 	rdb redis.UniversalClient
 	now func() time.Time
@@ -178,11 +184,26 @@ type RejectedKey struct {
 	Reason string `json:"reason"` // e.g. "longer than 254 characters (300)"
 }
 
+// OpenIntake marks the intake of meta.Run open, creating the run from meta if needed: a
+// producer calls it before it registers the first batch of a submission, and RecordIntake
+// seals it when the submission is complete. Until then the run is not finished whatever its
+// batches do: it is RunActive while keys are pending, else RunIncomplete, so a submission cut
+// off after some batches never shows as done (nor is pruned as done).
+func (l *Ledger) OpenIntake(ctx context.Context, meta RunMeta) error {
+	if err := validateRun(meta.Run); err != nil {
+		return err
+	}
+	if err := openScript.Run(ctx, l.rdb, []string{keysFor(meta.Run).meta}, meta.Run, ms(l.now()), meta.ErpConnectionID, meta.ActorType.String(), meta.Source).Err(); err != nil {
+		return fmt.Errorf("ledger: open intake of %s: %w", meta.Run, err)
+	}
+	return l.index(ctx, meta.Run)
+}
+
 // RecordIntake records the outcome of a producer's complete pass over a run's input: count
 // records rejected as invalid, listed by rejected (only the first MaxRejected are kept). It
 // replaces what an earlier submission of the run recorded — a resubmission reads the same
 // input — and creates the run from meta when no batch did: a run that received no keys is
-// then visible, with state RunEmpty.
+// then visible, with state RunEmpty. It seals the intake OpenIntake opened.
 func (l *Ledger) RecordIntake(ctx context.Context, meta RunMeta, count int64, rejected []RejectedKey) error {
 	if err := validateRun(meta.Run); err != nil {
 		return err
@@ -262,6 +283,8 @@ func (l *Ledger) Status(ctx context.Context, run string) (RunStatus, error) {
 	switch {
 	case st.PendingKeys > 0:
 		st.State = RunActive
+	case m["intake"] != "":
+		st.State = RunIncomplete
 	case st.DeadKeys > 0:
 		st.State = RunDoneWithDead
 	case st.TotalKeys == 0:

@@ -58,15 +58,15 @@ func fromMS(s string) time.Time {
 	return time.UnixMilli(n).UTC()
 }
 
-// luaTouch updates last_activity and finished_at: set when nothing is pending any more,
-// cleared when something is.
+// luaTouch updates last_activity and finished_at: set when nothing is pending any more
+// and no producer's intake is open (OpenIntake), cleared when something is.
 const luaTouch = `
 local function touch(meta, now)
   redis.call('HSET', meta, 'last_activity', now)
   local v = redis.call('HMGET', meta, 'total', 'resynced', 'dead')
   local total = tonumber(v[1] or '0') or 0
   local done = (tonumber(v[2] or '0') or 0) + (tonumber(v[3] or '0') or 0)
-  if total > 0 and done >= total then
+  if total > 0 and done >= total and redis.call('HEXISTS', meta, 'intake') == 0 then
     redis.call('HSETNX', meta, 'finished_at', now)
   else
     redis.call('HDEL', meta, 'finished_at')
@@ -101,13 +101,27 @@ touch(KEYS[1], ARGV[3])
 return {1, 'pending'}
 `)
 
-// intakeScript: KEYS meta, rejected; ARGV run, now, conn, actor, source, count, rejected key
-// JSON... It replaces the rejected count and list, and dates a run without keys finished.
-var intakeScript = redis.NewScript(luaCreate + `
+// openScript: KEYS meta; ARGV run, now, conn, actor, source. It marks the run's intake open
+// (a run whose keys are still being submitted is not finished) and creates the run.
+var openScript = redis.NewScript(luaCreate + `
 create(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
-redis.call('HSET', KEYS[1], 'rejected', ARGV[6], 'last_activity', ARGV[2])
+redis.call('HSET', KEYS[1], 'intake', 'open', 'last_activity', ARGV[2])
+redis.call('HDEL', KEYS[1], 'finished_at')
+return 1
+`)
+
+// intakeScript: KEYS meta, rejected; ARGV run, now, conn, actor, source, count, rejected key
+// JSON... It replaces the rejected count and list, seals the intake (OpenIntake), and dates
+// the run finished if nothing is pending: at once for a run without keys.
+var intakeScript = redis.NewScript(luaTouch + luaCreate + `
+create(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+redis.call('HDEL', KEYS[1], 'intake')
+redis.call('HSET', KEYS[1], 'rejected', ARGV[6])
 if (tonumber(redis.call('HGET', KEYS[1], 'total') or '0') or 0) == 0 then
+  redis.call('HSET', KEYS[1], 'last_activity', ARGV[2])
   redis.call('HSETNX', KEYS[1], 'finished_at', ARGV[2])
+else
+  touch(KEYS[1], ARGV[2])
 end
 redis.call('DEL', KEYS[2])
 local i = 7

@@ -606,3 +606,43 @@ func TestReconcileArchivedTrickle(t *testing.T) {
 		t.Errorf("dead letters = %+v", dls)
 	}
 }
+
+// TestOpenIntake: a run whose intake was opened and not sealed is never finished, though
+// every batch it got is done: it is incomplete, without finished_at, and Prune keeps it.
+// RecordIntake seals it, and it is done.
+func TestOpenIntake(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, &fakeSO{}, nil)
+	ctx := context.Background()
+	meta := RunMeta{Run: "cut", ErpConnectionID: 3, ActorType: erpsync.ActorCustomer, Source: "http"}
+	if err := e.ledger.OpenIntake(ctx, meta); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := e.ledger.Status(ctx, "cut"); err != nil || st.State != RunIncomplete {
+		t.Fatalf("opened, no batch: %+v %v", st, err)
+	}
+	id := BatchID("cut", 0)
+	if _, err := e.ledger.RegisterBatch(ctx, meta, id, 2); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := e.ledger.Status(ctx, "cut"); st.State != RunActive {
+		t.Fatalf("keys pending: %+v", st)
+	}
+	if _, err := e.ledger.recordSuccess(ctx, "cut", id, 2, 1, nil, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.ledger.Status(ctx, "cut")
+	if err != nil || st.State != RunIncomplete || st.PendingKeys != 0 || !st.FinishedAt.IsZero() {
+		t.Fatalf("every batch done, intake open: %+v %v; want incomplete, not finished", st, err)
+	}
+	later := e.ledger.WithClock(func() time.Time { return time.Now().Add(48 * time.Hour) })
+	if res, err := later.Prune(ctx, PruneOptions{OlderThan: time.Hour}); err != nil || len(res.Runs) != 0 {
+		t.Fatalf("Prune removed an incomplete run: %+v %v", res, err)
+	}
+	if err := e.ledger.RecordIntake(ctx, meta, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ = e.ledger.Status(ctx, "cut"); st.State != RunDone || st.FinishedAt.IsZero() {
+		t.Fatalf("sealed: %+v; want done, finished", st)
+	}
+}

@@ -159,6 +159,20 @@ func ValidateRunName(name string) error {
 	return nil
 }
 
+// ValidateBulkRunName is ValidateRunName for the run a producer names (intake.Submit, the
+// CLI's --run, the intake API's PUT): it also refuses names beginning with TricklePrefix,
+// which belong to the trickle runs the aggregator names, one a day, ERP connection and actor
+// type. Reading such a run (status, dead letters) takes ValidateRunName.
+func ValidateBulkRunName(name string) error {
+	if err := ValidateRunName(name); err != nil {
+		return err
+	}
+	if strings.HasPrefix(name, TricklePrefix) {
+		return fmt.Errorf("run name %q: names beginning with %q are reserved for trickle intake (`enqueue key`, POST /v1/keys): choose another name", name, TricklePrefix)
+	}
+	return nil
+}
+
 func validateRun(run string) error {
 	if err := ValidateRunName(run); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidBatch, err)

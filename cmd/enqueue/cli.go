@@ -68,7 +68,8 @@ Output:
 Exit status:
   0  success
   1  ran, but the answer is bad: invalid keys were skipped or refused (--strict), the
-     input held no valid key, or the run has dead letters (status, status --wait)
+     input held no valid key, or the run has dead letters or an incomplete intake (status,
+     status --wait)
   2  usage, configuration or transport error (bad flag, unknown run, Redis unreachable)
 
 Environment (flags win):

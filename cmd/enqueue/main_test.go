@@ -845,3 +845,34 @@ func TestStatusRepair(t *testing.T) {
 		t.Errorf("after the resubmission: exit %d\n%s", r.code, r.stdout)
 	}
 }
+
+// TestStatusIncompleteExitsOne: a run whose submission was cut off (its intake opened, never
+// sealed) is not done: status says so and exits 1, also with --wait, which does not wait for
+// ever on it.
+func TestStatusIncompleteExitsOne(t *testing.T) {
+	t.Parallel()
+	db := redistest.New(t)
+	rdb := db.Client()
+	defer rdb.Close()
+	meta := tasks.RunMeta{Run: "cut", ErpConnectionID: 3, ActorType: erpsync.ActorCustomer, Source: "http"}
+	if err := tasks.NewLedger(rdb).OpenIntake(context.Background(), meta); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"status", "cut"}, {"status", "cut", "--wait", "--interval", "20ms"}} {
+		r := enqueue(t, "", append(args, "--redis-url", db.URL())...)
+		if out := squeeze(r.stdout); r.code != exitBad || !strings.Contains(out, "\nstate incomplete\n") || !strings.Contains(out, "--run cut") {
+			t.Errorf("%v: exit %d\n%s%s", args, r.code, r.stdout, r.stderr)
+		}
+	}
+}
+
+// TestRunNameTrickleReserved: --run may not name a trickle run.
+func TestRunNameTrickleReserved(t *testing.T) {
+	t.Parallel()
+	keys := writeKeys(t, "k.txt", "A\n")
+	run := tasks.TrickleRun(time.Now(), 4, erpsync.ActorSupplier)
+	r := enqueue(t, "", "--erp-connection", "3", "--actor-type", "Customer", "--file", keys, "--run", run, "--dry-run")
+	if r.code != exitUsage || !strings.Contains(r.stderr, "--run: ") || !strings.Contains(r.stderr, "reserved for trickle intake") {
+		t.Errorf("exit %d: %s", r.code, r.stderr)
+	}
+}

@@ -101,6 +101,9 @@ func (c *cli) printStatus(j tasks.RunReport) {
 	if j.State == tasks.RunEmpty {
 		fmt.Fprintf(w, "keys\t0: the run received no keys (its input was empty or held only invalid keys)\n")
 	} else {
+		if j.State == tasks.RunIncomplete {
+			fmt.Fprintf(w, "intake\tnot complete: the submission of this run was cut off; submit the same input again with --run %s\n", j.Run)
+		}
 		fmt.Fprintf(w, "keys\t%d total: %d resynced, %d dead, %d pending (%.1f%% done)\n", j.TotalKeys, j.ResyncedKeys, j.DeadKeys, j.PendingKeys, j.Percent)
 	}
 	if j.RejectedKeys > 0 {
@@ -152,7 +155,7 @@ func orDash(s string) string {
 func (c *cli) status(ctx context.Context, args []string) int {
 	fs := c.newFlagSet("status", "enqueue status RUN [--json] [--wait] [--interval 2s] [--repair]")
 	asJSON := fs.Bool("json", false, "print the status as JSON on stdout")
-	wait := fs.Bool("wait", false, "poll until nothing is pending; exit 0 without dead letters, 1 with")
+	wait := fs.Bool("wait", false, "poll until nothing is pending; exit 0 without dead letters, 1 with, or when the run's intake is incomplete")
 	interval := fs.Duration("interval", 2*time.Second, "time between polls with --wait")
 	repair := fs.Bool("repair", false, "look for unfinished batches that asynq no longer holds (lost in a Redis failover): enqueue lost halves again, list lost batches (exit 1) to restore by submitting the run's source again")
 	cf := c.connFlags(fs)
@@ -241,7 +244,7 @@ func (c *cli) status(ctx context.Context, args []string) int {
 			c.printRepair(*rep)
 		}
 	}
-	if st.DeadKeys > 0 || (rep != nil && len(rep.Lost) > 0) {
+	if st.DeadKeys > 0 || st.State == tasks.RunIncomplete || (rep != nil && len(rep.Lost) > 0) {
 		return exitBad
 	}
 	return exitOK

@@ -59,10 +59,15 @@ type appConfig struct {
 	Listener         net.Listener // already open; nil when HTTP is off
 	// IntakeTokens switch the HTTP intake API at /v1/ on; none: no intake API.
 	IntakeTokens  []string
-	IntakeMaxBody int64  // zero: intakeapi.DefaultMaxBody
-	IntakeQueue   string // zero: tasks.DefaultQueue
-	Registry      *prometheus.Registry
-	Logger        zerolog.Logger
+	IntakeMaxBody int64 // zero: intakeapi.DefaultMaxBody
+	// IntakeBodyTimeout and IntakeSlotWait are intakeapi.Config's BodyTimeout and
+	// SlotWait; zero: its defaults.
+	IntakeBodyTimeout, IntakeSlotWait time.Duration
+	// HTTPIdleTimeout closes keep-alive connections idle this long; zero: defaultIdleTimeout.
+	HTTPIdleTimeout time.Duration
+	IntakeQueue     string // zero: tasks.DefaultQueue
+	Registry        *prometheus.Registry
+	Logger          zerolog.Logger
 	// RedisOutage, when set, keeps a Redis outage to a few log lines: asynq's warnings
 	// and errors pass through it, and the worker pings Redis every redisWatchEvery to
 	// log the outage's end. nil (tests, benchmarks) logs every line.
@@ -144,7 +149,7 @@ func startApp(cfg appConfig) (_ *app, err error) {
 			trickle = cmp.Or(cfg.IntakeQueue, tasks.DefaultQueue)
 		}
 		api, err := intakeapi.New(intakeapi.Config{Redis: a.rdb, Queue: cfg.IntakeQueue, TrickleQueue: trickle, Tokens: cfg.IntakeTokens,
-			MaxBody: cfg.IntakeMaxBody, Logger: log})
+			MaxBody: cfg.IntakeMaxBody, BodyTimeout: cfg.IntakeBodyTimeout, SlotWait: cfg.IntakeSlotWait, Logger: log})
 		if err != nil {
 			return nil, err
 		}
@@ -204,7 +209,7 @@ func startApp(cfg appConfig) (_ *app, err error) {
 		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
-			if err := serveHTTP(ctx, cfg.Listener, handler); err != nil {
+			if err := serveHTTP(ctx, cfg.Listener, handler, cfg.HTTPIdleTimeout); err != nil {
 				a.httpErr <- err
 			}
 		}()

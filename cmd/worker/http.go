@@ -81,10 +81,23 @@ func listen(addr string) (net.Listener, error) {
 	return net.Listen("tcp", addr)
 }
 
+// Deadlines of the listener. A request body has its own, per read (INTAKE_BODY_TIMEOUT),
+// since a million-key body is legitimately long.
+const (
+	// headerTimeout bounds reading a request's headers.
+	headerTimeout = 10 * time.Second
+	// defaultIdleTimeout is WORKER_HTTP_IDLE_TIMEOUT's zero value.
+	defaultIdleTimeout = 2 * time.Minute
+)
+
 // serveHTTP serves until ctx ends, then shuts down gracefully; requests still running
-// after a few seconds are cut off.
-func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+// after a few seconds are cut off. A keep-alive connection idle for idle (zero:
+// defaultIdleTimeout) is closed, so idle clients do not pile up connections.
+func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, idle time.Duration) error {
+	if idle <= 0 {
+		idle = defaultIdleTimeout
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: headerTimeout, IdleTimeout: idle}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

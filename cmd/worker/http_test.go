@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -131,5 +133,44 @@ func TestReadyzWithoutRedis(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
 	if rec.Code != http.StatusOK {
 		t.Fatalf("/healthz: %d", rec.Code)
+	}
+}
+
+// TestIdleConnectionsClosed: a client that keeps its connection open after a request and
+// sends nothing more is disconnected after WORKER_HTTP_IDLE_TIMEOUT, while another client
+// is served meanwhile.
+func TestIdleConnectionsClosed(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() {
+		served <- serveHTTP(ctx, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") }), 300*time.Millisecond)
+	}()
+	defer func() { cancel(); <-served }()
+
+	idle, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	io.WriteString(idle, "GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+	br := bufio.NewReader(idle)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if code, _ := get(t, "http://"+ln.Addr().String()+"/y", "", ""); code != http.StatusOK {
+		t.Errorf("another client: %d", code)
+	}
+	// The idle one is closed by the server: its read ends (EOF), not at our own minute.
+	idle.SetReadDeadline(time.Now().Add(time.Minute))
+	if n, err := br.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("idle keep-alive connection: read %d, %v; want it closed by the server (EOF)", n, err)
 	}
 }

@@ -48,6 +48,13 @@ func TestIntakeSettings(t *testing.T) {
 	if err != nil || !slices.Equal(c.IntakeTokens, []string{"erp-job-one-0123456789", "erp-job-two-0123456789"}) || c.IntakeMaxBody != 1<<30 || c.IntakeQueue != "bulk" {
 		t.Fatalf("tokens: %+v %v", c, err)
 	}
+	if c, _ := parse(nil); c.IntakeBodyTimeout != 30*time.Second || c.IntakeSlotWait != 30*time.Second || c.HTTPIdleTimeout != 2*time.Minute {
+		t.Errorf("deadline defaults: body %s, slot wait %s, idle %s", c.IntakeBodyTimeout, c.IntakeSlotWait, c.HTTPIdleTimeout)
+	}
+	if c, err := parse(map[string]string{"INTAKE_BODY_TIMEOUT": "5s", "INTAKE_SLOT_WAIT": "1m", "WORKER_HTTP_IDLE_TIMEOUT": "90s"}); err != nil ||
+		c.IntakeBodyTimeout != 5*time.Second || c.IntakeSlotWait != time.Minute || c.HTTPIdleTimeout != 90*time.Second {
+		t.Errorf("deadlines: %s %s %s %v", c.IntakeBodyTimeout, c.IntakeSlotWait, c.HTTPIdleTimeout, err)
+	}
 	for in, want := range map[string]int64{"1000": 1000, "512KiB": 512 << 10, "64 MiB": 64 << 20, "2048B": 2048} {
 		if c, err := parse(map[string]string{"INTAKE_MAX_BODY": in}); err != nil || c.IntakeMaxBody != want {
 			t.Errorf("INTAKE_MAX_BODY=%s: %d %v, want %d", in, c.IntakeMaxBody, err, want)
@@ -64,6 +71,9 @@ func TestIntakeSettings(t *testing.T) {
 		{map[string]string{"INTAKE_MAX_BODY": "0"}, "INTAKE_MAX_BODY"},
 		{map[string]string{"INTAKE_MAX_BODY": "-5MiB"}, "INTAKE_MAX_BODY"},
 		{map[string]string{"INTAKE_MAX_BODY": "9999999999999GiB"}, "INTAKE_MAX_BODY"},
+		{map[string]string{"INTAKE_BODY_TIMEOUT": "0s"}, "INTAKE_BODY_TIMEOUT"},
+		{map[string]string{"INTAKE_SLOT_WAIT": "soon"}, "INTAKE_SLOT_WAIT"},
+		{map[string]string{"WORKER_HTTP_IDLE_TIMEOUT": "100ms"}, "WORKER_HTTP_IDLE_TIMEOUT"},
 	} {
 		_, err := parse(tt.env)
 		if err == nil || !strings.Contains(err.Error(), tt.wantErr) {

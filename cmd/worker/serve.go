@@ -102,6 +102,15 @@ func workerSettings(v values) (appConfig, error) {
 	if c.IntakeMaxBody, err = v.size("INTAKE_MAX_BODY", 1); err != nil {
 		return c, err
 	}
+	if c.IntakeBodyTimeout, err = v.duration("INTAKE_BODY_TIMEOUT", time.Second, false); err != nil {
+		return c, err
+	}
+	if c.IntakeSlotWait, err = v.duration("INTAKE_SLOT_WAIT", time.Second, false); err != nil {
+		return c, err
+	}
+	if c.HTTPIdleTimeout, err = v.duration("WORKER_HTTP_IDLE_TIMEOUT", time.Second, false); err != nil {
+		return c, err
+	}
 	if c.IntakeQueue = v.str("INTAKE_QUEUE"); c.IntakeQueue == "" {
 		return c, errors.New("INTAKE_QUEUE is empty: name the queue, e.g. erpresync")
 	}
@@ -305,19 +314,19 @@ Flags:
 		CrossOrigin: cfg.DashboardOrigins, Logger: log})
 	defer closeUI()
 	log.Info().Str("url", "http://"+ln.Addr().String()+dashboardPath+"/").Msg("dashboard listening")
-	return serveUntilSignal(ctx, sigs, ln, h, log)
+	return serveUntilSignal(ctx, sigs, ln, h, cfg.HTTPIdleTimeout, log)
 }
 
 // serveUntilSignal serves h on ln until a signal arrives or ctx ends (status 0), or the
 // listener fails (status 2).
-func serveUntilSignal(ctx context.Context, sigs <-chan os.Signal, ln net.Listener, h http.Handler, log zerolog.Logger) int {
+func serveUntilSignal(ctx context.Context, sigs <-chan os.Signal, ln net.Listener, h http.Handler, idle time.Duration, log zerolog.Logger) int {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errc := make(chan error, 1)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := serveHTTP(ctx, ln, h); err != nil {
+		if err := serveHTTP(ctx, ln, h, idle); err != nil {
 			errc <- err
 		}
 	}()

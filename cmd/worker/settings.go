@@ -47,6 +47,7 @@ var settings = []setting{
 	{Env: "SUPEROFFICE_BREAKER_PROBE", Flag: "breaker-probe", Default: "5s", Meaning: "first wait of an open circuit breaker before one probe call; doubles after every failed probe", Flow: true},
 	{Env: "SUPEROFFICE_BREAKER_PROBE_MAX", Flag: "breaker-probe-max", Default: "5m", Meaning: "longest wait between probes of an open circuit breaker", Flow: true},
 	{Env: "WORKER_HTTP_ADDR", Flag: "http-addr", Default: "127.0.0.1:8080", Meaning: "listener for `/metrics`, `/healthz`, `/readyz`, the dashboard at `/monitoring/`, the runs page at `/runs/` and the intake API at `/v1/`; `off` disables it"},
+	{Env: "WORKER_HTTP_IDLE_TIMEOUT", Flag: "http-idle-timeout", Default: "2m", Meaning: "how long the listener keeps an idle keep-alive connection open (request headers must arrive within 10s)"},
 	{Env: "WORKER_CONCURRENCY", Flag: "concurrency", Default: "10", Meaning: "batches processed at once (concurrent SuperOffice calls)"},
 	{Env: "WORKER_QUEUES", Flag: "queues", Default: "erpresync", Meaning: "asynq queues to serve, `name[:priority],...`"},
 	{Env: "WORKER_TRICKLE_QUEUE", Flag: "trickle-queue", Default: "erpresync-trickle", Meaning: "queue of trickle keys, served strictly before WORKER_QUEUES (asynq StrictPriority), so a trickled key never waits behind a bulk backlog; `off` serves no trickle queue"},
@@ -65,6 +66,8 @@ var settings = []setting{
 	{Env: "DASHBOARD_TRUSTED_ORIGINS", Flag: "dashboard-trusted-origins", Default: "", Meaning: "comma-separated origins, e.g. `https://ops.example.com`, whose pages may change things on the dashboard although a reverse proxy gives it another host name; others' are refused with 403"},
 	{Env: "INTAKE_TOKENS", Default: "", Meaning: "comma-separated bearer tokens of the HTTP intake API at `/v1/` (each at least 16 characters); unset: no intake API", Secret: true},
 	{Env: "INTAKE_MAX_BODY", Flag: "intake-max-body", Default: "256MiB", Meaning: "largest body of `PUT /v1/runs/{run}/keys` (bytes, or with KiB, MiB, GiB); a bigger one is refused with 413"},
+	{Env: "INTAKE_BODY_TIMEOUT", Flag: "intake-body-timeout", Default: "30s", Meaning: "longest pause within a request body of the intake API: a client that sends no byte for this long (a hung export job, a stuck proxy) is answered 408 and nothing is enqueued; a long but steady body is not cut"},
+	{Env: "INTAKE_SLOT_WAIT", Flag: "intake-slot-wait", Default: "30s", Meaning: "how long a received `PUT` body waits for one of the 4 submission slots before it is answered 503 with Retry-After (bodies are received before they wait, so slow clients hold no slot)"},
 	{Env: "INTAKE_QUEUE", Flag: "intake-queue", Default: "erpresync", Meaning: "asynq queue the intake API enqueues into (as `enqueue --queue`)"},
 	{Env: "LOG_FORMAT", Flag: "log-format", Default: "auto", Meaning: "`json`, `console`, or `auto` (console on a terminal, JSON otherwise)"},
 	{Env: "LOG_LEVEL", Flag: "log-level", Default: "info", Meaning: "`debug`, `info`, `warn` or `error`"},
@@ -106,7 +109,7 @@ var (
 	callSettings scope = func(s setting) bool { return strings.HasPrefix(s.Env, "SUPEROFFICE_") && !s.Flow }
 	// dashboardSettings: Redis, the listener, the dashboard's login and the log.
 	dashboardSettings scope = func(s setting) bool {
-		return strings.HasPrefix(s.Env, "REDIS_") || strings.HasPrefix(s.Env, "DASHBOARD_") || strings.HasPrefix(s.Env, "LOG_") || s.Env == "WORKER_HTTP_ADDR"
+		return strings.HasPrefix(s.Env, "REDIS_") || strings.HasPrefix(s.Env, "DASHBOARD_") || strings.HasPrefix(s.Env, "LOG_") || strings.HasPrefix(s.Env, "WORKER_HTTP_")
 	}
 	// healthcheckSettings: the listener to ask.
 	healthcheckSettings scope = func(s setting) bool { return s.Env == "WORKER_HTTP_ADDR" }

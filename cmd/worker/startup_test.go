@@ -225,7 +225,7 @@ func TestListenerFailureExits(t *testing.T) {
 	t.Parallel()
 	code := make(chan int, 1)
 	go func() {
-		code <- serveUntilSignal(context.Background(), make(chan os.Signal), brokenListener{}, http.NotFoundHandler(), zerolog.Nop())
+		code <- serveUntilSignal(context.Background(), make(chan os.Signal), brokenListener{}, http.NotFoundHandler(), 0, zerolog.Nop())
 	}()
 	select {
 	case c := <-code:

@@ -1,0 +1,108 @@
+package intakeapi
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/erpresync/erpresync/tasks"
+)
+
+// startPut sends the head of a PUT of body and the first part bytes of it on a connection
+// of its own, and leaves it there.
+func (e *env) startPut(run string, body string, part int) net.Conn {
+	e.t.Helper()
+	conn, err := net.Dial("tcp", e.srv.Listener.Addr().String())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { conn.Close() })
+	fmt.Fprintf(conn, "PUT /v1/runs/%s/keys%s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s",
+		run, q, token, len(body), body[:part])
+	return conn
+}
+
+// waitFor polls cond until it holds, failing the test after a minute.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited a minute for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestStalledUploads: more stalled uploads than there are submission slots (hung export
+// jobs, a stuck proxy that opened the body and sends no more) lock nobody out: another
+// client's PUT goes through while they hang, and each stalled one is answered 408 once no
+// byte came for BodyTimeout, with nothing enqueued and no spool left.
+func TestStalledUploads(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *Config) { c.MaxSubmissions = 2; c.BodyTimeout = 2 * time.Second })
+	body := keyLines("S", 300)
+	var stalled []net.Conn
+	for i := range cap(e.api.slots) + 1 {
+		stalled = append(stalled, e.startPut(fmt.Sprintf("stalled-%d", i), body, 100))
+	}
+	// All of them are in: each spools its body (or, before, held a slot).
+	waitFor(t, "the stalled uploads to begin", func() bool {
+		left, _ := os.ReadDir(e.tmp)
+		return len(left) == len(stalled) || len(e.api.slots) == cap(e.api.slots)
+	})
+	s := e.summary(e.put("/v1/runs/other/keys"+q, "text/plain", keyLines("O", 150)))
+	if s.Keys != 150 {
+		t.Fatalf("the other client's run: %+v", s)
+	}
+	for i, conn := range stalled {
+		conn.SetReadDeadline(time.Now().Add(time.Minute))
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("stalled upload %d: no answer: %v", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(b), "INTAKE_BODY_TIMEOUT") {
+			t.Errorf("stalled upload %d: %d %s; want 408 naming INTAKE_BODY_TIMEOUT", i, resp.StatusCode, b)
+		}
+	}
+	for range stalled {
+		<-e.done
+	}
+	for i := range stalled {
+		e.noRun(fmt.Sprintf("stalled-%d", i))
+	}
+}
+
+// TestHangUpAfterBody: a client that closes its connection right after the last byte of
+// its body (a proxy's timeout, an export job that does not wait for the answer) still gets
+// its whole run enqueued: once the body is whole, intake does not depend on the client.
+func TestHangUpAfterBody(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	const n = 30000
+	body := keyLines("H", n)
+	conn := e.startPut("hangup", body, len(body))
+	conn.Close()
+	select {
+	case <-e.done:
+	case <-time.After(time.Minute):
+		t.Fatal("the API did not finish the request")
+	}
+	if got := len(e.queued("hangup")); got != n {
+		t.Fatalf("%d keys queued, want all %d", got, n)
+	}
+	st, err := tasks.NewLedger(e.rdb).Status(context.Background(), "hangup")
+	if err != nil || st.TotalKeys != n || st.State != tasks.RunActive {
+		t.Fatalf("ledger: %+v %v; want %d keys, active", st, err, n)
+	}
+	e.noSpool()
+}
