@@ -1,7 +1,7 @@
 # erpresync development targets. `make help` lists them.
 GO ?= go
 
-.PHONY: help test test-race ci bench bench-codec bench-e2e bench-pipeline bench-flow bench-intake bench-intake-http bench-footprint fuzz fuzz-decoder soak chaos demo lint tidy compose-check build
+.PHONY: help test test-race ci bench bench-codec bench-e2e bench-pipeline bench-flow bench-intake bench-intake-http bench-footprint fuzz soak chaos demo lint tidy compose-check build
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -41,14 +41,10 @@ bench-intake-http: ## a million keys PUT to the intake API vs `enqueue --file` i
 bench-footprint: ## Redis memory a finished 1,000,000-key run leaves (INFO used_memory before and after), bytes per key
 	$(GO) test ./cmd/worker -run '^$$' -bench Footprint -benchtime 1x -timeout 30m
 
-fuzz: ## fuzz the SOAP and REST response parsers and the login parser, 2 minutes each, then the decoder against its oracle
-	$(GO) test ./soap -run '^$$' -fuzz FuzzParseResponse -fuzztime 2m
-	$(GO) test ./rest -run '^$$' -fuzz FuzzDecodeResponse -fuzztime 2m
-	$(GO) test ./auth -run '^$$' -fuzz FuzzLoginReply -fuzztime 2m
-	$(MAKE) fuzz-decoder
-
-fuzz-decoder: ## the ForceResyncExternal decoder against the encoding/xml one it replaced, 2 minutes (FUZZTIME to change)
-	$(GO) test ./soap -run '^$$' -fuzz FuzzDecoderDifferential -fuzztime $(or $(FUZZTIME),2m)
+fuzz: ## fuzz the SOAP and REST response parsers and the login parser, 2 minutes each (FUZZTIME to change)
+	$(GO) test ./soap -run '^$$' -fuzz FuzzParseResponse -fuzztime $(or $(FUZZTIME),2m)
+	$(GO) test ./rest -run '^$$' -fuzz FuzzDecodeResponse -fuzztime $(or $(FUZZTIME),2m)
+	$(GO) test ./auth -run '^$$' -fuzz FuzzLoginReply -fuzztime $(or $(FUZZTIME),2m)
 
 soak: ## 100,000 keys through two workers with 5% random faults, poison keys and ticket expiries (ERPRESYNC_SOAK_KEYS to change, ERPRESYNC_SOAK_API=rest for REST)
 	ERPRESYNC_SOAK=1 $(GO) test -count=1 -timeout 40m -run 'TestSoak' -v ./cmd/worker

@@ -12,28 +12,23 @@ import (
 	"github.com/erpresync/erpresync/internal/xmltext"
 )
 
-// The SOAP vocabulary of the SoPrincipal login. The login is rare and its reply small, so
-// it is read into a small element tree rather than streamed as soap's ErpSync replies are.
+// The SOAP action of the SoPrincipal login (its namespaces are internal/xmltext's). The
+// login is rare and its reply small, so it is read into a small element tree rather than
+// streamed as soap's ErpSync replies are.
 const (
-	nsSOAP11          = "http://schemas.xmlsoap.org/soap/envelope/"
-	nsSOAP12          = "http://www.w3.org/2003/05/soap-envelope"
-	nsNetServer       = "http://www.superoffice.net/ws/crm/NetServer/Services88"
-	nsNetServerPrefix = "http://www.superoffice.net/ws/crm/NetServer/"
-	nsXSI             = "http://www.w3.org/2001/XMLSchema-instance"
-
 	actionAuthenticateUsernamePassword = "http://www.superoffice.net/ws/crm/NetServer/Services88/SoPrincipal/AuthenticateUsernamePassword"
 )
 
 // appendLoginEnvelope appends a SoPrincipal.AuthenticateUsernamePassword request envelope
 // (SOAP 1.1; the ApplicationToken header only when appToken is set).
 func appendLoginEnvelope(b []byte, appToken, user, password string) []byte {
-	b = append(b, `<?xml version="1.0" encoding="utf-8"?>`+"\n"+`<s:Envelope xmlns:s="`+nsSOAP11+`"><s:Header>`...)
+	b = append(b, `<?xml version="1.0" encoding="utf-8"?>`+"\n"+`<s:Envelope xmlns:s="`+xmltext.SOAP11+`"><s:Header>`...)
 	if appToken != "" {
-		b = append(b, `<ApplicationToken xmlns="`+nsNetServer+`">`...)
+		b = append(b, `<ApplicationToken xmlns="`+xmltext.NetServer+`">`...)
 		b = xmltext.AppendEscaped(b, appToken)
 		b = append(b, `</ApplicationToken>`...)
 	}
-	b = append(b, `</s:Header><s:Body><AuthenticateUsernamePassword xmlns="`+nsNetServer+`"><UserName>`...)
+	b = append(b, `</s:Header><s:Body><AuthenticateUsernamePassword xmlns="`+xmltext.NetServer+`"><UserName>`...)
 	b = xmltext.AppendEscaped(b, user)
 	b = append(b, `</UserName><Password>`...)
 	b = xmltext.AppendEscaped(b, password)
@@ -56,14 +51,7 @@ var errNotEnvelope = errors.New("not a SOAP envelope")
 // readTree reads an XML document into a tree; nil for a document that has no root
 // element or starts with text or a directive (an HTML page).
 func readTree(data []byte) (*node, error) {
-	d := xml.NewDecoder(bytes.NewReader(bytes.TrimPrefix(data, []byte("\xEF\xBB\xBF"))))
-	d.CharsetReader = func(label string, in io.Reader) (io.Reader, error) {
-		switch strings.ToLower(label) {
-		case "utf-8", "utf8", "us-ascii", "ascii":
-			return in, nil
-		}
-		return nil, errors.New("unsupported encoding " + strconv.Quote(erpsync.Truncate(label, 40)))
-	}
+	d := xmltext.NewDecoder(data)
 	var stack []*node
 	var root *node
 	for {
@@ -82,13 +70,7 @@ func readTree(data []byte) (*node, error) {
 		}
 		switch t := t.(type) {
 		case xml.StartElement:
-			n := &node{name: t.Name}
-			for _, a := range t.Attr {
-				if a.Name.Local == "nil" && a.Name.Space == nsXSI {
-					v := strings.TrimSpace(a.Value)
-					n.nil = v == "true" || v == "1"
-				}
-			}
+			n := &node{name: t.Name, nil: xmltext.IsNil(t)}
 			switch {
 			case len(stack) > 0:
 				if len(stack) >= maxLoginDepth {
@@ -119,7 +101,7 @@ func readTree(data []byte) (*node, error) {
 }
 
 func (n *node) netServer(local string) bool {
-	return strings.HasPrefix(n.name.Space, nsNetServerPrefix) && n.name.Local == local && !n.nil
+	return strings.HasPrefix(n.name.Space, xmltext.NetServerPrefix) && n.name.Local == local && !n.nil
 }
 
 func (n *node) trimmed() string { return strings.TrimSpace(n.text) }
@@ -157,7 +139,7 @@ func parseLoginReply(data []byte, status int) (loginReply, error) {
 		return lr, &erpsync.ProtocolError{HTTPStatus: status, Reason: reason, Err: err}
 	}
 	soapNS := root.name.Space
-	if root.name.Local != "Envelope" || (soapNS != nsSOAP11 && soapNS != nsSOAP12) {
+	if root.name.Local != "Envelope" || (soapNS != xmltext.SOAP11 && soapNS != xmltext.SOAP12) {
 		return lr, &erpsync.ProtocolError{HTTPStatus: status, Reason: "reply is not a SOAP envelope"}
 	}
 	var exception *erpsync.ExceptionError

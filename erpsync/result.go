@@ -101,6 +101,25 @@ type Result struct {
 	Changes         Changes     `json:"changes"`
 }
 
+// CompleteResult finishes a PluginResponse that a transport has decoded, by the rules both
+// transports share: a reply without IsOk is not a PluginResponse, whatever else it holds,
+// and gives a *ProtocolError (httpStatus is the reply's HTTP status, 0 when unknown), since
+// read as IsOk=false it would pass for the connector's business "no"; a reply without Status
+// (servers before NetServer 10.1.9) gets Status Ok or Error from IsOk and StatusName "".
+func CompleteResult(r *Result, hasIsOk, hasStatus bool, httpStatus int) (*Result, error) {
+	if !hasIsOk {
+		return nil, &ProtocolError{HTTPStatus: httpStatus, Reason: "reply is not a PluginResponse (no IsOk)"}
+	}
+	if !hasStatus {
+		r.StatusName = ""
+		r.Status = StatusError
+		if r.IsOk {
+			r.Status = StatusOk
+		}
+	}
+	return r, nil
+}
+
 // resultJSON is the operator-facing JSON form of Result, in the order operators read it.
 type resultJSON struct {
 	IsOk            bool    `json:"is_ok"`

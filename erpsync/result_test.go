@@ -2,6 +2,7 @@ package erpsync
 
 import (
 	"encoding/json"
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -107,6 +108,37 @@ func TestParseActorType(t *testing.T) {
 		}
 		if err != nil || got != tc.want {
 			t.Errorf("ParseActorType(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+// TestCompleteResult: the rules both transports apply to a decoded PluginResponse.
+func TestCompleteResult(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name               string
+		in                 Result
+		hasIsOk, hasStatus bool
+		want               *Result // nil: a protocol error
+	}{
+		{"no IsOk", Result{Status: StatusError, StatusName: "Error", ErrorCode: "E"}, false, true, nil},
+		{"no IsOk, no Status", Result{}, false, false, nil},
+		{"IsOk true, no Status", Result{IsOk: true}, true, false, &Result{IsOk: true, Status: StatusOk}},
+		{"IsOk false, no Status", Result{}, true, false, &Result{Status: StatusError}},
+		{"Status kept", Result{IsOk: true, Status: StatusWarning, StatusName: "Warn"}, true, true, &Result{IsOk: true, Status: StatusWarning, StatusName: "Warn"}},
+	}
+	for _, tt := range tests {
+		in := tt.in
+		got, err := CompleteResult(&in, tt.hasIsOk, tt.hasStatus, 200)
+		if tt.want == nil {
+			var pe *ProtocolError
+			if got != nil || !errors.As(err, &pe) || pe.HTTPStatus != 200 || !strings.Contains(pe.Reason, "no IsOk") {
+				t.Errorf("%s: CompleteResult = %+v, %v; want a protocol error naming IsOk", tt.name, got, err)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%s: CompleteResult = %+v, %v; want %+v", tt.name, got, err, tt.want)
 		}
 	}
 }

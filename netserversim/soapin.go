@@ -8,15 +8,18 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/erpresync/erpresync/internal/xmltext"
 )
 
-// Namespaces (protocol doc §3.2).
+// Namespaces (protocol doc §3.2): short names here for internal/xmltext's, which the
+// client's packages use too.
 const (
-	nsSoap11 = "http://schemas.xmlsoap.org/soap/envelope/"
-	nsSoap12 = "http://www.w3.org/2003/05/soap-envelope"
-	ns88     = "http://www.superoffice.net/ws/crm/NetServer/Services88"
-	nsArrays = "http://schemas.microsoft.com/2003/10/Serialization/Arrays"
-	nsXSI    = "http://www.w3.org/2001/XMLSchema-instance"
+	nsSoap11 = xmltext.SOAP11
+	nsSoap12 = xmltext.SOAP12
+	ns88     = xmltext.NetServer
+	nsArrays = xmltext.Arrays
+	nsXSI    = xmltext.XSI
 )
 
 // SOAP actions served (§1.3, §7.1).

@@ -231,8 +231,8 @@ func actionNotSupported(action string) reply {
 
 func versionMismatch() reply {
 	return faultReply("", "s:VersionMismatch", "The envelope version of the incoming message (Soap12 "+
-		"(http://www.w3.org/2003/05/soap-envelope)) does not match that of the encoder (Soap11 "+
-		"(http://schemas.xmlsoap.org/soap/envelope/)). Make sure the binding is configured with the same "+
+		"("+nsSoap12+")) does not match that of the encoder (Soap11 "+
+		"("+nsSoap11+")). Make sure the binding is configured with the same "+
 		"version as the expected messages.")
 }
 

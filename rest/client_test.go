@@ -121,6 +121,7 @@ func TestReplies(t *testing.T) {
 			}
 		}},
 		{"null body", 200, "application/json", nil, "reply_null.json", wantErr[*erpsync.ProtocolError]},
+		{"PluginResponse without IsOk", 200, "application/json", nil, "reply_no_isok.json", wantErr[*erpsync.ProtocolError]},
 		{"Message and MessageDetail with 200", 200, "application/json", nil, "reply_message.json", func(t *testing.T, _ *erpsync.Result, err error) {
 			var ex *erpsync.ExceptionError
 			if !errors.As(err, &ex) || ex.TicketRejected || !strings.Contains(err.Error(), "not valid") {

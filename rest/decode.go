@@ -12,8 +12,8 @@ var parsers fastjson.ParserPool
 
 // decodeResponse parses the body of a 2xx reply: a PluginResponse gives the Result; the
 // error object {"Error": true, ...} and {"Message", "MessageDetail"} give an
-// *erpsync.ExceptionError; null, anything without IsOk and anything unreadable give an
-// *erpsync.ProtocolError (status is the HTTP status, 0 when unknown). It never panics and
+// *erpsync.ExceptionError; null, anything without IsOk (erpsync.CompleteResult) and anything
+// unreadable give an *erpsync.ProtocolError (status is the HTTP status, 0 when unknown). It never panics and
 // is safe for concurrent use; the Result shares no memory with body.
 func decodeResponse(body []byte, status int) (*erpsync.Result, error) {
 	p := parsers.Get()
@@ -33,14 +33,11 @@ func decodeResponse(body []byte, status int) (*erpsync.Result, error) {
 	if ex := exceptionOf(o); ex != nil {
 		return nil, ex
 	}
-	r, err := result(o)
+	r, hasIsOk, hasStatus, err := result(o)
 	if err != nil {
 		return nil, &erpsync.ProtocolError{HTTPStatus: status, Reason: "invalid value", Err: err}
 	}
-	if r == nil {
-		return nil, &erpsync.ProtocolError{HTTPStatus: status, Reason: "reply is not a PluginResponse (no IsOk)"}
-	}
-	return r, nil
+	return erpsync.CompleteResult(r, hasIsOk, hasStatus, status)
 }
 
 // decodeError reads the body of a non-2xx reply: the exception it carries, or nil when it
@@ -121,12 +118,11 @@ func exceptionOf(o *fastjson.Object) *erpsync.ExceptionError {
 	return nil
 }
 
-// result reads a PluginResponse; nil without IsOk. TableRight and FieldProperties are
-// ignored. Without a Status, Status is derived from IsOk.
-func result(o *fastjson.Object) (*erpsync.Result, error) {
-	r := &erpsync.Result{}
-	hasIsOk, hasStatus := false, false
-	var err error
+// result reads a PluginResponse's members, and whether IsOk and Status were among them
+// (erpsync.CompleteResult decides what their absence means). TableRight and FieldProperties
+// are ignored.
+func result(o *fastjson.Object) (r *erpsync.Result, hasIsOk, hasStatus bool, err error) {
+	r = &erpsync.Result{}
 	fail := func(name string, v *fastjson.Value, want string) {
 		if err == nil {
 			err = errors.New(name + " is a JSON " + v.Type().String() + ", want " + want)
@@ -178,20 +174,9 @@ func result(o *fastjson.Object) (*erpsync.Result, error) {
 		}
 	})
 	if err != nil {
-		return nil, err
+		return nil, false, false, err
 	}
-	if !hasIsOk {
-		return nil, nil
-	}
-	if !hasStatus {
-		r.StatusName = ""
-		if r.IsOk {
-			r.Status = erpsync.StatusOk
-		} else {
-			r.Status = erpsync.StatusError
-		}
-	}
-	return r, nil
+	return r, hasIsOk, hasStatus, nil
 }
 
 // changes reads ChangedData; null leaves c empty.

@@ -27,6 +27,7 @@ import (
 
 	"github.com/erpresync/erpresync/auth"
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/xmltext"
 )
 
 // fakeNetServer serves SoPrincipal.AuthenticateUsernamePassword and ErpSync.ForceResyncExternal.
@@ -278,7 +279,7 @@ func systemUserServer(t *testing.T, systemToken, appToken string) (string, *atom
 	})
 	mux.HandleFunc("POST "+testTenant+pathErpSync, func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		if m := reTicket.FindSubmatch(body); m == nil || string(m[1]) != ticket || !strings.Contains(string(body), "<ApplicationToken xmlns=\""+nsNetServer+"\">"+appToken+"<") {
+		if m := reTicket.FindSubmatch(body); m == nil || string(m[1]) != ticket || !strings.Contains(string(body), "<ApplicationToken xmlns=\""+xmltext.NetServer+"\">"+appToken+"<") {
 			w.Write(readTestdataNoT("response_exception.xml"))
 			return
 		}

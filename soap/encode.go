@@ -7,19 +7,10 @@ import (
 	"github.com/erpresync/erpresync/internal/xmltext"
 )
 
-// XML namespaces and SOAP actions NetServer uses (protocol reference §3).
+// The SOAP action and the service path of ErpSync (protocol reference §3); the namespaces
+// are internal/xmltext's.
 const (
-	nsSOAP11    = "http://schemas.xmlsoap.org/soap/envelope/"
-	nsSOAP12    = "http://www.w3.org/2003/05/soap-envelope"
-	nsNetServer = "http://www.superoffice.net/ws/crm/NetServer/Services88"
-	nsArrays    = "http://schemas.microsoft.com/2003/10/Serialization/Arrays"
-	nsXSI       = "http://www.w3.org/2001/XMLSchema-instance"
-
-	// nsNetServerPrefix is what every NetServer service namespace starts with; the parser
-	// accepts elements from any ServicesNN version.
-	nsNetServerPrefix = "http://www.superoffice.net/ws/crm/NetServer/"
-
-	actionForceResyncExternal = "http://www.superoffice.net/ws/crm/NetServer/Services88/ErpSync/ForceResyncExternal"
+	actionForceResyncExternal = xmltext.NetServer + "/ErpSync/ForceResyncExternal"
 
 	pathErpSync = "/Remote/Services88/ErpSync.svc"
 )
@@ -32,18 +23,18 @@ const xmlDecl = `<?xml version="1.0" encoding="utf-8"?>` + "\n"
 func appendEnvelopeStart(b []byte, soap12 bool, appToken, ticket string) []byte {
 	b = append(b, xmlDecl...)
 	if soap12 {
-		b = append(b, `<s:Envelope xmlns:s="`+nsSOAP12+`">`...)
+		b = append(b, `<s:Envelope xmlns:s="`+xmltext.SOAP12+`">`...)
 	} else {
-		b = append(b, `<s:Envelope xmlns:s="`+nsSOAP11+`">`...)
+		b = append(b, `<s:Envelope xmlns:s="`+xmltext.SOAP11+`">`...)
 	}
 	b = append(b, `<s:Header>`...)
 	if appToken != "" {
-		b = append(b, `<ApplicationToken xmlns="`+nsNetServer+`">`...)
+		b = append(b, `<ApplicationToken xmlns="`+xmltext.NetServer+`">`...)
 		b = xmltext.AppendEscaped(b, appToken)
 		b = append(b, `</ApplicationToken>`...)
 	}
 	if ticket != "" {
-		b = append(b, `<Credentials xmlns="`+nsNetServer+`"><Ticket>`...)
+		b = append(b, `<Credentials xmlns="`+xmltext.NetServer+`"><Ticket>`...)
 		b = xmltext.AppendEscaped(b, ticket)
 		b = append(b, `</Ticket></Credentials>`...)
 	}
@@ -60,7 +51,7 @@ func appendEnvelopeEnd(b []byte) []byte {
 // Keys must already have passed erpsync.ValidateKey; characters XML cannot carry become U+FFFD.
 func appendForceResyncExternal(b []byte, soap12 bool, appToken, ticket string, erpConnectionID int, actor erpsync.ActorType, keys []string) []byte {
 	b = appendEnvelopeStart(b, soap12, appToken, ticket)
-	b = append(b, `<ForceResyncExternal xmlns="`+nsNetServer+`"><ErpConnectionId>`...)
+	b = append(b, `<ForceResyncExternal xmlns="`+xmltext.NetServer+`"><ErpConnectionId>`...)
 	b = strconv.AppendInt(b, int64(erpConnectionID), 10)
 	b = append(b, `</ErpConnectionId><ErpActorType>`...)
 	b = append(b, actor.String()...)
@@ -68,7 +59,7 @@ func appendForceResyncExternal(b []byte, soap12 bool, appToken, ticket string, e
 	if len(keys) == 0 {
 		b = append(b, `<ExternalKeys/>`...)
 	} else {
-		b = append(b, `<ExternalKeys xmlns:a="`+nsArrays+`">`...)
+		b = append(b, `<ExternalKeys xmlns:a="`+xmltext.Arrays+`">`...)
 		for _, k := range keys {
 			b = append(b, `<a:string>`...)
 			b = xmltext.AppendEscaped(b, k)

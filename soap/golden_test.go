@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/tasks"
 )
 
 // TestRequestGolden sends requests through the client and compares what reached the
@@ -266,6 +267,8 @@ func TestParseResponseErrors(t *testing.T) {
 		{"malformed", `<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body></s:Envelope>`},
 		{"no response", `<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body/></s:Envelope>`},
 		{"nil response, no exception", `<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><ForceResyncExternalResponse xmlns="http://www.superoffice.net/ws/crm/NetServer/Services88"><Response i:nil="true" xmlns:i="http://www.w3.org/2001/XMLSchema-instance"/></ForceResyncExternalResponse></s:Body></s:Envelope>`},
+		{"empty Response: no IsOk", `<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><ForceResyncExternalResponse xmlns="http://www.superoffice.net/ws/crm/NetServer/Services88"><Response/></ForceResyncExternalResponse></s:Body></s:Envelope>`},
+		{"nil IsOk", `<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><ForceResyncExternalResponse xmlns="http://www.superoffice.net/ws/crm/NetServer/Services88"><Response xmlns:i="http://www.w3.org/2001/XMLSchema-instance"><IsOk i:nil="true"/><Status>Error</Status></Response></ForceResyncExternalResponse></s:Body></s:Envelope>`},
 		{"bad boolean", `<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><ForceResyncExternalResponse xmlns="http://www.superoffice.net/ws/crm/NetServer/Services88"><Response><IsOk>yes</IsOk></Response></ForceResyncExternalResponse></s:Body></s:Envelope>`},
 		{"succeeded false without exception", `<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Header><Succeeded xmlns="http://www.superoffice.net/ws/crm/NetServer/Services88">false</Succeeded></s:Header><s:Body/></s:Envelope>`},
 		{"wrong envelope namespace", `<s:Envelope xmlns:s="urn:other"><s:Body/></s:Envelope>`},
@@ -280,6 +283,27 @@ func TestParseResponseErrors(t *testing.T) {
 				t.Fatalf("ParseResponse = %v, %v; want *erpsync.ProtocolError", resp, err)
 			}
 		})
+	}
+}
+
+// TestReplyWithoutIsOk: a PluginResponse without IsOk, the rest of a business failure
+// intact, is a protocol error by the rule the REST client applies too
+// (erpsync.CompleteResult), and so transient; read as IsOk=false it would pass for the
+// connector's "no", and the batch be split, retried and dead-lettered as one.
+func TestReplyWithoutIsOk(t *testing.T) {
+	t.Parallel()
+	srv := newServer(t, cannedReply(200, "text/xml; charset=utf-8", readTestdata(t, "response_no_isok.xml")))
+	c := newTestClient(t, srv.URL, nil)
+	resp, err := c.ForceResyncExternal(bg, 3, erpsync.ActorCustomer, []string{"10002"})
+	var pe *erpsync.ProtocolError
+	if resp != nil || !errors.As(err, &pe) {
+		t.Fatalf("ForceResyncExternal = %+v, %v; want a *erpsync.ProtocolError", resp, err)
+	}
+	if _, want := erpsync.CompleteResult(&erpsync.Result{}, false, false, 200); pe.Error() != want.Error() {
+		t.Errorf("err = %v, want %v", pe, want)
+	}
+	if got := tasks.Classify(err); got != tasks.ClassTransient {
+		t.Errorf("Classify = %v, want %v", got, tasks.ClassTransient)
 	}
 }
 
@@ -299,11 +323,6 @@ func TestParseTolerance(t *testing.T) {
 			want: erpsync.Result{IsOk: true, Status: erpsync.StatusWarning, StatusName: "Warning"},
 		},
 		{
-			name: "empty Response: all members absent",
-			body: `<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><ForceResyncExternalResponse xmlns="http://www.superoffice.net/ws/crm/NetServer/Services88"><Response/></ForceResyncExternalResponse></s:Body></s:Envelope>`,
-			want: erpsync.Result{IsOk: false, Status: erpsync.StatusError},
-		},
-		{
 			name: "Services87 namespace, nil items, comments and CDATA",
 			body: `<?xml version="1.0" encoding="utf-8"?><!-- hi --><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><ForceResyncExternalResponse xmlns="http://www.superoffice.net/ws/crm/NetServer/Services87" xmlns:i="http://www.w3.org/2001/XMLSchema-instance"><Response><IsOk>true</IsOk><TechExplanation><![CDATA[a<b]]> &amp; c</TechExplanation><Changes><DeletedRecords><ChangedDataItem i:nil="true"/><ChangedDataItem><RecordId>-5</RecordId></ChangedDataItem></DeletedRecords></Changes><Status i:nil="true"/></Response></ForceResyncExternalResponse></s:Body></s:Envelope>`,
 			want: erpsync.Result{IsOk: true, Status: erpsync.StatusOk, TechExplanation: "a<b & c", Changes: erpsync.Changes{Deleted: []erpsync.ChangedItem{{RecordID: -5}}}},
@@ -312,6 +331,11 @@ func TestParseTolerance(t *testing.T) {
 			name: "UTF-8 byte order mark (XML 1.0 §4.3.3)",
 			body: "\uFEFF" + `<?xml version="1.0" encoding="utf-8"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><ForceResyncExternalResponse xmlns="http://www.superoffice.net/ws/crm/NetServer/Services88"><Response><IsOk>true</IsOk></Response></ForceResyncExternalResponse></s:Body></s:Envelope>`,
 			want: erpsync.Result{IsOk: true, Status: erpsync.StatusOk},
+		},
+		{
+			name: "character references, line ends normalised except an escaped CR",
+			body: `<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><ForceResyncExternalResponse xmlns="http://www.superoffice.net/ws/crm/NetServer/Services88"><Response><IsOk>&#116;r<!-- c -->ue</IsOk><TechExplanation>a` + "\r\n" + `b&#13;&#x1F600;&apos;</TechExplanation></Response></ForceResyncExternalResponse></s:Body></s:Envelope>`,
+			want: erpsync.Result{IsOk: true, Status: erpsync.StatusOk, TechExplanation: "a\nb\r😀'"},
 		},
 		{
 			name: "elements of other namespaces are ignored",

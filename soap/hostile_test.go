@@ -140,15 +140,15 @@ func TestHostileReplies(t *testing.T) {
 }
 
 // TestDecoderDeepNestingBounded: the parser alone, on replies nested 100,000 deep inside
-// elements it skips, inside a value and behind a construct the scanner leaves to the
-// general parser, allocates little and says what is wrong.
+// elements it skips, inside a value and behind a DOCTYPE, allocates little and says what
+// is wrong.
 func TestDecoderDeepNestingBounded(t *testing.T) {
 	envOpen := `<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>`
 	nest := strings.Repeat("<a>", 100_000) + strings.Repeat("</a>", 100_000)
 	bodies := map[string]string{
 		"skipped":           envOpen + nest + `</s:Body></s:Envelope>`,
 		"in a value":        envOpen + `<ForceResyncExternalResponse xmlns="http://www.superoffice.net/ws/crm/NetServer/Services88"><Response><TechExplanation>` + nest + `</TechExplanation></Response></ForceResyncExternalResponse></s:Body></s:Envelope>`,
-		"general parser":    envOpen + `<!DOCTYPE x>` + nest + `</s:Body></s:Envelope>`,
+		"behind a DOCTYPE":  envOpen + `<!DOCTYPE x>` + nest + `</s:Body></s:Envelope>`,
 		"unclosed, 1M deep": envOpen + strings.Repeat("<a>", 1_000_000),
 	}
 	for name, body := range bodies {
