@@ -34,9 +34,9 @@ type tenantSetup struct {
 // client (soapHTTPClient), and wrap (nil: none) puts flow control under its Transport, so
 // it sees every request.
 func newTenant(v values, wrap wrapTransport) (*tenantSetup, error) {
-	base := v.str("SUPEROFFICE_URL")
-	if base == "" {
-		return nil, errors.New("SUPEROFFICE_URL is not set: the tenant base URL, such as https://sod.superoffice.com/Cust12345")
+	base, err := tenantURL(v)
+	if err != nil {
+		return nil, err
 	}
 	api := strings.ToLower(strings.TrimSpace(v.str("SUPEROFFICE_API")))
 	if api != apiSOAP && api != apiREST {
@@ -131,12 +131,11 @@ func newTenant(v values, wrap wrapTransport) (*tenantSetup, error) {
 	return out, nil
 }
 
-// settingError renames the packages' field names to the settings an operator sets.
-func settingError(err error) error {
-	r := strings.NewReplacer(
-		"soap: Config.BaseURL", "SUPEROFFICE_URL", "rest: Config.BaseURL", "SUPEROFFICE_URL", "auth: PasswordAuthConfig.BaseURL", "SUPEROFFICE_URL",
-		"soap: Config.AppToken", "SUPEROFFICE_APP_TOKEN", "rest: Config.AppToken", "SUPEROFFICE_APP_TOKEN", "auth: SystemUserAuthConfig.LoginURL", "SUPEROFFICE_LOGIN_URL",
-		"auth: SystemUserAuthConfig.PrivateKey", "SUPEROFFICE_PRIVATE_KEY_FILE", "auth: SystemUserAuthConfig.AppToken", "SUPEROFFICE_APP_TOKEN",
-	)
-	return errors.New(r.Replace(err.Error()))
+// tenantURL is SUPEROFFICE_URL, which the tenant's client and its flow control both need.
+func tenantURL(v values) (string, error) {
+	base := v.str("SUPEROFFICE_URL")
+	if base == "" {
+		return "", errors.New("SUPEROFFICE_URL is not set: the tenant base URL, such as https://sod.superoffice.com/Cust12345")
+	}
+	return base, nil
 }
