@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -26,7 +27,9 @@ type tenantSetup struct {
 	Client    tasks.Resyncer // *soap.Client or *rest.Client
 	API       string         // apiSOAP or apiREST
 	Refreshes func() int64   // nil for a fixed ticket
-	Mode      string         // "ticket", "password" or "system-user"
+	Mode      string         // modeTicket, modePassword or modeSystemUser
+	// Login fetches a ticket as a call would (cached for the calls); nil for a fixed ticket.
+	Login func(ctx context.Context) error
 }
 
 // newTenant builds the SuperOffice client from the settings. Every missing or contradictory
@@ -82,7 +85,7 @@ func newTenant(v values, wrap wrapTransport) (*tenantSetup, error) {
 	var src auth.TicketSource
 	switch {
 	case ticket != "":
-		src, out.Mode = auth.NewStaticTicket(ticket), "ticket"
+		src, out.Mode = auth.NewStaticTicket(ticket), modeTicket
 	case user != "" || pass != "":
 		if user == "" {
 			return nil, errors.New("SUPEROFFICE_PASSWORD is set but SUPEROFFICE_USERNAME is not")
@@ -94,7 +97,7 @@ func newTenant(v values, wrap wrapTransport) (*tenantSetup, error) {
 		if err != nil {
 			return nil, settingError(err)
 		}
-		src, out.Refreshes, out.Mode = pa, pa.Refreshes, "password"
+		src, out.Refreshes, out.Mode = loginSource{pa}, pa.Refreshes, modePassword
 	default:
 		for _, s := range []struct{ name, val string }{
 			{"SUPEROFFICE_SYSTEM_TOKEN", sysToken}, {"SUPEROFFICE_PRIVATE_KEY_FILE", keyFile}, {"SUPEROFFICE_CONTEXT_ID", ctxID},
@@ -112,7 +115,10 @@ func newTenant(v values, wrap wrapTransport) (*tenantSetup, error) {
 		if err != nil {
 			return nil, settingError(err)
 		}
-		src, out.Refreshes, out.Mode = su, su.Refreshes, "system-user"
+		src, out.Refreshes, out.Mode = loginSource{su}, su.Refreshes, modeSystemUser
+	}
+	if out.Mode != modeTicket {
+		out.Login = func(ctx context.Context) error { _, err := src.Ticket(ctx); return err }
 	}
 	switch api {
 	case apiREST:
