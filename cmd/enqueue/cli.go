@@ -232,8 +232,9 @@ var flagWants = map[string]string{
 	"interval":       "a positive duration such as 2s or 1m",
 }
 
-// wantOf is the valid form of the value of flag name, whose value is v.
-func wantOf(name string, v flag.Value) string {
+// wantOf is the valid form of the value of flag name, whose value is v and whose help text is
+// usage.
+func wantOf(name string, v flag.Value, usage string) string {
 	if w, ok := flagWants[name]; ok {
 		return w
 	}
@@ -247,7 +248,7 @@ func wantOf(name string, v flag.Value) string {
 			return "a duration such as 30s or 5m"
 		}
 	}
-	return "a value as enqueue -h describes"
+	return strings.TrimSuffix(usage, " (required)")
 }
 
 // badValue is a flag value its flag refused: the flag package reports it in words of its
@@ -261,14 +262,15 @@ func (b *badValue) Error() string { return fmt.Sprintf("--%s %q: want %s", b.fla
 // checkedValue records the value its flag refuses in *bad.
 type checkedValue struct {
 	flag.Value
-	name string
-	bad  **badValue
+	name  string
+	usage string
+	bad   **badValue
 }
 
 func (v *checkedValue) Set(s string) error {
 	err := v.Value.Set(s)
 	if err != nil {
-		*v.bad = &badValue{flag: v.name, value: s, want: wantOf(v.name, v.Value)}
+		*v.bad = &badValue{flag: v.name, value: s, want: wantOf(v.name, v.Value, v.usage)}
 	}
 	return err
 }
@@ -289,7 +291,7 @@ func (c *cli) parse(fs *flag.FlagSet, args []string) (pos []string, code int, do
 	orig := map[string]flag.Value{}
 	fs.VisitAll(func(f *flag.Flag) {
 		orig[f.Name] = f.Value
-		cv := checkedValue{Value: f.Value, name: f.Name, bad: &bad}
+		cv := checkedValue{Value: f.Value, name: f.Name, usage: f.Usage, bad: &bad}
 		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
 			f.Value = &checkedBool{cv}
 		} else {
@@ -320,8 +322,14 @@ func (c *cli) parse(fs *flag.FlagSet, args []string) (pos []string, code int, do
 				usage()
 				return nil, exitOK, true
 			}
-			if bad != nil {
+			switch {
+			case bad != nil:
 				err = bad
+			default:
+				restore()
+				if perr := flagProblem(fs, args); perr != nil {
+					err = perr
+				}
 			}
 			return nil, c.usageError(err), true
 		}
@@ -362,6 +370,37 @@ func (t *target) parse() (int, erpsync.ActorType, error) {
 		return 0, 0, fmt.Errorf("--actor-type: %w", err)
 	}
 	return t.conn, a, nil
+}
+
+// flagProblem names what is wrong with the first flag of args that fs cannot take: one it does
+// not have, or one at the end without its value. nil when it finds neither (then the flag
+// package's message stands).
+func flagProblem(fs *flag.FlagSet, args []string) error {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return nil
+		}
+		if len(a) < 2 || a[0] != '-' {
+			continue
+		}
+		name, _, hasValue := strings.Cut(strings.TrimPrefix(a[1:], "-"), "=")
+		f := fs.Lookup(name)
+		if f == nil {
+			if name == "h" || name == "help" {
+				continue
+			}
+			return fmt.Errorf("unknown flag --%s", name)
+		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); hasValue || (ok && b.IsBoolFlag()) {
+			continue
+		}
+		if i == len(args)-1 {
+			return fmt.Errorf("--%s needs a value: %s", name, wantOf(name, f.Value, f.Usage))
+		}
+		i++ // the flag's value, whatever it looks like
+	}
+	return nil
 }
 
 // given reports whether flag name was on the command line.

@@ -27,6 +27,8 @@ func TestErrorLinesGolden(t *testing.T) {
 		{"--erp-connection", "3", "--actor-type", "Customer", "--file", "keys.txt", "--batch-size", "ten"},
 		{"--erp-connection", "3", "--actor-type", "Customer", "--file", "keys.txt", "--strict=maybe"},
 		{"--erp-connection", "3", "--actor-type", "Customer", "--file", "keys.txt", "--no-such-flag"},
+		{"--erp-connection", "3", "--actor-type", "Customer", "--file"},
+		{"--erp-connection", "3", "--actor-type", "Customer", "--batch-size"},
 		{"key", "--actor-type", "Customer", "K1"},
 		{"key", "--erp-connection", "-1", "--actor-type", "Customer", "K1"},
 		{"status", "run-1", "--interval", "soon"},

@@ -562,7 +562,7 @@ func TestHelpHidesRedisPassword(t *testing.T) {
 		want string // on stderr
 	}{
 		{"help", []string{"status", "-h"}, `(default "redis://:xxxxx@127.0.0.1:1/0")`},
-		{"flag without value", []string{"--redis-url"}, "flag needs an argument: -redis-url"},
+		{"flag without value", []string{"--redis-url"}, "--redis-url needs a value"},
 		{"URL from the environment", []string{"status", "r"}, "cannot reach Redis at redis://:xxxxx@127.0.0.1:1/0"},
 	}
 	for _, tt := range tests {
