@@ -106,7 +106,7 @@ func checkLogin(s *tenantSetup, timeout time.Duration, log zerolog.Logger) (stop
 		case err == nil:
 			log.Info().Str("superoffice_auth", s.Mode).Msg("login ok")
 		case errors.Is(err, erpsync.ErrLoginRefused):
-			log.Error().Str("superoffice_auth", s.Mode).Str("error", oneLine(err.Error())).Msg("login refused: " + authFix(s.Mode))
+			log.Error().Str("superoffice_auth", s.Mode).Err(err).Msg("login refused: " + authFix(s.Mode))
 		case errors.Is(err, context.Canceled):
 		default:
 			log.Warn().Str("superoffice_auth", s.Mode).Msg("login at start failed: " + withFix(s.Mode, err))
