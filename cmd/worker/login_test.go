@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -70,5 +72,38 @@ func TestLoginCheckedAtStart(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestFix: what the worker tells an operator to change, for each way of logging in.
+func TestFix(t *testing.T) {
+	t.Parallel()
+	refused := fmt.Errorf("get ticket: %w", &loginError{err: erpsync.ErrLoginRefused})
+	ticket := &erpsync.ExceptionError{Type: "SoSecurityException", TicketRejected: true}
+	notFound := &erpsync.HTTPError{StatusCode: http.StatusNotFound}
+	loginNotFound := fmt.Errorf("get ticket: %w", &loginError{err: notFound})
+	for _, tt := range []struct {
+		mode string
+		err  error
+		want string // prefix of the fix; "" for none
+	}{
+		{modePassword, refused, "SuperOffice refused the login of SUPEROFFICE_USERNAME: check SUPEROFFICE_USERNAME and SUPEROFFICE_PASSWORD"},
+		{modeSystemUser, refused, "SuperOffice refused the system-user login: check SUPEROFFICE_SYSTEM_TOKEN, SUPEROFFICE_PRIVATE_KEY_FILE"},
+		{modeTicket, ticket, "SuperOffice rejected SUPEROFFICE_TICKET: check SUPEROFFICE_TICKET"},
+		{modePassword, ticket, "SuperOffice rejected the ticket of a fresh login: check SUPEROFFICE_USERNAME and SUPEROFFICE_PASSWORD"},
+		{modeTicket, notFound, "nothing answers at SUPEROFFICE_URL (HTTP 404)"},
+		{modePassword, loginNotFound, "nothing answers at SUPEROFFICE_URL (HTTP 404)"},
+		{modeSystemUser, loginNotFound, "nothing answers at SUPEROFFICE_LOGIN_URL (HTTP 404)"},
+		{modeSystemUser, notFound, "nothing answers at SUPEROFFICE_URL (HTTP 404)"},
+		{modePassword, &erpsync.HTTPError{StatusCode: http.StatusBadGateway}, ""},
+		{modePassword, context.DeadlineExceeded, ""},
+	} {
+		got := fix(tt.mode, tt.err)
+		if tt.want == "" && got != "" || !strings.HasPrefix(got, tt.want) {
+			t.Errorf("fix(%s, %v) = %q, want %q…", tt.mode, tt.err, got, tt.want)
+		}
+		if m := goName.FindString(got); m != "" {
+			t.Errorf("fix(%s, %v) names %q", tt.mode, tt.err, m)
+		}
 	}
 }
