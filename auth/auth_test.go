@@ -194,15 +194,15 @@ func TestSystemUserAuthConfig(t *testing.T) {
 		wantErr string
 	}{
 		{"ok", func(*SystemUserAuthConfig) {}, ""},
-		{"no login URL", func(c *SystemUserAuthConfig) { c.LoginURL = "" }, "LoginURL is required"},
-		{"no token", func(c *SystemUserAuthConfig) { c.SystemToken = "" }, "SystemToken is required"},
-		{"no key", func(c *SystemUserAuthConfig) { c.PrivateKey = nil }, "PrivateKey is required"},
+		{"no login URL", func(c *SystemUserAuthConfig) { c.LoginURL = "" }, "login URL is required"},
+		{"no token", func(c *SystemUserAuthConfig) { c.SystemToken = "" }, "system-user token is required"},
+		{"no key", func(c *SystemUserAuthConfig) { c.PrivateKey = nil }, "private key is required"},
 		{"garbage key", func(c *SystemUserAuthConfig) { c.PrivateKey = []byte("hello") }, "no PEM block"},
 		{"public key", func(c *SystemUserAuthConfig) {
 			c.PrivateKey = pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: []byte{1}})
 		}, "not a private key"},
-		{"no app token", func(c *SystemUserAuthConfig) { c.AppToken = "" }, "AppToken is required"},
-		{"no context", func(c *SystemUserAuthConfig) { c.ContextIdentifier = "" }, "ContextIdentifier is required"},
+		{"no app token", func(c *SystemUserAuthConfig) { c.AppToken = "" }, "application token is required"},
+		{"no context", func(c *SystemUserAuthConfig) { c.ContextIdentifier = "" }, "context id is required"},
 	}
 	for _, tt := range tests {
 		cfg := good

@@ -45,19 +45,23 @@ type PasswordAuthConfig struct {
 
 func (c PasswordAuthConfig) validate() error {
 	if c.BaseURL == "" {
-		return errors.New("auth: PasswordAuthConfig.BaseURL is required: the tenant base URL")
+		return &erpsync.ConfigError{Field: "auth.PasswordAuthConfig.BaseURL", What: "tenant base URL", Problem: "is required, such as https://sod.superoffice.com/Cust12345"}
 	}
 	if err := httpcall.ValidateBaseURL(c.BaseURL); err != nil {
-		return fmt.Errorf("auth: PasswordAuthConfig.BaseURL: %w", err)
+		return &erpsync.ConfigError{Field: "auth.PasswordAuthConfig.BaseURL", What: "tenant base URL", Problem: err.Error()}
 	}
 	if c.UserName == "" {
-		return errors.New("auth: PasswordAuthConfig.UserName is required")
+		return &erpsync.ConfigError{Field: "auth.PasswordAuthConfig.UserName", What: "user name", Problem: "is required"}
 	}
 	if c.Password == "" {
-		return errors.New("auth: PasswordAuthConfig.Password is required")
+		return &erpsync.ConfigError{Field: "auth.PasswordAuthConfig.Password", What: "password", Problem: "is required"}
 	}
-	if !xmltext.Valid(c.UserName) || !xmltext.Valid(c.Password) || !xmltext.Valid(c.AppToken) {
-		return errors.New("auth: PasswordAuthConfig: user name, password or app token contains characters XML cannot carry")
+	for _, f := range []struct{ field, what, val string }{
+		{"UserName", "user name", c.UserName}, {"Password", "password", c.Password}, {"AppToken", "application token", c.AppToken},
+	} {
+		if !xmltext.Valid(f.val) {
+			return &erpsync.ConfigError{Field: "auth.PasswordAuthConfig." + f.field, What: f.what, Problem: "contains characters XML cannot carry"}
+		}
 	}
 	return nil
 }

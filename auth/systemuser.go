@@ -75,22 +75,22 @@ type SystemUserAuthConfig struct {
 func (c SystemUserAuthConfig) validate() (*rsa.PrivateKey, error) {
 	switch {
 	case c.LoginURL == "":
-		return nil, errors.New("auth: SystemUserAuthConfig.LoginURL is required, such as https://sod.superoffice.com/Login/api/PartnerSystemUser/Authenticate")
+		return nil, &erpsync.ConfigError{Field: "auth.SystemUserAuthConfig.LoginURL", What: "system-user login URL", Problem: "is required, such as https://sod.superoffice.com/Login/api/PartnerSystemUser/Authenticate"}
 	case c.SystemToken == "":
-		return nil, errors.New("auth: SystemUserAuthConfig.SystemToken is required")
+		return nil, &erpsync.ConfigError{Field: "auth.SystemUserAuthConfig.SystemToken", What: "system-user token", Problem: "is required"}
 	case len(c.PrivateKey) == 0:
-		return nil, errors.New("auth: SystemUserAuthConfig.PrivateKey is required (PEM or RSAKeyValue XML)")
+		return nil, &erpsync.ConfigError{Field: "auth.SystemUserAuthConfig.PrivateKey", What: "app's private key", Problem: "is required (PEM or RSAKeyValue XML)"}
 	case c.AppToken == "":
-		return nil, errors.New("auth: SystemUserAuthConfig.AppToken is required (the app's client secret)")
+		return nil, &erpsync.ConfigError{Field: "auth.SystemUserAuthConfig.AppToken", What: "application token", Problem: "is required (the app's client secret)"}
 	case c.ContextIdentifier == "":
-		return nil, errors.New("auth: SystemUserAuthConfig.ContextIdentifier is required, such as Cust12345")
+		return nil, &erpsync.ConfigError{Field: "auth.SystemUserAuthConfig.ContextIdentifier", What: "Online context id", Problem: "is required, such as Cust12345"}
 	}
 	if _, err := httpcall.ParseHTTPURL(c.LoginURL); err != nil {
-		return nil, fmt.Errorf("auth: SystemUserAuthConfig.LoginURL: %w", err)
+		return nil, &erpsync.ConfigError{Field: "auth.SystemUserAuthConfig.LoginURL", What: "system-user login URL", Problem: err.Error()}
 	}
 	key, err := ParsePrivateKey(c.PrivateKey)
 	if err != nil {
-		return nil, fmt.Errorf("auth: SystemUserAuthConfig.PrivateKey: %w", err)
+		return nil, &erpsync.ConfigError{Field: "auth.SystemUserAuthConfig.PrivateKey", What: "app's private key", Problem: "is not usable", Err: err}
 	}
 	return key, nil
 }

@@ -2,12 +2,12 @@ package flow
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"strings"
 	"time"
 
+	"github.com/erpresync/erpresync/erpsync"
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
@@ -82,21 +82,21 @@ type Config struct {
 func (c *Config) validate() error {
 	switch {
 	case c.Redis == nil:
-		return errors.New("flow: Config.Redis is nil")
+		return &erpsync.ConfigError{Field: "flow.Config.Redis", What: "flow control's Redis client", Problem: "is missing"}
 	case c.Tenant == "":
-		return errors.New("flow: Config.Tenant is empty: name the SuperOffice tenant")
+		return &erpsync.ConfigError{Field: "flow.Config.Tenant", What: "tenant name", Problem: "is empty: name the SuperOffice tenant, e.g. by its base URL"}
 	case c.Rate < 0 || math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0):
-		return fmt.Errorf("flow: Config.Rate %v: want requests per second >= 0", c.Rate)
+		return &erpsync.ConfigError{Field: "flow.Config.Rate", What: "rate limit", Problem: fmt.Sprintf("%v: want requests per second >= 0", c.Rate)}
 	case c.Burst < 0:
-		return fmt.Errorf("flow: Config.Burst %d: want >= 0", c.Burst)
+		return &erpsync.ConfigError{Field: "flow.Config.Burst", What: "rate burst", Problem: fmt.Sprintf("%d: want >= 0", c.Burst)}
 	case c.MaxConcurrency < 0:
-		return fmt.Errorf("flow: Config.MaxConcurrency %d: want >= 0", c.MaxConcurrency)
+		return &erpsync.ConfigError{Field: "flow.Config.MaxConcurrency", What: "concurrency cap", Problem: fmt.Sprintf("%d: want >= 0", c.MaxConcurrency)}
 	case c.ConnThreshold < 0 || c.ConnThreshold > 1:
-		return fmt.Errorf("flow: Config.ConnThreshold %v: want a share in (0, 1]", c.ConnThreshold)
+		return &erpsync.ConfigError{Field: "flow.Config.ConnThreshold", What: "connection breaker threshold", Problem: fmt.Sprintf("%v: want a share in (0, 1]", c.ConnThreshold)}
 	case c.Lease != 0 && c.Lease < 300*time.Millisecond:
-		return fmt.Errorf("flow: Config.Lease %s: want at least 300ms", c.Lease)
+		return &erpsync.ConfigError{Field: "flow.Config.Lease", What: "slot lease", Problem: fmt.Sprintf("%s: want at least 300ms", c.Lease)}
 	case c.Adaptive && c.Rate == 0:
-		return errors.New("flow: Config.Adaptive needs a Rate to adapt")
+		return &erpsync.ConfigError{Field: "flow.Config.Adaptive", What: "adaptive rate", Problem: "needs a rate limit to adapt"}
 	}
 	return nil
 }

@@ -90,7 +90,7 @@ func (c *ProducerConfig) validate() error {
 	for _, o := range c.TaskOptions {
 		switch o.Type() {
 		case asynq.TaskIDOpt, asynq.QueueOpt, asynq.GroupOpt:
-			return fmt.Errorf("%w: TaskOptions: asynq.%s: the producer sets it (batch IDs, ProducerConfig.Queue, trickle groups)", ErrConfig, o)
+			return fmt.Errorf("%w: task option %s: the producer sets it itself (batch ids, the queue, trickle groups)", ErrConfig, o)
 		}
 	}
 	return nil

@@ -448,9 +448,9 @@ func TestTaskOptionsChecked(t *testing.T) {
 		opt  asynq.Option
 		want string
 	}{
-		{"task ID", asynq.TaskID("x"), "TaskOptions: asynq.TaskID"},
-		{"queue", asynq.Queue("x"), "TaskOptions: asynq.Queue"},
-		{"group", asynq.Group("x"), "TaskOptions: asynq.Group"},
+		{"task ID", asynq.TaskID("x"), "task option TaskID("},
+		{"queue", asynq.Queue("x"), "task option Queue("},
+		{"group", asynq.Group("x"), "task option Group("},
 		{"sub-second timeout", asynq.Timeout(500 * time.Millisecond), "task timeout 500ms"},
 	}
 	for _, tt := range tests {

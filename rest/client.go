@@ -49,19 +49,19 @@ type Config struct {
 
 func (c Config) validate() error {
 	if c.BaseURL == "" {
-		return errors.New("rest: Config.BaseURL is required: the tenant base URL, such as https://sod.superoffice.com/Cust12345")
+		return &erpsync.ConfigError{Field: "rest.Config.BaseURL", What: "tenant base URL", Problem: "is required, such as https://sod.superoffice.com/Cust12345"}
 	}
 	if err := httpcall.ValidateBaseURL(c.BaseURL); err != nil {
-		return fmt.Errorf("rest: Config.BaseURL: %w", err)
+		return &erpsync.ConfigError{Field: "rest.Config.BaseURL", What: "tenant base URL", Problem: err.Error()}
 	}
 	if c.Auth == nil {
-		return errors.New("rest: Config.Auth is required: use auth.NewStaticTicket, auth.NewPasswordAuth or auth.NewSystemUserAuth")
+		return &erpsync.ConfigError{Field: "rest.Config.Auth", What: "ticket source", Problem: "is required: a fixed ticket, a password login or an Online system-user login (package auth)"}
 	}
 	if c.MaxResponseBytes < 0 {
-		return errors.New("rest: Config.MaxResponseBytes must not be negative (0 means 4 MiB)")
+		return &erpsync.ConfigError{Field: "rest.Config.MaxResponseBytes", What: "reply size cap", Problem: "must not be negative (0 means 4 MiB)"}
 	}
 	if strings.ContainsAny(c.AppToken, "\r\n\x00") {
-		return errors.New("rest: Config.AppToken contains characters an HTTP header cannot carry")
+		return &erpsync.ConfigError{Field: "rest.Config.AppToken", What: "application token", Problem: "contains characters an HTTP header cannot carry"}
 	}
 	return nil
 }

@@ -290,13 +290,17 @@ func TestValidation(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{"no URL", Config{Auth: auth.NewStaticTicket("t")}, "BaseURL is required"},
+		{"no URL", Config{Auth: auth.NewStaticTicket("t")}, "tenant base URL is required"},
 		{"service URL", Config{BaseURL: "https://sod.superoffice.com/Cust1/api/v1/Agents/ErpSync/ForceResyncExternal", Auth: auth.NewStaticTicket("t")}, "tenant base"},
-		{"no auth", Config{BaseURL: "https://sod.superoffice.com/Cust1"}, "Auth is required"},
-		{"negative cap", Config{BaseURL: "https://sod.superoffice.com/Cust1", Auth: auth.NewStaticTicket("t"), MaxResponseBytes: -1}, "MaxResponseBytes"},
+		{"no auth", Config{BaseURL: "https://sod.superoffice.com/Cust1"}, "ticket source is required"},
+		{"negative cap", Config{BaseURL: "https://sod.superoffice.com/Cust1", Auth: auth.NewStaticTicket("t"), MaxResponseBytes: -1}, "reply size cap"},
 	} {
-		if _, err := New(tt.cfg); err == nil || !strings.Contains(err.Error(), tt.want) {
+		_, err := New(tt.cfg)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: err = %v, want %q", tt.name, err, tt.want)
+		}
+		if ce := (*erpsync.ConfigError)(nil); !errors.As(err, &ce) {
+			t.Errorf("%s: err %v is no *erpsync.ConfigError", tt.name, err)
 		}
 	}
 	var sent atomic.Int64

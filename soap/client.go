@@ -2,7 +2,6 @@ package soap
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -60,19 +59,19 @@ type Config struct {
 
 func (c Config) validate() error {
 	if c.BaseURL == "" {
-		return errors.New("soap: Config.BaseURL is required: the tenant base URL, such as https://sod.superoffice.com/Cust12345")
+		return &erpsync.ConfigError{Field: "soap.Config.BaseURL", What: "tenant base URL", Problem: "is required, such as https://sod.superoffice.com/Cust12345"}
 	}
 	if err := httpcall.ValidateBaseURL(c.BaseURL); err != nil {
-		return fmt.Errorf("soap: Config.BaseURL: %w", err)
+		return &erpsync.ConfigError{Field: "soap.Config.BaseURL", What: "tenant base URL", Problem: err.Error()}
 	}
 	if c.Auth == nil {
-		return errors.New("soap: Config.Auth is required: use auth.NewStaticTicket, auth.NewPasswordAuth or auth.NewSystemUserAuth")
+		return &erpsync.ConfigError{Field: "soap.Config.Auth", What: "ticket source", Problem: "is required: a fixed ticket, a password login or an Online system-user login (package auth)"}
 	}
 	if c.MaxResponseBytes < 0 {
-		return errors.New("soap: Config.MaxResponseBytes must not be negative (0 means 4 MiB)")
+		return &erpsync.ConfigError{Field: "soap.Config.MaxResponseBytes", What: "reply size cap", Problem: "must not be negative (0 means 4 MiB)"}
 	}
 	if c.AppToken != "" && !xmltext.Valid(c.AppToken) {
-		return errors.New("soap: Config.AppToken contains characters XML cannot carry")
+		return &erpsync.ConfigError{Field: "soap.Config.AppToken", What: "application token", Problem: "contains characters XML cannot carry"}
 	}
 	return nil
 }

@@ -27,14 +27,14 @@ func TestNewValidation(t *testing.T) {
 	}{
 		{"minimal", func(*Config) {}, ""},
 		{"trailing slash", func(c *Config) { c.BaseURL += "/" }, ""},
-		{"no BaseURL", func(c *Config) { c.BaseURL = "" }, "Config.BaseURL is required"},
+		{"no BaseURL", func(c *Config) { c.BaseURL = "" }, "tenant base URL is required"},
 		{"not http", func(c *Config) { c.BaseURL = "ftp://x/Cust1" }, "https://"},
 		{"no host", func(c *Config) { c.BaseURL = "https:///Cust1" }, "no host"},
 		{"service URL", func(c *Config) { c.BaseURL = "https://sod.superoffice.com/Cust1/Remote/Services88/ErpSync.svc" }, "tenant base"},
 		{"query", func(c *Config) { c.BaseURL += "?x=1" }, "query"},
-		{"no Auth", func(c *Config) { c.Auth = nil }, "Config.Auth is required"},
-		{"negative cap", func(c *Config) { c.MaxResponseBytes = -1 }, "MaxResponseBytes"},
-		{"bad app token", func(c *Config) { c.AppToken = "a\x00b" }, "AppToken"},
+		{"no Auth", func(c *Config) { c.Auth = nil }, "ticket source is required"},
+		{"negative cap", func(c *Config) { c.MaxResponseBytes = -1 }, "reply size cap"},
+		{"bad app token", func(c *Config) { c.AppToken = "a\x00b" }, "application token"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -47,6 +47,10 @@ func TestNewValidation(t *testing.T) {
 				t.Fatalf("New: %v", err)
 			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
 				t.Fatalf("New error = %v, want one mentioning %q", err, tt.wantErr)
+			}
+			var ce *erpsync.ConfigError
+			if tt.wantErr != "" && !errors.As(err, &ce) {
+				t.Errorf("New error %v is no *erpsync.ConfigError: a program cannot tell the field", err)
 			}
 		})
 	}

@@ -91,7 +91,7 @@ func (h *Handler) failed(ctx context.Context, log zerolog.Logger, tc taskCtx, b 
 	case tc.last():
 		return h.dead(ctx, log, tc, b, class, err, nil, tc.retried+1)
 	case class == ClassAuth:
-		// Auth failures are a configuration outage (wrong client secret, revoked system
+		// Auth failures are a configuration outage (wrong password or client secret, revoked system
 		// user, app not granted ErpSync): every batch fails alike, and dead-lettering them
 		// all would turn a five-minute fix into a mass requeue. So the batch is held: asynq
 		// retries it every AuthHold without using up its retries (IsFailure), and the error
@@ -107,7 +107,7 @@ func (h *Handler) failed(ctx context.Context, log zerolog.Logger, tc taskCtx, b 
 			return h.dead(ctx, log, tc, b, class, fmt.Errorf("held %s for auth failures: %w", held.Round(time.Second), err), nil, tc.retried+1)
 		}
 		log.Error().Err(err).Dur("held", held).
-			Msg("AUTH FAILURE: SuperOffice refused our credentials; check the SuperOffice client secret / system user token / ticket settings (SUPEROFFICE_*); batch held, not dead-lettered")
+			Msg("AUTH FAILURE: SuperOffice refused our credentials; " + h.cfg.AuthFix + "; batch held, not dead-lettered")
 		h.cfg.Metrics.retry(class, "asynq")
 		return &Error{Class: ClassAuth, BatchID: tc.id, Keys: len(b.Keys), RetryAfter: h.cfg.AuthHold, Err: err}
 	default:

@@ -67,6 +67,10 @@ type HandlerConfig struct {
 	// AuthMaxHold is how long a batch is held for auth failures, from its first one, before
 	// its keys are dead-lettered. Zero: DefaultAuthMaxHold (24 h).
 	AuthMaxHold time.Duration
+	// AuthFix is what the AUTH FAILURE log line tells the operator to check, in the words of
+	// the login that is configured, e.g. "check SUPEROFFICE_USERNAME and SUPEROFFICE_PASSWORD".
+	// Empty: "check the SuperOffice login settings".
+	AuthFix string
 	// ChildOptions are added to split halves after the parent's queue and MaxRetry.
 	ChildOptions []asynq.Option
 	// Metrics records counters; nil records nothing.
@@ -112,6 +116,9 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 		cfg.BusinessRetries = DefaultBusinessRetries
 	} else if cfg.BusinessRetries < 0 {
 		cfg.BusinessRetries = 0
+	}
+	if cfg.AuthFix == "" {
+		cfg.AuthFix = "check the SuperOffice login settings"
 	}
 	if cfg.AuthHold <= 0 {
 		cfg.AuthHold = DefaultAuthHold

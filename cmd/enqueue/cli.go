@@ -137,8 +137,10 @@ func (c *cli) run(ctx context.Context, args []string) int {
 	return c.usageError(fmt.Errorf("unknown command %q: want key, status, runs, rejected, dead or changes, or flags to submit a file", args[0]))
 }
 
+// usageError refuses the command line in one line, which names the flag or argument at
+// fault and what would be valid.
 func (c *cli) usageError(err error) int {
-	fmt.Fprintf(c.stderr, "enqueue: %v\nRun \"enqueue -h\" for the usage.\n", err)
+	fmt.Fprintf(c.stderr, "enqueue: %v (see enqueue -h)\n", err)
 	return exitUsage
 }
 
@@ -221,10 +223,91 @@ func (c *cli) newFlagSet(name, synopsis string) *flag.FlagSet {
 	return fs
 }
 
+// flagWants is the valid form of a flag's value, for the line that refuses a bad one (and the
+// range checks after parsing); a flag not listed here is described by its type (wantOf).
+var flagWants = map[string]string{
+	"erp-connection": "the ERP connection id, a positive integer",
+	"batch-size":     fmt.Sprintf("keys per call, 1 to %d", tasks.MaxBatchSize),
+	"concurrency":    "1 to 256",
+	"limit":          "a number of runs, 0 for all",
+	"interval":       "a positive duration such as 2s or 1m",
+}
+
+// wantOf is the valid form of the value of flag name, whose value is v and whose help text is
+// usage.
+func wantOf(name string, v flag.Value, usage string) string {
+	if w, ok := flagWants[name]; ok {
+		return w
+	}
+	if g, ok := v.(flag.Getter); ok {
+		switch g.Get().(type) {
+		case bool:
+			return "true or false"
+		case int, int64, uint, uint64:
+			return "a whole number"
+		case time.Duration:
+			return "a duration such as 30s or 5m"
+		}
+	}
+	return strings.TrimSuffix(usage, " (required)")
+}
+
+// badValue is a flag value its flag refused: the flag package reports it in words of its
+// own, so checkedValue keeps the flag, the value and the valid form.
+type badValue struct {
+	flag, value, want string
+}
+
+func (b *badValue) Error() string { return fmt.Sprintf("--%s %q: want %s", b.flag, b.value, b.want) }
+
+// checkedValue records the value its flag refuses in *bad.
+type checkedValue struct {
+	flag.Value
+	name  string
+	usage string
+	bad   **badValue
+}
+
+func (v *checkedValue) Set(s string) error {
+	err := v.Value.Set(s)
+	if err != nil {
+		*v.bad = &badValue{flag: v.name, value: s, want: wantOf(v.name, v.Value, v.usage)}
+	}
+	return err
+}
+
+// checkedBool is checkedValue for a boolean flag (which needs no argument).
+type checkedBool struct{ checkedValue }
+
+func (v *checkedBool) IsBoolFlag() bool { return true }
+
 // parse parses flags anywhere among the arguments ("status RUN --json") and returns the
 // positional arguments. Everything after "--" is positional. It returns done=true with the
-// exit code when the caller should stop (-h, or a bad flag).
+// exit code when the caller should stop (-h, or a bad flag). A bad flag is one line naming
+// the flag and what it takes, not the flag package's message and the whole flag list.
 func (c *cli) parse(fs *flag.FlagSet, args []string) (pos []string, code int, done bool) {
+	// While parsing, every flag's value is wrapped to catch a refused value, and the flag
+	// package prints nothing; the usage (-h) is printed with the values as they were.
+	var bad *badValue
+	orig := map[string]flag.Value{}
+	fs.VisitAll(func(f *flag.Flag) {
+		orig[f.Name] = f.Value
+		cv := checkedValue{Value: f.Value, name: f.Name, usage: f.Usage, bad: &bad}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+			f.Value = &checkedBool{cv}
+		} else {
+			f.Value = &cv
+		}
+	})
+	usage := fs.Usage
+	fs.Usage = func() {}
+	fs.SetOutput(io.Discard)
+	restore := func() {
+		fs.VisitAll(func(f *flag.Flag) { f.Value = orig[f.Name] })
+		fs.Usage = usage
+		fs.SetOutput(c.stderr)
+	}
+	defer restore()
 	var rest []string
 	for i, a := range args {
 		if a == "--" {
@@ -236,9 +319,20 @@ func (c *cli) parse(fs *flag.FlagSet, args []string) (pos []string, code int, do
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
+				restore()
+				usage()
 				return nil, exitOK, true
 			}
-			return nil, exitUsage, true
+			switch {
+			case bad != nil:
+				err = bad
+			default:
+				restore()
+				if perr := flagProblem(fs, args); perr != nil {
+					err = perr
+				}
+			}
+			return nil, c.usageError(err), true
 		}
 		if fs.NArg() == 0 {
 			break
@@ -253,16 +347,21 @@ func (c *cli) parse(fs *flag.FlagSet, args []string) (pos []string, code int, do
 type target struct {
 	conn  int
 	actor string
+	fs    *flag.FlagSet
 }
 
 func (t *target) flags(fs *flag.FlagSet) {
+	t.fs = fs
 	fs.IntVar(&t.conn, "erp-connection", 0, "ERP connection id (required)")
 	fs.StringVar(&t.actor, "actor-type", "", "ERP actor type: Customer, Supplier, Partner, Person, Project, Employee, Sale (required)")
 }
 
 func (t *target) parse() (int, erpsync.ActorType, error) {
+	if !given(t.fs, "erp-connection") {
+		return 0, 0, errors.New("--erp-connection is required: " + flagWants["erp-connection"])
+	}
 	if t.conn <= 0 {
-		return 0, 0, fmt.Errorf("--erp-connection %d: want the ERP connection id, a positive integer", t.conn)
+		return 0, 0, fmt.Errorf("--erp-connection %d: want %s", t.conn, flagWants["erp-connection"])
 	}
 	if t.actor == "" {
 		return 0, 0, errors.New("--actor-type is required: " + erpsync.ActorTypeHint)
@@ -272,6 +371,44 @@ func (t *target) parse() (int, erpsync.ActorType, error) {
 		return 0, 0, fmt.Errorf("--actor-type: %w", err)
 	}
 	return t.conn, a, nil
+}
+
+// flagProblem names what is wrong with the first flag of args that fs cannot take: one it does
+// not have, or one at the end without its value. nil when it finds neither (then the flag
+// package's message stands).
+func flagProblem(fs *flag.FlagSet, args []string) error {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return nil
+		}
+		if len(a) < 2 || a[0] != '-' {
+			continue
+		}
+		name, _, hasValue := strings.Cut(strings.TrimPrefix(a[1:], "-"), "=")
+		f := fs.Lookup(name)
+		if f == nil {
+			if name == "h" || name == "help" {
+				continue
+			}
+			return fmt.Errorf("unknown flag --%s", name)
+		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); hasValue || (ok && b.IsBoolFlag()) {
+			continue
+		}
+		if i == len(args)-1 {
+			return fmt.Errorf("--%s needs a value: %s", name, wantOf(name, f.Value, f.Usage))
+		}
+		i++ // the flag's value, whatever it looks like
+	}
+	return nil
+}
+
+// given reports whether flag name was on the command line.
+func given(fs *flag.FlagSet, name string) bool {
+	found := false
+	fs.Visit(func(f *flag.Flag) { found = found || f.Name == name })
+	return found
 }
 
 func plural(n int64, word string) string {

@@ -71,16 +71,16 @@ func TestUsageErrors(t *testing.T) {
 	}{
 		{"no args", nil, "Usage:"},
 		{"unknown command", []string{"stat"}, `enqueue: unknown command "stat": want key, status, runs, rejected, dead or changes, or flags to submit a file`},
-		{"no connection", []string{"--actor-type", "Customer", "--file", keys}, "enqueue: --erp-connection 0: want the ERP connection id, a positive integer"},
+		{"no connection", []string{"--actor-type", "Customer", "--file", keys}, "enqueue: --erp-connection is required: the ERP connection id, a positive integer"},
 		{"no actor", []string{"--erp-connection", "3", "--file", keys}, "enqueue: --actor-type is required: want one of Customer, Supplier, Partner, Person, Project, Employee, Sale"},
 		{"bad actor", []string{"--erp-connection", "3", "--actor-type", "Client", "--file", keys}, `enqueue: --actor-type: actor type "Client": want one of Customer, Supplier, Partner, Person, Project, Employee, Sale`},
 		{"unknown actor", []string{"--erp-connection", "3", "--actor-type", "Unknown", "--file", keys}, `enqueue: --actor-type: actor type "Unknown": want one of Customer, Supplier, Partner, Person, Project, Employee, Sale`},
 		{"no file", []string{"--erp-connection", "3", "--actor-type", "Customer"}, "enqueue: --file is required: a path, or - for standard input"},
 		{"missing file", []string{"--erp-connection", "3", "--actor-type", "Customer", "--file", keys + ".nope"}, "no such file or directory"},
-		{"batch size", []string{"--erp-connection", "3", "--actor-type", "Customer", "--file", keys, "--batch-size", "0"}, "enqueue: --batch-size 0: want 1 to 1000"},
+		{"batch size", []string{"--erp-connection", "3", "--actor-type", "Customer", "--file", keys, "--batch-size", "0"}, "enqueue: --batch-size 0: want keys per call, 1 to 1000"},
 		{"delimiter", []string{"--erp-connection", "3", "--actor-type", "Customer", "--file", keys, "--csv-delimiter", ";;"}, `enqueue: --csv-delimiter ";;": want exactly one character`},
 		{"run name", []string{"--erp-connection", "3", "--actor-type", "Customer", "--file", keys, "--run", "a/b"}, `enqueue: --run: run name "a/b": character '/' at byte 1: only letters, digits and -_.: are allowed`},
-		{"bad flag", []string{"--erp-connection", "x"}, `invalid value "x" for flag -erp-connection`},
+		{"bad flag", []string{"--erp-connection", "x"}, `enqueue: --erp-connection "x": want the ERP connection id, a positive integer`},
 		{"stray argument", []string{"--erp-connection", "3", "--actor-type", "Customer", keys}, `unexpected argument`},
 		{"csv column", []string{"--erp-connection", "3", "--actor-type", "Customer", "--file", keys, "--csv-column", "id", "--dry-run"}, `enqueue: invalid configuration: ` + keys + `:1: CSV header has no column "id"; it has "A1" (or give a 0-based index)`},
 		{"status without run", []string{"status"}, "enqueue: status needs exactly one RUN"},
@@ -562,7 +562,7 @@ func TestHelpHidesRedisPassword(t *testing.T) {
 		want string // on stderr
 	}{
 		{"help", []string{"status", "-h"}, `(default "redis://:xxxxx@127.0.0.1:1/0")`},
-		{"flag without value", []string{"--redis-url"}, `(default "redis://:xxxxx@127.0.0.1:1/0")`},
+		{"flag without value", []string{"--redis-url"}, "--redis-url needs a value"},
 		{"URL from the environment", []string{"status", "r"}, "cannot reach Redis at redis://:xxxxx@127.0.0.1:1/0"},
 	}
 	for _, tt := range tests {

@@ -54,10 +54,10 @@ func (c *cli) submit(ctx context.Context, args []string) int {
 		return c.usageError(fmt.Errorf("--csv-delimiter %q: want exactly one character", *csvDelim))
 	}
 	if *concurrency < 1 || *concurrency > 256 {
-		return c.usageError(fmt.Errorf("--concurrency %d: want 1 to 256", *concurrency))
+		return c.usageError(fmt.Errorf("--concurrency %d: want %s", *concurrency, flagWants["concurrency"]))
 	}
 	if *batchSize < 1 || *batchSize > tasks.MaxBatchSize {
-		return c.usageError(fmt.Errorf("--batch-size %d: want 1 to %d", *batchSize, tasks.MaxBatchSize))
+		return c.usageError(fmt.Errorf("--batch-size %d: want %s", *batchSize, flagWants["batch-size"]))
 	}
 	if *runName != "" {
 		if err := intake.ValidateRunName(*runName); err != nil {

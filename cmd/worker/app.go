@@ -30,6 +30,7 @@ import (
 type appConfig struct {
 	RedisOpt        asynq.RedisConnOpt
 	Resyncer        tasks.Resyncer
+	AuthFix         string       // what the AUTH FAILURE line says to check; "" for tasks' default
 	Refreshes       func() int64 // the ticket source's refresh counter; nil if none
 	Concurrency     int
 	Queues          map[string]int
@@ -123,6 +124,7 @@ func startApp(cfg appConfig) (_ *app, err error) {
 		Resyncer:        cfg.Resyncer,
 		Ledger:          a.ledger,
 		BusinessRetries: cfg.BusinessRetries,
+		AuthFix:         cfg.AuthFix,
 		ChildOptions:    []asynq.Option{retention},
 		Metrics:         a.metrics,
 		Logger:          log,

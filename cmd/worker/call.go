@@ -62,7 +62,7 @@ Flags:
 	}
 	resp, err := s.Client.ForceResyncExternal(ctx, id, at, keys)
 	if err != nil {
-		return fail("%s", oneLine(err.Error()))
+		return fail("%s", withFix(s.Mode, err))
 	}
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")

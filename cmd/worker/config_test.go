@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"io"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -217,10 +218,13 @@ func TestFlowConfig(t *testing.T) {
 		{"adaptive without rate", map[string]string{"SUPEROFFICE_RATE_ADAPTIVE": "true"}, "SUPEROFFICE_RATE_ADAPTIVE=true needs SUPEROFFICE_RATE_LIMIT"},
 		{"probe max below probe", map[string]string{"SUPEROFFICE_BREAKER_PROBE": "10s", "SUPEROFFICE_BREAKER_PROBE_MAX": "5s"}, "SUPEROFFICE_BREAKER_PROBE_MAX=5s is shorter"},
 		{"zero burst", map[string]string{"SUPEROFFICE_RATE_BURST": "0"}, "SUPEROFFICE_RATE_BURST"},
+		{"no tenant", map[string]string{"SUPEROFFICE_URL": ""}, "SUPEROFFICE_URL is not set"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			fs := flag.NewFlagSet("x", flag.ContinueOnError)
-			v, err := parseSettings(fs, nil, func(k string) string { return tt.env[k] })
+			env := map[string]string{"SUPEROFFICE_URL": "https://sod.superoffice.com/Cust12345"}
+			maps.Copy(env, tt.env)
+			v, err := parseSettings(fs, nil, func(k string) string { return env[k] })
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -35,6 +35,20 @@ const (
 	demoQueue    = "erpresync-demo"
 )
 
+const demoUsage = `Usage: worker demo [--once] [--api soap|rest] [--keys N] [--poison N] [flags]
+
+Runs the whole pipeline in one process, with nothing to install: an in-process Redis
+(miniredis), the NetServer simulator with poison keys, injected 503s and a ticket expiry, the
+worker and the dashboard. It enqueues a sample run, shows its progress and a summary (keys
+resynced, dead letters with reasons, Changes by table, calls, retries, keys/s), checks the
+summary against what the simulator saw, and keeps the dashboard, the runs page and /metrics
+up until Ctrl-C (--once: exits after the summary). REDIS_URL points it at a real Redis (queue
+erpresync-demo), SUPEROFFICE_URL with credentials at a real tenant, after a warning.
+Exit status: 0 the summary matches; 1 it does not; 2 usage or start-up error.
+
+Flags:
+`
+
 // cmdDemo runs the whole pipeline on embedded defaults: miniredis, the NetServer simulator
 // with a few faults, the worker and the dashboard; it enqueues a sample run, shows progress
 // and a summary, and checks the summary against what the simulator saw.
@@ -45,6 +59,10 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	nkeys := fs.Int("keys", 3000, "keys in the sample run")
 	npoison := fs.Int("poison", 4, "poison keys among them (the simulator rejects any batch holding one)")
 	api := fs.String("api", "", "transport, soap or rest: short for --superoffice-api")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, demoUsage)
+		fs.PrintDefaults()
+	}
 	v, err := parseSettings(fs, args, getenv)
 	if err != nil {
 		return parseExit(err)

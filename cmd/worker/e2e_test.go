@@ -320,7 +320,7 @@ func TestRefusedLoginIsHeld(t *testing.T) {
 	logs.mu, logs.w = &sync.Mutex{}, &bytes.Buffer{}
 	const run = "refused"
 	submit(t, db, run, erpsync.ActorCustomer, testKeys("R", 300), 10)
-	inProcess(t, db.Opt(), client, func(c *appConfig) { c.Logger = zerolog.New(logs) })
+	inProcess(t, db.Opt(), client, func(c *appConfig) { c.Logger, c.AuthFix = zerolog.New(logs), authFix(modePassword) })
 
 	insp := asynq.NewInspector(db.Opt())
 	defer insp.Close()
@@ -340,7 +340,7 @@ func TestRefusedLoginIsHeld(t *testing.T) {
 		t.Errorf("run %+v: want every key pending (held), none dead", st)
 	}
 	out := logs.String()
-	if !strings.Contains(out, `"level":"error"`) || !strings.Contains(out, "SUPEROFFICE_") {
+	if !strings.Contains(out, `"level":"error"`) || !strings.Contains(out, "check SUPEROFFICE_USERNAME and SUPEROFFICE_PASSWORD") {
 		t.Errorf("no loud error naming the settings in the log:\n%.2000s", out)
 	}
 	if strings.Contains(out, "not-the-password") {

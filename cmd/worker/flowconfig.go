@@ -21,8 +21,11 @@ import (
 // error names the setting at fault.
 func flowConfig(v values) (flow.Config, error) {
 	var c flow.Config
-	var err error
-	c.Tenant = tenantName(v.str("SUPEROFFICE_URL"))
+	base, err := tenantURL(v)
+	if err != nil {
+		return c, err
+	}
+	c.Tenant = tenantName(base)
 	s := v.str("SUPEROFFICE_RATE_LIMIT")
 	if c.Rate, err = strconv.ParseFloat(s, 64); err != nil || c.Rate < 0 || math.IsInf(c.Rate, 0) || math.IsNaN(c.Rate) {
 		return c, fmt.Errorf("SUPEROFFICE_RATE_LIMIT=%q: want requests per second >= 0, e.g. 20 or 2.5 (0: no limit)", s)
@@ -60,7 +63,8 @@ func flowConfig(v values) (flow.Config, error) {
 // newFlow starts the tenant's flow control on rdb.
 func newFlow(c flow.Config, rdb redis.UniversalClient, reg prometheus.Registerer, log zerolog.Logger) (*flow.Control, error) {
 	c.Redis, c.Registerer, c.Logger = rdb, reg, log
-	return flow.New(c)
+	fc, err := flow.New(c)
+	return fc, settingError(err)
 }
 
 // tenantName names a tenant by its base URL's host and path, lower case: every worker

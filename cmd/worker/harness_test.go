@@ -149,9 +149,9 @@ func newClientAPI(t testing.TB, sim *netserversim.Running, api string) (tasks.Re
 	var pa *auth.PasswordAuth
 	switch c := s.Client.(type) {
 	case *soap.Client:
-		pa = c.Auth().(*auth.PasswordAuth)
+		pa = c.Auth().(loginSource).TicketSource.(*auth.PasswordAuth)
 	case *rest.Client:
-		pa = c.Auth().(*auth.PasswordAuth)
+		pa = c.Auth().(loginSource).TicketSource.(*auth.PasswordAuth)
 	}
 	return s.Client, pa
 }

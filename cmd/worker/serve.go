@@ -146,7 +146,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, getenv func(
 		log.Error().Msgf("configuration: %v", err)
 		return 2
 	}
-	cfg.Resyncer, cfg.Refreshes, cfg.Logger = s.Client, s.Refreshes, log
+	cfg.Resyncer, cfg.Refreshes, cfg.AuthFix, cfg.Logger = s.Client, s.Refreshes, authFix(s.Mode), log
 	if cfg.extra, err = nightlySetup(v, log); err != nil {
 		log.Error().Msgf("configuration: %v", err)
 		return 2
@@ -171,6 +171,8 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, getenv func(
 	}
 	log.Info().Str("superoffice_api", s.API).Str("superoffice_auth", s.Mode).Str("tenant", fc.Tenant).Float64("rate_limit", fc.Rate).
 		Int("max_concurrency", fc.MaxConcurrency).Msg("configuration ok")
+	stopLogin := checkLogin(s, loginCheckTimeout, log)
+	defer stopLogin()
 	a, err := startApp(cfg)
 	if err != nil {
 		closeListener()
@@ -179,6 +181,10 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, getenv func(
 	}
 	return waitForSignal(ctx, sigs, a.httpErr, log, a.shutdown)
 }
+
+// loginCheckTimeout bounds the login tried at start (checkLogin), waits for flow control
+// included.
+const loginCheckTimeout = 2 * time.Minute
 
 // notifySignals starts catching SIGINT and SIGTERM; the caller ends it with signal.Stop.
 func notifySignals() chan os.Signal {

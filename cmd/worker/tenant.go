@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -26,7 +27,9 @@ type tenantSetup struct {
 	Client    tasks.Resyncer // *soap.Client or *rest.Client
 	API       string         // apiSOAP or apiREST
 	Refreshes func() int64   // nil for a fixed ticket
-	Mode      string         // "ticket", "password" or "system-user"
+	Mode      string         // modeTicket, modePassword or modeSystemUser
+	// Login fetches a ticket as a call would (cached for the calls); nil for a fixed ticket.
+	Login func(ctx context.Context) error
 }
 
 // newTenant builds the SuperOffice client from the settings. Every missing or contradictory
@@ -34,9 +37,9 @@ type tenantSetup struct {
 // client (soapHTTPClient), and wrap (nil: none) puts flow control under its Transport, so
 // it sees every request.
 func newTenant(v values, wrap wrapTransport) (*tenantSetup, error) {
-	base := v.str("SUPEROFFICE_URL")
-	if base == "" {
-		return nil, errors.New("SUPEROFFICE_URL is not set: the tenant base URL, such as https://sod.superoffice.com/Cust12345")
+	base, err := tenantURL(v)
+	if err != nil {
+		return nil, err
 	}
 	api := strings.ToLower(strings.TrimSpace(v.str("SUPEROFFICE_API")))
 	if api != apiSOAP && api != apiREST {
@@ -82,7 +85,7 @@ func newTenant(v values, wrap wrapTransport) (*tenantSetup, error) {
 	var src auth.TicketSource
 	switch {
 	case ticket != "":
-		src, out.Mode = auth.NewStaticTicket(ticket), "ticket"
+		src, out.Mode = auth.NewStaticTicket(ticket), modeTicket
 	case user != "" || pass != "":
 		if user == "" {
 			return nil, errors.New("SUPEROFFICE_PASSWORD is set but SUPEROFFICE_USERNAME is not")
@@ -94,7 +97,7 @@ func newTenant(v values, wrap wrapTransport) (*tenantSetup, error) {
 		if err != nil {
 			return nil, settingError(err)
 		}
-		src, out.Refreshes, out.Mode = pa, pa.Refreshes, "password"
+		src, out.Refreshes, out.Mode = loginSource{pa}, pa.Refreshes, modePassword
 	default:
 		for _, s := range []struct{ name, val string }{
 			{"SUPEROFFICE_SYSTEM_TOKEN", sysToken}, {"SUPEROFFICE_PRIVATE_KEY_FILE", keyFile}, {"SUPEROFFICE_CONTEXT_ID", ctxID},
@@ -112,7 +115,10 @@ func newTenant(v values, wrap wrapTransport) (*tenantSetup, error) {
 		if err != nil {
 			return nil, settingError(err)
 		}
-		src, out.Refreshes, out.Mode = su, su.Refreshes, "system-user"
+		src, out.Refreshes, out.Mode = loginSource{su}, su.Refreshes, modeSystemUser
+	}
+	if out.Mode != modeTicket {
+		out.Login = func(ctx context.Context) error { _, err := src.Ticket(ctx); return err }
 	}
 	switch api {
 	case apiREST:
@@ -131,12 +137,11 @@ func newTenant(v values, wrap wrapTransport) (*tenantSetup, error) {
 	return out, nil
 }
 
-// settingError renames the packages' field names to the settings an operator sets.
-func settingError(err error) error {
-	r := strings.NewReplacer(
-		"soap: Config.BaseURL", "SUPEROFFICE_URL", "rest: Config.BaseURL", "SUPEROFFICE_URL", "auth: PasswordAuthConfig.BaseURL", "SUPEROFFICE_URL",
-		"soap: Config.AppToken", "SUPEROFFICE_APP_TOKEN", "rest: Config.AppToken", "SUPEROFFICE_APP_TOKEN", "auth: SystemUserAuthConfig.LoginURL", "SUPEROFFICE_LOGIN_URL",
-		"auth: SystemUserAuthConfig.PrivateKey", "SUPEROFFICE_PRIVATE_KEY_FILE", "auth: SystemUserAuthConfig.AppToken", "SUPEROFFICE_APP_TOKEN",
-	)
-	return errors.New(r.Replace(err.Error()))
+// tenantURL is SUPEROFFICE_URL, which the tenant's client and its flow control both need.
+func tenantURL(v values) (string, error) {
+	base := v.str("SUPEROFFICE_URL")
+	if base == "" {
+		return "", errors.New("SUPEROFFICE_URL is not set: the tenant base URL, such as https://sod.superoffice.com/Cust12345")
+	}
+	return base, nil
 }
