@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,80 +17,20 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/erpresync/erpresync/erpsync"
-	"github.com/erpresync/erpresync/intake"
+	"github.com/erpresync/erpresync/internal/e2etest"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/netserversim"
-	"github.com/erpresync/erpresync/tasks"
 )
 
-const (
-	simUser     = "ERPSYNC"
-	simPassword = "bench password 1c9e"
-	conn        = 3
-)
-
-var (
-	buildOnce sync.Once
-	buildDir  string
-	buildErr  error
-)
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
-	}
-	os.Exit(code)
-}
-
-// binary builds cmd/worker and bench/naive once and returns the path of name.
-func binary(b *testing.B, name string) string {
-	b.Helper()
-	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "erpresync-bench-")
-		if buildErr != nil {
-			return
-		}
-		for _, pkg := range []string{"../cmd/worker", "./naive"} {
-			if out, err := exec.Command("go", "build", "-o", buildDir, pkg).CombinedOutput(); err != nil {
-				buildErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
-				return
-			}
-		}
-	})
-	if buildErr != nil {
-		b.Fatal(buildErr)
-	}
-	return filepath.Join(buildDir, name)
-}
+func TestMain(m *testing.M) { os.Exit(e2etest.Main(m)) }
 
 // setup starts a private redis-server and the simulator for one benchmark.
 func setup(b *testing.B) (*redistest.Server, *redis.Client, *netserversim.Running) {
 	b.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		b.Skip("the end-to-end benchmarks need redis-server on PATH")
-	}
-	srv, err := redistest.Start(redistest.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(srv.Stop)
+	srv := e2etest.StartRedis(b, redistest.Options{})
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
 	b.Cleanup(func() { rdb.Close() })
-	sim, err := netserversim.Start(netserversim.Config{Users: map[string]string{simUser: simPassword}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(sim.Close)
-	return srv, rdb, sim
-}
-
-func testKeys(prefix string, n int) []string {
-	keys := make([]string, n)
-	for i := range keys {
-		keys[i] = fmt.Sprintf("%s%07d", prefix, i)
-	}
-	return keys
+	return srv, rdb, e2etest.StartSim(b)
 }
 
 // usage is what one measured process cost.
@@ -101,42 +40,28 @@ type usage struct {
 	rss  int64         // peak resident set, bytes
 }
 
-// measure starts bin with env, waits until done reports that every key went through,
-// checks that the simulator resynced every one of n keys, stops the process with SIGTERM and
-// returns its wall time (start to done), CPU time (from the kernel's rusage) and peak RSS.
-// done is polled, not the simulator: copying its per-key counters under its lock would slow
-// the very calls being measured.
-func measure(b *testing.B, bin string, env []string, sim *netserversim.Running, n int, done func() bool) usage {
+// measure starts bin with env, waits until done holds (every key went through), checks that
+// the simulator resynced every one of n keys, stops the process with SIGTERM and returns
+// its wall time (start to done), CPU time (from the kernel's rusage) and peak RSS. done is
+// polled, not the simulator: copying its per-key counters under its lock would slow the
+// very calls being measured.
+func measure(b *testing.B, bin string, env map[string]string, sim *netserversim.Running, n int, done func() (bool, error)) usage {
 	b.Helper()
-	cmd := exec.Command(bin)
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir()}, env...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	deadline := start.Add(15 * time.Minute)
-	for !done() {
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			cmd.Wait()
-			b.Fatalf("%s: not done after 15 min (%d of %d keys resynced)\n%s", bin, len(sim.Counts().Resynced), n, stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	p := e2etest.Start(b, bin, env)
+	e2etest.WaitFor(b, filepath.Base(bin)+" through all keys", 15*time.Minute, done)
 	wall := time.Since(start)
 	// The peak RSS of the process's own image (VmHWM), read before it exits: the rusage
 	// of a child on Linux also counts the parent's memory at the fork.
-	rss := peakRSS(b, cmd.Process.Pid)
-	cmd.Process.Signal(syscall.SIGTERM)
-	if err := cmd.Wait(); err != nil {
-		b.Fatalf("%s: %v\n%s", bin, err, stderr.String())
+	rss := peakRSS(b, p.Cmd.Process.Pid)
+	p.Signal(b, syscall.SIGTERM)
+	if code := p.Wait(b, time.Minute); code != 0 {
+		b.Fatalf("%s exited with %d", bin, code)
 	}
 	if got := len(sim.Counts().Resynced); got != n {
 		b.Fatalf("%s: %d of %d keys resynced", bin, got, n)
 	}
-	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	ru := p.Cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	return usage{
 		wall: wall,
 		cpu:  time.Duration(ru.Utime.Nano() + ru.Stime.Nano()),
@@ -164,21 +89,15 @@ func peakRSS(b *testing.B, pid int) int64 {
 	return 0
 }
 
-// runDone reports whether the ledger holds the run as finished.
-func runDone(rdb *redis.Client, run string) func() bool {
-	ledger := tasks.NewLedger(rdb)
-	return func() bool {
-		st, err := ledger.Status(context.Background(), run)
-		return err == nil && st.TotalKeys > 0 && st.PendingKeys == 0
-	}
-}
-
 // queueDrained reports whether asynq's default queue has processed n tasks and holds none.
-func queueDrained(addr string, n int) func() bool {
+func queueDrained(addr string, n int) func() (bool, error) {
 	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: addr})
-	return func() bool {
+	return func() (bool, error) {
 		q, err := insp.GetQueueInfo("default")
-		return err == nil && q.Processed >= n && q.Pending == 0 && q.Active == 0 && q.Retry == 0 && q.Scheduled == 0
+		if err != nil {
+			return false, err
+		}
+		return q.Processed >= n && q.Pending == 0 && q.Active == 0 && q.Retry == 0 && q.Scheduled == 0, fmt.Errorf("%+v", q)
 	}
 }
 
@@ -214,31 +133,12 @@ func usedMemory(b *testing.B, rdb *redis.Client) int64 {
 	return 0
 }
 
-func workerEnv(redisAddr string, sim *netserversim.Running, concurrency int) []string {
-	return []string{
-		"REDIS_URL=redis://" + redisAddr + "/0",
-		"SUPEROFFICE_URL=" + sim.URL,
-		"SUPEROFFICE_USERNAME=" + simUser,
-		"SUPEROFFICE_PASSWORD=" + simPassword,
-		"WORKER_HTTP_ADDR=off",
-		"WORKER_CONCURRENCY=" + strconv.Itoa(concurrency),
-		"LOG_FORMAT=json",
-		"LOG_LEVEL=warn",
-	}
-}
-
-// submit enqueues keys as one run through intake, as `enqueue` does (not measured).
-func submit(b *testing.B, rdb *redis.Client, run string, keys []string, batch int) {
-	b.Helper()
-	p, err := intake.NewProducer(intake.ProducerConfig{Redis: rdb})
-	if err != nil {
-		b.Fatal(err)
-	}
-	sum, err := p.Submit(context.Background(), intake.RunSpec{Run: run, ErpConnectionID: conn, ActorType: erpsync.ActorCustomer, BatchSize: batch},
-		intake.Source{Name: run, R: strings.NewReader(strings.Join(keys, "\n") + "\n")})
-	if err != nil || sum.Valid != int64(len(keys)) {
-		b.Fatalf("submit: %+v, %v", sum, err)
-	}
+// workerEnv is the environment of the measured worker: concurrency handlers, warnings only.
+func workerEnv(redisAddr string, sim *netserversim.Running, concurrency int) map[string]string {
+	env := e2etest.WorkerEnv("redis://"+redisAddr+"/0", sim)
+	env["WORKER_CONCURRENCY"] = strconv.Itoa(concurrency)
+	env["LOG_LEVEL"] = "warn"
+	return env
 }
 
 // BenchmarkEndToEnd: 200,000 keys against the zero-latency simulator, through the worker
@@ -251,10 +151,10 @@ func submit(b *testing.B, rdb *redis.Client, run string, keys []string, batch in
 //	go test ./bench -run '^$' -bench EndToEnd -benchtime 1x -count 5
 func BenchmarkEndToEnd(b *testing.B) {
 	const n = 200000
-	keys := testKeys("E", n)
+	keys := e2etest.Keys("E", n)
 	b.Run("worker=erpresync/batch=100/concurrency=10", func(b *testing.B) {
 		srv, rdb, sim := setup(b)
-		bin := binary(b, "worker")
+		bin := e2etest.Binary(b, "cmd/worker")
 		var us []usage
 		var queued, finished int64
 		i := 0
@@ -263,9 +163,9 @@ func BenchmarkEndToEnd(b *testing.B) {
 			sim.Reset()
 			before := usedMemory(b, rdb)
 			run := fmt.Sprintf("bench-%d", i)
-			submit(b, rdb, run, keys, 100)
+			e2etest.Submit(b, rdb, run, erpsync.ActorCustomer, keys, 100)
 			queued += usedMemory(b, rdb) - before
-			us = append(us, measure(b, bin, workerEnv(srv.Addr, sim, 10), sim, n, runDone(rdb, run)))
+			us = append(us, measure(b, bin, workerEnv(srv.Addr, sim, 10), sim, n, e2etest.RunFinished(rdb, run)))
 			finished += usedMemory(b, rdb) - before
 			i++
 		}
@@ -275,18 +175,18 @@ func BenchmarkEndToEnd(b *testing.B) {
 	})
 	b.Run("worker=naive/batch=1/concurrency=10", func(b *testing.B) {
 		srv, rdb, sim := setup(b)
-		bin := binary(b, "naive")
+		bin := e2etest.Binary(b, "bench/naive")
 		var us []usage
 		for b.Loop() {
 			rdb.FlushAll(context.Background())
 			sim.Reset()
 			enqueueNaive(b, srv.Addr, keys)
-			us = append(us, measure(b, bin, []string{
-				"REDIS_ADDR=" + srv.Addr,
-				"SUPEROFFICE_URL=" + sim.URL,
-				"SUPEROFFICE_USERNAME=" + simUser,
-				"SUPEROFFICE_PASSWORD=" + simPassword,
-				"NAIVE_CONCURRENCY=10",
+			us = append(us, measure(b, bin, map[string]string{
+				"REDIS_ADDR":           srv.Addr,
+				"SUPEROFFICE_URL":      sim.URL,
+				"SUPEROFFICE_USERNAME": e2etest.User,
+				"SUPEROFFICE_PASSWORD": e2etest.Password,
+				"NAIVE_CONCURRENCY":    "10",
 			}, sim, n, queueDrained(srv.Addr, n)))
 		}
 		report(b, us, n)
@@ -303,7 +203,7 @@ func enqueueNaive(b *testing.B, addr string, keys []string) {
 	for w := range 8 {
 		wg.Go(func() {
 			for i := w; i < len(keys); i += 8 {
-				payload, _ := json.Marshal(map[string]any{"erp_connection": conn, "actor_type": "Customer", "key": keys[i]})
+				payload, _ := json.Marshal(map[string]any{"erp_connection": e2etest.ErpConnection, "actor_type": "Customer", "key": keys[i]})
 				if _, err := client.Enqueue(asynq.NewTask("resync:key", payload)); err != nil {
 					errs <- err
 					return
@@ -331,16 +231,16 @@ func BenchmarkLatencyBound(b *testing.B) {
 		b.Run(fmt.Sprintf("concurrency=%d/batch=%d", tc.concurrency, tc.batch), func(b *testing.B) {
 			srv, rdb, sim := setup(b)
 			sim.SetLatency(latency)
-			bin := binary(b, "worker")
-			keys := testKeys("L", n)
+			bin := e2etest.Binary(b, "cmd/worker")
+			keys := e2etest.Keys("L", n)
 			var us []usage
 			i := 0
 			for b.Loop() {
 				rdb.FlushAll(context.Background())
 				sim.Reset()
 				run := fmt.Sprintf("latency-%d", i)
-				submit(b, rdb, run, keys, tc.batch)
-				us = append(us, measure(b, bin, workerEnv(srv.Addr, sim, tc.concurrency), sim, n, runDone(rdb, run)))
+				e2etest.Submit(b, rdb, run, erpsync.ActorCustomer, keys, tc.batch)
+				us = append(us, measure(b, bin, workerEnv(srv.Addr, sim, tc.concurrency), sim, n, e2etest.RunFinished(rdb, run)))
 				i++
 			}
 			report(b, us, n)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/flow"
+	"github.com/erpresync/erpresync/internal/e2etest"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/netserversim"
 	"github.com/erpresync/erpresync/tasks"
@@ -24,14 +25,14 @@ import (
 // next look (up to about 90 s); nothing is lost and the ledger counts every key once.
 func TestKillWorkers(t *testing.T) {
 	t.Parallel()
-	srv := startRedis(t)
+	srv := e2etest.StartRedis(t, redistest.Options{AppendOnly: true})
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
 	defer rdb.Close()
-	sim := startSim(t)
+	sim := e2etest.StartSim(t)
 	sim.SetLatency(300 * time.Millisecond)
-	keys := testKeys("K", size(12000, 60000))
+	keys := e2etest.Keys("K", size(12000, 60000))
 	const run = "chaos-kill9"
-	submit(t, rdb, run, erpsync.ActorCustomer, keys, 50)
+	e2etest.Submit(t, rdb, run, erpsync.ActorCustomer, keys, 50)
 
 	ws := newWorkers(t, "redis://"+srv.Addr+"/0", sim, nil)
 	for range 3 {
@@ -45,7 +46,7 @@ func TestKillWorkers(t *testing.T) {
 		ws.killOne(rng.IntN(3))
 		ws.start()
 	}
-	finished(t, rdb, run, 4*time.Minute)
+	e2etest.WaitRunFinished(t, rdb, run, 4*time.Minute)
 	audit(t, rdb, sim, run, erpsync.ActorCustomer, keys, nil)
 	t.Logf("%d workers started, %d killed", ws.started, ws.killed)
 }
@@ -54,14 +55,14 @@ func TestKillWorkers(t *testing.T) {
 // the middle of a run, each time restarted on the same data (AOF); the workers reconnect
 // by themselves and the run ends exact.
 func TestRedisCrashAndShutdown(t *testing.T) {
-	srv := startRedis(t)
+	srv := e2etest.StartRedis(t, redistest.Options{AppendOnly: true})
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1})
 	defer rdb.Close()
-	sim := startSim(t)
+	sim := e2etest.StartSim(t)
 	sim.SetLatency(200 * time.Millisecond)
-	keys := testKeys("R", size(8000, 40000))
+	keys := e2etest.Keys("R", size(8000, 40000))
 	const run = "chaos-redis"
-	submit(t, rdb, run, erpsync.ActorPerson, keys, 50)
+	e2etest.Submit(t, rdb, run, erpsync.ActorPerson, keys, 50)
 
 	ws := newWorkers(t, "redis://"+srv.Addr+"/0", sim, nil)
 	ws.start()
@@ -77,7 +78,7 @@ func TestRedisCrashAndShutdown(t *testing.T) {
 	if err := srv.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	finished(t, rdb, run, 4*time.Minute)
+	e2etest.WaitRunFinished(t, rdb, run, 4*time.Minute)
 	audit(t, rdb, sim, run, erpsync.ActorPerson, keys, nil)
 }
 
@@ -86,11 +87,11 @@ func TestRedisCrashAndShutdown(t *testing.T) {
 // batch holding one). Exactly the poison keys are dead-lettered, each alone with the
 // connector's ErrorCode as its reason; every other key is resynced once in the ledger.
 func TestTicketExpiryAndPoisonKeys(t *testing.T) {
-	srv := startRedis(t)
+	srv := e2etest.StartRedis(t, redistest.Options{AppendOnly: true})
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
 	defer rdb.Close()
-	sim := startSim(t)
-	keys := testKeys("T", size(20000, 200000))
+	sim := e2etest.StartSim(t)
+	keys := e2etest.Keys("T", size(20000, 200000))
 	rng := rand.New(rand.NewPCG(1, 2))
 	poison := map[string]string{}
 	for len(poison) < len(keys)/1000 {
@@ -109,12 +110,12 @@ func TestTicketExpiryAndPoisonKeys(t *testing.T) {
 		return 0
 	})
 	const run = "chaos-tickets-poison"
-	submit(t, rdb, run, erpsync.ActorSale, keys, 50)
+	e2etest.Submit(t, rdb, run, erpsync.ActorSale, keys, 50)
 
 	ws := newWorkers(t, "redis://"+srv.Addr+"/0", sim, nil)
 	ws.start()
 	ws.start()
-	finished(t, rdb, run, 4*time.Minute)
+	e2etest.WaitRunFinished(t, rdb, run, 4*time.Minute)
 	audit(t, rdb, sim, run, erpsync.ActorSale, keys, poison)
 	counts := sim.Counts()
 	if logins := counts.Logins.PasswordOK; logins < counts.TotalCalls()/every {
@@ -138,11 +139,11 @@ func TestSentinelFailover(t *testing.T) {
 	rdb := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: s.MasterName, SentinelAddrs: []string{s.Addr},
 		Password: password, SentinelPassword: password})
 	defer rdb.Close()
-	sim := startSim(t)
+	sim := e2etest.StartSim(t)
 	sim.SetLatency(300 * time.Millisecond)
-	keys := testKeys("F", size(12000, 60000))
+	keys := e2etest.Keys("F", size(12000, 60000))
 	const run = "chaos-failover"
-	submit(t, rdb, run, erpsync.ActorProject, keys, 50)
+	e2etest.Submit(t, rdb, run, erpsync.ActorProject, keys, 50)
 	if n, err := rdb.Wait(context.Background(), 1, 10*time.Second).Result(); err != nil || n < 1 {
 		t.Fatalf("WAIT: %d replicas, %v", n, err)
 	}
@@ -161,22 +162,22 @@ func TestSentinelFailover(t *testing.T) {
 	ledger := tasks.NewLedger(rdb)
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 	var res tasks.RepairResult
-	waitFor(t, 4*time.Minute, "asynq done with the run", func() (bool, string) {
+	e2etest.WaitFor(t, "asynq done with the run", 4*time.Minute, func() (bool, error) {
 		queues, err := insp.Queues()
 		if err != nil {
-			return false, err.Error()
+			return false, err
 		}
 		res, err = ledger.Repair(context.Background(), insp, run, queues...)
 		if err != nil {
-			return false, err.Error()
+			return false, err
 		}
-		return res.Queued == 0, fmt.Sprintf("%+v", res)
+		return res.Queued == 0, fmt.Errorf("%+v", res)
 	})
 	t.Logf("repair after the failover: %d unfinished batches, %d halves enqueued again, %d lost", res.Unfinished, len(res.Requeued), len(res.Lost))
 	if len(res.Lost) > 0 {
-		submit(t, rdb, run, erpsync.ActorProject, keys, 50) // the operator submits the source again
+		e2etest.Submit(t, rdb, run, erpsync.ActorProject, keys, 50) // the operator submits the source again
 	}
-	finished(t, rdb, run, 4*time.Minute)
+	e2etest.WaitRunFinished(t, rdb, run, 4*time.Minute)
 	audit(t, rdb, sim, run, erpsync.ActorProject, keys, nil)
 }
 
@@ -186,14 +187,14 @@ func TestSentinelFailover(t *testing.T) {
 // is open and probes; held batches use no retries, so the run ends with zero dead letters
 // and every key resynced.
 func TestOutageAndMaintenance(t *testing.T) {
-	srv := startRedis(t)
+	srv := e2etest.StartRedis(t, redistest.Options{AppendOnly: true})
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
 	defer rdb.Close()
-	sim := startSim(t)
+	sim := e2etest.StartSim(t)
 	sim.SetLatency(50 * time.Millisecond)
-	keys := testKeys("O", size(6000, 30000))
+	keys := e2etest.Keys("O", size(6000, 30000))
 	const run = "chaos-outage"
-	submit(t, rdb, run, erpsync.ActorSupplier, keys, 50, asynq.MaxRetry(1))
+	e2etest.Submit(t, rdb, run, erpsync.ActorSupplier, keys, 50, asynq.MaxRetry(1))
 
 	ws := newWorkers(t, "redis://"+srv.Addr+"/0", sim, map[string]string{
 		"SUPEROFFICE_BREAKER_FAILURES":  "3",
@@ -205,25 +206,25 @@ func TestOutageAndMaintenance(t *testing.T) {
 	progressed(t, rdb, run, 0.2, 2*time.Minute)
 	sim.SetOutage(true)
 	unavailable := func() int { return sim.Counts().Calls[netserversim.OutcomeUnavailable] }
-	waitFor(t, time.Minute, "the breaker open", func() (bool, string) {
+	e2etest.WaitFor(t, "the breaker open", time.Minute, func() (bool, error) {
 		bs, err := flow.Breakers(context.Background(), rdb)
 		for _, b := range bs {
 			if b.State != flow.StateClosed {
-				return true, ""
+				return true, nil
 			}
 		}
-		return false, fmt.Sprintf("%+v, %v", bs, err)
+		return false, fmt.Errorf("%+v, %v", bs, err)
 	})
 	// The outage outlasts the retry budget many times over: the probes fail again and again.
 	from := unavailable()
-	waitFor(t, time.Minute, "failed probes", func() (bool, string) {
-		return unavailable() >= from+4, fmt.Sprintf("%d failed calls since the breaker opened", unavailable()-from)
+	e2etest.WaitFor(t, "failed probes", time.Minute, func() (bool, error) {
+		return unavailable() >= from+4, fmt.Errorf("%d failed calls since the breaker opened", unavailable()-from)
 	})
 	sim.SetOutage(false)
 	progressed(t, rdb, run, 0.5, 2*time.Minute)
 	sim.SetMaintenanceRetryAfter(2 * time.Second)
 	sim.Fail503(20)
-	finished(t, rdb, run, 4*time.Minute)
+	e2etest.WaitRunFinished(t, rdb, run, 4*time.Minute)
 	audit(t, rdb, sim, run, erpsync.ActorSupplier, keys, nil)
 	t.Logf("%d calls answered 503 during the outage and the maintenance window", unavailable())
 }

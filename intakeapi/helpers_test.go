@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -21,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/erpresync/erpresync/internal/e2etest"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/tasks"
 )
@@ -40,7 +40,7 @@ type env struct {
 	api    *API
 	srv    *httptest.Server
 	tmp    string
-	logs   *lockedBuffer
+	logs   *e2etest.LockedBuffer
 	done   chan struct{}
 	router routers.Router
 }
@@ -48,7 +48,7 @@ type env struct {
 func newEnv(t *testing.T, mutate func(*Config)) *env {
 	t.Helper()
 	db := redistest.New(t)
-	e := &env{t: t, rdb: db.Client(), tmp: t.TempDir(), logs: &lockedBuffer{}, done: make(chan struct{}, 16)}
+	e := &env{t: t, rdb: db.Client(), tmp: t.TempDir(), logs: &e2etest.LockedBuffer{}, done: make(chan struct{}, 16)}
 	t.Cleanup(func() { e.rdb.Close() })
 	cfg := Config{Redis: e.rdb, Tokens: []string{token, otherToken}, TempDir: e.tmp,
 		Logger: zerolog.New(io.MultiWriter(e.logs, zerolog.NewTestWriter(t)))}
@@ -242,21 +242,4 @@ func (e *env) noSpool() {
 	if len(left) > 0 {
 		e.t.Errorf("spooled bodies left in %s: %v", e.tmp, left)
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -3,10 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
-	"fmt"
+	"errors"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/erpresync/erpresync/auth"
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/e2etest"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/netserversim"
 	"github.com/erpresync/erpresync/rest"
@@ -26,71 +26,42 @@ import (
 
 func TestMain(m *testing.M) {
 	code := redistest.Main(m)
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
+	e2etest.RemoveBinaries()
 	os.Exit(code)
 }
-
-var (
-	binOnce sync.Once
-	binDir  string
-	binPath string
-	binErr  error
-)
 
 // workerBinary builds this command once per test binary, for the tests about processes.
 func workerBinary(t testing.TB) string {
 	t.Helper()
-	binOnce.Do(func() {
-		binDir, binErr = os.MkdirTemp("", "erpresync-worker-")
-		if binErr != nil {
-			return
-		}
-		binPath = filepath.Join(binDir, "worker")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
+	return e2etest.Binary(t, "cmd/worker")
+}
+
+// enqueueBinary builds cmd/enqueue once per test binary.
+func enqueueBinary(t testing.TB) string {
+	t.Helper()
+	return e2etest.Binary(t, "cmd/enqueue")
 }
 
 // waitFor polls cond until it reports done or the deadline passes; the last message says
 // what was still missing.
 func waitFor(t testing.TB, timeout time.Duration, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	e2etest.WaitFor(t, "condition", timeout, func() (bool, error) {
 		ok, msg := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s: %s", timeout, msg)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return ok, errors.New(msg)
+	})
 }
 
 const (
-	testUser     = "ERPSYNC"
-	testPassword = "correct horse"
-	testConn     = 3
+	testUser     = e2etest.User
+	testPassword = e2etest.Password
+	testConn     = e2etest.ErpConnection
 )
 
 // startSim runs the simulator with one on-site user.
 func startSim(t testing.TB) *netserversim.Running {
 	t.Helper()
-	sim, err := netserversim.Start(netserversim.Config{Users: map[string]string{testUser: testPassword}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sim.Close)
-	return sim
+	return e2etest.StartSim(t)
 }
 
 // holdCalls makes the simulator hold every ForceResyncExternal call after the first n:
@@ -157,13 +128,7 @@ func newClientAPI(t testing.TB, sim *netserversim.Running, api string) (tasks.Re
 }
 
 // testKeys returns n distinct keys with a prefix.
-func testKeys(prefix string, n int) []string {
-	keys := make([]string, n)
-	for i := range keys {
-		keys[i] = fmt.Sprintf("%s%06d", prefix, i)
-	}
-	return keys
-}
+func testKeys(prefix string, n int) []string { return e2etest.Keys(prefix, n) }
 
 // submit registers and enqueues keys as batches of size on db, as a producer does.
 func submit(t testing.TB, db *redistest.DB, run string, actor erpsync.ActorType, keys []string, size int) {
@@ -209,29 +174,12 @@ func runStatus(t testing.TB, rdb redis.UniversalClient, run string) tasks.RunSta
 // waitDone waits until the run has nothing pending.
 func waitDone(t testing.TB, rdb redis.UniversalClient, run string, timeout time.Duration) tasks.RunStatus {
 	t.Helper()
-	var st tasks.RunStatus
-	waitFor(t, timeout, func() (bool, string) {
-		s, err := tasks.NewLedger(rdb).Status(context.Background(), run)
-		if err != nil {
-			return false, err.Error()
-		}
-		st = s
-		return s.TotalKeys > 0 && s.PendingKeys == 0, fmt.Sprintf("run %s: %+v", run, s)
-	})
-	return st
+	return e2etest.WaitRunFinished(t, rdb, run, timeout)
 }
 
 // expectedRecords is what the ledger must hold for keys resynced exactly once each.
 func expectedRecords(actor erpsync.ActorType, keys []string) map[string]map[string]int64 {
-	out := map[string]map[string]int64{}
-	for _, c := range netserversim.ExpectedChanges(netserversim.ActorType(actor), keys) {
-		kind := string(c.Kind)
-		if out[kind] == nil {
-			out[kind] = map[string]int64{}
-		}
-		out[kind][c.Table]++
-	}
-	return out
+	return e2etest.ExpectedRecords(actor, keys)
 }
 
 // inProcess runs the worker in this test process on Redis opt (a redistest.DB's or
@@ -267,60 +215,25 @@ func inProcess(t testing.TB, opt asynq.RedisConnOpt, resyncer tasks.Resyncer, mu
 
 // proc is a worker process.
 type proc struct {
-	cmd    *exec.Cmd
-	stderr *bytes.Buffer
-	mu     *sync.Mutex
-	exited chan struct{} // closed once the process has exited and cmd.ProcessState is set
+	*e2etest.Process
+	cmd *exec.Cmd
 }
 
 // startWorker starts the worker binary with env on top of a minimal environment; the test's
 // cleanup kills it if it is still running.
 func startWorker(t testing.TB, env map[string]string) *proc {
 	t.Helper()
-	cmd := exec.Command(workerBinary(t))
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir()}
-	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	p := &proc{cmd: cmd, stderr: &bytes.Buffer{}, mu: &sync.Mutex{}, exited: make(chan struct{})}
-	cmd.Stderr = lockedWriter{p.mu, p.stderr}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.exited:
-		default:
-			cmd.Process.Kill()
-			<-p.exited
-		}
-		if t.Failed() {
-			t.Logf("worker stderr:\n%s", p.log())
-		}
-	})
-	return p
+	p := e2etest.StartWorker(t, env)
+	return &proc{Process: p, cmd: p.Cmd}
 }
 
-func (p *proc) log() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.stderr.String()
-}
+// log is what the worker wrote to stderr so far.
+func (p *proc) log() string { return p.Log.String() }
 
 // wait waits for the process to exit and returns its exit code.
 func (p *proc) wait(t testing.TB, timeout time.Duration) int {
 	t.Helper()
-	select {
-	case <-p.exited:
-		return p.cmd.ProcessState.ExitCode()
-	case <-time.After(timeout):
-		t.Fatalf("worker did not exit within %s", timeout)
-		return -1
-	}
+	return p.Wait(t, timeout)
 }
 
 type lockedWriter struct {
@@ -352,18 +265,7 @@ func workerEnvAPI(db *redistest.DB, sim *netserversim.Running, api string) map[s
 	if db != nil {
 		redisURL = db.URL()
 	}
-	return map[string]string{
-		"REDIS_URL":                   redisURL,
-		"SUPEROFFICE_URL":             sim.URL,
-		"SUPEROFFICE_API":             api,
-		"SUPEROFFICE_USERNAME":        testUser,
-		"SUPEROFFICE_PASSWORD":        testPassword,
-		"WORKER_HTTP_ADDR":            "off",
-		"WORKER_CONCURRENCY":          "4",
-		"WORKER_BUSINESS_RETRIES":     "2",
-		"WORKER_BUSINESS_RETRY_DELAY": "1s",
-		"WORKER_SHUTDOWN_TIMEOUT":     "20s",
-		"LOG_FORMAT":                  "json",
-		"LOG_LEVEL":                   "info",
-	}
+	env := e2etest.WorkerEnv(redisURL, sim)
+	env["SUPEROFFICE_API"] = api
+	return env
 }

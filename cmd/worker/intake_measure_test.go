@@ -47,10 +47,7 @@ func TestIntakeMillionKeys(t *testing.T) {
 	}
 	sim := startSim(t)
 	dir := t.TempDir()
-	enqueueBin := filepath.Join(dir, "enqueue")
-	if out, err := exec.Command("go", "build", "-o", enqueueBin, "../enqueue").CombinedOutput(); err != nil {
-		t.Fatalf("go build enqueue: %v\n%s", err, out)
-	}
+	enqueueBin := enqueueBinary(t)
 	files := map[int]string{}
 	for _, n := range []int{100_000, 1_000_000} {
 		files[n] = writeKeys(t, dir, n, false)

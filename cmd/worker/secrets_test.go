@@ -290,16 +290,6 @@ func aofFiles(t *testing.T, dir string) []artifact {
 	return out
 }
 
-// enqueueBinary builds cmd/enqueue into the test's temporary directory.
-func enqueueBinary(t *testing.T) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "enqueue")
-	if out, err := exec.Command("go", "build", "-o", path, "../enqueue").CombinedOutput(); err != nil {
-		t.Fatalf("go build ../enqueue: %v\n%s", err, out)
-	}
-	return path
-}
-
 // TestSecretFormsFindEncodedLeaks: the search finds a secret inside a JWT-like text, in
 // JSON and in a URL, at any alignment.
 func TestSecretFormsFindEncodedLeaks(t *testing.T) {
