@@ -77,7 +77,7 @@ func (a *API) getRun(w http.ResponseWriter, r *http.Request) {
 			a.internal(w, "status of "+st.Run+": retry set", err)
 			return
 		}
-		rep.RetryingBatches, rep.RetryReason = rt.Batches, rt.LastError
+		rep.AddRetrying(rt, a.cfg.Now())
 		if rep.Paused, err = flow.Pauses(r.Context(), a.cfg.Redis, st.ErpConnectionID, a.cfg.Now()); err != nil {
 			a.internal(w, "status of "+st.Run+": circuit breakers", err)
 			return

@@ -253,10 +253,13 @@ func (h *Handler) serveRun(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	view := newRunView(st, h.cfg.Now())
+	now := h.cfg.Now()
+	view := newRunView(st, now)
+	view.P = view.P.WithRetrying(retrying, now)
 	h.render(w, r, h.runPage, http.StatusOK, h.newPage(r, "Run "+st.Run, st.State == tasks.RunActive, struct {
 		Run      runView
 		Retrying tasks.Retrying
+		Waiting  string
 		Dead     deadPage
-	}{view, retrying, newDeadPage(dls, pageNo, h.cfg.DeadPerPage)}))
+	}{view, retrying, view.P.RetryNote(now), newDeadPage(dls, pageNo, h.cfg.DeadPerPage)}))
 }

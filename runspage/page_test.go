@@ -261,7 +261,7 @@ func TestRunPageDeadLettersPaged(t *testing.T) {
 			if tt.first >= 0 {
 				// Oldest first; the reason on one line and escaped.
 				wantContains(t, "run page", body,
-					fmt.Sprintf(`<tr data-key="P%04d"><td><code>P%04d</code></td><td class="nowrap">persons:manual:b000000</td><td>business</td><td>ERP_REJECTED</td><td class="num">3</td>`, tt.first, tt.first),
+					fmt.Sprintf(`<tr data-key="P%04d"><td class="nowrap"><code data-field="key">P%04d</code></td><td class="nowrap">persons:manual:b000000</td><td>business</td><td>ERP_REJECTED</td><td class="num">3</td>`, tt.first, tt.first),
 					fmt.Sprintf(`data-field="reason">business failure ERP_REJECTED after 3 attempts &lt;%d&gt;<`, tt.last))
 			}
 			if strings.Contains(body, "http-equiv") {
