@@ -431,7 +431,7 @@ func TestRunPageShowsRetryingBatches(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	if len(asked) != 1 || asked[0] != "nightly-customers-2026-11-27" {
-		t.Errorf("retry set read for %v, want only the active run", asked)
+		t.Errorf("retry set read for %v, want only the active run's", asked)
 	}
 }
 
@@ -445,7 +445,9 @@ func TestRunPageETAWaitsForRetries(t *testing.T) {
 		return tasks.Retrying{Batches: 75, Keys: 7500, LastError: "auth: login refused", LastFailedAt: t0, NextAt: due, LastAt: due,
 			AuthBatches: 75, AuthError: "auth: login refused"}, nil
 	}})
-	_, body := get(t, "GET", srv.URL+"/runs/nightly-customers-2026-11-27")
+	_, body := get(t, "GET", srv.URL+"/runs/")
+	wantContains(t, "runs list", body, `data-field="eta">7m0s<`)
+	_, body = get(t, "GET", srv.URL+"/runs/nightly-customers-2026-11-27")
 	wantContains(t, "active run", body,
 		`data-field="eta">7m0s<`,
 		`<dd data-field="waiting">every pending key waits on a retry: 75 batches retry at 02:38:40 UTC (in 7m0s)</dd>`,

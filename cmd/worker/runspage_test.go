@@ -215,7 +215,6 @@ func TestRunsPageInBrowser(t *testing.T) {
 			t.Errorf("key %q at 480 px: %d lines, %.0f px high (a line is %.0f px), white-space %q; want one line", k.Key, k.Lines, k.Height, k.LineHeight, k.WhiteSpace)
 		}
 	}
-	screenshot(t, bctx, "run-narrow.png")
 	if err := chromedp.Do(bctx, chromedp.EmulateViewport(1400, 900)); err != nil {
 		t.Fatal(err)
 	}
