@@ -1,12 +1,17 @@
 package tasks
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"strings"
 	"time"
 
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/flow"
 )
 
 // RunReport is a run's status as operators and producers read it: the ledger's RunStatus
@@ -88,6 +93,26 @@ func NewRunReport(st RunStatus, now time.Time) RunReport {
 		j.ETASeconds = &eta
 	}
 	return j
+}
+
+// Report is run st's whole report at now: NewRunReport and, while keys are pending, the
+// run's batches waiting in queue's retry set ("" reads every queue's; AddRetrying) and the
+// open circuit breakers that hold it (flow.Pauses). `enqueue status`, the intake API and
+// `worker demo` all build it here.
+func Report(ctx context.Context, rdb redis.UniversalClient, insp *asynq.Inspector, queue string, st RunStatus, now time.Time) (RunReport, error) {
+	r := NewRunReport(st, now)
+	if st.PendingKeys == 0 {
+		return r, nil
+	}
+	rt, err := RetryingBatches(insp, queue, st.Run)
+	if err != nil {
+		return r, fmt.Errorf("retry set: %w", err)
+	}
+	r.AddRetrying(rt, now)
+	if r.Paused, err = flow.Pauses(ctx, rdb, st.ErpConnectionID, now); err != nil {
+		return r, fmt.Errorf("circuit breakers: %w", err)
+	}
+	return r, nil
 }
 
 // AddRetrying fills in the run's batches waiting in the retry set (RetryingBatches) and

@@ -271,23 +271,9 @@ func (c *cli) status(ctx context.Context, args []string) int {
 // the batches before dead-lettering them.
 const DefaultHeldTimeout = 15 * time.Minute
 
-// report is the run's report with its batches waiting in the retry set and the circuit
-// breakers that hold it, while it has pending keys.
+// report is the run's report, as the intake API and the runs page show it.
 func (c *cli) report(ctx context.Context, rc *redisConn, insp *asynq.Inspector, queue string, st tasks.RunStatus) (tasks.RunReport, error) {
-	j := c.toJSON(st)
-	if st.PendingKeys == 0 {
-		return j, nil
-	}
-	rt, err := tasks.RetryingBatches(insp, queue, st.Run)
-	if err != nil {
-		return j, fmt.Errorf("retry set: %w", err)
-	}
-	now := c.now()
-	j.AddRetrying(rt, now)
-	if j.Paused, err = flow.Pauses(ctx, rc.rdb, st.ErpConnectionID, now); err != nil {
-		return j, fmt.Errorf("circuit breakers: %w", err)
-	}
-	return j, nil
+	return tasks.Report(ctx, rc.rdb, insp, queue, st, c.now())
 }
 
 // printRepair prints what status --repair found and did.

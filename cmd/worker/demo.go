@@ -20,7 +20,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/erpresync/erpresync/erpsync"
-	"github.com/erpresync/erpresync/flow"
 	"github.com/erpresync/erpresync/intake"
 	"github.com/erpresync/erpresync/internal/redisconn"
 	"github.com/erpresync/erpresync/netserversim"
@@ -250,20 +249,7 @@ func (d demoWatch) report(ctx context.Context) (tasks.RunReport, error) {
 	if err != nil && !errors.Is(err, tasks.ErrRunNotFound) {
 		return tasks.RunReport{}, err
 	}
-	now := time.Now()
-	r := tasks.NewRunReport(st, now)
-	if st.PendingKeys == 0 {
-		return r, nil
-	}
-	rt, err := tasks.RetryingBatches(d.insp, demoQueue, d.run)
-	if err != nil {
-		return r, fmt.Errorf("retry set: %w", err)
-	}
-	r.AddRetrying(rt, now)
-	if r.Paused, err = flow.Pauses(ctx, d.rdb, st.ErpConnectionID, now); err != nil {
-		return r, fmt.Errorf("circuit breakers: %w", err)
-	}
-	return r, nil
+	return tasks.Report(ctx, d.rdb, d.insp, demoQueue, st, time.Now())
 }
 
 // heldError ends the demo when every pending batch is held for an auth failure: the
