@@ -185,7 +185,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	st, err := demoWait(ctx, demoWatch{ledger: a.ledger, rdb: a.rdb, insp: asynq.NewInspectorFromRedisClient(a.rdb), run: run}, sim, stderr)
 	var held *heldError
 	if errors.As(err, &held) {
-		say("worker demo: %s; check %s (or SUPEROFFICE_URL, if SuperOffice answered HTTP 421: the tenant moved). Last error: %s",
+		say("worker demo: %s; check %s (SUPEROFFICE_URL if SuperOffice answered HTTP 421: the tenant moved). Last error: %s",
 			held.what, loginSettings(setup.Mode), held.lastErr)
 		return 2
 	}
@@ -315,7 +315,7 @@ func loginSettings(mode string) string {
 	case "system-user":
 		return "SUPEROFFICE_SYSTEM_TOKEN, SUPEROFFICE_PRIVATE_KEY_FILE and SUPEROFFICE_CONTEXT_ID"
 	}
-	return "SUPEROFFICE_PASSWORD (and SUPEROFFICE_USERNAME)"
+	return "SUPEROFFICE_PASSWORD and SUPEROFFICE_USERNAME"
 }
 
 // summaryWidth is the width the demo's summary keeps within: a terminal's default.
