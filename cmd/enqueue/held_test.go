@@ -96,13 +96,30 @@ func TestStatusWaitGivesUpOnAuthHold(t *testing.T) {
 		t.Errorf("status --wait --json: %+v", rep)
 	}
 
-	// --held-timeout 0 waits for ever: it is still waiting when the test's context ends.
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	// --held-timeout 0 waits for ever: it still waits, polling, when it is interrupted after
+	// its second progress line.
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out, errb strings.Builder
-	c := &cli{stdin: strings.NewReader(""), stdout: &out, stderr: &errb, getenv: func(string) string { return "" }, progressEvery: time.Hour, now: time.Now}
-	if code := c.run(ctx, []string{"status", "held", "--wait", "--interval", "20ms", "--held-timeout", "0", "--redis-url", url, "--queue", "held"}); code != exitUsage ||
-		!strings.Contains(errb.String(), "interrupted") {
-		t.Errorf("--held-timeout 0: exit %d\n%s", code, errb.String())
+	var out strings.Builder
+	errw := &cancelAfter{lines: 2, cancel: cancel}
+	c := &cli{stdin: strings.NewReader(""), stdout: &out, stderr: errw, getenv: func(string) string { return "" }, progressEvery: 0, now: time.Now}
+	code := c.run(ctx, []string{"status", "held", "--wait", "--interval", "20ms", "--held-timeout", "0", "--redis-url", url, "--queue", "held"})
+	if code != exitUsage || strings.Contains(errw.String(), "gave up") || strings.Count(errw.String(), "enqueue: held: 0/3 keys done") < 2 {
+		t.Errorf("--held-timeout 0: exit %d, want 2 (interrupted while waiting)\n%s", code, errw.String())
 	}
+}
+
+// cancelAfter is a stderr that cancels the command's context once it has seen lines lines.
+type cancelAfter struct {
+	strings.Builder
+	lines  int
+	cancel func()
+}
+
+func (w *cancelAfter) Write(p []byte) (int, error) {
+	n, err := w.Builder.Write(p)
+	if strings.Count(w.String(), "\n") >= w.lines {
+		w.cancel()
+	}
+	return n, err
 }
