@@ -497,6 +497,11 @@ func TestRetryingBatches(t *testing.T) {
 	if st.RetryingBatches != 1 || st.RetryReason != "SuperOffice is down" {
 		t.Errorf("report: %+v", st)
 	}
+	// Both keys wait on the one retry, due in an hour: so is the ETA, and the report says so.
+	if st.RetryingKeys != 2 || st.NextRetryAt == nil || st.ETASeconds == nil || *st.ETASeconds < 3500 ||
+		!strings.HasPrefix(st.Waiting, "1 batch retries at ") || st.AuthHeldBatches != 0 {
+		t.Errorf("report: %+v", st)
+	}
 }
 
 // TestLargeLine: an NDJSON line longer than the reader's buffer is read whole, and one

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/erpresync/erpresync/flow"
 	"github.com/erpresync/erpresync/tasks"
 )
 
@@ -69,18 +68,10 @@ func (a *API) getRun(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	rep := tasks.NewRunReport(st, a.cfg.Now())
-	if st.PendingKeys > 0 {
-		rt, err := tasks.RetryingBatches(a.insp, a.cfg.Queue, st.Run)
-		if err != nil {
-			a.internal(w, "status of "+st.Run+": retry set", err)
-			return
-		}
-		rep.RetryingBatches, rep.RetryReason = rt.Batches, rt.LastError
-		if rep.Paused, err = flow.Pauses(r.Context(), a.cfg.Redis, st.ErpConnectionID, a.cfg.Now()); err != nil {
-			a.internal(w, "status of "+st.Run+": circuit breakers", err)
-			return
-		}
+	rep, err := tasks.Report(r.Context(), a.cfg.Redis, a.insp, a.cfg.Queue, st, a.cfg.Now())
+	if err != nil {
+		a.internal(w, "status of "+st.Run, err)
+		return
 	}
 	writeJSON(w, http.StatusOK, rep)
 }

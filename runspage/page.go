@@ -40,7 +40,7 @@ type Config struct {
 	// Pauses reports flow control's pauses for the banner; nil shows none.
 	Pauses Pauser
 	// Retrying reports an active run's batches waiting in asynq's retry set, with the last
-	// error, for its page (tasks.RetryingBatches); nil shows none.
+	// error, for its page and the ETA in the list (tasks.RetryingBatches); nil shows none.
 	Retrying func(ctx context.Context, run string) (tasks.Retrying, error)
 	// Runs is how many recent runs the list shows without ?limit=; 0 means DefaultRuns.
 	Runs int
@@ -203,7 +203,17 @@ func (h *Handler) serveList(w http.ResponseWriter, r *http.Request) {
 	views := make([]runView, 0, len(list))
 	active := false
 	for _, st := range list {
-		views = append(views, newRunView(st, now))
+		v := newRunView(st, now)
+		if h.cfg.Retrying != nil && st.PendingKeys > 0 && st.State == tasks.RunActive {
+			// The ETA waits for the run's retries, as on its own page.
+			rt, err := h.cfg.Retrying(r.Context(), st.Run)
+			if err != nil {
+				h.fail(w, r, http.StatusInternalServerError, "reading the retry set: "+err.Error())
+				return
+			}
+			v.P = v.P.WithRetrying(rt, now)
+		}
+		views = append(views, v)
 		active = active || st.State == tasks.RunActive
 	}
 	h.render(w, r, h.listPage, http.StatusOK, h.newPage(r, "Runs", active, struct {
@@ -253,10 +263,13 @@ func (h *Handler) serveRun(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	view := newRunView(st, h.cfg.Now())
+	now := h.cfg.Now()
+	view := newRunView(st, now)
+	view.P = view.P.WithRetrying(retrying, now)
 	h.render(w, r, h.runPage, http.StatusOK, h.newPage(r, "Run "+st.Run, st.State == tasks.RunActive, struct {
 		Run      runView
 		Retrying tasks.Retrying
+		Waiting  string
 		Dead     deadPage
-	}{view, retrying, newDeadPage(dls, pageNo, h.cfg.DeadPerPage)}))
+	}{view, retrying, view.P.RetryNote(now), newDeadPage(dls, pageNo, h.cfg.DeadPerPage)}))
 }

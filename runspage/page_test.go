@@ -261,7 +261,7 @@ func TestRunPageDeadLettersPaged(t *testing.T) {
 			if tt.first >= 0 {
 				// Oldest first; the reason on one line and escaped.
 				wantContains(t, "run page", body,
-					fmt.Sprintf(`<tr data-key="P%04d"><td><code>P%04d</code></td><td class="nowrap">persons:manual:b000000</td><td>business</td><td>ERP_REJECTED</td><td class="num">3</td>`, tt.first, tt.first),
+					fmt.Sprintf(`<tr data-key="P%04d"><td class="nowrap"><code data-field="key">P%04d</code></td><td class="nowrap">persons:manual:b000000</td><td>business</td><td>ERP_REJECTED</td><td class="num">3</td>`, tt.first, tt.first),
 					fmt.Sprintf(`data-field="reason">business failure ERP_REJECTED after 3 attempts &lt;%d&gt;<`, tt.last))
 			}
 			if strings.Contains(body, "http-equiv") {
@@ -431,6 +431,26 @@ func TestRunPageShowsRetryingBatches(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	if len(asked) != 1 || asked[0] != "nightly-customers-2026-11-27" {
-		t.Errorf("retry set read for %v, want only the active run", asked)
+		t.Errorf("retry set read for %v, want only the active run's", asked)
 	}
+}
+
+// TestRunPageETAWaitsForRetries: an active run whose every pending key waits on a retry
+// due in 7 minutes shows that ETA, not its rate's, says when the retry is due, and says
+// which batches are held for an auth failure.
+func TestRunPageETAWaitsForRetries(t *testing.T) {
+	t.Parallel()
+	due := now.Add(7 * time.Minute)
+	srv := newServer(t, runspage.Config{Ledger: sample(), Now: func() time.Time { return now }, Retrying: func(context.Context, string) (tasks.Retrying, error) {
+		return tasks.Retrying{Batches: 75, Keys: 7500, LastError: "auth: login refused", LastFailedAt: t0, NextAt: due, LastAt: due,
+			AuthBatches: 75, AuthError: "auth: login refused"}, nil
+	}})
+	_, body := get(t, "GET", srv.URL+"/runs/")
+	wantContains(t, "runs list", body, `data-field="eta">7m0s<`)
+	_, body = get(t, "GET", srv.URL+"/runs/nightly-customers-2026-11-27")
+	wantContains(t, "active run", body,
+		`data-field="eta">7m0s<`,
+		`<dd data-field="waiting">every pending key waits on a retry: 75 batches retry at 02:38:40 UTC (in 7m0s)</dd>`,
+		`<span data-field="auth-held">75</span> batches held for an auth failure, until the worker's SuperOffice login settings are fixed: auth: login refused`,
+		`<meta http-equiv="refresh" content="10">`)
 }

@@ -115,6 +115,22 @@ func (e *Error) Error() string {
 	return e.Class.String() + ": " + e.Err.Error()
 }
 
+// LastErrorClass reads the class back from an Error's message as asynq keeps it (a task's
+// LastErr: "auth: login refused …"); ClassNone for a message that does not start with a
+// class, such as a dead letter's reason or an error that was never classified. Error
+// writes that prefix; this is its one reader.
+func LastErrorClass(msg string) Class {
+	name, _, ok := strings.Cut(msg, ": ")
+	if !ok {
+		return ClassNone
+	}
+	c, err := ParseClass(name)
+	if err != nil {
+		return ClassNone
+	}
+	return c
+}
+
 // Unwrap returns the cause, and asynq.SkipRetry for a dead-lettered batch.
 func (e *Error) Unwrap() []error {
 	if e.Dead {

@@ -20,16 +20,16 @@ func TestProgress(t *testing.T) {
 		{"no keys yet", tasks.RunStatus{}, tasks.Progress{ETAKnown: true}, "0s"},
 		{"active, half done",
 			tasks.RunStatus{TotalKeys: 1000, ResyncedKeys: 450, DeadKeys: 50, PendingKeys: 500, StartedAt: start},
-			tasks.Progress{Done: 500, Percent: 50, KeysPerSecond: 5, ETA: 100 * time.Second, ETAKnown: true}, "1m40s"},
+			tasks.Progress{Done: 500, Pending: 500, Percent: 50, KeysPerSecond: 5, ETA: 100 * time.Second, ETAKnown: true}, "1m40s"},
 		{"active, nothing done: no rate, no ETA",
 			tasks.RunStatus{TotalKeys: 10, PendingKeys: 10, StartedAt: start},
-			tasks.Progress{}, "-"},
+			tasks.Progress{Pending: 10}, "-"},
 		{"finished: the rate stops at FinishedAt",
 			tasks.RunStatus{TotalKeys: 200, ResyncedKeys: 200, StartedAt: start, FinishedAt: start.Add(40 * time.Second)},
 			tasks.Progress{Done: 200, Percent: 100, KeysPerSecond: 5, ETAKnown: true}, "0s"},
 		{"not started: no rate",
 			tasks.RunStatus{TotalKeys: 3, PendingKeys: 3},
-			tasks.Progress{}, "-"},
+			tasks.Progress{Pending: 3}, "-"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,8 +1,17 @@
 package tasks
 
 import (
+	"context"
+	"fmt"
 	"maps"
+	"strings"
 	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/flow"
 )
 
 // RunReport is a run's status as operators and producers read it: the ledger's RunStatus
@@ -21,15 +30,17 @@ type RunReport struct {
 	PendingKeys     int64  `json:"pending_keys"`
 	// RejectedKeys counts input records the producer skipped as invalid (not in TotalKeys).
 	RejectedKeys int64 `json:"rejected_keys"`
-	// Percent is (resynced + dead) / total, 0 to 100.
+	// Percent is (resynced + dead) / total, 0 to 100, rounded down to a tenth (Percent):
+	// never 100 while a key is pending.
 	Percent float64 `json:"percent"`
 	Batches int64   `json:"batches"`
 	Calls   int64   `json:"calls"`
 	// KeysPerSecond is the keys done (resynced or dead) per second since the run started,
 	// up to FinishedAt or now.
 	KeysPerSecond float64 `json:"keys_per_second"`
-	// ETASeconds is the pending keys at KeysPerSecond: 0 when nothing is pending, null
-	// while the rate is unknown. ETA formats it for people.
+	// ETASeconds is the pending keys at KeysPerSecond, and at least until the last batch
+	// waiting to be retried is due (AddRetrying): 0 when nothing is pending, null while
+	// neither a rate nor a retry time says. ETA formats it for people.
 	ETASeconds *float64 `json:"eta_seconds"`
 	// Records counts changed CRM rows: kind ("added", "updated", "deleted", always all
 	// three) → table → rows.
@@ -43,6 +54,19 @@ type RunReport struct {
 	// from RetryingBatches, not by NewRunReport.
 	RetryingBatches int    `json:"retrying_batches"`
 	RetryReason     string `json:"retry_reason,omitempty"`
+	// RetryingKeys counts the keys of those batches; NextRetryAt and LastRetryAt are when
+	// the first and the last of them are due again.
+	RetryingKeys int64      `json:"retrying_keys"`
+	NextRetryAt  *time.Time `json:"next_retry_at"`
+	LastRetryAt  *time.Time `json:"last_retry_at"`
+	// Waiting says, when every pending key waits on a retry, when they are due: "1 batch
+	// retries at 14:07:05 UTC (in 6m40s)".
+	Waiting string `json:"waiting,omitempty"`
+	// AuthHeldBatches counts the waiting batches held for an auth failure (credentials or
+	// a ticket SuperOffice refused, HTTP 401/403/421): they wait for an operator to fix the
+	// worker's SuperOffice settings. AuthHeldError is the most recent one's error.
+	AuthHeldBatches int    `json:"auth_held_batches"`
+	AuthHeldError   string `json:"auth_held_error,omitempty"`
 	// Paused says, for a run with pending keys, which open circuit breakers hold it back:
 	// "paused: SuperOffice unavailable since …, next probe in … (reason); tenant T". Filled
 	// by the caller, which reads the breakers.
@@ -71,14 +95,95 @@ func NewRunReport(st RunStatus, now time.Time) RunReport {
 	return j
 }
 
-// ETA is ETASeconds for people, as Progress.FormatETA writes it ("2m5s", "0s", "-").
-func (r RunReport) ETA() string {
-	p := Progress{ETAKnown: r.ETASeconds != nil}
+// Report is run st's whole report at now: NewRunReport and, while keys are pending, the
+// run's batches waiting in queue's retry set ("" reads every queue's; AddRetrying) and the
+// open circuit breakers that hold it (flow.Pauses). `enqueue status`, the intake API and
+// `worker demo` all build it here.
+func Report(ctx context.Context, rdb redis.UniversalClient, insp *asynq.Inspector, queue string, st RunStatus, now time.Time) (RunReport, error) {
+	r := NewRunReport(st, now)
+	if st.PendingKeys == 0 {
+		return r, nil
+	}
+	rt, err := RetryingBatches(insp, queue, st.Run)
+	if err != nil {
+		return r, fmt.Errorf("retry set: %w", err)
+	}
+	r.AddRetrying(rt, now)
+	if r.Paused, err = flow.Pauses(ctx, rdb, st.ErpConnectionID, now); err != nil {
+		return r, fmt.Errorf("circuit breakers: %w", err)
+	}
+	return r, nil
+}
+
+// AddRetrying fills in the run's batches waiting in the retry set (RetryingBatches) and
+// what they mean for the ETA (Progress.WithRetrying).
+func (r *RunReport) AddRetrying(rt Retrying, now time.Time) {
+	r.RetryingBatches, r.RetryReason, r.RetryingKeys = rt.Batches, rt.LastError, rt.Keys
+	r.NextRetryAt, r.LastRetryAt = timePtr(rt.NextAt), timePtr(rt.LastAt)
+	r.AuthHeldBatches, r.AuthHeldError = rt.AuthBatches, rt.AuthError
+	p := r.progress().WithRetrying(rt, now)
+	r.setETA(p)
+	r.Waiting = p.RetryNote(now)
+}
+
+// progress is the report's numbers as a Progress again.
+func (r RunReport) progress() Progress {
+	p := Progress{Done: r.ResyncedKeys + r.DeadKeys, Pending: r.PendingKeys, Percent: r.Percent,
+		KeysPerSecond: r.KeysPerSecond, ETAKnown: r.ETASeconds != nil}
 	if p.ETAKnown {
 		p.ETA = time.Duration(*r.ETASeconds * float64(time.Second))
 	}
-	return p.FormatETA()
+	return p
 }
+
+func (r *RunReport) setETA(p Progress) {
+	r.ETASeconds = nil
+	if p.ETAKnown {
+		eta := p.ETA.Seconds()
+		r.ETASeconds = &eta
+	}
+}
+
+// ETA is ETASeconds for people, as Progress.FormatETA writes it ("2m5s", "0s", "-").
+func (r RunReport) ETA() string { return r.progress().FormatETA() }
+
+// NeedsOperator reports whether the run cannot move until an operator acts: every
+// pending key waits on a retry, and every waiting batch is held for an auth failure,
+// which the next retry meets again until the SuperOffice settings are fixed.
+func (r RunReport) NeedsOperator() bool {
+	return r.PendingKeys > 0 && r.RetryingKeys >= r.PendingKeys && r.AuthHeldBatches > 0 && r.AuthHeldBatches == r.RetryingBatches
+}
+
+// Held says what holds the run's batches back, one line each: the auth hold ("2 batches
+// held for an auth failure, until the SuperOffice login settings are fixed: auth: …") and
+// the open circuit breakers (Paused).
+func (r RunReport) Held() []string {
+	var out []string
+	if r.PendingKeys > 0 && r.AuthHeldBatches > 0 {
+		out = append(out, fmt.Sprintf("%s held for an auth failure, until the worker's SuperOffice login settings are fixed: %s",
+			batches(r.AuthHeldBatches), erpsync.Truncate(oneLine(r.AuthHeldError), 300)))
+	}
+	return append(out, r.Paused...)
+}
+
+// Line is the run's progress in one line, as `enqueue status --wait` and `worker demo`
+// print it: "1260/3000 keys done (42.0%), 2 dead, 35.2 keys/s, ETA 1m3s", then when the
+// pending keys wait on retries and what holds them: "; 1 batch retries at 14:07:05 UTC
+// (in 6m40s); held: …".
+func (r RunReport) Line() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d/%d keys done (%.1f%%), %d dead, %.1f keys/s, ETA %s",
+		r.ResyncedKeys+r.DeadKeys, r.TotalKeys, r.Percent, r.DeadKeys, r.KeysPerSecond, r.ETA())
+	if r.Waiting != "" {
+		b.WriteString("; " + r.Waiting)
+	}
+	for _, h := range r.Held() {
+		b.WriteString("; held: " + strings.TrimPrefix(h, "paused: "))
+	}
+	return b.String()
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 func timePtr(t time.Time) *time.Time {
 	if t.IsZero() {

@@ -2,6 +2,9 @@ package tasks
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -27,5 +30,93 @@ func TestNewRunReport(t *testing.T) {
 	json.Unmarshal(b, &m)
 	if m["eta_seconds"] != nil || m["started_at"] != nil || m["records"] == nil {
 		t.Errorf("a run without a rate yet: %s", b)
+	}
+}
+
+// TestPercentNeverShows100WhilePending: one key of 3,000 pending is 99.9%, not 100.0%.
+func TestPercentNeverShows100WhilePending(t *testing.T) {
+	t.Parallel()
+	start := time.Date(2026, 11, 27, 2, 30, 0, 0, time.UTC)
+	for _, total := range []int64{2000, 3000, 10_000, 1_000_000} {
+		st := RunStatus{Run: "r", State: RunActive, TotalKeys: total, ResyncedKeys: total - 1, PendingKeys: 1, StartedAt: start}
+		r := NewRunReport(st, start.Add(time.Minute))
+		if s := fmt.Sprintf("%.1f", r.Percent); s == "100.0" || r.Percent >= 100 {
+			t.Errorf("%d of %d keys done: %v%% (%s%%), want below 100", total-1, total, r.Percent, s)
+		}
+		if !strings.HasPrefix(r.Line(), fmt.Sprintf("%d/%d keys done (99.9%%)", total-1, total)) {
+			t.Errorf("line %q", r.Line())
+		}
+	}
+	if p := Percent(1, 3); p != 33.3 {
+		t.Errorf("Percent(1, 3) = %v, want 33.3", p)
+	}
+	if p := Percent(5, 5); p != 100 {
+		t.Errorf("Percent(5, 5) = %v, want 100", p)
+	}
+}
+
+// TestReportETAWithPendingRetry: a run whose last key waits on a retry due in 7 minutes
+// has an ETA of 7 minutes, not the 0s its rate implies, and says when the retry is due.
+func TestReportETAWithPendingRetry(t *testing.T) {
+	t.Parallel()
+	start := time.Date(2026, 11, 27, 14, 0, 0, 0, time.UTC)
+	now := start.Add(5 * time.Minute)
+	due := now.Add(7 * time.Minute)
+	// 2,999 keys in 5 minutes: the one left would take a tenth of a second at that rate.
+	st := RunStatus{Run: "r", State: RunActive, TotalKeys: 3000, ResyncedKeys: 2999, PendingKeys: 1, StartedAt: start}
+
+	r := NewRunReport(st, now)
+	r.AddRetrying(Retrying{Batches: 1, Keys: 1, LastError: "transient: HTTP 503", NextAt: due, LastAt: due}, now)
+	if r.ETA() != "7m0s" || r.Waiting != "1 batch retries at 14:12:00 UTC (in 7m0s)" || r.NeedsOperator() {
+		t.Errorf("one batch waiting: ETA %s, waiting %q, needs operator %v", r.ETA(), r.Waiting, r.NeedsOperator())
+	}
+	if want := "2999/3000 keys done (99.9%), 0 dead, 10.0 keys/s, ETA 7m0s; 1 batch retries at 14:12:00 UTC (in 7m0s)"; r.Line() != want {
+		t.Errorf("line\n%q, want\n%q", r.Line(), want)
+	}
+	if r.NextRetryAt == nil || !r.NextRetryAt.Equal(due) || r.RetryingKeys != 1 {
+		t.Errorf("report %+v", r)
+	}
+
+	// Keys left that do not wait: the rate's ETA, but never before the last retry is due.
+	st.ResyncedKeys, st.PendingKeys = 1500, 1500 // 5 keys/s: 5 minutes for the rest
+	r = NewRunReport(st, now)
+	r.AddRetrying(Retrying{Batches: 2, Keys: 100, NextAt: now.Add(time.Minute), LastAt: due}, now)
+	if r.ETA() != "7m0s" || r.Waiting != "" {
+		t.Errorf("some keys waiting: ETA %s, waiting %q", r.ETA(), r.Waiting)
+	}
+	r = NewRunReport(st, now)
+	r.AddRetrying(Retrying{Batches: 2, Keys: 100, NextAt: now.Add(time.Minute), LastAt: now.Add(2 * time.Minute)}, now)
+	if r.ETA() != "5m0s" {
+		t.Errorf("retries due before the rest is done: ETA %s, want the rate's 5m0s", r.ETA())
+	}
+
+	// Nothing done yet: no rate, but the retries say when at the earliest.
+	st.ResyncedKeys, st.PendingKeys = 0, 3000
+	r = NewRunReport(st, now)
+	r.AddRetrying(Retrying{Batches: 30, Keys: 3000, AuthBatches: 30, AuthError: "auth: login refused", NextAt: now.Add(4 * time.Minute), LastAt: due}, now)
+	if r.ETA() != "7m0s" || r.Waiting != "30 batches retry from 14:09:00 to 14:12:00 UTC (the first in 4m0s)" || !r.NeedsOperator() {
+		t.Errorf("every batch held: ETA %s, waiting %q, needs operator %v", r.ETA(), r.Waiting, r.NeedsOperator())
+	}
+	if h := r.Held(); len(h) != 1 || !strings.Contains(h[0], "30 batches held for an auth failure") || !strings.Contains(h[0], "auth: login refused") {
+		t.Errorf("held %q", h)
+	}
+	if !strings.Contains(r.Line(), "; held: 30 batches held for an auth failure") {
+		t.Errorf("line %q does not say what holds the run", r.Line())
+	}
+}
+
+// TestLastErrorClass: the class a batch's error carries survives asynq's LastErr.
+func TestLastErrorClass(t *testing.T) {
+	t.Parallel()
+	for _, c := range []Class{ClassTransient, ClassThrottled, ClassAuth, ClassPermanent} {
+		e := &Error{Class: c, Err: errors.New("HTTP 403 Forbidden: x: y")}
+		if got := LastErrorClass(e.Error()); got != c {
+			t.Errorf("LastErrorClass(%q) = %v, want %v", e.Error(), got, c)
+		}
+	}
+	for _, msg := range []string{"", "dead letter: auth failure: x after 1 attempt (1 key)", "ledger: record: x", "business failure ERP_X"} {
+		if got := LastErrorClass(msg); got != ClassNone {
+			t.Errorf("LastErrorClass(%q) = %v, want none", msg, got)
+		}
 	}
 }

@@ -15,10 +15,62 @@ const MaxRetryScan = 10000
 // among the run's pending keys.
 type Retrying struct {
 	Batches int
+	// Keys counts the keys of those batches.
+	Keys int64
 	// LastError is the last error of the batch that failed most recently; LastFailedAt
 	// when. Both are empty when Batches is 0.
 	LastError    string
 	LastFailedAt time.Time
+	// NextAt and LastAt are when the first and the last of the batches are due again
+	// (asynq's NextProcessAt); zero when Batches is 0.
+	NextAt, LastAt time.Time
+	// AuthBatches counts the batches held for an auth failure (class auth: credentials or
+	// a ticket SuperOffice refused, HTTP 401/403, HTTP 421): a cause only an operator can
+	// fix, so the next retry meets it again until someone does. AuthError is the most
+	// recent one's last error.
+	AuthBatches int
+	AuthError   string
+	authAt      time.Time
+}
+
+// add counts one waiting batch of n keys.
+func (r *Retrying) add(n int, lastErr string, failedAt, due time.Time) {
+	r.Batches++
+	r.Keys += int64(n)
+	if failedAt.After(r.LastFailedAt) || r.LastError == "" {
+		r.LastFailedAt, r.LastError = failedAt, lastErr
+	}
+	if r.NextAt.IsZero() || due.Before(r.NextAt) {
+		r.NextAt = due
+	}
+	if due.After(r.LastAt) {
+		r.LastAt = due
+	}
+	if LastErrorClass(lastErr) == ClassAuth {
+		r.AuthBatches++
+		if failedAt.After(r.authAt) || r.AuthError == "" {
+			r.authAt, r.AuthError = failedAt, lastErr
+		}
+	}
+}
+
+// merge adds o's batches to r.
+func (r *Retrying) merge(o Retrying) {
+	r.Batches += o.Batches
+	r.Keys += o.Keys
+	if o.LastFailedAt.After(r.LastFailedAt) {
+		r.LastFailedAt, r.LastError = o.LastFailedAt, o.LastError
+	}
+	if !o.NextAt.IsZero() && (r.NextAt.IsZero() || o.NextAt.Before(r.NextAt)) {
+		r.NextAt = o.NextAt
+	}
+	if o.LastAt.After(r.LastAt) {
+		r.LastAt = o.LastAt
+	}
+	r.AuthBatches += o.AuthBatches
+	if o.authAt.After(r.authAt) {
+		r.authAt, r.AuthError = o.authAt, o.AuthError
+	}
 }
 
 // RetryingBatches counts run's batches in queue's retry set, reading at most MaxRetryScan
@@ -38,10 +90,7 @@ func RetryingBatches(insp *asynq.Inspector, queue, run string) (Retrying, error)
 		if err != nil {
 			return Retrying{}, err
 		}
-		all.Batches += r.Batches
-		if r.LastFailedAt.After(all.LastFailedAt) {
-			all.LastFailedAt, all.LastError = r.LastFailedAt, r.LastError
-		}
+		all.merge(r)
 	}
 	return all, nil
 }
@@ -62,10 +111,7 @@ func retryingIn(insp *asynq.Inspector, queue, run string) (Retrying, error) {
 			if err != nil || b.Run != run {
 				continue
 			}
-			r.Batches++
-			if ti.LastFailedAt.After(r.LastFailedAt) {
-				r.LastFailedAt, r.LastError = ti.LastFailedAt, ti.LastErr
-			}
+			r.add(len(b.Keys), ti.LastErr, ti.LastFailedAt, ti.NextProcessAt)
 		}
 		if len(list) < page {
 			break

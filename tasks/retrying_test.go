@@ -32,6 +32,9 @@ func TestRetryingBatches(t *testing.T) {
 		RetryDelayFunc: func(int, error, *asynq.Task) time.Duration { return time.Hour }})
 	if err := srv.Start(asynq.HandlerFunc(func(_ context.Context, task *asynq.Task) error {
 		b, _ := tasks.ParseBatch(task.Payload())
+		if b.Seq == 1 { // run r's batch in queue qb: SuperOffice refused the login
+			return &tasks.Error{Class: tasks.ClassAuth, Keys: 1, Err: erpsync.ErrLoginRefused}
+		}
 		return fmt.Errorf("HTTP 503 for batch %d", b.Seq)
 	})); err != nil {
 		t.Fatal(err)
@@ -53,13 +56,13 @@ func TestRetryingBatches(t *testing.T) {
 	}
 	tests := []struct {
 		name, queue, run string
-		want             int
+		want, auth       int
 	}{
-		{"every queue", "", "r", 2},
-		{"one queue", "qa", "r", 1},
-		{"another run", "", "other", 1},
-		{"unknown queue", "nope", "r", 0},
-		{"unknown run", "", "nope", 0},
+		{"every queue", "", "r", 2, 1},
+		{"one queue", "qa", "r", 1, 0},
+		{"another run", "", "other", 1, 0},
+		{"unknown queue", "nope", "r", 0, 0},
+		{"unknown run", "", "nope", 0, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -69,6 +72,11 @@ func TestRetryingBatches(t *testing.T) {
 			}
 			if got.Batches != tt.want || (tt.want > 0) != (got.LastError != "") || (tt.want > 0) == got.LastFailedAt.IsZero() {
 				t.Errorf("RetryingBatches(%q, %q) = %+v, want %d batches with the last error", tt.queue, tt.run, got, tt.want)
+			}
+			// Each batch holds one key and is due an hour after it failed (the retry delay).
+			if got.Keys != int64(tt.want) || got.AuthBatches != tt.auth || (tt.auth > 0) != (got.AuthError != "") ||
+				(tt.want > 0 && (got.NextAt.Sub(got.LastFailedAt) > time.Hour || got.LastAt.Sub(got.LastFailedAt) < 59*time.Minute || got.NextAt.After(got.LastAt))) {
+				t.Errorf("RetryingBatches(%q, %q) = %+v, want %d keys, %d held for auth, due in an hour", tt.queue, tt.run, got, tt.want, tt.auth)
 			}
 		})
 	}

@@ -26,6 +26,7 @@ const (
 	exitOK    = 0 // success
 	exitBad   = 1 // ran, but the answer is bad: invalid keys, dead letters
 	exitUsage = 2 // usage, configuration or transport error
+	exitHeld  = 3 // status --wait gave up on a run held for an auth failure
 )
 
 const usage = `enqueue — put ERP external keys into erpresync and follow what happens to them.
@@ -71,6 +72,9 @@ Exit status:
      input held no valid key, or the run has dead letters or an incomplete intake (status,
      status --wait)
   2  usage, configuration or transport error (bad flag, unknown run, Redis unreachable)
+  3  status --wait gave up: every pending key has been held for an auth failure (refused
+     credentials, HTTP 401/403/421) and no key finished for --held-timeout (default 15m);
+     only fixing the worker's SuperOffice settings moves the run
 
 Environment (flags win):
   REDIS_URL            --redis-url            default redis://127.0.0.1:6379/0

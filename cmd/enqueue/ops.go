@@ -117,9 +117,13 @@ func (c *cli) printStatus(j tasks.RunReport) {
 	}
 	fmt.Fprintf(w, "batches\t%d (%d calls)\n", j.Batches, j.Calls)
 	if j.RetryingBatches > 0 {
-		fmt.Fprintf(w, "waiting to retry\t%d batches; last error: %s\n", j.RetryingBatches, j.RetryReason)
+		fmt.Fprintf(w, "waiting to retry\t%d batches (%s), next due %s; last error: %s\n", j.RetryingBatches, plural(j.RetryingKeys, "key"),
+			fmtTime(j.NextRetryAt), j.RetryReason)
 	}
-	for _, p := range j.Paused {
+	if j.Waiting != "" {
+		fmt.Fprintf(w, "waiting\tevery pending key waits on a retry: %s\n", j.Waiting)
+	}
+	for _, p := range j.Held() {
 		fmt.Fprintf(w, "held\t%s\n", p)
 	}
 	fmt.Fprintf(w, "started\t%s\n", fmtTime(j.StartedAt))
@@ -153,10 +157,11 @@ func orDash(s string) string {
 }
 
 func (c *cli) status(ctx context.Context, args []string) int {
-	fs := c.newFlagSet("status", "enqueue status RUN [--json] [--wait] [--interval 2s] [--repair]")
+	fs := c.newFlagSet("status", "enqueue status RUN [--json] [--wait] [--interval 2s] [--held-timeout 15m] [--repair]")
 	asJSON := fs.Bool("json", false, "print the status as JSON on stdout")
 	wait := fs.Bool("wait", false, "poll until nothing is pending; exit 0 without dead letters, 1 with, or when the run's intake is incomplete")
 	interval := fs.Duration("interval", 2*time.Second, "time between polls with --wait")
+	heldTimeout := fs.Duration("held-timeout", DefaultHeldTimeout, "with --wait: exit 3 once every pending key has been held for an auth failure (refused credentials, HTTP 401/403/421: only fixing the worker's SuperOffice settings ends it) and no key has finished for this long; 0 waits for ever")
 	repair := fs.Bool("repair", false, "look for unfinished batches that asynq no longer holds (lost in a Redis failover): enqueue lost halves again, list lost batches (exit 1) to restore by submitting the run's source again")
 	cf := c.connFlags(fs)
 	pos, code, done := c.parse(fs, args)
@@ -169,15 +174,21 @@ func (c *cli) status(ctx context.Context, args []string) int {
 	if *interval <= 0 {
 		return c.usageError(fmt.Errorf("--interval %s: want a positive duration", *interval))
 	}
+	if *heldTimeout < 0 {
+		return c.usageError(fmt.Errorf("--held-timeout %s: want 0 (wait for ever) or a positive duration", *heldTimeout))
+	}
 	rc, err := cf.open(ctx)
 	if err != nil {
 		return c.failJSON(*asJSON, exitUsage, "%v", err)
 	}
 	defer rc.Close()
 	l := tasks.NewLedger(rc.rdb)
+	insp := asynq.NewInspectorFromRedisClient(rc.rdb)
 	run := pos[0]
 	var st tasks.RunStatus
-	var lastLine time.Time
+	var j tasks.RunReport
+	var lastLine, movedAt time.Time
+	lastDone, lastHeld, gaveUp := int64(-1), "", false
 	for {
 		st, err = l.Status(ctx, run)
 		if errors.Is(err, tasks.ErrRunNotFound) {
@@ -186,14 +197,25 @@ func (c *cli) status(ctx context.Context, args []string) int {
 		if err != nil {
 			return c.failJSON(*asJSON, exitUsage, "status of %s: %v", run, err)
 		}
+		if j, err = c.report(ctx, rc, insp, cf.queue, st); err != nil {
+			return c.failJSON(*asJSON, exitUsage, "status of %s: %v", run, err)
+		}
 		if !*wait || st.PendingKeys == 0 {
 			break
 		}
-		if now := c.now(); now.Sub(lastLine) >= c.progressEvery || c.terminal {
-			lastLine = now
-			j := c.toJSON(st)
-			line := fmt.Sprintf("%s: %d/%d keys done (%.1f%%), %d dead, %.1f keys/s, ETA %s", run,
-				st.ResyncedKeys+st.DeadKeys, st.TotalKeys, j.Percent, st.DeadKeys, j.KeysPerSecond, j.ETA())
+		now := c.now()
+		if d := st.ResyncedKeys + st.DeadKeys; d != lastDone {
+			lastDone, movedAt = d, now
+		}
+		// A hold only an operator can end: waiting longer changes nothing until they do.
+		if *heldTimeout > 0 && j.NeedsOperator() && now.Sub(movedAt) >= *heldTimeout {
+			gaveUp = true
+			break
+		}
+		held := strings.Join(j.Held(), "\n")
+		if now.Sub(lastLine) >= c.progressEvery || c.terminal || held != lastHeld {
+			lastLine, lastHeld = now, held
+			line := run + ": " + j.Line()
 			if c.terminal {
 				fmt.Fprintf(c.stderr, "\r\033[K%s", line)
 			} else {
@@ -210,17 +232,6 @@ func (c *cli) status(ctx context.Context, args []string) int {
 	}
 	if *wait && c.terminal {
 		fmt.Fprintln(c.stderr)
-	}
-	j := c.toJSON(st)
-	if st.PendingKeys > 0 {
-		rt, err := tasks.RetryingBatches(asynq.NewInspectorFromRedisClient(rc.rdb), cf.queue, run)
-		if err != nil {
-			return c.failJSON(*asJSON, exitUsage, "status of %s: retry set: %v", run, err)
-		}
-		j.RetryingBatches, j.RetryReason = rt.Batches, rt.LastError
-		if j.Paused, err = flow.Pauses(ctx, rc.rdb, st.ErpConnectionID, c.now()); err != nil {
-			return c.failJSON(*asJSON, exitUsage, "status of %s: circuit breakers: %v", run, err)
-		}
 	}
 	var rep *tasks.RepairResult
 	if *repair {
@@ -244,10 +255,27 @@ func (c *cli) status(ctx context.Context, args []string) int {
 			c.printRepair(*rep)
 		}
 	}
+	if gaveUp {
+		fmt.Fprintf(c.stderr, "enqueue: gave up waiting for %s: every pending key is held for an auth failure and no key has finished for %s; "+
+			"fix the worker's SuperOffice login settings (its log names them; the batches are retried every few minutes), then wait again\n", run, *heldTimeout)
+		return exitHeld
+	}
 	if st.DeadKeys > 0 || st.State == tasks.RunIncomplete || (rep != nil && len(rep.Lost) > 0) {
 		return exitBad
 	}
 	return exitOK
+}
+
+// DefaultHeldTimeout is how long `status --wait` waits on a run that only an operator can
+// move before it gives up: long enough for an operator to fix the settings and for the
+// held batches' next retry (every 5 minutes) to pick the fix up, short enough that a
+// script learns of the hold within the hour instead of after the 24 hours the worker holds
+// the batches before dead-lettering them.
+const DefaultHeldTimeout = 15 * time.Minute
+
+// report is the run's report, as the intake API and the runs page show it.
+func (c *cli) report(ctx context.Context, rc *redisConn, insp *asynq.Inspector, queue string, st tasks.RunStatus) (tasks.RunReport, error) {
+	return tasks.Report(ctx, rc.rdb, insp, queue, st, c.now())
 }
 
 // printRepair prints what status --repair found and did.

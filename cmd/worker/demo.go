@@ -11,7 +11,6 @@ import (
 	"sort"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -59,6 +58,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	nkeys := fs.Int("keys", 3000, "keys in the sample run")
 	npoison := fs.Int("poison", 4, "poison keys among them (the simulator rejects any batch holding one)")
 	api := fs.String("api", "", "transport, soap or rest: short for --superoffice-api")
+	realTenant := fs.Bool("real-tenant", false, "with SUPEROFFICE_URL set: send the invented sample keys (CUST-1xxxx) to that tenant; without it the demo refuses")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, demoUsage)
 		fs.PrintDefaults()
@@ -115,19 +115,18 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	var sim *netserversim.Running
 	var setup *tenantSetup
 	if v.str("SUPEROFFICE_URL") != "" {
+		if !*realTenant {
+			say("worker demo: SUPEROFFICE_URL is set (%s): the demo would send %d invented keys (CUST-1xxxx, ERP connection %d) to that tenant; "+
+				"pass --real-tenant to do so, or unset SUPEROFFICE_URL to use the built-in simulator", redisconn.Redact(v.str("SUPEROFFICE_URL")), *nkeys, demoConn)
+			return 2
+		}
 		if setup, err = newTenant(v, nil); err != nil {
 			say("worker demo: %v", err)
 			return 2
 		}
 		poison = nil
 		say("SuperOffice: %s (%s, %s auth); no faults are injected", redisconn.Redact(v.str("SUPEROFFICE_URL")), setup.API, setup.Mode)
-		say("WARNING: SUPEROFFICE_URL is set, so the demo sends its %d sample keys (CUST-1xxxx, ERP connection %d) to that tenant.", *nkeys, demoConn)
-		say("         Unset SUPEROFFICE_URL to use the built-in simulator. Starting in 5 s; Ctrl-C stops.")
-		select {
-		case <-ctx.Done():
-			return 2
-		case <-time.After(5 * time.Second):
-		}
+		say("--real-tenant: sending %d sample keys (CUST-1xxxx, ERP connection %d) to that tenant; Ctrl-C stops.", *nkeys, demoConn)
 	} else {
 		sim, err = netserversim.Start(netserversim.Config{Users: map[string]string{demoUser: demoPassword}})
 		if err != nil {
@@ -201,7 +200,13 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	}
 	say("\nEnqueued run %s: %d keys in %d batches. Resyncing...", run, sum.Keys, sum.Batches)
 
-	st, err := demoWait(ctx, a.ledger, run, sim, stderr)
+	st, err := demoWait(ctx, demoWatch{ledger: a.ledger, rdb: a.rdb, insp: asynq.NewInspectorFromRedisClient(a.rdb), run: run}, sim, stderr)
+	var held *heldError
+	if errors.As(err, &held) {
+		say("worker demo: %s; check %s (SUPEROFFICE_URL if SuperOffice answered HTTP 421: the tenant moved). Last error: %s",
+			held.what, loginSettings(setup.Mode), held.lastErr)
+		return 2
+	}
 	if err != nil {
 		say("worker demo: %v", err)
 		return 2
@@ -244,58 +249,150 @@ func demoListen(addr string, say func(format string, a ...any)) (net.Listener, e
 	return ln, nil
 }
 
-// demoWait shows progress until nothing of the run is pending; on the simulator it expires
-// every ticket once a third of the keys are done.
-func demoWait(ctx context.Context, ledger *tasks.Ledger, run string, sim *netserversim.Running, w io.Writer) (tasks.RunStatus, error) {
+// demoHeartbeat is how often the demo repeats a progress line that has not changed.
+const demoHeartbeat = 30 * time.Second
+
+// demoWatch is what demoWait reads: the run's ledger, its batches in the retry set and
+// the circuit breakers, as `enqueue status` reads them.
+type demoWatch struct {
+	ledger *tasks.Ledger
+	rdb    redis.UniversalClient
+	insp   *asynq.Inspector
+	run    string
+}
+
+// report is the run's report as `enqueue status` prints it.
+func (d demoWatch) report(ctx context.Context) (tasks.RunReport, error) {
+	st, err := d.ledger.Status(ctx, d.run)
+	if err != nil && !errors.Is(err, tasks.ErrRunNotFound) {
+		return tasks.RunReport{}, err
+	}
+	return tasks.Report(ctx, d.rdb, d.insp, demoQueue, st, time.Now())
+}
+
+// heldError ends the demo when every pending batch is held for an auth failure: the
+// demo's own settings are wrong, and they cannot change while it runs.
+type heldError struct{ what, lastErr string }
+
+func (e *heldError) Error() string { return e.what + ": " + e.lastErr }
+
+// demoWait shows progress until nothing of the run is pending, one line when something
+// changed (at most one a second) and otherwise one every demoHeartbeat; it returns a
+// *heldError when every pending key is held for an auth failure. On the simulator it
+// expires every ticket once a third of the keys are done.
+func demoWait(ctx context.Context, d demoWatch, sim *netserversim.Running, w io.Writer) (tasks.RunStatus, error) {
 	expired := sim == nil
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
-	last := time.Time{}
+	var last time.Time
+	lastState := ""
 	for {
-		st, err := ledger.Status(ctx, run)
-		if err != nil && !errors.Is(err, tasks.ErrRunNotFound) {
-			return st, err
+		r, err := d.report(ctx)
+		if err != nil {
+			return tasks.RunStatus{}, err
 		}
-		if !expired && st.ResyncedKeys*3 >= st.TotalKeys {
+		if !expired && r.ResyncedKeys*3 >= r.TotalKeys {
 			sim.ExpireTickets()
 			expired = true
 			fmt.Fprintln(w, "  (the simulator just expired every ticket: the worker logs in again, once)")
 		}
-		if time.Since(last) >= time.Second || st.PendingKeys == 0 {
-			pct := 0.0
-			if st.TotalKeys > 0 {
-				pct = 100 * float64(st.ResyncedKeys+st.DeadKeys) / float64(st.TotalKeys)
-			}
-			fmt.Fprintf(w, "  %5.1f%%  resynced %d  dead %d  pending %d  calls %d\n", pct, st.ResyncedKeys, st.DeadKeys, st.PendingKeys, st.Calls)
-			last = time.Now()
+		// What the line says apart from the clock: the rate and the ETA move every tick.
+		state := fmt.Sprint(r.ResyncedKeys, r.DeadKeys, r.PendingKeys, r.AuthHeldBatches, len(r.Paused))
+		if r.Waiting != "" {
+			state += fmt.Sprint(" waiting ", r.RetryingBatches, r.NextRetryAt.Unix(), r.LastRetryAt.Unix())
 		}
-		if st.TotalKeys > 0 && st.PendingKeys == 0 {
-			return st, nil
+		finished := r.TotalKeys > 0 && r.PendingKeys == 0
+		if since := time.Since(last); finished || (state != lastState && since >= time.Second) || since >= demoHeartbeat {
+			fmt.Fprintf(w, "  %s\n", r.Line())
+			last, lastState = time.Now(), state
+		}
+		if finished {
+			st, err := d.ledger.Status(ctx, d.run)
+			return st, err
+		}
+		if r.NeedsOperator() {
+			if state != lastState {
+				fmt.Fprintf(w, "  %s\n", r.Line())
+			}
+			return tasks.RunStatus{}, &heldError{what: fmt.Sprintf("SuperOffice refused the login: all %d pending keys are held until the credentials are fixed", r.PendingKeys),
+				lastErr: r.AuthHeldError}
 		}
 		select {
 		case <-ctx.Done():
-			return st, ctx.Err()
+			return tasks.RunStatus{}, ctx.Err()
 		case <-tick.C:
 		}
 	}
 }
 
-// printSummary writes the run's summary and reports whether it matches the simulator's
-// own counts (always true against a real tenant, where there is nothing to compare).
+// loginSettings names the settings of the configured way to log in to SuperOffice.
+func loginSettings(mode string) string {
+	switch mode {
+	case "ticket":
+		return "SUPEROFFICE_TICKET"
+	case "system-user":
+		return "SUPEROFFICE_SYSTEM_TOKEN, SUPEROFFICE_PRIVATE_KEY_FILE and SUPEROFFICE_CONTEXT_ID"
+	}
+	return "SUPEROFFICE_PASSWORD and SUPEROFFICE_USERNAME"
+}
+
+// summaryWidth is the width the demo's summary keeps within: a terminal's default.
+const summaryWidth = 80
+
+// summary writes label-value rows within summaryWidth columns: the label in a column of
+// its own, the value wrapped at word boundaries and indented under itself.
+type summary struct {
+	w io.Writer
+}
+
+const summaryLabel = 24 // columns of the label, indent included
+
+func (s summary) row(indent int, label, value string) {
+	pad := strings.Repeat(" ", summaryLabel)
+	line := strings.Repeat(" ", indent) + label
+	if len(line) >= summaryLabel {
+		fmt.Fprintln(s.w, line)
+		line = ""
+	}
+	line += pad[len(line):]
+	if summaryLabel+len(value) <= summaryWidth { // fits: as it is, columns kept
+		fmt.Fprintln(s.w, line+value)
+		return
+	}
+	n := len(line)
+	for i, word := range strings.Fields(value) {
+		if i > 0 && n+1+len(word) > summaryWidth {
+			fmt.Fprintln(s.w, line)
+			line, n = pad+word, summaryLabel+len(word)
+			continue
+		}
+		if i > 0 {
+			line += " "
+			n++
+		}
+		line += word
+		n += len(word)
+	}
+	fmt.Fprintln(s.w, strings.TrimRight(line, " "))
+}
+
+// printSummary writes the run's summary, within 80 columns, and reports whether it matches
+// the simulator's own counts (always true against a real tenant, where there is nothing to
+// compare).
 func printSummary(w io.Writer, st tasks.RunStatus, dead []tasks.DeadLetter, sim *netserversim.Running, m *tasks.Metrics, elapsed time.Duration, keys, poison []string) bool {
 	retries, splits := retryCounts(m)
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "\nRun %s\t%s\n", st.Run, st.State)
-	fmt.Fprintf(tw, "  keys resynced\t%d of %d\n", st.ResyncedKeys, st.TotalKeys)
-	fmt.Fprintf(tw, "  dead letters\t%d\n", st.DeadKeys)
+	s := summary{w}
+	fmt.Fprintf(w, "\nRun %s: %s\n", st.Run, st.State)
+	s.row(2, "keys resynced", fmt.Sprintf("%d of %d", st.ResyncedKeys, st.TotalKeys))
+	s.row(2, "dead letters", fmt.Sprint(st.DeadKeys))
 	for _, d := range dead {
-		fmt.Fprintf(tw, "    %s\t%s\n", d.Key, d.Reason)
+		s.row(4, d.Key, deadLine(d))
 	}
-	fmt.Fprintf(tw, "  records\tadded\tupdated\tdeleted\n")
+	s.row(2, "records", fmt.Sprintf("%7s %7s %7s", "added", "updated", "deleted"))
 	for _, table := range recordTables(st.Records) {
-		fmt.Fprintf(tw, "    %s\t%d\t%d\t%d\n", table, st.Records[tasks.KindAdded][table], st.Records[tasks.KindUpdated][table], st.Records[tasks.KindDeleted][table])
+		s.row(4, table, fmt.Sprintf("%7d %7d %7d", st.Records[tasks.KindAdded][table], st.Records[tasks.KindUpdated][table], st.Records[tasks.KindDeleted][table]))
 	}
-	fmt.Fprintf(tw, "  ForceResyncExternal calls by the worker\t%d\n", st.Calls)
+	s.row(2, "calls by the worker", fmt.Sprintf("%d ForceResyncExternal calls", st.Calls))
 	ok := true
 	if sim != nil {
 		snap := sim.Counts()
@@ -304,25 +401,47 @@ func printSummary(w io.Writer, st tasks.RunStatus, dead []tasks.DeadLetter, sim 
 			outcomes = append(outcomes, fmt.Sprintf("%s %d", o, n))
 		}
 		sort.Strings(outcomes)
-		fmt.Fprintf(tw, "  HTTP requests the simulator saw (ticket retries and faults included)\t%s\n", strings.Join(outcomes, ", "))
-		fmt.Fprintf(tw, "  logins\t%d\n", snap.Logins.PasswordOK)
+		s.row(2, "simulator saw", "HTTP requests (ticket retries and faults included): "+strings.Join(outcomes, ", "))
+		s.row(2, "logins", fmt.Sprint(snap.Logins.PasswordOK))
 		ok = demoMatches(st, dead, snap, keys, poison)
 	}
 	if retries != "" {
-		fmt.Fprintf(tw, "  retries by class\t%s\n", retries)
+		s.row(2, "retries by class", retries)
 	}
-	fmt.Fprintf(tw, "  batches split to isolate poison keys\t%d\n", splits)
-	fmt.Fprintf(tw, "  elapsed\t%s\n", elapsed.Round(10*time.Millisecond))
-	fmt.Fprintf(tw, "  keys/s\t%.0f\n", float64(st.ResyncedKeys+st.DeadKeys)/elapsed.Seconds())
+	s.row(2, "poison splits", fmt.Sprintf("%d batches split to isolate poison keys", splits))
+	s.row(2, "elapsed", elapsed.Round(10*time.Millisecond).String())
+	s.row(2, "keys/s", fmt.Sprintf("%.0f", float64(st.ResyncedKeys+st.DeadKeys)/elapsed.Seconds()))
 	if sim != nil {
 		verdict := "matches what the simulator saw"
 		if !ok {
 			verdict = "DOES NOT match what the simulator saw"
 		}
-		fmt.Fprintf(tw, "  summary\t%s\n", verdict)
+		s.row(2, "summary", verdict)
 	}
-	tw.Flush()
 	return ok
+}
+
+// deadLine is a dead letter for the summary, which names its key already: the class and
+// error code, the attempts, and SuperOffice's explanation ("business ERP_REJECTED after 3
+// attempts: ERP connection 1 rejected …"), instead of the ledger's reason, which says
+// "dead letter" and the number of keys again.
+func deadLine(d tasks.DeadLetter) string {
+	what := d.Class
+	if d.ErrorCode != "" {
+		what += " " + d.ErrorCode
+	}
+	what += fmt.Sprintf(" after %d attempts", d.Attempts)
+	if d.Attempts == 1 {
+		what = strings.TrimSuffix(what, "s")
+	}
+	why := d.TechExplanation
+	if why == "" {
+		why = d.UserExplanation
+	}
+	if why == "" {
+		return what
+	}
+	return what + ": " + erpsync.Truncate(strings.Join(strings.Fields(why), " "), 300)
 }
 
 // demoMatches checks the ledger against the simulator: every good key resynced, exactly the

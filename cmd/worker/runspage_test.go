@@ -47,7 +47,23 @@ type runPage struct {
 	NDJSON  string `json:"ndjson"`  // the NDJSON link, absolute
 	Scripts int    `json:"scripts"` // <script> elements: none expected
 	Banners int    `json:"banners"` // pause banners: none without flow control
+	Refresh string `json:"refresh"` // the meta refresh's content; "" without one
 }
+
+// keyBox is how a dead letter's key is laid out: the lines it takes and its height.
+type keyBox struct {
+	Key        string  `json:"key"`
+	Lines      int     `json:"lines"`
+	Height     float64 `json:"height"`
+	LineHeight float64 `json:"lineHeight"`
+	WhiteSpace string  `json:"whiteSpace"`
+}
+
+const readKeyBoxes = `Array.from(document.querySelectorAll('#dead tr[data-key] td:first-child')).map(td => {
+	const code = td.querySelector('code'), cs = getComputedStyle(code);
+	return {key: code.textContent, lines: code.getClientRects().length, height: code.getBoundingClientRect().height,
+		lineHeight: parseFloat(cs.lineHeight) || parseFloat(cs.fontSize) * 1.45, whiteSpace: getComputedStyle(td).whiteSpace};
+})`
 
 const readRunPage = `({
 	fields: Object.fromEntries(Array.from(document.querySelectorAll('h1 [data-field], p [data-field], #summary [data-field]')).map(e => [e.dataset.field, e.textContent.trim()])),
@@ -58,6 +74,7 @@ const readRunPage = `({
 	ndjson: document.getElementById('export-ndjson').href,
 	scripts: document.scripts.length,
 	banners: document.querySelectorAll('[data-pause]').length,
+	refresh: (document.querySelector('meta[http-equiv=refresh]') || {content: ''}).content,
 })`
 
 // TestRunsPageInBrowser loads the runs page of a live worker in headless Chromium and
@@ -68,7 +85,7 @@ func TestRunsPageInBrowser(t *testing.T) {
 	browser := browsertest.New(t)
 	db := redistest.New(t)
 	sim := startSim(t)
-	const poison = "RPC000013"
+	const poison = "RPC-000013" // a key with a hyphen, where a browser may break the line
 	sim.SetPoison(poison)
 	client, auth := newClient(t, sim)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -85,7 +102,7 @@ func TestRunsPageInBrowser(t *testing.T) {
 	ledger := tasks.NewLedger(rdb)
 	ctx := context.Background()
 
-	submit(t, db, "rp-customers", erpsync.ActorCustomer, testKeys("RPC", 200), 50)
+	submit(t, db, "rp-customers", erpsync.ActorCustomer, testKeys("RPC-", 200), 50)
 	submit(t, db, "rp-persons", erpsync.ActorPerson, testKeys("RPP", 60), 20)
 	waitDone(t, rdb, "rp-customers", 2*time.Minute)
 	waitDone(t, rdb, "rp-persons", time.Minute)
@@ -178,6 +195,41 @@ func TestRunsPageInBrowser(t *testing.T) {
 		t.Errorf("run page: dead letter %+v, ledger %q %q", rp.Dead[0], dls[0].Key, dls[0].Reason)
 	}
 	screenshot(t, bctx, "run.png")
+	// A finished run's page stays put; its dead letters' keys are one line each, also where
+	// the window is narrow and the table squeezes its columns.
+	if rp.Refresh != "" {
+		t.Errorf("the page of finished run rp-customers reloads itself (refresh %q)", rp.Refresh)
+	}
+	if err := chromedp.Do(bctx, chromedp.EmulateViewport(480, 900)); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := chromedp.Run(bctx, chromedp.Evaluate[[]keyBox](readKeyBoxes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 1 {
+		t.Fatalf("keys shown: %+v, want the one dead letter", keys)
+	}
+	for _, k := range keys {
+		if k.Lines != 1 || k.Height > 2*k.LineHeight || k.WhiteSpace != "nowrap" {
+			t.Errorf("key %q at 480 px: %d lines, %.0f px high (a line is %.0f px), white-space %q; want one line", k.Key, k.Lines, k.Height, k.LineHeight, k.WhiteSpace)
+		}
+	}
+	if err := chromedp.Do(bctx, chromedp.EmulateViewport(1400, 900)); err != nil {
+		t.Fatal(err)
+	}
+
+	// An active run's page reloads itself, so it follows the run without a click.
+	if err := chromedp.Do(bctx, chromedp.Navigate(base+"/runs/rp-active"), chromedp.WaitVisible(chromedp.CSS("#summary"))); err != nil {
+		t.Fatal(err)
+	}
+	active, err := chromedp.Run(bctx, chromedp.Evaluate[runPage](readRunPage))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if active.Fields["state"] != "active" || active.Refresh == "" {
+		t.Errorf("active run rp-active: state %q, refresh %q; want the page to reload itself", active.Fields["state"], active.Refresh)
+	}
 
 	// The export links serve what `enqueue changes` writes, every change item of the run.
 	for link, f := range map[string]tasks.ExportFormat{rp.Export: tasks.ExportCSV, rp.NDJSON: tasks.ExportJSONL} {

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/redistest"
+	"github.com/erpresync/erpresync/tasks"
+)
+
+// refusingSO is a SuperOffice that refuses the worker's login for every call.
+type refusingSO struct{}
+
+func (refusingSO) ForceResyncExternal(context.Context, int, erpsync.ActorType, []string) (*erpsync.Result, error) {
+	return nil, fmt.Errorf("password login for DEMO: %w", erpsync.ErrLoginRefused)
+}
+
+// TestStatusWaitGivesUpOnAuthHold: a run whose every batch is held for a refused login
+// never finishes by itself. `status` says what holds it and when the batches are due
+// again; `status --wait` prints the hold on its progress line and, once nothing has moved
+// for --held-timeout, exits 3 saying what to fix instead of waiting for ever.
+func TestStatusWaitGivesUpOnAuthHold(t *testing.T) {
+	t.Parallel()
+	db := redistest.New(t)
+	url := db.URL()
+	keys := writeKeys(t, "k.txt", "H1\nH2\nH3\n")
+	if r := enqueue(t, "", "--erp-connection", "3", "--actor-type", "Customer", "--file", keys, "--run", "held",
+		"--batch-size", "2", "--redis-url", url, "--queue", "held"); r.code != 0 {
+		t.Fatalf("submit: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	rdb := db.Client()
+	defer rdb.Close()
+	h, err := tasks.NewHandler(tasks.HandlerConfig{Resyncer: refusingSO{}, Ledger: tasks.NewLedger(rdb)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := asynq.NewServer(db.Opt(), asynq.Config{Queues: map[string]int{"held": 1}, Concurrency: 2, LogLevel: asynq.FatalLevel,
+		IsFailure: tasks.IsFailure, RetryDelayFunc: func(_ int, err error, _ *asynq.Task) time.Duration { return tasks.RetryAfter(err) }})
+	if err := srv.Start(h); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	insp := asynq.NewInspector(db.Opt())
+	defer insp.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if qi, err := insp.GetQueueInfo("held"); err == nil && qi.Retry == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the batches never reached the retry set")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	r := enqueue(t, "", "status", "held", "--redis-url", url, "--queue", "held")
+	for _, want := range []string{
+		"keys              3 total: 0 resynced, 0 dead, 3 pending (0.0% done)",
+		"waiting to retry  2 batches (3 keys), next due 20",
+		"waiting           every pending key waits on a retry: 2 batches retr",
+		"held              2 batches held for an auth failure, until the worker's SuperOffice login settings are fixed: auth: password login for DEMO: ",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("status lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if !strings.Contains(r.stdout, "ETA 4m5") && !strings.Contains(r.stdout, "ETA 5m0s") {
+		t.Errorf("status: the ETA is not the auth hold's 5 minutes:\n%s", r.stdout)
+	}
+
+	r = enqueueWithDeadline(t, "", "status", "held", "--wait", "--interval", "20ms", "--held-timeout", "100ms", "--json", "--redis-url", url, "--queue", "held")
+	if r.code != exitHeld {
+		t.Errorf("status --wait: exit %d, want %d\n%s", r.code, exitHeld, r.stderr)
+	}
+	for _, want := range []string{
+		"enqueue: held: 0/3 keys done (0.0%), 0 dead, 0.0 keys/s, ETA ",
+		"; held: 2 batches held for an auth failure, until the worker's SuperOffice login settings are fixed: auth: ",
+		"enqueue: gave up waiting for held: every pending key is held for an auth failure and no key has finished for 100ms",
+	} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("status --wait: stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	var rep tasks.RunReport
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.AuthHeldBatches != 2 || rep.RetryingKeys != 3 || !rep.NeedsOperator() || rep.NextRetryAt == nil || rep.ETASeconds == nil || *rep.ETASeconds < 240 {
+		t.Errorf("status --wait --json: %+v", rep)
+	}
+
+	// --held-timeout 0 waits for ever: it still waits, polling, when it is interrupted after
+	// its second progress line.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out strings.Builder
+	errw := &cancelAfter{lines: 2, cancel: cancel}
+	c := &cli{stdin: strings.NewReader(""), stdout: &out, stderr: errw, getenv: func(string) string { return "" }, progressEvery: 0, now: time.Now}
+	code := c.run(ctx, []string{"status", "held", "--wait", "--interval", "20ms", "--held-timeout", "0", "--redis-url", url, "--queue", "held"})
+	if code != exitUsage || strings.Contains(errw.String(), "gave up") || strings.Count(errw.String(), "enqueue: held: 0/3 keys done") < 2 {
+		t.Errorf("--held-timeout 0: exit %d, want 2 (interrupted while waiting)\n%s", code, errw.String())
+	}
+}
+
+// cancelAfter is a stderr that cancels the command's context once it has seen lines lines.
+type cancelAfter struct {
+	strings.Builder
+	lines  int
+	cancel func()
+}
+
+func (w *cancelAfter) Write(p []byte) (int, error) {
+	n, err := w.Builder.Write(p)
+	if strings.Count(w.String(), "\n") >= w.lines {
+		w.cancel()
+	}
+	return n, err
+}
