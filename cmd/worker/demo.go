@@ -42,8 +42,10 @@ worker and the dashboard. It enqueues a sample run, shows its progress and a sum
 resynced, dead letters with reasons, Changes by table, calls, retries, keys/s), checks the
 summary against what the simulator saw, and keeps the dashboard, the runs page and /metrics
 up until Ctrl-C (--once: exits after the summary). REDIS_URL points it at a real Redis (queue
-erpresync-demo), SUPEROFFICE_URL with credentials at a real tenant, after a warning.
-Exit status: 0 the summary matches; 1 it does not; 2 usage or start-up error.
+erpresync-demo); SUPEROFFICE_URL with credentials at a real tenant, only with --real-tenant
+(the demo's keys are invented).
+Exit status: 0 the summary matches; 1 it does not; 2 usage or start-up error, or a hold only
+an operator can fix (a refused login: the line names the setting).
 
 Flags:
 `
