@@ -1,4 +1,4 @@
-package tasks
+package ledger
 
 import (
 	"context"
@@ -10,8 +10,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/tasks"
+
 	"github.com/redis/go-redis/v9"
+
+	"github.com/erpresync/erpresync/erpsync"
 )
 
 // Run states reported by RunStatus.State.
@@ -20,13 +23,6 @@ const (
 	RunDone         = "done"           // every key resynced
 	RunDoneWithDead = "done_with_dead" // nothing pending, some keys dead-lettered
 	RunEmpty        = "empty"          // the run received no keys: its input was empty or held only invalid keys
-)
-
-// Change kinds, as in RunStatus.Records and ChangeItem.Kind.
-const (
-	KindAdded   = "added"
-	KindUpdated = "updated"
-	KindDeleted = "deleted"
 )
 
 // ErrRunNotFound is returned by Status for a run the ledger has never seen.
@@ -66,36 +62,6 @@ type RunStatus struct {
 	LastActivity time.Time                   `json:"last_activity"`
 	// FinishedAt is when PendingKeys last reached zero; zero while the run is active.
 	FinishedAt time.Time `json:"finished_at"`
-}
-
-// DeadLetter is one key that could not be resynced, with the reason.
-type DeadLetter struct {
-	Run     string `json:"run"`
-	Key     string `json:"key"`
-	BatchID string `json:"batch_id"`
-	// Queue is the asynq queue the batch ran in (for removing its archived task).
-	Queue           string            `json:"queue,omitempty"`
-	ErpConnectionID int               `json:"erp_connection"`
-	ActorType       erpsync.ActorType `json:"actor_type"`
-	// Class is the classifier's verdict (Class.String): "permanent", "business", ...
-	Class           string `json:"class"`
-	ErrorCode       string `json:"error_code,omitempty"`
-	TechExplanation string `json:"tech_explanation,omitempty"`
-	UserExplanation string `json:"user_explanation,omitempty"`
-	// Reason is the sentence a person reads: what happened and after how many attempts.
-	Reason   string    `json:"reason"`
-	Attempts int       `json:"attempts"`
-	At       time.Time `json:"at"`
-}
-
-// ChangeItem is one CRM row that a successful call reported in Changes.
-type ChangeItem struct {
-	Run      string    `json:"run"`
-	Table    string    `json:"table"`
-	RecordID int32     `json:"record_id"`
-	Kind     string    `json:"kind"`
-	TaskID   string    `json:"task_id"`
-	At       time.Time `json:"at"`
 }
 
 // Ledger is the record of truth for runs in Redis: per-batch state, key counters, records
@@ -184,7 +150,7 @@ type RejectedKey struct {
 // input — and creates the run from meta when no batch did: a run that received no keys is
 // then visible, with state RunEmpty.
 func (l *Ledger) RecordIntake(ctx context.Context, meta RunMeta, count int64, rejected []RejectedKey) error {
-	if err := validateRun(meta.Run); err != nil {
+	if err := tasks.ValidateBatchRun(meta.Run); err != nil {
 		return err
 	}
 	rejected = rejected[:min(len(rejected), MaxRejected)]
@@ -240,7 +206,7 @@ func (l *Ledger) Status(ctx context.Context, run string) (RunStatus, error) {
 		Run: run, Source: m["source"],
 		TotalKeys: num("total"), ResyncedKeys: num("resynced"), DeadKeys: num("dead"), RejectedKeys: num("rejected"),
 		Batches: num("batches"), Calls: num("calls"),
-		Records:   map[string]map[string]int64{KindAdded: {}, KindUpdated: {}, KindDeleted: {}},
+		Records:   map[string]map[string]int64{tasks.KindAdded: {}, tasks.KindUpdated: {}, tasks.KindDeleted: {}},
 		StartedAt: fromMS(m["started_at"]), LastActivity: fromMS(m["last_activity"]), FinishedAt: fromMS(m["finished_at"]),
 	}
 	st.ErpConnectionID, _ = strconv.Atoi(m["erp_connection"])
@@ -306,7 +272,7 @@ func (l *Ledger) runNames(ctx context.Context, limit int) ([]string, error) {
 
 // DeadLetters returns the dead letters of run, oldest first; run "" returns those of
 // every run.
-func (l *Ledger) DeadLetters(ctx context.Context, run string) ([]DeadLetter, error) {
+func (l *Ledger) DeadLetters(ctx context.Context, run string) ([]tasks.DeadLetter, error) {
 	runs := []string{run}
 	if run == "" {
 		var err error
@@ -314,7 +280,7 @@ func (l *Ledger) DeadLetters(ctx context.Context, run string) ([]DeadLetter, err
 			return nil, err
 		}
 	}
-	var out []DeadLetter
+	var out []tasks.DeadLetter
 	for _, r := range runs {
 		dls, err := l.deadLetters(ctx, r)
 		if err != nil {
@@ -326,7 +292,7 @@ func (l *Ledger) DeadLetters(ctx context.Context, run string) ([]DeadLetter, err
 	return out, nil
 }
 
-func sortDead(dls []DeadLetter) {
+func sortDead(dls []tasks.DeadLetter) {
 	sort.SliceStable(dls, func(i, j int) bool {
 		a, b := dls[i], dls[j]
 		if !a.At.Equal(b.At) {
@@ -342,14 +308,14 @@ func sortDead(dls []DeadLetter) {
 	})
 }
 
-func (l *Ledger) deadLetters(ctx context.Context, run string) ([]DeadLetter, error) {
+func (l *Ledger) deadLetters(ctx context.Context, run string) ([]tasks.DeadLetter, error) {
 	vals, err := l.rdb.HVals(ctx, keysFor(run).dead).Result()
 	if err != nil {
 		return nil, fmt.Errorf("ledger: dead letters of %s: %w", run, err)
 	}
-	out := make([]DeadLetter, 0, len(vals))
+	out := make([]tasks.DeadLetter, 0, len(vals))
 	for _, v := range vals {
-		var d DeadLetter
+		var d tasks.DeadLetter
 		if err := json.Unmarshal([]byte(v), &d); err != nil {
 			return nil, fmt.Errorf("ledger: dead letter of %s: %w", run, err)
 		}

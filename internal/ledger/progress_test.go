@@ -1,10 +1,10 @@
-package tasks_test
+package ledger_test
 
 import (
 	"testing"
 	"time"
 
-	"github.com/erpresync/erpresync/tasks"
+	"github.com/erpresync/erpresync/internal/ledger"
 )
 
 func TestProgress(t *testing.T) {
@@ -13,23 +13,23 @@ func TestProgress(t *testing.T) {
 	now := start.Add(100 * time.Second)
 	tests := []struct {
 		name string
-		st   tasks.RunStatus
-		want tasks.Progress
+		st   ledger.RunStatus
+		want ledger.Progress
 		eta  string
 	}{
-		{"no keys yet", tasks.RunStatus{}, tasks.Progress{ETAKnown: true}, "0s"},
+		{"no keys yet", ledger.RunStatus{}, ledger.Progress{ETAKnown: true}, "0s"},
 		{"active, half done",
-			tasks.RunStatus{TotalKeys: 1000, ResyncedKeys: 450, DeadKeys: 50, PendingKeys: 500, StartedAt: start},
-			tasks.Progress{Done: 500, Percent: 50, KeysPerSecond: 5, ETA: 100 * time.Second, ETAKnown: true}, "1m40s"},
+			ledger.RunStatus{TotalKeys: 1000, ResyncedKeys: 450, DeadKeys: 50, PendingKeys: 500, StartedAt: start},
+			ledger.Progress{Done: 500, Percent: 50, KeysPerSecond: 5, ETA: 100 * time.Second, ETAKnown: true}, "1m40s"},
 		{"active, nothing done: no rate, no ETA",
-			tasks.RunStatus{TotalKeys: 10, PendingKeys: 10, StartedAt: start},
-			tasks.Progress{}, "-"},
+			ledger.RunStatus{TotalKeys: 10, PendingKeys: 10, StartedAt: start},
+			ledger.Progress{}, "-"},
 		{"finished: the rate stops at FinishedAt",
-			tasks.RunStatus{TotalKeys: 200, ResyncedKeys: 200, StartedAt: start, FinishedAt: start.Add(40 * time.Second)},
-			tasks.Progress{Done: 200, Percent: 100, KeysPerSecond: 5, ETAKnown: true}, "0s"},
+			ledger.RunStatus{TotalKeys: 200, ResyncedKeys: 200, StartedAt: start, FinishedAt: start.Add(40 * time.Second)},
+			ledger.Progress{Done: 200, Percent: 100, KeysPerSecond: 5, ETAKnown: true}, "0s"},
 		{"not started: no rate",
-			tasks.RunStatus{TotalKeys: 3, PendingKeys: 3},
-			tasks.Progress{}, "-"},
+			ledger.RunStatus{TotalKeys: 3, PendingKeys: 3},
+			ledger.Progress{}, "-"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

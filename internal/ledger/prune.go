@@ -1,4 +1,4 @@
-package tasks
+package ledger
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/erpresync/erpresync/tasks"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -153,7 +155,7 @@ func (l *Ledger) Prune(ctx context.Context, o PruneOptions) (PruneResult, error)
 // pruneRun removes one run if it qualifies, adding it to res; it reports whether the run's
 // index entry was removed (or, dry, would be).
 func (l *Ledger) pruneRun(ctx context.Context, run string, cutoff time.Time, o PruneOptions, res *PruneResult) (bool, error) {
-	if ValidateRunName(run) != nil {
+	if tasks.ValidateRunName(run) != nil {
 		return false, nil // not ours to touch
 	}
 	k := keysFor(run)
@@ -247,9 +249,9 @@ func (l *Ledger) deleteRunArchived(ctx context.Context, insp *asynq.Inspector, r
 		if err != nil {
 			return n, fmt.Errorf("ledger: prune %s: dead letters: %w", run, err)
 		}
-		dls := make([]DeadLetter, 0, len(kv)/2)
+		dls := make([]tasks.DeadLetter, 0, len(kv)/2)
 		for i := 1; i < len(kv); i += 2 {
-			var d DeadLetter
+			var d tasks.DeadLetter
 			if json.Unmarshal([]byte(kv[i]), &d) == nil {
 				dls = append(dls, d)
 			}

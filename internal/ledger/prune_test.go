@@ -1,4 +1,4 @@
-package tasks
+package ledger
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/erpresync/erpresync/tasks"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -66,7 +68,8 @@ func (c *clock) Set(t time.Time) {
 // withClock makes the env's ledger and handler read c.
 func (e *env) withClock(c *clock) {
 	e.ledger.now = c.Now
-	e.h.now = c.Now
+	e.cfg.Now = c.Now
+	e.newHandler()
 }
 
 // night runs one run through the handler as asynq would hand it over: batches of 100 keys,
@@ -78,7 +81,7 @@ func (e *env) night(run string, batches int) {
 	meta := RunMeta{Run: run, ErpConnectionID: 3, ActorType: erpsync.ActorCustomer, Source: "nightly"}
 	for seq := range batches {
 		b := customerBatch(run, seq, testKeys(fmt.Sprintf("N%d", seq), 100))
-		if _, err := e.ledger.RegisterBatch(ctx, meta, BatchID(run, seq), len(b.Keys)); err != nil {
+		if _, err := e.ledger.RegisterBatch(ctx, meta, tasks.BatchID(run, seq), len(b.Keys)); err != nil {
 			e.t.Fatal(err)
 		}
 	}
@@ -233,12 +236,12 @@ func TestPrune(t *testing.T) {
 	// ... and its batch archived by asynq although the ledger has it done (the worker died
 	// between recording the success and asynq's acknowledgement, on the last attempt).
 	doneID := e.enqueue(customerBatch("old-done", 0, []string{"A", "B"}))
-	if err := e.insp.ArchiveTask(DefaultQueue, doneID); err != nil {
+	if err := e.insp.ArchiveTask(tasks.DefaultQueue, doneID); err != nil {
 		t.Fatal(err)
 	}
 	// old-dead: a batch archived by asynq, recorded dead by the reconciliation.
 	deadID := e.enqueue(customerBatch("old-dead", 0, []string{"P1", "P2"}))
-	if err := e.insp.ArchiveTask(DefaultQueue, deadID); err != nil {
+	if err := e.insp.ArchiveTask(tasks.DefaultQueue, deadID); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := e.ledger.ReconcileArchived(ctx, e.insp); err != nil || n != 1 {
@@ -307,7 +310,7 @@ func TestPrune(t *testing.T) {
 	if dls, _ := e.ledger.DeadLetters(ctx, ""); len(dls) != 0 {
 		t.Errorf("dead letters left: %+v", dls)
 	}
-	if _, err := e.insp.GetTaskInfo(DefaultQueue, deadID); !errors.Is(err, asynq.ErrTaskNotFound) {
+	if _, err := e.insp.GetTaskInfo(tasks.DefaultQueue, deadID); !errors.Is(err, asynq.ErrTaskNotFound) {
 		t.Errorf("archived task of old-dead: %v, want it deleted", err)
 	}
 	// Nothing for the reconciliation to bring back: the dead batch's archived task is gone,
@@ -328,7 +331,7 @@ func TestPrune(t *testing.T) {
 func (e *env) night1(run string, keys []string) {
 	e.t.Helper()
 	ctx := context.Background()
-	if _, err := e.ledger.RegisterBatch(ctx, RunMeta{Run: run, ErpConnectionID: 3, ActorType: erpsync.ActorCustomer}, BatchID(run, 0), len(keys)); err != nil {
+	if _, err := e.ledger.RegisterBatch(ctx, RunMeta{Run: run, ErpConnectionID: 3, ActorType: erpsync.ActorCustomer}, tasks.BatchID(run, 0), len(keys)); err != nil {
 		e.t.Fatal(err)
 	}
 	if err := e.h.ProcessTask(ctx, mustTask(e.t, customerBatch(run, 0, keys))); err != nil {
@@ -463,7 +466,7 @@ func TestPruneCluster(t *testing.T) {
 	l := NewLedger(rdb)
 	c := &clock{t: time.Date(2026, 9, 1, 2, 0, 0, 0, time.UTC)}
 	l.now = c.Now
-	h, err := NewHandler(HandlerConfig{Resyncer: &fakeSO{}, Ledger: l, FastPolicy: fastPolicy(), Now: c.Now, Logger: testLogger(t)})
+	h, err := tasks.NewHandler(tasks.HandlerConfig{Resyncer: &fakeSO{}, Ledger: l, Redis: rdb, FastPolicy: fastPolicy(), Now: c.Now, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -474,7 +477,7 @@ func TestPruneCluster(t *testing.T) {
 			c.Set(c.Now().Add(10 * 24 * time.Hour))
 		}
 		run := fmt.Sprintf("cl-%02d", i)
-		if _, err := l.RegisterBatch(ctx, RunMeta{Run: run, ErpConnectionID: 3, ActorType: erpsync.ActorCustomer}, BatchID(run, 0), 3); err != nil {
+		if _, err := l.RegisterBatch(ctx, RunMeta{Run: run, ErpConnectionID: 3, ActorType: erpsync.ActorCustomer}, tasks.BatchID(run, 0), 3); err != nil {
 			t.Fatal(err)
 		}
 		if err := h.ProcessTask(ctx, mustTask(t, customerBatch(run, 0, []string{"X", "Y", "Z"}))); err != nil {
@@ -525,7 +528,7 @@ func TestPruneCluster(t *testing.T) {
 			t.Errorf("kept run %+v", st)
 		}
 		n := 0
-		l.Changes(ctx, st.Run, func(ChangeItem) error { n++; return nil })
+		l.Changes(ctx, st.Run, func(tasks.ChangeItem) error { n++; return nil })
 		if n != 3 {
 			t.Errorf("kept run %s has %d change items, want 3", st.Run, n)
 		}

@@ -1,19 +1,21 @@
-package tasks
+package ledger
 
 import (
 	"encoding/json"
 	"testing"
 	"time"
+
+	"github.com/erpresync/erpresync/tasks"
 )
 
 func TestNewRunReport(t *testing.T) {
 	t.Parallel()
 	start := time.Date(2026, 11, 27, 2, 30, 0, 0, time.UTC)
 	active := RunStatus{Run: "r", State: RunActive, TotalKeys: 1000, ResyncedKeys: 300, DeadKeys: 100, PendingKeys: 600,
-		StartedAt: start, Records: map[string]map[string]int64{KindAdded: {"contact": 2}}}
+		StartedAt: start, Records: map[string]map[string]int64{tasks.KindAdded: {"contact": 2}}}
 	r := NewRunReport(active, start.Add(10*time.Second))
 	if r.Percent != 40 || r.KeysPerSecond != 40 || r.ETASeconds == nil || *r.ETASeconds != 15 || r.FinishedAt != nil ||
-		r.Records[KindAdded]["contact"] != 2 || r.Records[KindDeleted] == nil || r.ActorType != "Unknown" {
+		r.Records[tasks.KindAdded]["contact"] != 2 || r.Records[tasks.KindDeleted] == nil || r.ActorType != "Unknown" {
 		t.Errorf("active: %+v", r)
 	}
 	done := active

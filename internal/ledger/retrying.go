@@ -1,8 +1,10 @@
-package tasks
+package ledger
 
 import (
 	"errors"
 	"time"
+
+	"github.com/erpresync/erpresync/tasks"
 
 	"github.com/hibiken/asynq"
 )
@@ -58,7 +60,7 @@ func retryingIn(insp *asynq.Inspector, queue, run string) (Retrying, error) {
 			return Retrying{}, err
 		}
 		for _, ti := range list {
-			b, err := ParseBatch(ti.Payload)
+			b, err := tasks.ParseBatch(ti.Payload)
 			if err != nil || b.Run != run {
 				continue
 			}
