@@ -19,9 +19,9 @@ import (
 
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/intake"
+	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/netserversim"
-	"github.com/erpresync/erpresync/tasks"
 )
 
 const (
@@ -166,9 +166,9 @@ func peakRSS(b *testing.B, pid int) int64 {
 
 // runDone reports whether the ledger holds the run as finished.
 func runDone(rdb *redis.Client, run string) func() bool {
-	ledger := tasks.NewLedger(rdb)
+	lg := ledger.NewLedger(rdb)
 	return func() bool {
-		st, err := ledger.Status(context.Background(), run)
+		st, err := lg.Status(context.Background(), run)
 		return err == nil && st.TotalKeys > 0 && st.PendingKeys == 0
 	}
 }

@@ -13,9 +13,9 @@ import (
 
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/flow"
+	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/netserversim"
-	"github.com/erpresync/erpresync/tasks"
 )
 
 // TestKillWorkers: kill -9 of a random worker every few seconds while calls are in flight
@@ -158,15 +158,15 @@ func TestSentinelFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Repair once nothing of the run is left in asynq but what the failover lost.
-	ledger := tasks.NewLedger(rdb)
+	lg := ledger.NewLedger(rdb)
 	insp := asynq.NewInspectorFromRedisClient(rdb)
-	var res tasks.RepairResult
+	var res ledger.RepairResult
 	waitFor(t, 4*time.Minute, "asynq done with the run", func() (bool, string) {
 		queues, err := insp.Queues()
 		if err != nil {
 			return false, err.Error()
 		}
-		res, err = ledger.Repair(context.Background(), insp, run, queues...)
+		res, err = lg.Repair(context.Background(), insp, run, queues...)
 		if err != nil {
 			return false, err.Error()
 		}

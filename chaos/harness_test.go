@@ -20,9 +20,9 @@ import (
 
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/intake"
+	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/netserversim"
-	"github.com/erpresync/erpresync/tasks"
 )
 
 // full is true under `make chaos` (ERPRESYNC_CHAOS=full): longer runs, more kills.
@@ -242,10 +242,10 @@ func submit(t *testing.T, rdb redis.UniversalClient, run string, actor erpsync.A
 }
 
 // status reads the run's status; while Redis is down it reports the error instead.
-func status(rdb redis.UniversalClient, run string) (tasks.RunStatus, error) {
+func status(rdb redis.UniversalClient, run string) (ledger.RunStatus, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	return tasks.NewLedger(rdb).Status(ctx, run)
+	return ledger.NewLedger(rdb).Status(ctx, run)
 }
 
 // waitFor polls cond until it holds or the deadline passes.
@@ -297,8 +297,8 @@ func finished(t *testing.T, rdb redis.UniversalClient, run string, timeout time.
 func audit(t *testing.T, rdb redis.UniversalClient, sim *netserversim.Running, run string, actor erpsync.ActorType, keys []string, wantDead map[string]string) {
 	t.Helper()
 	ctx := context.Background()
-	ledger := tasks.NewLedger(rdb)
-	st, err := ledger.Status(ctx, run)
+	lg := ledger.NewLedger(rdb)
+	st, err := lg.Status(ctx, run)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +307,7 @@ func audit(t *testing.T, rdb redis.UniversalClient, sim *netserversim.Running, r
 	if st.TotalKeys != n || st.ResyncedKeys != n-dead || st.DeadKeys != dead || st.PendingKeys != 0 {
 		t.Errorf("ledger totals %+v; want %d keys: %d resynced, %d dead", st, n, n-dead, dead)
 	}
-	dls, err := ledger.DeadLetters(ctx, run)
+	dls, err := lg.DeadLetters(ctx, run)
 	if err != nil {
 		t.Fatal(err)
 	}

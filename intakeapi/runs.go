@@ -9,6 +9,7 @@ import (
 
 	"github.com/erpresync/erpresync/flow"
 	"github.com/erpresync/erpresync/intake"
+	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/tasks"
 )
 
@@ -34,26 +35,26 @@ func (a *API) listRuns(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := a.cfg.Now()
-	out := make([]tasks.RunReport, 0, len(list))
+	out := make([]ledger.RunReport, 0, len(list))
 	for _, st := range list {
-		out = append(out, tasks.NewRunReport(st, now))
+		out = append(out, ledger.NewRunReport(st, now))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
 
 // status reads run {run}, answering 400 or 404 itself when it cannot.
-func (a *API) status(w http.ResponseWriter, r *http.Request) (tasks.RunStatus, bool) {
+func (a *API) status(w http.ResponseWriter, r *http.Request) (ledger.RunStatus, bool) {
 	run := r.PathValue("run")
 	if err := intake.ValidateRunName(run); err != nil {
 		writeError(w, http.StatusBadRequest, &apiError{Message: trimConfig(err), Field: "run"})
-		return tasks.RunStatus{}, false
+		return ledger.RunStatus{}, false
 	}
 	if e := knownParams(r.URL.Query(), nil); e != nil {
 		writeError(w, http.StatusBadRequest, e)
-		return tasks.RunStatus{}, false
+		return ledger.RunStatus{}, false
 	}
 	st, err := a.ledger.Status(r.Context(), run)
-	if errors.Is(err, tasks.ErrRunNotFound) {
+	if errors.Is(err, ledger.ErrRunNotFound) {
 		writeError(w, http.StatusNotFound, &apiError{Field: "run", Message: fmt.Sprintf("run %q not found (GET %sruns lists the recent ones)", run, Prefix)})
 		return st, false
 	}
@@ -70,9 +71,9 @@ func (a *API) getRun(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	rep := tasks.NewRunReport(st, a.cfg.Now())
+	rep := ledger.NewRunReport(st, a.cfg.Now())
 	if st.PendingKeys > 0 {
-		rt, err := tasks.RetryingBatches(a.insp, a.cfg.Queue, st.Run)
+		rt, err := ledger.RetryingBatches(a.insp, a.cfg.Queue, st.Run)
 		if err != nil {
 			a.internal(w, "status of "+st.Run+": retry set", err)
 			return

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/tasks"
 )
 
@@ -97,7 +98,7 @@ func TestWorkerSettings(t *testing.T) {
 		t.Fatalf("defaults: %v", err)
 	}
 	if !c.DashboardRO || c.Concurrency != 10 || c.ShutdownTimeout != 30*time.Second || c.BatchSize != 100 || c.Queues["erpresync"] != 1 || c.HTTPAddr != "127.0.0.1:8080" ||
-		c.LedgerRetention != tasks.DefaultLedgerRetention {
+		c.LedgerRetention != ledger.DefaultLedgerRetention {
 		t.Errorf("defaults: %+v", c)
 	}
 	for in, want := range map[string]time.Duration{"0": 0, "3d": 72 * time.Hour, "36h": 36 * time.Hour} {

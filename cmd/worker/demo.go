@@ -22,6 +22,7 @@ import (
 
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/intake"
+	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redisconn"
 	"github.com/erpresync/erpresync/netserversim"
 	"github.com/erpresync/erpresync/runspage"
@@ -228,14 +229,14 @@ func demoListen(addr string, say func(format string, a ...any)) (net.Listener, e
 
 // demoWait shows progress until nothing of the run is pending; on the simulator it expires
 // every ticket once a third of the keys are done.
-func demoWait(ctx context.Context, ledger *tasks.Ledger, run string, sim *netserversim.Running, w io.Writer) (tasks.RunStatus, error) {
+func demoWait(ctx context.Context, lg *ledger.Ledger, run string, sim *netserversim.Running, w io.Writer) (ledger.RunStatus, error) {
 	expired := sim == nil
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	last := time.Time{}
 	for {
-		st, err := ledger.Status(ctx, run)
-		if err != nil && !errors.Is(err, tasks.ErrRunNotFound) {
+		st, err := lg.Status(ctx, run)
+		if err != nil && !errors.Is(err, ledger.ErrRunNotFound) {
 			return st, err
 		}
 		if !expired && st.ResyncedKeys*3 >= st.TotalKeys {
@@ -264,7 +265,7 @@ func demoWait(ctx context.Context, ledger *tasks.Ledger, run string, sim *netser
 
 // printSummary writes the run's summary and reports whether it matches the simulator's
 // own counts (always true against a real tenant, where there is nothing to compare).
-func printSummary(w io.Writer, st tasks.RunStatus, dead []tasks.DeadLetter, sim *netserversim.Running, m *tasks.Metrics, elapsed time.Duration, keys, poison []string) bool {
+func printSummary(w io.Writer, st ledger.RunStatus, dead []tasks.DeadLetter, sim *netserversim.Running, m *tasks.Metrics, elapsed time.Duration, keys, poison []string) bool {
 	retries, splits := retryCounts(m)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "\nRun %s\t%s\n", st.Run, st.State)
@@ -310,7 +311,7 @@ func printSummary(w io.Writer, st tasks.RunStatus, dead []tasks.DeadLetter, sim 
 // demoMatches checks the ledger against the simulator: every good key resynced, exactly the
 // poison keys dead (each once), no resync-all call, and the records equal to the changes the
 // simulator delivered.
-func demoMatches(st tasks.RunStatus, dead []tasks.DeadLetter, snap netserversim.Snapshot, keys, poison []string) bool {
+func demoMatches(st ledger.RunStatus, dead []tasks.DeadLetter, snap netserversim.Snapshot, keys, poison []string) bool {
 	bad := map[string]bool{}
 	for _, p := range poison {
 		bad[p] = true

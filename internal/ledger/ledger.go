@@ -324,3 +324,6 @@ func (l *Ledger) deadLetters(ctx context.Context, run string) ([]tasks.DeadLette
 	sortDead(out)
 	return out, nil
 }
+
+// The ledger is what the handler records through.
+var _ tasks.Ledger = (*Ledger)(nil)
