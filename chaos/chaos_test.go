@@ -14,9 +14,9 @@ import (
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/flow"
 	"github.com/erpresync/erpresync/internal/e2etest"
+	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/netserversim"
-	"github.com/erpresync/erpresync/tasks"
 )
 
 // TestKillWorkers: kill -9 of a random worker every few seconds while calls are in flight
@@ -159,15 +159,15 @@ func TestSentinelFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Repair once nothing of the run is left in asynq but what the failover lost.
-	ledger := tasks.NewLedger(rdb)
+	lg := ledger.NewLedger(rdb)
 	insp := asynq.NewInspectorFromRedisClient(rdb)
-	var res tasks.RepairResult
+	var res ledger.RepairResult
 	e2etest.WaitFor(t, "asynq done with the run", 4*time.Minute, func() (bool, error) {
 		queues, err := insp.Queues()
 		if err != nil {
 			return false, err
 		}
-		res, err = ledger.Repair(context.Background(), insp, run, queues...)
+		res, err = lg.Repair(context.Background(), insp, run, queues...)
 		if err != nil {
 			return false, err
 		}

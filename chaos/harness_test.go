@@ -15,8 +15,8 @@ import (
 
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/internal/e2etest"
+	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/netserversim"
-	"github.com/erpresync/erpresync/tasks"
 )
 
 // full is true under `make chaos` (ERPRESYNC_CHAOS=full): longer runs, more kills.
@@ -98,8 +98,8 @@ func progressed(t *testing.T, rdb redis.UniversalClient, run string, frac float6
 func audit(t *testing.T, rdb redis.UniversalClient, sim *netserversim.Running, run string, actor erpsync.ActorType, keys []string, wantDead map[string]string) {
 	t.Helper()
 	ctx := context.Background()
-	ledger := tasks.NewLedger(rdb)
-	st, err := ledger.Status(ctx, run)
+	lg := ledger.NewLedger(rdb)
+	st, err := lg.Status(ctx, run)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func audit(t *testing.T, rdb redis.UniversalClient, sim *netserversim.Running, r
 	if st.TotalKeys != n || st.ResyncedKeys != n-dead || st.DeadKeys != dead || st.PendingKeys != 0 {
 		t.Errorf("ledger totals %+v; want %d keys: %d resynced, %d dead", st, n, n-dead, dead)
 	}
-	dls, err := ledger.DeadLetters(ctx, run)
+	dls, err := lg.DeadLetters(ctx, run)
 	if err != nil {
 		t.Fatal(err)
 	}

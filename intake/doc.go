@@ -16,13 +16,13 @@
 // reason; without RunSpec.Strict it is skipped and listed in the [Summary], with it the
 // whole submission fails with a [*ValidationError] before anything is enqueued (a first
 // pass validates the whole input, a second submits it). After a complete pass the skipped
-// keys are recorded in the run (tasks.Ledger.RecordIntake: the count, and the first
-// tasks.MaxRejected with line and reason), so they outlive the producer's output.
+// keys are recorded in the run (ledger.Ledger.RecordIntake: the count, and the first
+// ledger.MaxRejected with line and reason), so they outlive the producer's output.
 //
 // An input without a single valid key — empty (a failed export piped in), only blank lines
 // or a CSV header, only invalid keys — is an error wrapping [ErrNoKeys] unless
 // RunSpec.AllowEmpty; nothing is enqueued, and the run is recorded with no keys (state
-// tasks.RunEmpty), so that it shows as empty instead of not found. cmd/enqueue and package
+// ledger.RunEmpty), so that it shows as empty instead of not found. cmd/enqueue and package
 // nightly both apply this rule.
 //
 // # Duplicates
@@ -39,14 +39,14 @@
 // A run has a name (RunSpec.Run, or a generated "run-20261127-101500-ab12"). Batch
 // boundaries depend only on the input, the batch size and the CSV column, so batch i of a
 // run is always the same keys, with asynq task ID tasks.BatchID(run, i). Each batch is
-// registered in the ledger (tasks.Ledger.RegisterBatch, idempotent) before it is
+// registered in the ledger (ledger.Ledger.RegisterBatch, idempotent) before it is
 // enqueued (a batch begun is finished even when the context is cancelled, so Ctrl-C leaves
 // no batch registered but not queued), and a batch that is already queued answers
 // asynq.ErrTaskIDConflict. Submitting the same input under the same run again — after a
 // crash, an error or Ctrl-C — therefore enqueues only the batches that are missing and
 // never a key twice. Until a submission completes, its run's intake is open in the ledger
 // (tasks.Ledger.OpenIntake, sealed by RecordIntake): a run cut off part way is
-// tasks.RunIncomplete, never done, however its batches fare. A resubmission with
+// ledger.RunIncomplete, never done, however its batches fare. A resubmission with
 // another ERP connection, actor type, batch size, CSV column or queue is refused
 // ([ErrRunMismatch]), and so is other input: a batch already queued is read back and
 // compared, and one holding other keys stops the submission (batches enqueued before it

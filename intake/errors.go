@@ -39,7 +39,7 @@ var (
 	// ErrNoKeys means the input held no valid key: it was empty (a failed export, an empty
 	// pipe), held only blank lines or a CSV header, or only invalid keys. Submit returns it,
 	// wrapped with the run and the input's name, unless RunSpec.AllowEmpty; either way the run
-	// is recorded in the ledger with no keys (state tasks.RunEmpty), and nothing is enqueued:
+	// is recorded in the ledger with no keys (state ledger.RunEmpty), and nothing is enqueued:
 	// an empty key list would make SuperOffice resync everything. The nightly schedule counts
 	// it as an empty source.
 	ErrNoKeys = errors.New("no keys were read")

@@ -22,6 +22,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/tasks"
 )
 
@@ -208,7 +209,7 @@ type Producer struct {
 	cfg    ProducerConfig
 	client *asynq.Client
 	insp   *asynq.Inspector // reads a batch already present, to compare its keys
-	ledger *tasks.Ledger
+	ledger *ledger.Ledger
 	opts   []asynq.Option
 }
 
@@ -241,7 +242,7 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 	if cfg.Redis != nil {
 		p.client = asynq.NewClientFromRedisClient(cfg.Redis)
 		p.insp = asynq.NewInspectorFromRedisClient(cfg.Redis)
-		p.ledger = tasks.NewLedger(cfg.Redis)
+		p.ledger = ledger.NewLedger(cfg.Redis)
 	}
 	return p, nil
 }
@@ -322,7 +323,7 @@ func (p *Producer) AddKey(ctx context.Context, erpConnectionID int, actor erpsyn
 // submission with an error naming the line. After a complete pass (not a dry run) the keys
 // skipped as invalid are recorded in the run (tasks.Ledger.RecordIntake); an input without a
 // valid key is then an error wrapping ErrNoKeys unless spec.AllowEmpty, and its run is in
-// the ledger with no keys (tasks.RunEmpty).
+// the ledger with no keys (ledger.RunEmpty).
 func (p *Producer) Submit(ctx context.Context, spec RunSpec, src Source) (sum Summary, err error) {
 	start := time.Now()
 	sum = Summary{Source: src.name(), DryRun: spec.DryRun}
@@ -367,15 +368,15 @@ func (p *Producer) Submit(ctx context.Context, spec RunSpec, src Source) (sum Su
 	return sum, nil
 }
 
-// recordIntake records in the ledger, after a complete pass, the keys rejected as invalid and
+// recordIntake records in the lg, after a complete pass, the keys rejected as invalid and
 // — for an input without a valid key — the run itself, so that it is visible as empty.
 func (s *submission) recordIntake(ctx context.Context) error {
 	if s.spec.DryRun {
 		return nil
 	}
-	rej := make([]tasks.RejectedKey, len(s.rejected))
+	rej := make([]ledger.RejectedKey, len(s.rejected))
 	for i, ke := range s.rejected {
-		rej[i] = tasks.RejectedKey{Source: ke.File, Line: ke.Line, Key: ke.Key, Reason: ke.Reason}
+		rej[i] = ledger.RejectedKey{Source: ke.File, Line: ke.Line, Key: ke.Key, Reason: ke.Reason}
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), batchTimeout)
 	defer cancel()
@@ -383,8 +384,8 @@ func (s *submission) recordIntake(ctx context.Context) error {
 }
 
 // meta is the run as the ledger creates it.
-func (s *submission) meta() tasks.RunMeta {
-	return tasks.RunMeta{Run: s.spec.Run, ErpConnectionID: s.spec.ErpConnectionID, ActorType: s.spec.ActorType, Source: s.spec.Origin}
+func (s *submission) meta() ledger.RunMeta {
+	return ledger.RunMeta{Run: s.spec.Run, ErpConnectionID: s.spec.ErpConnectionID, ActorType: s.spec.ActorType, Source: s.spec.Origin}
 }
 
 // open returns the input as a file; a reader, or a path that is not a regular file (a
@@ -508,7 +509,7 @@ type submission struct {
 
 	problems        []*KeyError
 	problemsOmitted int64
-	// rejected are the first tasks.MaxRejected invalid keys, for the ledger.
+	// rejected are the first ledger.MaxRejected invalid keys, for the ledger.
 	rejected    []*KeyError
 	dedupeBytes int
 }
@@ -809,7 +810,7 @@ func (s *submission) scan(ctx context.Context, hint int, jobs chan<- job) error 
 			}
 			s.invalid.Add(1)
 			s.problem(ke)
-			if len(s.rejected) < tasks.MaxRejected {
+			if len(s.rejected) < ledger.MaxRejected {
 				s.rejected = append(s.rejected, ke)
 			}
 			continue
@@ -856,7 +857,7 @@ func (v *verifier) matches(s *submission, cps []checkpoint, r uint32, key []byte
 	return bytes.Equal(v.rec.key, key), v.rec.line, nil
 }
 
-// enqueue registers batch j in the ledger, then enqueues it. The task is built first, so
+// enqueue registers batch j in the lg, then enqueues it. The task is built first, so
 // that nothing can fail between the two but Redis; and once begun, both are done even if
 // ctx is cancelled in between (Ctrl-C): registered alone, the batch would count keys in the
 // run that nothing resyncs. batchTimeout bounds them for a Redis that does not answer.

@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/tasks"
 )
@@ -105,7 +106,7 @@ func TestSubmitEnqueues(t *testing.T) {
 			t.Errorf("key %s enqueued %d times", k, n)
 		}
 	}
-	st, err := tasks.NewLedger(rdb).Status(context.Background(), "r1")
+	st, err := ledger.NewLedger(rdb).Status(context.Background(), "r1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +205,7 @@ func TestCrashAndResubmit(t *testing.T) {
 			t.Fatalf("task %d: id %s, want %s", i, id, want)
 		}
 	}
-	st, err := tasks.NewLedger(rdb).Status(context.Background(), "crash")
+	st, err := ledger.NewLedger(rdb).Status(context.Background(), "crash")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +238,7 @@ func TestStrictEnqueuesNothing(t *testing.T) {
 	if qs, _ := insp.Queues(); len(qs) != 0 {
 		t.Errorf("queues %v exist after a failed strict submission", qs)
 	}
-	if _, err := tasks.NewLedger(rdb).Status(context.Background(), "strict"); !errors.Is(err, tasks.ErrRunNotFound) {
+	if _, err := ledger.NewLedger(rdb).Status(context.Background(), "strict"); !errors.Is(err, ledger.ErrRunNotFound) {
 		t.Errorf("ledger status err = %v, want ErrRunNotFound", err)
 	}
 	// Nothing at all was written: the fixed input may be submitted under the run with other
@@ -532,7 +533,7 @@ func TestInterruptLeavesNoBatchUnqueued(t *testing.T) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
 	keys, ids := pendingKeys(t, db, "q")
-	st, err := tasks.NewLedger(rdb).Status(context.Background(), "interrupted")
+	st, err := ledger.NewLedger(rdb).Status(context.Background(), "interrupted")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -586,8 +587,8 @@ func TestNoKeys(t *testing.T) {
 					src.R = strings.NewReader(tt.content)
 				}
 			}
-			st, err := tasks.NewLedger(db.Client()).Status(context.Background(), run)
-			if err != nil || st.State != tasks.RunEmpty || st.TotalKeys != 0 || st.RejectedKeys != tt.rejected {
+			st, err := ledger.NewLedger(db.Client()).Status(context.Background(), run)
+			if err != nil || st.State != ledger.RunEmpty || st.TotalKeys != 0 || st.RejectedKeys != tt.rejected {
 				t.Errorf("status = %+v, %v; want an empty run with %d rejected", st, err, tt.rejected)
 			}
 			insp := asynq.NewInspectorFromRedisClient(db.Client())
@@ -611,20 +612,20 @@ func TestRejectedKeysRecorded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	l := tasks.NewLedger(db.Client())
+	l := ledger.NewLedger(db.Client())
 	st, _ := l.Status(context.Background(), "rej")
 	rej, err := l.Rejected(context.Background(), "rej")
 	if err != nil || st.RejectedKeys != 2 || st.TotalKeys != 2 || len(rej) != 2 {
 		t.Fatalf("status %+v, rejected %+v, %v", st, rej, err)
 	}
-	want := tasks.RejectedKey{Source: "k.txt", Line: 2, Key: "b\x01d", Reason: "contains control character U+0001 at byte 1, which XML 1.0 cannot carry"}
+	want := ledger.RejectedKey{Source: "k.txt", Line: 2, Key: "b\x01d", Reason: "contains control character U+0001 at byte 1, which XML 1.0 cannot carry"}
 	if rej[0] != want || rej[1].Line != 4 || rej[1].Reason != "longer than 254 characters (300)" || len(rej[1].Key) > 45 {
 		t.Errorf("rejected = %+v", rej)
 	}
 }
 
 // TestCutSubmissionIsIncomplete: a submission cut off before its end leaves its run
-// incomplete in the ledger, never finished, whatever its batches do (tasks.RunIncomplete);
+// incomplete in the ledger, never finished, whatever its batches do (ledger.RunIncomplete);
 // submitting the same input again completes and seals it.
 func TestCutSubmissionIsIncomplete(t *testing.T) {
 	t.Parallel()
@@ -641,15 +642,15 @@ func TestCutSubmissionIsIncomplete(t *testing.T) {
 	if _, err := p.Submit(ctx, spec, Source{Path: path}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cut submission: %v, want context.Canceled", err)
 	}
-	l := tasks.NewLedger(rdb)
+	l := ledger.NewLedger(rdb)
 	st, err := l.Status(context.Background(), "cut")
-	if err != nil || st.State != tasks.RunIncomplete || !st.FinishedAt.IsZero() {
+	if err != nil || st.State != ledger.RunIncomplete || !st.FinishedAt.IsZero() {
 		t.Fatalf("after the cut: %+v %v; want incomplete, not finished", st, err)
 	}
 	if _, err := newTestProducer(t, rdb, "q").Submit(context.Background(), spec, Source{Path: path}); err != nil {
 		t.Fatal(err)
 	}
-	if st, err = l.Status(context.Background(), "cut"); err != nil || st.State != tasks.RunActive || st.TotalKeys != 300 {
+	if st, err = l.Status(context.Background(), "cut"); err != nil || st.State != ledger.RunActive || st.TotalKeys != 300 {
 		t.Fatalf("resubmitted: %+v %v; want active with 300 keys", st, err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/erpresync/erpresync/intake"
+	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/tasks"
 )
 
@@ -91,7 +92,7 @@ type Config struct {
 type API struct {
 	cfg      Config
 	producer *intake.Producer
-	ledger   *tasks.Ledger
+	ledger   *ledger.Ledger
 	insp     *asynq.Inspector
 	tokens   [][sha256.Size]byte
 	mux      *http.ServeMux
@@ -156,7 +157,7 @@ func New(cfg Config) (*API, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	a := &API{cfg: cfg, ledger: tasks.NewLedger(cfg.Redis), insp: asynq.NewInspectorFromRedisClient(cfg.Redis), mux: http.NewServeMux(),
+	a := &API{cfg: cfg, ledger: ledger.NewLedger(cfg.Redis), insp: asynq.NewInspectorFromRedisClient(cfg.Redis), mux: http.NewServeMux(),
 		slots: make(chan struct{}, cfg.MaxSubmissions)}
 	for i, t := range cfg.Tokens {
 		if len(t) < MinTokenLength || strings.TrimSpace(t) != t {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/intake"
+	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/tasks"
 )
 
@@ -53,7 +54,7 @@ func TestPutIsIdempotent(t *testing.T) {
 	if len(keys) != 252 || keys[0] != "A0" || keys[1] != "A1" || keys[2] != "K0" {
 		t.Fatalf("queued %d keys, first %v", len(keys), keys[:min(3, len(keys))])
 	}
-	st, err := tasks.NewLedger(e.rdb).Status(t.Context(), "r1")
+	st, err := ledger.NewLedger(e.rdb).Status(t.Context(), "r1")
 	if err != nil || st.TotalKeys != 252 || st.Source != Origin {
 		t.Fatalf("ledger: %+v %v", st, err)
 	}
@@ -408,21 +409,21 @@ func TestRuns(t *testing.T) {
 	e.summary(e.put("/v1/runs/newer/keys?erp_connection=4&actor_type=Person", "text/plain", keyLines("P", 150)))
 
 	r := e.do(http.MethodGet, "/v1/runs/newer", "", token, nil)
-	var st tasks.RunReport
+	var st ledger.RunReport
 	r.decode(t, &st)
-	if r.code != 200 || st.Run != "newer" || st.State != tasks.RunActive || st.TotalKeys != 150 || st.PendingKeys != 150 ||
+	if r.code != 200 || st.Run != "newer" || st.State != ledger.RunActive || st.TotalKeys != 150 || st.PendingKeys != 150 ||
 		st.ErpConnectionID != 4 || st.ActorType != "Person" || st.Source != Origin || st.Batches != 2 || len(st.Records) != 3 {
 		t.Fatalf("GET /v1/runs/newer: %d %+v", r.code, st)
 	}
 	// The same report as `enqueue status --json` builds from the ledger.
-	ls, _ := tasks.NewLedger(e.rdb).Status(t.Context(), "newer")
-	want := tasks.NewRunReport(ls, *st.StartedAt) // rate and ETA aside
+	ls, _ := ledger.NewLedger(e.rdb).Status(t.Context(), "newer")
+	want := ledger.NewRunReport(ls, *st.StartedAt) // rate and ETA aside
 	st.KeysPerSecond, st.ETASeconds, want.ETASeconds = 0, nil, nil
 	if fmt.Sprint(st) != fmt.Sprint(want) {
 		t.Errorf("report %+v\nwant   %+v", st, want)
 	}
 
-	var list []tasks.RunReport
+	var list []ledger.RunReport
 	r = e.do(http.MethodGet, "/v1/runs", "", token, nil)
 	r.decode(t, &list)
 	if len(list) != 2 {
@@ -492,7 +493,7 @@ func TestRetryingBatches(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	srv.Shutdown()
-	var st tasks.RunReport
+	var st ledger.RunReport
 	e.do(http.MethodGet, "/v1/runs/held", "", token, nil).decode(t, &st)
 	if st.RetryingBatches != 1 || st.RetryReason != "SuperOffice is down" {
 		t.Errorf("report: %+v", st)

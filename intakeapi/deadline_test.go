@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/erpresync/erpresync/tasks"
+	"github.com/erpresync/erpresync/internal/ledger"
 )
 
 // startPut sends the head of a PUT of body and the first part bytes of it on a connection
@@ -100,8 +100,8 @@ func TestHangUpAfterBody(t *testing.T) {
 	if got := len(e.queued("hangup")); got != n {
 		t.Fatalf("%d keys queued, want all %d", got, n)
 	}
-	st, err := tasks.NewLedger(e.rdb).Status(context.Background(), "hangup")
-	if err != nil || st.TotalKeys != n || st.State != tasks.RunActive {
+	st, err := ledger.NewLedger(e.rdb).Status(context.Background(), "hangup")
+	if err != nil || st.TotalKeys != n || st.State != ledger.RunActive {
 		t.Fatalf("ledger: %+v %v; want %d keys, active", st, err, n)
 	}
 	e.noSpool()

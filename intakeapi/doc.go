@@ -2,14 +2,14 @@
 // (.NET, Java, ABAP, SQL jobs on other machines) hand keys to erpresync and watch their
 // runs. cmd/worker mounts it on its listener under /v1/ when INTAKE_TOKENS is set.
 //
-// It is a thin layer over package intake and the tasks ledger, so its validation, exact
+// It is a thin layer over package intake and the run ledger, so its validation, exact
 // duplicate check, idempotent runs and answers are the CLI's:
 //
 //	PUT  /v1/runs/{run}/keys   a run's keys as a streamed body (intake.Producer.Submit);
 //	                           answers intake.Summary, the JSON of `enqueue --json`
 //	POST /v1/keys              trickle keys (intake.Producer.AddKey); answers intake.Trickled
-//	GET  /v1/runs              recent runs, []tasks.RunReport (`enqueue runs --json`)
-//	GET  /v1/runs/{run}        tasks.RunReport (`enqueue status --json`)
+//	GET  /v1/runs              recent runs, []ledger.RunReport (`enqueue runs --json`)
+//	GET  /v1/runs/{run}        ledger.RunReport (`enqueue status --json`)
 //	GET  /v1/runs/{run}/dead   []tasks.DeadLetter (`enqueue dead list --json`)
 //	GET  /v1/openapi.json      the OpenAPI 3 document of all of this (no token needed)
 //
@@ -24,7 +24,7 @@
 // most Config.SlotWait for one of Config.MaxSubmissions slots (else 503 with Retry-After)
 // and is submitted on a context of its own, so a client that hangs up then still gets its
 // run completed; a submission that fails part way leaves its run incomplete in the ledger
-// (tasks.RunIncomplete), never done. Bodies over Config.MaxBody are refused with 413, and a
+// (ledger.RunIncomplete), never done. Bodies over Config.MaxBody are refused with 413, and a
 // body without a valid key with 400 (API.answer maps every error to its status).
 //
 // Unlike the CLI, a PUT is strict by default: one invalid key refuses the whole body

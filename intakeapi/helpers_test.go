@@ -21,6 +21,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/erpresync/erpresync/internal/e2etest"
+	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/tasks"
 )
@@ -228,7 +229,7 @@ func (e *env) noRun(run string) {
 // noEnqueued checks that the ledger and the queue know nothing of run.
 func (e *env) noEnqueued(run string) {
 	e.t.Helper()
-	if _, err := tasks.NewLedger(e.rdb).Status(context.Background(), run); !errors.Is(err, tasks.ErrRunNotFound) {
+	if _, err := ledger.NewLedger(e.rdb).Status(context.Background(), run); !errors.Is(err, ledger.ErrRunNotFound) {
 		e.t.Errorf("run %s is in the ledger (%v); want nothing enqueued", run, err)
 	}
 	if k := e.queued(run); len(k) > 0 {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/tasks"
 )
 
@@ -32,8 +33,8 @@ func TestNoKeysIs400(t *testing.T) {
 		if ae := r.apiErr(t); !strings.Contains(ae.Message, tt.want) || !strings.Contains(ae.Message, "nothing was enqueued") {
 			t.Errorf("%s: %q; want it to say %q", tt.name, ae.Message, tt.want)
 		}
-		st, err := tasks.NewLedger(e.rdb).Status(context.Background(), run)
-		if err != nil || st.State != tasks.RunEmpty {
+		st, err := ledger.NewLedger(e.rdb).Status(context.Background(), run)
+		if err != nil || st.State != ledger.RunEmpty {
 			t.Errorf("%s: ledger %+v %v; want the run recorded empty", tt.name, st, err)
 		}
 		if n := len(e.queued(run)); n != 0 {

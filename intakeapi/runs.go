@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/tasks"
 )
 
@@ -32,26 +33,26 @@ func (a *API) listRuns(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := a.cfg.Now()
-	out := make([]tasks.RunReport, 0, len(list))
+	out := make([]ledger.RunReport, 0, len(list))
 	for _, st := range list {
-		out = append(out, tasks.NewRunReport(st, now))
+		out = append(out, ledger.NewRunReport(st, now))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
 
 // status reads run {run}, answering 400 or 404 itself when it cannot.
-func (a *API) status(w http.ResponseWriter, r *http.Request) (tasks.RunStatus, bool) {
+func (a *API) status(w http.ResponseWriter, r *http.Request) (ledger.RunStatus, bool) {
 	run := r.PathValue("run")
 	if err := tasks.ValidateRunName(run); err != nil { // trickle runs are read too
 		writeError(w, http.StatusBadRequest, &apiError{Message: err.Error(), Field: "run"})
-		return tasks.RunStatus{}, false
+		return ledger.RunStatus{}, false
 	}
 	if e := knownParams(r.URL.Query(), nil); e != nil {
 		writeError(w, http.StatusBadRequest, e)
-		return tasks.RunStatus{}, false
+		return ledger.RunStatus{}, false
 	}
 	st, err := a.ledger.Status(r.Context(), run)
-	if errors.Is(err, tasks.ErrRunNotFound) {
+	if errors.Is(err, ledger.ErrRunNotFound) {
 		writeError(w, http.StatusNotFound, &apiError{Field: "run", Message: fmt.Sprintf("run %q not found (GET %sruns lists the recent ones)", run, Prefix)})
 		return st, false
 	}
@@ -68,7 +69,7 @@ func (a *API) getRun(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	rep, err := tasks.Report(r.Context(), a.cfg.Redis, a.insp, a.cfg.Queue, st, a.cfg.Now())
+	rep, err := ledger.Report(r.Context(), a.cfg.Redis, a.insp, a.cfg.Queue, st, a.cfg.Now())
 	if err != nil {
 		a.internal(w, "status of "+st.Run, err)
 		return

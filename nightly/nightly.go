@@ -9,12 +9,14 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/erpresync/erpresync/intake"
-	"github.com/erpresync/erpresync/tasks"
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
+
+	"github.com/erpresync/erpresync/intake"
+	"github.com/erpresync/erpresync/internal/ledger"
+	"github.com/erpresync/erpresync/tasks"
 )
 
 // TypeNightly is the task the scheduler fires for an entry; its payload is the Entry as JSON.
@@ -44,7 +46,7 @@ var (
 	ErrSourceMissing = errors.New("nightly source missing")
 	// ErrSourceEmpty means the source file is empty or holds no valid key; the error wraps
 	// intake.ErrNoKeys too. Nothing was enqueued (an empty key list would make SuperOffice
-	// resync everything); the run is in the ledger with state tasks.RunEmpty.
+	// resync everything); the run is in the ledger with state ledger.RunEmpty.
 	ErrSourceEmpty = errors.New("nightly source empty")
 )
 
@@ -137,7 +139,7 @@ type HandlerConfig struct {
 // Handler handles TypeNightly tasks. It is safe for concurrent use.
 type Handler struct {
 	cfg    HandlerConfig
-	ledger *tasks.Ledger
+	ledger *ledger.Ledger
 }
 
 // NewHandler returns a Handler.
@@ -154,7 +156,7 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	if cfg.Location == nil {
 		cfg.Location = time.UTC
 	}
-	return &Handler{cfg: cfg, ledger: tasks.NewLedger(cfg.Redis)}, nil
+	return &Handler{cfg: cfg, ledger: ledger.NewLedger(cfg.Redis)}, nil
 }
 
 // RunName is the run of entry name on day t: "nightly-customers-2026-11-27".
@@ -216,11 +218,11 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if last != "" && last != run {
 		st, err := h.ledger.Status(ctx, last)
 		switch {
-		case errors.Is(err, tasks.ErrRunNotFound):
+		case errors.Is(err, ledger.ErrRunNotFound):
 		case err != nil:
 			m.outcome(e.Name, OutcomeFailed)
 			return fmt.Errorf("nightly %s: status of %s: %w", e.Name, last, err)
-		case st.State == tasks.RunActive:
+		case st.State == ledger.RunActive:
 			log.Warn().Str("previous_run", last).Int64("pending_keys", st.PendingKeys).
 				Msg("nightly: previous run still active; not starting a new one")
 			m.outcome(e.Name, OutcomeOverlap)

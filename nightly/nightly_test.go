@@ -19,8 +19,8 @@ import (
 
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/intake"
+	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redistest"
-	"github.com/erpresync/erpresync/tasks"
 )
 
 func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
@@ -161,9 +161,9 @@ func (f *fixture) outcome(entry, outcome string) float64 {
 	return testutil.ToFloat64(f.metrics.Runs.WithLabelValues(entry, outcome))
 }
 
-func (f *fixture) status(t *testing.T, run string) (tasks.RunStatus, error) {
+func (f *fixture) status(t *testing.T, run string) (ledger.RunStatus, error) {
 	t.Helper()
-	return tasks.NewLedger(f.rdb).Status(context.Background(), run)
+	return ledger.NewLedger(f.rdb).Status(context.Background(), run)
 }
 
 func TestHandlerSubmitsAndRefusesOverlap(t *testing.T) {
@@ -180,7 +180,7 @@ func TestHandlerSubmitsAndRefusesOverlap(t *testing.T) {
 		t.Fatal(err)
 	}
 	st, err := f.status(t, "nightly-customers-2026-11-27")
-	if err != nil || st.TotalKeys != 3 || st.State != tasks.RunActive || st.Source != "nightly" {
+	if err != nil || st.TotalKeys != 3 || st.State != ledger.RunActive || st.Source != "nightly" {
 		t.Fatalf("status = %+v, %v", st, err)
 	}
 	if f.outcome("customers", OutcomeSubmitted) != 1 || testutil.ToFloat64(f.metrics.Keys.WithLabelValues("customers")) != 3 {
@@ -208,13 +208,13 @@ func TestHandlerSubmitsAndRefusesOverlap(t *testing.T) {
 	if got := f.outcome("customers", OutcomeOverlap); got != 3 {
 		t.Errorf("overlap count = %v", got)
 	}
-	if _, err := f.status(t, "nightly-customers-2026-11-28"); !errors.Is(err, tasks.ErrRunNotFound) {
+	if _, err := f.status(t, "nightly-customers-2026-11-28"); !errors.Is(err, ledger.ErrRunNotFound) {
 		t.Errorf("second run started despite overlap: %v", err)
 	}
 
 	// Once the first run is done, the next day's run starts.
 	finishRuns(t, f.db, f.queue)
-	if st, _ := f.status(t, "nightly-customers-2026-11-27"); st.State != tasks.RunDone {
+	if st, _ := f.status(t, "nightly-customers-2026-11-27"); st.State != ledger.RunDone {
 		t.Fatalf("first run = %+v", st)
 	}
 	if err := f.fire(t, e); err != nil {
@@ -260,10 +260,10 @@ func TestHandlerSourceProblems(t *testing.T) {
 		}
 		// An empty source leaves its run visible, as `enqueue` does; a missing one has no run.
 		st, err := f.status(t, "nightly-"+tt.name+"-2026-11-27")
-		if tt.wantErr == ErrSourceEmpty && (err != nil || st.State != tasks.RunEmpty) {
+		if tt.wantErr == ErrSourceEmpty && (err != nil || st.State != ledger.RunEmpty) {
 			t.Errorf("%s: status = %+v, %v; want an empty run", tt.name, st, err)
 		}
-		if tt.wantErr == ErrSourceMissing && !errors.Is(err, tasks.ErrRunNotFound) {
+		if tt.wantErr == ErrSourceMissing && !errors.Is(err, ledger.ErrRunNotFound) {
 			t.Errorf("%s: status = %+v, %v; want no run", tt.name, st, err)
 		}
 	}
@@ -388,7 +388,7 @@ func TestRetryAfterMidnightKeepsItsRun(t *testing.T) {
 	if st, err := f.status(t, "nightly-late-2026-11-27"); err != nil || st.TotalKeys != 2 {
 		t.Errorf("the first attempt's run: %+v, %v", st, err)
 	}
-	if _, err := f.status(t, "nightly-late-2026-11-28"); !errors.Is(err, tasks.ErrRunNotFound) {
+	if _, err := f.status(t, "nightly-late-2026-11-28"); !errors.Is(err, ledger.ErrRunNotFound) {
 		t.Errorf("the retry started the next day's run: %v", err)
 	}
 }

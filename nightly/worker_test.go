@@ -8,6 +8,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/tasks"
 )
@@ -28,7 +29,7 @@ func finishRuns(t *testing.T, db *redistest.DB, queue string) {
 	t.Helper()
 	rdb := db.Client()
 	defer rdb.Close()
-	h, err := tasks.NewHandler(tasks.HandlerConfig{Resyncer: okResyncer{}, Ledger: tasks.NewLedger(rdb)})
+	h, err := tasks.NewHandler(tasks.HandlerConfig{Resyncer: okResyncer{}, Ledger: ledger.NewLedger(rdb), Redis: rdb})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/runspage"
 	"github.com/erpresync/erpresync/tasks"
 )
@@ -15,7 +16,7 @@ import (
 // op stay proportional to items written, never to the body held.
 func BenchmarkChangesExport(b *testing.B) {
 	for _, n := range []int{1000, 100000} {
-		for _, f := range []tasks.ExportFormat{tasks.ExportCSV, tasks.ExportJSONL} {
+		for _, f := range []ledger.ExportFormat{ledger.ExportCSV, ledger.ExportJSONL} {
 			b.Run(fmt.Sprintf("%s/items=%d", f, n), func(b *testing.B) {
 				led := sample()
 				run := led.runs[0].Run

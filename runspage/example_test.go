@@ -23,7 +23,7 @@ func (b breaker) Pauses(context.Context) ([]runspage.Pause, error) {
 }
 
 // The worker mounts the page at runspage.Path next to the dashboard, behind its login;
-// Ledger is a *tasks.Ledger there, and Pauses flow control's breaker.
+// Ledger is a *ledger.Ledger there, and Pauses flow control's breaker.
 func ExampleNew() {
 	h, err := runspage.New(runspage.Config{
 		Ledger: sample(),

@@ -5,7 +5,7 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/erpresync/erpresync/tasks"
+	"github.com/erpresync/erpresync/internal/ledger"
 )
 
 // serveChanges streams a run's change items as CSV (?format=csv, the default) or NDJSON
@@ -14,9 +14,9 @@ import (
 func (h *Handler) serveChanges(w http.ResponseWriter, r *http.Request) {
 	name := r.URL.Query().Get("format")
 	if name == "" {
-		name = string(tasks.ExportCSV)
+		name = string(ledger.ExportCSV)
 	}
-	f, err := tasks.ParseExportFormat(name)
+	f, err := ledger.ParseExportFormat(name)
 	if err != nil {
 		h.fail(w, r, http.StatusBadRequest, "format="+err.Error())
 		return
@@ -25,7 +25,7 @@ func (h *Handler) serveChanges(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	ext := map[tasks.ExportFormat]string{tasks.ExportCSV: ".csv", tasks.ExportJSONL: ".ndjson"}[f]
+	ext := map[ledger.ExportFormat]string{ledger.ExportCSV: ".csv", ledger.ExportJSONL: ".ndjson"}[f]
 	// Run names hold letters, digits and "-_.:"; ':' is no good in a file name.
 	file := strings.ReplaceAll(st.Run, ":", "_") + "-changes" + ext
 	w.Header().Set("Content-Type", f.ContentType())
@@ -34,7 +34,7 @@ func (h *Handler) serveChanges(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cw := &countingWriter{w: w}
-	out := tasks.NewChangeWriter(cw, f)
+	out := ledger.NewChangeWriter(cw, f)
 	err = h.cfg.Ledger.Changes(r.Context(), st.Run, out.Write)
 	if err == nil {
 		err = out.Flush()

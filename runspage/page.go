@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/tasks"
 )
 
@@ -25,10 +26,10 @@ const (
 	MaxRuns = 1000
 )
 
-// Ledger is what the page reads of the run ledger; *tasks.Ledger satisfies it.
+// Ledger is what the page reads of the run ledger; *ledger.Ledger satisfies it.
 type Ledger interface {
-	Runs(ctx context.Context, limit int) ([]tasks.RunStatus, error)
-	Status(ctx context.Context, run string) (tasks.RunStatus, error)
+	Runs(ctx context.Context, limit int) ([]ledger.RunStatus, error)
+	Status(ctx context.Context, run string) (ledger.RunStatus, error)
 	DeadLetters(ctx context.Context, run string) ([]tasks.DeadLetter, error)
 	Changes(ctx context.Context, run string, fn func(tasks.ChangeItem) error) error
 }
@@ -40,8 +41,8 @@ type Config struct {
 	// Pauses reports flow control's pauses for the banner; nil shows none.
 	Pauses Pauser
 	// Retrying reports an active run's batches waiting in asynq's retry set, with the last
-	// error, for its page and the ETA in the list (tasks.RetryingBatches); nil shows none.
-	Retrying func(ctx context.Context, run string) (tasks.Retrying, error)
+	// error, for its page and the ETA in the list (ledger.RetryingBatches); nil shows none.
+	Retrying func(ctx context.Context, run string) (ledger.Retrying, error)
 	// Runs is how many recent runs the list shows without ?limit=; 0 means DefaultRuns.
 	Runs int
 	// DeadPerPage is how many dead letters a run's page lists; 0 means DefaultDeadPerPage.
@@ -204,7 +205,7 @@ func (h *Handler) serveList(w http.ResponseWriter, r *http.Request) {
 	active := false
 	for _, st := range list {
 		v := newRunView(st, now)
-		if h.cfg.Retrying != nil && st.PendingKeys > 0 && st.State == tasks.RunActive {
+		if h.cfg.Retrying != nil && st.PendingKeys > 0 && st.State == ledger.RunActive {
 			// The ETA waits for the run's retries, as on its own page.
 			rt, err := h.cfg.Retrying(r.Context(), st.Run)
 			if err != nil {
@@ -214,7 +215,7 @@ func (h *Handler) serveList(w http.ResponseWriter, r *http.Request) {
 			v.P = v.P.WithRetrying(rt, now)
 		}
 		views = append(views, v)
-		active = active || st.State == tasks.RunActive
+		active = active || st.State == ledger.RunActive
 	}
 	h.render(w, r, h.listPage, http.StatusOK, h.newPage(r, "Runs", active, struct {
 		Runs  []runView
@@ -223,14 +224,14 @@ func (h *Handler) serveList(w http.ResponseWriter, r *http.Request) {
 }
 
 // status reads the run named in the path, answering the error itself when there is none.
-func (h *Handler) status(w http.ResponseWriter, r *http.Request) (tasks.RunStatus, bool) {
+func (h *Handler) status(w http.ResponseWriter, r *http.Request) (ledger.RunStatus, bool) {
 	run := r.PathValue("run")
 	if err := tasks.ValidateRunName(run); err != nil {
 		h.fail(w, r, http.StatusNotFound, err.Error())
-		return tasks.RunStatus{}, false
+		return ledger.RunStatus{}, false
 	}
 	st, err := h.cfg.Ledger.Status(r.Context(), run)
-	if errors.Is(err, tasks.ErrRunNotFound) {
+	if errors.Is(err, ledger.ErrRunNotFound) {
 		h.fail(w, r, http.StatusNotFound, fmt.Sprintf("run %q not found: the ledger has never seen it", run))
 		return st, false
 	}
@@ -256,7 +257,7 @@ func (h *Handler) serveRun(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, http.StatusInternalServerError, "reading the dead letters: "+err.Error())
 		return
 	}
-	var retrying tasks.Retrying
+	var retrying ledger.Retrying
 	if h.cfg.Retrying != nil && st.PendingKeys > 0 {
 		if retrying, err = h.cfg.Retrying(r.Context(), st.Run); err != nil {
 			h.fail(w, r, http.StatusInternalServerError, "reading the retry set: "+err.Error())
@@ -266,9 +267,9 @@ func (h *Handler) serveRun(w http.ResponseWriter, r *http.Request) {
 	now := h.cfg.Now()
 	view := newRunView(st, now)
 	view.P = view.P.WithRetrying(retrying, now)
-	h.render(w, r, h.runPage, http.StatusOK, h.newPage(r, "Run "+st.Run, st.State == tasks.RunActive, struct {
+	h.render(w, r, h.runPage, http.StatusOK, h.newPage(r, "Run "+st.Run, st.State == ledger.RunActive, struct {
 		Run      runView
-		Retrying tasks.Retrying
+		Retrying ledger.Retrying
 		Waiting  string
 		Dead     deadPage
 	}{view, retrying, view.P.RetryNote(now), newDeadPage(dls, pageNo, h.cfg.DeadPerPage)}))

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/runspage"
 	"github.com/erpresync/erpresync/tasks"
 )
@@ -28,7 +29,7 @@ var (
 
 // fakeLedger is a ledger in memory; err, when set, is every method's answer.
 type fakeLedger struct {
-	runs    []tasks.RunStatus
+	runs    []ledger.RunStatus
 	dead    map[string][]tasks.DeadLetter
 	changes map[string][]tasks.ChangeItem
 	err     error
@@ -36,7 +37,7 @@ type fakeLedger struct {
 	failAfter int
 }
 
-func (f *fakeLedger) Runs(_ context.Context, limit int) ([]tasks.RunStatus, error) {
+func (f *fakeLedger) Runs(_ context.Context, limit int) ([]ledger.RunStatus, error) {
 	if f.err != nil {
 		return nil, f.err
 	}
@@ -46,16 +47,16 @@ func (f *fakeLedger) Runs(_ context.Context, limit int) ([]tasks.RunStatus, erro
 	return f.runs, nil
 }
 
-func (f *fakeLedger) Status(_ context.Context, run string) (tasks.RunStatus, error) {
+func (f *fakeLedger) Status(_ context.Context, run string) (ledger.RunStatus, error) {
 	if f.err != nil {
-		return tasks.RunStatus{}, f.err
+		return ledger.RunStatus{}, f.err
 	}
 	for _, st := range f.runs {
 		if st.Run == run {
 			return st, nil
 		}
 	}
-	return tasks.RunStatus{}, fmt.Errorf("%w: %s", tasks.ErrRunNotFound, run)
+	return ledger.RunStatus{}, fmt.Errorf("%w: %s", ledger.ErrRunNotFound, run)
 }
 
 func (f *fakeLedger) DeadLetters(_ context.Context, run string) ([]tasks.DeadLetter, error) {
@@ -84,15 +85,15 @@ func (p fakePauser) Pauses(context.Context) ([]runspage.Pause, error) { return p
 // sample is a ledger with an active run, a finished one with dead letters, and their
 // records and changes.
 func sample() *fakeLedger {
-	active := tasks.RunStatus{Run: "nightly-customers-2026-11-27", State: tasks.RunActive, ErpConnectionID: 3,
+	active := ledger.RunStatus{Run: "nightly-customers-2026-11-27", State: ledger.RunActive, ErpConnectionID: 3,
 		ActorType: erpsync.ActorCustomer, Source: "nightly", TotalKeys: 12000, ResyncedKeys: 4000, DeadKeys: 500,
 		PendingKeys: 7500, Batches: 120, Calls: 61, StartedAt: t0,
 		Records: map[string]map[string]int64{tasks.KindAdded: {"contact": 1200}, tasks.KindUpdated: {"contact": 2800, "person": 7}, tasks.KindDeleted: {}}}
-	done := tasks.RunStatus{Run: "persons:manual", State: tasks.RunDoneWithDead, ErpConnectionID: 3,
+	done := ledger.RunStatus{Run: "persons:manual", State: ledger.RunDoneWithDead, ErpConnectionID: 3,
 		ActorType: erpsync.ActorPerson, TotalKeys: 120, ResyncedKeys: 0, DeadKeys: 120, Batches: 2, Calls: 30,
 		StartedAt: t0.Add(-time.Hour), FinishedAt: t0.Add(-time.Hour + time.Minute),
 		Records: map[string]map[string]int64{tasks.KindAdded: {}, tasks.KindUpdated: {}, tasks.KindDeleted: {}}}
-	f := &fakeLedger{runs: []tasks.RunStatus{active, done}, dead: map[string][]tasks.DeadLetter{}, changes: map[string][]tasks.ChangeItem{}}
+	f := &fakeLedger{runs: []ledger.RunStatus{active, done}, dead: map[string][]tasks.DeadLetter{}, changes: map[string][]tasks.ChangeItem{}}
 	for i := range 120 {
 		f.dead[done.Run] = append(f.dead[done.Run], tasks.DeadLetter{Run: done.Run, Key: fmt.Sprintf("P%04d", i),
 			BatchID: "persons:manual:b000000", Class: "business", ErrorCode: "ERP_REJECTED", Attempts: 3,
@@ -167,7 +168,7 @@ func TestListShowsRuns(t *testing.T) {
 		`<meta http-equiv="refresh" content="10">`,
 		`<a href="/monitoring/">tasks (dashboard)</a>`,
 	)
-	// The numbers come from tasks.RunStatus.Progress, as `enqueue status` shows them.
+	// The numbers come from ledger.RunStatus.Progress, as `enqueue status` shows them.
 	p := sample().runs[0].Progress(now)
 	wantContains(t, "runs list", body, fmt.Sprintf(`data-field="eta">%s<`, p.FormatETA()))
 	for _, bad := range []string{"<script", "https://", "http://", "data-pause"} {
@@ -298,11 +299,11 @@ func TestChangesExport(t *testing.T) {
 	run := "nightly-customers-2026-11-27"
 	for _, tt := range []struct {
 		query, ctype, file string
-		f                  tasks.ExportFormat
+		f                  ledger.ExportFormat
 	}{
-		{"", "text/csv; charset=utf-8", run + "-changes.csv", tasks.ExportCSV},
-		{"?format=csv", "text/csv; charset=utf-8", run + "-changes.csv", tasks.ExportCSV},
-		{"?format=jsonl", "application/x-ndjson", run + "-changes.ndjson", tasks.ExportJSONL},
+		{"", "text/csv; charset=utf-8", run + "-changes.csv", ledger.ExportCSV},
+		{"?format=csv", "text/csv; charset=utf-8", run + "-changes.csv", ledger.ExportCSV},
+		{"?format=jsonl", "application/x-ndjson", run + "-changes.ndjson", ledger.ExportJSONL},
 	} {
 		t.Run(string(tt.f)+tt.query, func(t *testing.T) {
 			resp, body := get(t, "GET", srv.URL+"/runs/"+run+"/changes"+tt.query)
@@ -314,7 +315,7 @@ func TestChangesExport(t *testing.T) {
 			}
 			// Byte for byte what `enqueue changes` writes.
 			var want strings.Builder
-			w := tasks.NewChangeWriter(&want, tt.f)
+			w := ledger.NewChangeWriter(&want, tt.f)
 			for _, it := range led.changes[run] {
 				w.Write(it)
 			}
@@ -416,11 +417,11 @@ func TestRunPageShowsRetryingBatches(t *testing.T) {
 	t.Parallel()
 	var mu sync.Mutex
 	var asked []string
-	srv := newServer(t, runspage.Config{Ledger: sample(), Retrying: func(_ context.Context, run string) (tasks.Retrying, error) {
+	srv := newServer(t, runspage.Config{Ledger: sample(), Retrying: func(_ context.Context, run string) (ledger.Retrying, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		asked = append(asked, run)
-		return tasks.Retrying{Batches: 3, LastError: "HTTP 503\nService Unavailable", LastFailedAt: t0}, nil
+		return ledger.Retrying{Batches: 3, LastError: "HTTP 503\nService Unavailable", LastFailedAt: t0}, nil
 	}})
 	_, body := get(t, "GET", srv.URL+"/runs/nightly-customers-2026-11-27")
 	wantContains(t, "active run", body, `<span data-field="retrying">3</span> batches; last error (2026-11-27 02:30:00 UTC): <span data-field="retry-reason">HTTP 503 Service Unavailable</span>`)
@@ -441,8 +442,8 @@ func TestRunPageShowsRetryingBatches(t *testing.T) {
 func TestRunPageETAWaitsForRetries(t *testing.T) {
 	t.Parallel()
 	due := now.Add(7 * time.Minute)
-	srv := newServer(t, runspage.Config{Ledger: sample(), Now: func() time.Time { return now }, Retrying: func(context.Context, string) (tasks.Retrying, error) {
-		return tasks.Retrying{Batches: 75, Keys: 7500, LastError: "auth: login refused", LastFailedAt: t0, NextAt: due, LastAt: due,
+	srv := newServer(t, runspage.Config{Ledger: sample(), Now: func() time.Time { return now }, Retrying: func(context.Context, string) (ledger.Retrying, error) {
+		return ledger.Retrying{Batches: 75, Keys: 7500, LastError: "auth: login refused", LastFailedAt: t0, NextAt: due, LastAt: due,
 			AuthBatches: 75, AuthError: "auth: login refused"}, nil
 	}})
 	_, body := get(t, "GET", srv.URL+"/runs/")

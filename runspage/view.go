@@ -9,13 +9,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/tasks"
 )
 
 // runView is one run as the templates show it.
 type runView struct {
-	tasks.RunStatus
-	P tasks.Progress
+	ledger.RunStatus
+	P ledger.Progress
 	// Href is the run's page, relative to Path.
 	Href string
 	// Tables are the records changed, one row per CRM table, by name.
@@ -30,7 +31,7 @@ type tableRow struct {
 	Added, Updated, Deleted int64
 }
 
-func newRunView(st tasks.RunStatus, now time.Time) runView {
+func newRunView(st ledger.RunStatus, now time.Time) runView {
 	v := runView{RunStatus: st, P: st.Progress(now), Href: "./" + url.PathEscape(st.Run)}
 	names := map[string]bool{}
 	for _, byTable := range st.Records {
@@ -127,11 +128,11 @@ func minute(t time.Time) string {
 // stateLabel is a run state for people; a state this package does not know shows as is.
 func stateLabel(s string) string {
 	switch s {
-	case tasks.RunActive:
+	case ledger.RunActive:
 		return "active"
-	case tasks.RunDone:
+	case ledger.RunDone:
 		return "done"
-	case tasks.RunDoneWithDead:
+	case ledger.RunDoneWithDead:
 		return "done, with dead letters"
 	}
 	return s

@@ -87,7 +87,7 @@ func NewAggregator(cfg AggregatorConfig) asynq.GroupAggregator {
 		}
 		b.Run = TrickleRun(day, b.ErpConnectionID, b.ActorType)
 		b.Source = "trickle"
-		id := b.Run + ":t" + nonce()
+		id := b.Run + ":t" + Nonce()
 		b.ID = id
 		payload, _ := json.Marshal(b) // a Batch always encodes
 		opts := append([]asynq.Option{
@@ -100,8 +100,8 @@ func NewAggregator(cfg AggregatorConfig) asynq.GroupAggregator {
 	})
 }
 
-// nonce is a time-ordered unique suffix: unix milliseconds and 4 random bytes, in hex.
-func nonce() string {
+// Nonce is a time-ordered unique suffix: unix milliseconds and 4 random bytes, in hex.
+func Nonce() string {
 	var r [4]byte
 	_, _ = rand.Read(r[:])
 	return fmt.Sprintf("%x%s", time.Now().UnixMilli(), hex.EncodeToString(r[:]))

@@ -187,7 +187,7 @@ func TestRetryDelay(t *testing.T) {
 
 func TestDeadReason(t *testing.T) {
 	t.Parallel()
-	got := deadReason(ClassBusiness, &BusinessError{ErrorCode: "ERP_REJECTED", TechExplanation: "customer blocked"}, 3, 1)
+	got := DeadReason(ClassBusiness, &BusinessError{ErrorCode: "ERP_REJECTED", TechExplanation: "customer blocked"}, 3, 1)
 	want := "dead letter: business failure ERP_REJECTED: customer blocked after 3 attempts (1 key)"
 	if got != want {
 		t.Errorf("deadReason = %q, want %q", got, want)

@@ -4,8 +4,9 @@ import (
 	"errors"
 	"time"
 
-	"github.com/erpresync/erpresync/retry"
 	"github.com/hibiken/asynq"
+
+	"github.com/erpresync/erpresync/retry"
 )
 
 // DefaultFastPolicy is the handler's in-process retry policy for transient errors: waits

@@ -1,22 +1,24 @@
-// Package tasks is the asynq-facing heart of erpresync: the task types and payloads that
-// carry ERP external keys, their constructors, the handler that calls SuperOffice's
-// ErpSync.ForceResyncExternal for each batch, the one classifier that decides what an
-// error means (permanent, transient, throttled, auth, business), and the Redis ledger
-// that records every run's keys, results, Changes and dead letters.
+// Package tasks is the asynq-facing side of erpresync, in asynq's own convention: the task
+// types and payloads that carry ERP external keys, their constructors, the handler that
+// calls SuperOffice's ErpSync.ForceResyncExternal for each batch, and the one classifier
+// that decides what an error means (permanent, transient, throttled, auth, business).
 //
 // The promise it keeps: every key that goes in comes out either resynced, with the
 // Changes SuperOffice answered on record, or visibly dead-lettered with its reason.
 //
-// Flow: a producer registers each batch with [Ledger.RegisterBatch] and enqueues
-// [NewResyncTask] (or hands single keys over with [NewTrickleTask], which asynq groups
-// and [NewAggregator] merges into a batch). [Handler.ProcessTask] makes one call per
+// Flow: a producer registers each batch in the run ledger (package internal/ledger) and
+// enqueues [NewResyncTask] (or hands single keys over with [NewTrickleTask], which asynq
+// groups and [NewAggregator] merges into a batch). [Handler.ProcessTask] makes one call per
 // batch, retries transient errors in-process (retry.Policy.Do), leaves long-horizon retries
 // to asynq ([RetryDelay], [IsFailure]), splits a batch that SuperOffice refuses
-// (IsOk=false) to isolate poison keys, and dead-letters what cannot succeed. With a
-// [Flow] (package flow), it asks the ERP connection's circuit breaker before each call and
-// tells it the answer, and holds batches while a breaker is open: such holds use no retries
-// and never end in dead letters. Every state
-// change of a batch is one Lua script over the run's keys, so re-runs after a crash never
-// double-count. [Ledger.Prune] removes finished runs once they are past their retention
-// period ([DefaultLedgerRetention], 30 days; the worker calls it every hour).
+// (IsOk=false) to isolate poison keys ([HalfTasks]), and dead-letters what cannot succeed.
+// With a [Flow] (package flow), it asks the ERP connection's circuit breaker before each
+// call and tells it the answer, and holds batches while a breaker is open: such holds use
+// no retries and never end in dead letters.
+//
+// The handler records every step through the [Ledger] interface it declares here; the
+// ledger imports this package for the payloads ([Batch], [DeadLetter], [ChangeItem]) and
+// the split helpers, never the other way round. Each transition is one atomic step in the
+// ledger, so re-runs after a crash never double-count. The handler's tests run against the
+// real ledger and live beside it, in internal/ledger.
 package tasks

@@ -1,7 +1,6 @@
 package tasks_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/soap"
 	"github.com/erpresync/erpresync/tasks"
 )
@@ -61,7 +61,8 @@ func Example_worker() {
 	)
 	h, err := tasks.NewHandler(tasks.HandlerConfig{
 		Resyncer: client,
-		Ledger:   tasks.NewLedger(rdb),
+		Ledger:   ledger.NewLedger(rdb),
+		Redis:    rdb,
 		Metrics:  tasks.NewMetrics(nil), // pass prometheus.DefaultRegisterer or the worker's registry
 		Logger:   log,
 	})
@@ -78,33 +79,5 @@ func Example_worker() {
 		DelayedTaskCheckInterval: time.Second,
 	})
 	_ = srv.Start(h)
-	// ... and every few minutes: tasks.NewLedger(rdb).ReconcileArchived(ctx, inspector)
-}
-
-func ExampleParseRetention() {
-	for _, s := range []string{"30d", "72h", "0", "a month"} {
-		d, err := tasks.ParseRetention(s)
-		fmt.Println(d, err)
-	}
-	// Output:
-	// 720h0m0s <nil>
-	// 72h0m0s <nil>
-	// 0s <nil>
-	// 0s retention "a month": want a period such as 30d, 72h or 90m, or 0 to keep runs for ever
-}
-
-// How the worker prunes the ledger (LEDGER_RETENTION), and `enqueue runs --prune --dry-run`.
-func ExampleLedger_Prune() {
-	var (
-		ctx  context.Context
-		rdb  redis.UniversalClient
-		insp *asynq.Inspector // deletes the archived tasks of the removed runs' dead letters
-	)
-	res, err := tasks.NewLedger(rdb).Prune(ctx, tasks.PruneOptions{OlderThan: tasks.DefaultLedgerRetention, Inspector: insp, DryRun: true})
-	if err != nil {
-		return
-	}
-	for _, r := range res.Runs {
-		fmt.Printf("would remove %s (%s, %d keys, finished %s)\n", r.Run, r.State, r.TotalKeys, r.FinishedAt)
-	}
+	// ... and every few minutes: ledger.NewLedger(rdb).ReconcileArchived(ctx, inspector)
 }

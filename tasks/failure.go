@@ -37,7 +37,7 @@ func (h *Handler) refused(ctx context.Context, log zerolog.Logger, tc taskCtx, b
 		log.Info().Str("error_code", resp.ErrorCode).Msg("batch refused; splitting to isolate the poison keys")
 		return h.split(ctx, log, tc, b)
 	}
-	n, err := h.ledger.incrBusiness(context.WithoutCancel(ctx), b.Run, tc.id)
+	n, err := h.ledger.CountBusiness(context.WithoutCancel(ctx), b.Run, tc.id)
 	if err != nil {
 		return fmt.Errorf("ledger: count business failure: %w", err)
 	}
@@ -98,7 +98,7 @@ func (h *Handler) failed(ctx context.Context, log zerolog.Logger, tc taskCtx, b 
 		// log and erpresync_auth_failures_total say what to fix. It is not held forever:
 		// after AuthMaxHold from its first auth failure the batch is dead-lettered, so a
 		// credential nobody fixes ends in visible dead letters, not an endless loop.
-		since, lerr := h.ledger.holdSince(context.WithoutCancel(ctx), keysFor(b.Run).auth, tc.id, h.now())
+		since, lerr := h.ledger.HoldSince(context.WithoutCancel(ctx), b.Run, tc.id, h.now())
 		if lerr != nil {
 			return fmt.Errorf("ledger: auth hold: %w", lerr)
 		}
@@ -119,7 +119,7 @@ func (h *Handler) failed(ctx context.Context, log zerolog.Logger, tc taskCtx, b 
 // dead records every key of the batch as a dead letter and returns the SkipRetry error
 // whose message asynqmon shows in the Archived tab.
 func (h *Handler) dead(ctx context.Context, log zerolog.Logger, tc taskCtx, b Batch, class Class, cause error, be *BusinessError, attempts int) error {
-	reason := deadReason(class, cause, attempts, len(b.Keys))
+	reason := DeadReason(class, cause, attempts, len(b.Keys))
 	now := h.now().UTC()
 	dls := make([]DeadLetter, len(b.Keys))
 	for i, k := range b.Keys {
@@ -131,7 +131,7 @@ func (h *Handler) dead(ctx context.Context, log zerolog.Logger, tc taskCtx, b Ba
 			dls[i].TechExplanation = erpsync.Truncate(cause.Error(), 1000)
 		}
 	}
-	applied, err := h.ledger.recordDead(context.WithoutCancel(ctx), b.Run, tc.id, dls, now)
+	applied, err := h.ledger.RecordDead(context.WithoutCancel(ctx), b.Run, tc.id, dls, now)
 	if err != nil {
 		// Not SkipRetry: asynq retries (or archives on the last attempt, and
 		// ReconcileArchived records it then).
@@ -144,9 +144,9 @@ func (h *Handler) dead(ctx context.Context, log zerolog.Logger, tc taskCtx, b Ba
 	return &Error{Class: class, BatchID: tc.id, Keys: len(b.Keys), Dead: true, Err: cause, msg: reason}
 }
 
-// deadReason is the sentence a person reads in asynqmon and in the ledger, e.g.
+// DeadReason is the sentence a person reads in asynqmon and in the ledger, e.g.
 // "dead letter: business failure ERP_REJECTED: customer blocked after 4 attempts (1 key)".
-func deadReason(class Class, cause error, attempts, keys int) string {
+func DeadReason(class Class, cause error, attempts, keys int) string {
 	var what string
 	switch class {
 	case ClassBusiness:

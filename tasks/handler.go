@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/erpresync/erpresync/erpsync"
@@ -46,9 +47,11 @@ const (
 type HandlerConfig struct {
 	// Resyncer calls SuperOffice. Required.
 	Resyncer Resyncer
-	// Ledger records batches. Required. The handler enqueues split halves through the
-	// ledger's Redis client.
-	Ledger *Ledger
+	// Ledger records batches (package internal/ledger). Required.
+	Ledger Ledger
+	// Redis is the asynq Redis the batches live in; the handler enqueues split halves
+	// through it. Required.
+	Redis redis.UniversalClient
 	// FastPolicy is the in-process retry of transient errors. When its numeric fields are all
 	// zero, DefaultFastPolicy's are used (an injected Clock or Rand is kept).
 	// Its MaxElapsed must leave room for one call inside the task timeout; Do also stops
@@ -88,6 +91,9 @@ func (c *HandlerConfig) validate() error {
 	if c.Ledger == nil {
 		return errors.New("tasks: HandlerConfig.Ledger is nil")
 	}
+	if c.Redis == nil {
+		return errors.New("tasks: HandlerConfig.Redis is nil")
+	}
 	return nil
 }
 
@@ -95,7 +101,7 @@ func (c *HandlerConfig) validate() error {
 // for concurrent use by asynq's workers.
 type Handler struct {
 	cfg    HandlerConfig
-	ledger *Ledger
+	ledger Ledger
 	client *asynq.Client
 	log    zerolog.Logger
 	now    func() time.Time
@@ -133,7 +139,7 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	return &Handler{
 		cfg:    cfg,
 		ledger: cfg.Ledger,
-		client: asynq.NewClientFromRedisClient(cfg.Ledger.rdb),
+		client: asynq.NewClientFromRedisClient(cfg.Redis),
 		log:    cfg.Logger,
 		now:    now,
 	}, nil
@@ -193,14 +199,14 @@ func (h *Handler) processTrickle(ctx context.Context, t *asynq.Task) error {
 	if err := json.Unmarshal(t.Payload(), &tr); err != nil {
 		return fmt.Errorf("tasks: unreadable trickle payload: %v: %w", err, asynq.SkipRetry)
 	}
-	b := trickleBatch(tr, h.now())
+	b := tr.Batch(h.now())
 	return h.process(ctx, t, b, b.Validate())
 }
 
-// trickleBatch is the one-key batch of a trickle task processed alone. Its run is named after
+// Batch is the one-key batch of a trickle task processed alone. Its run is named after
 // the day the key was handed over (now only when the payload has no time), so that every
-// attempt, whatever the day, and ReconcileArchived count it in the same run.
-func trickleBatch(tr Trickle, now time.Time) Batch {
+// attempt, whatever the day, and the ledger's reconciliation count it in the same run.
+func (tr Trickle) Batch(now time.Time) Batch {
 	day := tr.At
 	if day.IsZero() {
 		day = now
@@ -225,7 +231,7 @@ func (h *Handler) process(ctx context.Context, t *asynq.Task, b Batch, invalid e
 	log := h.log.With().Str("task_id", tc.id).Str("run", b.Run).Int("erp_connection", b.ErpConnectionID).
 		Str("actor_type", b.ActorType.String()).Int("keys", len(b.Keys)).Logger()
 
-	if validateRun(b.Run) != nil || len(b.Keys) == 0 {
+	if ValidateBatchRun(b.Run) != nil || len(b.Keys) == 0 {
 		// No run to record in, or no keys to record: asynq's archive is the only trace.
 		log.Error().Err(invalid).Msg("dead letter: malformed batch with no run or no keys")
 		return &Error{Class: ClassPermanent, BatchID: tc.id, Keys: len(b.Keys), Dead: true, Err: invalid,
@@ -233,14 +239,14 @@ func (h *Handler) process(ctx context.Context, t *asynq.Task, b Batch, invalid e
 	}
 	// One round trip: a producer's batch is registered (a no-op when the producer did, so a
 	// batch enqueued without registration is still counted) and the batch's state is read.
-	state, err := h.ledger.claim(ctx, b, tc.id)
+	state, err := h.ledger.Claim(ctx, b, tc.id)
 	if err != nil {
 		return fmt.Errorf("ledger: batch state: %w", err)
 	}
 	if invalid != nil {
 		return h.dead(ctx, log, tc, b, ClassPermanent, invalid, nil, tc.retried+1)
 	}
-	if state == stateSplit {
+	if state == BatchSplit {
 		log.Info().Msg("batch already split; re-enqueueing its halves")
 		return h.enqueueChildren(ctx, tc, b)
 	}
@@ -258,7 +264,7 @@ func (h *Handler) process(ctx context.Context, t *asynq.Task, b Batch, invalid e
 	}
 	// A success counts its calls in the same script that records it; every other outcome here.
 	if calls > 0 {
-		if cerr := h.ledger.incrCalls(context.WithoutCancel(ctx), b.Run, calls); cerr != nil {
+		if cerr := h.ledger.CountCalls(context.WithoutCancel(ctx), b.Run, calls); cerr != nil {
 			log.Warn().Err(cerr).Msg("ledger: count calls")
 		}
 	}
@@ -270,15 +276,15 @@ func (h *Handler) process(ctx context.Context, t *asynq.Task, b Batch, invalid e
 
 // finished handles a batch the ledger has already finished as done or dead, and reports
 // whether it had; it returns the task's error then.
-func (h *Handler) finished(ctx context.Context, log zerolog.Logger, tc taskCtx, b Batch, state string) (bool, error) {
+func (h *Handler) finished(ctx context.Context, log zerolog.Logger, tc taskCtx, b Batch, state BatchState) (bool, error) {
 	switch state {
-	case stateDone:
+	case BatchDone:
 		log.Info().Msg("batch already done; not calling SuperOffice again")
 		return true, nil
-	case stateDead:
+	case BatchDead:
 		// A re-run after a crash, or an operator pressing "Run" on the archived task: the
 		// keys stay dead; `enqueue dead requeue` is the way to try them again.
-		reason := h.ledger.deadReason(ctx, b.Run, tc.id, b.Keys[0])
+		reason := h.ledger.DeadReason(ctx, b.Run, tc.id, b.Keys[0])
 		log.Info().Str("reason", reason).Msg("batch already dead-lettered; not calling SuperOffice again")
 		return true, &Error{Class: ClassPermanent, BatchID: tc.id, Keys: len(b.Keys), Dead: true,
 			Err: errors.New("batch already dead-lettered"),
@@ -360,8 +366,8 @@ func (h *Handler) succeeded(ctx context.Context, log zerolog.Logger, t *asynq.Ta
 			log.Warn().Err(err).Msg("could not store the task result (the ledger still records it)")
 		}
 	}
-	items := changeItems(b.Run, tc.id, resp.Changes, now)
-	applied, err := h.ledger.recordSuccess(context.WithoutCancel(ctx), b.Run, tc.id, len(b.Keys), calls, items, now)
+	items := ChangeItems(b.Run, tc.id, resp.Changes, now)
+	applied, err := h.ledger.RecordSuccess(context.WithoutCancel(ctx), b.Run, tc.id, len(b.Keys), calls, items, now)
 	if err != nil {
 		return fmt.Errorf("ledger: record success: %w", err)
 	}
@@ -375,7 +381,9 @@ func (h *Handler) succeeded(ctx context.Context, log zerolog.Logger, t *asynq.Ta
 	return nil
 }
 
-func changeItems(run, taskID string, c erpsync.Changes, at time.Time) []ChangeItem {
+// ChangeItems flattens the Changes of one call (task taskID of run) into the items the ledger
+// keeps, added, then updated, then deleted.
+func ChangeItems(run, taskID string, c erpsync.Changes, at time.Time) []ChangeItem {
 	items := make([]ChangeItem, 0, len(c.Added)+len(c.Updated)+len(c.Deleted))
 	for _, l := range []struct {
 		kind string

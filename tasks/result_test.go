@@ -13,7 +13,8 @@ import (
 // table and does not repeat them (the ledger keeps them).
 func TestResultCountsChanges(t *testing.T) {
 	t.Parallel()
-	resp := okResponse([]string{"A", "B", "C"})
+	resp := &erpsync.Result{IsOk: true, Status: erpsync.StatusOk, Changes: erpsync.Changes{Updated: []erpsync.ChangedItem{
+		{Table: "contact", RecordID: 1}, {Table: "contact", RecordID: 2}, {Table: "contact", RecordID: 3}}}}
 	resp.Changes.Added = []erpsync.ChangedItem{{Table: "person", RecordID: 424242}}
 	b, err := json.Marshal(newResult("r:b000000", "r", 3, resp, time.Date(2026, 11, 27, 2, 0, 0, 0, time.UTC)))
 	if err != nil {

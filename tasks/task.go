@@ -100,13 +100,13 @@ func BatchID(run string, seq int) string {
 }
 
 // childID is the task ID of half i (0 or 1) of a split batch.
-func childID(parent string, i int) string { return parent + "." + strconv.Itoa(i) }
+func ChildID(parent string, i int) string { return parent + "." + strconv.Itoa(i) }
 
 // Validate reports the first problem with b, wrapping ErrInvalidBatch.
 func (b Batch) Validate() error { return b.validate(MaxBatchSize) }
 
 func (b Batch) validate(maxKeys int) error {
-	if err := validateRun(b.Run); err != nil {
+	if err := ValidateBatchRun(b.Run); err != nil {
 		return err
 	}
 	if b.ErpConnectionID <= 0 {
@@ -173,7 +173,8 @@ func ValidateBulkRunName(name string) error {
 	return nil
 }
 
-func validateRun(run string) error {
+// ValidateBatchRun is ValidateRunName for a batch's run: its error wraps ErrInvalidBatch.
+func ValidateBatchRun(run string) error {
 	if err := ValidateRunName(run); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidBatch, err)
 	}
@@ -188,10 +189,12 @@ func NewResyncTask(b Batch, opts ...asynq.Option) (*asynq.Task, error) {
 	if err := b.Validate(); err != nil {
 		return nil, err
 	}
-	return newResyncTask(b, BatchID(b.Run, b.Seq), opts...)
+	return NewResyncTaskID(b, BatchID(b.Run, b.Seq), opts...)
 }
 
-func newResyncTask(b Batch, id string, opts ...asynq.Option) (*asynq.Task, error) {
+// NewResyncTaskID is NewResyncTask for a batch whose task ID is id (a split half, a requeued
+// batch), without validating b's keys.
+func NewResyncTaskID(b Batch, id string, opts ...asynq.Option) (*asynq.Task, error) {
 	b.ID = id
 	for _, o := range opts {
 		if o.Type() == asynq.TimeoutOpt {

@@ -3,13 +3,15 @@ package tasks
 import (
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
+
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/internal/redistest"
-	"github.com/hibiken/asynq"
 )
 
 func validBatch() Batch {
@@ -31,7 +33,7 @@ func TestBatchValidate(t *testing.T) {
 		{name: "unknown actor", mod: func(b *Batch) { b.ActorType = erpsync.ActorUnknown }, wantErr: "actor type"},
 		{name: "invalid actor", mod: func(b *Batch) { b.ActorType = 42 }, wantErr: "actor type"},
 		{name: "no keys", mod: func(b *Batch) { b.Keys = nil }, wantErr: "no keys"},
-		{name: "too many keys", mod: func(b *Batch) { b.Keys = testKeys("k", MaxBatchSize+1) }, wantErr: "at most 1000"},
+		{name: "too many keys", mod: func(b *Batch) { b.Keys = slices.Repeat([]string{"k"}, MaxBatchSize+1) }, wantErr: "at most 1000"},
 		{name: "blank key", mod: func(b *Batch) { b.Keys[1] = " " }, wantErr: "blank (only white space)"},
 		{name: "control character", mod: func(b *Batch) { b.Keys[1] = "a\x01" }, wantErr: "control character"},
 		{name: "long key", mod: func(b *Batch) { b.Keys[1] = strings.Repeat("x", 255) }, wantErr: "longer than 254"},

@@ -17,6 +17,7 @@ import (
 
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/internal/buildinfo"
+	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redisconn"
 	"github.com/erpresync/erpresync/tasks"
 )
@@ -109,7 +110,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 func (c *cli) run(ctx context.Context, args []string) int {
 	if len(args) == 0 {
-		fmt.Fprintf(c.stderr, usage, tasks.MaxRejected)
+		fmt.Fprintf(c.stderr, usage, ledger.MaxRejected)
 		return exitUsage
 	}
 	if buildinfo.IsFlag(args[0]) {
@@ -118,7 +119,7 @@ func (c *cli) run(ctx context.Context, args []string) int {
 	}
 	switch args[0] {
 	case "help", "-h", "-help", "--help":
-		fmt.Fprintf(c.stdout, usage, tasks.MaxRejected)
+		fmt.Fprintf(c.stdout, usage, ledger.MaxRejected)
 		return exitOK
 	case "key":
 		return c.key(ctx, args[1:])

@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/tasks"
 )
@@ -28,15 +29,15 @@ func (refuseAll) ForceResyncExternal(context.Context, int, erpsync.ActorType, []
 // deadRun records a run whose every key is dead-lettered, one batch a key, as a worker would.
 func deadRun(t *testing.T, rdb redis.UniversalClient, run string, keys ...string) {
 	t.Helper()
-	l := tasks.NewLedger(rdb)
-	h, err := tasks.NewHandler(tasks.HandlerConfig{Resyncer: refuseAll{}, Ledger: l, BusinessRetries: -1})
+	l := ledger.NewLedger(rdb)
+	h, err := tasks.NewHandler(tasks.HandlerConfig{Resyncer: refuseAll{}, Ledger: l, Redis: rdb, BusinessRetries: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
 	for seq, k := range keys {
 		b := tasks.Batch{Run: run, ErpConnectionID: 3, ActorType: erpsync.ActorCustomer, Keys: []string{k}, Seq: seq}
-		if _, err := l.RegisterBatch(ctx, tasks.RunMeta{Run: run, ErpConnectionID: 3, ActorType: erpsync.ActorCustomer}, tasks.BatchID(run, seq), 1); err != nil {
+		if _, err := l.RegisterBatch(ctx, ledger.RunMeta{Run: run, ErpConnectionID: 3, ActorType: erpsync.ActorCustomer}, tasks.BatchID(run, seq), 1); err != nil {
 			t.Fatal(err)
 		}
 		task, err := tasks.NewResyncTask(b)
@@ -78,7 +79,7 @@ func TestDeadExportCSVNeutralisesFormulas(t *testing.T) {
 			if k := row[1]; k[0] != '\'' && k != "plain" {
 				t.Errorf("key cell %q: want it behind an apostrophe", k)
 			}
-			got = append(got, tasks.ParseCSVCell(row[1]))
+			got = append(got, ledger.ParseCSVCell(row[1]))
 		}
 	}
 	slices.Sort(got)

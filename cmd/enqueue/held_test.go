@@ -11,6 +11,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/tasks"
 )
@@ -37,7 +38,7 @@ func TestStatusWaitGivesUpOnAuthHold(t *testing.T) {
 	}
 	rdb := db.Client()
 	defer rdb.Close()
-	h, err := tasks.NewHandler(tasks.HandlerConfig{Resyncer: refusingSO{}, Ledger: tasks.NewLedger(rdb)})
+	h, err := tasks.NewHandler(tasks.HandlerConfig{Resyncer: refusingSO{}, Ledger: ledger.NewLedger(rdb), Redis: rdb})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +89,7 @@ func TestStatusWaitGivesUpOnAuthHold(t *testing.T) {
 			t.Errorf("status --wait: stderr lacks %q:\n%s", want, r.stderr)
 		}
 	}
-	var rep tasks.RunReport
+	var rep ledger.RunReport
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/tasks"
 )
@@ -280,7 +281,7 @@ func (fakeSO) ForceResyncExternal(ctx context.Context, conn int, actor erpsync.A
 func startWorker(t *testing.T, db *redistest.DB, queue string) {
 	t.Helper()
 	rdb := db.Client()
-	h, err := tasks.NewHandler(tasks.HandlerConfig{Resyncer: fakeSO{}, Ledger: tasks.NewLedger(rdb), BusinessRetries: -1})
+	h, err := tasks.NewHandler(tasks.HandlerConfig{Resyncer: fakeSO{}, Ledger: ledger.NewLedger(rdb), Redis: rdb, BusinessRetries: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -765,10 +766,10 @@ func TestRejectedKeys(t *testing.T) {
 	}
 	r = enqueue(t, "", "rejected", "rej", "--json", "--redis-url", url)
 	var rej struct {
-		Run          string              `json:"run"`
-		RejectedKeys int                 `json:"rejected_keys"`
-		Omitted      int                 `json:"omitted"`
-		Keys         []tasks.RejectedKey `json:"keys"`
+		Run          string               `json:"run"`
+		RejectedKeys int                  `json:"rejected_keys"`
+		Omitted      int                  `json:"omitted"`
+		Keys         []ledger.RejectedKey `json:"keys"`
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &rej); err != nil || r.code != 0 || rej.RejectedKeys != 2 || rej.Omitted != 0 || len(rej.Keys) != 2 {
 		t.Fatalf("rejected --json: exit %d, %v, %+v", r.code, err, rej)
@@ -783,16 +784,16 @@ func TestRejectedKeys(t *testing.T) {
 	if r.code != 0 || !strings.Contains(squeeze(r.stdout), keys+` 2 "b\x01d" contains control character`) {
 		t.Errorf("rejected text: exit %d\n%s", r.code, r.stdout)
 	}
-	// The run keeps the first tasks.MaxRejected and counts the rest.
-	many := writeKeys(t, "many.txt", "M1\n"+strings.Repeat("x\x00\n", tasks.MaxRejected+3))
+	// The run keeps the first ledger.MaxRejected and counts the rest.
+	many := writeKeys(t, "many.txt", "M1\n"+strings.Repeat("x\x00\n", ledger.MaxRejected+3))
 	enqueue(t, "", "--erp-connection", "3", "--actor-type", "Customer", "--file", many, "--run", "many", "--redis-url", url, "--queue", "rej")
 	r = enqueue(t, "", "rejected", "many", "--redis-url", url)
-	if lines := strings.Count(r.stdout, "\n"); r.code != 0 || lines != tasks.MaxRejected+1 ||
+	if lines := strings.Count(r.stdout, "\n"); r.code != 0 || lines != ledger.MaxRejected+1 ||
 		!strings.Contains(r.stderr, "… and 3 more rejected keys, not listed: the run keeps the first 1000") {
 		t.Errorf("rejected of many: exit %d, %d lines\n%s", r.code, lines, r.stderr)
 	}
 	r = enqueue(t, "", "rejected", "many", "--json", "--redis-url", url)
-	if err := json.Unmarshal([]byte(r.stdout), &rej); err != nil || rej.RejectedKeys != tasks.MaxRejected+3 || rej.Omitted != 3 || len(rej.Keys) != tasks.MaxRejected {
+	if err := json.Unmarshal([]byte(r.stdout), &rej); err != nil || rej.RejectedKeys != ledger.MaxRejected+3 || rej.Omitted != 3 || len(rej.Keys) != ledger.MaxRejected {
 		t.Errorf("rejected --json of many: %v, %d/%d/%d", err, rej.RejectedKeys, rej.Omitted, len(rej.Keys))
 	}
 
@@ -830,7 +831,7 @@ func TestStatusRepair(t *testing.T) {
 	}
 	r = enqueue(t, "", "status", "lost", "--repair", "--json", "--redis-url", db.URL())
 	var j struct {
-		Repair tasks.RepairResult `json:"repair"`
+		Repair ledger.RepairResult `json:"repair"`
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &j); err != nil {
 		t.Fatal(err)
@@ -854,8 +855,8 @@ func TestStatusIncompleteExitsOne(t *testing.T) {
 	db := redistest.New(t)
 	rdb := db.Client()
 	defer rdb.Close()
-	meta := tasks.RunMeta{Run: "cut", ErpConnectionID: 3, ActorType: erpsync.ActorCustomer, Source: "http"}
-	if err := tasks.NewLedger(rdb).OpenIntake(context.Background(), meta); err != nil {
+	meta := ledger.RunMeta{Run: "cut", ErpConnectionID: 3, ActorType: erpsync.ActorCustomer, Source: "http"}
+	if err := ledger.NewLedger(rdb).OpenIntake(context.Background(), meta); err != nil {
 		t.Fatal(err)
 	}
 	for _, args := range [][]string{{"status", "cut"}, {"status", "cut", "--wait", "--interval", "20ms"}} {

@@ -19,6 +19,7 @@ import (
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/flow"
 	"github.com/erpresync/erpresync/intake"
+	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/tasks"
 )
 
@@ -91,17 +92,17 @@ func timePtr(t time.Time) *time.Time {
 	return &t
 }
 
-func (c *cli) toJSON(st tasks.RunStatus) tasks.RunReport { return tasks.NewRunReport(st, c.now()) }
+func (c *cli) toJSON(st ledger.RunStatus) ledger.RunReport { return ledger.NewRunReport(st, c.now()) }
 
-func (c *cli) printStatus(j tasks.RunReport) {
+func (c *cli) printStatus(j ledger.RunReport) {
 	w := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(w, "run\t%s\n", j.Run)
 	fmt.Fprintf(w, "state\t%s\n", j.State)
 	fmt.Fprintf(w, "target\tERP connection %d, %s (from %s)\n", j.ErpConnectionID, j.ActorType, orDash(j.Source))
-	if j.State == tasks.RunEmpty {
+	if j.State == ledger.RunEmpty {
 		fmt.Fprintf(w, "keys\t0: the run received no keys (its input was empty or held only invalid keys)\n")
 	} else {
-		if j.State == tasks.RunIncomplete {
+		if j.State == ledger.RunIncomplete {
 			fmt.Fprintf(w, "intake\tnot complete: the submission of this run was cut off; submit the same input again with --run %s\n", j.Run)
 		}
 		fmt.Fprintf(w, "keys\t%d total: %d resynced, %d dead, %d pending (%.1f%% done)\n", j.TotalKeys, j.ResyncedKeys, j.DeadKeys, j.PendingKeys, j.Percent)
@@ -182,16 +183,16 @@ func (c *cli) status(ctx context.Context, args []string) int {
 		return c.failJSON(*asJSON, exitUsage, "%v", err)
 	}
 	defer rc.Close()
-	l := tasks.NewLedger(rc.rdb)
+	l := ledger.NewLedger(rc.rdb)
 	insp := asynq.NewInspectorFromRedisClient(rc.rdb)
 	run := pos[0]
-	var st tasks.RunStatus
-	var j tasks.RunReport
+	var st ledger.RunStatus
+	var j ledger.RunReport
 	var lastLine, movedAt time.Time
 	lastDone, lastHeld, gaveUp := int64(-1), "", false
 	for {
 		st, err = l.Status(ctx, run)
-		if errors.Is(err, tasks.ErrRunNotFound) {
+		if errors.Is(err, ledger.ErrRunNotFound) {
 			return c.failJSON(*asJSON, exitUsage, "run %q not found (see `enqueue runs`)", run)
 		}
 		if err != nil {
@@ -233,7 +234,7 @@ func (c *cli) status(ctx context.Context, args []string) int {
 	if *wait && c.terminal {
 		fmt.Fprintln(c.stderr)
 	}
-	var rep *tasks.RepairResult
+	var rep *ledger.RepairResult
 	if *repair {
 		insp := asynq.NewInspectorFromRedisClient(rc.rdb)
 		queues, err := insp.Queues()
@@ -260,7 +261,7 @@ func (c *cli) status(ctx context.Context, args []string) int {
 			"fix the worker's SuperOffice login settings (its log names them; the batches are retried every few minutes), then wait again\n", run, *heldTimeout)
 		return exitHeld
 	}
-	if st.DeadKeys > 0 || st.State == tasks.RunIncomplete || (rep != nil && len(rep.Lost) > 0) {
+	if st.DeadKeys > 0 || st.State == ledger.RunIncomplete || (rep != nil && len(rep.Lost) > 0) {
 		return exitBad
 	}
 	return exitOK
@@ -274,12 +275,12 @@ func (c *cli) status(ctx context.Context, args []string) int {
 const DefaultHeldTimeout = 15 * time.Minute
 
 // report is the run's report, as the intake API and the runs page show it.
-func (c *cli) report(ctx context.Context, rc *redisConn, insp *asynq.Inspector, queue string, st tasks.RunStatus) (tasks.RunReport, error) {
-	return tasks.Report(ctx, rc.rdb, insp, queue, st, c.now())
+func (c *cli) report(ctx context.Context, rc *redisConn, insp *asynq.Inspector, queue string, st ledger.RunStatus) (ledger.RunReport, error) {
+	return ledger.Report(ctx, rc.rdb, insp, queue, st, c.now())
 }
 
 // printRepair prints what status --repair found and did.
-func (c *cli) printRepair(r tasks.RepairResult) {
+func (c *cli) printRepair(r ledger.RepairResult) {
 	fmt.Fprintf(c.stdout, "repair: %d unfinished batches, %d in the queue, %d halves enqueued again, %d lost\n",
 		r.Unfinished, r.Queued, len(r.Requeued), len(r.Lost))
 	for _, id := range r.Requeued {
@@ -299,7 +300,7 @@ func (c *cli) runs(ctx context.Context, args []string) int {
 	limit := fs.Int("limit", 20, "how many runs, most recent first (0: all)")
 	asJSON := fs.Bool("json", false, "print the runs (with --prune: what was removed) as JSON on stdout")
 	prune := fs.Bool("prune", false, "remove the runs that finished longer ago than --older-than, with their change items and dead letters")
-	olderThan := fs.String("older-than", c.env("LEDGER_RETENTION", fmt.Sprintf("%dd", tasks.DefaultLedgerRetention/(24*time.Hour))),
+	olderThan := fs.String("older-than", c.env("LEDGER_RETENTION", fmt.Sprintf("%dd", ledger.DefaultLedgerRetention/(24*time.Hour))),
 		"with --prune: the retention period, e.g. 30d or 72h (env LEDGER_RETENTION)")
 	dryRun := fs.Bool("dry-run", false, "with --prune: list what would be removed, remove nothing")
 	cf := c.connFlags(fs)
@@ -313,7 +314,7 @@ func (c *cli) runs(ctx context.Context, args []string) int {
 	var retention time.Duration
 	if *prune {
 		var err error
-		if retention, err = tasks.ParseRetention(*olderThan); err != nil {
+		if retention, err = ledger.ParseRetention(*olderThan); err != nil {
 			return c.usageError(fmt.Errorf("--older-than: %w", err))
 		}
 		if retention == 0 {
@@ -336,7 +337,7 @@ func (c *cli) runs(ctx context.Context, args []string) int {
 	if *prune {
 		return c.prune(ctx, rc, retention, *dryRun, *asJSON)
 	}
-	list, err := tasks.NewLedger(rc.rdb).Runs(ctx, *limit)
+	list, err := ledger.NewLedger(rc.rdb).Runs(ctx, *limit)
 	if err != nil {
 		return c.fail(exitUsage, "runs: %v", err)
 	}
@@ -350,7 +351,7 @@ func (c *cli) runs(ctx context.Context, args []string) int {
 		}
 	}
 	if *asJSON {
-		out := make([]tasks.RunReport, 0, len(list))
+		out := make([]ledger.RunReport, 0, len(list))
 		for _, st := range list {
 			j := c.toJSON(st)
 			if st.PendingKeys > 0 {
@@ -389,14 +390,14 @@ func (c *cli) runs(ctx context.Context, args []string) int {
 // prune removes (or, dry, lists) the runs that finished longer than retention ago.
 func (c *cli) prune(ctx context.Context, rc *redisConn, retention time.Duration, dry, asJSON bool) int {
 	insp := asynq.NewInspectorFromRedisClient(rc.rdb)
-	res, err := tasks.NewLedger(rc.rdb).WithClock(c.now).Prune(ctx, tasks.PruneOptions{OlderThan: retention, DryRun: dry, Inspector: insp})
+	res, err := ledger.NewLedger(rc.rdb).WithClock(c.now).Prune(ctx, ledger.PruneOptions{OlderThan: retention, DryRun: dry, Inspector: insp})
 	if err != nil {
 		// What was removed before the error is reported too.
 		fmt.Fprintf(c.stderr, "enqueue: prune stopped after %s: %v\n", plural(int64(len(res.Runs)), "run"), err)
 	}
 	if asJSON {
 		if res.Runs == nil {
-			res.Runs = []tasks.PrunedRun{}
+			res.Runs = []ledger.PrunedRun{}
 		}
 		writeJSON(c.stdout, res)
 	} else {
@@ -480,11 +481,11 @@ func (c *cli) dead(ctx context.Context, args []string) int {
 		return c.usageError(fmt.Errorf("unexpected argument %q (give the run with --run)", pos[0]))
 	}
 	if format != nil {
-		if _, err := tasks.ParseExportFormat(*format); err != nil {
+		if _, err := ledger.ParseExportFormat(*format); err != nil {
 			return c.usageError(fmt.Errorf("--format %v", err))
 		}
 	}
-	var filter tasks.DeadFilter
+	var filter ledger.DeadFilter
 	if all != nil {
 		if *run == "" && !*all {
 			return c.usageError(fmt.Errorf("dead %s needs --run RUN, or --all for every run", sub))
@@ -497,9 +498,9 @@ func (c *cli) dead(ctx context.Context, args []string) int {
 				return c.usageError(fmt.Errorf("--class: %v", err))
 			}
 		}
-		filter = tasks.DeadFilter{Run: *run, ErrorCode: *code, Class: *class, Key: *key, All: *all}
+		filter = ledger.DeadFilter{Run: *run, ErrorCode: *code, Class: *class, Key: *key, All: *all}
 	} else {
-		filter = tasks.DeadFilter{Run: *run, Key: *key, All: *run == ""}
+		filter = ledger.DeadFilter{Run: *run, Key: *key, All: *run == ""}
 	}
 	if yes != nil && !*yes {
 		return c.usageError(errors.New("dead purge deletes dead letters for good; add --yes to confirm (`enqueue dead export` keeps a copy)"))
@@ -509,9 +510,9 @@ func (c *cli) dead(ctx context.Context, args []string) int {
 		return c.fail(exitUsage, "%v", err)
 	}
 	defer rc.Close()
-	l := tasks.NewLedger(rc.rdb)
+	l := ledger.NewLedger(rc.rdb)
 	if *run != "" {
-		if _, err := l.Status(ctx, *run); errors.Is(err, tasks.ErrRunNotFound) {
+		if _, err := l.Status(ctx, *run); errors.Is(err, ledger.ErrRunNotFound) {
 			return c.fail(exitUsage, "run %q not found (see `enqueue runs`)", *run)
 		}
 	}
@@ -596,7 +597,7 @@ func (c *cli) queueGiven(fs *flag.FlagSet) (given, setting string) {
 
 // otherQueue describes the first dead letter f selects that ran in a queue other than
 // queue ("run R ran in queue Q"), or returns "" when there is none.
-func otherQueue(ctx context.Context, l *tasks.Ledger, f tasks.DeadFilter, queue string) (string, error) {
+func otherQueue(ctx context.Context, l *ledger.Ledger, f ledger.DeadFilter, queue string) (string, error) {
 	dls, err := l.SelectDead(ctx, f)
 	if err != nil {
 		return "", err
@@ -626,9 +627,9 @@ func (c *cli) rejected(ctx context.Context, args []string) int {
 		return c.failJSON(*asJSON, exitUsage, "%v", err)
 	}
 	defer rc.Close()
-	l := tasks.NewLedger(rc.rdb)
+	l := ledger.NewLedger(rc.rdb)
 	st, err := l.Status(ctx, run)
-	if errors.Is(err, tasks.ErrRunNotFound) {
+	if errors.Is(err, ledger.ErrRunNotFound) {
 		return c.failJSON(*asJSON, exitUsage, "run %q not found (see `enqueue runs`)", run)
 	}
 	if err != nil {
@@ -641,10 +642,10 @@ func (c *cli) rejected(ctx context.Context, args []string) int {
 	omitted := max(st.RejectedKeys-int64(len(list)), 0)
 	if *asJSON {
 		writeJSON(c.stdout, struct {
-			Run          string              `json:"run"`
-			RejectedKeys int64               `json:"rejected_keys"`
-			Omitted      int64               `json:"omitted"`
-			Keys         []tasks.RejectedKey `json:"keys"`
+			Run          string               `json:"run"`
+			RejectedKeys int64                `json:"rejected_keys"`
+			Omitted      int64                `json:"omitted"`
+			Keys         []ledger.RejectedKey `json:"keys"`
 		}{run, st.RejectedKeys, omitted, list})
 		return exitOK
 	}
@@ -659,7 +660,7 @@ func (c *cli) rejected(ctx context.Context, args []string) int {
 	}
 	w.Flush()
 	if omitted > 0 {
-		fmt.Fprintf(c.stderr, "enqueue: … and %d more rejected keys, not listed: the run keeps the first %d\n", omitted, tasks.MaxRejected)
+		fmt.Fprintf(c.stderr, "enqueue: … and %d more rejected keys, not listed: the run keeps the first %d\n", omitted, ledger.MaxRejected)
 	}
 	return exitOK
 }
@@ -670,7 +671,7 @@ var deadHeader = []string{"run", "key", "batch_id", "erp_connection", "actor_typ
 	"tech_explanation", "user_explanation", "reason", "attempts", "at"}
 
 func writeDead(w io.Writer, format string, dls []tasks.DeadLetter) error {
-	if tasks.ExportFormat(format) == tasks.ExportJSONL {
+	if ledger.ExportFormat(format) == ledger.ExportJSONL {
 		enc := json.NewEncoder(w)
 		for _, d := range dls {
 			if err := enc.Encode(d); err != nil {
@@ -679,7 +680,7 @@ func writeDead(w io.Writer, format string, dls []tasks.DeadLetter) error {
 		}
 		return nil
 	}
-	cw := tasks.NewCSVWriter(w)
+	cw := ledger.NewCSVWriter(w)
 	cw.Write(deadHeader)
 	for _, d := range dls {
 		cw.Write([]string{d.Run, d.Key, d.BatchID, strconv.Itoa(d.ErpConnectionID), d.ActorType.String(), d.Class,
@@ -699,7 +700,7 @@ func (c *cli) changes(ctx context.Context, args []string) int {
 	if len(pos) != 1 {
 		return c.usageError(errors.New("changes needs exactly one RUN"))
 	}
-	f, err := tasks.ParseExportFormat(*format)
+	f, err := ledger.ParseExportFormat(*format)
 	if err != nil {
 		return c.usageError(fmt.Errorf("--format %v", err))
 	}
@@ -708,11 +709,11 @@ func (c *cli) changes(ctx context.Context, args []string) int {
 		return c.fail(exitUsage, "%v", err)
 	}
 	defer rc.Close()
-	l := tasks.NewLedger(rc.rdb)
-	if _, err := l.Status(ctx, pos[0]); errors.Is(err, tasks.ErrRunNotFound) {
+	l := ledger.NewLedger(rc.rdb)
+	if _, err := l.Status(ctx, pos[0]); errors.Is(err, ledger.ErrRunNotFound) {
 		return c.fail(exitUsage, "run %q not found (see `enqueue runs`)", pos[0])
 	}
-	cw := tasks.NewChangeWriter(c.stdout, f)
+	cw := ledger.NewChangeWriter(c.stdout, f)
 	if err := l.Changes(ctx, pos[0], cw.Write); err != nil {
 		cw.Flush()
 		return c.fail(exitUsage, "changes: %v", err)

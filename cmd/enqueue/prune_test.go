@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/tasks"
 )
@@ -30,14 +31,14 @@ func enqueueAt(t *testing.T, now time.Time, args ...string) result {
 func finishedRun(t *testing.T, rdb redis.UniversalClient, run string, at time.Time, keys ...string) {
 	t.Helper()
 	now := func() time.Time { return at }
-	l := tasks.NewLedger(rdb).WithClock(now)
-	h, err := tasks.NewHandler(tasks.HandlerConfig{Resyncer: fakeSO{}, Ledger: l, BusinessRetries: -1, Now: now})
+	l := ledger.NewLedger(rdb).WithClock(now)
+	h, err := tasks.NewHandler(tasks.HandlerConfig{Resyncer: fakeSO{}, Ledger: l, Redis: rdb, BusinessRetries: -1, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
 	for seq, k := range keys {
-		if _, err := l.RegisterBatch(ctx, tasks.RunMeta{Run: run, ErpConnectionID: 3, ActorType: erpsync.ActorCustomer}, tasks.BatchID(run, seq), 1); err != nil {
+		if _, err := l.RegisterBatch(ctx, ledger.RunMeta{Run: run, ErpConnectionID: 3, ActorType: erpsync.ActorCustomer}, tasks.BatchID(run, seq), 1); err != nil {
 			t.Fatal(err)
 		}
 		task, err := tasks.NewResyncTask(tasks.Batch{Run: run, ErpConnectionID: 3, ActorType: erpsync.ActorCustomer, Keys: []string{k}, Seq: seq})
@@ -96,7 +97,7 @@ func TestRunsPrune(t *testing.T) {
 	}
 
 	r = enqueueAt(t, now, append([]string{"runs", "--prune", "--json"}, url...)...)
-	var res tasks.PruneResult
+	var res ledger.PruneResult
 	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil || r.code != 0 {
 		t.Fatalf("prune: exit %d, %v\n%s%s", r.code, err, r.stdout, r.stderr)
 	}

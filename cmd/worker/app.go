@@ -13,16 +13,18 @@ import (
 	"sync"
 	"time"
 
-	"github.com/erpresync/erpresync/flow"
-	"github.com/erpresync/erpresync/intakeapi"
-	"github.com/erpresync/erpresync/internal/redisconn"
-	"github.com/erpresync/erpresync/retry"
-	"github.com/erpresync/erpresync/tasks"
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
+
+	"github.com/erpresync/erpresync/flow"
+	"github.com/erpresync/erpresync/intakeapi"
+	"github.com/erpresync/erpresync/internal/ledger"
+	"github.com/erpresync/erpresync/internal/redisconn"
+	"github.com/erpresync/erpresync/retry"
+	"github.com/erpresync/erpresync/tasks"
 )
 
 // appConfig is everything the running worker needs; serve builds it from the settings, the
@@ -84,7 +86,7 @@ type appConfig struct {
 type app struct {
 	cfg      appConfig
 	rdb      redis.UniversalClient
-	ledger   *tasks.Ledger
+	ledger   *ledger.Ledger
 	insp     *asynq.Inspector
 	srv      *asynq.Server
 	metrics  *tasks.Metrics
@@ -113,7 +115,7 @@ func startApp(cfg appConfig) (_ *app, err error) {
 			a.rdb.Close()
 		}
 	}()
-	a.ledger = tasks.NewLedger(a.rdb)
+	a.ledger = ledger.NewLedger(a.rdb)
 	cfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newQueueCollector(a.insp))
 	a.metrics = tasks.NewMetrics(cfg.Registry)
 	if cfg.Refreshes != nil {
@@ -123,6 +125,7 @@ func startApp(cfg appConfig) (_ *app, err error) {
 	hc := tasks.HandlerConfig{
 		Resyncer:        cfg.Resyncer,
 		Ledger:          a.ledger,
+		Redis:           a.rdb,
 		BusinessRetries: cfg.BusinessRetries,
 		AuthFix:         cfg.AuthFix,
 		ChildOptions:    []asynq.Option{retention},
@@ -266,7 +269,7 @@ func (a *app) reconcileLoop(ctx context.Context) {
 }
 
 // pruneLoop removes finished runs past LedgerRetention from the ledger: at start, then every
-// PruneEvery. Several workers may prune at once (tasks.Ledger.Prune is safe for that).
+// PruneEvery. Several workers may prune at once (ledger.Ledger.Prune is safe for that).
 func (a *app) pruneLoop(ctx context.Context) {
 	every := a.cfg.PruneEvery
 	if every <= 0 {
@@ -275,7 +278,7 @@ func (a *app) pruneLoop(ctx context.Context) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
-		res, err := a.ledger.Prune(ctx, tasks.PruneOptions{OlderThan: a.cfg.LedgerRetention, Inspector: a.insp})
+		res, err := a.ledger.Prune(ctx, ledger.PruneOptions{OlderThan: a.cfg.LedgerRetention, Inspector: a.insp})
 		if err != nil && ctx.Err() == nil {
 			a.cfg.Logger.Warn().Err(err).Int("runs", len(res.Runs)).Msg("prune the run ledger")
 		}

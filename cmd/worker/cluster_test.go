@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/netserversim"
 	"github.com/erpresync/erpresync/tasks"
@@ -38,7 +39,7 @@ func TestClusterPipeline(t *testing.T) {
 	rdb := cluster.Client()
 	defer rdb.Close()
 	ctx := context.Background()
-	ledger := tasks.NewLedger(rdb)
+	lg := ledger.NewLedger(rdb)
 
 	const run = "cluster"
 	const actor = erpsync.ActorCustomer
@@ -65,7 +66,7 @@ func TestClusterPipeline(t *testing.T) {
 	st := waitDone(t, rdb, run, time.Minute)
 	t.Logf("batch run done %s after start", time.Since(begin).Round(time.Millisecond))
 	good := slices.DeleteFunc(slices.Clone(keys), func(k string) bool { return k == poison })
-	if st.TotalKeys != int64(len(keys)) || st.ResyncedKeys != int64(len(good)) || st.DeadKeys != 1 || st.State != tasks.RunDoneWithDead {
+	if st.TotalKeys != int64(len(keys)) || st.ResyncedKeys != int64(len(good)) || st.DeadKeys != 1 || st.State != ledger.RunDoneWithDead {
 		t.Fatalf("ledger: %+v, want %d resynced and 1 dead of %d", st, len(good), len(keys))
 	}
 	snap := sim.Counts()
@@ -84,7 +85,7 @@ func TestClusterPipeline(t *testing.T) {
 
 	// Dead letters, by run and across runs (the latter reads the cross-slot run index).
 	for _, r := range []string{run, ""} {
-		dead, err := ledger.DeadLetters(ctx, r)
+		dead, err := lg.DeadLetters(ctx, r)
 		if err != nil {
 			t.Fatalf("DeadLetters(%q): %v", r, err)
 		}
@@ -95,7 +96,7 @@ func TestClusterPipeline(t *testing.T) {
 
 	// Changes: one item per changed row, all of this run, matching the record counts.
 	var items int64
-	if err := ledger.Changes(ctx, run, func(it tasks.ChangeItem) error {
+	if err := lg.Changes(ctx, run, func(it tasks.ChangeItem) error {
 		if it.Run != run {
 			return fmt.Errorf("change item of run %q", it.Run)
 		}
@@ -117,10 +118,10 @@ func TestClusterPipeline(t *testing.T) {
 	// The trickle keys were grouped by asynq on the cluster and aggregated into a run of
 	// their own; Runs finds it next to the batch run.
 	trickleRun := tasks.TrickleRun(time.Now(), testConn, actor)
-	var runs []tasks.RunStatus
+	var runs []ledger.RunStatus
 	waitFor(t, time.Minute, func() (bool, string) {
 		var err error
-		if runs, err = ledger.Runs(ctx, 0); err != nil {
+		if runs, err = lg.Runs(ctx, 0); err != nil {
 			return false, "Runs: " + err.Error()
 		}
 		for _, r := range runs {
@@ -132,7 +133,7 @@ func TestClusterPipeline(t *testing.T) {
 		return false, fmt.Sprintf("no finished trickle run of %d keys in %+v", len(trickleKeys), runs)
 	})
 	t.Logf("trickle run done %s after start", time.Since(begin).Round(time.Millisecond))
-	names := map[string]tasks.RunStatus{}
+	names := map[string]ledger.RunStatus{}
 	for _, r := range runs {
 		names[r.Run] = r
 	}
@@ -174,7 +175,7 @@ func TestClusterPipeline(t *testing.T) {
 	// Requeue on the cluster (outbox script, enqueue, archived task deleted): with the key
 	// healed it is resynced and the run finishes clean.
 	sim.SetPoison()
-	res, err := ledger.Requeue(ctx, producer, insp, tasks.DeadFilter{Run: run})
+	res, err := lg.Requeue(ctx, producer, insp, ledger.DeadFilter{Run: run})
 	if err != nil {
 		t.Fatalf("Requeue: %v", err)
 	}
@@ -183,7 +184,7 @@ func TestClusterPipeline(t *testing.T) {
 	}
 	waitFor(t, time.Minute, func() (bool, string) {
 		st = runStatus(t, rdb, run)
-		return st.State == tasks.RunDone, fmt.Sprintf("%+v", st)
+		return st.State == ledger.RunDone, fmt.Sprintf("%+v", st)
 	})
 	if st.ResyncedKeys != int64(len(keys)) || !sameRecords(st.Records, expectedRecords(actor, keys)) {
 		t.Errorf("after requeue: %+v, want every key resynced once", st)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/tasks"
 )
 
@@ -98,7 +99,7 @@ func TestWorkerSettings(t *testing.T) {
 		t.Fatalf("defaults: %v", err)
 	}
 	if !c.DashboardRO || c.Concurrency != 10 || c.ShutdownTimeout != 30*time.Second || c.BatchSize != 100 || c.Queues["erpresync"] != 1 || c.HTTPAddr != "127.0.0.1:8080" ||
-		c.LedgerRetention != tasks.DefaultLedgerRetention {
+		c.LedgerRetention != ledger.DefaultLedgerRetention {
 		t.Errorf("defaults: %+v", c)
 	}
 	// The password's minimum counts characters, not bytes.

@@ -21,6 +21,7 @@ import (
 
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/intake"
+	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redisconn"
 	"github.com/erpresync/erpresync/netserversim"
 	"github.com/erpresync/erpresync/runspage"
@@ -257,19 +258,19 @@ const demoHeartbeat = 30 * time.Second
 // demoWatch is what demoWait reads: the run's ledger, its batches in the retry set and
 // the circuit breakers, as `enqueue status` reads them.
 type demoWatch struct {
-	ledger *tasks.Ledger
+	ledger *ledger.Ledger
 	rdb    redis.UniversalClient
 	insp   *asynq.Inspector
 	run    string
 }
 
 // report is the run's report as `enqueue status` prints it.
-func (d demoWatch) report(ctx context.Context) (tasks.RunReport, error) {
+func (d demoWatch) report(ctx context.Context) (ledger.RunReport, error) {
 	st, err := d.ledger.Status(ctx, d.run)
-	if err != nil && !errors.Is(err, tasks.ErrRunNotFound) {
-		return tasks.RunReport{}, err
+	if err != nil && !errors.Is(err, ledger.ErrRunNotFound) {
+		return ledger.RunReport{}, err
 	}
-	return tasks.Report(ctx, d.rdb, d.insp, demoQueue, st, time.Now())
+	return ledger.Report(ctx, d.rdb, d.insp, demoQueue, st, time.Now())
 }
 
 // heldError ends the demo when every pending batch is held for an auth failure: the
@@ -282,7 +283,7 @@ func (e *heldError) Error() string { return e.what + ": " + e.lastErr }
 // changed (at most one a second) and otherwise one every demoHeartbeat; it returns a
 // *heldError when every pending key is held for an auth failure. On the simulator it
 // expires every ticket once a third of the keys are done.
-func demoWait(ctx context.Context, d demoWatch, sim *netserversim.Running, w io.Writer) (tasks.RunStatus, error) {
+func demoWait(ctx context.Context, d demoWatch, sim *netserversim.Running, w io.Writer) (ledger.RunStatus, error) {
 	expired := sim == nil
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
@@ -291,7 +292,7 @@ func demoWait(ctx context.Context, d demoWatch, sim *netserversim.Running, w io.
 	for {
 		r, err := d.report(ctx)
 		if err != nil {
-			return tasks.RunStatus{}, err
+			return ledger.RunStatus{}, err
 		}
 		if !expired && r.ResyncedKeys*3 >= r.TotalKeys {
 			sim.ExpireTickets()
@@ -316,12 +317,12 @@ func demoWait(ctx context.Context, d demoWatch, sim *netserversim.Running, w io.
 			if state != lastState {
 				fmt.Fprintf(w, "  %s\n", r.Line())
 			}
-			return tasks.RunStatus{}, &heldError{what: fmt.Sprintf("SuperOffice refused the login: all %d pending keys are held until the credentials are fixed", r.PendingKeys),
+			return ledger.RunStatus{}, &heldError{what: fmt.Sprintf("SuperOffice refused the login: all %d pending keys are held until the credentials are fixed", r.PendingKeys),
 				lastErr: r.AuthHeldError}
 		}
 		select {
 		case <-ctx.Done():
-			return tasks.RunStatus{}, ctx.Err()
+			return ledger.RunStatus{}, ctx.Err()
 		case <-tick.C:
 		}
 	}
@@ -381,7 +382,7 @@ func (s summary) row(indent int, label, value string) {
 // printSummary writes the run's summary, within 80 columns, and reports whether it matches
 // the simulator's own counts (always true against a real tenant, where there is nothing to
 // compare).
-func printSummary(w io.Writer, st tasks.RunStatus, dead []tasks.DeadLetter, sim *netserversim.Running, m *tasks.Metrics, elapsed time.Duration, keys, poison []string) bool {
+func printSummary(w io.Writer, st ledger.RunStatus, dead []tasks.DeadLetter, sim *netserversim.Running, m *tasks.Metrics, elapsed time.Duration, keys, poison []string) bool {
 	retries, splits := retryCounts(m)
 	s := summary{w}
 	fmt.Fprintf(w, "\nRun %s: %s\n", st.Run, st.State)
@@ -449,7 +450,7 @@ func deadLine(d tasks.DeadLetter) string {
 // demoMatches checks the ledger against the simulator: every good key resynced, exactly the
 // poison keys dead (each once), no resync-all call, and the records equal to the changes the
 // simulator delivered.
-func demoMatches(st tasks.RunStatus, dead []tasks.DeadLetter, snap netserversim.Snapshot, keys, poison []string) bool {
+func demoMatches(st ledger.RunStatus, dead []tasks.DeadLetter, snap netserversim.Snapshot, keys, poison []string) bool {
 	bad := map[string]bool{}
 	for _, p := range poison {
 		bad[p] = true

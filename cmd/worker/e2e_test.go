@@ -17,6 +17,7 @@ import (
 
 	"github.com/erpresync/erpresync/auth"
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/netserversim"
 	"github.com/erpresync/erpresync/soap"
@@ -65,7 +66,7 @@ func testTenThousandKeys(t *testing.T, api string) {
 		return expired && st.PendingKeys == 0, fmt.Sprintf("%+v", st)
 	})
 
-	if st.ResyncedKeys != 9995 || st.DeadKeys != 5 || st.TotalKeys != 10000 || st.State != tasks.RunDoneWithDead {
+	if st.ResyncedKeys != 9995 || st.DeadKeys != 5 || st.TotalKeys != 10000 || st.State != ledger.RunDoneWithDead {
 		t.Fatalf("ledger: %+v, want 9995 resynced, 5 dead of 10000", st)
 	}
 	snap := sim.Counts()
@@ -98,7 +99,7 @@ func testTenThousandKeys(t *testing.T, api string) {
 		t.Errorf("ticket refreshes = %d", auth.Refreshes())
 	}
 
-	dead, err := tasks.NewLedger(rdb).DeadLetters(context.Background(), run)
+	dead, err := ledger.NewLedger(rdb).DeadLetters(context.Background(), run)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +188,7 @@ func testKill9(t *testing.T, api string) {
 
 // assertResyncedOnce checks a finished run: every key resynced at SuperOffice at least
 // once, none dead, and the ledger counting each key's change exactly once.
-func assertResyncedOnce(t *testing.T, sim *netserversim.Running, st tasks.RunStatus, actor erpsync.ActorType, keys []string) {
+func assertResyncedOnce(t *testing.T, sim *netserversim.Running, st ledger.RunStatus, actor erpsync.ActorType, keys []string) {
 	t.Helper()
 	if st.ResyncedKeys != int64(len(keys)) || st.DeadKeys != 0 || st.TotalKeys != int64(len(keys)) {
 		t.Fatalf("run %s: %+v, want all %d keys resynced", st.Run, st, len(keys))

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/netserversim"
 	"github.com/erpresync/erpresync/tasks"
@@ -47,14 +48,14 @@ func flowWorkers(t testing.TB, db *redistest.DB, sim *netserversim.Running, n in
 // submitWith is submit with task options (a shortened retry budget).
 func submitWith(t testing.TB, rdb redis.UniversalClient, run string, keys []string, size int, opts ...asynq.Option) {
 	t.Helper()
-	ledger := tasks.NewLedger(rdb)
+	lg := ledger.NewLedger(rdb)
 	client := asynq.NewClientFromRedisClient(rdb)
 	ctx := context.Background()
 	actor := erpsync.ActorCustomer
-	meta := tasks.RunMeta{Run: run, ErpConnectionID: testConn, ActorType: actor, Source: "test"}
+	meta := ledger.RunMeta{Run: run, ErpConnectionID: testConn, ActorType: actor, Source: "test"}
 	for seq := 0; seq*size < len(keys); seq++ {
 		b := tasks.Batch{Run: run, ErpConnectionID: testConn, ActorType: actor, Keys: keys[seq*size : min((seq+1)*size, len(keys))], Seq: seq, Source: "test"}
-		if _, err := ledger.RegisterBatch(ctx, meta, tasks.BatchID(run, seq), len(b.Keys)); err != nil {
+		if _, err := lg.RegisterBatch(ctx, meta, tasks.BatchID(run, seq), len(b.Keys)); err != nil {
 			t.Fatal(err)
 		}
 		task, err := tasks.NewResyncTask(b, opts...)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/intake"
+	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/tasks"
 )
@@ -66,7 +67,7 @@ func BenchmarkFootprint(b *testing.B) {
 		// connections) is in the "before" figure.
 		footprintRun(b, prod, rdb, dir, "footprint-warm-up", 1000)
 		i := 0
-		var total, ledger, freed, keys int64
+		var total, ledgerBytes, freed, keys int64
 		var pruneTime time.Duration
 		var slowest int64
 		for b.Loop() {
@@ -83,7 +84,7 @@ func BenchmarkFootprint(b *testing.B) {
 				if err != nil && err != redis.Nil {
 					b.Fatal(err)
 				}
-				ledger += u
+				ledgerBytes += u
 			}
 			keys += int64(n)
 
@@ -93,9 +94,9 @@ func BenchmarkFootprint(b *testing.B) {
 			rdb.ConfigSet(ctx, "slowlog-max-len", "10000")
 			rdb.ConfigSet(ctx, "slowlog-log-slower-than", "0")
 			rdb.SlowLogReset(ctx)
-			later := tasks.NewLedger(rdb).WithClock(func() time.Time { return time.Now().Add(31 * 24 * time.Hour) })
+			later := ledger.NewLedger(rdb).WithClock(func() time.Time { return time.Now().Add(31 * 24 * time.Hour) })
 			start = time.Now()
-			res, err := later.Prune(ctx, tasks.PruneOptions{OlderThan: tasks.DefaultLedgerRetention, Inspector: asynq.NewInspectorFromRedisClient(rdb)})
+			res, err := later.Prune(ctx, ledger.PruneOptions{OlderThan: ledger.DefaultLedgerRetention, Inspector: asynq.NewInspectorFromRedisClient(rdb)})
 			pruneTime += time.Since(start)
 			if err != nil || len(res.Runs) == 0 { // this run, and the first time the warm-up's
 				b.Fatalf("prune: %+v, %v", res, err)
@@ -115,7 +116,7 @@ func BenchmarkFootprint(b *testing.B) {
 			freed += after - usedMemory(b, rdb)
 		}
 		b.ReportMetric(float64(total)/float64(keys), "bytes/key")
-		b.ReportMetric(float64(ledger)/float64(keys), "ledger-bytes/key")
+		b.ReportMetric(float64(ledgerBytes)/float64(keys), "ledger-bytes/key")
 		b.ReportMetric(float64(freed)/float64(keys), "pruned-bytes/key")
 		b.ReportMetric(float64(pruneTime.Milliseconds())/float64(i), "prune-ms")
 		b.ReportMetric(float64(slowest), "prune-slowest-cmd-µs")

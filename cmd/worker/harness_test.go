@@ -17,6 +17,7 @@ import (
 	"github.com/erpresync/erpresync/auth"
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/internal/e2etest"
+	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/netserversim"
 	"github.com/erpresync/erpresync/rest"
@@ -141,14 +142,14 @@ func submit(t testing.TB, db *redistest.DB, run string, actor erpsync.ActorType,
 // submitTo is submit through any client, a cluster client among them.
 func submitTo(t testing.TB, rdb redis.UniversalClient, run string, actor erpsync.ActorType, keys []string, size int) {
 	t.Helper()
-	ledger := tasks.NewLedger(rdb)
+	lg := ledger.NewLedger(rdb)
 	client := asynq.NewClientFromRedisClient(rdb)
 	ctx := context.Background()
-	meta := tasks.RunMeta{Run: run, ErpConnectionID: testConn, ActorType: actor, Source: "test"}
+	meta := ledger.RunMeta{Run: run, ErpConnectionID: testConn, ActorType: actor, Source: "test"}
 	for seq := 0; seq*size < len(keys); seq++ {
 		end := min((seq+1)*size, len(keys))
 		b := tasks.Batch{Run: run, ErpConnectionID: testConn, ActorType: actor, Keys: keys[seq*size : end], Seq: seq, Source: "test"}
-		if _, err := ledger.RegisterBatch(ctx, meta, tasks.BatchID(run, seq), len(b.Keys)); err != nil {
+		if _, err := lg.RegisterBatch(ctx, meta, tasks.BatchID(run, seq), len(b.Keys)); err != nil {
 			t.Fatalf("register batch %d: %v", seq, err)
 		}
 		task, err := tasks.NewResyncTask(b)
@@ -162,9 +163,9 @@ func submitTo(t testing.TB, rdb redis.UniversalClient, run string, actor erpsync
 }
 
 // runStatus reads a run from the ledger.
-func runStatus(t testing.TB, rdb redis.UniversalClient, run string) tasks.RunStatus {
+func runStatus(t testing.TB, rdb redis.UniversalClient, run string) ledger.RunStatus {
 	t.Helper()
-	st, err := tasks.NewLedger(rdb).Status(context.Background(), run)
+	st, err := ledger.NewLedger(rdb).Status(context.Background(), run)
 	if err != nil {
 		t.Fatalf("status of %s: %v", run, err)
 	}
@@ -172,7 +173,7 @@ func runStatus(t testing.TB, rdb redis.UniversalClient, run string) tasks.RunSta
 }
 
 // waitDone waits until the run has nothing pending.
-func waitDone(t testing.TB, rdb redis.UniversalClient, run string, timeout time.Duration) tasks.RunStatus {
+func waitDone(t testing.TB, rdb redis.UniversalClient, run string, timeout time.Duration) ledger.RunStatus {
 	t.Helper()
 	return e2etest.WaitRunFinished(t, rdb, run, timeout)
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/tasks"
 )
@@ -25,13 +26,13 @@ func TestWorkerPrunesOldRuns(t *testing.T) {
 	for run, age := range map[string]time.Duration{"pr-old": 40 * 24 * time.Hour, "pr-last-night": 20 * time.Hour} {
 		at := time.Now().Add(-age)
 		now := func() time.Time { return at }
-		l := tasks.NewLedger(rdb).WithClock(now)
-		h, err := tasks.NewHandler(tasks.HandlerConfig{Resyncer: client, Ledger: l, Now: now})
+		l := ledger.NewLedger(rdb).WithClock(now)
+		h, err := tasks.NewHandler(tasks.HandlerConfig{Resyncer: client, Ledger: l, Redis: rdb, Now: now})
 		if err != nil {
 			t.Fatal(err)
 		}
 		b := tasks.Batch{Run: run, ErpConnectionID: testConn, ActorType: erpsync.ActorCustomer, Keys: testKeys("P", 10)}
-		if _, err := l.RegisterBatch(ctx, tasks.RunMeta{Run: run, ErpConnectionID: testConn, ActorType: erpsync.ActorCustomer}, tasks.BatchID(run, 0), len(b.Keys)); err != nil {
+		if _, err := l.RegisterBatch(ctx, ledger.RunMeta{Run: run, ErpConnectionID: testConn, ActorType: erpsync.ActorCustomer}, tasks.BatchID(run, 0), len(b.Keys)); err != nil {
 			t.Fatal(err)
 		}
 		task, err := tasks.NewResyncTask(b)
@@ -43,12 +44,12 @@ func TestWorkerPrunesOldRuns(t *testing.T) {
 		}
 	}
 	inProcess(t, db.Opt(), client, func(c *appConfig) { c.LedgerRetention = 30 * 24 * time.Hour })
-	l := tasks.NewLedger(rdb)
+	l := ledger.NewLedger(rdb)
 	waitFor(t, 20*time.Second, func() (bool, string) {
 		_, err := l.Status(ctx, "pr-old")
-		return errors.Is(err, tasks.ErrRunNotFound), "pr-old still in the ledger"
+		return errors.Is(err, ledger.ErrRunNotFound), "pr-old still in the ledger"
 	})
-	if st := runStatus(t, rdb, "pr-last-night"); st.State != tasks.RunDone || st.ResyncedKeys != 10 {
+	if st := runStatus(t, rdb, "pr-last-night"); st.State != ledger.RunDone || st.ResyncedKeys != 10 {
 		t.Errorf("last night's run: %+v", st)
 	}
 }

@@ -9,8 +9,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/erpresync/erpresync/flow"
+	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/runspage"
-	"github.com/erpresync/erpresync/tasks"
 )
 
 // mountRunsPage serves the read-only runs page at /runs/, next to the dashboard and behind
@@ -18,10 +18,10 @@ import (
 func mountRunsPage(mux *http.ServeMux, cfg httpConfig) {
 	insp := asynq.NewInspectorFromRedisClient(cfg.Redis) // shares the client: nothing to close
 	h, err := runspage.New(runspage.Config{
-		Ledger: tasks.NewLedger(cfg.Redis),
+		Ledger: ledger.NewLedger(cfg.Redis),
 		Pauses: breakerPauses{cfg.Redis},
-		Retrying: func(_ context.Context, run string) (tasks.Retrying, error) {
-			return tasks.RetryingBatches(insp, "", run)
+		Retrying: func(_ context.Context, run string) (ledger.Retrying, error) {
+			return ledger.RetryingBatches(insp, "", run)
 		},
 		DashboardURL: dashboardPath + "/",
 	})

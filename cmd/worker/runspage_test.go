@@ -17,6 +17,7 @@ import (
 
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/internal/browsertest"
+	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/tasks"
 )
@@ -99,7 +100,7 @@ func TestRunsPageInBrowser(t *testing.T) {
 	base := "http://" + ln.Addr().String()
 	rdb := db.Client()
 	defer rdb.Close()
-	ledger := tasks.NewLedger(rdb)
+	lg := ledger.NewLedger(rdb)
 	ctx := context.Background()
 
 	submit(t, db, "rp-customers", erpsync.ActorCustomer, testKeys("RPC-", 200), 50)
@@ -137,7 +138,7 @@ func TestRunsPageInBrowser(t *testing.T) {
 	listed := make([]string, 0, len(rows))
 	for _, row := range rows {
 		listed = append(listed, row.Run)
-		st, err := ledger.Status(ctx, row.Run)
+		st, err := lg.Status(ctx, row.Run)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -165,7 +166,7 @@ func TestRunsPageInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := ledger.Status(ctx, "rp-customers")
+	st, err := lg.Status(ctx, "rp-customers")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +185,7 @@ func TestRunsPageInBrowser(t *testing.T) {
 			}
 		}
 	}
-	dls, err := ledger.DeadLetters(ctx, "rp-customers")
+	dls, err := lg.DeadLetters(ctx, "rp-customers")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,11 +233,11 @@ func TestRunsPageInBrowser(t *testing.T) {
 	}
 
 	// The export links serve what `enqueue changes` writes, every change item of the run.
-	for link, f := range map[string]tasks.ExportFormat{rp.Export: tasks.ExportCSV, rp.NDJSON: tasks.ExportJSONL} {
+	for link, f := range map[string]ledger.ExportFormat{rp.Export: ledger.ExportCSV, rp.NDJSON: ledger.ExportJSONL} {
 		code, body := get(t, link, "ops", "s3cret")
 		var want strings.Builder
-		w := tasks.NewChangeWriter(&want, f)
-		if err := ledger.Changes(ctx, "rp-customers", w.Write); err != nil {
+		w := ledger.NewChangeWriter(&want, f)
+		if err := lg.Changes(ctx, "rp-customers", w.Write); err != nil {
 			t.Fatal(err)
 		}
 		w.Flush()
@@ -250,7 +251,7 @@ func TestRunsPageInBrowser(t *testing.T) {
 			}
 		}
 		lines := int64(strings.Count(body, "\n"))
-		if f == tasks.ExportCSV {
+		if f == ledger.ExportCSV {
 			lines-- // the header
 		}
 		if lines != records {
@@ -260,9 +261,9 @@ func TestRunsPageInBrowser(t *testing.T) {
 }
 
 // checkShown compares the data-field values a page shows with the ledger's status.
-func checkShown(t *testing.T, where string, fields map[string]string, st tasks.RunStatus, now time.Time) {
+func checkShown(t *testing.T, where string, fields map[string]string, st ledger.RunStatus, now time.Time) {
 	t.Helper()
-	labels := map[string]string{tasks.RunActive: "active", tasks.RunDone: "done", tasks.RunDoneWithDead: "done, with dead letters"}
+	labels := map[string]string{ledger.RunActive: "active", ledger.RunDone: "done", ledger.RunDoneWithDead: "done, with dead letters"}
 	if fields["state"] != labels[st.State] {
 		t.Errorf("%s: state %q, ledger %q", where, fields["state"], st.State)
 	}
@@ -276,13 +277,13 @@ func checkShown(t *testing.T, where string, fields map[string]string, st tasks.R
 		t.Errorf("%s: percent %q, want %q", where, fields["percent"], want)
 	}
 	switch {
-	case st.State != tasks.RunActive && fields["eta"] != "0s":
+	case st.State != ledger.RunActive && fields["eta"] != "0s":
 		t.Errorf("%s: ETA %q of a finished run, want 0s", where, fields["eta"])
-	case st.State == tasks.RunActive && fields["eta"] == "-":
+	case st.State == ledger.RunActive && fields["eta"] == "-":
 		t.Errorf("%s: no ETA for an active run with a rate", where)
 	}
 	// A finished run's rate is fixed: done keys over its start to finish.
-	if rate := strconv.FormatFloat(p.KeysPerSecond, 'f', 1, 64); st.State != tasks.RunActive && strings.TrimSuffix(fields["rate"], "/s") != rate {
+	if rate := strconv.FormatFloat(p.KeysPerSecond, 'f', 1, 64); st.State != ledger.RunActive && strings.TrimSuffix(fields["rate"], "/s") != rate {
 		t.Errorf("%s: rate %q, want %s", where, fields["rate"], rate)
 	}
 }

@@ -14,14 +14,15 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/erpresync/erpresync/intakeapi"
-	"github.com/erpresync/erpresync/internal/redisconn"
-	"github.com/erpresync/erpresync/tasks"
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
+
+	"github.com/erpresync/erpresync/intakeapi"
+	"github.com/erpresync/erpresync/internal/ledger"
+	"github.com/erpresync/erpresync/internal/redisconn"
 )
 
 // workerSettings turns the resolved settings into an appConfig (without the SOAP client).
@@ -58,7 +59,7 @@ func workerSettings(v values) (appConfig, error) {
 	if c.ResultRetention, err = v.duration("WORKER_RESULT_RETENTION", time.Second, true); err != nil {
 		return c, err
 	}
-	if c.LedgerRetention, err = tasks.ParseRetention(v.str("LEDGER_RETENTION")); err != nil {
+	if c.LedgerRetention, err = ledger.ParseRetention(v.str("LEDGER_RETENTION")); err != nil {
 		return c, fmt.Errorf("LEDGER_RETENTION: %w", err)
 	}
 	if c.BatchSize, err = v.int("WORKER_BATCH_SIZE", 1); err != nil {

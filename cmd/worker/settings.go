@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/erpresync/erpresync/erpsync"
-	"github.com/erpresync/erpresync/tasks"
+	"github.com/erpresync/erpresync/internal/ledger"
 )
 
 // setting is one configuration value: an environment variable, the flag that mirrors it,
@@ -61,7 +61,7 @@ var settings = []setting{
 	{Env: "WORKER_BUSINESS_RETRIES", Flag: "business-retries", Default: "3", Meaning: "retries of a single-key batch that SuperOffice answers `IsOk=false` before it is dead-lettered"},
 	{Env: "WORKER_BUSINESS_RETRY_DELAY", Flag: "business-retry-delay", Default: "1m", Meaning: "first delay between those retries (doubles each time)"},
 	{Env: "WORKER_RESULT_RETENTION", Flag: "result-retention", Default: "168h", Meaning: "how long a completed task and its result stay visible in the dashboard"},
-	{Env: "LEDGER_RETENTION", Flag: "ledger-retention", Default: fmt.Sprintf("%dd", tasks.DefaultLedgerRetention/(24*time.Hour)), Meaning: "how long a finished run stays in the run ledger (counts, change items, dead letters) before the worker removes it; `30d`, `72h`, or `0` to keep runs for ever"},
+	{Env: "LEDGER_RETENTION", Flag: "ledger-retention", Default: fmt.Sprintf("%dd", ledger.DefaultLedgerRetention/(24*time.Hour)), Meaning: "how long a finished run stays in the run ledger (counts, change items, dead letters) before the worker removes it; `30d`, `72h`, or `0` to keep runs for ever"},
 	{Env: "WORKER_BATCH_SIZE", Flag: "batch-size", Default: "100", Meaning: "largest batch the trickle aggregator builds"},
 	{Env: "WORKER_TRICKLE_MAX_DELAY", Flag: "trickle-max-delay", Default: "5s", Meaning: "longest a trickled key waits for its batch to fill"},
 	{Env: "WORKER_TRICKLE_GRACE", Flag: "trickle-grace", Default: "1s", Meaning: "a trickle batch is sent once no key arrived for this long"},

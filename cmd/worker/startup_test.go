@@ -23,6 +23,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/netserversim"
 	"github.com/erpresync/erpresync/tasks"
@@ -281,33 +282,33 @@ func TestDemoMatches(t *testing.T) {
 		}
 		return s
 	}
-	status := func() tasks.RunStatus {
-		return tasks.RunStatus{TotalKeys: 4, ResyncedKeys: 3, DeadKeys: 1, Records: expectedRecords(actor, good)}
+	status := func() ledger.RunStatus {
+		return ledger.RunStatus{TotalKeys: 4, ResyncedKeys: 3, DeadKeys: 1, Records: expectedRecords(actor, good)}
 	}
 	tests := []struct {
 		name   string
-		mutate func(*tasks.RunStatus, *[]tasks.DeadLetter, *netserversim.Snapshot, *[]string)
+		mutate func(*ledger.RunStatus, *[]tasks.DeadLetter, *netserversim.Snapshot, *[]string)
 		want   bool
 	}{
-		{name: "match", mutate: func(*tasks.RunStatus, *[]tasks.DeadLetter, *netserversim.Snapshot, *[]string) {}, want: true},
-		{name: "a good key never resynced", mutate: func(_ *tasks.RunStatus, _ *[]tasks.DeadLetter, s *netserversim.Snapshot, _ *[]string) {
+		{name: "match", mutate: func(*ledger.RunStatus, *[]tasks.DeadLetter, *netserversim.Snapshot, *[]string) {}, want: true},
+		{name: "a good key never resynced", mutate: func(_ *ledger.RunStatus, _ *[]tasks.DeadLetter, s *netserversim.Snapshot, _ *[]string) {
 			delete(s.Resynced, "K2")
 		}},
-		{name: "a good key dead", mutate: func(_ *tasks.RunStatus, d *[]tasks.DeadLetter, _ *netserversim.Snapshot, _ *[]string) {
+		{name: "a good key dead", mutate: func(_ *ledger.RunStatus, d *[]tasks.DeadLetter, _ *netserversim.Snapshot, _ *[]string) {
 			*d = []tasks.DeadLetter{{Key: "K1"}}
 		}},
-		{name: "one poison key dead twice, another not at all", mutate: func(st *tasks.RunStatus, d *[]tasks.DeadLetter, _ *netserversim.Snapshot, p *[]string) {
+		{name: "one poison key dead twice, another not at all", mutate: func(st *ledger.RunStatus, d *[]tasks.DeadLetter, _ *netserversim.Snapshot, p *[]string) {
 			*p = []string{"K3", "K4"}
 			st.ResyncedKeys, st.DeadKeys = 2, 2
 			*d = []tasks.DeadLetter{{Key: "K3"}, {Key: "K3"}}
 		}},
-		{name: "ledger misses a change", mutate: func(st *tasks.RunStatus, _ *[]tasks.DeadLetter, _ *netserversim.Snapshot, _ *[]string) {
+		{name: "ledger misses a change", mutate: func(st *ledger.RunStatus, _ *[]tasks.DeadLetter, _ *netserversim.Snapshot, _ *[]string) {
 			st.Records = expectedRecords(actor, good[:2])
 		}},
-		{name: "ledger has a change the simulator never made", mutate: func(st *tasks.RunStatus, _ *[]tasks.DeadLetter, _ *netserversim.Snapshot, _ *[]string) {
+		{name: "ledger has a change the simulator never made", mutate: func(st *ledger.RunStatus, _ *[]tasks.DeadLetter, _ *netserversim.Snapshot, _ *[]string) {
 			st.Records = expectedRecords(actor, append([]string{"K9"}, good...))
 		}},
-		{name: "resync-all reached SuperOffice", mutate: func(_ *tasks.RunStatus, _ *[]tasks.DeadLetter, s *netserversim.Snapshot, _ *[]string) {
+		{name: "resync-all reached SuperOffice", mutate: func(_ *ledger.RunStatus, _ *[]tasks.DeadLetter, s *netserversim.Snapshot, _ *[]string) {
 			s.ResyncAll = 1
 		}},
 	}

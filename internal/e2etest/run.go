@@ -7,12 +7,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/erpresync/erpresync/erpsync"
-	"github.com/erpresync/erpresync/intake"
-	"github.com/erpresync/erpresync/netserversim"
-	"github.com/erpresync/erpresync/tasks"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/intake"
+	"github.com/erpresync/erpresync/internal/ledger"
+	"github.com/erpresync/erpresync/netserversim"
 )
 
 // Submit enqueues keys as run through intake, as `enqueue` does: batches of batch keys for
@@ -34,10 +35,10 @@ func Submit(t testing.TB, rdb redis.UniversalClient, run string, actor erpsync.A
 }
 
 // RunStatus reads run from the ledger, giving up after two seconds (Redis may be down).
-func RunStatus(rdb redis.UniversalClient, run string) (tasks.RunStatus, error) {
+func RunStatus(rdb redis.UniversalClient, run string) (ledger.RunStatus, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	return tasks.NewLedger(rdb).Status(ctx, run)
+	return ledger.NewLedger(rdb).Status(ctx, run)
 }
 
 // RunFinished is a WaitFor condition: run has keys and none of them pending.
@@ -48,7 +49,7 @@ func RunFinished(rdb redis.UniversalClient, run string) func() (bool, error) {
 	}
 }
 
-func runFinished(rdb redis.UniversalClient, run string) (tasks.RunStatus, bool, error) {
+func runFinished(rdb redis.UniversalClient, run string) (ledger.RunStatus, bool, error) {
 	st, err := RunStatus(rdb, run)
 	if err != nil {
 		return st, false, err
@@ -57,9 +58,9 @@ func runFinished(rdb redis.UniversalClient, run string) (tasks.RunStatus, bool, 
 }
 
 // WaitRunFinished waits up to timeout until run has nothing pending and returns its status.
-func WaitRunFinished(t testing.TB, rdb redis.UniversalClient, run string, timeout time.Duration) tasks.RunStatus {
+func WaitRunFinished(t testing.TB, rdb redis.UniversalClient, run string, timeout time.Duration) ledger.RunStatus {
 	t.Helper()
-	var st tasks.RunStatus
+	var st ledger.RunStatus
 	WaitFor(t, "run "+run+" finished", timeout, func() (bool, error) {
 		var done bool
 		var err error

@@ -1,4 +1,4 @@
-package tasks
+package ledger
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+
+	"github.com/erpresync/erpresync/tasks"
 
 	"github.com/hibiken/asynq"
 )
@@ -38,7 +40,7 @@ type RepairResult struct {
 func (l *Ledger) Repair(ctx context.Context, insp *asynq.Inspector, run string, queues ...string) (RepairResult, error) {
 	res := RepairResult{Run: run, Requeued: []string{}, Lost: []string{}}
 	if len(queues) == 0 {
-		queues = []string{DefaultQueue}
+		queues = []string{tasks.DefaultQueue}
 	}
 	if _, err := l.Status(ctx, run); err != nil {
 		return res, err
@@ -93,7 +95,7 @@ func (l *Ledger) Repair(ctx context.Context, insp *asynq.Inspector, run string, 
 func (l *Ledger) repairHalves(ctx context.Context, client *asynq.Client, find func(string) (*asynq.TaskInfo, error), run, id string, states map[string]string, res *RepairResult) error {
 	var missing []string
 	for i := range 2 {
-		child := childID(id, i)
+		child := tasks.ChildID(id, i)
 		if st := states[child]; st == stateDone || st == stateDead || st == stateSplit {
 			continue
 		}
@@ -115,28 +117,28 @@ func (l *Ledger) repairHalves(ctx context.Context, client *asynq.Client, find fu
 	if err != nil {
 		return err
 	}
-	var b Batch
+	var b tasks.Batch
 	if parent == nil || json.Unmarshal(parent.Payload, &b) != nil || len(b.Keys) < 2 {
 		res.Lost = append(res.Lost, missing...)
 		return nil
 	}
-	hs, err := halfTasks(b, id, parent.Queue, parent.MaxRetry, nil)
+	hs, err := tasks.HalfTasks(b, id, parent.Queue, parent.MaxRetry, nil)
 	if err != nil {
 		return err
 	}
-	var open []half
+	var open []tasks.Half
 	for _, h := range hs {
 		for _, m := range missing {
-			if h.id == m {
+			if h.ID == m {
 				open = append(open, h)
 			}
 		}
 	}
-	if _, err := enqueueHalves(ctx, client, open); err != nil {
+	if _, err := tasks.EnqueueHalves(ctx, client, open); err != nil {
 		return err
 	}
 	for _, h := range open {
-		res.Requeued = append(res.Requeued, h.id)
+		res.Requeued = append(res.Requeued, h.ID)
 	}
 	return nil
 }

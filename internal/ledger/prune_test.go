@@ -1,4 +1,4 @@
-package tasks
+package ledger
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/erpresync/erpresync/tasks"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -66,7 +68,8 @@ func (c *clock) Set(t time.Time) {
 // withClock makes the env's ledger and handler read c.
 func (e *env) withClock(c *clock) {
 	e.ledger.now = c.Now
-	e.h.now = c.Now
+	e.cfg.Now = c.Now
+	e.newHandler()
 }
 
 // night runs one run through the handler as asynq would hand it over: batches of 100 keys,
@@ -78,7 +81,7 @@ func (e *env) night(run string, batches int) {
 	meta := RunMeta{Run: run, ErpConnectionID: 3, ActorType: erpsync.ActorCustomer, Source: "nightly"}
 	for seq := range batches {
 		b := customerBatch(run, seq, testKeys(fmt.Sprintf("N%d", seq), 100))
-		if _, err := e.ledger.RegisterBatch(ctx, meta, BatchID(run, seq), len(b.Keys)); err != nil {
+		if _, err := e.ledger.RegisterBatch(ctx, meta, tasks.BatchID(run, seq), len(b.Keys)); err != nil {
 			e.t.Fatal(err)
 		}
 	}
@@ -233,12 +236,12 @@ func TestPrune(t *testing.T) {
 	// ... and its batch archived by asynq although the ledger has it done (the worker died
 	// between recording the success and asynq's acknowledgement, on the last attempt).
 	doneID := e.enqueue(customerBatch("old-done", 0, []string{"A", "B"}))
-	if err := e.insp.ArchiveTask(DefaultQueue, doneID); err != nil {
+	if err := e.insp.ArchiveTask(tasks.DefaultQueue, doneID); err != nil {
 		t.Fatal(err)
 	}
 	// old-dead: a batch archived by asynq, recorded dead by the reconciliation.
 	deadID := e.enqueue(customerBatch("old-dead", 0, []string{"P1", "P2"}))
-	if err := e.insp.ArchiveTask(DefaultQueue, deadID); err != nil {
+	if err := e.insp.ArchiveTask(tasks.DefaultQueue, deadID); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := e.ledger.ReconcileArchived(ctx, e.insp); err != nil || n != 1 {
@@ -307,7 +310,7 @@ func TestPrune(t *testing.T) {
 	if dls, _ := e.ledger.DeadLetters(ctx, ""); len(dls) != 0 {
 		t.Errorf("dead letters left: %+v", dls)
 	}
-	if _, err := e.insp.GetTaskInfo(DefaultQueue, deadID); !errors.Is(err, asynq.ErrTaskNotFound) {
+	if _, err := e.insp.GetTaskInfo(tasks.DefaultQueue, deadID); !errors.Is(err, asynq.ErrTaskNotFound) {
 		t.Errorf("archived task of old-dead: %v, want it deleted", err)
 	}
 	// Nothing for the reconciliation to bring back: the dead batch's archived task is gone,
@@ -328,7 +331,7 @@ func TestPrune(t *testing.T) {
 func (e *env) night1(run string, keys []string) {
 	e.t.Helper()
 	ctx := context.Background()
-	if _, err := e.ledger.RegisterBatch(ctx, RunMeta{Run: run, ErpConnectionID: 3, ActorType: erpsync.ActorCustomer}, BatchID(run, 0), len(keys)); err != nil {
+	if _, err := e.ledger.RegisterBatch(ctx, RunMeta{Run: run, ErpConnectionID: 3, ActorType: erpsync.ActorCustomer}, tasks.BatchID(run, 0), len(keys)); err != nil {
 		e.t.Fatal(err)
 	}
 	if err := e.h.ProcessTask(ctx, mustTask(e.t, customerBatch(run, 0, keys))); err != nil {
@@ -401,7 +404,7 @@ func TestPruneLeavesNothingOfTheRun(t *testing.T) {
 	e := newEnv(t, &fakeSO{}, nil)
 	c := &clock{t: time.Date(2026, 9, 1, 2, 0, 0, 0, time.UTC)}
 	e.withClock(c)
-	e.serve(nil, func(cfg *asynq.Config) { cfg.Queues = map[string]int{DefaultQueue: 1, "other": 1} })
+	e.serve(nil, func(cfg *asynq.Config) { cfg.Queues = map[string]int{tasks.DefaultQueue: 1, "other": 1} })
 	ctx := context.Background()
 	e.enqueue(customerBatch("full", 0, []string{"A", "B"}))
 	e.enqueue(customerBatch("full", 1, []string{"C"}), asynq.Queue("other"))
@@ -428,7 +431,7 @@ func TestPruneLeavesNothingOfTheRun(t *testing.T) {
 	if left := asynqTasksLeft(t, e.ledger.rdb, "full"); len(left) > 0 {
 		t.Errorf("asynq tasks left: %v", left)
 	}
-	for _, q := range []string{DefaultQueue, "other"} {
+	for _, q := range []string{tasks.DefaultQueue, "other"} {
 		if qi, err := e.insp.GetQueueInfo(q); err != nil || qi.Completed != 0 || qi.Size != 0 {
 			t.Errorf("queue %s: %+v, %v; want no task", q, qi, err)
 		}
@@ -501,14 +504,14 @@ func TestPruneCluster(t *testing.T) {
 	l := NewLedger(rdb)
 	c := &clock{t: time.Date(2026, 9, 1, 2, 0, 0, 0, time.UTC)}
 	l.now = c.Now
-	h, err := NewHandler(HandlerConfig{Resyncer: &fakeSO{}, Ledger: l, FastPolicy: fastPolicy(), Now: c.Now, Logger: testLogger(t)})
+	h, err := tasks.NewHandler(tasks.HandlerConfig{Resyncer: &fakeSO{}, Ledger: l, Redis: rdb, FastPolicy: fastPolicy(), Now: c.Now, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
 	// The runs go through asynq on the Cluster, which keeps their tasks completed.
-	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{Concurrency: 4, Queues: map[string]int{DefaultQueue: 1},
-		TaskCheckInterval: 20 * time.Millisecond, IsFailure: IsFailure, Logger: nopLogger{}, LogLevel: asynq.FatalLevel})
+	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{Concurrency: 4, Queues: map[string]int{tasks.DefaultQueue: 1},
+		TaskCheckInterval: 20 * time.Millisecond, IsFailure: tasks.IsFailure, Logger: nopLogger{}, LogLevel: asynq.FatalLevel})
 	if err := srv.Start(h); err != nil {
 		t.Fatal(err)
 	}
@@ -522,7 +525,7 @@ func TestPruneCluster(t *testing.T) {
 			c.Set(c.Now().Add(10 * 24 * time.Hour))
 		}
 		run := fmt.Sprintf("cl-%02d", i)
-		if _, err := l.RegisterBatch(ctx, RunMeta{Run: run, ErpConnectionID: 3, ActorType: erpsync.ActorCustomer}, BatchID(run, 0), 3); err != nil {
+		if _, err := l.RegisterBatch(ctx, RunMeta{Run: run, ErpConnectionID: 3, ActorType: erpsync.ActorCustomer}, tasks.BatchID(run, 0), 3); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := client.Enqueue(mustTask(t, customerBatch(run, 0, []string{"X", "Y", "Z"}))); err != nil {
@@ -531,7 +534,7 @@ func TestPruneCluster(t *testing.T) {
 	}
 	waitFor(t, "the recent runs to finish", 20*time.Second, func() (bool, error) { return runsFinished(ctx, l, old, old+recent) })
 	waitFor(t, "every task to be completed", 10*time.Second, func() (bool, error) {
-		qi, err := insp.GetQueueInfo(DefaultQueue)
+		qi, err := insp.GetQueueInfo(tasks.DefaultQueue)
 		return err == nil && qi.Completed == old+recent, err
 	})
 	c.Set(c.Now().Add(24 * time.Hour))
@@ -569,7 +572,7 @@ func TestPruneCluster(t *testing.T) {
 			t.Errorf("asynq tasks of %s left: %v", run, left)
 		}
 	}
-	if qi, err := insp.GetQueueInfo(DefaultQueue); err != nil || qi.Completed != recent {
+	if qi, err := insp.GetQueueInfo(tasks.DefaultQueue); err != nil || qi.Completed != recent {
 		t.Errorf("queue: %+v, %v; want the %d tasks of the kept runs", qi, err, recent)
 	}
 	runs, err := l.Runs(ctx, 0)
@@ -584,7 +587,7 @@ func TestPruneCluster(t *testing.T) {
 			t.Errorf("kept run %+v", st)
 		}
 		n := 0
-		l.Changes(ctx, st.Run, func(ChangeItem) error { n++; return nil })
+		l.Changes(ctx, st.Run, func(tasks.ChangeItem) error { n++; return nil })
 		if n != 3 {
 			t.Errorf("kept run %s has %d change items, want 3", st.Run, n)
 		}

@@ -1,4 +1,4 @@
-package tasks
+package ledger
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/erpresync/erpresync/tasks"
 )
 
 // DefaultLedgerRetention is how long a finished run stays in the ledger before Prune
@@ -158,7 +160,7 @@ func (l *Ledger) Prune(ctx context.Context, o PruneOptions) (PruneResult, error)
 // pruneRun removes one run if it qualifies, adding it to res; it reports whether the run's
 // index entry was removed (or, dry, would be).
 func (l *Ledger) pruneRun(ctx context.Context, run string, cutoff time.Time, o PruneOptions, res *PruneResult) (bool, error) {
-	if ValidateRunName(run) != nil {
+	if tasks.ValidateRunName(run) != nil {
 		return false, nil // not ours to touch
 	}
 	k := keysFor(run)
@@ -271,9 +273,9 @@ func (l *Ledger) scanHash(ctx context.Context, run, key, what string, page func(
 func (l *Ledger) deleteRunArchived(ctx context.Context, insp *asynq.Inspector, run string) (int, error) {
 	n := 0
 	err := l.scanHash(ctx, run, keysFor(run).dead, "dead letters", func(kv []string) error {
-		dls := make([]DeadLetter, 0, len(kv)/2)
+		dls := make([]tasks.DeadLetter, 0, len(kv)/2)
 		for i := 1; i < len(kv); i += 2 {
-			var d DeadLetter
+			var d tasks.DeadLetter
 			if json.Unmarshal([]byte(kv[i]), &d) == nil {
 				dls = append(dls, d)
 			}

@@ -1,4 +1,4 @@
-package tasks
+package ledger
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/erpresync/erpresync/tasks"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -18,10 +20,10 @@ const (
 
 // Batch states in the batches hash; absent means none.
 const (
-	statePending = "pending"
-	stateDone    = "done"
-	stateSplit   = "split"
-	stateDead    = "dead"
+	statePending = string(tasks.BatchPending)
+	stateDone    = string(tasks.BatchDone)
+	stateSplit   = string(tasks.BatchSplit)
+	stateDead    = string(tasks.BatchDead)
 )
 
 type runKeys struct {
@@ -203,12 +205,12 @@ func (l *Ledger) batchState(ctx context.Context, run, id string) (string, error)
 	return st, err
 }
 
-// deadReason returns the recorded reason of a dead batch, read from the dead letter of one
+// DeadReason returns the recorded reason of a dead batch, read from the dead letter of one
 // of its keys, or a generic sentence when that was requeued or purged.
-func (l *Ledger) deadReason(ctx context.Context, run, id, key string) string {
+func (l *Ledger) DeadReason(ctx context.Context, run, id, key string) string {
 	v, err := l.rdb.HGet(ctx, keysFor(run).dead, deadField(id, key)).Result()
 	if err == nil {
-		var d DeadLetter
+		var d tasks.DeadLetter
 		if json.Unmarshal([]byte(v), &d) == nil && d.Reason != "" {
 			return d.Reason
 		}
@@ -216,25 +218,26 @@ func (l *Ledger) deadReason(ctx context.Context, run, id, key string) string {
 	return "dead letter: batch " + id + " was dead-lettered earlier"
 }
 
-// claim is the handler's first step for a batch: for a producer's batch (no parent) it
-// registers the batch like RegisterBatch, and it returns the batch's state ("" for none) in the
-// same round trip. The run index is written only when claim registered the batch: otherwise
-// the producer's RegisterBatch wrote it.
-func (l *Ledger) claim(ctx context.Context, b Batch, id string) (string, error) {
+// Claim is the handler's first step for a batch: for a producer's batch (no parent) it
+// registers the batch like RegisterBatch, and it returns the batch's state (BatchNone for
+// none) in the same round trip. The run index is written only when Claim registered the
+// batch: otherwise the producer's RegisterBatch wrote it.
+func (l *Ledger) Claim(ctx context.Context, b tasks.Batch, id string) (tasks.BatchState, error) {
 	if b.Parent != "" {
-		return l.batchState(ctx, b.Run, id)
+		st, err := l.batchState(ctx, b.Run, id)
+		return tasks.BatchState(st), err
 	}
 	meta := RunMeta{Run: b.Run, ErpConnectionID: b.ErpConnectionID, ActorType: b.ActorType, Source: b.Source}
 	added, state, err := l.register(ctx, meta, id, len(b.Keys))
 	if err != nil || !added {
-		return state, err
+		return tasks.BatchState(state), err
 	}
-	return state, l.index(ctx, meta.Run)
+	return tasks.BatchState(state), l.index(ctx, meta.Run)
 }
 
 // register runs registerScript; see RegisterBatch.
 func (l *Ledger) register(ctx context.Context, meta RunMeta, batchID string, keys int) (added bool, state string, err error) {
-	if err := validateRun(meta.Run); err != nil {
+	if err := tasks.ValidateBatchRun(meta.Run); err != nil {
 		return false, "", err
 	}
 	if batchID == "" || keys <= 0 {
@@ -262,18 +265,21 @@ func (l *Ledger) index(ctx context.Context, run string) error {
 	return nil
 }
 
-func (l *Ledger) incrCalls(ctx context.Context, run string, n int) error {
+// CountCalls adds n ForceResyncExternal calls to the run.
+func (l *Ledger) CountCalls(ctx context.Context, run string, n int) error {
 	return l.rdb.HIncrBy(ctx, keysFor(run).meta, "calls", int64(n)).Err()
 }
 
-func (l *Ledger) incrBusiness(ctx context.Context, run, id string) (int, error) {
+// CountBusiness counts one business refusal of batch id and returns the count so far.
+func (l *Ledger) CountBusiness(ctx context.Context, run, id string) (int, error) {
 	n, err := l.rdb.HIncrBy(ctx, keysFor(run).business, id, 1).Result()
 	return int(n), err
 }
 
-// holdSince records now as the start of the batch's hold in hash (the run's auth
-// hash) unless one is recorded, and returns the first.
-func (l *Ledger) holdSince(ctx context.Context, hash, id string, now time.Time) (time.Time, error) {
+// HoldSince records now as the start of the batch's auth hold unless one is recorded, and
+// returns the first.
+func (l *Ledger) HoldSince(ctx context.Context, run, id string, now time.Time) (time.Time, error) {
+	hash := keysFor(run).auth
 	var get *redis.StringCmd
 	_, err := l.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSetNX(ctx, hash, id, ms(now))
@@ -286,8 +292,9 @@ func (l *Ledger) holdSince(ctx context.Context, hash, id string, now time.Time) 
 	return fromMS(get.Val()), nil
 }
 
-// recordSuccess records the batch done with its changes, and the calls made for it.
-func (l *Ledger) recordSuccess(ctx context.Context, run, id string, n, calls int, items []ChangeItem, now time.Time) (bool, error) {
+// RecordSuccess records the batch done with its changes, and the calls made for it; false if
+// it was finished already.
+func (l *Ledger) RecordSuccess(ctx context.Context, run, id string, n, calls int, items []tasks.ChangeItem, now time.Time) (bool, error) {
 	k := keysFor(run)
 	counts := map[string]int64{}
 	var order []string
@@ -314,19 +321,21 @@ func (l *Ledger) recordSuccess(ctx context.Context, run, id string, n, calls int
 	return r == 1, err
 }
 
-// splitApplied is what markSplit returns when it marked the batch split.
-const splitApplied = "applied"
+// splitApplied is what splitScript returns when it marked the batch split.
+const splitApplied = string(tasks.SplitMarked)
 
-// markSplit marks the batch split unless it is finished; it returns splitApplied or the
-// finished state (stateSplit, stateDone, stateDead).
-func (l *Ledger) markSplit(ctx context.Context, run, id string, now time.Time) (string, error) {
+// MarkSplit marks the batch split unless it is finished; it returns tasks.SplitMarked or the
+// finished state (BatchSplit, BatchDone, BatchDead).
+func (l *Ledger) MarkSplit(ctx context.Context, run, id string, now time.Time) (tasks.BatchState, error) {
 	k := keysFor(run)
-	return splitScript.Run(ctx, l.rdb, []string{k.meta, k.batches}, id, ms(now)).Text()
+	st, err := splitScript.Run(ctx, l.rdb, []string{k.meta, k.batches}, id, ms(now)).Text()
+	return tasks.BatchState(st), err
 }
 
 func deadField(batchID, key string) string { return batchID + "|" + key }
 
-func (l *Ledger) recordDead(ctx context.Context, run, id string, dls []DeadLetter, now time.Time) (bool, error) {
+// RecordDead records the batch's keys as dead letters; false if it was finished already.
+func (l *Ledger) RecordDead(ctx context.Context, run, id string, dls []tasks.DeadLetter, now time.Time) (bool, error) {
 	k := keysFor(run)
 	args := make([]any, 0, 3+2*len(dls))
 	args = append(args, id, len(dls), ms(now))

@@ -1,4 +1,4 @@
-package tasks
+package ledger
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/erpresync/erpresync/tasks"
+
 	"github.com/hibiken/asynq"
 
 	"github.com/erpresync/erpresync/erpsync"
@@ -22,12 +24,12 @@ func TestRegisterBatchIdempotent(t *testing.T) {
 	ctx := context.Background()
 	meta := RunMeta{Run: "reg", ErpConnectionID: 4, ActorType: erpsync.ActorSupplier, Source: "cli"}
 	for i, want := range []bool{true, false, false} {
-		added, err := e.ledger.RegisterBatch(ctx, meta, BatchID("reg", 0), 10)
+		added, err := e.ledger.RegisterBatch(ctx, meta, tasks.BatchID("reg", 0), 10)
 		if err != nil || added != want {
 			t.Fatalf("call %d: added %v, %v; want %v", i, added, err, want)
 		}
 	}
-	if added, err := e.ledger.RegisterBatch(ctx, RunMeta{Run: "reg", ErpConnectionID: 99}, BatchID("reg", 1), 5); err != nil || !added {
+	if added, err := e.ledger.RegisterBatch(ctx, RunMeta{Run: "reg", ErpConnectionID: 99}, tasks.BatchID("reg", 1), 5); err != nil || !added {
 		t.Fatalf("second batch: %v, %v", added, err)
 	}
 	st, err := e.ledger.Status(ctx, "reg")
@@ -140,7 +142,7 @@ func TestRunStatusJSON(t *testing.T) {
 		t.Errorf("JSON = %s", b)
 	}
 	var kinds []string
-	e.ledger.Changes(ctx, "json", func(it ChangeItem) error { kinds = append(kinds, it.Kind+"/"+it.Table); return nil })
+	e.ledger.Changes(ctx, "json", func(it tasks.ChangeItem) error { kinds = append(kinds, it.Kind+"/"+it.Table); return nil })
 	if strings.Join(kinds, ",") != "added/person,updated/contact,deleted/contact" {
 		t.Errorf("change order = %v", kinds)
 	}
@@ -150,7 +152,7 @@ func TestChangesPagesAndStops(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, &fakeSO{}, nil)
 	ctx := context.Background()
-	keys := testKeys("C", MaxBatchSize)
+	keys := testKeys("C", tasks.MaxBatchSize)
 	for i := range 3 {
 		b := customerBatch("pages", i, keys)
 		if err := e.h.ProcessTask(ctx, mustTask(t, b)); err != nil {
@@ -158,8 +160,8 @@ func TestChangesPagesAndStops(t *testing.T) {
 		}
 	}
 	n := 0
-	var prev ChangeItem
-	err := e.ledger.Changes(ctx, "pages", func(it ChangeItem) error {
+	var prev tasks.ChangeItem
+	err := e.ledger.Changes(ctx, "pages", func(it tasks.ChangeItem) error {
 		if n > 0 && it.TaskID < prev.TaskID {
 			return fmt.Errorf("out of order at %d", n)
 		}
@@ -167,12 +169,12 @@ func TestChangesPagesAndStops(t *testing.T) {
 		n++
 		return nil
 	})
-	if err != nil || n != 3*MaxBatchSize {
-		t.Errorf("Changes: %d items, %v; want %d", n, err, 3*MaxBatchSize)
+	if err != nil || n != 3*tasks.MaxBatchSize {
+		t.Errorf("Changes: %d items, %v; want %d", n, err, 3*tasks.MaxBatchSize)
 	}
 	stop := errors.New("stop")
 	n = 0
-	err = e.ledger.Changes(ctx, "pages", func(ChangeItem) error {
+	err = e.ledger.Changes(ctx, "pages", func(tasks.ChangeItem) error {
 		n++
 		if n == 5 {
 			return stop
@@ -191,7 +193,7 @@ func TestReconcileArchived(t *testing.T) {
 	e := newEnv(t, &fakeSO{}, nil)
 	ctx := context.Background()
 	lost := e.enqueue(customerBatch("recon", 0, []string{"A", "B"}))
-	if err := e.insp.ArchiveTask(DefaultQueue, lost); err != nil {
+	if err := e.insp.ArchiveTask(tasks.DefaultQueue, lost); err != nil {
 		t.Fatal(err)
 	}
 	// A batch the handler finished, archived anyway: must be left alone.
@@ -200,7 +202,7 @@ func TestReconcileArchived(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := e.enqueue(doneBatch)
-	if err := e.insp.ArchiveTask(DefaultQueue, done); err != nil {
+	if err := e.insp.ArchiveTask(tasks.DefaultQueue, done); err != nil {
 		t.Fatal(err)
 	}
 	for i, want := range []int{1, 0} {
@@ -215,7 +217,7 @@ func TestReconcileArchived(t *testing.T) {
 	}
 	dls, _ := e.ledger.DeadLetters(ctx, "recon")
 	want := "dead letter: transient error, retries used up: archived by asynq with no dead-letter record (last error: none recorded) after 1 attempt (2 keys)"
-	if len(dls) != 2 || dls[0].Reason != want || dls[0].BatchID != lost || dls[0].Queue != DefaultQueue {
+	if len(dls) != 2 || dls[0].Reason != want || dls[0].BatchID != lost || dls[0].Queue != tasks.DefaultQueue {
 		t.Errorf("dead letters = %+v", dls)
 	}
 	// A queue that does not exist is not an error.
@@ -258,7 +260,7 @@ func TestRequeue(t *testing.T) {
 	t.Parallel()
 	so := &switchSO{}
 	so.poison = map[string]bool{"poison": true}
-	e := newEnv(t, &so.fakeSO, func(c *HandlerConfig) { c.Resyncer = so; c.BusinessRetries = -1 })
+	e := newEnv(t, &so.fakeSO, func(c *tasks.HandlerConfig) { c.Resyncer = so; c.BusinessRetries = -1 })
 	e.serve(nil, nil)
 	ctx := context.Background()
 	e.enqueue(customerBatch("rq", 0, []string{"bad1", "bad2"}))
@@ -269,7 +271,7 @@ func TestRequeue(t *testing.T) {
 		t.Fatalf("before requeue: %+v", st)
 	}
 	waitFor(t, "two archived tasks", 10*time.Second, func() (bool, error) {
-		qi, err := e.insp.GetQueueInfo(DefaultQueue)
+		qi, err := e.insp.GetQueueInfo(tasks.DefaultQueue)
 		return err == nil && qi.Archived == 2, err
 	})
 
@@ -312,7 +314,7 @@ func TestRequeue(t *testing.T) {
 	if dls, _ := e.ledger.DeadLetters(ctx, "rq"); len(dls) != 0 {
 		t.Errorf("dead letters left: %+v", dls)
 	}
-	qi, _ := e.insp.GetQueueInfo(DefaultQueue)
+	qi, _ := e.insp.GetQueueInfo(tasks.DefaultQueue)
 	if qi.Archived != 0 {
 		t.Errorf("%d archived tasks left", qi.Archived)
 	}
@@ -327,7 +329,7 @@ func TestRequeue(t *testing.T) {
 func TestRequeueMovesToPending(t *testing.T) {
 	t.Parallel()
 	so := &fakeSO{poison: map[string]bool{"P": true}}
-	e := newEnv(t, so, func(c *HandlerConfig) { c.BusinessRetries = -1 })
+	e := newEnv(t, so, func(c *tasks.HandlerConfig) { c.BusinessRetries = -1 })
 	ctx := context.Background()
 	for i, k := range []string{"P", "P"} { // the same key dead in two batches
 		err := e.h.ProcessTask(ctx, mustTask(t, customerBatch("pend", i, []string{k})))
@@ -347,11 +349,11 @@ func TestRequeueMovesToPending(t *testing.T) {
 		t.Errorf("status = %+v", st)
 	}
 	for _, id := range res.Batches {
-		info, err := e.insp.GetTaskInfo(DefaultQueue, id)
+		info, err := e.insp.GetTaskInfo(tasks.DefaultQueue, id)
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := ParseBatch(info.Payload)
+		b, err := tasks.ParseBatch(info.Payload)
 		if err != nil || info.State != asynq.TaskStatePending || info.MaxRetry != 3 || b.Source != "requeue" || len(b.Keys) != 1 {
 			t.Errorf("requeued task %s: %+v %+v %v", id, info, b, err)
 		}
@@ -368,7 +370,7 @@ func TestRequeueMovesToPending(t *testing.T) {
 func TestRequeueFinishesInterruptedOutbox(t *testing.T) {
 	t.Parallel()
 	so := &fakeSO{poison: map[string]bool{"P": true}}
-	e := newEnv(t, so, func(c *HandlerConfig) { c.BusinessRetries = -1 })
+	e := newEnv(t, so, func(c *tasks.HandlerConfig) { c.BusinessRetries = -1 })
 	ctx := context.Background()
 	e.h.ProcessTask(ctx, mustTask(t, customerBatch("outbox", 0, []string{"P"})))
 	dls, _ := e.ledger.DeadLetters(ctx, "outbox")
@@ -380,7 +382,7 @@ func TestRequeueFinishesInterruptedOutbox(t *testing.T) {
 	if err != nil || res.Keys != 0 || len(res.Batches) != 1 {
 		t.Fatalf("Requeue = %+v, %v; want the outbox batch enqueued", res, err)
 	}
-	qi, _ := e.insp.GetQueueInfo(DefaultQueue)
+	qi, _ := e.insp.GetQueueInfo(tasks.DefaultQueue)
 	if qi.Pending != 1 {
 		t.Errorf("%d pending tasks, want 1", qi.Pending)
 	}
@@ -389,7 +391,7 @@ func TestRequeueFinishesInterruptedOutbox(t *testing.T) {
 func TestPurgeDead(t *testing.T) {
 	t.Parallel()
 	so := &fakeSO{poison: map[string]bool{"P": true, "Q": true}}
-	e := newEnv(t, so, func(c *HandlerConfig) { c.BusinessRetries = -1 })
+	e := newEnv(t, so, func(c *tasks.HandlerConfig) { c.BusinessRetries = -1 })
 	ctx := context.Background()
 	for i, k := range []string{"P", "Q"} {
 		e.h.ProcessTask(ctx, mustTask(t, customerBatch("purge", i, []string{k})))
@@ -411,7 +413,7 @@ func TestPurgeDead(t *testing.T) {
 func TestDeadLettersAllRuns(t *testing.T) {
 	t.Parallel()
 	so := &fakeSO{poison: map[string]bool{"P": true}}
-	e := newEnv(t, so, func(c *HandlerConfig) { c.BusinessRetries = -1 })
+	e := newEnv(t, so, func(c *tasks.HandlerConfig) { c.BusinessRetries = -1 })
 	ctx := context.Background()
 	for _, run := range []string{"r1", "r2"} {
 		e.h.ProcessTask(ctx, mustTask(t, customerBatch(run, 0, []string{"P"})))
@@ -429,7 +431,7 @@ func TestDeadLettersAllRuns(t *testing.T) {
 func TestSelectDeadByKey(t *testing.T) {
 	t.Parallel()
 	so := &fakeSO{poison: map[string]bool{"P": true, "Q": true}}
-	e := newEnv(t, so, func(c *HandlerConfig) { c.BusinessRetries = -1 })
+	e := newEnv(t, so, func(c *tasks.HandlerConfig) { c.BusinessRetries = -1 })
 	ctx := context.Background()
 	e.h.ProcessTask(ctx, mustTask(t, customerBatch("k1", 0, []string{"P"})))
 	e.h.ProcessTask(ctx, mustTask(t, customerBatch("k2", 0, []string{"Q"})))
@@ -494,7 +496,7 @@ func TestRecordIntake(t *testing.T) {
 
 	// A run with keys keeps its state; the rejected count is its own.
 	meta.Run = "mixed"
-	if _, err := e.ledger.RegisterBatch(ctx, meta, BatchID("mixed", 0), 2); err != nil {
+	if _, err := e.ledger.RegisterBatch(ctx, meta, tasks.BatchID("mixed", 0), 2); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.ledger.RecordIntake(ctx, meta, 1, rej[:1]); err != nil {
@@ -519,16 +521,16 @@ func TestReconcileEnqueuesLostHalves(t *testing.T) {
 	ctx := context.Background()
 	b := customerBatch("lostsplit", 0, []string{"A", "B", "C"})
 	id := e.enqueue(b, asynq.MaxRetry(4))
-	if applied, err := e.ledger.markSplit(ctx, "lostsplit", id, time.Now()); err != nil || applied != splitApplied {
+	if applied, err := e.ledger.MarkSplit(ctx, "lostsplit", id, time.Now()); err != nil || applied != tasks.SplitMarked {
 		t.Fatalf("markSplit = %v, %v", applied, err)
 	}
-	if err := e.insp.ArchiveTask(DefaultQueue, id); err != nil {
+	if err := e.insp.ArchiveTask(tasks.DefaultQueue, id); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.ledger.ReconcileArchived(ctx, e.insp); err != nil {
 		t.Fatal(err)
 	}
-	halves, err := e.insp.ListPendingTasks(DefaultQueue)
+	halves, err := e.insp.ListPendingTasks(tasks.DefaultQueue)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -537,19 +539,19 @@ func TestReconcileEnqueuesLostHalves(t *testing.T) {
 	}
 	var keys []string
 	for _, h := range halves {
-		c, err := ParseBatch(h.Payload)
-		if err != nil || c.Parent != id || c.Depth != 1 || h.MaxRetry != 4 || (h.ID != childID(id, 0) && h.ID != childID(id, 1)) {
+		c, err := tasks.ParseBatch(h.Payload)
+		if err != nil || c.Parent != id || c.Depth != 1 || h.MaxRetry != 4 || (h.ID != tasks.ChildID(id, 0) && h.ID != tasks.ChildID(id, 1)) {
 			t.Errorf("half %s: %+v, max retry %d, %v", h.ID, c, h.MaxRetry, err)
 		}
 		keys = append(keys, c.Keys...)
-		if h.ID == childID(id, 0) { // one half runs; the other is lost again
+		if h.ID == tasks.ChildID(id, 0) { // one half runs; the other is lost again
 			if err := e.h.ProcessTask(ctx, asynq.NewTask(h.Type, h.Payload)); err != nil {
 				t.Fatal(err)
 			}
-			if err := e.insp.DeleteTask(DefaultQueue, h.ID); err != nil {
+			if err := e.insp.DeleteTask(tasks.DefaultQueue, h.ID); err != nil {
 				t.Fatal(err)
 			}
-		} else if err := e.insp.DeleteTask(DefaultQueue, h.ID); err != nil {
+		} else if err := e.insp.DeleteTask(tasks.DefaultQueue, h.ID); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -560,8 +562,8 @@ func TestReconcileEnqueuesLostHalves(t *testing.T) {
 	if _, err := e.ledger.ReconcileArchived(ctx, e.insp); err != nil {
 		t.Fatal(err)
 	}
-	again, _ := e.insp.ListPendingTasks(DefaultQueue)
-	if len(again) != 1 || again[0].ID != childID(id, 1) {
+	again, _ := e.insp.ListPendingTasks(tasks.DefaultQueue)
+	if len(again) != 1 || again[0].ID != tasks.ChildID(id, 1) {
 		t.Fatalf("second pass enqueued %d tasks, want only the unresolved half", len(again))
 	}
 	if err := e.h.ProcessTask(ctx, asynq.NewTask(again[0].Type, again[0].Payload)); err != nil {
@@ -579,24 +581,24 @@ func TestReconcileArchivedTrickle(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, &fakeSO{}, nil)
 	ctx := context.Background()
-	task, err := NewTrickleTask(5, erpsync.ActorPerson, "P1", asynq.Group("x"))
+	task, err := tasks.NewTrickleTask(5, erpsync.ActorPerson, "P1", asynq.Group("x"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var tr Trickle
+	var tr tasks.Trickle
 	json.Unmarshal(task.Payload(), &tr)
-	alone := asynq.NewTask(TypeTrickle, task.Payload(), asynq.Queue(DefaultQueue)) // no group: handled alone
+	alone := asynq.NewTask(tasks.TypeTrickle, task.Payload(), asynq.Queue(tasks.DefaultQueue)) // no group: handled alone
 	info, err := e.client.Enqueue(alone)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.insp.ArchiveTask(DefaultQueue, info.ID); err != nil {
+	if err := e.insp.ArchiveTask(tasks.DefaultQueue, info.ID); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := e.ledger.ReconcileArchived(ctx, e.insp); err != nil || n != 1 {
 		t.Fatalf("ReconcileArchived = %d, %v; want the trickle recorded", n, err)
 	}
-	run := TrickleRun(tr.At, 5, erpsync.ActorPerson)
+	run := tasks.TrickleRun(tr.At, 5, erpsync.ActorPerson)
 	st, err := e.ledger.Status(ctx, run)
 	if err != nil || st.TotalKeys != 1 || st.DeadKeys != 1 {
 		t.Errorf("status of %s = %+v, %v", run, st, err)
@@ -621,14 +623,14 @@ func TestOpenIntake(t *testing.T) {
 	if st, err := e.ledger.Status(ctx, "cut"); err != nil || st.State != RunIncomplete {
 		t.Fatalf("opened, no batch: %+v %v", st, err)
 	}
-	id := BatchID("cut", 0)
+	id := tasks.BatchID("cut", 0)
 	if _, err := e.ledger.RegisterBatch(ctx, meta, id, 2); err != nil {
 		t.Fatal(err)
 	}
 	if st, _ := e.ledger.Status(ctx, "cut"); st.State != RunActive {
 		t.Fatalf("keys pending: %+v", st)
 	}
-	if _, err := e.ledger.recordSuccess(ctx, "cut", id, 2, 1, nil, time.Now()); err != nil {
+	if _, err := e.ledger.RecordSuccess(ctx, "cut", id, 2, 1, nil, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	st, err := e.ledger.Status(ctx, "cut")

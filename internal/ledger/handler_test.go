@@ -1,4 +1,4 @@
-package tasks
+package ledger
 
 import (
 	"context"
@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/erpresync/erpresync/tasks"
+
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
@@ -22,17 +24,17 @@ import (
 	"github.com/erpresync/erpresync/flow"
 )
 
-func mustTask(t *testing.T, b Batch, opts ...asynq.Option) *asynq.Task {
+func mustTask(t *testing.T, b tasks.Batch, opts ...asynq.Option) *asynq.Task {
 	t.Helper()
-	task, err := NewResyncTask(b, opts...)
+	task, err := tasks.NewResyncTask(b, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return task
 }
 
-func customerBatch(run string, seq int, keys []string) Batch {
-	return Batch{Run: run, ErpConnectionID: 3, ActorType: erpsync.ActorCustomer, Keys: keys, Seq: seq}
+func customerBatch(run string, seq int, keys []string) tasks.Batch {
+	return tasks.Batch{Run: run, ErpConnectionID: 3, ActorType: erpsync.ActorCustomer, Keys: keys, Seq: seq}
 }
 
 // TestHandlerRecordsSuccessOnce calls the handler twice for the same task, as asynq does
@@ -57,11 +59,11 @@ func TestHandlerRecordsSuccessOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	if st.TotalKeys != 3 || st.ResyncedKeys != 3 || st.DeadKeys != 0 || st.PendingKeys != 0 || st.State != RunDone ||
-		st.Calls != 1 || st.Batches != 1 || st.Records[KindUpdated]["contact"] != 3 || st.FinishedAt.IsZero() {
+		st.Calls != 1 || st.Batches != 1 || st.Records[tasks.KindUpdated]["contact"] != 3 || st.FinishedAt.IsZero() {
 		t.Errorf("status = %+v", st)
 	}
-	var items []ChangeItem
-	if err := e.ledger.Changes(ctx, "once", func(it ChangeItem) error { items = append(items, it); return nil }); err != nil {
+	var items []tasks.ChangeItem
+	if err := e.ledger.Changes(ctx, "once", func(it tasks.ChangeItem) error { items = append(items, it); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if len(items) != 3 {
@@ -69,7 +71,7 @@ func TestHandlerRecordsSuccessOnce(t *testing.T) {
 	}
 	for i, k := range b.Keys {
 		it := items[i]
-		if it.RecordID != recordID(k) || it.Table != "contact" || it.Kind != KindUpdated || it.TaskID != BatchID("once", 0) || it.Run != "once" || it.At.IsZero() {
+		if it.RecordID != recordID(k) || it.Table != "contact" || it.Kind != tasks.KindUpdated || it.TaskID != tasks.BatchID("once", 0) || it.Run != "once" || it.At.IsZero() {
 			t.Errorf("item %d = %+v", i, it)
 		}
 	}
@@ -101,7 +103,7 @@ func TestHandlerReRunAfterLostAck(t *testing.T) {
 	keys := testKeys("K", 10)
 	id := e.enqueue(customerBatch("lostack", 0, keys))
 	waitFor(t, "task to complete", 20*time.Second, func() (bool, error) {
-		info, err := e.insp.GetTaskInfo(DefaultQueue, id)
+		info, err := e.insp.GetTaskInfo(tasks.DefaultQueue, id)
 		return err == nil && info.State == asynq.TaskStateCompleted, err
 	})
 	if runs.Load() != 2 {
@@ -114,10 +116,10 @@ func TestHandlerReRunAfterLostAck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.ResyncedKeys != 10 || st.TotalKeys != 10 || st.State != RunDone || st.Records[KindUpdated]["contact"] != 10 {
+	if st.ResyncedKeys != 10 || st.TotalKeys != 10 || st.State != RunDone || st.Records[tasks.KindUpdated]["contact"] != 10 {
 		t.Errorf("status = %+v", st)
 	}
-	info, err := e.insp.GetTaskInfo(DefaultQueue, id)
+	info, err := e.insp.GetTaskInfo(tasks.DefaultQueue, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +154,7 @@ func (b *blockingSO) ForceResyncExternal(ctx context.Context, conn int, actor er
 func TestHandlerShutdownMidCall(t *testing.T) {
 	t.Parallel()
 	so := &blockingSO{started: make(chan struct{}), release: make(chan struct{})}
-	e := newEnv(t, &so.fakeSO, func(c *HandlerConfig) { c.Resyncer = so })
+	e := newEnv(t, &so.fakeSO, func(c *tasks.HandlerConfig) { c.Resyncer = so })
 	srv := e.serve(nil, func(c *asynq.Config) { c.ShutdownTimeout = time.Second })
 	id := e.enqueue(customerBatch("shutdown", 0, []string{"A", "B"}))
 	select {
@@ -161,7 +163,7 @@ func TestHandlerShutdownMidCall(t *testing.T) {
 		t.Fatal("call did not start")
 	}
 	srv.Shutdown() // returns after the task was pushed back to pending
-	info, err := e.insp.GetTaskInfo(DefaultQueue, id)
+	info, err := e.insp.GetTaskInfo(tasks.DefaultQueue, id)
 	if err != nil || info.State != asynq.TaskStatePending {
 		t.Fatalf("after shutdown task = %+v, %v; want pending", info, err)
 	}
@@ -170,7 +172,7 @@ func TestHandlerShutdownMidCall(t *testing.T) {
 
 	e.serve(nil, nil)
 	waitFor(t, "task to complete", 20*time.Second, func() (bool, error) {
-		info, err := e.insp.GetTaskInfo(DefaultQueue, id)
+		info, err := e.insp.GetTaskInfo(tasks.DefaultQueue, id)
 		return err == nil && info.State == asynq.TaskStateCompleted, err
 	})
 	if n := so.CallCount(); n != 1 {
@@ -190,7 +192,7 @@ func TestSplitIsolatesPoisonKey(t *testing.T) {
 	keys := testKeys("K", n)
 	poison := keys[42]
 	so := &fakeSO{poison: map[string]bool{poison: true}}
-	e := newEnv(t, so, func(c *HandlerConfig) { c.BusinessRetries = businessRetries })
+	e := newEnv(t, so, func(c *tasks.HandlerConfig) { c.BusinessRetries = businessRetries })
 	e.serve(nil, nil)
 	e.enqueue(customerBatch("poison", 0, keys))
 	st := e.waitRunFinished("poison", 40*time.Second)
@@ -214,22 +216,22 @@ func TestSplitIsolatesPoisonKey(t *testing.T) {
 	d := dls[0]
 	wantReason := "dead letter: business failure ERP_REJECTED: customer " + poison + " is blocked in the ERP after 3 attempts (1 key)"
 	if d.Key != poison || d.Class != "business" || d.ErrorCode != "ERP_REJECTED" || d.Attempts != businessRetries+1 ||
-		d.Reason != wantReason || d.UserExplanation == "" || d.Queue != DefaultQueue || d.ErpConnectionID != 3 || d.ActorType != erpsync.ActorCustomer {
+		d.Reason != wantReason || d.UserExplanation == "" || d.Queue != tasks.DefaultQueue || d.ErpConnectionID != 3 || d.ActorType != erpsync.ActorCustomer {
 		t.Errorf("dead letter = %+v\nwant reason %q", d, wantReason)
 	}
 	// The dead batch is in asynq's archive with the same readable reason.
-	info, err := e.insp.GetTaskInfo(DefaultQueue, d.BatchID)
+	info, err := e.insp.GetTaskInfo(tasks.DefaultQueue, d.BatchID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if info.State != asynq.TaskStateArchived || info.LastErr != wantReason {
 		t.Errorf("archived task: state %v, LastErr %q", info.State, info.LastErr)
 	}
-	if !strings.HasPrefix(d.BatchID, BatchID("poison", 0)+".") {
+	if !strings.HasPrefix(d.BatchID, tasks.BatchID("poison", 0)+".") {
 		t.Errorf("dead batch ID %q is not a descendant of the producer's batch", d.BatchID)
 	}
 	count := 0
-	e.ledger.Changes(context.Background(), "poison", func(ChangeItem) error { count++; return nil })
+	e.ledger.Changes(context.Background(), "poison", func(tasks.ChangeItem) error { count++; return nil })
 	if count != n-1 {
 		t.Errorf("%d change items, want %d", count, n-1)
 	}
@@ -270,7 +272,7 @@ func TestConnectionBreakerPreventsFanOut(t *testing.T) {
 	if qi.Retry != batches+splits {
 		t.Errorf("%d tasks waiting to retry, want %d", qi.Retry, batches+splits)
 	}
-	retrying, err := e.insp.ListRetryTasks(DefaultQueue)
+	retrying, err := e.insp.ListRetryTasks(tasks.DefaultQueue)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,7 +305,7 @@ func TestPoisonTailDoesNotOpenBreaker(t *testing.T) {
 		bad[p] = true
 	}
 	so := &fakeSO{poison: bad}
-	e := newFlowEnv(t, so, &flow.Config{ConnWindow: 4, ConnThreshold: 0.75, ProbeInitial: time.Hour}, func(c *HandlerConfig) {
+	e := newFlowEnv(t, so, &flow.Config{ConnWindow: 4, ConnThreshold: 0.75, ProbeInitial: time.Hour}, func(c *tasks.HandlerConfig) {
 		c.BusinessRetries = 2
 	})
 	e.serve(nil, func(c *asynq.Config) { c.Concurrency = 2 })
@@ -333,10 +335,10 @@ func TestPermanentErrorDeadLettersAtOnce(t *testing.T) {
 	}
 	want := `dead letter: permanent error: external key #1 "B": rejected by test after 1 attempt (2 keys)`
 	waitFor(t, "task to be archived", 10*time.Second, func() (bool, error) {
-		info, err := e.insp.GetTaskInfo(DefaultQueue, id)
+		info, err := e.insp.GetTaskInfo(tasks.DefaultQueue, id)
 		return err == nil && info.State == asynq.TaskStateArchived, err
 	})
-	info, _ := e.insp.GetTaskInfo(DefaultQueue, id)
+	info, _ := e.insp.GetTaskInfo(tasks.DefaultQueue, id)
 	if info.LastErr != want {
 		t.Errorf("LastErr = %q, want %q", info.LastErr, want)
 	}
@@ -351,7 +353,7 @@ func TestTransientRetriesUsedUp(t *testing.T) {
 	so := &fakeSO{fn: func(int, []string) (*erpsync.Result, error) {
 		return nil, &erpsync.TransportError{Err: errors.New("read tcp: connection reset by peer")}
 	}}
-	e := newEnv(t, so, func(c *HandlerConfig) {
+	e := newEnv(t, so, func(c *tasks.HandlerConfig) {
 		c.FastPolicy.MaxAttempts = 2
 	})
 	e.serve(nil, nil)
@@ -369,7 +371,7 @@ func TestTransientRetriesUsedUp(t *testing.T) {
 		t.Errorf("dead letters = %+v", dls)
 	}
 	waitFor(t, "task to be archived", 10*time.Second, func() (bool, error) {
-		info, err := e.insp.GetTaskInfo(DefaultQueue, id)
+		info, err := e.insp.GetTaskInfo(tasks.DefaultQueue, id)
 		return err == nil && info.State == asynq.TaskStateArchived, err
 	})
 	if v := metricValue(t, e.reg, "erpresync_retries_total", map[string]string{"class": "transient", "layer": "fast"}); v != 2 {
@@ -395,7 +397,7 @@ func TestThrottlingUsesNoRetries(t *testing.T) {
 	if st.ResyncedKeys != 2 || st.DeadKeys != 0 || so.CallCount() != 4 {
 		t.Errorf("status = %+v after %d calls", st, so.CallCount())
 	}
-	info, err := e.insp.GetTaskInfo(DefaultQueue, id)
+	info, err := e.insp.GetTaskInfo(tasks.DefaultQueue, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -407,13 +409,13 @@ func TestThrottlingUsesNoRetries(t *testing.T) {
 func TestBusinessRetriesThenDead(t *testing.T) {
 	t.Parallel()
 	so := &fakeSO{poison: map[string]bool{"X": true}}
-	e := newEnv(t, so, func(c *HandlerConfig) { c.BusinessRetries = 2 })
+	e := newEnv(t, so, func(c *tasks.HandlerConfig) { c.BusinessRetries = 2 })
 	task := mustTask(t, customerBatch("biz", 0, []string{"X"}))
 	ctx := context.Background()
 	for attempt := 1; attempt <= 2; attempt++ {
 		err := e.h.ProcessTask(ctx, task)
-		var te *Error
-		if !errors.As(err, &te) || te.Class != ClassBusiness || te.Attempt != attempt || te.Dead || !IsFailure(err) {
+		var te *tasks.Error
+		if !errors.As(err, &te) || te.Class != tasks.ClassBusiness || te.Attempt != attempt || te.Dead || !tasks.IsFailure(err) {
 			t.Fatalf("attempt %d: %v", attempt, err)
 		}
 	}
@@ -441,7 +443,7 @@ func TestAuthHeldThenDeadLettered(t *testing.T) {
 	so := &fakeSO{fn: func(int, []string) (*erpsync.Result, error) {
 		return nil, &erpsync.ExceptionError{Type: "SoSecurityException", Message: "Ticket expired", TicketRejected: true}
 	}}
-	e := newEnv(t, so, func(c *HandlerConfig) {
+	e := newEnv(t, so, func(c *tasks.HandlerConfig) {
 		c.Now = clock
 		c.AuthHold = 7 * time.Minute
 		c.AuthMaxHold = time.Hour
@@ -449,11 +451,11 @@ func TestAuthHeldThenDeadLettered(t *testing.T) {
 	task := mustTask(t, customerBatch("auth", 0, []string{"A"}))
 	ctx := context.Background()
 	err := e.h.ProcessTask(ctx, task)
-	var te *Error
-	if !errors.As(err, &te) || te.Class != ClassAuth || te.Dead || te.RetryAfter != 7*time.Minute || IsFailure(err) {
+	var te *tasks.Error
+	if !errors.As(err, &te) || te.Class != tasks.ClassAuth || te.Dead || te.RetryAfter != 7*time.Minute || tasks.IsFailure(err) {
 		t.Fatalf("first auth failure: %v (%+v)", err, te)
 	}
-	if d := RetryDelay(quick, quick)(0, err, task); d != 7*time.Minute {
+	if d := tasks.RetryDelay(quick, quick)(0, err, task); d != 7*time.Minute {
 		t.Errorf("retry delay = %v, want the auth hold", d)
 	}
 	mu.Lock()
@@ -484,41 +486,41 @@ func TestOversizeBatchSplitBeforeCalling(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, &fakeSO{}, nil)
 	ctx := context.Background()
-	b := customerBatch("big", 0, testKeys("K", MaxBatchSize+500))
+	b := customerBatch("big", 0, testKeys("K", tasks.MaxBatchSize+500))
 	payload, _ := json.Marshal(b)
-	if err := e.h.ProcessTask(ctx, asynq.NewTask(TypeResync, payload)); err != nil {
+	if err := e.h.ProcessTask(ctx, asynq.NewTask(tasks.TypeResync, payload)); err != nil {
 		t.Fatal(err)
 	}
 	if e.so.CallCount() != 0 {
 		t.Errorf("%d calls, want none before the split", e.so.CallCount())
 	}
-	pending, err := e.insp.ListPendingTasks(DefaultQueue)
+	pending, err := e.insp.ListPendingTasks(tasks.DefaultQueue)
 	if err != nil || len(pending) != 2 {
 		t.Fatalf("pending = %d tasks, %v; want 2 halves", len(pending), err)
 	}
 	for _, p := range pending {
-		c, err := ParseBatch(p.Payload)
-		if err != nil || len(c.Keys) != 750 || c.Parent != BatchID("big", 0) || c.Depth != 1 || p.ID != c.ID {
+		c, err := tasks.ParseBatch(p.Payload)
+		if err != nil || len(c.Keys) != 750 || c.Parent != tasks.BatchID("big", 0) || c.Depth != 1 || p.ID != c.ID {
 			t.Errorf("half %s: %d keys, %+v", p.ID, len(c.Keys), err)
 		}
 	}
 	// Running the parent again (a re-run) re-enqueues nothing new and calls nothing.
-	if err := e.h.ProcessTask(ctx, asynq.NewTask(TypeResync, payload)); err != nil || e.so.CallCount() != 0 {
+	if err := e.h.ProcessTask(ctx, asynq.NewTask(tasks.TypeResync, payload)); err != nil || e.so.CallCount() != 0 {
 		t.Errorf("re-run of a split batch: %v, %d calls", err, e.so.CallCount())
 	}
 	st, _ := e.ledger.Status(ctx, "big")
-	if st.TotalKeys != MaxBatchSize+500 || st.PendingKeys != MaxBatchSize+500 {
+	if st.TotalKeys != tasks.MaxBatchSize+500 || st.PendingKeys != tasks.MaxBatchSize+500 {
 		t.Errorf("status = %+v", st)
 	}
 }
 
 func TestInvalidPayloadDeadLetters(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, &fakeSO{}, func(c *HandlerConfig) { c.Metrics = nil })
+	e := newEnv(t, &fakeSO{}, func(c *tasks.HandlerConfig) { c.Metrics = nil })
 	ctx := context.Background()
-	payload, _ := json.Marshal(Batch{Run: "bad", ErpConnectionID: 3, ActorType: erpsync.ActorUnknown, Keys: []string{"A", "B"}})
-	err := e.h.ProcessTask(ctx, asynq.NewTask(TypeResync, payload))
-	if !errors.Is(err, asynq.SkipRetry) || Classify(err) != ClassPermanent {
+	payload, _ := json.Marshal(tasks.Batch{Run: "bad", ErpConnectionID: 3, ActorType: erpsync.ActorUnknown, Keys: []string{"A", "B"}})
+	err := e.h.ProcessTask(ctx, asynq.NewTask(tasks.TypeResync, payload))
+	if !errors.Is(err, asynq.SkipRetry) || tasks.Classify(err) != tasks.ClassPermanent {
 		t.Fatalf("ProcessTask = %v", err)
 	}
 	st, _ := e.ledger.Status(ctx, "bad")
@@ -526,7 +528,7 @@ func TestInvalidPayloadDeadLetters(t *testing.T) {
 		t.Errorf("status = %+v after %d calls", st, e.so.CallCount())
 	}
 	for _, p := range [][]byte{[]byte("{"), []byte(`{"run":"","keys":["a"]}`)} {
-		if err := e.h.ProcessTask(ctx, asynq.NewTask(TypeResync, p)); !errors.Is(err, asynq.SkipRetry) {
+		if err := e.h.ProcessTask(ctx, asynq.NewTask(tasks.TypeResync, p)); !errors.Is(err, asynq.SkipRetry) {
 			t.Errorf("payload %s: %v", p, err)
 		}
 	}
@@ -541,13 +543,13 @@ func TestTrickleAggregated(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, &fakeSO{}, nil)
 	e.serve(nil, func(c *asynq.Config) {
-		c.Queues = map[string]int{TrickleQueue: 1}
-		c.GroupAggregator = NewAggregator(AggregatorConfig{})
+		c.Queues = map[string]int{tasks.TrickleQueue: 1}
+		c.GroupAggregator = tasks.NewAggregator(tasks.AggregatorConfig{})
 		c.GroupGracePeriod = time.Second
-		c.GroupMaxSize = DefaultBatchSize
+		c.GroupMaxSize = tasks.DefaultBatchSize
 	})
 	for _, k := range []string{"A", "B", "A", "C", "B"} {
-		task, err := NewTrickleTask(5, erpsync.ActorPerson, k)
+		task, err := tasks.NewTrickleTask(5, erpsync.ActorPerson, k)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -555,7 +557,7 @@ func TestTrickleAggregated(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	run := TrickleRun(time.Now(), 5, erpsync.ActorPerson)
+	run := tasks.TrickleRun(time.Now(), 5, erpsync.ActorPerson)
 	waitFor(t, "trickle run", 20*time.Second, func() (bool, error) {
 		st, err := e.ledger.Status(context.Background(), run)
 		return err == nil && st.PendingKeys == 0, err
@@ -573,33 +575,20 @@ func TestTrickleAggregated(t *testing.T) {
 func TestStrayTrickleProcessedAlone(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, &fakeSO{}, nil)
-	task, _ := NewTrickleTask(5, erpsync.ActorPerson, "P1")
+	task, _ := tasks.NewTrickleTask(5, erpsync.ActorPerson, "P1")
 	if err := e.h.ProcessTask(context.Background(), task); err != nil {
 		t.Fatal(err)
 	}
-	st, err := e.ledger.Status(context.Background(), TrickleRun(time.Now(), 5, erpsync.ActorPerson))
+	st, err := e.ledger.Status(context.Background(), tasks.TrickleRun(time.Now(), 5, erpsync.ActorPerson))
 	if err != nil || st.ResyncedKeys != 1 {
 		t.Errorf("status = %+v, %v", st, err)
 	}
 }
 
-func TestMetricsNilSafe(t *testing.T) {
-	t.Parallel()
-	var m *Metrics
-	m.call("ok", time.Second)
-	m.resynced(1, []ChangeItem{{Table: "contact", Kind: KindAdded}})
-	m.dead(ClassBusiness, 1)
-	m.retry(ClassTransient, "fast")
-	m.split()
-	m.breakerHold()
-	m.TicketRefreshes(func() int64 { return 1 })
-	NewMetrics(nil).TicketRefreshes(func() int64 { return 1 })
-}
-
 func TestTicketRefreshesMetric(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, &fakeSO{}, nil)
-	e.h.cfg.Metrics.TicketRefreshes(func() int64 { return 4 })
+	e.cfg.Metrics.TicketRefreshes(func() int64 { return 4 })
 	if v := metricValue(t, e.reg, "erpresync_ticket_refreshes_total", nil); v != 4 {
 		t.Errorf("ticket refreshes = %v", v)
 	}
@@ -618,7 +607,7 @@ func TestSplitNotEnqueuedForFinishedBatch(t *testing.T) {
 	id := e.enqueue(b)
 	so.fn = func(call int, keys []string) (*erpsync.Result, error) {
 		if call == 1 {
-			if err := e.insp.ArchiveTask(DefaultQueue, id); err != nil {
+			if err := e.insp.ArchiveTask(tasks.DefaultQueue, id); err != nil {
 				t.Error(err)
 			}
 			if n, err := e.ledger.ReconcileArchived(ctx, e.insp); err != nil || n != 1 {
@@ -629,7 +618,7 @@ func TestSplitNotEnqueuedForFinishedBatch(t *testing.T) {
 		return okResponse(keys), nil
 	}
 	e.h.ProcessTask(ctx, mustTask(t, b))
-	pending, err := e.insp.ListPendingTasks(DefaultQueue)
+	pending, err := e.insp.ListPendingTasks(tasks.DefaultQueue)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -665,7 +654,7 @@ func TestBreakerHoldNeverDeadLetters(t *testing.T) {
 	}}
 	e := newFlowEnv(t, so, &flow.Config{TenantFailures: 2, ProbeInitial: time.Hour}, nil)
 	ctx := context.Background()
-	fl := e.h.cfg.Flow.(*flow.Control)
+	fl := e.flow
 	// Open the tenant's breaker as the transport would, after two failures in a row.
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(502) }))
 	defer srv.Close()
@@ -680,10 +669,10 @@ func TestBreakerHoldNeverDeadLetters(t *testing.T) {
 	e.serve(nil, nil)
 	e.enqueue(customerBatch("held", 0, []string{"K1", "K2", "K3"}), asynq.MaxRetry(0))
 	waitFor(t, "the relayed halves", 20*time.Second, func() (bool, error) {
-		qi, err := e.insp.GetQueueInfo(DefaultQueue)
+		qi, err := e.insp.GetQueueInfo(tasks.DefaultQueue)
 		return err == nil && qi.Scheduled == 2 && qi.Pending == 0 && qi.Active == 0, err
 	})
-	qi, _ := e.insp.GetQueueInfo(DefaultQueue)
+	qi, _ := e.insp.GetQueueInfo(tasks.DefaultQueue)
 	st, _ := e.ledger.Status(ctx, "held")
 	if qi.Archived != 0 || st.DeadKeys != 0 || st.PendingKeys != 3 {
 		t.Errorf("archived %d, status %+v: want nothing dead, all 3 keys pending", qi.Archived, st)
@@ -728,14 +717,14 @@ func TestGuardReleasedByHalvesSucceeding(t *testing.T) {
 	if err := e.h.ProcessTask(ctx, ts[3]); err != nil {
 		t.Fatalf("held batch after the outage: %v", err)
 	}
-	halves, err := e.insp.ListPendingTasks(DefaultQueue)
+	halves, err := e.insp.ListPendingTasks(tasks.DefaultQueue)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var poison *asynq.Task
 	for _, h := range halves {
 		task := asynq.NewTask(h.Type, h.Payload)
-		b, _ := ParseBatch(h.Payload)
+		b, _ := tasks.ParseBatch(h.Payload)
 		if slices.Contains(b.Keys, "a0") {
 			poison = task
 			continue
@@ -748,7 +737,7 @@ func TestGuardReleasedByHalvesSucceeding(t *testing.T) {
 		t.Fatalf("no half with the poison key among %d pending", len(halves))
 	}
 	err = e.h.ProcessTask(ctx, poison)
-	if errors.As(err, new(*flow.PausedError)) || Classify(err) != ClassBusiness {
+	if errors.As(err, new(*flow.PausedError)) || tasks.Classify(err) != tasks.ClassBusiness {
 		t.Errorf("poison half after the outage: %v; want a business failure, not a systemic hold", err)
 	}
 }
@@ -764,16 +753,16 @@ func TestStrayTrickleRunIsTheKeysDay(t *testing.T) {
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	so := &fakeSO{}
 	so.fn = func(call int, keys []string) (*erpsync.Result, error) {
-		if call <= DefaultFastPolicy.MaxAttempts {
+		if call <= tasks.DefaultFastPolicy.MaxAttempts {
 			return nil, &erpsync.TransportError{Err: errors.New("connection reset")}
 		}
 		return okResponse(keys), nil
 	}
-	e := newEnv(t, so, func(c *HandlerConfig) { c.Now = clock })
+	e := newEnv(t, so, func(c *tasks.HandlerConfig) { c.Now = clock })
 	ctx := context.Background()
-	payload, _ := json.Marshal(Trickle{ErpConnectionID: 5, ActorType: erpsync.ActorPerson, Key: "P1", At: day})
-	task := asynq.NewTask(TypeTrickle, payload)
-	if err := e.h.ProcessTask(ctx, task); Classify(err) != ClassTransient {
+	payload, _ := json.Marshal(tasks.Trickle{ErpConnectionID: 5, ActorType: erpsync.ActorPerson, Key: "P1", At: day})
+	task := asynq.NewTask(tasks.TypeTrickle, payload)
+	if err := e.h.ProcessTask(ctx, task); tasks.Classify(err) != tasks.ClassTransient {
 		t.Fatalf("first attempt: %v", err)
 	}
 	mu.Lock()
@@ -782,11 +771,11 @@ func TestStrayTrickleRunIsTheKeysDay(t *testing.T) {
 	if err := e.h.ProcessTask(ctx, task); err != nil {
 		t.Fatalf("retry: %v", err)
 	}
-	st, err := e.ledger.Status(ctx, TrickleRun(day, 5, erpsync.ActorPerson))
+	st, err := e.ledger.Status(ctx, tasks.TrickleRun(day, 5, erpsync.ActorPerson))
 	if err != nil || st.TotalKeys != 1 || st.ResyncedKeys != 1 || st.State != RunDone {
 		t.Errorf("run of the key's day: %+v, %v", st, err)
 	}
-	if st, err := e.ledger.Status(ctx, TrickleRun(now, 5, erpsync.ActorPerson)); !errors.Is(err, ErrRunNotFound) {
+	if st, err := e.ledger.Status(ctx, tasks.TrickleRun(now, 5, erpsync.ActorPerson)); !errors.Is(err, ErrRunNotFound) {
 		t.Errorf("the key is counted in the next day's run too: %+v, %v", st, err)
 	}
 }

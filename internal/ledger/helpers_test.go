@@ -1,4 +1,4 @@
-package tasks
+package ledger
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/erpresync/erpresync/tasks"
 
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
@@ -97,7 +99,7 @@ func (t instantTimer) Stop() bool          { return true }
 
 // fastPolicy is DefaultFastPolicy with instant waits.
 func fastPolicy() retry.Policy {
-	p := DefaultFastPolicy
+	p := tasks.DefaultFastPolicy
 	p.Clock = instantClock{}
 	return p
 }
@@ -120,41 +122,44 @@ type env struct {
 	db     *redistest.DB
 	ledger *Ledger
 	so     *fakeSO
-	h      *Handler
+	h      *tasks.Handler
+	cfg    tasks.HandlerConfig // what h was built from
+	flow   *flow.Control       // nil without flow control
 	client *asynq.Client
 	insp   *asynq.Inspector
 	reg    *prometheus.Registry
 }
 
-func newEnv(t *testing.T, so *fakeSO, mod func(*HandlerConfig)) *env {
+func newEnv(t *testing.T, so *fakeSO, mod func(*tasks.HandlerConfig)) *env {
 	t.Helper()
 	return newFlowEnv(t, so, nil, mod)
 }
 
 // newEnvOn is newEnv on a database of the test's choosing.
-func newEnvOn(t *testing.T, db *redistest.DB, so *fakeSO, mod func(*HandlerConfig)) *env {
+func newEnvOn(t *testing.T, db *redistest.DB, so *fakeSO, mod func(*tasks.HandlerConfig)) *env {
 	t.Helper()
 	return newFlowEnvOn(t, db, so, nil, mod)
 }
 
 // newFlowEnv is newEnv with flow control (fc without its Redis and Tenant, which it fills
 // in) when fc is not nil.
-func newFlowEnv(t *testing.T, so *fakeSO, fc *flow.Config, mod func(*HandlerConfig)) *env {
+func newFlowEnv(t *testing.T, so *fakeSO, fc *flow.Config, mod func(*tasks.HandlerConfig)) *env {
 	t.Helper()
 	return newFlowEnvOn(t, redistest.New(t), so, fc, mod)
 }
 
 // newFlowEnvOn is newFlowEnv on a database of the test's choosing.
-func newFlowEnvOn(t *testing.T, db *redistest.DB, so *fakeSO, fc *flow.Config, mod func(*HandlerConfig)) *env {
+func newFlowEnvOn(t *testing.T, db *redistest.DB, so *fakeSO, fc *flow.Config, mod func(*tasks.HandlerConfig)) *env {
 	t.Helper()
 	rdb := db.Client()
 	t.Cleanup(func() { rdb.Close() })
 	e := &env{t: t, db: db, ledger: NewLedger(rdb), so: so, reg: prometheus.NewRegistry()}
-	cfg := HandlerConfig{
+	cfg := tasks.HandlerConfig{
 		Resyncer:   so,
 		Ledger:     e.ledger,
+		Redis:      rdb,
 		FastPolicy: fastPolicy(),
-		Metrics:    NewMetrics(e.reg),
+		Metrics:    tasks.NewMetrics(e.reg),
 		Logger:     testLogger(t),
 	}
 	if fc != nil {
@@ -166,15 +171,13 @@ func newFlowEnvOn(t *testing.T, db *redistest.DB, so *fakeSO, fc *flow.Config, m
 		}
 		t.Cleanup(fl.Close)
 		cfg.Flow = fl
+		e.flow = fl
 	}
 	if mod != nil {
 		mod(&cfg)
 	}
-	h, err := NewHandler(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.h = h
+	e.cfg = cfg
+	e.newHandler()
 	e.client = asynq.NewClient(db.Opt())
 	e.insp = asynq.NewInspector(db.Opt())
 	t.Cleanup(func() { e.client.Close(); e.insp.Close() })
@@ -196,12 +199,12 @@ func (e *env) serve(handler asynq.Handler, mod func(*asynq.Config)) *asynq.Serve
 	}
 	cfg := asynq.Config{
 		Concurrency:              4,
-		Queues:                   map[string]int{DefaultQueue: 1},
+		Queues:                   map[string]int{tasks.DefaultQueue: 1},
 		TaskCheckInterval:        20 * time.Millisecond,
 		DelayedTaskCheckInterval: 100 * time.Millisecond,
 		ShutdownTimeout:          2 * time.Second,
-		IsFailure:                IsFailure,
-		RetryDelayFunc:           RetryDelay(quick, quick),
+		IsFailure:                tasks.IsFailure,
+		RetryDelayFunc:           tasks.RetryDelay(quick, quick),
 		Logger:                   nopLogger{},
 		LogLevel:                 asynq.FatalLevel,
 	}
@@ -225,14 +228,14 @@ func (nopLogger) Error(...any) {}
 func (nopLogger) Fatal(...any) {}
 
 // register registers and enqueues batches like a producer.
-func (e *env) enqueue(b Batch, opts ...asynq.Option) string {
+func (e *env) enqueue(b tasks.Batch, opts ...asynq.Option) string {
 	e.t.Helper()
 	ctx := context.Background()
-	id := BatchID(b.Run, b.Seq)
+	id := tasks.BatchID(b.Run, b.Seq)
 	if _, err := e.ledger.RegisterBatch(ctx, RunMeta{Run: b.Run, ErpConnectionID: b.ErpConnectionID, ActorType: b.ActorType, Source: "test"}, id, len(b.Keys)); err != nil {
 		e.t.Fatal(err)
 	}
-	task, err := NewResyncTask(b, opts...)
+	task, err := tasks.NewResyncTask(b, opts...)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -279,7 +282,7 @@ func (e *env) waitQueueIdle(timeout time.Duration) *asynq.QueueInfo {
 	var qi *asynq.QueueInfo
 	waitFor(e.t, "queue to be idle", timeout, func() (bool, error) {
 		var err error
-		qi, err = e.insp.GetQueueInfo(DefaultQueue)
+		qi, err = e.insp.GetQueueInfo(tasks.DefaultQueue)
 		if errors.Is(err, asynq.ErrQueueNotFound) {
 			return false, nil
 		}
@@ -322,4 +325,14 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map
 		}
 	}
 	return sum
+}
+
+// newHandler builds e.h from e.cfg.
+func (e *env) newHandler() {
+	e.t.Helper()
+	h, err := tasks.NewHandler(e.cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.h = h
 }

@@ -1,4 +1,4 @@
-package tasks
+package ledger
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/tasks"
 )
 
 // DeadFilter selects dead letters for Requeue and PurgeDead. Run "" selects every run, but
@@ -30,26 +31,26 @@ func (f DeadFilter) validate() error {
 		return errors.New("ledger: no run given; set All to act on the dead letters of every run")
 	}
 	if f.Class != "" {
-		if _, err := ParseClass(f.Class); err != nil {
+		if _, err := tasks.ParseClass(f.Class); err != nil {
 			return fmt.Errorf("ledger: dead letter filter: %w", err)
 		}
 	}
 	return nil
 }
 
-func (f DeadFilter) match(d DeadLetter) bool {
+func (f DeadFilter) match(d tasks.DeadLetter) bool {
 	return (f.ErrorCode == "" || d.ErrorCode == f.ErrorCode) && (f.Class == "" || d.Class == f.Class) &&
 		(f.Key == "" || d.Key == f.Key)
 }
 
 // SelectDead returns the dead letters f selects, oldest first: "what happened to ERP key X"
 // is SelectDead(ctx, DeadFilter{Key: "X", All: true}).
-func (l *Ledger) SelectDead(ctx context.Context, f DeadFilter) ([]DeadLetter, error) {
+func (l *Ledger) SelectDead(ctx context.Context, f DeadFilter) ([]tasks.DeadLetter, error) {
 	runs, err := l.filterRuns(ctx, f)
 	if err != nil {
 		return nil, err
 	}
-	var out []DeadLetter
+	var out []tasks.DeadLetter
 	for _, r := range runs {
 		dls, err := l.selectDead(ctx, r, f)
 		if err != nil {
@@ -71,7 +72,7 @@ func (l *Ledger) filterRuns(ctx context.Context, f DeadFilter) ([]string, error)
 	return l.runNames(ctx, 0)
 }
 
-func (l *Ledger) selectDead(ctx context.Context, run string, f DeadFilter) ([]DeadLetter, error) {
+func (l *Ledger) selectDead(ctx context.Context, run string, f DeadFilter) ([]tasks.DeadLetter, error) {
 	all, err := l.deadLetters(ctx, run)
 	if err != nil {
 		return nil, err
@@ -92,17 +93,6 @@ type RequeueResult struct {
 	Archived int      `json:"archived"` // asynq archived tasks deleted
 }
 
-// QueueName is the asynq queue the dead letter's batch ran in, where Requeue sends its key
-// again and where its archived task is: Queue, which every version has recorded (the
-// handler's queue, or the archived task's for ReconcileArchived), or DefaultQueue for a
-// dead letter without one.
-func (d DeadLetter) QueueName() string {
-	if d.Queue == "" {
-		return DefaultQueue
-	}
-	return d.Queue
-}
-
 // PurgeResult reports what PurgeDead did.
 type PurgeResult struct {
 	Keys     int `json:"keys"`     // dead letters removed from the ledger
@@ -111,8 +101,8 @@ type PurgeResult struct {
 
 // outboxEntry is a requeued batch waiting to be enqueued.
 type outboxEntry struct {
-	Batch Batch  `json:"batch"`
-	Queue string `json:"queue,omitempty"`
+	Batch tasks.Batch `json:"batch"`
+	Queue string      `json:"queue,omitempty"`
 }
 
 // Requeue moves the dead letters selected by f back to pending and enqueues their keys as
@@ -145,7 +135,7 @@ func (l *Ledger) Requeue(ctx context.Context, client *asynq.Client, insp *asynq.
 		if err != nil {
 			return res, err
 		}
-		var moved []DeadLetter
+		var moved []tasks.DeadLetter
 		for try := 0; ; try++ {
 			dls, err := l.selectDead(ctx, run, f)
 			if err != nil {
@@ -182,7 +172,7 @@ func (l *Ledger) Requeue(ctx context.Context, client *asynq.Client, insp *asynq.
 }
 
 // moveToOutbox runs requeueScript for dls; it returns -1 when a dead letter was gone.
-func (l *Ledger) moveToOutbox(ctx context.Context, run string, dls []DeadLetter) (int, error) {
+func (l *Ledger) moveToOutbox(ctx context.Context, run string, dls []tasks.DeadLetter) (int, error) {
 	k := keysFor(run)
 	entries := packRequeue(run, dls)
 	args := make([]any, 0, 2+len(dls)+2*len(entries))
@@ -195,7 +185,7 @@ func (l *Ledger) moveToOutbox(ctx context.Context, run string, dls []DeadLetter)
 		if err != nil {
 			return 0, err
 		}
-		args = append(args, e.Batch.Run+":r"+nonce()+"."+fmt.Sprint(i), string(b))
+		args = append(args, e.Batch.Run+":r"+tasks.Nonce()+"."+fmt.Sprint(i), string(b))
 	}
 	n, err := requeueScript.Run(ctx, l.rdb, []string{k.meta, k.batches, k.dead, k.outbox}, args...).Int()
 	if err != nil {
@@ -206,7 +196,7 @@ func (l *Ledger) moveToOutbox(ctx context.Context, run string, dls []DeadLetter)
 
 // packRequeue groups dead letters into batches of at most DefaultBatchSize keys per queue,
 // connection and actor type, never putting one key twice in a batch.
-func packRequeue(run string, dls []DeadLetter) []outboxEntry {
+func packRequeue(run string, dls []tasks.DeadLetter) []outboxEntry {
 	type group struct {
 		queue string
 		conn  int
@@ -219,7 +209,7 @@ func packRequeue(run string, dls []DeadLetter) []outboxEntry {
 		placed := false
 		for _, i := range open[g] {
 			b := &out[i].Batch
-			if len(b.Keys) >= DefaultBatchSize || contains(b.Keys, d.Key) {
+			if len(b.Keys) >= tasks.DefaultBatchSize || contains(b.Keys, d.Key) {
 				continue
 			}
 			b.Keys = append(b.Keys, d.Key)
@@ -227,7 +217,7 @@ func packRequeue(run string, dls []DeadLetter) []outboxEntry {
 			break
 		}
 		if !placed {
-			out = append(out, outboxEntry{Queue: d.QueueName(), Batch: Batch{Run: run, ErpConnectionID: d.ErpConnectionID,
+			out = append(out, outboxEntry{Queue: d.QueueName(), Batch: tasks.Batch{Run: run, ErpConnectionID: d.ErpConnectionID,
 				ActorType: d.ActorType, Keys: []string{d.Key}, Source: "requeue"}})
 			open[g] = append(open[g], len(out)-1)
 		}
@@ -262,7 +252,7 @@ func (l *Ledger) flushOutbox(ctx context.Context, client *asynq.Client, run stri
 		if e.Queue != "" {
 			all = append(all, asynq.Queue(e.Queue))
 		}
-		t, err := newResyncTask(e.Batch, id, append(all, opts...)...)
+		t, err := tasks.NewResyncTaskID(e.Batch, id, append(all, opts...)...)
 		if err != nil {
 			return ids, fmt.Errorf("ledger: requeue batch %s: %w", id, err)
 		}
@@ -279,7 +269,7 @@ func (l *Ledger) flushOutbox(ctx context.Context, client *asynq.Client, run stri
 
 // deleteArchived deletes the archived asynq tasks of the dead letters' batches; tasks in
 // another state or already gone are left alone.
-func deleteArchived(insp *asynq.Inspector, dls []DeadLetter) (int, error) {
+func deleteArchived(insp *asynq.Inspector, dls []tasks.DeadLetter) (int, error) {
 	if insp == nil {
 		return 0, nil
 	}
@@ -360,7 +350,7 @@ const archivePage = 500
 // for.
 func (l *Ledger) ReconcileArchived(ctx context.Context, insp *asynq.Inspector, queues ...string) (int, error) {
 	if len(queues) == 0 {
-		queues = []string{DefaultQueue}
+		queues = []string{tasks.DefaultQueue}
 	}
 	client := asynq.NewClientFromRedisClient(l.rdb) // shares l.rdb; nothing to close
 	total := 0
@@ -389,22 +379,22 @@ func (l *Ledger) ReconcileArchived(ctx context.Context, insp *asynq.Inspector, q
 }
 
 func (l *Ledger) reconcile(ctx context.Context, client *asynq.Client, t *asynq.TaskInfo) (int, error) {
-	var b Batch
+	var b tasks.Batch
 	switch t.Type {
-	case TypeResync:
+	case tasks.TypeResync:
 		if json.Unmarshal(t.Payload, &b) != nil {
 			return 0, nil
 		}
-	case TypeTrickle:
-		var tr Trickle
+	case tasks.TypeTrickle:
+		var tr tasks.Trickle
 		if json.Unmarshal(t.Payload, &tr) != nil || tr.At.IsZero() {
 			return 0, nil // no day to find its run by (NewTrickleTask always sets one)
 		}
-		b = trickleBatch(tr, tr.At)
+		b = tr.Batch(tr.At)
 	default:
 		return 0, nil
 	}
-	if validateRun(b.Run) != nil || len(b.Keys) == 0 {
+	if tasks.ValidateBatchRun(b.Run) != nil || len(b.Keys) == 0 {
 		return 0, nil // nothing the ledger could record
 	}
 	st, err := l.batchState(ctx, b.Run, t.ID)
@@ -436,18 +426,18 @@ func (l *Ledger) reconcile(ctx context.Context, client *asynq.Client, t *asynq.T
 	}
 	cause := fmt.Errorf("archived by asynq with no dead-letter record (last error: %s)", lastErr)
 	attempts := t.Retried + 1
-	reason := deadReason(ClassTransient, cause, attempts, len(b.Keys))
+	reason := tasks.DeadReason(tasks.ClassTransient, cause, attempts, len(b.Keys))
 	at := t.LastFailedAt
 	if at.IsZero() {
 		at = l.now()
 	}
-	dls := make([]DeadLetter, len(b.Keys))
+	dls := make([]tasks.DeadLetter, len(b.Keys))
 	for i, k := range b.Keys {
-		dls[i] = DeadLetter{Run: b.Run, Key: k, BatchID: t.ID, Queue: t.Queue, ErpConnectionID: b.ErpConnectionID,
-			ActorType: b.ActorType, Class: ClassTransient.String(), TechExplanation: erpsync.Truncate(lastErr, 1000),
+		dls[i] = tasks.DeadLetter{Run: b.Run, Key: k, BatchID: t.ID, Queue: t.Queue, ErpConnectionID: b.ErpConnectionID,
+			ActorType: b.ActorType, Class: tasks.ClassTransient.String(), TechExplanation: erpsync.Truncate(lastErr, 1000),
 			Reason: reason, Attempts: attempts, At: at.UTC()}
 	}
-	applied, err := l.recordDead(ctx, b.Run, t.ID, dls, l.now())
+	applied, err := l.RecordDead(ctx, b.Run, t.ID, dls, l.now())
 	if err != nil {
 		return 0, fmt.Errorf("ledger: record archived batch %s: %w", t.ID, err)
 	}
@@ -459,14 +449,14 @@ func (l *Ledger) reconcile(ctx context.Context, client *asynq.Client, t *asynq.T
 
 // reconcileSplit enqueues the halves of the archived split batch b that the ledger has not
 // finished; halves still in asynq are not enqueued twice. It returns 1 if it enqueued any.
-func (l *Ledger) reconcileSplit(ctx context.Context, client *asynq.Client, t *asynq.TaskInfo, b Batch) (int, error) {
-	hs, err := halfTasks(b, t.ID, t.Queue, t.MaxRetry, nil)
+func (l *Ledger) reconcileSplit(ctx context.Context, client *asynq.Client, t *asynq.TaskInfo, b tasks.Batch) (int, error) {
+	hs, err := tasks.HalfTasks(b, t.ID, t.Queue, t.MaxRetry, nil)
 	if err != nil {
 		return 0, err
 	}
 	ids := make([]string, len(hs))
 	for i, h := range hs {
-		ids[i] = h.id
+		ids[i] = h.ID
 	}
 	states, err := l.rdb.HMGet(ctx, keysFor(b.Run).batches, ids...).Result()
 	if err != nil {
@@ -478,7 +468,7 @@ func (l *Ledger) reconcileSplit(ctx context.Context, client *asynq.Client, t *as
 			open = append(open, h)
 		}
 	}
-	n, err := enqueueHalves(ctx, client, open)
+	n, err := tasks.EnqueueHalves(ctx, client, open)
 	if err != nil {
 		return 0, fmt.Errorf("ledger: archived split batch %s: %w", t.ID, err)
 	}

@@ -1,4 +1,4 @@
-package tasks
+package ledger
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/erpresync/erpresync/tasks"
 )
 
 // The change items of a run, stored compactly: one list element per successful batch (see
@@ -18,7 +20,7 @@ import (
 const changesFormat = 0x01
 
 // kindCodes numbers the change kinds in a compact element.
-var kindCodes = []string{KindAdded, KindUpdated, KindDeleted}
+var kindCodes = []string{tasks.KindAdded, tasks.KindUpdated, tasks.KindDeleted}
 
 func kindCode(kind string) (byte, bool) {
 	for i, k := range kindCodes {
@@ -38,7 +40,7 @@ func kindCode(kind string) (byte, bool) {
 //
 // A batch of 100 keys with one change each takes about 450 bytes (4–5 bytes a record ID),
 // where the JSON documents took about 150 bytes an item. It returns nil for no items.
-func encodeChanges(taskID string, at time.Time, items []ChangeItem) ([]byte, error) {
+func encodeChanges(taskID string, at time.Time, items []tasks.ChangeItem) ([]byte, error) {
 	if len(items) == 0 {
 		return nil, nil
 	}
@@ -130,9 +132,9 @@ func (r *changeReader) string() string {
 }
 
 // decodeChanges calls fn for each item of a stored element, compact or JSON.
-func decodeChanges(run string, elem []byte, fn func(ChangeItem) error) error {
+func decodeChanges(run string, elem []byte, fn func(tasks.ChangeItem) error) error {
 	if len(elem) > 0 && elem[0] == '{' {
-		var it ChangeItem
+		var it tasks.ChangeItem
 		if err := json.Unmarshal(elem, &it); err != nil {
 			return fmt.Errorf("%w: %w", errCorruptChanges, err)
 		}
@@ -160,7 +162,7 @@ func decodeChanges(run string, elem []byte, fn func(ChangeItem) error) error {
 			if r.err != nil {
 				break
 			}
-			if err := fn(ChangeItem{Run: run, Table: tables[ti], RecordID: int32(id), Kind: kindCodes[kind], TaskID: taskID, At: at}); err != nil {
+			if err := fn(tasks.ChangeItem{Run: run, Table: tables[ti], RecordID: int32(id), Kind: kindCodes[kind], TaskID: taskID, At: at}); err != nil {
 				return err
 			}
 		}
@@ -177,7 +179,7 @@ const changesPage = 200
 // Redis in pages of 200 batches; it stops at fn's first error and returns it. Items recorded
 // while it runs may or may not be seen. At has millisecond precision (items recorded by
 // versions before the compact format: nanoseconds).
-func (l *Ledger) Changes(ctx context.Context, run string, fn func(ChangeItem) error) error {
+func (l *Ledger) Changes(ctx context.Context, run string, fn func(tasks.ChangeItem) error) error {
 	k := keysFor(run).changes
 	for start := int64(0); ; start += changesPage {
 		vals, err := l.rdb.LRange(ctx, k, start, start+changesPage-1).Result()
@@ -186,7 +188,7 @@ func (l *Ledger) Changes(ctx context.Context, run string, fn func(ChangeItem) er
 		}
 		for _, v := range vals {
 			var ferr error
-			err := decodeChanges(run, []byte(v), func(it ChangeItem) error {
+			err := decodeChanges(run, []byte(v), func(it tasks.ChangeItem) error {
 				ferr = fn(it)
 				return ferr
 			})

@@ -1,4 +1,4 @@
-package tasks
+package ledger
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/flow"
+	"github.com/erpresync/erpresync/tasks"
 )
 
 // RunReport is a run's status as operators and producers read it: the ledger's RunStatus
@@ -82,7 +83,7 @@ func NewRunReport(st RunStatus, now time.Time) RunReport {
 		Source: st.Source, TotalKeys: st.TotalKeys, ResyncedKeys: st.ResyncedKeys, DeadKeys: st.DeadKeys,
 		PendingKeys: st.PendingKeys, RejectedKeys: st.RejectedKeys, Batches: st.Batches, Calls: st.Calls, Records: map[string]map[string]int64{},
 		StartedAt: timePtr(st.StartedAt), LastActivity: timePtr(st.LastActivity), FinishedAt: timePtr(st.FinishedAt)}
-	for _, k := range []string{KindAdded, KindUpdated, KindDeleted} {
+	for _, k := range []string{tasks.KindAdded, tasks.KindUpdated, tasks.KindDeleted} {
 		j.Records[k] = map[string]int64{}
 		maps.Copy(j.Records[k], st.Records[k])
 	}

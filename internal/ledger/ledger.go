@@ -1,4 +1,4 @@
-package tasks
+package ledger
 
 import (
 	"context"
@@ -10,8 +10,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/tasks"
+
 	"github.com/redis/go-redis/v9"
+
+	"github.com/erpresync/erpresync/erpsync"
 )
 
 // Run states reported by RunStatus.State.
@@ -25,13 +28,6 @@ const (
 	// (a crash, Redis lost, Ctrl-C). Submitting the same input under the run again completes
 	// it. Such a run is never finished: not "done", and never pruned.
 	RunIncomplete = "incomplete"
-)
-
-// Change kinds, as in RunStatus.Records and ChangeItem.Kind.
-const (
-	KindAdded   = "added"
-	KindUpdated = "updated"
-	KindDeleted = "deleted"
 )
 
 // ErrRunNotFound is returned by Status for a run the ledger has never seen.
@@ -71,36 +67,6 @@ type RunStatus struct {
 	LastActivity time.Time                   `json:"last_activity"`
 	// FinishedAt is when PendingKeys last reached zero; zero while the run is active.
 	FinishedAt time.Time `json:"finished_at"`
-}
-
-// DeadLetter is one key that could not be resynced, with the reason.
-type DeadLetter struct {
-	Run     string `json:"run"`
-	Key     string `json:"key"`
-	BatchID string `json:"batch_id"`
-	// Queue is the asynq queue the batch ran in (for removing its archived task).
-	Queue           string            `json:"queue,omitempty"`
-	ErpConnectionID int               `json:"erp_connection"`
-	ActorType       erpsync.ActorType `json:"actor_type"`
-	// Class is the classifier's verdict (Class.String): "permanent", "business", ...
-	Class           string `json:"class"`
-	ErrorCode       string `json:"error_code,omitempty"`
-	TechExplanation string `json:"tech_explanation,omitempty"`
-	UserExplanation string `json:"user_explanation,omitempty"`
-	// Reason is the sentence a person reads: what happened and after how many attempts.
-	Reason   string    `json:"reason"`
-	Attempts int       `json:"attempts"`
-	At       time.Time `json:"at"`
-}
-
-// ChangeItem is one CRM row that a successful call reported in Changes.
-type ChangeItem struct {
-	Run      string    `json:"run"`
-	Table    string    `json:"table"`
-	RecordID int32     `json:"record_id"`
-	Kind     string    `json:"kind"`
-	TaskID   string    `json:"task_id"`
-	At       time.Time `json:"at"`
 }
 
 // Ledger is the record of truth for runs in Redis: per-batch state, key counters, records
@@ -190,7 +156,7 @@ type RejectedKey struct {
 // batches do: it is RunActive while keys are pending, else RunIncomplete, so a submission cut
 // off after some batches never shows as done (nor is pruned as done).
 func (l *Ledger) OpenIntake(ctx context.Context, meta RunMeta) error {
-	if err := validateRun(meta.Run); err != nil {
+	if err := tasks.ValidateBatchRun(meta.Run); err != nil {
 		return err
 	}
 	if err := openScript.Run(ctx, l.rdb, []string{keysFor(meta.Run).meta}, meta.Run, ms(l.now()), meta.ErpConnectionID, meta.ActorType.String(), meta.Source).Err(); err != nil {
@@ -205,7 +171,7 @@ func (l *Ledger) OpenIntake(ctx context.Context, meta RunMeta) error {
 // input — and creates the run from meta when no batch did: a run that received no keys is
 // then visible, with state RunEmpty. It seals the intake OpenIntake opened.
 func (l *Ledger) RecordIntake(ctx context.Context, meta RunMeta, count int64, rejected []RejectedKey) error {
-	if err := validateRun(meta.Run); err != nil {
+	if err := tasks.ValidateBatchRun(meta.Run); err != nil {
 		return err
 	}
 	rejected = rejected[:min(len(rejected), MaxRejected)]
@@ -261,7 +227,7 @@ func (l *Ledger) Status(ctx context.Context, run string) (RunStatus, error) {
 		Run: run, Source: m["source"],
 		TotalKeys: num("total"), ResyncedKeys: num("resynced"), DeadKeys: num("dead"), RejectedKeys: num("rejected"),
 		Batches: num("batches"), Calls: num("calls"),
-		Records:   map[string]map[string]int64{KindAdded: {}, KindUpdated: {}, KindDeleted: {}},
+		Records:   map[string]map[string]int64{tasks.KindAdded: {}, tasks.KindUpdated: {}, tasks.KindDeleted: {}},
 		StartedAt: fromMS(m["started_at"]), LastActivity: fromMS(m["last_activity"]), FinishedAt: fromMS(m["finished_at"]),
 	}
 	st.ErpConnectionID, _ = strconv.Atoi(m["erp_connection"])
@@ -329,7 +295,7 @@ func (l *Ledger) runNames(ctx context.Context, limit int) ([]string, error) {
 
 // DeadLetters returns the dead letters of run, oldest first; run "" returns those of
 // every run.
-func (l *Ledger) DeadLetters(ctx context.Context, run string) ([]DeadLetter, error) {
+func (l *Ledger) DeadLetters(ctx context.Context, run string) ([]tasks.DeadLetter, error) {
 	runs := []string{run}
 	if run == "" {
 		var err error
@@ -337,7 +303,7 @@ func (l *Ledger) DeadLetters(ctx context.Context, run string) ([]DeadLetter, err
 			return nil, err
 		}
 	}
-	var out []DeadLetter
+	var out []tasks.DeadLetter
 	for _, r := range runs {
 		dls, err := l.deadLetters(ctx, r)
 		if err != nil {
@@ -349,7 +315,7 @@ func (l *Ledger) DeadLetters(ctx context.Context, run string) ([]DeadLetter, err
 	return out, nil
 }
 
-func sortDead(dls []DeadLetter) {
+func sortDead(dls []tasks.DeadLetter) {
 	sort.SliceStable(dls, func(i, j int) bool {
 		a, b := dls[i], dls[j]
 		if !a.At.Equal(b.At) {
@@ -365,14 +331,14 @@ func sortDead(dls []DeadLetter) {
 	})
 }
 
-func (l *Ledger) deadLetters(ctx context.Context, run string) ([]DeadLetter, error) {
+func (l *Ledger) deadLetters(ctx context.Context, run string) ([]tasks.DeadLetter, error) {
 	vals, err := l.rdb.HVals(ctx, keysFor(run).dead).Result()
 	if err != nil {
 		return nil, fmt.Errorf("ledger: dead letters of %s: %w", run, err)
 	}
-	out := make([]DeadLetter, 0, len(vals))
+	out := make([]tasks.DeadLetter, 0, len(vals))
 	for _, v := range vals {
-		var d DeadLetter
+		var d tasks.DeadLetter
 		if err := json.Unmarshal([]byte(v), &d); err != nil {
 			return nil, fmt.Errorf("ledger: dead letter of %s: %w", run, err)
 		}
@@ -381,3 +347,6 @@ func (l *Ledger) deadLetters(ctx context.Context, run string) ([]DeadLetter, err
 	sortDead(out)
 	return out, nil
 }
+
+// The ledger is what the handler records through.
+var _ tasks.Ledger = (*Ledger)(nil)

@@ -1,4 +1,4 @@
-package tasks
+package ledger
 
 import (
 	"encoding/csv"
@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/erpresync/erpresync/tasks"
 )
 
 // ExportFormat is how change items and dead letters are written out for other systems.
@@ -111,7 +113,7 @@ func NewChangeWriter(w io.Writer, f ExportFormat) *ChangeWriter {
 }
 
 // Write writes one item.
-func (c *ChangeWriter) Write(it ChangeItem) error {
+func (c *ChangeWriter) Write(it tasks.ChangeItem) error {
 	if c.json != nil {
 		return c.json.Encode(it)
 	}

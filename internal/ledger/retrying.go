@@ -1,8 +1,10 @@
-package tasks
+package ledger
 
 import (
 	"errors"
 	"time"
+
+	"github.com/erpresync/erpresync/tasks"
 
 	"github.com/hibiken/asynq"
 )
@@ -46,7 +48,7 @@ func (r *Retrying) add(n int, lastErr string, failedAt, due time.Time) {
 	if due.After(r.LastAt) {
 		r.LastAt = due
 	}
-	if LastErrorClass(lastErr) == ClassAuth {
+	if tasks.LastErrorClass(lastErr) == tasks.ClassAuth {
 		r.AuthBatches++
 		if failedAt.After(r.authAt) || r.AuthError == "" {
 			r.authAt, r.AuthError = failedAt, lastErr
@@ -107,7 +109,7 @@ func retryingIn(insp *asynq.Inspector, queue, run string) (Retrying, error) {
 			return Retrying{}, err
 		}
 		for _, ti := range list {
-			b, err := ParseBatch(ti.Payload)
+			b, err := tasks.ParseBatch(ti.Payload)
 			if err != nil || b.Run != run {
 				continue
 			}

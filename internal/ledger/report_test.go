@@ -1,4 +1,4 @@
-package tasks
+package ledger
 
 import (
 	"encoding/json"
@@ -7,16 +7,18 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/erpresync/erpresync/tasks"
 )
 
 func TestNewRunReport(t *testing.T) {
 	t.Parallel()
 	start := time.Date(2026, 11, 27, 2, 30, 0, 0, time.UTC)
 	active := RunStatus{Run: "r", State: RunActive, TotalKeys: 1000, ResyncedKeys: 300, DeadKeys: 100, PendingKeys: 600,
-		StartedAt: start, Records: map[string]map[string]int64{KindAdded: {"contact": 2}}}
+		StartedAt: start, Records: map[string]map[string]int64{tasks.KindAdded: {"contact": 2}}}
 	r := NewRunReport(active, start.Add(10*time.Second))
 	if r.Percent != 40 || r.KeysPerSecond != 40 || r.ETASeconds == nil || *r.ETASeconds != 15 || r.FinishedAt != nil ||
-		r.Records[KindAdded]["contact"] != 2 || r.Records[KindDeleted] == nil || r.ActorType != "Unknown" {
+		r.Records[tasks.KindAdded]["contact"] != 2 || r.Records[tasks.KindDeleted] == nil || r.ActorType != "Unknown" {
 		t.Errorf("active: %+v", r)
 	}
 	done := active
@@ -108,14 +110,14 @@ func TestReportETAWithPendingRetry(t *testing.T) {
 // TestLastErrorClass: the class a batch's error carries survives asynq's LastErr.
 func TestLastErrorClass(t *testing.T) {
 	t.Parallel()
-	for _, c := range []Class{ClassTransient, ClassThrottled, ClassAuth, ClassPermanent} {
-		e := &Error{Class: c, Err: errors.New("HTTP 403 Forbidden: x: y")}
-		if got := LastErrorClass(e.Error()); got != c {
+	for _, c := range []tasks.Class{tasks.ClassTransient, tasks.ClassThrottled, tasks.ClassAuth, tasks.ClassPermanent} {
+		e := &tasks.Error{Class: c, Err: errors.New("HTTP 403 Forbidden: x: y")}
+		if got := tasks.LastErrorClass(e.Error()); got != c {
 			t.Errorf("LastErrorClass(%q) = %v, want %v", e.Error(), got, c)
 		}
 	}
 	for _, msg := range []string{"", "dead letter: auth failure: x after 1 attempt (1 key)", "ledger: record: x", "business failure ERP_X"} {
-		if got := LastErrorClass(msg); got != ClassNone {
+		if got := tasks.LastErrorClass(msg); got != tasks.ClassNone {
 			t.Errorf("LastErrorClass(%q) = %v, want none", msg, got)
 		}
 	}

@@ -1,4 +1,4 @@
-package tasks_test
+package ledger_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/tasks"
 )
@@ -66,7 +67,7 @@ func TestRetryingBatches(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := tasks.RetryingBatches(insp, tt.queue, tt.run)
+			got, err := ledger.RetryingBatches(insp, tt.queue, tt.run)
 			if err != nil {
 				t.Fatal(err)
 			}

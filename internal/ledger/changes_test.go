@@ -1,4 +1,4 @@
-package tasks
+package ledger
 
 import (
 	"bytes"
@@ -10,27 +10,29 @@ import (
 	"testing"
 	"time"
 
+	"github.com/erpresync/erpresync/tasks"
+
 	"github.com/erpresync/erpresync/erpsync"
 )
 
 func TestEncodeChangesRoundTrip(t *testing.T) {
 	t.Parallel()
 	at := time.Date(2026, 11, 27, 2, 30, 0, 123456789, time.UTC)
-	item := func(kind, table string, id int32) ChangeItem {
-		return ChangeItem{Run: "rt", Table: table, RecordID: id, Kind: kind, TaskID: "rt:b000001.0", At: at.Truncate(time.Millisecond)}
+	item := func(kind, table string, id int32) tasks.ChangeItem {
+		return tasks.ChangeItem{Run: "rt", Table: table, RecordID: id, Kind: kind, TaskID: "rt:b000001.0", At: at.Truncate(time.Millisecond)}
 	}
 	tests := []struct {
 		name  string
-		items []ChangeItem
+		items []tasks.ChangeItem
 	}{
-		{"one", []ChangeItem{item(KindUpdated, "contact", 7)}},
-		{"grouped", []ChangeItem{item(KindAdded, "person", 1), item(KindAdded, "person", 2), item(KindUpdated, "contact", 3),
-			item(KindDeleted, "contact", 4)}},
-		{"interleaved kinds and tables keep their order", []ChangeItem{item(KindUpdated, "contact", 9), item(KindAdded, "person", 8),
-			item(KindUpdated, "contact", 7), item(KindUpdated, "person", 6), item(KindUpdated, "contact", 5)}},
-		{"extreme ids", []ChangeItem{item(KindUpdated, "contact", 0), item(KindUpdated, "contact", -1),
-			item(KindUpdated, "contact", 1<<31-1), item(KindUpdated, "contact", -1<<31)}},
-		{"unicode table", []ChangeItem{item(KindAdded, "tabellé", 42)}},
+		{"one", []tasks.ChangeItem{item(tasks.KindUpdated, "contact", 7)}},
+		{"grouped", []tasks.ChangeItem{item(tasks.KindAdded, "person", 1), item(tasks.KindAdded, "person", 2), item(tasks.KindUpdated, "contact", 3),
+			item(tasks.KindDeleted, "contact", 4)}},
+		{"interleaved kinds and tables keep their order", []tasks.ChangeItem{item(tasks.KindUpdated, "contact", 9), item(tasks.KindAdded, "person", 8),
+			item(tasks.KindUpdated, "contact", 7), item(tasks.KindUpdated, "person", 6), item(tasks.KindUpdated, "contact", 5)}},
+		{"extreme ids", []tasks.ChangeItem{item(tasks.KindUpdated, "contact", 0), item(tasks.KindUpdated, "contact", -1),
+			item(tasks.KindUpdated, "contact", 1<<31-1), item(tasks.KindUpdated, "contact", -1<<31)}},
+		{"unicode table", []tasks.ChangeItem{item(tasks.KindAdded, "tabellé", 42)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -39,8 +41,8 @@ func TestEncodeChangesRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var got []ChangeItem
-			if err := decodeChanges("rt", b, func(it ChangeItem) error { got = append(got, it); return nil }); err != nil {
+			var got []tasks.ChangeItem
+			if err := decodeChanges("rt", b, func(it tasks.ChangeItem) error { got = append(got, it); return nil }); err != nil {
 				t.Fatal(err)
 			}
 			if !reflect.DeepEqual(got, tt.items) {
@@ -51,7 +53,7 @@ func TestEncodeChangesRoundTrip(t *testing.T) {
 	if b, err := encodeChanges("x", at, nil); b != nil || err != nil {
 		t.Errorf("no items: %q, %v; want nil, nil", b, err)
 	}
-	if _, err := encodeChanges("x", at, []ChangeItem{{Kind: "moved", Table: "contact"}}); err == nil {
+	if _, err := encodeChanges("x", at, []tasks.ChangeItem{{Kind: "moved", Table: "contact"}}); err == nil {
 		t.Error("unknown kind accepted")
 	}
 }
@@ -64,7 +66,7 @@ func TestEncodeChangesSize(t *testing.T) {
 	for i := range resp.Changes.Updated {
 		resp.Changes.Updated[i].RecordID %= 10_000_000
 	}
-	items := changeItems("customers-2026-11-27", "customers-2026-11-27:b000042", resp.Changes, time.Now())
+	items := tasks.ChangeItems("customers-2026-11-27", "customers-2026-11-27:b000042", resp.Changes, time.Now())
 	b, err := encodeChanges("customers-2026-11-27:b000042", time.Now(), items)
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +84,7 @@ func TestEncodeChangesSize(t *testing.T) {
 
 func TestDecodeChangesCorrupt(t *testing.T) {
 	t.Parallel()
-	good, err := encodeChanges("c:b000000", time.Now(), []ChangeItem{{Kind: KindAdded, Table: "contact", RecordID: 300}})
+	good, err := encodeChanges("c:b000000", time.Now(), []tasks.ChangeItem{{Kind: tasks.KindAdded, Table: "contact", RecordID: 300}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +99,7 @@ func TestDecodeChangesCorrupt(t *testing.T) {
 		{"table index out of range", append(bytes.Clone(good[:len(good)-4]), 0, 5, 1, 2)},
 		{"unknown kind", append(bytes.Clone(good[:len(good)-4]), 9, 0, 1, 2)},
 	} {
-		err := decodeChanges("c", tt.elem, func(ChangeItem) error { return nil })
+		err := decodeChanges("c", tt.elem, func(tasks.ChangeItem) error { return nil })
 		if !errors.Is(err, errCorruptChanges) {
 			t.Errorf("%s: %v; want errCorruptChanges", tt.name, err)
 		}
@@ -105,12 +107,12 @@ func TestDecodeChangesCorrupt(t *testing.T) {
 }
 
 func FuzzDecodeChanges(f *testing.F) {
-	good, _ := encodeChanges("f:b000000", time.Now(), []ChangeItem{{Kind: KindAdded, Table: "contact", RecordID: 300},
-		{Kind: KindDeleted, Table: "person", RecordID: -4}})
+	good, _ := encodeChanges("f:b000000", time.Now(), []tasks.ChangeItem{{Kind: tasks.KindAdded, Table: "contact", RecordID: 300},
+		{Kind: tasks.KindDeleted, Table: "person", RecordID: -4}})
 	f.Add(good)
 	f.Add([]byte(`{"run":"f","table":"contact","record_id":1,"kind":"added"}`))
 	f.Fuzz(func(t *testing.T, elem []byte) {
-		decodeChanges("f", elem, func(ChangeItem) error { return nil }) // must not panic
+		decodeChanges("f", elem, func(tasks.ChangeItem) error { return nil }) // must not panic
 	})
 }
 
@@ -126,25 +128,25 @@ func TestChangesOfARunWrittenByThePreviousVersion(t *testing.T) {
 	const run = "upgrade"
 	batches := [][]string{testKeys("OLD", 2*changesPage+50), testKeys("NEW1", 100), testKeys("NEW2", 7)}
 	for seq, keys := range batches {
-		if _, err := e.ledger.RegisterBatch(ctx, RunMeta{Run: run, ErpConnectionID: 3, ActorType: erpsync.ActorCustomer}, BatchID(run, seq), len(keys)); err != nil {
+		if _, err := e.ledger.RegisterBatch(ctx, RunMeta{Run: run, ErpConnectionID: 3, ActorType: erpsync.ActorCustomer}, tasks.BatchID(run, seq), len(keys)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// What the previous successScript wrote for batch 0.
 	k := keysFor(run)
 	oldAt := time.Date(2026, 11, 26, 2, 30, 0, 987654321, time.UTC)
-	var want []ChangeItem
+	var want []tasks.ChangeItem
 	var docs []any
 	for _, key := range batches[0] {
-		it := ChangeItem{Run: run, Table: "contact", RecordID: recordID(key), Kind: KindUpdated, TaskID: BatchID(run, 0), At: oldAt}
+		it := tasks.ChangeItem{Run: run, Table: "contact", RecordID: recordID(key), Kind: tasks.KindUpdated, TaskID: tasks.BatchID(run, 0), At: oldAt}
 		want = append(want, it)
 		b, _ := json.Marshal(it)
 		docs = append(docs, string(b))
 	}
 	pipe := rdb.TxPipeline()
-	pipe.HSet(ctx, k.batches, BatchID(run, 0), stateDone)
+	pipe.HSet(ctx, k.batches, tasks.BatchID(run, 0), stateDone)
 	pipe.HIncrBy(ctx, k.meta, "resynced", int64(len(batches[0])))
-	pipe.HIncrBy(ctx, k.records, KindUpdated+":contact", int64(len(batches[0])))
+	pipe.HIncrBy(ctx, k.records, tasks.KindUpdated+":contact", int64(len(batches[0])))
 	pipe.RPush(ctx, k.changes, docs...)
 	if _, err := pipe.Exec(ctx); err != nil {
 		t.Fatal(err)
@@ -154,7 +156,7 @@ func TestChangesOfARunWrittenByThePreviousVersion(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, key := range batches[seq] {
-			want = append(want, ChangeItem{Run: run, Table: "contact", RecordID: recordID(key), Kind: KindUpdated, TaskID: BatchID(run, seq)})
+			want = append(want, tasks.ChangeItem{Run: run, Table: "contact", RecordID: recordID(key), Kind: tasks.KindUpdated, TaskID: tasks.BatchID(run, seq)})
 		}
 	}
 	st, err := e.ledger.Status(ctx, run)
@@ -162,11 +164,11 @@ func TestChangesOfARunWrittenByThePreviousVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	total := int64(len(batches[0]) + len(batches[1]) + len(batches[2]))
-	if st.State != RunDone || st.ResyncedKeys != total || st.Records[KindUpdated]["contact"] != total {
+	if st.State != RunDone || st.ResyncedKeys != total || st.Records[tasks.KindUpdated]["contact"] != total {
 		t.Errorf("status = %+v", st)
 	}
-	var got []ChangeItem
-	if err := e.ledger.Changes(ctx, run, func(it ChangeItem) error { got = append(got, it); return nil }); err != nil {
+	var got []tasks.ChangeItem
+	if err := e.ledger.Changes(ctx, run, func(it tasks.ChangeItem) error { got = append(got, it); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != len(want) {
@@ -198,8 +200,8 @@ func TestChangesManyPages(t *testing.T) {
 		}
 	}
 	i := 0
-	err := e.ledger.Changes(ctx, "many", func(it ChangeItem) error {
-		if it.TaskID != BatchID("many", i) || it.RecordID != recordID(fmt.Sprintf("K%d", i)) {
+	err := e.ledger.Changes(ctx, "many", func(it tasks.ChangeItem) error {
+		if it.TaskID != tasks.BatchID("many", i) || it.RecordID != recordID(fmt.Sprintf("K%d", i)) {
 			return fmt.Errorf("item %d = %+v", i, it)
 		}
 		i++
