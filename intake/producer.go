@@ -368,7 +368,7 @@ func (p *Producer) Submit(ctx context.Context, spec RunSpec, src Source) (sum Su
 	return sum, nil
 }
 
-// recordIntake records in the lg, after a complete pass, the keys rejected as invalid and
+// recordIntake records in the ledger, after a complete pass, the keys rejected as invalid and
 // — for an input without a valid key — the run itself, so that it is visible as empty.
 func (s *submission) recordIntake(ctx context.Context) error {
 	if s.spec.DryRun {
@@ -624,9 +624,34 @@ func (s *submission) run(ctx context.Context) error {
 		if err := s.p.ledger.OpenIntake(ctx, s.meta()); err != nil {
 			return err
 		}
+		defer s.renewIntake(ctx)()
 	}
 	s.phase.Store("submitting")
 	return s.submit(ctx, hint)
+}
+
+// renewIntake renews the run's open intake every IntakeLease/4 until the returned stop is
+// called, so that the run reads as still being received (not incomplete) while this
+// submission goes on, however long a pause between its batches. A renewal that fails is
+// tried again at the next tick: a lapsed lease only shows the run as incomplete early.
+func (s *submission) renewIntake(ctx context.Context) (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(ledger.IntakeLease / 4)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				_ = s.p.ledger.RenewIntake(ctx, s.spec.Run)
+			}
+		}
+	}()
+	return func() { close(quit); <-done }
 }
 
 // countLines counts line breaks, as a size hint for the duplicate check.
@@ -857,7 +882,7 @@ func (v *verifier) matches(s *submission, cps []checkpoint, r uint32, key []byte
 	return bytes.Equal(v.rec.key, key), v.rec.line, nil
 }
 
-// enqueue registers batch j in the lg, then enqueues it. The task is built first, so
+// enqueue registers batch j in the ledger, then enqueues it. The task is built first, so
 // that nothing can fail between the two but Redis; and once begun, both are done even if
 // ctx is cancelled in between (Ctrl-C): registered alone, the batch would count keys in the
 // run that nothing resyncs. batchTimeout bounds them for a Redis that does not answer.

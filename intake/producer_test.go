@@ -642,7 +642,8 @@ func TestCutSubmissionIsIncomplete(t *testing.T) {
 	if _, err := p.Submit(ctx, spec, Source{Path: path}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cut submission: %v, want context.Canceled", err)
 	}
-	l := ledger.NewLedger(rdb)
+	// Until its lease lapses the run may still be receiving; then it is incomplete.
+	l := ledger.NewLedger(rdb).WithClock(func() time.Time { return time.Now().Add(ledger.IntakeLease + time.Second) })
 	st, err := l.Status(context.Background(), "cut")
 	if err != nil || st.State != ledger.RunIncomplete || !st.FinishedAt.IsZero() {
 		t.Fatalf("after the cut: %+v %v; want incomplete, not finished", st, err)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -102,7 +103,7 @@ func TestStatusWaitGivesUpOnAuthHold(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var out strings.Builder
-	errw := &cancelAfter{lines: 2, cancel: cancel}
+	errw := &afterLines{lines: 2, then: cancel}
 	c := &cli{stdin: strings.NewReader(""), stdout: &out, stderr: errw, getenv: func(string) string { return "" }, progressEvery: 0, now: time.Now}
 	code := c.run(ctx, []string{"status", "held", "--wait", "--interval", "20ms", "--held-timeout", "0", "--redis-url", url, "--queue", "held"})
 	if code != exitUsage || strings.Contains(errw.String(), "gave up") || strings.Count(errw.String(), "enqueue: held: 0/3 keys done") < 2 {
@@ -110,17 +111,18 @@ func TestStatusWaitGivesUpOnAuthHold(t *testing.T) {
 	}
 }
 
-// cancelAfter is a stderr that cancels the command's context once it has seen lines lines.
-type cancelAfter struct {
+// afterLines is a stderr that calls then (once) when it has seen lines lines.
+type afterLines struct {
 	strings.Builder
-	lines  int
-	cancel func()
+	lines int
+	then  func()
+	once  sync.Once
 }
 
-func (w *cancelAfter) Write(p []byte) (int, error) {
+func (w *afterLines) Write(p []byte) (int, error) {
 	n, err := w.Builder.Write(p)
 	if strings.Count(w.String(), "\n") >= w.lines {
-		w.cancel()
+		w.once.Do(w.then)
 	}
 	return n, err
 }

@@ -856,7 +856,9 @@ func TestStatusIncompleteExitsOne(t *testing.T) {
 	rdb := db.Client()
 	defer rdb.Close()
 	meta := ledger.RunMeta{Run: "cut", ErpConnectionID: 3, ActorType: erpsync.ActorCustomer, Source: "http"}
-	if err := ledger.NewLedger(rdb).OpenIntake(context.Background(), meta); err != nil {
+	// Opened by a producer long gone: its lease has lapsed.
+	gone := ledger.NewLedger(rdb).WithClock(func() time.Time { return time.Now().Add(-2 * ledger.IntakeLease) })
+	if err := gone.OpenIntake(context.Background(), meta); err != nil {
 		t.Fatal(err)
 	}
 	for _, args := range [][]string{{"status", "cut"}, {"status", "cut", "--wait", "--interval", "20ms"}} {
@@ -864,6 +866,42 @@ func TestStatusIncompleteExitsOne(t *testing.T) {
 		if out := squeeze(r.stdout); r.code != exitBad || !strings.Contains(out, "\nstate incomplete\n") || !strings.Contains(out, "--run cut") {
 			t.Errorf("%v: exit %d\n%s%s", args, r.code, r.stdout, r.stderr)
 		}
+	}
+}
+
+// TestStatusWaitsWhileReceiving: a run whose producer is still submitting (its intake open
+// and renewed) is not finished even with nothing pending: status --wait waits on, saying so,
+// until the submission is sealed.
+func TestStatusWaitsWhileReceiving(t *testing.T) {
+	t.Parallel()
+	db := redistest.New(t)
+	rdb := db.Client()
+	defer rdb.Close()
+	ctx := context.Background()
+	l := ledger.NewLedger(rdb)
+	meta := ledger.RunMeta{Run: "slow", ErpConnectionID: 3, ActorType: erpsync.ActorCustomer, Source: "cli"}
+	if err := l.OpenIntake(ctx, meta); err != nil {
+		t.Fatal(err)
+	}
+	id := tasks.BatchID("slow", 0)
+	if _, err := l.RegisterBatch(ctx, meta, id, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.RecordSuccess(ctx, "slow", id, 1, 1, nil, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing is pending; the first two progress lines come while the intake is open, then the
+	// producer seals it and the wait ends.
+	errw := &afterLines{lines: 2, then: func() {
+		if err := l.RecordIntake(ctx, meta, 0, nil); err != nil {
+			t.Error(err)
+		}
+	}}
+	var out strings.Builder
+	c := &cli{stdin: strings.NewReader(""), stdout: &out, stderr: errw, getenv: func(string) string { return "" }, now: time.Now}
+	code := c.run(ctx, []string{"status", "slow", "--wait", "--interval", "20ms", "--redis-url", db.URL()})
+	if code != exitOK || strings.Count(errw.String(), "its producer is still submitting keys") < 2 || !strings.Contains(out.String(), "done") {
+		t.Errorf("status --wait: exit %d\n%s%s", code, out.String(), errw.String())
 	}
 }
 

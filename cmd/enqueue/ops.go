@@ -201,7 +201,7 @@ func (c *cli) status(ctx context.Context, args []string) int {
 		if j, err = c.report(ctx, rc, insp, cf.queue, st); err != nil {
 			return c.failJSON(*asJSON, exitUsage, "status of %s: %v", run, err)
 		}
-		if !*wait || st.PendingKeys == 0 {
+		if !*wait || (st.PendingKeys == 0 && !st.Receiving) {
 			break
 		}
 		now := c.now()

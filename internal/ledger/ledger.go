@@ -19,14 +19,15 @@ import (
 
 // Run states reported by RunStatus.State.
 const (
-	RunActive       = "active"         // keys still pending
+	RunActive       = "active"         // keys still pending, or its producer still submitting (RunStatus.Receiving)
 	RunDone         = "done"           // every key resynced
 	RunDoneWithDead = "done_with_dead" // nothing pending, some keys dead-lettered
 	RunEmpty        = "empty"          // the run received no keys: its input was empty or held only invalid keys
-	// RunIncomplete: nothing is pending, but a producer's submission of the run has not
-	// completed (OpenIntake without RecordIntake): it is still being read, or it was cut off
-	// (a crash, Redis lost, Ctrl-C). Submitting the same input under the run again completes
-	// it. Such a run is never finished: not "done", and never pruned.
+	// RunIncomplete: nothing is pending, but a producer's submission of the run never
+	// completed (OpenIntake without RecordIntake) and its producer has not renewed the
+	// intake for IntakeLease: it was cut off (a crash, Redis lost, Ctrl-C). Submitting the
+	// same input under the run again completes it. Such a run is never finished: not
+	// "done", and never pruned.
 	RunIncomplete = "incomplete"
 )
 
@@ -67,7 +68,15 @@ type RunStatus struct {
 	LastActivity time.Time                   `json:"last_activity"`
 	// FinishedAt is when PendingKeys last reached zero; zero while the run is active.
 	FinishedAt time.Time `json:"finished_at"`
+	// Receiving is true while a producer is submitting the run's input (its intake open and
+	// renewed within IntakeLease): the run is RunActive even with nothing pending.
+	Receiving bool `json:"receiving,omitempty"`
 }
+
+// IntakeLease is how long an open intake counts as still being received without word from
+// its producer. A producer renews it every IntakeLease/4 while it submits (RenewIntake);
+// once it lapses before RecordIntake seals the run, the run is RunIncomplete.
+const IntakeLease = 2 * time.Minute
 
 // Ledger is the record of truth for runs in Redis: per-batch state, key counters, records
 // changed, Changes items and dead letters. asynq caps its archive (10,000 tasks, 90 days)
@@ -85,7 +94,7 @@ type RunStatus struct {
 //	erpresync:{RUN}:meta           HASH  run, erp_connection, actor_type, source, started_at,
 //	                                     last_activity, finished_at (unix ms), total,
 //	                                     resynced, dead, rejected, batches, calls, splits,
-//	                                     intake ("open" from OpenIntake to RecordIntake)
+//	                                     intake (lease end, unix ms, from OpenIntake to RecordIntake)
 //	erpresync:{RUN}:batches        HASH  batch ID → pending | done | split | dead
 //	erpresync:{RUN}:records        HASH  "kind:table" → rows changed
 //	erpresync:{RUN}:changes        LIST  one element per successful batch: its change items,
@@ -153,16 +162,27 @@ type RejectedKey struct {
 // OpenIntake marks the intake of meta.Run open, creating the run from meta if needed: a
 // producer calls it before it registers the first batch of a submission, and RecordIntake
 // seals it when the submission is complete. Until then the run is not finished whatever its
-// batches do: it is RunActive while keys are pending, else RunIncomplete, so a submission cut
-// off after some batches never shows as done (nor is pruned as done).
+// batches do: it is RunActive while keys are pending or its producer renews the intake
+// (RenewIntake, within IntakeLease), else RunIncomplete, so a submission cut off after some
+// batches never shows as done (nor is pruned as done).
 func (l *Ledger) OpenIntake(ctx context.Context, meta RunMeta) error {
 	if err := tasks.ValidateBatchRun(meta.Run); err != nil {
 		return err
 	}
-	if err := openScript.Run(ctx, l.rdb, []string{keysFor(meta.Run).meta}, meta.Run, ms(l.now()), meta.ErpConnectionID, meta.ActorType.String(), meta.Source).Err(); err != nil {
+	now := l.now()
+	if err := openScript.Run(ctx, l.rdb, []string{keysFor(meta.Run).meta}, meta.Run, ms(now), meta.ErpConnectionID, meta.ActorType.String(), meta.Source, ms(now.Add(IntakeLease))).Err(); err != nil {
 		return fmt.Errorf("ledger: open intake of %s: %w", meta.Run, err)
 	}
 	return l.index(ctx, meta.Run)
+}
+
+// RenewIntake tells the ledger that the producer of run is still submitting: the open intake
+// counts as received for another IntakeLease. It does nothing once the intake is sealed.
+func (l *Ledger) RenewIntake(ctx context.Context, run string) error {
+	if err := renewScript.Run(ctx, l.rdb, []string{keysFor(run).meta}, ms(l.now().Add(IntakeLease))).Err(); err != nil {
+		return fmt.Errorf("ledger: renew intake of %s: %w", run, err)
+	}
+	return nil
 }
 
 // RecordIntake records the outcome of a producer's complete pass over a run's input: count
@@ -249,6 +269,8 @@ func (l *Ledger) Status(ctx context.Context, run string) (RunStatus, error) {
 	switch {
 	case st.PendingKeys > 0:
 		st.State = RunActive
+	case m["intake"] != "" && fromMS(m["intake"]).After(l.now()):
+		st.State, st.Receiving = RunActive, true
 	case m["intake"] != "":
 		st.State = RunIncomplete
 	case st.DeadKeys > 0:

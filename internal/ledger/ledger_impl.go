@@ -103,13 +103,20 @@ touch(KEYS[1], ARGV[3])
 return {1, 'pending'}
 `)
 
-// openScript: KEYS meta; ARGV run, now, conn, actor, source. It marks the run's intake open
-// (a run whose keys are still being submitted is not finished) and creates the run.
+// openScript: KEYS meta; ARGV run, now, conn, actor, source, lease end (unix ms). It marks
+// the run's intake open until the lease ends (a run whose keys are still being submitted is
+// not finished) and creates the run.
 var openScript = redis.NewScript(luaCreate + `
 create(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
-redis.call('HSET', KEYS[1], 'intake', 'open', 'last_activity', ARGV[2])
+redis.call('HSET', KEYS[1], 'intake', ARGV[6], 'last_activity', ARGV[2])
 redis.call('HDEL', KEYS[1], 'finished_at')
 return 1
+`)
+
+// renewScript: KEYS meta; ARGV lease end (unix ms). It moves an open intake's lease on.
+var renewScript = redis.NewScript(`
+if redis.call('HEXISTS', KEYS[1], 'intake') == 1 then redis.call('HSET', KEYS[1], 'intake', ARGV[1]) end
+return 0
 `)
 
 // intakeScript: KEYS meta, rejected; ARGV run, now, conn, actor, source, count, rejected key

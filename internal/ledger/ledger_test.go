@@ -620,8 +620,8 @@ func TestOpenIntake(t *testing.T) {
 	if err := e.ledger.OpenIntake(ctx, meta); err != nil {
 		t.Fatal(err)
 	}
-	if st, err := e.ledger.Status(ctx, "cut"); err != nil || st.State != RunIncomplete {
-		t.Fatalf("opened, no batch: %+v %v", st, err)
+	if st, err := e.ledger.Status(ctx, "cut"); err != nil || st.State != RunActive || !st.Receiving {
+		t.Fatalf("opened, no batch: %+v %v; want active, receiving", st, err)
 	}
 	id := tasks.BatchID("cut", 0)
 	if _, err := e.ledger.RegisterBatch(ctx, meta, id, 2); err != nil {
@@ -634,10 +634,25 @@ func TestOpenIntake(t *testing.T) {
 		t.Fatal(err)
 	}
 	st, err := e.ledger.Status(ctx, "cut")
-	if err != nil || st.State != RunIncomplete || st.PendingKeys != 0 || !st.FinishedAt.IsZero() {
-		t.Fatalf("every batch done, intake open: %+v %v; want incomplete, not finished", st, err)
+	if err != nil || st.State != RunActive || !st.Receiving || st.PendingKeys != 0 || !st.FinishedAt.IsZero() {
+		t.Fatalf("every batch done, intake open and renewed: %+v %v; want active, receiving, not finished", st, err)
+	}
+	// Its producer gone: once the lease lapses the run reads as incomplete.
+	lapsed := e.ledger.WithClock(func() time.Time { return time.Now().Add(IntakeLease + time.Second) })
+	if st, err = lapsed.Status(ctx, "cut"); err != nil || st.State != RunIncomplete || st.Receiving || !st.FinishedAt.IsZero() {
+		t.Fatalf("every batch done, intake lapsed: %+v %v; want incomplete, not finished", st, err)
+	}
+	// A renewal moves the lease on from the renewing producer's now.
+	if err := lapsed.RenewIntake(ctx, "cut"); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ = lapsed.Status(ctx, "cut"); st.State != RunActive || !st.Receiving {
+		t.Fatalf("renewed: %+v; want active, receiving", st)
 	}
 	later := e.ledger.WithClock(func() time.Time { return time.Now().Add(48 * time.Hour) })
+	if st, _ = later.Status(ctx, "cut"); st.State != RunIncomplete {
+		t.Fatalf("two days on: %+v; want incomplete", st)
+	}
 	if res, err := later.Prune(ctx, PruneOptions{OlderThan: time.Hour}); err != nil || len(res.Runs) != 0 {
 		t.Fatalf("Prune removed an incomplete run: %+v %v", res, err)
 	}
@@ -646,5 +661,12 @@ func TestOpenIntake(t *testing.T) {
 	}
 	if st, _ = e.ledger.Status(ctx, "cut"); st.State != RunDone || st.FinishedAt.IsZero() {
 		t.Fatalf("sealed: %+v; want done, finished", st)
+	}
+	// A late renewal of a sealed intake changes nothing.
+	if err := e.ledger.RenewIntake(ctx, "cut"); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ = e.ledger.Status(ctx, "cut"); st.State != RunDone || st.Receiving {
+		t.Fatalf("renewed after the seal: %+v; want done", st)
 	}
 }

@@ -49,6 +49,8 @@ func (s RunStatus) Progress(now time.Time) Progress {
 		p.KeysPerSecond = float64(p.Done) / d
 	}
 	switch {
+	case s.Receiving:
+		// Its producer is still submitting: how many keys are to come is not known yet.
 	case s.PendingKeys == 0:
 		p.ETAKnown = true
 	case p.KeysPerSecond > 0:

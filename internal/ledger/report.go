@@ -31,6 +31,9 @@ type RunReport struct {
 	PendingKeys     int64  `json:"pending_keys"`
 	// RejectedKeys counts input records the producer skipped as invalid (not in TotalKeys).
 	RejectedKeys int64 `json:"rejected_keys"`
+	// Receiving is true while the run's producer is still submitting its input (the run is
+	// active even with nothing pending; RunStatus.Receiving).
+	Receiving bool `json:"receiving,omitempty"`
 	// Percent is (resynced + dead) / total, 0 to 100, rounded down to a tenth (Percent):
 	// never 100 while a key is pending.
 	Percent float64 `json:"percent"`
@@ -81,7 +84,7 @@ type RunReport struct {
 func NewRunReport(st RunStatus, now time.Time) RunReport {
 	j := RunReport{Run: st.Run, State: st.State, ErpConnectionID: st.ErpConnectionID, ActorType: st.ActorType.String(),
 		Source: st.Source, TotalKeys: st.TotalKeys, ResyncedKeys: st.ResyncedKeys, DeadKeys: st.DeadKeys,
-		PendingKeys: st.PendingKeys, RejectedKeys: st.RejectedKeys, Batches: st.Batches, Calls: st.Calls, Records: map[string]map[string]int64{},
+		PendingKeys: st.PendingKeys, RejectedKeys: st.RejectedKeys, Receiving: st.Receiving, Batches: st.Batches, Calls: st.Calls, Records: map[string]map[string]int64{},
 		StartedAt: timePtr(st.StartedAt), LastActivity: timePtr(st.LastActivity), FinishedAt: timePtr(st.FinishedAt)}
 	for _, k := range []string{tasks.KindAdded, tasks.KindUpdated, tasks.KindDeleted} {
 		j.Records[k] = map[string]int64{}
@@ -175,6 +178,9 @@ func (r RunReport) Line() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d/%d keys done (%.1f%%), %d dead, %.1f keys/s, ETA %s",
 		r.ResyncedKeys+r.DeadKeys, r.TotalKeys, r.Percent, r.DeadKeys, r.KeysPerSecond, r.ETA())
+	if r.Receiving {
+		b.WriteString("; its producer is still submitting keys")
+	}
 	if r.Waiting != "" {
 		b.WriteString("; " + r.Waiting)
 	}
