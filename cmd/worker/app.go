@@ -166,7 +166,7 @@ func startApp(cfg appConfig) (_ *app, err error) {
 		Queues:                   servedQueues(cfg.Queues, cfg.TrickleQueue),
 		StrictPriority:           cfg.TrickleQueue != "",
 		ShutdownTimeout:          cfg.ShutdownTimeout,
-		RetryDelayFunc:           tasks.RetryDelay(tasks.DefaultAsynqPolicy, businessPolicy(cfg.BusinessDelay, cfg.BusinessRetries)),
+		RetryDelayFunc:           tasks.RetryDelay(tasks.DefaultAsynqPolicy(), businessPolicy(cfg.BusinessDelay, cfg.BusinessRetries)),
 		IsFailure:                tasks.IsFailure,
 		DelayedTaskCheckInterval: time.Second,
 		TaskCheckInterval:        cfg.TaskCheckInterval,
@@ -225,9 +225,9 @@ func startApp(cfg appConfig) (_ *app, err error) {
 }
 
 // businessPolicy spaces the retries of a single key SuperOffice answered IsOk=false: delay
-// first, doubling for each of the retries (tasks.DefaultBusinessPolicy when delay is zero).
+// first, doubling for each of the retries (tasks.DefaultBusinessPolicy() when delay is zero).
 func businessPolicy(delay time.Duration, retries int) retry.Policy {
-	p := tasks.DefaultBusinessPolicy
+	p := tasks.DefaultBusinessPolicy()
 	if delay <= 0 {
 		return p
 	}
