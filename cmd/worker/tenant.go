@@ -34,7 +34,7 @@ type tenantSetup struct {
 
 // newTenant builds the SuperOffice client from the settings. Every missing or contradictory
 // setting is reported by name, before any call is made. Logins and calls share one HTTP
-// client (soapHTTPClient), and wrap (nil: none) puts flow control under its Transport, so
+// client (superofficeHTTPClient), and wrap (nil: none) puts flow control under its Transport, so
 // it sees every request.
 func newTenant(v values, wrap wrapTransport) (*tenantSetup, error) {
 	base, err := tenantURL(v)
@@ -80,7 +80,7 @@ func newTenant(v values, wrap wrapTransport) (*tenantSetup, error) {
 		return nil, fmt.Errorf("contradictory SuperOffice credentials: %s are all set; set exactly one way to authenticate", strings.Join(modes, " and "))
 	}
 
-	httpClient := soapHTTPClient(timeout, wrap)
+	httpClient := superofficeHTTPClient(timeout, wrap)
 	out := &tenantSetup{API: api}
 	var src auth.TicketSource
 	switch {
