@@ -34,8 +34,8 @@ type tenantSetup struct {
 
 // newTenant builds the SuperOffice client from the settings. Every missing or contradictory
 // setting is reported by name, before any call is made. Logins and calls share one HTTP
-// client (superofficeHTTPClient), and wrap (nil: none) puts flow control under its Transport, so
-// it sees every request.
+// client (superofficeHTTPClient), and wrap (nil: none) puts flow control under its
+// Transport, so it sees every request.
 func newTenant(v values, wrap wrapTransport) (*tenantSetup, error) {
 	base, err := tenantURL(v)
 	if err != nil {
