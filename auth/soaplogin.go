@@ -172,22 +172,8 @@ func parseLoginReply(data []byte, status int) (loginReply, error) {
 				case b.name.Space == soapNS && b.name.Local == "Fault" && fault == nil:
 					fault = faultOf(b)
 				case b.netServer("AuthenticateResponse"):
-					lr.found = true
-					for _, r := range b.kids {
-						switch {
-						case r.netServer("AuthenticationSucceeded"):
-							v, err := r.boolean()
-							if err != nil {
-								return lr, &erpsync.ProtocolError{HTTPStatus: status, Reason: "invalid value", Err: err}
-							}
-							lr.succeeded = v
-						case r.netServer("Credentials"):
-							for _, t := range r.kids {
-								if t.netServer("Ticket") {
-									lr.ticket = t.trimmed()
-								}
-							}
-						}
+					if err := lr.read(b); err != nil {
+						return lr, &erpsync.ProtocolError{HTTPStatus: status, Reason: "invalid value", Err: err}
 					}
 				}
 			}
@@ -211,6 +197,29 @@ func parseLoginReply(data []byte, status int) (loginReply, error) {
 		return lr, &erpsync.ProtocolError{HTTPStatus: status, Reason: "Succeeded=false without ExceptionInfo"}
 	}
 	return lr, nil
+}
+
+// read fills lr from an AuthenticateResponse element: whether the login succeeded, and
+// the ticket.
+func (lr *loginReply) read(resp *node) error {
+	lr.found = true
+	for _, r := range resp.kids {
+		switch {
+		case r.netServer("AuthenticationSucceeded"):
+			v, err := r.boolean()
+			if err != nil {
+				return err
+			}
+			lr.succeeded = v
+		case r.netServer("Credentials"):
+			for _, t := range r.kids {
+				if t.netServer("Ticket") {
+					lr.ticket = t.trimmed()
+				}
+			}
+		}
+	}
+	return nil
 }
 
 const maxInnerExceptions = 8

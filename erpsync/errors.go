@@ -257,17 +257,11 @@ func SenderFault(codes ...string) bool {
 	return false
 }
 
-// ParseRetryAfter reads a Retry-After value: delay-seconds or an HTTP-date. It returns zero
-// for an absent, invalid or past value, and caps it at a year. It fills HTTPError.RetryAfter.
-func ParseRetryAfter(v string, now time.Time) time.Duration {
-	d, _ := RetryAfter(v, now)
-	return d
-}
-
-// RetryAfter reads a Retry-After value as ParseRetryAfter does, and reports whether the
-// header holds one at all: "0" and a date in the past are a Retry-After of zero (ok), an
-// absent, negative or unreadable value is none. Flow control tells the two apart (a 503
-// with Retry-After is throttling, without it an outage).
+// RetryAfter reads a Retry-After value: delay-seconds or an HTTP-date, capped at a year. It
+// also reports whether the header holds one at all: "0" and a date in the past are a
+// Retry-After of zero (ok), an absent, negative or unreadable value is none (zero, not ok).
+// Flow control tells the two apart (a 503 with Retry-After is throttling, without it an
+// outage); HTTPError.RetryAfter is its duration. It is the one reader of the header.
 func RetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
 	const maxRetryAfter = 365 * 24 * time.Hour
 	v = strings.TrimSpace(v)

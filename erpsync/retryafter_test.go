@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// TestRetryAfterParsing covers ParseRetryAfter's and RetryAfter's edge cases.
+// TestRetryAfterParsing covers RetryAfter's edge cases.
 func TestRetryAfterParsing(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -26,9 +26,6 @@ func TestRetryAfterParsing(t *testing.T) {
 		{strconv.Itoa(1 << 40), 365 * 24 * time.Hour, true},
 	}
 	for _, tt := range tests {
-		if got := ParseRetryAfter(tt.in, now); got != tt.want {
-			t.Errorf("ParseRetryAfter(%q) = %v, want %v", tt.in, got, tt.want)
-		}
 		if got, ok := RetryAfter(tt.in, now); got != tt.want || ok != tt.wantOK {
 			t.Errorf("RetryAfter(%q) = %v, %v; want %v, %v", tt.in, got, ok, tt.want, tt.wantOK)
 		}

@@ -762,7 +762,11 @@ func (s *submission) submit(ctx context.Context, hint int) error {
 	return nil
 }
 
-// scan reads the input, validates, deduplicates and sends full batches to jobs.
+// scan reads the input, validates, deduplicates and sends full batches to jobs. It is one
+// loop over every record, kept whole (about 100 lines): the checkpoints, the duplicate
+// check's re-reads and the batching share its state (the record index, the first line of
+// a duplicate, the open batch), and split apart they would pass that state back and forth
+// on the path every key takes.
 func (s *submission) scan(ctx context.Context, hint int, jobs chan<- job) error {
 	rr := newRecordReader(s.f, 0, 1, s.ft, 64<<10)
 	seen := newSeenSet(hint, s.p.cfg.hash)

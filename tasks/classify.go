@@ -220,8 +220,9 @@ func classifyHTTP(he *erpsync.HTTPError) Class {
 	}
 }
 
-// RetryAfter returns the least wait err asks for: an *Error's RetryAfter or a
-// erpsync.HTTPError's Retry-After; zero if none.
+// RetryAfter returns the least wait err asks for: an *Error's RetryAfter, a flow hold's, or
+// an erpsync.HTTPError's Retry-After (the header itself is read once, by erpsync.RetryAfter);
+// zero if none.
 func RetryAfter(err error) time.Duration {
 	var te *Error
 	if errors.As(err, &te) && te.RetryAfter > 0 {

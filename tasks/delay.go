@@ -9,37 +9,44 @@ import (
 	"github.com/erpresync/erpresync/retry"
 )
 
-// DefaultFastPolicy is the handler's in-process retry policy for transient errors: waits
-// of about 0.5, 1, 2, 4, 8 s (±50%), never past 30 s in all, so that it fits in
-// DefaultTimeout (3 min) with room for the calls themselves.
-var DefaultFastPolicy = retry.Policy{
-	Initial:             500 * time.Millisecond,
-	Max:                 8 * time.Second,
-	Multiplier:          2,
-	RandomizationFactor: 0.5,
-	MaxElapsed:          30 * time.Second,
-	MaxAttempts:         4,
+// DefaultFastPolicy returns the handler's in-process retry policy for transient errors:
+// waits of about 0.5, 1, 2, 4, 8 s (±50%), never past 30 s in all, so that it fits in
+// DefaultTimeout (3 min) with room for the calls themselves. Each call returns a fresh
+// value: changing one changes nobody else's.
+func DefaultFastPolicy() retry.Policy {
+	return retry.Policy{
+		Initial:             500 * time.Millisecond,
+		Max:                 8 * time.Second,
+		Multiplier:          2,
+		RandomizationFactor: 0.5,
+		MaxElapsed:          30 * time.Second,
+		MaxAttempts:         4,
+	}
 }
 
-// DefaultAsynqPolicy is the long-horizon policy for RetryDelay: 30 s, 1, 2, 4, 8, 16 min,
-// then every 30 min (±25%), so DefaultMaxRetry (12) retries cover about three and a half
+// DefaultAsynqPolicy returns the long-horizon policy for RetryDelay: 30 s, 1, 2, 4, 8,
+// 16 min, then every 30 min (±25%), so DefaultMaxRetry (12) retries cover about three and a half
 // hours of outage; a Retry-After up to one hour is honoured when longer.
-var DefaultAsynqPolicy = retry.Policy{
-	Initial:             30 * time.Second,
-	Max:                 30 * time.Minute,
-	Multiplier:          2,
-	RandomizationFactor: 0.25,
-	MaxRetryAfter:       time.Hour,
+func DefaultAsynqPolicy() retry.Policy {
+	return retry.Policy{
+		Initial:             30 * time.Second,
+		Max:                 30 * time.Minute,
+		Multiplier:          2,
+		RandomizationFactor: 0.25,
+		MaxRetryAfter:       time.Hour,
+	}
 }
 
-// DefaultBusinessPolicy spaces the retries of a single key that SuperOffice refused
-// (IsOk=false): 30 s, 1 min, 2 min (±25%), so DefaultBusinessRetries (3) take a few
+// DefaultBusinessPolicy returns the policy that spaces the retries of a single key that
+// SuperOffice refused (IsOk=false): 30 s, 1 min, 2 min (±25%), so DefaultBusinessRetries (3) take a few
 // minutes — long enough for a locked record or a hiccup in the ERP to clear.
-var DefaultBusinessPolicy = retry.Policy{
-	Initial:             30 * time.Second,
-	Max:                 5 * time.Minute,
-	Multiplier:          2,
-	RandomizationFactor: 0.25,
+func DefaultBusinessPolicy() retry.Policy {
+	return retry.Policy{
+		Initial:             30 * time.Second,
+		Max:                 5 * time.Minute,
+		Multiplier:          2,
+		RandomizationFactor: 0.25,
+	}
 }
 
 // RetryDelay builds the worker's asynq.Config.RetryDelayFunc. A business failure of a

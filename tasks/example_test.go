@@ -72,7 +72,7 @@ func Example_worker() {
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Queues:                   map[string]int{tasks.DefaultQueue: 1},
 		IsFailure:                tasks.IsFailure,
-		RetryDelayFunc:           tasks.RetryDelay(tasks.DefaultAsynqPolicy, tasks.DefaultBusinessPolicy),
+		RetryDelayFunc:           tasks.RetryDelay(tasks.DefaultAsynqPolicy(), tasks.DefaultBusinessPolicy()),
 		GroupAggregator:          tasks.NewAggregator(tasks.AggregatorConfig{Logger: log}),
 		GroupMaxSize:             tasks.DefaultBatchSize,
 		GroupGracePeriod:         10 * time.Second,

@@ -53,7 +53,7 @@ type HandlerConfig struct {
 	// through it. Required.
 	Redis redis.UniversalClient
 	// FastPolicy is the in-process retry of transient errors. When its numeric fields are all
-	// zero, DefaultFastPolicy's are used (an injected Clock or Rand is kept).
+	// zero, DefaultFastPolicy()'s are used (an injected Clock or Rand is kept).
 	// Its MaxElapsed must leave room for one call inside the task timeout; Do also stops
 	// before a wait that would pass the task's deadline.
 	FastPolicy retry.Policy
@@ -114,7 +114,7 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	}
 	if fp := cfg.FastPolicy; fp.Initial == 0 && fp.Max == 0 && fp.Multiplier == 0 && fp.RandomizationFactor == 0 &&
 		fp.MaxElapsed == 0 && fp.MaxAttempts == 0 {
-		d := DefaultFastPolicy
+		d := DefaultFastPolicy()
 		d.Clock, d.Rand = fp.Clock, fp.Rand // keep an injected clock
 		cfg.FastPolicy = d
 	}

@@ -47,13 +47,13 @@ const (
 	// DefaultMaxRetry is asynq's retry budget per batch. It counts transient failures,
 	// business failures and lease expiries (a worker killed with -9 costs one retry when
 	// asynq's recoverer finds the task ~60-120 s later); throttling and auth holds do not
-	// count (IsFailure). With DefaultAsynqPolicy 12 retries span about three and a half hours
+	// count (IsFailure). With DefaultAsynqPolicy() 12 retries span about three and a half hours
 	// (30 s, 1, 2, 4, 8, 16 min, then 30 min six times), enough to ride out a maintenance
 	// window; business retries are bounded separately (HandlerConfig.BusinessRetries).
 	DefaultMaxRetry = 12
 	// DefaultTimeout is the task timeout. asynq stores whole seconds (anything under 1 s
 	// silently becomes its 30-minute default), so NewResyncTask rejects it. It must hold the
-	// fast retry layer's budget (DefaultFastPolicy.MaxElapsed, 30 s) plus one call.
+	// fast retry layer's budget (DefaultFastPolicy().MaxElapsed, 30 s) plus one call.
 	DefaultTimeout = 3 * time.Minute
 	// DefaultRetention is how long asynq keeps a completed task and its result (shown by
 	// asynqmon). The ledger keeps the record of truth regardless.

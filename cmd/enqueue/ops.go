@@ -184,68 +184,16 @@ func (c *cli) status(ctx context.Context, args []string) int {
 	}
 	defer rc.Close()
 	l := ledger.NewLedger(rc.rdb)
-	insp := asynq.NewInspectorFromRedisClient(rc.rdb)
 	run := pos[0]
-	var st ledger.RunStatus
-	var j ledger.RunReport
-	var lastLine, movedAt time.Time
-	lastDone, lastHeld, gaveUp := int64(-1), "", false
-	for {
-		st, err = l.Status(ctx, run)
-		if errors.Is(err, ledger.ErrRunNotFound) {
-			return c.failJSON(*asJSON, exitUsage, "run %q not found (see `enqueue runs`)", run)
-		}
-		if err != nil {
-			return c.failJSON(*asJSON, exitUsage, "status of %s: %v", run, err)
-		}
-		if j, err = c.report(ctx, rc, insp, cf.queue, st); err != nil {
-			return c.failJSON(*asJSON, exitUsage, "status of %s: %v", run, err)
-		}
-		if !*wait || (st.PendingKeys == 0 && !st.Receiving) {
-			break
-		}
-		now := c.now()
-		if d := st.ResyncedKeys + st.DeadKeys; d != lastDone {
-			lastDone, movedAt = d, now
-		}
-		// A hold only an operator can end: waiting longer changes nothing until they do.
-		if *heldTimeout > 0 && j.NeedsOperator() && now.Sub(movedAt) >= *heldTimeout {
-			gaveUp = true
-			break
-		}
-		held := strings.Join(j.Held(), "\n")
-		if now.Sub(lastLine) >= c.progressEvery || c.terminal || held != lastHeld {
-			lastLine, lastHeld = now, held
-			line := run + ": " + j.Line()
-			if c.terminal {
-				fmt.Fprintf(c.stderr, "\r\033[K%s", line)
-			} else {
-				fmt.Fprintln(c.stderr, "enqueue: "+line)
-			}
-		}
-		t := time.NewTimer(*interval)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return c.failJSON(*asJSON, exitUsage, "interrupted")
-		case <-t.C:
-		}
-	}
-	if *wait && c.terminal {
-		fmt.Fprintln(c.stderr)
+	st, j, gaveUp, err := c.pollStatus(ctx, rc, l, cf.queue, run, statusWait{*wait, *interval, *heldTimeout})
+	if err != nil {
+		return c.failJSON(*asJSON, exitUsage, "%v", err)
 	}
 	var rep *ledger.RepairResult
 	if *repair {
-		insp := asynq.NewInspectorFromRedisClient(rc.rdb)
-		queues, err := insp.Queues()
-		if err != nil {
-			return c.failJSON(*asJSON, exitUsage, "repair %s: queues: %v", run, err)
+		if rep, err = repairRun(ctx, rc, l, run); err != nil {
+			return c.failJSON(*asJSON, exitUsage, "%v", err)
 		}
-		r, err := l.Repair(ctx, insp, run, queues...)
-		if err != nil {
-			return c.failJSON(*asJSON, exitUsage, "repair %s: %v", run, err)
-		}
-		rep = &r
 		j.Repair = rep
 	}
 	if *asJSON {
@@ -265,6 +213,82 @@ func (c *cli) status(ctx context.Context, args []string) int {
 		return exitBad
 	}
 	return exitOK
+}
+
+// statusWait is how `status` polls: once, or (wait) every interval until nothing is
+// pending, giving up after heldTimeout on a hold only an operator can end (0: never).
+type statusWait struct {
+	wait                  bool
+	interval, heldTimeout time.Duration
+}
+
+// pollStatus reads run's status and report, polling as w says and showing the progress on
+// stderr; gaveUp reports that it stopped on a hold only an operator can end. An error's
+// text is what the command prints.
+func (c *cli) pollStatus(ctx context.Context, rc *redisConn, l *ledger.Ledger, queue, run string, w statusWait) (st ledger.RunStatus, j ledger.RunReport, gaveUp bool, err error) {
+	insp := asynq.NewInspectorFromRedisClient(rc.rdb)
+	var lastLine, movedAt time.Time
+	lastDone, lastHeld := int64(-1), ""
+	for {
+		st, err = l.Status(ctx, run)
+		if errors.Is(err, ledger.ErrRunNotFound) {
+			return st, j, false, fmt.Errorf("run %q not found (see `enqueue runs`)", run)
+		}
+		if err != nil {
+			return st, j, false, fmt.Errorf("status of %s: %v", run, err)
+		}
+		if j, err = c.report(ctx, rc, insp, queue, st); err != nil {
+			return st, j, false, fmt.Errorf("status of %s: %v", run, err)
+		}
+		if !w.wait || (st.PendingKeys == 0 && !st.Receiving) {
+			break
+		}
+		now := c.now()
+		if d := st.ResyncedKeys + st.DeadKeys; d != lastDone {
+			lastDone, movedAt = d, now
+		}
+		// A hold only an operator can end: waiting longer changes nothing until they do.
+		if w.heldTimeout > 0 && j.NeedsOperator() && now.Sub(movedAt) >= w.heldTimeout {
+			gaveUp = true
+			break
+		}
+		held := strings.Join(j.Held(), "\n")
+		if now.Sub(lastLine) >= c.progressEvery || c.terminal || held != lastHeld {
+			lastLine, lastHeld = now, held
+			line := run + ": " + j.Line()
+			if c.terminal {
+				fmt.Fprintf(c.stderr, "\r\033[K%s", line)
+			} else {
+				fmt.Fprintln(c.stderr, "enqueue: "+line)
+			}
+		}
+		t := time.NewTimer(w.interval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return st, j, false, errors.New("interrupted")
+		case <-t.C:
+		}
+	}
+	if w.wait && c.terminal {
+		fmt.Fprintln(c.stderr)
+	}
+	return st, j, gaveUp, nil
+}
+
+// repairRun looks for run's unfinished batches that asynq no longer holds (status
+// --repair): it enqueues lost halves again and lists the lost batches.
+func repairRun(ctx context.Context, rc *redisConn, l *ledger.Ledger, run string) (*ledger.RepairResult, error) {
+	insp := asynq.NewInspectorFromRedisClient(rc.rdb)
+	queues, err := insp.Queues()
+	if err != nil {
+		return nil, fmt.Errorf("repair %s: queues: %v", run, err)
+	}
+	r, err := l.Repair(ctx, insp, run, queues...)
+	if err != nil {
+		return nil, fmt.Errorf("repair %s: %v", run, err)
+	}
+	return &r, nil
 }
 
 // DefaultHeldTimeout is how long `status --wait` waits on a run that only an operator can
@@ -350,7 +374,14 @@ func (c *cli) runs(ctx context.Context, args []string) int {
 			return c.fail(exitUsage, "runs: circuit breakers: %v", err)
 		}
 	}
-	if *asJSON {
+	c.printRuns(list, held, *asJSON)
+	return exitOK
+}
+
+// printRuns prints the runs, a table or JSON; held is the pauses of each ERP connection
+// with pending runs, noted under the table and marked on its pending runs.
+func (c *cli) printRuns(list []ledger.RunStatus, held map[int][]string, asJSON bool) {
+	if asJSON {
 		out := make([]ledger.RunReport, 0, len(list))
 		for _, st := range list {
 			j := c.toJSON(st)
@@ -360,7 +391,7 @@ func (c *cli) runs(ctx context.Context, args []string) int {
 			out = append(out, j)
 		}
 		writeJSON(c.stdout, out)
-		return exitOK
+		return
 	}
 	w := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "RUN\tSTATE\tTOTAL\tRESYNCED\tDEAD\tPENDING\tSTARTED\tSOURCE")
@@ -384,7 +415,6 @@ func (c *cli) runs(ctx context.Context, args []string) int {
 	for _, n := range notes {
 		fmt.Fprintln(c.stdout, n)
 	}
-	return exitOK
 }
 
 // prune removes (or, dry, lists) the runs that finished longer than retention ago.
@@ -485,22 +515,9 @@ func (c *cli) dead(ctx context.Context, args []string) int {
 			return c.usageError(fmt.Errorf("--format %v", err))
 		}
 	}
-	var filter ledger.DeadFilter
-	if all != nil {
-		if *run == "" && !*all {
-			return c.usageError(fmt.Errorf("dead %s needs --run RUN, or --all for every run", sub))
-		}
-		if *run != "" && *all {
-			return c.usageError(errors.New("give --run or --all, not both"))
-		}
-		if *class != "" {
-			if _, err := tasks.ParseClass(*class); err != nil {
-				return c.usageError(fmt.Errorf("--class: %v", err))
-			}
-		}
-		filter = ledger.DeadFilter{Run: *run, ErrorCode: *code, Class: *class, Key: *key, All: *all}
-	} else {
-		filter = ledger.DeadFilter{Run: *run, Key: *key, All: *run == ""}
+	filter, err := deadFilter(sub, *run, *key, all, code, class)
+	if err != nil {
+		return c.usageError(err)
 	}
 	if yes != nil && !*yes {
 		return c.usageError(errors.New("dead purge deletes dead letters for good; add --yes to confirm (`enqueue dead export` keeps a copy)"))
@@ -518,67 +535,112 @@ func (c *cli) dead(ctx context.Context, args []string) int {
 	}
 
 	switch sub {
-	case "list", "export":
-		dls, err := l.SelectDead(ctx, filter)
-		if err != nil {
-			return c.fail(exitUsage, "dead letters: %v", err)
-		}
-		if sub == "export" {
-			if err := writeDead(c.stdout, *format, dls); err != nil {
-				return c.fail(exitUsage, "export: %v", err)
-			}
-			return exitOK
-		}
-		if *asJSON {
-			if dls == nil {
-				dls = []tasks.DeadLetter{}
-			}
-			writeJSON(c.stdout, dls)
-			return exitOK
-		}
-		if len(dls) == 0 && *key != "" {
-			fmt.Fprintf(c.stderr, "enqueue: no dead letters for key %q (pending, resynced, or rejected at intake: see `enqueue status RUN` and `enqueue rejected RUN`)\n", *key)
-			return exitOK
-		}
-		if len(dls) == 0 {
-			fmt.Fprintln(c.stderr, "enqueue: no dead letters")
-			return exitOK
-		}
-		w := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(w, "RUN\tKEY\tBATCH\tCLASS\tERROR CODE\tATTEMPTS\tAT\tREASON")
-		for _, d := range dls {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", d.Run, strconv.Quote(d.Key), d.BatchID, d.Class,
-				orDash(d.ErrorCode), d.Attempts, d.At.UTC().Format(time.RFC3339), oneLine(d.Reason))
-		}
-		w.Flush()
-		return exitOK
+	case "list":
+		return c.deadList(ctx, l, filter, *asJSON)
+	case "export":
+		return c.deadExport(ctx, l, filter, *format)
 	case "requeue":
-		if given, setting := c.queueGiven(fs); given != "" {
-			if msg, err := otherQueue(ctx, l, filter, cf.queue); err != nil {
-				return c.fail(exitUsage, "requeue: %v", err)
-			} else if msg != "" {
-				return c.fail(exitUsage, "%s: %s; a requeue sends each batch back to the queue it ran in: leave out %s",
-					given, msg, setting)
+		return c.deadRequeue(ctx, fs, rc, l, filter, cf.queue)
+	default:
+		return c.deadPurge(ctx, rc, l, filter)
+	}
+}
+
+// deadFilter is the dead letters the flags of `dead sub` select; all, code and class are
+// nil for the subcommands without them (list, export), which select every run without run.
+func deadFilter(sub, run, key string, all *bool, code, class *string) (ledger.DeadFilter, error) {
+	if all != nil {
+		if run == "" && !*all {
+			return ledger.DeadFilter{}, fmt.Errorf("dead %s needs --run RUN, or --all for every run", sub)
+		}
+		if run != "" && *all {
+			return ledger.DeadFilter{}, errors.New("give --run or --all, not both")
+		}
+		if *class != "" {
+			if _, err := tasks.ParseClass(*class); err != nil {
+				return ledger.DeadFilter{}, fmt.Errorf("--class: %v", err)
 			}
 		}
-		client := asynq.NewClientFromRedisClient(rc.rdb)
-		insp := asynq.NewInspectorFromRedisClient(rc.rdb)
-		res, err := l.Requeue(ctx, client, insp, filter)
-		if err != nil {
-			return c.fail(exitUsage, "requeue: %v", err)
+		return ledger.DeadFilter{Run: run, ErrorCode: *code, Class: *class, Key: key, All: *all}, nil
+	}
+	return ledger.DeadFilter{Run: run, Key: key, All: run == ""}, nil
+}
+
+// deadList prints the dead letters filter selects: a table, or JSON.
+func (c *cli) deadList(ctx context.Context, l *ledger.Ledger, filter ledger.DeadFilter, asJSON bool) int {
+	dls, err := l.SelectDead(ctx, filter)
+	if err != nil {
+		return c.fail(exitUsage, "dead letters: %v", err)
+	}
+	if asJSON {
+		if dls == nil {
+			dls = []tasks.DeadLetter{}
 		}
-		fmt.Fprintf(c.stdout, "requeued %s in %s (removed %s)\n", plural(int64(res.Keys), "key"),
-			plural(int64(len(res.Batches)), "batch"), plural(int64(res.Archived), "archived task"))
-		return exitOK
-	default: // purge
-		insp := asynq.NewInspectorFromRedisClient(rc.rdb)
-		res, err := l.PurgeDead(ctx, insp, filter)
-		if err != nil {
-			return c.fail(exitUsage, "purge: %v", err)
-		}
-		fmt.Fprintf(c.stdout, "purged %s (removed %s)\n", plural(int64(res.Keys), "dead letter"), plural(int64(res.Archived), "archived task"))
+		writeJSON(c.stdout, dls)
 		return exitOK
 	}
+	if len(dls) == 0 && filter.Key != "" {
+		fmt.Fprintf(c.stderr, "enqueue: no dead letters for key %q (pending, resynced, or rejected at intake: see `enqueue status RUN` and `enqueue rejected RUN`)\n", filter.Key)
+		return exitOK
+	}
+	if len(dls) == 0 {
+		fmt.Fprintln(c.stderr, "enqueue: no dead letters")
+		return exitOK
+	}
+	w := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "RUN\tKEY\tBATCH\tCLASS\tERROR CODE\tATTEMPTS\tAT\tREASON")
+	for _, d := range dls {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", d.Run, strconv.Quote(d.Key), d.BatchID, d.Class,
+			orDash(d.ErrorCode), d.Attempts, d.At.UTC().Format(time.RFC3339), oneLine(d.Reason))
+	}
+	w.Flush()
+	return exitOK
+}
+
+// deadExport writes the dead letters filter selects in format (csv or jsonl).
+func (c *cli) deadExport(ctx context.Context, l *ledger.Ledger, filter ledger.DeadFilter, format string) int {
+	dls, err := l.SelectDead(ctx, filter)
+	if err != nil {
+		return c.fail(exitUsage, "dead letters: %v", err)
+	}
+	if err := writeDead(c.stdout, format, dls); err != nil {
+		return c.fail(exitUsage, "export: %v", err)
+	}
+	return exitOK
+}
+
+// deadRequeue sends the batches of the dead letters filter selects back to the queues they
+// ran in; a queue given (fs's --queue or ENQUEUE_QUEUE) that one of them did not run in is
+// refused.
+func (c *cli) deadRequeue(ctx context.Context, fs *flag.FlagSet, rc *redisConn, l *ledger.Ledger, filter ledger.DeadFilter, queue string) int {
+	if given, setting := c.queueGiven(fs); given != "" {
+		if msg, err := otherQueue(ctx, l, filter, queue); err != nil {
+			return c.fail(exitUsage, "requeue: %v", err)
+		} else if msg != "" {
+			return c.fail(exitUsage, "%s: %s; a requeue sends each batch back to the queue it ran in: leave out %s",
+				given, msg, setting)
+		}
+	}
+	client := asynq.NewClientFromRedisClient(rc.rdb)
+	insp := asynq.NewInspectorFromRedisClient(rc.rdb)
+	res, err := l.Requeue(ctx, client, insp, filter)
+	if err != nil {
+		return c.fail(exitUsage, "requeue: %v", err)
+	}
+	fmt.Fprintf(c.stdout, "requeued %s in %s (removed %s)\n", plural(int64(res.Keys), "key"),
+		plural(int64(len(res.Batches)), "batch"), plural(int64(res.Archived), "archived task"))
+	return exitOK
+}
+
+// deadPurge deletes the dead letters filter selects, for good.
+func (c *cli) deadPurge(ctx context.Context, rc *redisConn, l *ledger.Ledger, filter ledger.DeadFilter) int {
+	insp := asynq.NewInspectorFromRedisClient(rc.rdb)
+	res, err := l.PurgeDead(ctx, insp, filter)
+	if err != nil {
+		return c.fail(exitUsage, "purge: %v", err)
+	}
+	fmt.Fprintf(c.stdout, "purged %s (removed %s)\n", plural(int64(res.Keys), "dead letter"), plural(int64(res.Archived), "archived task"))
+	return exitOK
 }
 
 // queueGiven tells how the queue was chosen when it was not left to its default: given is

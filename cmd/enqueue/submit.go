@@ -59,24 +59,15 @@ func (c *cli) submit(ctx context.Context, args []string) int {
 	if *batchSize < 1 || *batchSize > tasks.MaxBatchSize {
 		return c.usageError(fmt.Errorf("--batch-size %d: want %s", *batchSize, flagWants["batch-size"]))
 	}
-	if *runName != "" {
-		if err := intake.ValidateRunName(*runName); err != nil {
-			return c.usageError(fmt.Errorf("--run: %s", strings.TrimPrefix(err.Error(), intake.ErrConfig.Error()+": ")))
-		}
-	} else {
-		*runName = intake.NewRunName(c.now())
+	if *runName, err = c.runName(*runName); err != nil {
+		return c.usageError(err)
 	}
 	if w := csvWarning(*file, *csvColumn, *csvHeader); w != "" {
 		fmt.Fprintln(c.stderr, "enqueue: warning: "+w)
 	}
-	delim, _ := utf8.DecodeRuneInString(*csvDelim)
-	src := intake.Source{Path: *file, CSVColumn: *csvColumn, CSVHeader: *csvHeader, CSVComma: delim}
-	if *file == "-" {
-		src = intake.Source{Name: "stdin", R: c.stdin, CSVColumn: *csvColumn, CSVHeader: *csvHeader, CSVComma: delim}
-	} else if fi, err := os.Stat(*file); err != nil {
-		return c.fail(exitUsage, "--file: %v", err)
-	} else if fi.IsDir() {
-		return c.fail(exitUsage, "--file %s: is a directory, want a file of keys", *file)
+	src, err := c.source(*file, *csvColumn, *csvHeader, *csvDelim)
+	if err != nil {
+		return c.fail(exitUsage, "%v", err)
 	}
 
 	pcfg := intake.ProducerConfig{Concurrency: *concurrency}
@@ -105,7 +96,38 @@ func (c *cli) submit(ctx context.Context, args []string) int {
 		Strict: *strict, DryRun: *dryRun, AllowEmpty: *allowEmpty, Origin: "cli"}
 	sum, err := p.Submit(ctx, spec, src)
 	prog.finish()
+	return c.submitted(sum, err, *asJSON, *dryRun)
+}
 
+// runName is --run checked, or a new run name when it is empty.
+func (c *cli) runName(name string) (string, error) {
+	if name == "" {
+		return intake.NewRunName(c.now()), nil
+	}
+	if err := intake.ValidateRunName(name); err != nil {
+		return "", fmt.Errorf("--run: %s", strings.TrimPrefix(err.Error(), intake.ErrConfig.Error()+": "))
+	}
+	return name, nil
+}
+
+// source is the input --file names (standard input for -), read as CSV when csvColumn is
+// given; csvDelim is one character (submit checked it).
+func (c *cli) source(file, csvColumn string, csvHeader bool, csvDelim string) (intake.Source, error) {
+	delim, _ := utf8.DecodeRuneInString(csvDelim)
+	if file == "-" {
+		return intake.Source{Name: "stdin", R: c.stdin, CSVColumn: csvColumn, CSVHeader: csvHeader, CSVComma: delim}, nil
+	}
+	if fi, err := os.Stat(file); err != nil {
+		return intake.Source{}, fmt.Errorf("--file: %v", err)
+	} else if fi.IsDir() {
+		return intake.Source{}, fmt.Errorf("--file %s: is a directory, want a file of keys", file)
+	}
+	return intake.Source{Path: file, CSVColumn: csvColumn, CSVHeader: csvHeader, CSVComma: delim}, nil
+}
+
+// submitted prints what Submit reported (its problems, the summary, the error with what
+// to do about it) and returns the exit status.
+func (c *cli) submitted(sum intake.Summary, err error, asJSON, dryRun bool) int {
 	for _, pr := range sum.Problems {
 		fmt.Fprintf(c.stderr, "enqueue: %v\n", pr)
 	}
@@ -115,28 +137,28 @@ func (c *cli) submit(ctx context.Context, args []string) int {
 	var verr *intake.ValidationError
 	switch {
 	case errors.As(err, &verr):
-		c.printSummary(sum, *asJSON)
+		c.printSummary(sum, asJSON)
 		return c.fail(exitBad, "--strict: %s; nothing was enqueued", plural(int64(verr.Invalid), "invalid key"))
 	case errors.Is(err, intake.ErrNoKeys):
-		c.printSummary(sum, *asJSON)
+		c.printSummary(sum, asJSON)
 		recorded := "; the run is recorded as empty"
-		if *dryRun {
+		if dryRun {
 			recorded = ""
 		}
 		return c.fail(exitBad, "%v: nothing to resync%s (did the export fail? --allow-empty accepts an empty input)", err, recorded)
 	case errors.Is(err, context.Canceled):
-		c.printSummary(sum, *asJSON)
+		c.printSummary(sum, asJSON)
 		return c.fail(exitUsage, "interrupted; run the same command with --run %s to enqueue the rest", sum.Run)
 	case errors.Is(err, intake.ErrMalformed):
-		c.printSummary(sum, *asJSON)
+		c.printSummary(sum, asJSON)
 		return c.fail(exitBad, "%v; fix the input and submit it again under --run %s (batches already enqueued stay)", err, sum.Run)
 	case errors.Is(err, intake.ErrConfig), errors.Is(err, intake.ErrRunMismatch):
 		return c.fail(exitUsage, "%v", err)
 	case err != nil:
-		c.printSummary(sum, *asJSON)
+		c.printSummary(sum, asJSON)
 		return c.fail(exitUsage, "%v (run the same command again to enqueue the rest)", err)
 	}
-	c.printSummary(sum, *asJSON)
+	c.printSummary(sum, asJSON)
 	if sum.Invalid > 0 {
 		return exitBad
 	}

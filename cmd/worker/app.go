@@ -27,13 +27,11 @@ import (
 	"github.com/erpresync/erpresync/tasks"
 )
 
-// appConfig is everything the running worker needs; serve builds it from the settings, the
-// demo from its embedded defaults.
+// appConfig is the worker's settings: plain values, parsed from the environment and flags
+// by workerSettings (the demo then overrides a few). What is built from them and lives
+// while the worker runs (clients, listener, registry, logger) is in appDeps.
 type appConfig struct {
 	RedisOpt        asynq.RedisConnOpt
-	Resyncer        tasks.Resyncer
-	AuthFix         string       // what the AUTH FAILURE line says to check; "" for tasks' default
-	Refreshes       func() int64 // the ticket source's refresh counter; nil if none
 	Concurrency     int
 	Queues          map[string]int
 	TrickleQueue    string // served strictly before Queues; "" for none
@@ -52,14 +50,13 @@ type appConfig struct {
 	// TaskCheckInterval is how long an idle worker waits before it looks for tasks again;
 	// zero means asynq's default (1 s). Benchmarks lower it to measure throughput, not polls.
 	TaskCheckInterval time.Duration
-	HTTPAddr          string
+	HTTPAddr          string // the listener's address (WORKER_HTTP_ADDR); "off" for none
 	DashboardUser     string
 	DashboardPass     string
 	DashboardRO       bool
 	// DashboardOrigins are the origins besides the listener's own from which the dashboard
-	// accepts changes (DASHBOARD_TRUSTED_ORIGINS); nil: none.
+	// accepts changes (DASHBOARD_TRUSTED_ORIGINS), parsed once; nil: none.
 	DashboardOrigins *http.CrossOriginProtection
-	Listener         net.Listener // already open; nil when HTTP is off
 	// IntakeTokens switch the HTTP intake API at /v1/ on; none: no intake API.
 	IntakeTokens  []string
 	IntakeMaxBody int64 // zero: intakeapi.DefaultMaxBody
@@ -69,14 +66,27 @@ type appConfig struct {
 	// HTTPIdleTimeout closes keep-alive connections idle this long; zero: defaultIdleTimeout.
 	HTTPIdleTimeout time.Duration
 	IntakeQueue     string // zero: tasks.DefaultQueue
-	Registry        *prometheus.Registry
-	Logger          zerolog.Logger
+}
+
+// appDeps is the live objects the running worker uses, built from the settings by serve
+// and the demo (tests build their own): the tenant's client and what comes with it, and
+// the process's listener, metrics registry, logger and hooks.
+type appDeps struct {
+	// The tenant.
+	Resyncer  tasks.Resyncer
+	AuthFix   string       // what the AUTH FAILURE line says to check; "" for tasks' default
+	Refreshes func() int64 // the ticket source's refresh counter; nil if none
+	// Flow is the tenant's flow control (its transport is under Resyncer already); nil: none.
+	Flow *flow.Control
+
+	// The process.
+	Listener net.Listener         // already open; nil when HTTP is off
+	Registry *prometheus.Registry // nil: a registry of the worker's own
+	Logger   zerolog.Logger
 	// RedisOutage, when set, keeps a Redis outage to a few log lines: asynq's warnings
 	// and errors pass through it, and the worker pings Redis every redisWatchEvery to
 	// log the outage's end. nil (tests, benchmarks) logs every line.
 	RedisOutage *redisOutage
-	// Flow is the tenant's flow control (its transport is under Resyncer already); nil: none.
-	Flow *flow.Control
 	// extra registers more task handlers (the nightly scheduler's) and returns a
 	// shutdown function; nil for none.
 	extra func(a *app, mux *asynq.ServeMux) (func(), error)
@@ -85,6 +95,7 @@ type appConfig struct {
 // app is a running worker: the asynq server, the ledger reconciliation, the HTTP listener.
 type app struct {
 	cfg      appConfig
+	deps     appDeps
 	rdb      redis.UniversalClient
 	ledger   *ledger.Ledger
 	insp     *asynq.Inspector
@@ -98,14 +109,14 @@ type app struct {
 	stopOnce sync.Once
 }
 
-// startApp starts the worker. On an error nothing is left running or open, except
-// cfg.Listener, which stays the caller's.
-func startApp(cfg appConfig) (_ *app, err error) {
-	log := cfg.Logger
-	if cfg.Registry == nil {
-		cfg.Registry = prometheus.NewRegistry()
+// startApp starts the worker: metrics, task handlers, the intake API, the asynq server,
+// the background loops, the HTTP listener, in that order. On an error nothing is left
+// running or open, except deps.Listener, which stays the caller's.
+func startApp(cfg appConfig, deps appDeps) (_ *app, err error) {
+	if deps.Registry == nil {
+		deps.Registry = prometheus.NewRegistry()
 	}
-	a := &app{cfg: cfg, rdb: redisconn.Client(cfg.RedisOpt), insp: asynq.NewInspector(cfg.RedisOpt), httpErr: make(chan error, 1)}
+	a := &app{cfg: cfg, deps: deps, rdb: redisconn.Client(cfg.RedisOpt), insp: asynq.NewInspector(cfg.RedisOpt), httpErr: make(chan error, 1)}
 	defer func() {
 		if err != nil {
 			if a.stopX != nil {
@@ -116,24 +127,53 @@ func startApp(cfg appConfig) (_ *app, err error) {
 		}
 	}()
 	a.ledger = ledger.NewLedger(a.rdb)
-	cfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newQueueCollector(a.insp))
-	a.metrics = tasks.NewMetrics(cfg.Registry)
-	if cfg.Refreshes != nil {
-		a.metrics.TicketRefreshes(cfg.Refreshes)
+	a.registerMetrics()
+	mux, err := a.taskHandlers()
+	if err != nil {
+		return nil, err
 	}
-	retention := asynq.Retention(cfg.ResultRetention)
+	intake, err := a.intakeAPI()
+	if err != nil {
+		return nil, err
+	}
+	// Built last: an asynq server that never started cannot be closed.
+	a.srv = asynq.NewServer(cfg.RedisOpt, a.asynqConfig())
+	if err = a.srv.Start(mux); err != nil {
+		return nil, fmt.Errorf("start asynq server: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	a.startLoops(ctx)
+	httpAddr := a.startHTTP(ctx, intake)
+	deps.Logger.Info().Int("concurrency", cfg.Concurrency).Str("queues", queueList(servedQueues(cfg.Queues, cfg.TrickleQueue))).Str("http_addr", httpAddr).
+		Bool("intake_api", intake != nil).Msg("worker started")
+	return a, nil
+}
+
+// registerMetrics registers the process's, the queues' and the handler's metrics.
+func (a *app) registerMetrics() {
+	a.deps.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newQueueCollector(a.insp))
+	a.metrics = tasks.NewMetrics(a.deps.Registry)
+	if a.deps.Refreshes != nil {
+		a.metrics.TicketRefreshes(a.deps.Refreshes)
+	}
+}
+
+// taskHandlers builds the resync handler and the mux that serves it (and extra's handlers,
+// whose shutdown function it keeps in a.stopX).
+func (a *app) taskHandlers() (*asynq.ServeMux, error) {
 	hc := tasks.HandlerConfig{
-		Resyncer:        cfg.Resyncer,
+		Resyncer:        a.deps.Resyncer,
 		Ledger:          a.ledger,
 		Redis:           a.rdb,
-		BusinessRetries: cfg.BusinessRetries,
-		AuthFix:         cfg.AuthFix,
-		ChildOptions:    []asynq.Option{retention},
+		BusinessRetries: a.cfg.BusinessRetries,
+		AuthFix:         a.deps.AuthFix,
+		ChildOptions:    []asynq.Option{asynq.Retention(a.cfg.ResultRetention)},
 		Metrics:         a.metrics,
-		Logger:          log,
+		Logger:          a.deps.Logger,
 	}
-	if cfg.Flow != nil {
-		hc.Flow = cfg.Flow
+	if a.deps.Flow != nil {
+		hc.Flow = a.deps.Flow
 	}
 	h, err := tasks.NewHandler(hc)
 	if err != nil {
@@ -142,92 +182,102 @@ func startApp(cfg appConfig) (_ *app, err error) {
 	mux := asynq.NewServeMux()
 	mux.Handle(tasks.TypeResync, h)
 	mux.Handle(tasks.TypeTrickle, h)
-	if cfg.extra != nil {
-		if a.stopX, err = cfg.extra(a, mux); err != nil {
+	if a.deps.extra != nil {
+		if a.stopX, err = a.deps.extra(a, mux); err != nil {
 			return nil, err
 		}
 	}
-	var intake http.Handler // stays nil (not a nil *intakeapi.API) unless INTAKE_TOKENS are set
-	if cfg.Listener != nil && len(cfg.IntakeTokens) > 0 {
-		trickle := cfg.TrickleQueue
-		if trickle == "" { // no trickle queue served: trickle keys go with the bulk
-			trickle = cmp.Or(cfg.IntakeQueue, tasks.DefaultQueue)
-		}
-		api, err := intakeapi.New(intakeapi.Config{Redis: a.rdb, Queue: cfg.IntakeQueue, TrickleQueue: trickle, Tokens: cfg.IntakeTokens,
-			MaxBody: cfg.IntakeMaxBody, BodyTimeout: cfg.IntakeBodyTimeout, SlotWait: cfg.IntakeSlotWait, Logger: log})
-		if err != nil {
-			return nil, err
-		}
-		intake = api
+	return mux, nil
+}
+
+// intakeAPI is the HTTP intake API, or nil (not a nil *intakeapi.API) when there is no
+// listener or no INTAKE_TOKENS.
+func (a *app) intakeAPI() (http.Handler, error) {
+	cfg := a.cfg
+	if a.deps.Listener == nil || len(cfg.IntakeTokens) == 0 {
+		return nil, nil
 	}
-	// Built last: an asynq server that never started cannot be closed.
-	a.srv = asynq.NewServer(cfg.RedisOpt, asynq.Config{
+	trickle := cfg.TrickleQueue
+	if trickle == "" { // no trickle queue served: trickle keys go with the bulk
+		trickle = cmp.Or(cfg.IntakeQueue, tasks.DefaultQueue)
+	}
+	api, err := intakeapi.New(intakeapi.Config{Redis: a.rdb, Queue: cfg.IntakeQueue, TrickleQueue: trickle, Tokens: cfg.IntakeTokens,
+		MaxBody: cfg.IntakeMaxBody, BodyTimeout: cfg.IntakeBodyTimeout, SlotWait: cfg.IntakeSlotWait, Logger: a.deps.Logger})
+	if err != nil {
+		return nil, err
+	}
+	return api, nil
+}
+
+// asynqConfig is the asynq server's configuration: the served queues, the retry delays, the
+// trickle aggregation, the logger.
+func (a *app) asynqConfig() asynq.Config {
+	cfg, log := a.cfg, a.deps.Logger
+	return asynq.Config{
 		Concurrency:              cfg.Concurrency,
 		Queues:                   servedQueues(cfg.Queues, cfg.TrickleQueue),
 		StrictPriority:           cfg.TrickleQueue != "",
 		ShutdownTimeout:          cfg.ShutdownTimeout,
-		RetryDelayFunc:           tasks.RetryDelay(tasks.DefaultAsynqPolicy, businessPolicy(cfg.BusinessDelay, cfg.BusinessRetries)),
+		RetryDelayFunc:           tasks.RetryDelay(tasks.DefaultAsynqPolicy(), businessPolicy(cfg.BusinessDelay, cfg.BusinessRetries)),
 		IsFailure:                tasks.IsFailure,
 		DelayedTaskCheckInterval: time.Second,
 		TaskCheckInterval:        cfg.TaskCheckInterval,
-		GroupAggregator:          tasks.NewAggregator(tasks.AggregatorConfig{Logger: log, Options: []asynq.Option{retention}}),
+		GroupAggregator:          tasks.NewAggregator(tasks.AggregatorConfig{Logger: log, Options: []asynq.Option{asynq.Retention(cfg.ResultRetention)}}),
 		GroupMaxSize:             cfg.BatchSize,
 		GroupMaxDelay:            cfg.TrickleMaxDelay,
 		GroupGracePeriod:         cfg.TrickleGrace,
-		Logger:                   asynqLogger{log, cfg.RedisOutage},
+		Logger:                   asynqLogger{log, a.deps.RedisOutage},
 		LogLevel:                 asynq.WarnLevel,
-	})
-	if err = a.srv.Start(mux); err != nil {
-		return nil, fmt.Errorf("start asynq server: %w", err)
 	}
+}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	a.cancel = cancel
+// startLoops starts the background loops until ctx ends: the ledger's reconciliation, the
+// Redis watch (with RedisOutage) and the ledger's pruning (with a LedgerRetention).
+func (a *app) startLoops(ctx context.Context) {
+	a.goLoop(func() { a.reconcileLoop(ctx) })
+	if a.deps.RedisOutage != nil {
+		a.goLoop(func() { watchRedis(ctx, a.rdb, a.deps.RedisOutage, redisWatchEvery) })
+	}
+	if a.cfg.LedgerRetention > 0 {
+		a.goLoop(func() { a.pruneLoop(ctx) })
+	}
+}
+
+// goLoop runs f in a goroutine shutdown waits for.
+func (a *app) goLoop(f func()) {
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
-		a.reconcileLoop(ctx)
+		f()
 	}()
-	if cfg.RedisOutage != nil {
-		a.wg.Add(1)
-		go func() {
-			defer a.wg.Done()
-			watchRedis(ctx, a.rdb, cfg.RedisOutage, redisWatchEvery)
-		}()
+}
+
+// startHTTP serves the dashboard, the health endpoints, /metrics and intake (nil: none) on
+// the listener until ctx ends, and returns its address ("off" without one). A listener
+// that fails reports on a.httpErr.
+func (a *app) startHTTP(ctx context.Context, intake http.Handler) string {
+	ln := a.deps.Listener
+	if ln == nil {
+		return "off"
 	}
-	if cfg.LedgerRetention > 0 {
-		a.wg.Add(1)
-		go func() {
-			defer a.wg.Done()
-			a.pruneLoop(ctx)
-		}()
-	}
-	httpAddr := "off"
-	if cfg.Listener != nil {
-		httpAddr = cfg.Listener.Addr().String()
-		handler, closeUI := newHTTPHandler(httpConfig{
-			RedisOpt: cfg.RedisOpt, Redis: a.rdb, Registry: cfg.Registry,
-			DashboardUser: cfg.DashboardUser, DashboardPass: cfg.DashboardPass, ReadOnly: cfg.DashboardRO,
-			CrossOrigin: cfg.DashboardOrigins, Logger: log, Intake: intake,
-		})
-		a.closeUI = closeUI
-		a.wg.Add(1)
-		go func() {
-			defer a.wg.Done()
-			if err := serveHTTP(ctx, cfg.Listener, handler, cfg.HTTPIdleTimeout); err != nil {
-				a.httpErr <- err
-			}
-		}()
-	}
-	log.Info().Int("concurrency", cfg.Concurrency).Str("queues", queueList(servedQueues(cfg.Queues, cfg.TrickleQueue))).Str("http_addr", httpAddr).
-		Bool("intake_api", len(cfg.IntakeTokens) > 0 && cfg.Listener != nil).Msg("worker started")
-	return a, nil
+	handler, closeUI := newHTTPHandler(httpConfig{
+		RedisOpt: a.cfg.RedisOpt, Redis: a.rdb, Registry: a.deps.Registry,
+		DashboardUser: a.cfg.DashboardUser, DashboardPass: a.cfg.DashboardPass, ReadOnly: a.cfg.DashboardRO,
+		CrossOrigin: a.cfg.DashboardOrigins, Logger: a.deps.Logger, Intake: intake,
+	})
+	a.closeUI = closeUI
+	a.goLoop(func() {
+		if err := serveHTTP(ctx, ln, handler, a.cfg.HTTPIdleTimeout); err != nil {
+			a.httpErr <- err
+		}
+	})
+	return ln.Addr().String()
 }
 
 // businessPolicy spaces the retries of a single key SuperOffice answered IsOk=false: delay
-// first, doubling for each of the retries (tasks.DefaultBusinessPolicy when delay is zero).
+// first, doubling for each of the retries (tasks.DefaultBusinessPolicy() when delay is zero).
 func businessPolicy(delay time.Duration, retries int) retry.Policy {
-	p := tasks.DefaultBusinessPolicy
+	p := tasks.DefaultBusinessPolicy()
 	if delay <= 0 {
 		return p
 	}
@@ -261,9 +311,9 @@ func (a *app) reconcileLoop(ctx context.Context) {
 		}
 		n, err := a.ledger.ReconcileArchived(ctx, a.insp, queues...)
 		if err != nil && ctx.Err() == nil {
-			a.cfg.Logger.Warn().Err(err).Msg("reconcile archived tasks with the ledger")
+			a.deps.Logger.Warn().Err(err).Msg("reconcile archived tasks with the ledger")
 		} else if n > 0 {
-			a.cfg.Logger.Warn().Int("batches", n).Msg("reconciled archived tasks with the ledger (dead letters recorded, lost split halves enqueued)")
+			a.deps.Logger.Warn().Int("batches", n).Msg("reconciled archived tasks with the ledger (dead letters recorded, lost split halves enqueued)")
 		}
 	}
 }
@@ -280,10 +330,10 @@ func (a *app) pruneLoop(ctx context.Context) {
 	for {
 		res, err := a.ledger.Prune(ctx, ledger.PruneOptions{OlderThan: a.cfg.LedgerRetention, Inspector: a.insp})
 		if err != nil && ctx.Err() == nil {
-			a.cfg.Logger.Warn().Err(err).Int("runs", len(res.Runs)).Msg("prune the run ledger")
+			a.deps.Logger.Warn().Err(err).Int("runs", len(res.Runs)).Msg("prune the run ledger")
 		}
 		for _, r := range res.Runs {
-			a.cfg.Logger.Info().Str("run", r.Run).Str("state", r.State).Int64("keys", r.TotalKeys).
+			a.deps.Logger.Info().Str("run", r.Run).Str("state", r.State).Int64("keys", r.TotalKeys).
 				Int64("dead_letters", r.DeadLetters).Time("finished_at", r.FinishedAt).
 				Str("retention", a.cfg.LedgerRetention.String()).Msg("pruned a finished run from the ledger")
 		}
@@ -319,7 +369,7 @@ func (a *app) shutdown() {
 		}
 		a.insp.Close()
 		a.rdb.Close()
-		a.cfg.Logger.Info().Msg("worker stopped")
+		a.deps.Logger.Info().Msg("worker stopped")
 	})
 }
 

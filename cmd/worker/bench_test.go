@@ -63,7 +63,7 @@ func BenchmarkPipeline(b *testing.B) {
 			client, _ := newClient(b, sim)
 			rdb := db.Client()
 			defer rdb.Close()
-			inProcess(b, db.Opt(), client, func(c *appConfig) { c.Concurrency, c.TaskCheckInterval = conc, 5*time.Millisecond })
+			inProcess(b, db.Opt(), client, func(c *workerSetup) { c.Concurrency, c.TaskCheckInterval = conc, 5*time.Millisecond })
 			keys := testKeys("B", 10000)
 			var total time.Duration
 			i := 0

@@ -58,7 +58,7 @@ func TestClusterPipeline(t *testing.T) {
 
 	var logs lockedWriter
 	logs.mu, logs.w = &sync.Mutex{}, &bytes.Buffer{}
-	a := inProcess(t, cluster.Opt(), resyncer, func(c *appConfig) {
+	a := inProcess(t, cluster.Opt(), resyncer, func(c *workerSetup) {
 		c.BusinessRetries = 1 // the poison key is dead after two attempts: a shorter test
 		c.Logger = zerolog.New(zerolog.MultiLevelWriter(zerolog.NewTestWriter(t), logs)).Level(zerolog.WarnLevel)
 	})
@@ -204,7 +204,7 @@ func TestClusterPipeline(t *testing.T) {
 // gaugeValue gathers the app's registry and returns the value of an unlabelled gauge.
 func gaugeValue(t testing.TB, a *app, name string) float64 {
 	t.Helper()
-	mfs, err := a.cfg.Registry.Gather()
+	mfs, err := a.deps.Registry.Gather()
 	if err != nil {
 		t.Fatalf("gather metrics: %v", err)
 	}

@@ -190,7 +190,7 @@ func TestBusinessPolicyDoubles(t *testing.T) {
 		retries          int
 		wantInit, wantMx time.Duration
 	}{
-		{name: "default", delay: 0, retries: 3, wantInit: tasks.DefaultBusinessPolicy.Initial, wantMx: tasks.DefaultBusinessPolicy.Max},
+		{name: "default", delay: 0, retries: 3, wantInit: tasks.DefaultBusinessPolicy().Initial, wantMx: tasks.DefaultBusinessPolicy().Max},
 		{name: "1m, 3 retries: 1m 2m 4m", delay: time.Minute, retries: 3, wantInit: time.Minute, wantMx: 5 * time.Minute},
 		{name: "2m, 3 retries: 2m 4m 8m", delay: 2 * time.Minute, retries: 3, wantInit: 2 * time.Minute, wantMx: 8 * time.Minute},
 		{name: "10m, 4 retries", delay: 10 * time.Minute, retries: 4, wantInit: 10 * time.Minute, wantMx: 80 * time.Minute},

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
 
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/intake"
@@ -55,31 +56,9 @@ Flags:
 // with a few faults, the worker and the dashboard; it enqueues a sample run, shows progress
 // and a summary, and checks the summary against what the simulator saw.
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
-	fs := flag.NewFlagSet("worker demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	once := fs.Bool("once", false, "exit after the summary (status 0 when it matches what the simulator saw)")
-	nkeys := fs.Int("keys", 3000, "keys in the sample run")
-	npoison := fs.Int("poison", 4, "poison keys among them (the simulator rejects any batch holding one)")
-	api := fs.String("api", "", "transport, soap or rest: short for --superoffice-api")
-	realTenant := fs.Bool("real-tenant", false, "with SUPEROFFICE_URL set: send the invented sample keys (CUST-1xxxx) to that tenant; without it the demo refuses")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, demoUsage)
-		fs.PrintDefaults()
-	}
-	v, err := parseSettings(fs, args, getenv)
-	if err != nil {
-		return parseExit(err)
-	}
-	if *api != "" {
-		v["SUPEROFFICE_API"] = *api
-	}
-	if err := noArgs(fs); err != nil {
-		fmt.Fprintf(stderr, "worker demo: %v\n", err)
-		return 2
-	}
-	if *nkeys < 1 || *npoison < 0 || *npoison > *nkeys {
-		fmt.Fprintln(stderr, "worker demo: --keys must be positive and --poison between 0 and --keys")
-		return 2
+	o, v, code, ok := parseDemo(args, stderr, getenv)
+	if !ok {
+		return code
 	}
 	log, err := newLogger(stderr, v.str("LOG_FORMAT"), "error")
 	if err != nil {
@@ -88,141 +67,43 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	}
 	redis.SetLogger(newRedisOutage(log))
 	say := func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
-
-	// Redis: the configured one when REDIS_URL (or --redis-url) was given, else miniredis.
-	var redisOpt asynq.RedisConnOpt
-	if getenv("REDIS_URL") != "" || flagSet(fs, "redis-url") || v.str("REDIS_CLUSTER_ADDRS") != "" {
-		if redisOpt, err = redisconn.Parse(v.str("REDIS_URL"), v.str("REDIS_CLUSTER_ADDRS")); err != nil {
-			say("worker demo: %v", err)
-			return 2
-		}
-		if addrs := v.str("REDIS_CLUSTER_ADDRS"); addrs != "" {
-			say("Redis:       cluster %s", addrs)
-		} else {
-			say("Redis:       %s", redisconn.Redact(v.str("REDIS_URL")))
-		}
-	} else {
-		mr, err := miniredis.Run()
-		if err != nil {
-			say("worker demo: start miniredis: %v", err)
-			return 2
-		}
-		defer mr.Close()
-		redisOpt = asynq.RedisClientOpt{Addr: mr.Addr()}
-		say("Redis:       in-process miniredis at %s (set REDIS_URL to use a real one)", mr.Addr())
+	fail := func(err error) int {
+		say("worker demo: %v", err)
+		return 2
 	}
 
-	// SuperOffice: the configured tenant when SUPEROFFICE_URL is set, else the simulator.
-	keys := demoKeys(*nkeys)
-	poison := pickPoison(keys, *npoison)
-	var sim *netserversim.Running
-	var setup *tenantSetup
-	if v.str("SUPEROFFICE_URL") != "" {
-		if !*realTenant {
-			say("worker demo: SUPEROFFICE_URL is set (%s): the demo would send %d invented keys (CUST-1xxxx, ERP connection %d) to that tenant; "+
-				"pass --real-tenant to do so, or unset SUPEROFFICE_URL to use the built-in simulator", redisconn.Redact(v.str("SUPEROFFICE_URL")), *nkeys, demoConn)
-			return 2
-		}
-		if setup, err = newTenant(v, nil); err != nil {
-			say("worker demo: %v", err)
-			return 2
-		}
-		poison = nil
-		say("SuperOffice: %s (%s, %s auth); no faults are injected", redisconn.Redact(v.str("SUPEROFFICE_URL")), setup.API, setup.Mode)
-		say("--real-tenant: sending %d sample keys (CUST-1xxxx, ERP connection %d) to that tenant; Ctrl-C stops.", *nkeys, demoConn)
-	} else {
-		sim, err = netserversim.Start(netserversim.Config{Users: map[string]string{demoUser: demoPassword}})
-		if err != nil {
-			say("worker demo: start simulator: %v", err)
-			return 2
-		}
-		defer sim.Close()
-		sim.SetPoison(poison...)
-		sim.SetLatency(20 * time.Millisecond)
-		sim.Fail503(8)
-		sim.DropNext(3)
-		sim.Throttle(2, time.Second)
-		vv := values{}
-		for k, x := range v {
-			vv[k] = x
-		}
-		vv["SUPEROFFICE_URL"], vv["SUPEROFFICE_USERNAME"], vv["SUPEROFFICE_PASSWORD"] = sim.URL, demoUser, demoPassword
-		vv["SUPEROFFICE_TICKET"], vv["SUPEROFFICE_SYSTEM_TOKEN"], vv["SUPEROFFICE_PRIVATE_KEY_FILE"], vv["SUPEROFFICE_CONTEXT_ID"], vv["SUPEROFFICE_LOGIN_URL"] = "", "", "", "", ""
-		if setup, err = newTenant(vv, nil); err != nil {
-			say("worker demo: %v", err)
-			return 2
-		}
-		say("SuperOffice: NetServer simulator at %s over %s (8 injected 503s, 3 dropped connections, 2 throttled calls, a ticket expiry, %d poison keys)", sim.URL, setup.API, len(poison))
-	}
-
-	cfg, err := workerSettings(v)
+	redisOpt, closeRedis, err := demoRedis(o, v, say)
 	if err != nil {
-		say("worker demo: %v", err)
-		return 2
+		return fail(err)
 	}
-	cfg.RedisOpt, cfg.Resyncer, cfg.Refreshes, cfg.Logger = redisOpt, setup.Client, setup.Refreshes, log
-	cfg.BusinessRetries, cfg.BusinessDelay, cfg.ReconcileEvery = 2, time.Second, 5*time.Second
-	// The demo may share a Redis with real runs: their retention is the real workers' call.
-	cfg.LedgerRetention = 0
-	// A queue of its own, so that a real worker on the same Redis never takes a demo batch.
-	cfg.Queues, cfg.TrickleQueue = map[string]int{demoQueue: 1}, ""
-	if cfg.Listener, err = demoListen(cfg.HTTPAddr, say); err != nil {
-		say("worker demo: %v", err)
-		return 2
-	}
-	if cfg.Listener != nil {
-		base := "http://" + cfg.Listener.Addr().String()
-		say("Dashboard:   %s%s/", base, dashboardPath)
-		say("Runs:        %s%s", base, runspage.Path)
-		say("Metrics:     %s/metrics", base)
-	}
-	a, err := startApp(cfg)
+	defer closeRedis()
+	keys := demoKeys(o.keys)
+	t, err := demoTenant(o, v, keys, say)
 	if err != nil {
-		if cfg.Listener != nil {
-			cfg.Listener.Close()
+		return fail(err)
+	}
+	defer t.close()
+	cfg, deps, err := demoWorker(v, redisOpt, t.setup, log, say)
+	if err != nil {
+		return fail(err)
+	}
+	a, err := startApp(cfg, deps)
+	if err != nil {
+		if deps.Listener != nil {
+			deps.Listener.Close()
 		}
-		say("worker demo: %v", err)
-		return 2
+		return fail(err)
 	}
 	defer a.shutdown()
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	prod, err := intake.NewProducer(intake.ProducerConfig{Redis: a.rdb, Queue: demoQueue, TaskOptions: []asynq.Option{asynq.Retention(cfg.ResultRetention)}})
+	matches, err := demoRun(ctx, a, keys, t, stdout, stderr, say)
 	if err != nil {
-		say("worker demo: %v", err)
-		return 2
+		return fail(err)
 	}
-	run := "demo-" + time.Now().UTC().Format("20060102-150405")
-	start := time.Now()
-	sum, err := prod.Submit(ctx, intake.RunSpec{Run: run, ErpConnectionID: demoConn, ActorType: erpsync.ActorCustomer, Origin: "demo"},
-		intake.Source{Name: "demo keys", R: strings.NewReader(strings.Join(keys, "\n") + "\n")})
-	if err != nil {
-		say("worker demo: enqueue: %v", err)
-		return 2
-	}
-	say("\nEnqueued run %s: %d keys in %d batches. Resyncing...", run, sum.Keys, sum.Batches)
-
-	st, err := demoWait(ctx, demoWatch{ledger: a.ledger, rdb: a.rdb, insp: asynq.NewInspectorFromRedisClient(a.rdb), run: run}, sim, stderr)
-	var held *heldError
-	if errors.As(err, &held) {
-		say("worker demo: %s; check %s (SUPEROFFICE_URL if SuperOffice answered HTTP 421: the tenant moved). Last error: %s",
-			held.what, loginSettings(setup.Mode), held.lastErr)
-		return 2
-	}
-	if err != nil {
-		say("worker demo: %v", err)
-		return 2
-	}
-	elapsed := time.Since(start)
-	dead, err := a.ledger.DeadLetters(context.Background(), run)
-	if err != nil {
-		say("worker demo: read the dead letters: %v", err)
-		return 2
-	}
-	ok := printSummary(stdout, st, dead, sim, a.metrics, elapsed, keys, poison)
-	if *once {
-		if !ok {
+	if o.once {
+		if !matches {
 			return 1
 		}
 		return 0
@@ -230,6 +111,186 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	say("\nThe worker keeps running: the dashboard and metrics stay up until Ctrl-C.")
 	<-ctx.Done()
 	return 0
+}
+
+// demoOptions are the demo's own flags.
+type demoOptions struct {
+	once       bool
+	keys       int  // keys in the sample run
+	poison     int  // poison keys among them
+	realTenant bool // --real-tenant: the sample keys may go to SUPEROFFICE_URL
+	realRedis  bool // REDIS_URL, --redis-url or REDIS_CLUSTER_ADDRS was given
+}
+
+// parseDemo parses the demo's flags and the settings. ok=false means: exit with code, the
+// reason already printed.
+func parseDemo(args []string, stderr io.Writer, getenv func(string) string) (o demoOptions, v values, code int, ok bool) {
+	fs := flag.NewFlagSet("worker demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.BoolVar(&o.once, "once", false, "exit after the summary (status 0 when it matches what the simulator saw)")
+	fs.IntVar(&o.keys, "keys", 3000, "keys in the sample run")
+	fs.IntVar(&o.poison, "poison", 4, "poison keys among them (the simulator rejects any batch holding one)")
+	api := fs.String("api", "", "transport, soap or rest: short for --superoffice-api")
+	fs.BoolVar(&o.realTenant, "real-tenant", false, "with SUPEROFFICE_URL set: send the invented sample keys (CUST-1xxxx) to that tenant; without it the demo refuses")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, demoUsage)
+		fs.PrintDefaults()
+	}
+	v, err := parseSettings(fs, args, getenv)
+	if err != nil {
+		return o, nil, parseExit(err), false
+	}
+	if *api != "" {
+		v["SUPEROFFICE_API"] = *api
+	}
+	if err := noArgs(fs); err != nil {
+		fmt.Fprintf(stderr, "worker demo: %v\n", err)
+		return o, nil, 2, false
+	}
+	if o.keys < 1 || o.poison < 0 || o.poison > o.keys {
+		fmt.Fprintln(stderr, "worker demo: --keys must be positive and --poison between 0 and --keys")
+		return o, nil, 2, false
+	}
+	o.realRedis = getenv("REDIS_URL") != "" || flagSet(fs, "redis-url") || v.str("REDIS_CLUSTER_ADDRS") != ""
+	return o, v, 0, true
+}
+
+// demoRedis is the configured Redis when one was given, else an in-process miniredis;
+// closeRedis stops the miniredis.
+func demoRedis(o demoOptions, v values, say func(format string, a ...any)) (_ asynq.RedisConnOpt, closeRedis func(), err error) {
+	if o.realRedis {
+		opt, err := redisconn.Parse(v.str("REDIS_URL"), v.str("REDIS_CLUSTER_ADDRS"))
+		if err != nil {
+			return nil, nil, err
+		}
+		if addrs := v.str("REDIS_CLUSTER_ADDRS"); addrs != "" {
+			say("Redis:       cluster %s", addrs)
+		} else {
+			say("Redis:       %s", redisconn.Redact(v.str("REDIS_URL")))
+		}
+		return opt, func() {}, nil
+	}
+	mr, err := miniredis.Run()
+	if err != nil {
+		return nil, nil, fmt.Errorf("start miniredis: %v", err)
+	}
+	say("Redis:       in-process miniredis at %s (set REDIS_URL to use a real one)", mr.Addr())
+	return asynq.RedisClientOpt{Addr: mr.Addr()}, mr.Close, nil
+}
+
+// demoSuperOffice is the SuperOffice the demo calls: a real tenant (sim nil, no poison) or
+// the simulator.
+type demoSuperOffice struct {
+	setup  *tenantSetup
+	sim    *netserversim.Running // nil for a real tenant
+	poison []string              // the keys the simulator rejects
+}
+
+// close stops the simulator, if any.
+func (t *demoSuperOffice) close() {
+	if t.sim != nil {
+		t.sim.Close()
+	}
+}
+
+// demoTenant is the configured tenant when SUPEROFFICE_URL is set (and --real-tenant
+// allows it), else the simulator with poison keys among keys and a few faults.
+func demoTenant(o demoOptions, v values, keys []string, say func(format string, a ...any)) (*demoSuperOffice, error) {
+	if v.str("SUPEROFFICE_URL") != "" {
+		if !o.realTenant {
+			return nil, fmt.Errorf("SUPEROFFICE_URL is set (%s): the demo would send %d invented keys (CUST-1xxxx, ERP connection %d) to that tenant; "+
+				"pass --real-tenant to do so, or unset SUPEROFFICE_URL to use the built-in simulator", redisconn.Redact(v.str("SUPEROFFICE_URL")), o.keys, demoConn)
+		}
+		setup, err := newTenant(v, nil)
+		if err != nil {
+			return nil, err
+		}
+		say("SuperOffice: %s (%s, %s auth); no faults are injected", redisconn.Redact(v.str("SUPEROFFICE_URL")), setup.API, setup.Mode)
+		say("--real-tenant: sending %d sample keys (CUST-1xxxx, ERP connection %d) to that tenant; Ctrl-C stops.", o.keys, demoConn)
+		return &demoSuperOffice{setup: setup}, nil
+	}
+	poison := pickPoison(keys, o.poison)
+	sim, err := netserversim.Start(netserversim.Config{Users: map[string]string{demoUser: demoPassword}})
+	if err != nil {
+		return nil, fmt.Errorf("start simulator: %v", err)
+	}
+	sim.SetPoison(poison...)
+	sim.SetLatency(20 * time.Millisecond)
+	sim.Fail503(8)
+	sim.DropNext(3)
+	sim.Throttle(2, time.Second)
+	vv := values{}
+	for k, x := range v {
+		vv[k] = x
+	}
+	vv["SUPEROFFICE_URL"], vv["SUPEROFFICE_USERNAME"], vv["SUPEROFFICE_PASSWORD"] = sim.URL, demoUser, demoPassword
+	vv["SUPEROFFICE_TICKET"], vv["SUPEROFFICE_SYSTEM_TOKEN"], vv["SUPEROFFICE_PRIVATE_KEY_FILE"], vv["SUPEROFFICE_CONTEXT_ID"], vv["SUPEROFFICE_LOGIN_URL"] = "", "", "", "", ""
+	setup, err := newTenant(vv, nil)
+	if err != nil {
+		sim.Close()
+		return nil, err
+	}
+	say("SuperOffice: NetServer simulator at %s over %s (8 injected 503s, 3 dropped connections, 2 throttled calls, a ticket expiry, %d poison keys)", sim.URL, setup.API, len(poison))
+	return &demoSuperOffice{setup: setup, sim: sim, poison: poison}, nil
+}
+
+// demoWorker is the worker's settings with the demo's overrides, and its live objects:
+// the tenant's client and the listener (whose URLs it prints).
+func demoWorker(v values, redisOpt asynq.RedisConnOpt, setup *tenantSetup, log zerolog.Logger, say func(format string, a ...any)) (appConfig, appDeps, error) {
+	cfg, err := workerSettings(v)
+	if err != nil {
+		return cfg, appDeps{}, err
+	}
+	cfg.RedisOpt = redisOpt
+	deps := appDeps{Resyncer: setup.Client, Refreshes: setup.Refreshes, Logger: log}
+	cfg.BusinessRetries, cfg.BusinessDelay, cfg.ReconcileEvery = 2, time.Second, 5*time.Second
+	// The demo may share a Redis with real runs: their retention is the real workers' call.
+	cfg.LedgerRetention = 0
+	// A queue of its own, so that a real worker on the same Redis never takes a demo batch.
+	cfg.Queues, cfg.TrickleQueue = map[string]int{demoQueue: 1}, ""
+	if deps.Listener, err = demoListen(cfg.HTTPAddr, say); err != nil {
+		return cfg, deps, err
+	}
+	if deps.Listener != nil {
+		base := "http://" + deps.Listener.Addr().String()
+		say("Dashboard:   %s%s/", base, dashboardPath)
+		say("Runs:        %s%s", base, runspage.Path)
+		say("Metrics:     %s/metrics", base)
+	}
+	return cfg, deps, nil
+}
+
+// demoRun enqueues the sample run, shows its progress until nothing is pending and prints
+// the summary; matches reports whether the summary matches what the simulator saw.
+func demoRun(ctx context.Context, a *app, keys []string, t *demoSuperOffice, stdout, stderr io.Writer, say func(format string, a ...any)) (matches bool, err error) {
+	prod, err := intake.NewProducer(intake.ProducerConfig{Redis: a.rdb, Queue: demoQueue, TaskOptions: []asynq.Option{asynq.Retention(a.cfg.ResultRetention)}})
+	if err != nil {
+		return false, err
+	}
+	run := "demo-" + time.Now().UTC().Format("20060102-150405")
+	start := time.Now()
+	sum, err := prod.Submit(ctx, intake.RunSpec{Run: run, ErpConnectionID: demoConn, ActorType: erpsync.ActorCustomer, Origin: "demo"},
+		intake.Source{Name: "demo keys", R: strings.NewReader(strings.Join(keys, "\n") + "\n")})
+	if err != nil {
+		return false, fmt.Errorf("enqueue: %v", err)
+	}
+	say("\nEnqueued run %s: %d keys in %d batches. Resyncing...", run, sum.Keys, sum.Batches)
+
+	st, err := demoWait(ctx, demoWatch{ledger: a.ledger, rdb: a.rdb, insp: asynq.NewInspectorFromRedisClient(a.rdb), run: run}, t.sim, stderr)
+	var held *heldError
+	if errors.As(err, &held) {
+		return false, fmt.Errorf("%s; check %s (SUPEROFFICE_URL if SuperOffice answered HTTP 421: the tenant moved). Last error: %s",
+			held.what, loginSettings(t.setup.Mode), held.lastErr)
+	}
+	if err != nil {
+		return false, err
+	}
+	elapsed := time.Since(start)
+	dead, err := a.ledger.DeadLetters(context.Background(), run)
+	if err != nil {
+		return false, fmt.Errorf("read the dead letters: %v", err)
+	}
+	return printSummary(stdout, st, dead, t.sim, a.metrics, elapsed, keys, t.poison), nil
 }
 
 // demoListen opens the listener for the dashboard and metrics on addr or, when addr cannot

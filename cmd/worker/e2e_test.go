@@ -321,7 +321,7 @@ func TestRefusedLoginIsHeld(t *testing.T) {
 	logs.mu, logs.w = &sync.Mutex{}, &bytes.Buffer{}
 	const run = "refused"
 	submit(t, db, run, erpsync.ActorCustomer, testKeys("R", 300), 10)
-	inProcess(t, db.Opt(), client, func(c *appConfig) { c.Logger, c.AuthFix = zerolog.New(logs), authFix(modePassword) })
+	inProcess(t, db.Opt(), client, func(c *workerSetup) { c.Logger, c.AuthFix = zerolog.New(logs), authFix(modePassword) })
 
 	insp := asynq.NewInspector(db.Opt())
 	defer insp.Close()

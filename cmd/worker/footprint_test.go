@@ -54,7 +54,7 @@ func BenchmarkFootprint(b *testing.B) {
 		b.Cleanup(func() { rdb.Close() })
 		sim := startSim(b)
 		client, _ := newClient(b, sim)
-		inProcess(b, db.Opt(), client, func(c *appConfig) {
+		inProcess(b, db.Opt(), client, func(c *workerSetup) {
 			c.Concurrency, c.TaskCheckInterval, c.ResultRetention = 16, 5*time.Millisecond, tasks.DefaultRetention
 		})
 		dir := b.TempDir()

@@ -183,30 +183,41 @@ func expectedRecords(actor erpsync.ActorType, keys []string) map[string]map[stri
 	return e2etest.ExpectedRecords(actor, keys)
 }
 
+// workerSetup is what inProcess starts the worker with: its settings and its live objects,
+// which a test's mutate changes together.
+type workerSetup struct {
+	appConfig
+	appDeps
+}
+
 // inProcess runs the worker in this test process on Redis opt (a redistest.DB's or
 // Cluster's Opt), calling resyncer.
-func inProcess(t testing.TB, opt asynq.RedisConnOpt, resyncer tasks.Resyncer, mutate func(*appConfig)) *app {
+func inProcess(t testing.TB, opt asynq.RedisConnOpt, resyncer tasks.Resyncer, mutate func(*workerSetup)) *app {
 	t.Helper()
-	cfg := appConfig{
-		RedisOpt:        opt,
-		Resyncer:        resyncer,
-		Concurrency:     8,
-		Queues:          map[string]int{tasks.DefaultQueue: 1},
-		TrickleQueue:    tasks.TrickleQueue,
-		ShutdownTimeout: 10 * time.Second,
-		BusinessRetries: 2,
-		BusinessDelay:   time.Second,
-		ResultRetention: time.Hour,
-		BatchSize:       100,
-		TrickleMaxDelay: 2 * time.Second,
-		TrickleGrace:    time.Second,
-		ReconcileEvery:  time.Second,
-		Logger:          zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
+	w := workerSetup{
+		appConfig: appConfig{
+			RedisOpt:        opt,
+			Concurrency:     8,
+			Queues:          map[string]int{tasks.DefaultQueue: 1},
+			TrickleQueue:    tasks.TrickleQueue,
+			ShutdownTimeout: 10 * time.Second,
+			BusinessRetries: 2,
+			BusinessDelay:   time.Second,
+			ResultRetention: time.Hour,
+			BatchSize:       100,
+			TrickleMaxDelay: 2 * time.Second,
+			TrickleGrace:    time.Second,
+			ReconcileEvery:  time.Second,
+		},
+		appDeps: appDeps{
+			Resyncer: resyncer,
+			Logger:   zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
+		},
 	}
 	if mutate != nil {
-		mutate(&cfg)
+		mutate(&w)
 	}
-	a, err := startApp(cfg)
+	a, err := startApp(w.appConfig, w.appDeps)
 	if err != nil {
 		t.Fatal(err)
 	}

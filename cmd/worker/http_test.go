@@ -43,7 +43,7 @@ func TestHTTPEndpoints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inProcess(t, db.Opt(), client, func(c *appConfig) {
+	inProcess(t, db.Opt(), client, func(c *workerSetup) {
 		c.Refreshes = auth.Refreshes
 		c.Listener, c.DashboardUser, c.DashboardPass, c.DashboardRO = ln, "ops", "s3cret", true
 	})

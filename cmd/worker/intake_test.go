@@ -154,7 +154,7 @@ func TestREADMECurl(t *testing.T) {
 		t.Fatal(err)
 	}
 	logs := lockedWriter{&sync.Mutex{}, &bytes.Buffer{}}
-	inProcess(t, db.Opt(), client, func(c *appConfig) {
+	inProcess(t, db.Opt(), client, func(c *workerSetup) {
 		c.Listener, c.IntakeTokens, c.BusinessRetries = ln, []string{tok}, -1
 		c.Logger = zerolog.New(io.MultiWriter(logs, zerolog.NewTestWriter(t))).Level(zerolog.InfoLevel)
 	})

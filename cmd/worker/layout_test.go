@@ -1,6 +1,10 @@
 package main
 
 import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -45,5 +49,47 @@ func TestImportArrows(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// maxFuncLines is the length past which a function must say why it is not split.
+const maxFuncLines = 80
+
+// TestLongFunctionsSayWhy: a function of our own code (tests aside) longer than
+// maxFuncLines says in its doc comment why it is kept whole; every other is split into
+// named steps.
+func TestLongFunctionsSayWhy(t *testing.T) {
+	t.Parallel()
+	root := filepath.Dir(readmePath)
+	fset := token.NewFileSet()
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "testdata" || strings.HasPrefix(d.Name(), ".")) && path != root {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		f, err := parser.ParseFile(fset, path, nil, parser.ParseComments)
+		if err != nil {
+			return err
+		}
+		for _, decl := range f.Decls {
+			fd, ok := decl.(*ast.FuncDecl)
+			if !ok || fd.Body == nil {
+				continue
+			}
+			n := fset.Position(fd.End()).Line - fset.Position(fd.Pos()).Line + 1
+			if n > maxFuncLines && !strings.Contains(fd.Doc.Text(), "kept whole") {
+				t.Errorf("%s: %s is %d lines: split it into named steps, or say in its doc comment why it is kept whole",
+					fset.Position(fd.Pos()), fd.Name.Name, n)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

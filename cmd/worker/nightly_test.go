@@ -36,7 +36,7 @@ func TestNightlyScheduleInWorker(t *testing.T) {
 	if err != nil || hook == nil {
 		t.Fatalf("nightlySetup: %v", err)
 	}
-	a := inProcess(t, db.Opt(), client, func(c *appConfig) { c.extra, c.Logger = hook, log })
+	a := inProcess(t, db.Opt(), client, func(c *workerSetup) { c.extra, c.Logger = hook, log })
 	rdb := db.Client()
 	defer rdb.Close()
 	run := nightly.RunName("customers", time.Now())

@@ -27,14 +27,14 @@ func nightlySetup(v values, log zerolog.Logger) (func(a *app, mux *asynq.ServeMu
 		if err != nil {
 			return nil, err
 		}
-		h, err := nightly.NewHandler(nightly.HandlerConfig{Producer: prod, Redis: a.rdb, Logger: log, Metrics: nightly.NewMetrics(a.cfg.Registry)})
+		h, err := nightly.NewHandler(nightly.HandlerConfig{Producer: prod, Redis: a.rdb, Logger: log, Metrics: nightly.NewMetrics(a.deps.Registry)})
 		if err != nil {
 			return nil, err
 		}
 		mux.Handle(nightly.TypeNightly, h)
 		// The scheduler has a connection of its own: its Shutdown closes its client, and on a
 		// shared one that fails and logs an error at every stop.
-		sched := asynq.NewScheduler(a.cfg.RedisOpt, &asynq.SchedulerOpts{Logger: asynqLogger{log, a.cfg.RedisOutage}, LogLevel: asynq.WarnLevel})
+		sched := asynq.NewScheduler(a.cfg.RedisOpt, &asynq.SchedulerOpts{Logger: asynqLogger{log, a.deps.RedisOutage}, LogLevel: asynq.WarnLevel})
 		ids, err := nightly.Register(sched, cfg, asynq.Queue(queue))
 		if err != nil {
 			return nil, fmt.Errorf("NIGHTLY_CONFIG: %v", err)

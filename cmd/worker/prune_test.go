@@ -43,7 +43,7 @@ func TestWorkerPrunesOldRuns(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	inProcess(t, db.Opt(), client, func(c *appConfig) { c.LedgerRetention = 30 * 24 * time.Hour })
+	inProcess(t, db.Opt(), client, func(c *workerSetup) { c.LedgerRetention = 30 * 24 * time.Hour })
 	l := ledger.NewLedger(rdb)
 	waitFor(t, 20*time.Second, func() (bool, string) {
 		_, err := l.Status(ctx, "pr-old")

@@ -93,7 +93,7 @@ func TestRunsPageInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inProcess(t, db.Opt(), client, func(c *appConfig) {
+	inProcess(t, db.Opt(), client, func(c *workerSetup) {
 		c.Refreshes = auth.Refreshes
 		c.Listener, c.DashboardUser, c.DashboardPass, c.DashboardRO = ln, "ops", "s3cret", true
 	})

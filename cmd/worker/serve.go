@@ -25,8 +25,8 @@ import (
 	"github.com/erpresync/erpresync/internal/redisconn"
 )
 
-// workerSettings turns the resolved settings into an appConfig (without the SOAP client).
-// Every error names the setting at fault.
+// workerSettings turns the resolved settings into an appConfig. Every error names the
+// setting at fault.
 func workerSettings(v values) (appConfig, error) {
 	var c appConfig
 	var err error
@@ -88,25 +88,7 @@ func workerSettings(v values) (appConfig, error) {
 		return c, err
 	}
 	c.HTTPAddr = v.str("WORKER_HTTP_ADDR")
-	if tokens := v.str("INTAKE_TOKENS"); tokens != "" {
-		if c.HTTPAddr == "off" {
-			return c, errors.New("INTAKE_TOKENS is set, but WORKER_HTTP_ADDR=off: the intake API needs the listener")
-		}
-		for i, t := range strings.Split(tokens, ",") {
-			t = strings.TrimSpace(t)
-			if len(t) < intakeapi.MinTokenLength {
-				return c, fmt.Errorf("INTAKE_TOKENS: token %d is %d characters long: want at least %d (e.g. `openssl rand -hex 32`)", i+1, len(t), intakeapi.MinTokenLength)
-			}
-			c.IntakeTokens = append(c.IntakeTokens, t)
-		}
-	}
-	if c.IntakeMaxBody, err = v.size("INTAKE_MAX_BODY", 1); err != nil {
-		return c, err
-	}
-	if c.IntakeBodyTimeout, err = v.duration("INTAKE_BODY_TIMEOUT", time.Second, false); err != nil {
-		return c, err
-	}
-	if c.IntakeSlotWait, err = v.duration("INTAKE_SLOT_WAIT", time.Second, false); err != nil {
+	if err = intakeSettings(v, &c); err != nil {
 		return c, err
 	}
 	if c.HTTPIdleTimeout, err = v.duration("WORKER_HTTP_IDLE_TIMEOUT", time.Second, false); err != nil {
@@ -118,15 +100,44 @@ func workerSettings(v values) (appConfig, error) {
 	return c, nil
 }
 
+// intakeSettings reads the intake API's tokens and request limits into c (whose HTTPAddr
+// is read already).
+func intakeSettings(v values, c *appConfig) error {
+	var err error
+	if tokens := v.str("INTAKE_TOKENS"); tokens != "" {
+		if c.HTTPAddr == "off" {
+			return errors.New("INTAKE_TOKENS is set, but WORKER_HTTP_ADDR=off: the intake API needs the listener")
+		}
+		for i, t := range strings.Split(tokens, ",") {
+			t = strings.TrimSpace(t)
+			if len(t) < intakeapi.MinTokenLength {
+				return fmt.Errorf("INTAKE_TOKENS: token %d is %d characters long: want at least %d (e.g. `openssl rand -hex 32`)", i+1, len(t), intakeapi.MinTokenLength)
+			}
+			c.IntakeTokens = append(c.IntakeTokens, t)
+		}
+	}
+	if c.IntakeMaxBody, err = v.size("INTAKE_MAX_BODY", 1); err != nil {
+		return err
+	}
+	if c.IntakeBodyTimeout, err = v.duration("INTAKE_BODY_TIMEOUT", time.Second, false); err != nil {
+		return err
+	}
+	if c.IntakeSlotWait, err = v.duration("INTAKE_SLOT_WAIT", time.Second, false); err != nil {
+		return err
+	}
+	return nil
+}
+
 func cmdServe(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) int {
 	// Signals are caught from the start: asynq runs tasks as soon as the server starts, and
 	// a SIGTERM that arrives then must take the orderly path too.
 	sigs := notifySignals()
 	defer signal.Stop(sigs)
-	v, log, cfg, code, ok := setupCommand("worker", allSettings, func(*flag.FlagSet) { usage(stderr) }, args, stderr, getenv)
+	v, cfg, deps, code, ok := setupCommand("worker", allSettings, func(*flag.FlagSet) { usage(stderr) }, args, stderr, getenv)
 	if !ok {
 		return code
 	}
+	log := deps.Logger
 	fc, err := flowConfig(v)
 	if err != nil {
 		log.Error().Msgf("configuration: %v", err)
@@ -136,29 +147,29 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, getenv func(
 	// in-flight calls finish through it.
 	frdb := redisconn.Client(cfg.RedisOpt)
 	defer frdb.Close()
-	cfg.Registry = prometheus.NewRegistry()
-	if cfg.Flow, err = newFlow(fc, frdb, cfg.Registry, log); err != nil {
+	deps.Registry = prometheus.NewRegistry()
+	if deps.Flow, err = newFlow(fc, frdb, deps.Registry, log); err != nil {
 		log.Error().Msgf("configuration: %v", err)
 		return 2
 	}
-	defer cfg.Flow.Close()
-	s, err := newTenant(v, cfg.Flow.Transport)
+	defer deps.Flow.Close()
+	s, err := newTenant(v, deps.Flow.Transport)
 	if err != nil {
 		log.Error().Msgf("configuration: %v", err)
 		return 2
 	}
-	cfg.Resyncer, cfg.Refreshes, cfg.AuthFix, cfg.Logger = s.Client, s.Refreshes, authFix(s.Mode), log
-	if cfg.extra, err = nightlySetup(v, log); err != nil {
+	deps.Resyncer, deps.Refreshes, deps.AuthFix = s.Client, s.Refreshes, authFix(s.Mode)
+	if deps.extra, err = nightlySetup(v, log); err != nil {
 		log.Error().Msgf("configuration: %v", err)
 		return 2
 	}
-	if cfg.Listener, err = listen(cfg.HTTPAddr); err != nil {
+	if deps.Listener, err = listen(cfg.HTTPAddr); err != nil {
 		log.Error().Msgf("WORKER_HTTP_ADDR=%s: %v", cfg.HTTPAddr, err)
 		return 2
 	}
 	closeListener := func() {
-		if cfg.Listener != nil {
-			cfg.Listener.Close()
+		if deps.Listener != nil {
+			deps.Listener.Close()
 		}
 	}
 	if err := pingRedis(ctx, cfg.RedisOpt); err != nil {
@@ -174,7 +185,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, getenv func(
 		Int("max_concurrency", fc.MaxConcurrency).Msg("configuration ok")
 	stopLogin := checkLogin(s, loginCheckTimeout, log)
 	defer stopLogin()
-	a, err := startApp(cfg)
+	a, err := startApp(cfg, deps)
 	if err != nil {
 		closeListener()
 		log.Error().Err(err).Msg("start")
@@ -246,32 +257,34 @@ func redisRefused(err error) bool {
 }
 
 // setupCommand is the common start of the long-running commands: it parses the settings,
-// builds the logger (go-redis's lines go through it too) and the worker settings. ok=false
-// means: exit with code, the reason already printed.
-func setupCommand(name string, in scope, help func(*flag.FlagSet), args []string, stderr io.Writer, getenv func(string) string) (v values, log zerolog.Logger, cfg appConfig, code int, ok bool) {
+// builds the logger (go-redis's lines go through it too) and the worker settings; deps
+// holds the logger and the Redis outage filter. ok=false means: exit with code, the reason
+// already printed.
+func setupCommand(name string, in scope, help func(*flag.FlagSet), args []string, stderr io.Writer, getenv func(string) string) (v values, cfg appConfig, deps appDeps, code int, ok bool) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { help(fs) }
 	v, err := parseScoped(in, fs, args, getenv)
 	if err != nil {
-		return nil, log, cfg, parseExit(err), false
+		return nil, cfg, deps, parseExit(err), false
 	}
-	if log, err = newLogger(stderr, v.str("LOG_FORMAT"), v.str("LOG_LEVEL")); err != nil {
+	log, err := newLogger(stderr, v.str("LOG_FORMAT"), v.str("LOG_LEVEL"))
+	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
-		return nil, log, cfg, 2, false
+		return nil, cfg, deps, 2, false
 	}
 	outage := newRedisOutage(log)
 	redis.SetLogger(outage)
+	deps = appDeps{Logger: log, RedisOutage: outage}
 	if err := noArgs(fs); err != nil {
 		log.Error().Msgf("configuration: %v", err)
-		return nil, log, cfg, 2, false
+		return nil, cfg, deps, 2, false
 	}
 	if cfg, err = workerSettings(v); err != nil {
 		log.Error().Msgf("configuration: %v", err)
-		return nil, log, cfg, 2, false
+		return nil, cfg, deps, 2, false
 	}
-	cfg.RedisOutage = outage
-	return v, log, cfg, 0, true
+	return v, cfg, deps, 0, true
 }
 
 // cmdDashboard serves the dashboard, the health endpoints and /metrics with the queue
@@ -291,10 +304,11 @@ Flags:
 `)
 		fs.PrintDefaults()
 	}
-	_, log, cfg, code, ok := setupCommand("worker dashboard", dashboardSettings, help, args, stderr, getenv)
+	_, cfg, deps, code, ok := setupCommand("worker dashboard", dashboardSettings, help, args, stderr, getenv)
 	if !ok {
 		return code
 	}
+	log := deps.Logger
 	ln, err := listen(cfg.HTTPAddr)
 	if err != nil {
 		log.Error().Msgf("WORKER_HTTP_ADDR=%s: %v", cfg.HTTPAddr, err)
@@ -310,7 +324,7 @@ Flags:
 	watched := make(chan struct{})
 	go func() {
 		defer close(watched)
-		watchRedis(watchCtx, rdb, cfg.RedisOutage, redisWatchEvery)
+		watchRedis(watchCtx, rdb, deps.RedisOutage, redisWatchEvery)
 	}()
 	defer func() { stopWatch(); <-watched }() // before rdb closes
 	insp := asynq.NewInspector(cfg.RedisOpt)

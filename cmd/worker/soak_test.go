@@ -47,7 +47,7 @@ func TestSoak(t *testing.T) {
 	submit(t, db, run, erpsync.ActorCustomer, keys, 100)
 	for range 2 { // two workers, as two processes would share the queue
 		client, _ := newClientAPI(t, sim, api)
-		inProcess(t, db.Opt(), client, func(c *appConfig) { c.Concurrency = 8 })
+		inProcess(t, db.Opt(), client, func(c *workerSetup) { c.Concurrency = 8 })
 	}
 	start := time.Now()
 	nextExpiry := int64(20000)

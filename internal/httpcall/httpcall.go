@@ -189,11 +189,12 @@ func (r *Reply) Classify(parseErr error, red Redactor) error {
 // HTTPError describes the reply as an *erpsync.HTTPError: its status, content type,
 // Retry-After and the start of its body (erpsync.MaxErrorBody bytes), redacted.
 func (r *Reply) HTTPError(red Redactor) *erpsync.HTTPError {
+	retryAfter, _ := erpsync.RetryAfter(r.Header.Get("Retry-After"), r.now)
 	return &erpsync.HTTPError{
 		StatusCode:  r.Status,
 		ContentType: r.Header.Get("Content-Type"),
 		Body:        red.S(string(erpsync.Cut(r.body.Bytes(), erpsync.MaxErrorBody))),
-		RetryAfter:  erpsync.ParseRetryAfter(r.Header.Get("Retry-After"), r.now),
+		RetryAfter:  retryAfter,
 	}
 }
 

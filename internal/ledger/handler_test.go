@@ -753,7 +753,7 @@ func TestStrayTrickleRunIsTheKeysDay(t *testing.T) {
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	so := &fakeSO{}
 	so.fn = func(call int, keys []string) (*erpsync.Result, error) {
-		if call <= tasks.DefaultFastPolicy.MaxAttempts {
+		if call <= tasks.DefaultFastPolicy().MaxAttempts {
 			return nil, &erpsync.TransportError{Err: errors.New("connection reset")}
 		}
 		return okResponse(keys), nil

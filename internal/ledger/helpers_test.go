@@ -97,9 +97,9 @@ type instantTimer struct{ ch chan time.Time }
 func (t instantTimer) C() <-chan time.Time { return t.ch }
 func (t instantTimer) Stop() bool          { return true }
 
-// fastPolicy is DefaultFastPolicy with instant waits.
+// fastPolicy is DefaultFastPolicy() with instant waits.
 func fastPolicy() retry.Policy {
-	p := tasks.DefaultFastPolicy
+	p := tasks.DefaultFastPolicy()
 	p.Clock = instantClock{}
 	return p
 }
