@@ -85,8 +85,7 @@ var customers = RunSpec{ErpConnectionID: 3, ActorType: erpsync.ActorCustomer}
 func TestSubmitEnqueues(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	p := newTestProducer(t, rdb, "q1")
 	spec := customers
 	spec.Run = "r1"
@@ -181,8 +180,7 @@ func TestCrashAndResubmit(t *testing.T) {
 		t.Fatalf("first submit enqueued %d batches; the test wants a partial run", sum1.BatchesEnqueued)
 	}
 
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	sum2, err := newTestProducer(t, rdb, "q").Submit(context.Background(), spec, Source{Path: path})
 	if err != nil {
 		t.Fatal(err)
@@ -217,8 +215,7 @@ func TestCrashAndResubmit(t *testing.T) {
 func TestStrictEnqueuesNothing(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	p := filepath.Join(t.TempDir(), "k.txt")
 	var b strings.Builder
 	for i := range 500 {
@@ -256,8 +253,7 @@ func TestStrictEnqueuesNothing(t *testing.T) {
 func TestProgressReports(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	var mu sync.Mutex
 	var last Progress
 	calls := 0
@@ -288,8 +284,7 @@ func TestProgressReports(t *testing.T) {
 func TestAddKeyCoalesces(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	p, err := NewProducer(ProducerConfig{Redis: rdb, TrickleQueue: "trickle"})
 	if err != nil {
 		t.Fatal(err)
@@ -371,8 +366,7 @@ func TestAddKeyCoalesces(t *testing.T) {
 func TestResubmitToAnotherQueueIsRefused(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	path := keysFile(t, 250)
 	spec := customers
 	spec.Run = "moved"
@@ -421,8 +415,7 @@ func TestResubmitOtherInputIsRefused(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			db := redistest.New(t)
-			rdb := db.Client()
-			defer rdb.Close()
+			rdb := db.TestClient(t)
 			p, err := NewProducer(ProducerConfig{Redis: rdb, Queue: "q", Concurrency: 1}) // the first difference is reported
 			if err != nil {
 				t.Fatal(err)
@@ -473,8 +466,7 @@ func TestTaskOptionsChecked(t *testing.T) {
 func TestProgressMatchesSummary(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	var last Progress
 	p, err := NewProducer(ProducerConfig{Redis: rdb, Queue: "q", Progress: func(pr Progress) { last = pr }})
 	if err != nil {
@@ -499,8 +491,7 @@ func TestProgressMatchesSummary(t *testing.T) {
 func TestCancelWithCause(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
 	signal := errors.New("interrupt signal received")
@@ -520,8 +511,7 @@ func TestCancelWithCause(t *testing.T) {
 func TestInterruptLeavesNoBatchUnqueued(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	rdb.AddHook(&cancelAfter{after: 5, cancel: cancel, match: "erpresync:{interrupted}"})
@@ -630,8 +620,7 @@ func TestRejectedKeysRecorded(t *testing.T) {
 func TestCutSubmissionIsIncomplete(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	path := keysFile(t, 300)
 	spec := customers
 	spec.Run = "cut"

@@ -36,8 +36,7 @@ func TestStatusWaitGivesUpOnAuthHold(t *testing.T) {
 		"--batch-size", "2", "--redis-url", url, "--queue", "held"); r.code != 0 {
 		t.Fatalf("submit: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	h, err := tasks.NewHandler(tasks.HandlerConfig{Resyncer: refusingSO{}, Ledger: ledger.NewLedger(rdb), Redis: rdb})
 	if err != nil {
 		t.Fatal(err)

@@ -853,8 +853,7 @@ func TestStatusRepair(t *testing.T) {
 func TestStatusIncompleteExitsOne(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	meta := ledger.RunMeta{Run: "cut", ErpConnectionID: 3, ActorType: erpsync.ActorCustomer, Source: "http"}
 	if err := ledger.NewLedger(rdb).OpenIntake(context.Background(), meta); err != nil {
 		t.Fatal(err)

@@ -311,6 +311,13 @@ func (d *DB) Client() *redis.Client {
 	return redis.NewClient(&redis.Options{Addr: d.Server.Addr, Password: d.Server.pass, DB: d.Index})
 }
 
+// TestClient opens a go-redis client on the database, closed when the test ends.
+func (d *DB) TestClient(t testing.TB) *redis.Client {
+	c := d.Client()
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
