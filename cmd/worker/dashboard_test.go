@@ -190,13 +190,7 @@ func dashCall(t *testing.T, base, method, path, user, pass string, headers ...ma
 			req.Header.Set(k, v)
 		}
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return send(t, req)
 }
 
 // queueState is what a mutating call could change.

@@ -98,20 +98,7 @@ func TestRedisOutageLog(t *testing.T) {
 	o.now = clock.now
 	a := asynqLogger{zerolog.New(&buf), o}
 
-	lines := func() []map[string]any {
-		var out []map[string]any
-		for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
-			if l == "" {
-				continue
-			}
-			var m map[string]any
-			if err := json.Unmarshal([]byte(l), &m); err != nil {
-				t.Fatalf("%q: %v", l, err)
-			}
-			out = append(out, m)
-		}
-		return out
-	}
+	lines := func() []map[string]any { return decodeLogLines(t, &buf) }
 
 	a.Warn("before the outage") // not held back: Redis is up
 	for i := range 9 * 150 {

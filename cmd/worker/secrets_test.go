@@ -180,8 +180,7 @@ func secretsScenario(t *testing.T, srv *redistest.Server, sim *netserversim.Runn
 	sim.ExpireTickets()
 	open()
 
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	st := waitDone(t, rdb, run, 2*time.Minute)
 	if st.DeadKeys != 1 || st.ResyncedKeys != int64(len(keys)-1) {
 		t.Errorf("%s: run %+v, want every key but the poison key resynced", mode, st)

@@ -191,8 +191,7 @@ func TestRedisDownAtStartup(t *testing.T) {
 	})
 	keys := testKeys("U", 30)
 	submit(t, db, "redis-late", erpsync.ActorCustomer, keys, 10)
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	assertResyncedOnce(t, sim, waitDone(t, rdb, "redis-late", time.Minute), erpsync.ActorCustomer, keys)
 
 	cancel()
