@@ -100,11 +100,7 @@ func TestSubmitEnqueues(t *testing.T) {
 	if len(keys) != 1050 || len(ids) != 11 {
 		t.Errorf("%d keys in %d tasks", len(keys), len(ids))
 	}
-	for k, n := range keys {
-		if n != 1 {
-			t.Errorf("key %s enqueued %d times", k, n)
-		}
-	}
+	wantEachOnce(t, keys)
 	st, err := ledger.NewLedger(rdb).Status(context.Background(), "r1")
 	if err != nil {
 		t.Fatal(err)
@@ -192,11 +188,7 @@ func TestCrashAndResubmit(t *testing.T) {
 	if len(keys) != 5000 || len(ids) != 500 {
 		t.Errorf("%d keys in %d tasks, want 5000 in 500", len(keys), len(ids))
 	}
-	for k, n := range keys {
-		if n != 1 {
-			t.Errorf("key %s enqueued %d times", k, n)
-		}
-	}
+	wantEachOnce(t, keys)
 	slices.Sort(ids)
 	for i, id := range ids {
 		if want := tasks.BatchID("crash", i); id != want {
@@ -655,5 +647,15 @@ func TestTrickleRunNameRefused(t *testing.T) {
 	spec.Run, spec.DryRun = tasks.TrickleRun(time.Now(), 3, spec.ActorType), true
 	if _, err := p.Submit(context.Background(), spec, Source{R: strings.NewReader("A\n")}); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "reserved") {
 		t.Fatalf("Submit as %s: %v, want a refusal", spec.Run, err)
+	}
+}
+
+// wantEachOnce checks that every key of pendingKeys' count was enqueued exactly once.
+func wantEachOnce(t *testing.T, keys map[string]int) {
+	t.Helper()
+	for k, n := range keys {
+		if n != 1 {
+			t.Errorf("key %s enqueued %d times", k, n)
+		}
 	}
 }
