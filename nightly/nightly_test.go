@@ -109,8 +109,7 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	db := redistest.New(t)
-	rdb := db.Client()
-	t.Cleanup(func() { rdb.Close() })
+	rdb := db.TestClient(t)
 	queue := "nightly-test"
 	p, err := intake.NewProducer(intake.ProducerConfig{Redis: rdb, Queue: queue})
 	if err != nil {

@@ -151,8 +151,7 @@ func TestTenNightsMemoryFlat(t *testing.T) {
 		t.Skip("needs redis-server for INFO memory (miniredis has none)")
 	}
 	db := srv.NewDB(t)
-	rdb := db.Client()
-	t.Cleanup(func() { rdb.Close() })
+	rdb := db.TestClient(t)
 	const batches = 200
 	e := newEnvOn(t, db, deadLast(batches), nil)
 	c := &clock{t: time.Date(2026, 11, 1, 2, 30, 0, 0, time.UTC)}
