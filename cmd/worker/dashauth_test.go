@@ -205,8 +205,7 @@ func TestDashboardCrossOriginLogged(t *testing.T) {
 func TestIntakeRefusesBrowserLogin(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
-	rdb := db.Client()
-	t.Cleanup(func() { rdb.Close() })
+	rdb := db.TestClient(t)
 	api, err := intakeapi.New(intakeapi.Config{Redis: rdb, Tokens: []string{"erp-export-browser-test"}})
 	if err != nil {
 		t.Fatal(err)

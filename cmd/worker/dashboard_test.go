@@ -45,8 +45,7 @@ func TestDashboardReadOnlyAndAuth(t *testing.T) {
 	ids := dashboardFixture(t, db)
 	routes := asynqmonMutatingRoutes(t)
 
-	rdb := db.Client()
-	t.Cleanup(func() { rdb.Close() })
+	rdb := db.TestClient(t)
 	// The sweep below sends hundreds of wrong logins from one address: no lockout here
 	// (TestDashboardLoginThrottle covers it).
 	patient := func() *loginGuard { g := newLoginGuard(zerolog.Nop()); g.free = 1 << 30; return g }

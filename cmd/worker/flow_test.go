@@ -318,15 +318,7 @@ func TestFlowTrickleOvertakesBulk(t *testing.T) {
 	waitFor(t, 20*time.Second, func() (bool, string) {
 		return runStatus(t, rdb, run).ResyncedKeys >= 5, "bulk not started"
 	})
-	task, err := tasks.NewTrickleTask(testConn, erpsync.ActorCustomer, "TRICKLE-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := asynq.NewClientFromRedisClient(rdb)
-	start := time.Now()
-	if _, err := client.Enqueue(task); err != nil {
-		t.Fatal(err)
-	}
+	start := enqueueTrickle(t, rdb, "TRICKLE-1")
 	waitFor(t, 20*time.Second, func() (bool, string) {
 		return sim.ResyncCount("TRICKLE-1") > 0, "the trickle key has not been resynced"
 	})
@@ -340,4 +332,18 @@ func TestFlowTrickleOvertakesBulk(t *testing.T) {
 	if latency > 5*time.Second {
 		t.Errorf("trickle latency %s behind a bulk backlog", latency)
 	}
+}
+
+// enqueueTrickle enqueues a trickle task for one Customer key and returns when it did.
+func enqueueTrickle(t testing.TB, rdb *redis.Client, key string) time.Time {
+	t.Helper()
+	task, err := tasks.NewTrickleTask(testConn, erpsync.ActorCustomer, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := asynq.NewClientFromRedisClient(rdb).Enqueue(task); err != nil {
+		t.Fatal(err)
+	}
+	return start
 }

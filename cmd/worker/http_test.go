@@ -113,12 +113,7 @@ func TestHTTPEndpoints(t *testing.T) {
 
 func TestReadyzWithoutRedis(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens there now
+	addr := freeAddr(t) // nothing listens there
 	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
 	defer rdb.Close()
 	h, closeUI := newHTTPHandler(httpConfig{RedisOpt: asynq.RedisClientOpt{Addr: addr}, Redis: rdb})
