@@ -195,11 +195,7 @@ func assertResyncedOnce(t *testing.T, sim *netserversim.Running, st ledger.RunSt
 // by itself and nothing is lost.
 func TestRedisRestart(t *testing.T) {
 	t.Parallel()
-	srv, err := redistest.Start(redistest.Options{AppendOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop) // after the database's own cleanup, which needs the server
+	srv := redistest.NewServer(t, redistest.Options{AppendOnly: true})
 	if !srv.Real {
 		t.Skip("restarting Redis needs a real redis-server")
 	}

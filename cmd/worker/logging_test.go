@@ -191,11 +191,7 @@ func TestRedisOutageProcess(t *testing.T) {
 	waitFor(t, 30*time.Second, func() (bool, string) {
 		return strings.Contains(w.log(), "Redis trouble"), "no line starting the outage: " + w.log()
 	})
-	again, err := redistest.Start(redistest.Options{Port: port})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(again.Stop)
+	redistest.NewServer(t, redistest.Options{Port: port}) // Redis back on the same port
 	waitFor(t, 30*time.Second, func() (bool, string) {
 		return strings.Contains(w.log(), "Redis answers again, after"), "no line ending the outage: " + w.log()
 	})

@@ -36,11 +36,7 @@ import (
 // private key: there must be no hit.
 func TestSecretsStayOut(t *testing.T) {
 	t.Parallel()
-	srv, err := redistest.Start(redistest.Options{AppendOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
+	srv := redistest.NewServer(t, redistest.Options{AppendOnly: true})
 	if !srv.Real {
 		t.Skip("the AOF needs a real redis-server")
 	}

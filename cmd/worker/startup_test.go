@@ -47,11 +47,7 @@ func freeAddr(t *testing.T) string {
 // parallel test does.
 func TestStartupFailures(t *testing.T) {
 	db := redistest.New(t)
-	locked, err := redistest.Start(redistest.Options{Password: "the-right-one"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(locked.Stop)
+	locked := redistest.NewServer(t, redistest.Options{Password: "the-right-one"})
 	sim := startSim(t)
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

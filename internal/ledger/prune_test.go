@@ -139,11 +139,7 @@ func usedMemory(t *testing.T, rdb redis.UniversalClient) int64 {
 // stays where it was after the third night.
 func TestTenNightsMemoryFlat(t *testing.T) {
 	t.Parallel()
-	srv, err := redistest.Start(redistest.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
+	srv := redistest.NewServer(t, redistest.Options{})
 	if !srv.Real {
 		if os.Getenv(redistest.RequireEnv) == "1" {
 			t.Fatal("needs redis-server for INFO memory")

@@ -247,6 +247,18 @@ func (s *Server) Restart() error {
 	return s.start()
 }
 
+// NewServer is Start for a test: a failure to start fails the test, and the server stops
+// when the test ends, after the cleanups of databases opened on it later (they need it).
+func NewServer(t testing.TB, o Options) *Server {
+	t.Helper()
+	s, err := Start(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
 // DB is one logical database of a server, private to a test.
 type DB struct {
 	Server *Server
