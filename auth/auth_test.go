@@ -1,24 +1,17 @@
 package auth
 
 import (
-	"bytes"
 	"context"
 	"crypto"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/base64"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,6 +19,8 @@ import (
 	"time"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/golden"
+	"github.com/erpresync/erpresync/internal/sotest"
 )
 
 func TestPasswordAuthLoginReplies(t *testing.T) {
@@ -35,19 +30,19 @@ func TestPasswordAuthLoginReplies(t *testing.T) {
 		handler http.HandlerFunc
 		check   func(error) bool
 	}{
-		{"exception", cannedReply(200, "text/xml", readTestdata(t, "response_exception.xml")),
+		{"exception", sotest.CannedReply(200, "text/xml", sotest.ReadTestdata(t, "response_exception.xml")),
 			func(err error) bool { var ex *erpsync.ExceptionError; return errors.As(err, &ex) }},
-		{"503", cannedReply(503, "text/html", []byte("<html>down</html>")),
+		{"503", sotest.CannedReply(503, "text/html", []byte("<html>down</html>")),
 			func(err error) bool { var he *erpsync.HTTPError; return errors.As(err, &he) && he.StatusCode == 503 }},
-		{"no ticket", cannedReply(200, "text/xml", []byte(strings.Replace(string(readTestdata(t, "login_ok.xml")), "7T:TICKET-PLACEHOLDER==", "", 1))),
+		{"no ticket", sotest.CannedReply(200, "text/xml", []byte(strings.Replace(string(sotest.ReadTestdata(t, "login_ok.xml")), "7T:TICKET-PLACEHOLDER==", "", 1))),
 			func(err error) bool { var pe *erpsync.ProtocolError; return errors.As(err, &pe) }},
-		{"wrong body", cannedReply(200, "text/xml", readTestdata(t, "response_success.xml")),
+		{"wrong body", sotest.CannedReply(200, "text/xml", sotest.ReadTestdata(t, "response_success.xml")),
 			func(err error) bool { var pe *erpsync.ProtocolError; return errors.As(err, &pe) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			srv := newServer(t, tt.handler)
+			srv := sotest.NewServer(t, tt.handler)
 			p, err := NewPasswordAuth(PasswordAuthConfig{BaseURL: srv.URL, UserName: "u", Password: "p4ssw0rd"})
 			if err != nil {
 				t.Fatal(err)
@@ -136,57 +131,11 @@ func TestTicketCache(t *testing.T) {
 	})
 }
 
-// rsaKey is generated once per test binary; key generation is slow under -race.
-var rsaKey = sync.OnceValue(func() *rsa.PrivateKey {
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		panic(err)
-	}
-	return k
-})
-
-func makeJWT(t testing.TB, key *rsa.PrivateKey, claims map[string]any) string {
-	t.Helper()
-	enc := base64.RawURLEncoding
-	hdr := enc.EncodeToString([]byte(`{"alg":"RS256","typ":"JWT"}`))
-	body, _ := json.Marshal(claims)
-	data := hdr + "." + enc.EncodeToString(body)
-	sum := sha256.Sum256([]byte(data))
-	sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, sum[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data + "." + enc.EncodeToString(sig)
-}
-
-// systemUserServer verifies the signed system token like SuperOffice's login service and
-// answers with a JWT carrying the ticket; ErpSync accepts that ticket.
-func pemKey(t testing.TB, typ string) []byte {
-	key := rsaKey()
-	switch typ {
-	case "PKCS1":
-		return pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
-	case "PKCS8":
-		b, err := x509.MarshalPKCS8PrivateKey(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: b})
-	case "XML":
-		b64 := func(n *big.Int) string { return base64.StdEncoding.EncodeToString(n.Bytes()) }
-		return []byte(fmt.Sprintf("<RSAKeyValue><Modulus>%s</Modulus><Exponent>%s</Exponent><P>%s</P><Q>%s</Q><DP>%s</DP><DQ>%s</DQ><InverseQ>%s</InverseQ><D>%s</D></RSAKeyValue>",
-			b64(key.N), b64(big.NewInt(int64(key.E))), b64(key.Primes[0]), b64(key.Primes[1]),
-			b64(key.Precomputed.Dp), b64(key.Precomputed.Dq), b64(key.Precomputed.Qinv), b64(key.D)))
-	}
-	t.Fatalf("unknown key type %s", typ)
-	return nil
-}
-
 func TestSystemUserAuthConfig(t *testing.T) {
 	t.Parallel()
 	good := SystemUserAuthConfig{
 		LoginURL: "https://sod.superoffice.com/Login/api/PartnerSystemUser/Authenticate", SystemToken: "x",
-		PrivateKey: pemKey(t, "PKCS8"), AppToken: "a", ContextIdentifier: "Cust1",
+		PrivateKey: sotest.PEMKey(t, "PKCS8"), AppToken: "a", ContextIdentifier: "Cust1",
 	}
 	tests := []struct {
 		name    string
@@ -219,7 +168,7 @@ func TestSystemUserAuthConfig(t *testing.T) {
 
 func TestSignSystemToken(t *testing.T) {
 	t.Parallel()
-	key := rsaKey()
+	key := sotest.RSAKey()
 	at := time.Date(2026, 2, 3, 4, 5, 59, 0, time.FixedZone("CET", 3600))
 	signed, err := signSystemToken("App-xyz", key, at)
 	if err != nil {
@@ -352,49 +301,11 @@ func TestTicketCacheServesAgedTicketWhileLoginIsDown(t *testing.T) {
 
 var bg = context.Background()
 
-const testAppToken = "APP-TOKEN-SECRET-1234"
-
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
-
-func readTestdata(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-func newServer(t testing.TB, h http.Handler) *httptest.Server {
-	t.Helper()
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	return srv
-}
-
-func cannedReply(status int, contentType string, body []byte) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if contentType != "" {
-			w.Header().Set("Content-Type", contentType)
-		}
-		w.WriteHeader(status)
-		w.Write(body)
-	}
-}
 
 // TestLoginRequestGolden: the SoPrincipal login envelope, byte for byte.
 func TestLoginRequestGolden(t *testing.T) {
 	t.Parallel()
-	got := appendLoginEnvelope(nil, testAppToken, "SAL0", "pa<ss")
-	path := filepath.Join("testdata", "request_login.golden.xml")
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want := readTestdata(t, "request_login.golden.xml")
-	if !bytes.Equal(got, want) {
-		t.Errorf("login envelope differs from %s (go test ./auth -update if intended)\ngot:\n%s\nwant:\n%s", path, got, want)
-	}
+	got := appendLoginEnvelope(nil, sotest.AppToken, "SAL0", "pa<ss")
+	golden.Check(t, "request_login.golden.xml", got, *update)
 }

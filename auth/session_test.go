@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/sotest"
 )
 
 var errRejected = &erpsync.ExceptionError{Type: "SoSecurityException", Message: "Ticket expired", TicketRejected: true}
@@ -77,7 +78,7 @@ func TestSessionCall(t *testing.T) {
 // an exception, and a refusal.
 func TestPasswordLoginFaultsAndShapes(t *testing.T) {
 	t.Parallel()
-	loginOK := strings.Replace(string(readTestdata(t, "login_ok.xml")), "7T:TICKET-PLACEHOLDER==", "7T:fresh==", 1)
+	loginOK := strings.Replace(string(sotest.ReadTestdata(t, "login_ok.xml")), "7T:TICKET-PLACEHOLDER==", "7T:fresh==", 1)
 	tests := []struct {
 		name   string
 		status int
@@ -89,18 +90,18 @@ func TestPasswordLoginFaultsAndShapes(t *testing.T) {
 				t.Fatalf("got %q, %v", ticket, err)
 			}
 		}},
-		{"refused", 200, string(readTestdata(t, "login_refused.xml")), func(t *testing.T, _ string, err error) {
+		{"refused", 200, string(sotest.ReadTestdata(t, "login_refused.xml")), func(t *testing.T, _ string, err error) {
 			if !errors.Is(err, erpsync.ErrLoginRefused) {
 				t.Fatalf("err = %v", err)
 			}
 		}},
-		{"SOAP 1.1 fault", 500, string(readTestdata(t, "response_fault11.xml")), func(t *testing.T, _ string, err error) {
+		{"SOAP 1.1 fault", 500, string(sotest.ReadTestdata(t, "response_fault11.xml")), func(t *testing.T, _ string, err error) {
 			var f *erpsync.FaultError
 			if !errors.As(err, &f) || !f.Sender || f.HTTPStatus != 500 {
 				t.Fatalf("err = %v, want a sender fault", err)
 			}
 		}},
-		{"SOAP 1.2 fault", 500, string(readTestdata(t, "response_fault12.xml")), func(t *testing.T, _ string, err error) {
+		{"SOAP 1.2 fault", 500, string(sotest.ReadTestdata(t, "response_fault12.xml")), func(t *testing.T, _ string, err error) {
 			var f *erpsync.FaultError
 			if !errors.As(err, &f) || f.Code == "" {
 				t.Fatalf("err = %v, want a fault", err)
@@ -113,7 +114,7 @@ func TestPasswordLoginFaultsAndShapes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			srv := newServer(t, cannedReply(tt.status, "text/xml; charset=utf-8", []byte(tt.body)))
+			srv := sotest.NewServer(t, sotest.CannedReply(tt.status, "text/xml; charset=utf-8", []byte(tt.body)))
 			p, err := NewPasswordAuth(PasswordAuthConfig{BaseURL: srv.URL + "/Cust1", UserName: "u", Password: "p4ssw0rd", HTTPClient: &http.Client{}})
 			if err != nil {
 				t.Fatal(err)
@@ -135,7 +136,7 @@ func wantProtocol(t *testing.T, _ string, err error) {
 // FuzzLoginReply: the login reply parser never panics.
 func FuzzLoginReply(f *testing.F) {
 	for _, name := range []string{"login_ok.xml", "login_refused.xml", "response_exception.xml", "response_fault11.xml", "response_fault12.xml"} {
-		f.Add(readTestdata(f, name))
+		f.Add(sotest.ReadTestdata(f, name))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		_, _ = parseLoginReply(body, 200)

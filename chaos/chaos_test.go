@@ -25,9 +25,7 @@ import (
 // next look (up to about 90 s); nothing is lost and the ledger counts every key once.
 func TestKillWorkers(t *testing.T) {
 	t.Parallel()
-	srv := e2etest.StartRedis(t, redistest.Options{AppendOnly: true})
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
-	defer rdb.Close()
+	srv, rdb := startRedis(t)
 	sim := e2etest.StartSim(t)
 	sim.SetLatency(300 * time.Millisecond)
 	keys := e2etest.Keys("K", size(12000, 60000))
@@ -87,9 +85,7 @@ func TestRedisCrashAndShutdown(t *testing.T) {
 // batch holding one). Exactly the poison keys are dead-lettered, each alone with the
 // connector's ErrorCode as its reason; every other key is resynced once in the ledger.
 func TestTicketExpiryAndPoisonKeys(t *testing.T) {
-	srv := e2etest.StartRedis(t, redistest.Options{AppendOnly: true})
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
-	defer rdb.Close()
+	srv, rdb := startRedis(t)
 	sim := e2etest.StartSim(t)
 	keys := e2etest.Keys("T", size(20000, 200000))
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -187,9 +183,7 @@ func TestSentinelFailover(t *testing.T) {
 // is open and probes; held batches use no retries, so the run ends with zero dead letters
 // and every key resynced.
 func TestOutageAndMaintenance(t *testing.T) {
-	srv := e2etest.StartRedis(t, redistest.Options{AppendOnly: true})
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
-	defer rdb.Close()
+	srv, rdb := startRedis(t)
 	sim := e2etest.StartSim(t)
 	sim.SetLatency(50 * time.Millisecond)
 	keys := e2etest.Keys("O", size(6000, 30000))
@@ -227,4 +221,14 @@ func TestOutageAndMaintenance(t *testing.T) {
 	e2etest.WaitRunFinished(t, rdb, run, 4*time.Minute)
 	audit(t, rdb, sim, run, erpsync.ActorSupplier, keys, nil)
 	t.Logf("%d calls answered 503 during the outage and the maintenance window", unavailable())
+}
+
+// startRedis starts a private Redis that keeps its data across a restart (append-only
+// file) and returns it with a client, closed when the test ends.
+func startRedis(t *testing.T) (*redistest.Server, *redis.Client) {
+	t.Helper()
+	srv := e2etest.StartRedis(t, redistest.Options{AppendOnly: true})
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { rdb.Close() })
+	return srv, rdb
 }

@@ -36,8 +36,7 @@ func newControl(t *testing.T, rdb redis.UniversalClient, mod func(*Config)) *Con
 
 func newRedis(t *testing.T) *redis.Client {
 	t.Helper()
-	rdb := redistest.New(t).Client()
-	t.Cleanup(func() { rdb.Close() })
+	rdb := redistest.New(t).TestClient(t)
 	return rdb
 }
 

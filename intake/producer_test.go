@@ -85,8 +85,7 @@ var customers = RunSpec{ErpConnectionID: 3, ActorType: erpsync.ActorCustomer}
 func TestSubmitEnqueues(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	p := newTestProducer(t, rdb, "q1")
 	spec := customers
 	spec.Run = "r1"
@@ -101,11 +100,7 @@ func TestSubmitEnqueues(t *testing.T) {
 	if len(keys) != 1050 || len(ids) != 11 {
 		t.Errorf("%d keys in %d tasks", len(keys), len(ids))
 	}
-	for k, n := range keys {
-		if n != 1 {
-			t.Errorf("key %s enqueued %d times", k, n)
-		}
-	}
+	wantEachOnce(t, keys)
 	st, err := ledger.NewLedger(rdb).Status(context.Background(), "r1")
 	if err != nil {
 		t.Fatal(err)
@@ -181,8 +176,7 @@ func TestCrashAndResubmit(t *testing.T) {
 		t.Fatalf("first submit enqueued %d batches; the test wants a partial run", sum1.BatchesEnqueued)
 	}
 
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	sum2, err := newTestProducer(t, rdb, "q").Submit(context.Background(), spec, Source{Path: path})
 	if err != nil {
 		t.Fatal(err)
@@ -194,11 +188,7 @@ func TestCrashAndResubmit(t *testing.T) {
 	if len(keys) != 5000 || len(ids) != 500 {
 		t.Errorf("%d keys in %d tasks, want 5000 in 500", len(keys), len(ids))
 	}
-	for k, n := range keys {
-		if n != 1 {
-			t.Errorf("key %s enqueued %d times", k, n)
-		}
-	}
+	wantEachOnce(t, keys)
 	slices.Sort(ids)
 	for i, id := range ids {
 		if want := tasks.BatchID("crash", i); id != want {
@@ -217,8 +207,7 @@ func TestCrashAndResubmit(t *testing.T) {
 func TestStrictEnqueuesNothing(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	p := filepath.Join(t.TempDir(), "k.txt")
 	var b strings.Builder
 	for i := range 500 {
@@ -256,8 +245,7 @@ func TestStrictEnqueuesNothing(t *testing.T) {
 func TestProgressReports(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	var mu sync.Mutex
 	var last Progress
 	calls := 0
@@ -288,8 +276,7 @@ func TestProgressReports(t *testing.T) {
 func TestAddKeyCoalesces(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	p, err := NewProducer(ProducerConfig{Redis: rdb, TrickleQueue: "trickle"})
 	if err != nil {
 		t.Fatal(err)
@@ -371,8 +358,7 @@ func TestAddKeyCoalesces(t *testing.T) {
 func TestResubmitToAnotherQueueIsRefused(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	path := keysFile(t, 250)
 	spec := customers
 	spec.Run = "moved"
@@ -421,8 +407,7 @@ func TestResubmitOtherInputIsRefused(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			db := redistest.New(t)
-			rdb := db.Client()
-			defer rdb.Close()
+			rdb := db.TestClient(t)
 			p, err := NewProducer(ProducerConfig{Redis: rdb, Queue: "q", Concurrency: 1}) // the first difference is reported
 			if err != nil {
 				t.Fatal(err)
@@ -473,8 +458,7 @@ func TestTaskOptionsChecked(t *testing.T) {
 func TestProgressMatchesSummary(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	var last Progress
 	p, err := NewProducer(ProducerConfig{Redis: rdb, Queue: "q", Progress: func(pr Progress) { last = pr }})
 	if err != nil {
@@ -499,8 +483,7 @@ func TestProgressMatchesSummary(t *testing.T) {
 func TestCancelWithCause(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
 	signal := errors.New("interrupt signal received")
@@ -520,8 +503,7 @@ func TestCancelWithCause(t *testing.T) {
 func TestInterruptLeavesNoBatchUnqueued(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	rdb.AddHook(&cancelAfter{after: 5, cancel: cancel, match: "erpresync:{interrupted}"})
@@ -630,8 +612,7 @@ func TestRejectedKeysRecorded(t *testing.T) {
 func TestCutSubmissionIsIncomplete(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	path := keysFile(t, 300)
 	spec := customers
 	spec.Run = "cut"
@@ -667,5 +648,15 @@ func TestTrickleRunNameRefused(t *testing.T) {
 	spec.Run, spec.DryRun = tasks.TrickleRun(time.Now(), 3, spec.ActorType), true
 	if _, err := p.Submit(context.Background(), spec, Source{R: strings.NewReader("A\n")}); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "reserved") {
 		t.Fatalf("Submit as %s: %v, want a refusal", spec.Run, err)
+	}
+}
+
+// wantEachOnce checks that every key of pendingKeys' count was enqueued exactly once.
+func wantEachOnce(t *testing.T, keys map[string]int) {
+	t.Helper()
+	for k, n := range keys {
+		if n != 1 {
+			t.Errorf("key %s enqueued %d times", k, n)
+		}
 	}
 }

@@ -241,14 +241,7 @@ func TestSystemUserLogin(t *testing.T) {
 		envelope11(soapHeader("CLIENT_SECRET", ticket), resyncBody("3", "Customer", "SU-1"))))
 
 	// JWKS publishes the same key.
-	resp, err := testClient.Get(rs.JWKSURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var jwks struct{ Keys []map[string]string }
-	if err := json.Unmarshal(drain(t, resp), &jwks); err != nil {
-		t.Fatal(err)
-	}
+	jwks := fetchJWKS(t, rs)
 	if len(jwks.Keys) != 1 || jwks.Keys[0]["n"] != base64.RawURLEncoding.EncodeToString(pub.N.Bytes()) {
 		t.Fatalf("jwks = %+v", jwks)
 	}
@@ -292,7 +285,7 @@ func TestSystemUserLogin(t *testing.T) {
 	}
 
 	// Transport strictness of the JSON endpoint.
-	resp, err = testClient.Post(rs.LoginURL(), "text/xml", strings.NewReader("{}"))
+	resp, err := testClient.Post(rs.LoginURL(), "text/xml", strings.NewReader("{}"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,16 +311,22 @@ func TestSystemUserWithoutKeyIsRefused(t *testing.T) {
 func TestJWKSEncodesExponent(t *testing.T) {
 	t.Parallel()
 	rs := start(t, Config{JWTKey: jwtKey()})
-	resp, err := testClient.Get(rs.JWKSURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var jwks struct{ Keys []map[string]string }
-	if err := json.Unmarshal(drain(t, resp), &jwks); err != nil {
-		t.Fatal(err)
-	}
+	jwks := fetchJWKS(t, rs)
 	e, _ := base64.RawURLEncoding.DecodeString(jwks.Keys[0]["e"])
 	if new(big.Int).SetBytes(e).Int64() != int64(jwtKey().E) {
 		t.Fatalf("e = %v", e)
 	}
+}
+
+// fetchJWKS reads the key set the simulator publishes for its login JWTs.
+func fetchJWKS(t *testing.T, rs *Running) (jwks struct{ Keys []map[string]string }) {
+	t.Helper()
+	resp, err := testClient.Get(rs.JWKSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(drain(t, resp), &jwks); err != nil {
+		t.Fatal(err)
+	}
+	return jwks
 }

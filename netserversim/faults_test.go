@@ -94,16 +94,7 @@ func TestLatency(t *testing.T) {
 
 	// A client that gives up during the latency: processed (seen), never delivered.
 	rs.SetLatency(2 * time.Second)
-	impatient := &http.Client{Timeout: 50 * time.Millisecond}
-	if _, err := do(impatient, rs.ErpSyncURL(), ctSOAP11, actionQuoted, resyncRequestXML(tk, "Customer", "F-6")); err == nil {
-		t.Fatal("want a client timeout")
-	}
-	eventually(t, "the abandoned call to count as undelivered", func() bool {
-		return rs.Counts().Calls[OutcomeUndelivered] == 1
-	})
-	if rs.Seen("F-6") != 1 || rs.ResyncCount("F-6") != 0 {
-		t.Fatalf("counts = %+v", rs.Counts())
-	}
+	wantAbandoned(t, rs, tk, "F-6", 50*time.Millisecond, "the abandoned call")
 }
 
 func TestLatencyFunc(t *testing.T) {
@@ -158,16 +149,7 @@ func TestSlowBody(t *testing.T) {
 
 	// A client that gives up mid-body: undelivered, not resynced.
 	rs.SetSlowBody(50, 40*time.Millisecond)
-	impatient := &http.Client{Timeout: 100 * time.Millisecond}
-	if _, err := do(impatient, rs.ErpSyncURL(), ctSOAP11, actionQuoted, resyncRequestXML(tk, "Customer", "F-10")); err == nil {
-		t.Fatal("want a client timeout while reading the body")
-	}
-	eventually(t, "the half-read reply to count as undelivered", func() bool {
-		return rs.Counts().Calls[OutcomeUndelivered] == 1
-	})
-	if rs.Seen("F-10") != 1 || rs.ResyncCount("F-10") != 0 {
-		t.Fatalf("counts = %+v", rs.Counts())
-	}
+	wantAbandoned(t, rs, tk, "F-10", 100*time.Millisecond, "the half-read reply")
 }
 
 func TestPoison(t *testing.T) {
@@ -359,5 +341,21 @@ func TestTraffic(t *testing.T) {
 	s.ResetTraffic()
 	if tr := s.Traffic(); tr.Requests != 0 || len(tr.Arrivals) != 0 {
 		t.Errorf("after reset: %+v", tr)
+	}
+}
+
+// wantAbandoned resyncs key with a client that gives up after timeout, and checks that the
+// simulator saw the key, resynced nothing, and counts what (the call) as undelivered.
+func wantAbandoned(t *testing.T, rs *Running, tk, key string, timeout time.Duration, what string) {
+	t.Helper()
+	impatient := &http.Client{Timeout: timeout}
+	if _, err := do(impatient, rs.ErpSyncURL(), ctSOAP11, actionQuoted, resyncRequestXML(tk, "Customer", key)); err == nil {
+		t.Fatalf("%s: want a client timeout", what)
+	}
+	eventually(t, what+" to count as undelivered", func() bool {
+		return rs.Counts().Calls[OutcomeUndelivered] == 1
+	})
+	if rs.Seen(key) != 1 || rs.ResyncCount(key) != 0 {
+		t.Fatalf("counts = %+v", rs.Counts())
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/erpresync/erpresync/intake"
 	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redistest"
+	"github.com/erpresync/erpresync/internal/testclock"
 )
 
 func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
@@ -83,24 +84,11 @@ func TestParseConfig(t *testing.T) {
 	}
 }
 
-// clock is a settable clock for the handler.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 type fixture struct {
 	db      *redistest.DB
 	rdb     *redis.Client
 	h       *Handler
-	clock   *clock
+	clock   *testclock.Clock
 	metrics *Metrics
 	dir     string
 	queue   string
@@ -109,15 +97,14 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	db := redistest.New(t)
-	rdb := db.Client()
-	t.Cleanup(func() { rdb.Close() })
+	rdb := db.TestClient(t)
 	queue := "nightly-test"
 	p, err := intake.NewProducer(intake.ProducerConfig{Redis: rdb, Queue: queue})
 	if err != nil {
 		t.Fatal(err)
 	}
 	f := &fixture{db: db, rdb: rdb, queue: queue, dir: t.TempDir(),
-		clock:   &clock{t: time.Date(2026, 11, 27, 2, 30, 0, 0, time.UTC)},
+		clock:   testclock.New(time.Date(2026, 11, 27, 2, 30, 0, 0, time.UTC)),
 		metrics: NewMetrics(prometheus.NewRegistry())}
 	f.h, err = NewHandler(HandlerConfig{Producer: p, Redis: rdb, Metrics: f.metrics, Now: f.clock.Now})
 	if err != nil {

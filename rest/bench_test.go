@@ -8,17 +8,8 @@ import (
 	"testing"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/sotest"
 )
-
-var benchSizes = []int{1, 100, 1000}
-
-func benchKeys(n int) []string {
-	keys := make([]string, n)
-	for i := range keys {
-		keys[i] = "ERP-" + strconv.Itoa(100000+i)
-	}
-	return keys
-}
 
 // benchReply builds a WebAPI-shaped success reply with n updated records, one per key.
 func benchReply(n int) []byte {
@@ -58,8 +49,8 @@ type plainReply struct {
 }
 
 func BenchmarkEncodeRequest(b *testing.B) {
-	for _, n := range benchSizes {
-		keys := benchKeys(n)
+	for _, n := range sotest.BenchSizes {
+		keys := sotest.BenchKeys(n)
 		b.Run("codec/keys="+strconv.Itoa(n), func(b *testing.B) {
 			var buf []byte
 			b.ReportAllocs()
@@ -87,7 +78,7 @@ func BenchmarkEncodeRequest(b *testing.B) {
 }
 
 func BenchmarkDecodeResponse(b *testing.B) {
-	for _, n := range benchSizes {
+	for _, n := range sotest.BenchSizes {
 		body := benchReply(n)
 		b.Run("codec/keys="+strconv.Itoa(n), func(b *testing.B) {
 			b.SetBytes(int64(len(body)))

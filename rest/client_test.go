@@ -15,6 +15,8 @@ import (
 
 	"github.com/erpresync/erpresync/auth"
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/golden"
+	"github.com/erpresync/erpresync/internal/sotest"
 	"github.com/erpresync/erpresync/tasks"
 )
 
@@ -43,7 +45,7 @@ func TestRequestGolden(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var got []byte
-			srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			srv := sotest.NewServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				body, _ := io.ReadAll(r.Body)
 				var b strings.Builder
 				fmt.Fprintf(&b, "%s %s\n", r.Method, r.URL.Path)
@@ -58,12 +60,12 @@ func TestRequestGolden(t *testing.T) {
 					t.Errorf("request body is not valid JSON: %s", body)
 				}
 				w.Header().Set("Content-Type", "application/json; charset=utf-8")
-				w.Write(readTestdata(t, "reply_success.json"))
+				w.Write(sotest.ReadTestdata(t, "reply_success.json"))
 			}))
 			if err := tt.call(newTestClient(t, srv.URL, nil)); err != nil {
 				t.Fatal(err)
 			}
-			checkGolden(t, tt.golden, got)
+			golden.Check(t, tt.golden, got, *update)
 		})
 	}
 }
@@ -168,15 +170,15 @@ func TestReplies(t *testing.T) {
 		{"503 HTML page", 503, "text/html", nil, "reply_maintenance.html", wantErr[*erpsync.HTTPError]},
 		{"HTML page with 200", 200, "text/html", nil, "reply_maintenance.html", wantErr[*erpsync.ProtocolError]},
 	}
-	var golden strings.Builder
+	var replies strings.Builder
 	for _, tt := range tests {
-		srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		srv := sotest.NewServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", tt.contentType)
 			for k, v := range tt.header {
 				w.Header().Set(k, v)
 			}
 			w.WriteHeader(tt.status)
-			w.Write(readTestdata(t, tt.file))
+			w.Write(sotest.ReadTestdata(t, tt.file))
 		}))
 		c := newTestClient(t, srv.URL, nil)
 		r, err := c.ForceResyncExternal(bg, 3, erpsync.ActorCustomer, []string{"10001"})
@@ -184,16 +186,16 @@ func TestReplies(t *testing.T) {
 			t.Errorf("%s: got both a result and an error", tt.name)
 		}
 		t.Run(tt.name, func(t *testing.T) { tt.check(t, r, err) })
-		fmt.Fprintf(&golden, "## %s (HTTP %d, %s)\n", tt.name, tt.status, tt.file)
+		fmt.Fprintf(&replies, "## %s (HTTP %d, %s)\n", tt.name, tt.status, tt.file)
 		if err != nil {
 			text := strings.ReplaceAll(err.Error(), strings.TrimPrefix(srv.URL, "http://"), "HOST")
-			fmt.Fprintf(&golden, "error: %s\nclass: %s\n\n", text, tasks.Classify(err))
+			fmt.Fprintf(&replies, "error: %s\nclass: %s\n\n", text, tasks.Classify(err))
 		} else {
 			b, _ := json.Marshal(r)
-			fmt.Fprintf(&golden, "result: %s\n\n", b)
+			fmt.Fprintf(&replies, "result: %s\n\n", b)
 		}
 	}
-	checkGolden(t, "replies.golden.txt", []byte(golden.String()))
+	golden.Check(t, "replies.golden.txt", []byte(replies.String()), *update)
 }
 
 func wantErr[E error](t *testing.T, _ *erpsync.Result, err error) {
@@ -221,15 +223,15 @@ func TestUnauthorizedRefreshOnce(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var calls, logins atomic.Int64
-			srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			srv := sotest.NewServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				calls.Add(1)
 				w.Header().Set("Content-Type", "application/json")
 				if r.Header.Get("Authorization") != "SOTicket "+tt.goodTicket {
 					w.WriteHeader(http.StatusUnauthorized)
-					w.Write(readTestdata(t, "reply_unauthorized.json"))
+					w.Write(sotest.ReadTestdata(t, "reply_unauthorized.json"))
 					return
 				}
-				w.Write(readTestdata(t, "reply_success.json"))
+				w.Write(sotest.ReadTestdata(t, "reply_success.json"))
 			}))
 			cache := auth.NewTicketCache(func(context.Context) (string, error) {
 				return fmt.Sprintf("7T:login-%d", logins.Add(1)), nil
@@ -253,9 +255,9 @@ func TestUnauthorizedRefreshOnce(t *testing.T) {
 // error text, HTTPError bodies or exception fields.
 func TestSecretsNotEchoed(t *testing.T) {
 	t.Parallel()
-	echo := "ticket " + testTicket + " for app " + testAppToken
+	echo := "ticket " + sotest.Ticket + " for app " + sotest.AppToken
 	for _, status := range []int{200, 401, 500, 503} {
-		srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		srv := sotest.NewServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(status)
 			json.NewEncoder(w).Encode(map[string]any{"Error": true, "ErrorType": "X", "ErrorMessage": echo, "ErrorSource": echo})
 		}))
@@ -265,18 +267,18 @@ func TestSecretsNotEchoed(t *testing.T) {
 		if errors.As(err, &he) {
 			text += he.Body
 		}
-		if strings.Contains(text, testTicket) || strings.Contains(text, testAppToken) {
+		if strings.Contains(text, sotest.Ticket) || strings.Contains(text, sotest.AppToken) {
 			t.Errorf("HTTP %d: error carries a secret: %s", status, text)
 		}
 	}
-	cfg := Config{BaseURL: "https://sod.superoffice.com/Cust1", AppToken: testAppToken, Auth: auth.NewStaticTicket(testTicket)}
+	cfg := Config{BaseURL: "https://sod.superoffice.com/Cust1", AppToken: sotest.AppToken, Auth: auth.NewStaticTicket(sotest.Ticket)}
 	c, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, v := range []any{cfg, &cfg, c} {
 		for _, verb := range []string{"%v", "%+v", "%#v", "%s"} {
-			if out := fmt.Sprintf(verb, v); strings.Contains(out, testTicket) || strings.Contains(out, testAppToken) {
+			if out := fmt.Sprintf(verb, v); strings.Contains(out, sotest.Ticket) || strings.Contains(out, sotest.AppToken) {
 				t.Errorf("fmt %s prints a secret: %s", verb, out)
 			}
 		}
@@ -304,7 +306,7 @@ func TestValidation(t *testing.T) {
 		}
 	}
 	var sent atomic.Int64
-	srv := newServer(t, http.HandlerFunc(func(http.ResponseWriter, *http.Request) { sent.Add(1) }))
+	srv := sotest.NewServer(t, http.HandlerFunc(func(http.ResponseWriter, *http.Request) { sent.Add(1) }))
 	c := newTestClient(t, srv.URL, nil)
 	if _, err := c.ForceResyncExternal(bg, 1, erpsync.ActorCustomer, nil); !errors.Is(err, erpsync.ErrEmptyKeys) {
 		t.Errorf("empty keys: %v", err)
@@ -323,8 +325,8 @@ func TestValidation(t *testing.T) {
 
 func TestResponseTooLarge(t *testing.T) {
 	t.Parallel()
-	srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Write(readTestdata(t, "reply_success.json"))
+	srv := sotest.NewServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write(sotest.ReadTestdata(t, "reply_success.json"))
 	}))
 	c := newTestClient(t, srv.URL, func(cfg *Config) { cfg.MaxResponseBytes = 64 })
 	if _, err := c.ForceResyncExternal(bg, 1, erpsync.ActorCustomer, []string{"k"}); !errors.Is(err, erpsync.ErrResponseTooLarge) {

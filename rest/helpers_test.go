@@ -1,70 +1,26 @@
 package rest
 
 import (
-	"bytes"
 	"context"
 	"flag"
 	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/erpresync/erpresync/auth"
+	"github.com/erpresync/erpresync/internal/sotest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
-const (
-	testAppToken = "APP-TOKEN-SECRET-1234"
-	testTicket   = "7T:TICKET-SECRET-ABCD=="
-	testTenant   = "/Cust12345"
-)
-
 var bg = context.Background()
-
-func readTestdata(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// checkGolden compares got with testdata/name, or rewrites the file under -update.
-func checkGolden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./rest -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the golden file (run go test ./rest -update if the change is intended)\ngot:\n%s\nwant:\n%s", name, got, want)
-	}
-}
-
-func newServer(t testing.TB, h http.Handler) *httptest.Server {
-	t.Helper()
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	return srv
-}
 
 // newTestClient returns a Client for srv with a static ticket; mut may adjust the Config.
 func newTestClient(t testing.TB, baseURL string, mut func(*Config)) *Client {
 	t.Helper()
 	cfg := Config{
-		BaseURL:    baseURL + testTenant,
-		AppToken:   testAppToken,
-		Auth:       auth.NewStaticTicket(testTicket),
+		BaseURL:    baseURL + sotest.Tenant,
+		AppToken:   sotest.AppToken,
+		Auth:       auth.NewStaticTicket(sotest.Ticket),
 		HTTPClient: &http.Client{},
 	}
 	if mut != nil {

@@ -3,13 +3,10 @@ package soap
 import (
 	"context"
 	"crypto"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +24,7 @@ import (
 
 	"github.com/erpresync/erpresync/auth"
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/sotest"
 	"github.com/erpresync/erpresync/internal/xmltext"
 )
 
@@ -50,15 +48,15 @@ var (
 
 func newFakeNetServer(t *testing.T, password string) (*fakeNetServer, string) {
 	f := &fakeNetServer{password: password, valid: map[string]bool{}}
-	srv := newServer(t, f)
-	return f, srv.URL + testTenant
+	srv := sotest.NewServer(t, f)
+	return f, srv.URL + sotest.Tenant
 }
 
 func (f *fakeNetServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
 	switch {
-	case strings.EqualFold(r.URL.Path, testTenant+"/Remote/Services88/SoPrincipal.svc"):
+	case strings.EqualFold(r.URL.Path, sotest.Tenant+"/Remote/Services88/SoPrincipal.svc"):
 		if r.Header.Get("SOAPAction") != `"http://www.superoffice.net/ws/crm/NetServer/Services88/SoPrincipal/AuthenticateUsernamePassword"` {
 			http.Error(w, "bad action", http.StatusInternalServerError)
 			return
@@ -77,7 +75,7 @@ func (f *fakeNetServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.valid[ticket] = true
 		f.mu.Unlock()
 		w.Write([]byte(strings.Replace(string(readTestdataNoT("login_ok.xml")), "7T:TICKET-PLACEHOLDER==", ticket, 1)))
-	case strings.EqualFold(r.URL.Path, testTenant+pathErpSync):
+	case strings.EqualFold(r.URL.Path, sotest.Tenant+pathErpSync):
 		f.calls.Add(1)
 		m := reTicket.FindSubmatch(body)
 		f.mu.Lock()
@@ -214,34 +212,12 @@ func TestLoginRefused(t *testing.T) {
 	})
 }
 
-var rsaKey = sync.OnceValue(func() *rsa.PrivateKey {
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		panic(err)
-	}
-	return k
-})
-
-func makeJWT(t testing.TB, key *rsa.PrivateKey, claims map[string]any) string {
-	t.Helper()
-	enc := base64.RawURLEncoding
-	hdr := enc.EncodeToString([]byte(`{"alg":"RS256","typ":"JWT"}`))
-	body, _ := json.Marshal(claims)
-	data := hdr + "." + enc.EncodeToString(body)
-	sum := sha256.Sum256([]byte(data))
-	sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, sum[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data + "." + enc.EncodeToString(sig)
-}
-
 // systemUserServer verifies the signed system token like SuperOffice's login service and
 // answers with a JWT carrying the ticket; ErpSync accepts that ticket.
 func systemUserServer(t *testing.T, systemToken, appToken string) (string, *atomic.Int64) {
 	var logins atomic.Int64
 	const ticket = "7T:system-user-ticket=="
-	key := rsaKey()
+	key := sotest.RSAKey()
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /Login/api/PartnerSystemUser/Authenticate", func(w http.ResponseWriter, r *http.Request) {
 		logins.Add(1)
@@ -274,10 +250,10 @@ func systemUserServer(t *testing.T, systemToken, appToken string) (string, *atom
 		}
 		json.NewEncoder(w).Encode(map[string]any{
 			"IsSuccessful": true, "ErrorMessage": "",
-			"Token": makeJWT(t, key, map[string]any{"http://schemes.superoffice.net/identity/ticket": ticket, "http://schemes.superoffice.net/identity/ctx": "Cust12345"}),
+			"Token": sotest.MakeJWT(t, key, map[string]any{"http://schemes.superoffice.net/identity/ticket": ticket, "http://schemes.superoffice.net/identity/ctx": "Cust12345"}),
 		})
 	})
-	mux.HandleFunc("POST "+testTenant+pathErpSync, func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("POST "+sotest.Tenant+pathErpSync, func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		if m := reTicket.FindSubmatch(body); m == nil || string(m[1]) != ticket || !strings.Contains(string(body), "<ApplicationToken xmlns=\""+xmltext.NetServer+"\">"+appToken+"<") {
 			w.Write(readTestdataNoT("response_exception.xml"))
@@ -285,29 +261,8 @@ func systemUserServer(t *testing.T, systemToken, appToken string) (string, *atom
 		}
 		w.Write(readTestdataNoT("response_success.xml"))
 	})
-	srv := newServer(t, mux)
+	srv := sotest.NewServer(t, mux)
 	return srv.URL, &logins
-}
-
-func pemKey(t testing.TB, typ string) []byte {
-	key := rsaKey()
-	switch typ {
-	case "PKCS1":
-		return pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
-	case "PKCS8":
-		b, err := x509.MarshalPKCS8PrivateKey(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: b})
-	case "XML":
-		b64 := func(n *big.Int) string { return base64.StdEncoding.EncodeToString(n.Bytes()) }
-		return []byte(fmt.Sprintf("<RSAKeyValue><Modulus>%s</Modulus><Exponent>%s</Exponent><P>%s</P><Q>%s</Q><DP>%s</DP><DQ>%s</DQ><InverseQ>%s</InverseQ><D>%s</D></RSAKeyValue>",
-			b64(key.N), b64(big.NewInt(int64(key.E))), b64(key.Primes[0]), b64(key.Primes[1]),
-			b64(key.Precomputed.Dp), b64(key.Precomputed.Dq), b64(key.Precomputed.Qinv), b64(key.D)))
-	}
-	t.Fatalf("unknown key type %s", typ)
-	return nil
 }
 
 func TestSystemUserAuth(t *testing.T) {
@@ -320,15 +275,15 @@ func TestSystemUserAuth(t *testing.T) {
 		jwtKey   *rsa.PublicKey
 		check    func(t *testing.T, resp *erpsync.Result, err error)
 	}{
-		{name: "PKCS#1 key", keyType: "PKCS1", appToken: testAppToken, check: wantOK},
-		{name: "PKCS#8 key, JWT verified", keyType: "PKCS8", appToken: testAppToken, jwtKey: &rsaKey().PublicKey, check: wantOK},
-		{name: "RSAKeyValue XML key", keyType: "XML", appToken: testAppToken, check: wantOK},
+		{name: "PKCS#1 key", keyType: "PKCS1", appToken: sotest.AppToken, check: wantOK},
+		{name: "PKCS#8 key, JWT verified", keyType: "PKCS8", appToken: sotest.AppToken, jwtKey: &sotest.RSAKey().PublicKey, check: wantOK},
+		{name: "RSAKeyValue XML key", keyType: "XML", appToken: sotest.AppToken, check: wantOK},
 		{name: "refused", keyType: "PKCS1", appToken: "WRONG-APP-TOKEN", check: func(t *testing.T, _ *erpsync.Result, err error) {
 			if !errors.Is(err, erpsync.ErrLoginRefused) || !strings.Contains(err.Error(), "Invalid application token") {
 				t.Fatalf("err = %v, want erpsync.ErrLoginRefused with the server's message", err)
 			}
 		}},
-		{name: "JWT signed by another key", keyType: "PKCS1", appToken: testAppToken, jwtKey: &rsa.PublicKey{N: big.NewInt(0).Add(rsaKey().N, big.NewInt(2)), E: 65537},
+		{name: "JWT signed by another key", keyType: "PKCS1", appToken: sotest.AppToken, jwtKey: &rsa.PublicKey{N: big.NewInt(0).Add(sotest.RSAKey().N, big.NewInt(2)), E: 65537},
 			check: func(t *testing.T, _ *erpsync.Result, err error) {
 				var pe *erpsync.ProtocolError
 				if !errors.As(err, &pe) || !strings.Contains(err.Error(), "signature") {
@@ -339,11 +294,11 @@ func TestSystemUserAuth(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			base, logins := systemUserServer(t, systemToken, testAppToken)
+			base, logins := systemUserServer(t, systemToken, sotest.AppToken)
 			auth, err := auth.NewSystemUserAuth(auth.SystemUserAuthConfig{
 				LoginURL:          base + "/Login/api/PartnerSystemUser/Authenticate",
 				SystemToken:       systemToken,
-				PrivateKey:        pemKey(t, tt.keyType),
+				PrivateKey:        sotest.PEMKey(t, tt.keyType),
 				AppToken:          tt.appToken,
 				ContextIdentifier: "Cust12345",
 				HTTPClient:        &http.Client{},
@@ -352,7 +307,7 @@ func TestSystemUserAuth(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c, err := New(Config{BaseURL: base + testTenant, AppToken: tt.appToken, Auth: auth})
+			c, err := New(Config{BaseURL: base + sotest.Tenant, AppToken: tt.appToken, Auth: auth})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -385,7 +340,7 @@ func rejectingServer(t *testing.T, hold map[string]int) *Client {
 	}
 	var mu sync.Mutex
 	gates := map[string]chan struct{}{}
-	srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := sotest.NewServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		var ticket string
 		if m := reTicket.FindSubmatch(body); m != nil {
@@ -407,7 +362,7 @@ func rejectingServer(t *testing.T, hold map[string]int) *Client {
 		case <-r.Context().Done():
 			return
 		}
-		cannedReply(200, "text/xml", readTestdata(t, "response_exception.xml"))(w, r)
+		sotest.CannedReply(200, "text/xml", sotest.ReadTestdata(t, "response_exception.xml"))(w, r)
 	}))
 	return newTestClient(t, srv.URL, nil)
 }

@@ -8,17 +8,8 @@ import (
 	"testing"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/sotest"
 )
-
-var benchSizes = []int{1, 100, 1000}
-
-func benchKeys(n int) []string {
-	keys := make([]string, n)
-	for i := range keys {
-		keys[i] = "ERP-" + strconv.Itoa(100000+i)
-	}
-	return keys
-}
 
 // benchReply builds a WCF-shaped success reply with n updated records, one per key.
 func benchReply(n int) []byte {
@@ -37,9 +28,9 @@ func benchReply(n int) []byte {
 }
 
 func BenchmarkEncodeRequest(b *testing.B) {
-	for _, n := range benchSizes {
+	for _, n := range sotest.BenchSizes {
 		b.Run("keys="+strconv.Itoa(n), func(b *testing.B) {
-			keys := benchKeys(n)
+			keys := sotest.BenchKeys(n)
 			var buf []byte
 			b.ReportAllocs()
 			for b.Loop() {
@@ -48,7 +39,7 @@ func BenchmarkEncodeRequest(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				buf = appendForceResyncExternal(buf[:0], false, testAppToken, testTicket, 3, erpsync.ActorCustomer, keys)
+				buf = appendForceResyncExternal(buf[:0], false, sotest.AppToken, sotest.Ticket, 3, erpsync.ActorCustomer, keys)
 			}
 			b.SetBytes(int64(len(buf)))
 		})
@@ -56,7 +47,7 @@ func BenchmarkEncodeRequest(b *testing.B) {
 }
 
 func BenchmarkDecodeResponse(b *testing.B) {
-	for _, n := range benchSizes {
+	for _, n := range sotest.BenchSizes {
 		b.Run("keys="+strconv.Itoa(n), func(b *testing.B) {
 			data := benchReply(n)
 			b.SetBytes(int64(len(data)))
@@ -91,11 +82,11 @@ type baselineEnvelope struct {
 }
 
 func BenchmarkEncodeRequestBaseline(b *testing.B) {
-	for _, n := range benchSizes {
+	for _, n := range sotest.BenchSizes {
 		b.Run("keys="+strconv.Itoa(n), func(b *testing.B) {
-			keys := benchKeys(n)
+			keys := sotest.BenchKeys(n)
 			var env baselineEnvelope
-			env.Header.AppToken, env.Header.Ticket = testAppToken, testTicket
+			env.Header.AppToken, env.Header.Ticket = sotest.AppToken, sotest.Ticket
 			env.Body.Call.ErpConnectionID, env.Body.Call.ErpActorType, env.Body.Call.Keys = 3, "Customer", keys
 			b.ReportAllocs()
 			for b.Loop() {
@@ -129,7 +120,7 @@ type baselineItem struct {
 }
 
 func BenchmarkDecodeResponseBaseline(b *testing.B) {
-	for _, n := range benchSizes {
+	for _, n := range sotest.BenchSizes {
 		b.Run("keys="+strconv.Itoa(n), func(b *testing.B) {
 			data := benchReply(n)
 			b.SetBytes(int64(len(data)))

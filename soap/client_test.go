@@ -15,6 +15,7 @@ import (
 
 	"github.com/erpresync/erpresync/auth"
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/sotest"
 )
 
 func TestNewValidation(t *testing.T) {
@@ -60,7 +61,7 @@ func TestNewValidation(t *testing.T) {
 func TestCallValidation(t *testing.T) {
 	t.Parallel()
 	var hits atomic.Int64
-	srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	srv := sotest.NewServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
 	c := newTestClient(t, srv.URL, nil)
 	long := strings.Repeat("é", erpsync.MaxKeyLength+1)
 	tests := []struct {
@@ -112,7 +113,7 @@ func TestClientReplies(t *testing.T) {
 	}{
 		{
 			name:    "success",
-			handler: cannedReply(200, "text/xml; charset=utf-8", readTestdata(t, "response_success.xml")),
+			handler: sotest.CannedReply(200, "text/xml; charset=utf-8", sotest.ReadTestdata(t, "response_success.xml")),
 			check: func(t *testing.T, resp *erpsync.Result, err error) {
 				if err != nil || !resp.IsOk || resp.Changes.Updated[0].RecordID != 123 {
 					t.Fatalf("got %+v, %v", resp, err)
@@ -121,7 +122,7 @@ func TestClientReplies(t *testing.T) {
 		},
 		{
 			name:    "business failure is a result",
-			handler: cannedReply(200, "text/xml; charset=utf-8", readTestdata(t, "response_business_failure.xml")),
+			handler: sotest.CannedReply(200, "text/xml; charset=utf-8", sotest.ReadTestdata(t, "response_business_failure.xml")),
 			check: func(t *testing.T, resp *erpsync.Result, err error) {
 				if err != nil || resp.IsOk || resp.Status != erpsync.StatusError || resp.ErrorCode != "ERP-404" {
 					t.Fatalf("got %+v, %v", resp, err)
@@ -130,7 +131,7 @@ func TestClientReplies(t *testing.T) {
 		},
 		{
 			name:    "seed SOAP 1.2 reply",
-			handler: cannedReply(200, "application/soap+xml; charset=utf-8", readTestdata(t, "response_seed.xml")),
+			handler: sotest.CannedReply(200, "application/soap+xml; charset=utf-8", sotest.ReadTestdata(t, "response_seed.xml")),
 			check: func(t *testing.T, resp *erpsync.Result, err error) {
 				if err != nil || resp.IsOk || resp.Status != erpsync.StatusOk {
 					t.Fatalf("got %+v, %v", resp, err)
@@ -139,7 +140,7 @@ func TestClientReplies(t *testing.T) {
 		},
 		{
 			name:    "HTML 503 page",
-			handler: cannedReply(503, "text/html", html),
+			handler: sotest.CannedReply(503, "text/html", html),
 			check: func(t *testing.T, resp *erpsync.Result, err error) {
 				var he *erpsync.HTTPError
 				if !errors.As(err, &he) {
@@ -183,7 +184,7 @@ func TestClientReplies(t *testing.T) {
 		},
 		{
 			name:    "415 wrong content type",
-			handler: cannedReply(415, "", []byte("Cannot process the message because the content type 'application/soap+xml' was not the expected type 'text/xml; charset=utf-8'.")),
+			handler: sotest.CannedReply(415, "", []byte("Cannot process the message because the content type 'application/soap+xml' was not the expected type 'text/xml; charset=utf-8'.")),
 			check: func(t *testing.T, resp *erpsync.Result, err error) {
 				var he *erpsync.HTTPError
 				if !errors.As(err, &he) || he.StatusCode != 415 {
@@ -193,7 +194,7 @@ func TestClientReplies(t *testing.T) {
 		},
 		{
 			name:    "SOAP 1.1 fault with HTTP 500",
-			handler: cannedReply(500, "text/xml; charset=utf-8", readTestdata(t, "response_fault11.xml")),
+			handler: sotest.CannedReply(500, "text/xml; charset=utf-8", sotest.ReadTestdata(t, "response_fault11.xml")),
 			check: func(t *testing.T, resp *erpsync.Result, err error) {
 				var f *erpsync.FaultError
 				if !errors.As(err, &f) || f.HTTPStatus != 500 || f.Code != "a:ActionNotSupported" || !strings.Contains(f.Reason, "ContractFilter") {
@@ -203,7 +204,7 @@ func TestClientReplies(t *testing.T) {
 		},
 		{
 			name:    "NetServer exception",
-			handler: cannedReply(200, "text/xml; charset=utf-8", readTestdata(t, "response_exception.xml")),
+			handler: sotest.CannedReply(200, "text/xml; charset=utf-8", sotest.ReadTestdata(t, "response_exception.xml")),
 			check: func(t *testing.T, resp *erpsync.Result, err error) {
 				var ex *erpsync.ExceptionError
 				if !errors.As(err, &ex) || ex.Type != "SoSecurityException" || !ex.TicketRejected || !erpsync.IsTicketError(err) {
@@ -213,7 +214,7 @@ func TestClientReplies(t *testing.T) {
 		},
 		{
 			name:    "malformed XML with 200",
-			handler: cannedReply(200, "text/xml", []byte(`<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><oops></s:Body>`)),
+			handler: sotest.CannedReply(200, "text/xml", []byte(`<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><oops></s:Body>`)),
 			check: func(t *testing.T, resp *erpsync.Result, err error) {
 				var pe *erpsync.ProtocolError
 				if !errors.As(err, &pe) || pe.HTTPStatus != 200 || pe.Reason != "malformed XML" {
@@ -223,7 +224,7 @@ func TestClientReplies(t *testing.T) {
 		},
 		{
 			name:    "HTML with 200",
-			handler: cannedReply(200, "text/html", html),
+			handler: sotest.CannedReply(200, "text/html", html),
 			check: func(t *testing.T, resp *erpsync.Result, err error) {
 				var pe *erpsync.ProtocolError
 				if !errors.As(err, &pe) {
@@ -233,7 +234,7 @@ func TestClientReplies(t *testing.T) {
 		},
 		{
 			name:    "oversized reply with Content-Length",
-			handler: cannedReply(200, "text/xml", []byte(strings.Repeat("x", 5000))),
+			handler: sotest.CannedReply(200, "text/xml", []byte(strings.Repeat("x", 5000))),
 			check: func(t *testing.T, resp *erpsync.Result, err error) {
 				if !errors.Is(err, erpsync.ErrResponseTooLarge) || !strings.Contains(err.Error(), "4096") {
 					t.Fatalf("err = %v, want erpsync.ErrResponseTooLarge naming the cap", err)
@@ -258,7 +259,7 @@ func TestClientReplies(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			srv := newServer(t, tt.handler)
+			srv := sotest.NewServer(t, tt.handler)
 			c := newTestClient(t, srv.URL, func(cfg *Config) { cfg.MaxResponseBytes = 4096 })
 			c.http.SetClock(func() time.Time { return fixedNow })
 			resp, err := c.ForceResyncExternal(bg, 3, erpsync.ActorCustomer, []string{"10001"})
@@ -317,7 +318,7 @@ func TestClientTransportErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var hits atomic.Int64
-			srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			srv := sotest.NewServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				hits.Add(1)
 				tt.handler(w, r)
 			}))
@@ -337,7 +338,7 @@ func TestClientTransportErrors(t *testing.T) {
 	blocking := func(t *testing.T) (*Client, chan struct{}) {
 		arrived := make(chan struct{}, 1)
 		release := make(chan struct{})
-		srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		srv := sotest.NewServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			arrived <- struct{}{}
 			select {
 			case <-r.Context().Done():
@@ -384,9 +385,9 @@ func TestClientTransportErrors(t *testing.T) {
 func TestStaticTicketRejected(t *testing.T) {
 	t.Parallel()
 	var hits atomic.Int64
-	srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := sotest.NewServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hits.Add(1)
-		cannedReply(200, "text/xml", readTestdata(t, "response_exception.xml"))(w, r)
+		sotest.CannedReply(200, "text/xml", sotest.ReadTestdata(t, "response_exception.xml"))(w, r)
 	}))
 	c := newTestClient(t, srv.URL, nil)
 	_, err := c.ForceResyncExternal(bg, 1, erpsync.ActorCustomer, []string{"k"})
@@ -401,7 +402,7 @@ func TestStaticTicketRejected(t *testing.T) {
 // TestTicketErrorPattern checks that Config.TicketErrorPattern decides what is a ticket error.
 func TestTicketErrorPattern(t *testing.T) {
 	t.Parallel()
-	srv := newServer(t, cannedReply(200, "text/xml", readTestdata(t, "response_exception.xml")))
+	srv := sotest.NewServer(t, sotest.CannedReply(200, "text/xml", sotest.ReadTestdata(t, "response_exception.xml")))
 	c := newTestClient(t, srv.URL, func(cfg *Config) { cfg.TicketErrorPattern = regexp.MustCompile(`^NoSuchThing$`) })
 	_, err := c.ForceResyncExternal(bg, 1, erpsync.ActorCustomer, []string{"k"})
 	var ex *erpsync.ExceptionError
@@ -423,12 +424,12 @@ func TestRedirectNotFollowed(t *testing.T) {
 			mux := http.NewServeMux()
 			mux.HandleFunc("/elsewhere/", func(w http.ResponseWriter, r *http.Request) {
 				elsewhere.Add(1)
-				cannedReply(200, "text/xml", readTestdata(t, "response_success.xml"))(w, r)
+				sotest.CannedReply(200, "text/xml", sotest.ReadTestdata(t, "response_success.xml"))(w, r)
 			})
-			mux.HandleFunc(testTenant+pathErpSync, func(w http.ResponseWriter, r *http.Request) {
+			mux.HandleFunc(sotest.Tenant+pathErpSync, func(w http.ResponseWriter, r *http.Request) {
 				http.Redirect(w, r, "/elsewhere"+pathErpSync, status)
 			})
-			srv := newServer(t, mux)
+			srv := sotest.NewServer(t, mux)
 			// The package's own client, and a caller's client without a redirect policy.
 			for _, hc := range []*http.Client{nil, {}} {
 				c := newTestClient(t, srv.URL, func(cfg *Config) { cfg.HTTPClient = hc })
@@ -453,19 +454,19 @@ func TestReplyBodyDrained(t *testing.T) {
 		name    string
 		handler http.HandlerFunc
 	}{
-		{"success", cannedReply(200, "text/xml", readTestdata(t, "response_success.xml"))},
-		{"business failure", cannedReply(200, "text/xml", readTestdata(t, "response_business_failure.xml"))},
-		{"exception", cannedReply(200, "text/xml", readTestdata(t, "response_exception.xml"))},
-		{"fault", cannedReply(500, "text/xml", readTestdata(t, "response_fault11.xml"))},
-		{"HTML 503", cannedReply(503, "text/html", []byte("<!DOCTYPE html><html><body>down for maintenance</body></html>"))},
-		{"429 without body", cannedReply(429, "", nil)},
-		{"not SOAP with 200", cannedReply(200, "text/html", []byte("<html>not SOAP</html>"))},
-		{"malformed XML", cannedReply(200, "text/xml", []byte("<s:Envelope><oops>"))},
+		{"success", sotest.CannedReply(200, "text/xml", sotest.ReadTestdata(t, "response_success.xml"))},
+		{"business failure", sotest.CannedReply(200, "text/xml", sotest.ReadTestdata(t, "response_business_failure.xml"))},
+		{"exception", sotest.CannedReply(200, "text/xml", sotest.ReadTestdata(t, "response_exception.xml"))},
+		{"fault", sotest.CannedReply(500, "text/xml", sotest.ReadTestdata(t, "response_fault11.xml"))},
+		{"HTML 503", sotest.CannedReply(503, "text/html", []byte("<!DOCTYPE html><html><body>down for maintenance</body></html>"))},
+		{"429 without body", sotest.CannedReply(429, "", nil)},
+		{"not SOAP with 200", sotest.CannedReply(200, "text/html", []byte("<html>not SOAP</html>"))},
+		{"malformed XML", sotest.CannedReply(200, "text/xml", []byte("<s:Envelope><oops>"))},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			srv := newServer(t, tt.handler)
+			srv := sotest.NewServer(t, tt.handler)
 			spy := &bodySpy{}
 			c := newTestClient(t, srv.URL, func(cfg *Config) { cfg.HTTPClient = &http.Client{Transport: spy} })
 			_, _ = c.ForceResyncExternal(bg, 1, erpsync.ActorCustomer, []string{"k"})

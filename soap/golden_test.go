@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/golden"
+	"github.com/erpresync/erpresync/internal/sotest"
 	"github.com/erpresync/erpresync/tasks"
 )
 
@@ -61,13 +63,13 @@ func TestRequestGolden(t *testing.T) {
 			var mu sync.Mutex
 			var got *http.Request
 			var body []byte
-			srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			srv := sotest.NewServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				b, _ := io.ReadAll(r.Body)
 				mu.Lock()
 				got, body = r, b
 				mu.Unlock()
 				w.Header().Set("Content-Type", "text/xml; charset=utf-8")
-				w.Write(readTestdata(t, "response_success.xml"))
+				w.Write(sotest.ReadTestdata(t, "response_success.xml"))
 			}))
 			c := newTestClient(t, srv.URL, func(cfg *Config) { cfg.SOAP12 = tt.soap12 })
 			var err error
@@ -95,7 +97,7 @@ func TestRequestGolden(t *testing.T) {
 			} else if tt.wantSOAPAction != "" && got.Header.Get("SOAPAction") != tt.wantSOAPAction {
 				t.Errorf("SOAPAction = %q, want %q", got.Header.Get("SOAPAction"), tt.wantSOAPAction)
 			}
-			checkGolden(t, tt.golden, body)
+			golden.Check(t, tt.golden, body, *update)
 		})
 	}
 }
@@ -104,7 +106,7 @@ func TestRequestGolden(t *testing.T) {
 func TestRequestEscapingRoundTrip(t *testing.T) {
 	t.Parallel()
 	keys := []string{`a&b<c>"d'`, "line1\r\nline2\ttab", "\r", " lead and trail ", "]]>", "Ærø-😀"}
-	b := appendForceResyncExternal(nil, false, testAppToken, testTicket, 1, erpsync.ActorSale, keys)
+	b := appendForceResyncExternal(nil, false, sotest.AppToken, sotest.Ticket, 1, erpsync.ActorSale, keys)
 	var env struct {
 		Body struct {
 			Req struct {
@@ -136,7 +138,7 @@ func TestSeedCopyExact(t *testing.T) {
 	s = s[i+len("ForceResyncExternal Response\n"):]
 	j := strings.Index(s, "</SOAP-ENV:Envelope>")
 	want := s[:j+len("</SOAP-ENV:Envelope>")]
-	if got := readTestdata(t, "response_seed.xml"); !bytes.Equal(got, []byte(want)) {
+	if got := sotest.ReadTestdata(t, "response_seed.xml"); !bytes.Equal(got, []byte(want)) {
 		t.Errorf("testdata/response_seed.xml is not the seed's response as printed")
 	}
 }
@@ -199,7 +201,7 @@ func TestParseResponseGolden(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := ParseResponse(readTestdata(t, tt.file))
+			got, err := ParseResponse(sotest.ReadTestdata(t, tt.file))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -214,7 +216,7 @@ func TestParseResponseErrors(t *testing.T) {
 	t.Parallel()
 	t.Run("exception", func(t *testing.T) {
 		t.Parallel()
-		_, err := ParseResponse(readTestdata(t, "response_exception.xml"))
+		_, err := ParseResponse(sotest.ReadTestdata(t, "response_exception.xml"))
 		var ex *erpsync.ExceptionError
 		if !errors.As(err, &ex) {
 			t.Fatalf("err = %v, want *erpsync.ExceptionError", err)
@@ -246,7 +248,7 @@ func TestParseResponseErrors(t *testing.T) {
 	for _, tt := range faults {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := ParseResponse(readTestdata(t, tt.file))
+			_, err := ParseResponse(sotest.ReadTestdata(t, tt.file))
 			var f *erpsync.FaultError
 			if !errors.As(err, &f) {
 				t.Fatalf("err = %v, want *erpsync.FaultError", err)
@@ -292,7 +294,7 @@ func TestParseResponseErrors(t *testing.T) {
 // connector's "no", and the batch be split, retried and dead-lettered as one.
 func TestReplyWithoutIsOk(t *testing.T) {
 	t.Parallel()
-	srv := newServer(t, cannedReply(200, "text/xml; charset=utf-8", readTestdata(t, "response_no_isok.xml")))
+	srv := sotest.NewServer(t, sotest.CannedReply(200, "text/xml; charset=utf-8", sotest.ReadTestdata(t, "response_no_isok.xml")))
 	c := newTestClient(t, srv.URL, nil)
 	resp, err := c.ForceResyncExternal(bg, 3, erpsync.ActorCustomer, []string{"10002"})
 	var pe *erpsync.ProtocolError

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/sotest"
 	"github.com/erpresync/erpresync/tasks"
 )
 
@@ -99,7 +100,7 @@ func TestHostileReplies(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var sent atomic.Int64
-			srv := newServer(t, tt.handler(&sent))
+			srv := sotest.NewServer(t, tt.handler(&sent))
 			timeout := tt.timeout
 			if timeout == 0 {
 				timeout = time.Minute // a safety net; none of these should come near it

@@ -10,6 +10,7 @@ import (
 	"github.com/erpresync/erpresync/auth"
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/internal/httpcall"
+	"github.com/erpresync/erpresync/internal/sotest"
 )
 
 func TestSecretsNeverPrinted(t *testing.T) {
@@ -18,12 +19,12 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		password    = "PASSWORD-SECRET-9876"
 		systemToken = "SYSTEM-TOKEN-SECRET-5555"
 	)
-	keyPEM := pemKey(t, "PKCS8")
+	keyPEM := sotest.PEMKey(t, "PKCS8")
 	keyChunk := strings.Split(string(keyPEM), "\n")[2] // a line of base64 key material
 
 	_, base := newFakeNetServer(t, password)
-	pwCfg := auth.PasswordAuthConfig{BaseURL: "https://user:URLPASS-SECRET@crm.example.com/SuperOffice", UserName: "SAL0", Password: password, AppToken: testAppToken}
-	pw, err := auth.NewPasswordAuth(auth.PasswordAuthConfig{BaseURL: base, UserName: "SAL0", Password: password, AppToken: testAppToken})
+	pwCfg := auth.PasswordAuthConfig{BaseURL: "https://user:URLPASS-SECRET@crm.example.com/SuperOffice", UserName: "SAL0", Password: password, AppToken: sotest.AppToken}
+	pw, err := auth.NewPasswordAuth(auth.PasswordAuthConfig{BaseURL: base, UserName: "SAL0", Password: password, AppToken: sotest.AppToken})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,31 +34,31 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	ticket, _ := pw.Ticket(bg)
 	suCfg := auth.SystemUserAuthConfig{
 		LoginURL: "https://sod.superoffice.com/Login/api/PartnerSystemUser/Authenticate", SystemToken: systemToken,
-		PrivateKey: keyPEM, AppToken: testAppToken, ContextIdentifier: "Cust12345",
+		PrivateKey: keyPEM, AppToken: sotest.AppToken, ContextIdentifier: "Cust12345",
 	}
 	su, err := auth.NewSystemUserAuth(suCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{BaseURL: base, AppToken: testAppToken, Auth: pw}
+	cfg := Config{BaseURL: base, AppToken: sotest.AppToken, Auth: pw}
 	client, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	static := auth.NewStaticTicket(testTicket)
+	static := auth.NewStaticTicket(sotest.Ticket)
 	cache := auth.NewTicketCache(static.Ticket, 0)
 	if _, err := cache.Ticket(bg); err != nil {
 		t.Fatal(err)
 	}
 
-	secrets := []string{testAppToken, testTicket, ticket, password, systemToken, keyChunk, "URLPASS-SECRET"}
+	secrets := []string{sotest.AppToken, sotest.Ticket, ticket, password, systemToken, keyChunk, "URLPASS-SECRET"}
 	values := []struct {
 		name string
 		v    any
 	}{
 		{"Config", cfg},
 		{"*Config", &cfg},
-		{"Config with auth.StaticTicket", Config{BaseURL: base, AppToken: testAppToken, Auth: static}},
+		{"Config with auth.StaticTicket", Config{BaseURL: base, AppToken: sotest.AppToken, Auth: static}},
 		{"struct holding Config", struct{ C Config }{cfg}},
 		{"*Client", client},
 		{"*auth.StaticTicket", static},
@@ -85,21 +86,21 @@ func TestSecretsNeverPrinted(t *testing.T) {
 // get them into error text or error fields.
 func TestSecretsNotEchoedInErrors(t *testing.T) {
 	t.Parallel()
-	echo := "ticket " + testTicket + " for application " + testAppToken + " has expired"
-	exception := strings.Replace(string(readTestdata(t, "response_exception.xml")), "Ticket is not valid or has expired", echo, 1)
-	fault := strings.Replace(string(readTestdata(t, "response_fault11.xml")), "The message with Action", echo, 1)
+	echo := "ticket " + sotest.Ticket + " for application " + sotest.AppToken + " has expired"
+	exception := strings.Replace(string(sotest.ReadTestdata(t, "response_exception.xml")), "Ticket is not valid or has expired", echo, 1)
+	fault := strings.Replace(string(sotest.ReadTestdata(t, "response_fault11.xml")), "The message with Action", echo, 1)
 	tests := []struct {
 		name    string
 		handler http.HandlerFunc
 	}{
-		{"exception", cannedReply(200, "text/xml", []byte(exception))},
-		{"fault", cannedReply(500, "text/xml", []byte(fault))},
-		{"HTML page", cannedReply(503, "text/html", []byte("<html><body>"+echo+"</body></html>"))},
+		{"exception", sotest.CannedReply(200, "text/xml", []byte(exception))},
+		{"fault", sotest.CannedReply(500, "text/xml", []byte(fault))},
+		{"HTML page", sotest.CannedReply(503, "text/html", []byte("<html><body>"+echo+"</body></html>"))},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			srv := newServer(t, tt.handler)
+			srv := sotest.NewServer(t, tt.handler)
 			c := newTestClient(t, srv.URL, nil)
 			_, err := c.ForceResyncExternal(bg, 1, erpsync.ActorCustomer, []string{"k"})
 			if err == nil {
@@ -118,7 +119,7 @@ func TestSecretsNotEchoedInErrors(t *testing.T) {
 			if errors.As(err, &f) {
 				text += f.Reason
 			}
-			for _, s := range []string{testTicket, testAppToken} {
+			for _, s := range []string{sotest.Ticket, sotest.AppToken} {
 				if strings.Contains(text, s) {
 					t.Errorf("error carries a secret: %s", text)
 				}

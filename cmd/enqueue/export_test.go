@@ -57,8 +57,7 @@ func deadRun(t *testing.T, rdb redis.UniversalClient, run string, keys ...string
 func TestDeadExportCSVNeutralisesFormulas(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
-	rdb := db.Client()
-	t.Cleanup(func() { rdb.Close() })
+	rdb := db.TestClient(t)
 	url := db.URL()
 	keys := []string{`=HYPERLINK("http://evil.example/?x","click")`, "+31 20 555", "-5", "@SUM(A1)", "'quoted", "'=both", "plain"}
 	deadRun(t, rdb, "formulas", keys...)

@@ -22,8 +22,7 @@ func TestStatusSaysPaused(t *testing.T) {
 	if r := enqueue(t, "", "--erp-connection", "3", "--actor-type", "Customer", "--file", keys, "--run", "paused", "--redis-url", url); r.code != 0 {
 		t.Fatalf("submit: %d %s", r.code, r.stderr)
 	}
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	fl, err := flow.New(flow.Config{Redis: rdb, Tenant: "sod.example.com/cust1", TenantFailures: 1})
 	if err != nil {
 		t.Fatal(err)

@@ -33,34 +33,12 @@ func TestStatusWaitGivesUpOnAuthHold(t *testing.T) {
 	db := redistest.New(t)
 	url := db.URL()
 	keys := writeKeys(t, "k.txt", "H1\nH2\nH3\n")
-	if r := enqueue(t, "", "--erp-connection", "3", "--actor-type", "Customer", "--file", keys, "--run", "held",
-		"--batch-size", "2", "--redis-url", url, "--queue", "held"); r.code != 0 {
-		t.Fatalf("submit: exit %d\n%s%s", r.code, r.stdout, r.stderr)
-	}
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	h, err := tasks.NewHandler(tasks.HandlerConfig{Resyncer: refusingSO{}, Ledger: ledger.NewLedger(rdb), Redis: rdb})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := asynq.NewServer(db.Opt(), asynq.Config{Queues: map[string]int{"held": 1}, Concurrency: 2, LogLevel: asynq.FatalLevel,
-		IsFailure: tasks.IsFailure, RetryDelayFunc: func(_ int, err error, _ *asynq.Task) time.Duration { return tasks.RetryAfter(err) }})
-	if err := srv.Start(h); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
-	insp := asynq.NewInspector(db.Opt())
-	defer insp.Close()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if qi, err := insp.GetQueueInfo("held"); err == nil && qi.Retry == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the batches never reached the retry set")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	serveHeld(t, db, keys, h, tasks.IsFailure, func(_ int, err error, _ *asynq.Task) time.Duration { return tasks.RetryAfter(err) })
 
 	r := enqueue(t, "", "status", "held", "--redis-url", url, "--queue", "held")
 	for _, want := range []string{
@@ -125,4 +103,34 @@ func (w *afterLines) Write(p []byte) (int, error) {
 		w.once.Do(w.then)
 	}
 	return n, err
+}
+
+// serveHeld submits the keys in file keys (three, in two batches) as run "held" on queue
+// "held", serves the queue with h under isFailure (nil: every error) and retryDelay, and
+// waits until both batches are in asynq's retry set. The server stops when the test ends.
+func serveHeld(t *testing.T, db *redistest.DB, keys string, h asynq.Handler, isFailure func(error) bool, retryDelay asynq.RetryDelayFunc) {
+	t.Helper()
+	if r := enqueue(t, "", "--erp-connection", "3", "--actor-type", "Customer", "--file", keys, "--run", "held",
+		"--batch-size", "2", "--redis-url", db.URL(), "--queue", "held"); r.code != 0 {
+		t.Fatalf("submit: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	srv := asynq.NewServer(db.Opt(), asynq.Config{Queues: map[string]int{"held": 1}, Concurrency: 2, LogLevel: asynq.FatalLevel,
+		IsFailure: isFailure, RetryDelayFunc: retryDelay})
+	if err := srv.Start(h); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	insp := asynq.NewInspector(db.Opt())
+	defer insp.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		qi, err := insp.GetQueueInfo("held")
+		if err == nil && qi.Retry == 2 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the batches never reached the retry set: %+v %v", qi, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -620,31 +620,9 @@ func TestStatusShowsRetryingBatches(t *testing.T) {
 	db := redistest.New(t)
 	url := db.URL()
 	keys := writeKeys(t, "k.txt", "A1\nA2\nA3\n")
-	if r := enqueue(t, "", "--erp-connection", "3", "--actor-type", "Customer", "--file", keys, "--run", "held",
-		"--batch-size", "2", "--redis-url", url, "--queue", "held"); r.code != 0 {
-		t.Fatalf("submit: %d %s", r.code, r.stderr)
-	}
-	srv := asynq.NewServer(db.Opt(), asynq.Config{Queues: map[string]int{"held": 1}, Concurrency: 2, LogLevel: asynq.FatalLevel,
-		RetryDelayFunc: func(int, error, *asynq.Task) time.Duration { return time.Hour }})
-	if err := srv.Start(asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
+	serveHeld(t, db, keys, asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
 		return errors.New("AUTH FAILURE: SuperOffice refused our credentials")
-	})); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
-	insp := asynq.NewInspector(db.Opt())
-	defer insp.Close()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		qi, err := insp.GetQueueInfo("held")
-		if err == nil && qi.Retry == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("batches never reached the retry set: %+v %v", qi, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	}), nil, func(int, error, *asynq.Task) time.Duration { return time.Hour })
 	r := enqueue(t, "", "status", "held", "--json", "--redis-url", url, "--queue", "held")
 	var st struct {
 		Retrying int    `json:"retrying_batches"`
@@ -853,8 +831,7 @@ func TestStatusRepair(t *testing.T) {
 func TestStatusIncompleteExitsOne(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	meta := ledger.RunMeta{Run: "cut", ErpConnectionID: 3, ActorType: erpsync.ActorCustomer, Source: "http"}
 	// Opened by a producer long gone: its lease has lapsed.
 	gone := ledger.NewLedger(rdb).WithClock(func() time.Time { return time.Now().Add(-2 * ledger.IntakeLease) })

@@ -70,8 +70,7 @@ func runNames(t *testing.T, now time.Time, conn ...string) []string {
 func TestRunsPrune(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
-	rdb := db.Client()
-	t.Cleanup(func() { rdb.Close() })
+	rdb := db.TestClient(t)
 	t0 := time.Date(2026, 10, 1, 2, 0, 0, 0, time.UTC)
 	finishedRun(t, rdb, "old-clean", t0, "A", "B")
 	finishedRun(t, rdb, "old-dead", t0.Add(time.Hour), "C", "BAD1")

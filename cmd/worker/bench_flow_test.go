@@ -4,11 +4,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hibiken/asynq"
-
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/internal/redistest"
-	"github.com/erpresync/erpresync/tasks"
 )
 
 // BenchmarkFlow measures flow control with three worker processes on one Redis, limited to
@@ -50,15 +47,7 @@ func BenchmarkFlow(b *testing.B) {
 		waitFor(b, time.Minute, func() (bool, string) {
 			return runStatus(b, rdb, bulk).ResyncedKeys >= 20, "the bulk run has not started"
 		})
-		task, err := tasks.NewTrickleTask(testConn, erpsync.ActorCustomer, "TRICKLE-B")
-		if err != nil {
-			b.Fatal(err)
-		}
-		client := asynq.NewClientFromRedisClient(rdb)
-		start := time.Now()
-		if _, err := client.Enqueue(task); err != nil {
-			b.Fatal(err)
-		}
+		start := enqueueTrickle(b, rdb, "TRICKLE-B")
 		waitFor(b, time.Minute, func() (bool, string) { return sim.ResyncCount("TRICKLE-B") > 0, "trickle key not resynced" })
 		latency := time.Since(start)
 		left := runStatus(b, rdb, bulk).PendingKeys

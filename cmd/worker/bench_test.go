@@ -61,8 +61,7 @@ func BenchmarkPipeline(b *testing.B) {
 			db := redistest.New(b)
 			sim := startSim(b)
 			client, _ := newClient(b, sim)
-			rdb := db.Client()
-			defer rdb.Close()
+			rdb := db.TestClient(b)
 			inProcess(b, db.Opt(), client, func(c *workerSetup) { c.Concurrency, c.TaskCheckInterval = conc, 5*time.Millisecond })
 			keys := testKeys("B", 10000)
 			var total time.Duration

@@ -85,12 +85,7 @@ func withEnv(env map[string]string, k, v string) map[string]string {
 
 func TestCallPrintsChanges(t *testing.T) {
 	t.Parallel()
-	for _, api := range apis {
-		t.Run(api, func(t *testing.T) {
-			t.Parallel()
-			testCallPrintsChanges(t, api)
-		})
-	}
+	forEachAPI(t, testCallPrintsChanges)
 }
 
 func testCallPrintsChanges(t *testing.T, api string) {

@@ -35,12 +35,7 @@ func TestSettingsPrecedence(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			fs := flag.NewFlagSet("test", flag.ContinueOnError)
-			fs.SetOutput(io.Discard)
-			v, err := parseSettings(fs, tt.args, envFunc(tt.env))
-			if err != nil {
-				t.Fatal(err)
-			}
+			v := parseTestSettings(t, tt.args, tt.env)
 			for k, want := range tt.want {
 				if v[k] != want {
 					t.Errorf("%s = %q, want %q", k, v[k], want)
@@ -85,15 +80,7 @@ func TestHelpShowsNoEnvironmentValues(t *testing.T) {
 // and every bad value is refused with a message naming its setting.
 func TestWorkerSettings(t *testing.T) {
 	t.Parallel()
-	parse := func(env map[string]string) (appConfig, error) {
-		fs := flag.NewFlagSet("test", flag.ContinueOnError)
-		fs.SetOutput(io.Discard)
-		v, err := parseSettings(fs, nil, envFunc(env))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return workerSettings(v)
-	}
+	parse := func(env map[string]string) (appConfig, error) { return workerSettings(parseTestSettings(t, nil, env)) }
 	c, err := parse(nil)
 	if err != nil {
 		t.Fatalf("defaults: %v", err)
@@ -222,14 +209,9 @@ func TestFlowConfig(t *testing.T) {
 		{"no tenant", map[string]string{"SUPEROFFICE_URL": ""}, "SUPEROFFICE_URL is not set"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			fs := flag.NewFlagSet("x", flag.ContinueOnError)
 			env := map[string]string{"SUPEROFFICE_URL": "https://sod.superoffice.com/Cust12345"}
 			maps.Copy(env, tt.env)
-			v, err := parseSettings(fs, nil, func(k string) string { return env[k] })
-			if err != nil {
-				t.Fatal(err)
-			}
-			c, err := flowConfig(v)
+			c, err := flowConfig(parseTestSettings(t, nil, env))
 			switch {
 			case tt.want == "" && err != nil:
 				t.Errorf("error %v", err)
@@ -243,4 +225,16 @@ func TestFlowConfig(t *testing.T) {
 	if got := tenantName("https://SOD.superoffice.com/Cust12345/"); got != "sod.superoffice.com/cust12345" {
 		t.Errorf("tenantName = %q", got)
 	}
+}
+
+// parseTestSettings parses args and env as the worker does; a parse error fails the test.
+func parseTestSettings(t *testing.T, args []string, env map[string]string) values {
+	t.Helper()
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	v, err := parseSettings(fs, args, envFunc(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }

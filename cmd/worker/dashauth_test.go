@@ -22,6 +22,19 @@ import (
 func logLines(t *testing.T, buf *bytes.Buffer, msg string) []map[string]any {
 	t.Helper()
 	var out []map[string]any
+	for _, m := range decodeLogLines(t, buf) {
+		if m["message"] == msg {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// decodeLogLines returns every JSON log line in buf, decoded; a line that is not JSON fails
+// the test.
+func decodeLogLines(t *testing.T, buf *bytes.Buffer) []map[string]any {
+	t.Helper()
+	var out []map[string]any
 	for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
 		if l == "" {
 			continue
@@ -30,9 +43,7 @@ func logLines(t *testing.T, buf *bytes.Buffer, msg string) []map[string]any {
 		if err := json.Unmarshal([]byte(l), &m); err != nil {
 			t.Fatalf("log line %q: %v", l, err)
 		}
-		if m["message"] == msg {
-			out = append(out, m)
-		}
+		out = append(out, m)
 	}
 	return out
 }
@@ -194,8 +205,7 @@ func TestDashboardCrossOriginLogged(t *testing.T) {
 func TestIntakeRefusesBrowserLogin(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
-	rdb := db.Client()
-	t.Cleanup(func() { rdb.Close() })
+	rdb := db.TestClient(t)
 	api, err := intakeapi.New(intakeapi.Config{Redis: rdb, Tokens: []string{"erp-export-browser-test"}})
 	if err != nil {
 		t.Fatal(err)

@@ -45,8 +45,7 @@ func TestDashboardReadOnlyAndAuth(t *testing.T) {
 	ids := dashboardFixture(t, db)
 	routes := asynqmonMutatingRoutes(t)
 
-	rdb := db.Client()
-	t.Cleanup(func() { rdb.Close() })
+	rdb := db.TestClient(t)
 	// The sweep below sends hundreds of wrong logins from one address: no lockout here
 	// (TestDashboardLoginThrottle covers it).
 	patient := func() *loginGuard { g := newLoginGuard(zerolog.Nop()); g.free = 1 << 30; return g }
@@ -190,13 +189,7 @@ func dashCall(t *testing.T, base, method, path, user, pass string, headers ...ma
 			req.Header.Set(k, v)
 		}
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return send(t, req)
 }
 
 // queueState is what a mutating call could change.

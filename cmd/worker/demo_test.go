@@ -15,12 +15,7 @@ import (
 // It runs over both transports (`worker demo --api rest`).
 func TestDemoOnce(t *testing.T) {
 	t.Parallel()
-	for _, api := range apis {
-		t.Run(api, func(t *testing.T) {
-			t.Parallel()
-			testDemoOnce(t, api)
-		})
-	}
+	forEachAPI(t, testDemoOnce)
 }
 
 func testDemoOnce(t *testing.T, api string) {

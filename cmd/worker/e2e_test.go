@@ -31,12 +31,7 @@ import (
 // both transports.
 func TestTenThousandKeys(t *testing.T) {
 	t.Parallel()
-	for _, api := range apis {
-		t.Run(api, func(t *testing.T) {
-			t.Parallel()
-			testTenThousandKeys(t, api)
-		})
-	}
+	forEachAPI(t, testTenThousandKeys)
 }
 
 func testTenThousandKeys(t *testing.T, api string) {
@@ -48,8 +43,7 @@ func testTenThousandKeys(t *testing.T, api string) {
 	sim.Fail503(25)
 	sim.Throttle(3, time.Second)
 	client, auth := newClientAPI(t, sim, api)
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 
 	const run = "e2e-10k"
 	submit(t, db, run, erpsync.ActorCustomer, keys, 100)
@@ -143,12 +137,7 @@ func testTenThousandKeys(t *testing.T, api string) {
 // over both transports, in parallel: most of its time is spent waiting for asynq's lease.
 func TestKill9(t *testing.T) {
 	t.Parallel()
-	for _, api := range apis {
-		t.Run(api, func(t *testing.T) {
-			t.Parallel()
-			testKill9(t, api)
-		})
-	}
+	forEachAPI(t, testKill9)
 }
 
 func testKill9(t *testing.T, api string) {
@@ -157,8 +146,7 @@ func testKill9(t *testing.T, api string) {
 	keys := testKeys("P", 3000)
 	const run = "kill9"
 	submit(t, db, run, erpsync.ActorPerson, keys, 50)
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	// 12 batches (600 keys) go through; the calls after them are held at the simulator, so
 	// the kill finds the run unfinished and calls in flight.
 	open := holdCalls(t, sim, 12, 20*time.Millisecond)
@@ -207,11 +195,7 @@ func assertResyncedOnce(t *testing.T, sim *netserversim.Running, st ledger.RunSt
 // by itself and nothing is lost.
 func TestRedisRestart(t *testing.T) {
 	t.Parallel()
-	srv, err := redistest.Start(redistest.Options{AppendOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop) // after the database's own cleanup, which needs the server
+	srv := redistest.NewServer(t, redistest.Options{AppendOnly: true})
 	if !srv.Real {
 		t.Skip("restarting Redis needs a real redis-server")
 	}
@@ -220,8 +204,7 @@ func TestRedisRestart(t *testing.T) {
 	keys := testKeys("S", 2000)
 	const run = "redis-restart"
 	submit(t, db, run, erpsync.ActorSale, keys, 50)
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	// 6 batches (300 keys) go through; the calls after them are held at the simulator, so
 	// Redis restarts under an unfinished run with calls in flight.
 	open := holdCalls(t, sim, 6, 20*time.Millisecond)
@@ -251,8 +234,7 @@ func TestSIGTERM(t *testing.T) {
 	keys := testKeys("J", 400)
 	const run = "sigterm"
 	submit(t, db, run, erpsync.ActorProject, keys, 20)
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	// 3 batches go through; the next calls are held at the simulator until the worker is
 	// shutting down, so the signal certainly finds calls in flight.
 	open := holdCalls(t, sim, 3, 20*time.Millisecond)
@@ -335,8 +317,7 @@ func TestRefusedLoginIsHeld(t *testing.T) {
 	if n := sim.Counts().Logins.PasswordRefused; n != 1 {
 		t.Errorf("%d refused logins for 30 batches, want 1 (no login storm)", n)
 	}
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	if st := runStatus(t, rdb, run); st.PendingKeys != 300 || st.DeadKeys != 0 {
 		t.Errorf("run %+v: want every key pending (held), none dead", st)
 	}

@@ -85,8 +85,7 @@ func maxInWindow(ts []time.Time, w time.Duration) int {
 func TestFlowLimitsHoldAcrossProcesses(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	sim := startSim(t)
 	sim.SetLatency(50 * time.Millisecond)
 	flowWorkers(t, db, sim, 3, map[string]string{"SUPEROFFICE_RATE_LIMIT": "20", "SUPEROFFICE_MAX_CONCURRENCY": "2"})
@@ -121,8 +120,7 @@ func TestFlowLimitsHoldAcrossProcesses(t *testing.T) {
 func TestFlowKilledWorkersSlotComesBack(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	sim := startSim(t)
 	gate := make(chan struct{})
 	t.Cleanup(func() { close(gate) })
@@ -192,8 +190,7 @@ func workerEnvWith(db *redistest.DB, sim *netserversim.Running, env map[string]s
 func TestFlowRetryAfterHonouredByAll(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	sim := startSim(t)
 	sim.SetLatency(20 * time.Millisecond)
 	flowWorkers(t, db, sim, 3, nil)
@@ -226,8 +223,7 @@ func TestFlowRetryAfterHonouredByAll(t *testing.T) {
 func TestFlowOutageCostsNoRetries(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	sim := startSim(t)
 	env := map[string]string{"SUPEROFFICE_BREAKER_FAILURES": "3", "SUPEROFFICE_BREAKER_PROBE": "1s", "SUPEROFFICE_BREAKER_PROBE_MAX": "2s"}
 	ws := flowWorkers(t, db, sim, 2, env)
@@ -313,8 +309,7 @@ func grepLines(s, sub string) string {
 func TestFlowTrickleOvertakesBulk(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	sim := startSim(t)
 	flowWorkers(t, db, sim, 1, map[string]string{"SUPEROFFICE_RATE_LIMIT": "10", "WORKER_CONCURRENCY": "2",
 		"WORKER_TRICKLE_MAX_DELAY": "1s", "WORKER_TRICKLE_GRACE": "1s"})
@@ -323,15 +318,7 @@ func TestFlowTrickleOvertakesBulk(t *testing.T) {
 	waitFor(t, 20*time.Second, func() (bool, string) {
 		return runStatus(t, rdb, run).ResyncedKeys >= 5, "bulk not started"
 	})
-	task, err := tasks.NewTrickleTask(testConn, erpsync.ActorCustomer, "TRICKLE-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := asynq.NewClientFromRedisClient(rdb)
-	start := time.Now()
-	if _, err := client.Enqueue(task); err != nil {
-		t.Fatal(err)
-	}
+	start := enqueueTrickle(t, rdb, "TRICKLE-1")
 	waitFor(t, 20*time.Second, func() (bool, string) {
 		return sim.ResyncCount("TRICKLE-1") > 0, "the trickle key has not been resynced"
 	})
@@ -345,4 +332,18 @@ func TestFlowTrickleOvertakesBulk(t *testing.T) {
 	if latency > 5*time.Second {
 		t.Errorf("trickle latency %s behind a bulk backlog", latency)
 	}
+}
+
+// enqueueTrickle enqueues a trickle task for one Customer key and returns when it did.
+func enqueueTrickle(t testing.TB, rdb *redis.Client, key string) time.Time {
+	t.Helper()
+	task, err := tasks.NewTrickleTask(testConn, erpsync.ActorCustomer, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := asynq.NewClientFromRedisClient(rdb).Enqueue(task); err != nil {
+		t.Fatal(err)
+	}
+	return start
 }

@@ -41,11 +41,7 @@ func BenchmarkFootprint(b *testing.B) {
 		}
 	}
 	b.Run(fmt.Sprintf("keys=%d/batch=100", n), func(b *testing.B) {
-		srv, err := redistest.Start(redistest.Options{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(srv.Stop)
+		srv := redistest.NewServer(b, redistest.Options{})
 		if !srv.Real {
 			b.Skip("needs redis-server for INFO memory")
 		}

@@ -100,6 +100,17 @@ func seenKeys(sim *netserversim.Running) int64 {
 // apis are the transports the end-to-end tests run over.
 var apis = []string{apiSOAP, apiREST}
 
+// forEachAPI runs test as a parallel subtest for each transport, named after it.
+func forEachAPI(t *testing.T, test func(t *testing.T, api string)) {
+	t.Helper()
+	for _, api := range apis {
+		t.Run(api, func(t *testing.T) {
+			t.Parallel()
+			test(t, api)
+		})
+	}
+}
+
 // newClient is a password-authenticated SOAP client for the simulator.
 func newClient(t testing.TB, sim *netserversim.Running) (tasks.Resyncer, *auth.PasswordAuth) {
 	t.Helper()

@@ -15,8 +15,10 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/erpresync/erpresync/auth"
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/internal/redistest"
+	"github.com/erpresync/erpresync/tasks"
 )
 
 func get(t *testing.T, url, user, pass string) (int, string) {
@@ -25,6 +27,12 @@ func get(t *testing.T, url, user, pass string) (int, string) {
 	if user != "" {
 		req.SetBasicAuth(user, pass)
 	}
+	return send(t, req)
+}
+
+// send does req and returns the reply's status and body; a transport error fails the test.
+func send(t *testing.T, req *http.Request) (int, string) {
+	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -39,17 +47,8 @@ func TestHTTPEndpoints(t *testing.T) {
 	db := redistest.New(t)
 	sim := startSim(t)
 	client, auth := newClient(t, sim)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	inProcess(t, db.Opt(), client, func(c *workerSetup) {
-		c.Refreshes = auth.Refreshes
-		c.Listener, c.DashboardUser, c.DashboardPass, c.DashboardRO = ln, "ops", "s3cret", true
-	})
-	base := "http://" + ln.Addr().String()
-	rdb := db.Client()
-	defer rdb.Close()
+	base := dashboardWorker(t, db, client, auth)
+	rdb := db.TestClient(t)
 	submit(t, db, "http-run", erpsync.ActorCustomer, testKeys("H", 30), 10)
 	waitDone(t, rdb, "http-run", time.Minute)
 
@@ -114,12 +113,7 @@ func TestHTTPEndpoints(t *testing.T) {
 
 func TestReadyzWithoutRedis(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens there now
+	addr := freeAddr(t) // nothing listens there
 	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
 	defer rdb.Close()
 	h, closeUI := newHTTPHandler(httpConfig{RedisOpt: asynq.RedisClientOpt{Addr: addr}, Redis: rdb})
@@ -173,4 +167,19 @@ func TestIdleConnectionsClosed(t *testing.T) {
 	if n, err := br.Read(make([]byte, 1)); err != io.EOF {
 		t.Fatalf("idle keep-alive connection: read %d, %v; want it closed by the server (EOF)", n, err)
 	}
+}
+
+// dashboardWorker runs a worker in-process on db with client, serving HTTP on a free port
+// with a read-only dashboard for ops/s3cret, and returns the server's base URL.
+func dashboardWorker(t *testing.T, db *redistest.DB, client tasks.Resyncer, pa *auth.PasswordAuth) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inProcess(t, db.Opt(), client, func(c *workerSetup) {
+		c.Refreshes = pa.Refreshes
+		c.Listener, c.DashboardUser, c.DashboardPass, c.DashboardRO = ln, "ops", "s3cret", true
+	})
+	return "http://" + ln.Addr().String()
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -31,15 +30,7 @@ import (
 // sizes, and bad values are refused naming the setting and never showing a token.
 func TestIntakeSettings(t *testing.T) {
 	t.Parallel()
-	parse := func(env map[string]string) (appConfig, error) {
-		fs := flag.NewFlagSet("test", flag.ContinueOnError)
-		fs.SetOutput(io.Discard)
-		v, err := parseSettings(fs, nil, envFunc(env))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return workerSettings(v)
-	}
+	parse := func(env map[string]string) (appConfig, error) { return workerSettings(parseTestSettings(t, nil, env)) }
 	c, err := parse(nil)
 	if err != nil || c.IntakeTokens != nil || c.IntakeMaxBody != 256<<20 || c.IntakeQueue != tasks.DefaultQueue {
 		t.Fatalf("defaults: %+v %v", c, err)
@@ -193,8 +184,7 @@ func TestREADMECurl(t *testing.T) {
 	if len(runs) < 3 {
 		t.Errorf("the README's curl commands submit %d runs, want the text, CSV and NDJSON ones", len(runs))
 	}
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	for run := range runs {
 		st := waitDone(t, rdb, run, time.Minute)
 		if st.TotalKeys == 0 || st.Source != "http" {
@@ -242,8 +232,7 @@ func TestTrialServesIntake(t *testing.T) {
 func TestIntakeMounted(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	for _, on := range []bool{false, true} {
 		hc := httpConfig{RedisOpt: db.Opt(), Redis: rdb}
 		if on {

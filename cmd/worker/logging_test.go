@@ -98,20 +98,7 @@ func TestRedisOutageLog(t *testing.T) {
 	o.now = clock.now
 	a := asynqLogger{zerolog.New(&buf), o}
 
-	lines := func() []map[string]any {
-		var out []map[string]any
-		for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
-			if l == "" {
-				continue
-			}
-			var m map[string]any
-			if err := json.Unmarshal([]byte(l), &m); err != nil {
-				t.Fatalf("%q: %v", l, err)
-			}
-			out = append(out, m)
-		}
-		return out
-	}
+	lines := func() []map[string]any { return decodeLogLines(t, &buf) }
 
 	a.Warn("before the outage") // not held back: Redis is up
 	for i := range 9 * 150 {
@@ -204,11 +191,7 @@ func TestRedisOutageProcess(t *testing.T) {
 	waitFor(t, 30*time.Second, func() (bool, string) {
 		return strings.Contains(w.log(), "Redis trouble"), "no line starting the outage: " + w.log()
 	})
-	again, err := redistest.Start(redistest.Options{Port: port})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(again.Stop)
+	redistest.NewServer(t, redistest.Options{Port: port}) // Redis back on the same port
 	waitFor(t, 30*time.Second, func() (bool, string) {
 		return strings.Contains(w.log(), "Redis answers again, after"), "no line ending the outage: " + w.log()
 	})

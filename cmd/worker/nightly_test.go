@@ -37,8 +37,7 @@ func TestNightlyScheduleInWorker(t *testing.T) {
 		t.Fatalf("nightlySetup: %v", err)
 	}
 	a := inProcess(t, db.Opt(), client, func(c *workerSetup) { c.extra, c.Logger = hook, log })
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	run := nightly.RunName("customers", time.Now())
 	st := waitDone(t, rdb, run, time.Minute)
 	if st.ResyncedKeys != 250 || st.TotalKeys != 250 {

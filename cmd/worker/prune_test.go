@@ -20,8 +20,7 @@ func TestWorkerPrunesOldRuns(t *testing.T) {
 	db := redistest.New(t)
 	sim := startSim(t)
 	client, _ := newClient(t, sim)
-	rdb := db.Client()
-	t.Cleanup(func() { rdb.Close() })
+	rdb := db.TestClient(t)
 	ctx := context.Background()
 	for run, age := range map[string]time.Duration{"pr-old": 40 * 24 * time.Hour, "pr-last-night": 20 * time.Hour} {
 		at := time.Now().Add(-age)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -89,17 +88,8 @@ func TestRunsPageInBrowser(t *testing.T) {
 	const poison = "RPC-000013" // a key with a hyphen, where a browser may break the line
 	sim.SetPoison(poison)
 	client, auth := newClient(t, sim)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	inProcess(t, db.Opt(), client, func(c *workerSetup) {
-		c.Refreshes = auth.Refreshes
-		c.Listener, c.DashboardUser, c.DashboardPass, c.DashboardRO = ln, "ops", "s3cret", true
-	})
-	base := "http://" + ln.Addr().String()
-	rdb := db.Client()
-	defer rdb.Close()
+	base := dashboardWorker(t, db, client, auth)
+	rdb := db.TestClient(t)
 	lg := ledger.NewLedger(rdb)
 	ctx := context.Background()
 

@@ -36,11 +36,7 @@ import (
 // private key: there must be no hit.
 func TestSecretsStayOut(t *testing.T) {
 	t.Parallel()
-	srv, err := redistest.Start(redistest.Options{AppendOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
+	srv := redistest.NewServer(t, redistest.Options{AppendOnly: true})
 	if !srv.Real {
 		t.Skip("the AOF needs a real redis-server")
 	}
@@ -180,8 +176,7 @@ func secretsScenario(t *testing.T, srv *redistest.Server, sim *netserversim.Runn
 	sim.ExpireTickets()
 	open()
 
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	st := waitDone(t, rdb, run, 2*time.Minute)
 	if st.DeadKeys != 1 || st.ResyncedKeys != int64(len(keys)-1) {
 		t.Errorf("%s: run %+v, want every key but the poison key resynced", mode, st)

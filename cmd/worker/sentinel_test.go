@@ -22,7 +22,6 @@ func TestSentinelWorker(t *testing.T) {
 	env := workerEnv(db, sim)
 	env["REDIS_URL"] = s.URL(db.Index)
 	startWorker(t, env)
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	assertResyncedOnce(t, sim, waitDone(t, rdb, run, time.Minute), erpsync.ActorSupplier, keys)
 }

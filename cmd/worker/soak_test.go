@@ -41,8 +41,7 @@ func TestSoak(t *testing.T) {
 	sim.SetPoison(poison...)
 	sim.SetRandomFaults(0.05, 42)
 	sim.SetLatency(2 * time.Millisecond)
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	const run = "soak"
 	submit(t, db, run, erpsync.ActorCustomer, keys, 100)
 	for range 2 { // two workers, as two processes would share the queue

@@ -47,11 +47,7 @@ func freeAddr(t *testing.T) string {
 // parallel test does.
 func TestStartupFailures(t *testing.T) {
 	db := redistest.New(t)
-	locked, err := redistest.Start(redistest.Options{Password: "the-right-one"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(locked.Stop)
+	locked := redistest.NewServer(t, redistest.Options{Password: "the-right-one"})
 	sim := startSim(t)
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -191,8 +187,7 @@ func TestRedisDownAtStartup(t *testing.T) {
 	})
 	keys := testKeys("U", 30)
 	submit(t, db, "redis-late", erpsync.ActorCustomer, keys, 10)
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	assertResyncedOnce(t, sim, waitDone(t, rdb, "redis-late", time.Minute), erpsync.ActorCustomer, keys)
 
 	cancel()

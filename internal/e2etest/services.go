@@ -20,12 +20,7 @@ func StartRedis(t testing.TB, o redistest.Options) *redistest.Server {
 		}
 		t.Skip("this test needs redis-server on PATH")
 	}
-	srv, err := redistest.Start(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
-	return srv
+	return redistest.NewServer(t, o)
 }
 
 // StartSim starts the SuperOffice simulator in this process, with User as its one on-site

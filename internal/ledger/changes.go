@@ -94,24 +94,17 @@ type changeReader struct {
 	err error
 }
 
-func (r *changeReader) uvarint() uint64 {
-	if r.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.err = errCorruptChanges
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
+func (r *changeReader) uvarint() uint64 { return readNumber(r, binary.Uvarint) }
 
-func (r *changeReader) varint() int64 {
+func (r *changeReader) varint() int64 { return readNumber(r, binary.Varint) }
+
+// readNumber reads one number with decode (binary.Uvarint or binary.Varint); a number that
+// does not decode sets errCorruptChanges.
+func readNumber[T uint64 | int64](r *changeReader, decode func([]byte) (T, int)) T {
 	if r.err != nil {
 		return 0
 	}
-	v, n := binary.Varint(r.b)
+	v, n := decode(r.b)
 	if n <= 0 {
 		r.err = errCorruptChanges
 		return 0

@@ -151,8 +151,7 @@ func newFlowEnv(t *testing.T, so *fakeSO, fc *flow.Config, mod func(*tasks.Handl
 // newFlowEnvOn is newFlowEnv on a database of the test's choosing.
 func newFlowEnvOn(t *testing.T, db *redistest.DB, so *fakeSO, fc *flow.Config, mod func(*tasks.HandlerConfig)) *env {
 	t.Helper()
-	rdb := db.Client()
-	t.Cleanup(func() { rdb.Close() })
+	rdb := db.TestClient(t)
 	e := &env{t: t, db: db, ledger: NewLedger(rdb), so: so, reg: prometheus.NewRegistry()}
 	cfg := tasks.HandlerConfig{
 		Resyncer:   so,

@@ -20,6 +20,7 @@ import (
 
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/internal/redistest"
+	"github.com/erpresync/erpresync/internal/testclock"
 )
 
 func TestParseRetention(t *testing.T) {
@@ -52,21 +53,8 @@ func TestParseRetention(t *testing.T) {
 	}
 }
 
-// clock is a settable test clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	c.t = t
-	c.mu.Unlock()
-}
-
 // withClock makes the env's ledger and handler read c.
-func (e *env) withClock(c *clock) {
+func (e *env) withClock(c *testclock.Clock) {
 	e.ledger.now = c.Now
 	e.cfg.Now = c.Now
 	e.newHandler()
@@ -139,11 +127,7 @@ func usedMemory(t *testing.T, rdb redis.UniversalClient) int64 {
 // stays where it was after the third night.
 func TestTenNightsMemoryFlat(t *testing.T) {
 	t.Parallel()
-	srv, err := redistest.Start(redistest.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
+	srv := redistest.NewServer(t, redistest.Options{})
 	if !srv.Real {
 		if os.Getenv(redistest.RequireEnv) == "1" {
 			t.Fatal("needs redis-server for INFO memory")
@@ -151,11 +135,10 @@ func TestTenNightsMemoryFlat(t *testing.T) {
 		t.Skip("needs redis-server for INFO memory (miniredis has none)")
 	}
 	db := srv.NewDB(t)
-	rdb := db.Client()
-	t.Cleanup(func() { rdb.Close() })
+	rdb := db.TestClient(t)
 	const batches = 200
 	e := newEnvOn(t, db, deadLast(batches), nil)
-	c := &clock{t: time.Date(2026, 11, 1, 2, 30, 0, 0, time.UTC)}
+	c := testclock.New(time.Date(2026, 11, 1, 2, 30, 0, 0, time.UTC))
 	e.withClock(c)
 	ctx := context.Background()
 	retention := 3*24*time.Hour - time.Hour // the three latest nights are kept
@@ -225,7 +208,7 @@ func TestTenNightsMemoryFlat(t *testing.T) {
 func TestPrune(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, &fakeSO{}, nil)
-	c := &clock{t: time.Date(2026, 9, 1, 2, 0, 0, 0, time.UTC)}
+	c := testclock.New(time.Date(2026, 9, 1, 2, 0, 0, 0, time.UTC))
 	e.withClock(c)
 	ctx := context.Background()
 	day := 24 * time.Hour
@@ -402,7 +385,7 @@ func scanKeys(t *testing.T, rdb redis.UniversalClient, pattern string) []string 
 func TestPruneLeavesNothingOfTheRun(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, &fakeSO{}, nil)
-	c := &clock{t: time.Date(2026, 9, 1, 2, 0, 0, 0, time.UTC)}
+	c := testclock.New(time.Date(2026, 9, 1, 2, 0, 0, 0, time.UTC))
 	e.withClock(c)
 	e.serve(nil, func(cfg *asynq.Config) { cfg.Queues = map[string]int{tasks.DefaultQueue: 1, "other": 1} })
 	ctx := context.Background()
@@ -502,7 +485,7 @@ func TestPruneCluster(t *testing.T) {
 	rdb := cl.Client()
 	t.Cleanup(func() { rdb.Close() })
 	l := NewLedger(rdb)
-	c := &clock{t: time.Date(2026, 9, 1, 2, 0, 0, 0, time.UTC)}
+	c := testclock.New(time.Date(2026, 9, 1, 2, 0, 0, 0, time.UTC))
 	l.now = c.Now
 	h, err := tasks.NewHandler(tasks.HandlerConfig{Resyncer: &fakeSO{}, Ledger: l, Redis: rdb, FastPolicy: fastPolicy(), Now: c.Now, Logger: testLogger(t)})
 	if err != nil {

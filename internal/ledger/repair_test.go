@@ -21,8 +21,7 @@ import (
 func TestRepair(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
-	rdb := db.Client()
-	defer rdb.Close()
+	rdb := db.TestClient(t)
 	ctx := context.Background()
 	l := NewLedger(rdb)
 	client := asynq.NewClientFromRedisClient(rdb)

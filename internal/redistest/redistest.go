@@ -247,6 +247,18 @@ func (s *Server) Restart() error {
 	return s.start()
 }
 
+// NewServer is Start for a test: a failure to start fails the test, and the server stops
+// when the test ends, after the cleanups of databases opened on it later (they need it).
+func NewServer(t testing.TB, o Options) *Server {
+	t.Helper()
+	s, err := Start(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
 // DB is one logical database of a server, private to a test.
 type DB struct {
 	Server *Server
@@ -309,6 +321,13 @@ func (d *DB) Opt() asynq.RedisClientOpt {
 // Client opens a go-redis client on the database; the caller closes it.
 func (d *DB) Client() *redis.Client {
 	return redis.NewClient(&redis.Options{Addr: d.Server.Addr, Password: d.Server.pass, DB: d.Index})
+}
+
+// TestClient opens a go-redis client on the database, closed when the test ends.
+func (d *DB) TestClient(t testing.TB) *redis.Client {
+	c := d.Client()
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 func freePort() (int, error) {

@@ -45,11 +45,7 @@ func TestRealServerWhenRequired(t *testing.T) {
 
 func TestRestartKeepsAOFData(t *testing.T) {
 	t.Parallel()
-	s, err := Start(Options{AppendOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Stop) // after the database's own cleanup, which needs the server
+	s := NewServer(t, Options{AppendOnly: true})
 	if !s.Real {
 		t.Skip("restart needs a real redis-server")
 	}
@@ -74,11 +70,7 @@ func TestRestartKeepsAOFData(t *testing.T) {
 // pass that one off as its own (two test packages would then share databases).
 func TestPortTakenByAnotherServer(t *testing.T) {
 	t.Parallel()
-	first, err := Start(Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(first.Stop)
+	first := NewServer(t, Options{})
 	if !first.Real {
 		t.Skip("needs a real redis-server")
 	}
@@ -112,11 +104,7 @@ func TestStopRemovesItsDirectory(t *testing.T) {
 // database's URL, Opt and Client carry it.
 func TestPassword(t *testing.T) {
 	t.Parallel()
-	s, err := Start(Options{Password: "s3cret"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Stop)
+	s := NewServer(t, Options{Password: "s3cret"})
 	db := s.NewDB(t)
 	ctx := context.Background()
 	c := db.Client()
