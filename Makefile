@@ -21,7 +21,7 @@ build: ## build worker, enqueue and netserver-sim into ./bin
 bench: bench-codec bench-e2e bench-intake bench-intake-http bench-flow bench-footprint ## every benchmark BENCHMARKS.md reports (about an hour)
 
 bench-codec: ## SOAP and REST codecs (against encoding/xml and encoding/json), ledger, intake and runs-page export benchmarks, 5 runs each (compare with benchstat)
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./soap ./rest ./tasks ./internal/ledger ./intake ./runspage
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./soap ./rest ./tasks ./internal/ledger ./intake ./internal/runspage
 
 bench-e2e: ## worker processes end to end against the naive baseline, and latency-bound throughput, 5 runs each
 	$(GO) test ./bench -run '^$$' -bench . -benchtime 1x -count 5 -timeout 90m

@@ -18,8 +18,8 @@ import (
 
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/internal/e2etest"
+	"github.com/erpresync/erpresync/internal/netserversim"
 	"github.com/erpresync/erpresync/internal/redistest"
-	"github.com/erpresync/erpresync/netserversim"
 )
 
 func TestMain(m *testing.M) { os.Exit(e2etest.Main(m)) }

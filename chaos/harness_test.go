@@ -16,7 +16,7 @@ import (
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/internal/e2etest"
 	"github.com/erpresync/erpresync/internal/ledger"
-	"github.com/erpresync/erpresync/netserversim"
+	"github.com/erpresync/erpresync/internal/netserversim"
 )
 
 // full is true under `make chaos` (ERPRESYNC_CHAOS=full): longer runs, more kills.

@@ -4,8 +4,9 @@ import (
 	"errors"
 	"strconv"
 
-	"github.com/erpresync/erpresync/erpsync"
 	"github.com/valyala/fastjson"
+
+	"github.com/erpresync/erpresync/erpsync"
 )
 
 var parsers fastjson.ParserPool

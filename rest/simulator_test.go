@@ -15,7 +15,7 @@ import (
 
 	"github.com/erpresync/erpresync/auth"
 	"github.com/erpresync/erpresync/erpsync"
-	"github.com/erpresync/erpresync/netserversim"
+	"github.com/erpresync/erpresync/internal/netserversim"
 	"github.com/erpresync/erpresync/rest"
 	"github.com/erpresync/erpresync/soap"
 	"github.com/erpresync/erpresync/tasks"

@@ -11,7 +11,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/erpresync/erpresync/erpsync"
-	"github.com/erpresync/erpresync/flow"
+	"github.com/erpresync/erpresync/internal/flow"
 )
 
 // Class is what an error means for the work that hit it. Classify is the one place that

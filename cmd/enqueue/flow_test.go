@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/erpresync/erpresync/flow"
+	"github.com/erpresync/erpresync/internal/flow"
 	"github.com/erpresync/erpresync/internal/redistest"
 )
 

@@ -17,8 +17,8 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/erpresync/erpresync/erpsync"
-	"github.com/erpresync/erpresync/flow"
 	"github.com/erpresync/erpresync/intake"
+	"github.com/erpresync/erpresync/internal/flow"
 	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/tasks"
 )

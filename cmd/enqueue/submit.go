@@ -13,9 +13,10 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/schollz/progressbar/v3"
+
 	"github.com/erpresync/erpresync/intake"
 	"github.com/erpresync/erpresync/tasks"
-	"github.com/schollz/progressbar/v3"
 )
 
 const submitSynopsis = `enqueue --erp-connection N --actor-type TYPE --file PATH|- [--csv-column NAME|INDEX] [--run NAME] [--batch-size 100] [--strict] [--allow-empty] [--dry-run] [--json]`

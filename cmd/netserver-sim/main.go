@@ -26,7 +26,7 @@ import (
 	"time"
 
 	"github.com/erpresync/erpresync/internal/buildinfo"
-	"github.com/erpresync/erpresync/netserversim"
+	"github.com/erpresync/erpresync/internal/netserversim"
 )
 
 const envPrefix = "NETSERVER_SIM_"

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/erpresync/erpresync/netserversim"
+	"github.com/erpresync/erpresync/internal/netserversim"
 )
 
 func env(m map[string]string) func(string) (string, bool) {

@@ -19,8 +19,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
-	"github.com/erpresync/erpresync/flow"
-	"github.com/erpresync/erpresync/intakeapi"
+	"github.com/erpresync/erpresync/internal/flow"
+	"github.com/erpresync/erpresync/internal/intakeapi"
 	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redisconn"
 	"github.com/erpresync/erpresync/retry"

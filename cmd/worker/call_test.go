@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/erpresync/erpresync/netserversim"
+	"github.com/erpresync/erpresync/internal/netserversim"
 )
 
 func envFunc(m map[string]string) func(string) string { return func(k string) string { return m[k] } }

@@ -14,7 +14,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/erpresync/erpresync/intakeapi"
+	"github.com/erpresync/erpresync/internal/intakeapi"
 	"github.com/erpresync/erpresync/internal/redistest"
 )
 

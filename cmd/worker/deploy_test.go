@@ -12,12 +12,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/erpresync/erpresync/internal/readmetest"
-	"github.com/erpresync/erpresync/nightly"
-	"github.com/erpresync/erpresync/tasks"
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	"gopkg.in/yaml.v3"
+
+	"github.com/erpresync/erpresync/internal/nightly"
+	"github.com/erpresync/erpresync/internal/readmetest"
+	"github.com/erpresync/erpresync/tasks"
 )
 
 // composeService is the part of a docker-compose service the tests look at.

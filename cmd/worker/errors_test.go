@@ -18,7 +18,7 @@ import (
 
 	"github.com/erpresync/erpresync/auth"
 	"github.com/erpresync/erpresync/erpsync"
-	"github.com/erpresync/erpresync/flow"
+	"github.com/erpresync/erpresync/internal/flow"
 	"github.com/erpresync/erpresync/internal/golden"
 	"github.com/erpresync/erpresync/rest"
 	"github.com/erpresync/erpresync/soap"

@@ -11,10 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/erpresync/erpresync/erpsync"
-	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/redistest"
 )
 
 // serveReadyz serves the worker's HTTP handler against Redis at opt on a loopback port and

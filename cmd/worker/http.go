@@ -13,7 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
-	"github.com/erpresync/erpresync/intakeapi"
+	"github.com/erpresync/erpresync/internal/intakeapi"
 )
 
 // dashboardPath is where asynqmon is mounted. asynqmon routes on the full path, so it is

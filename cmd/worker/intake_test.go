@@ -20,7 +20,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/erpresync/erpresync/intakeapi"
+	"github.com/erpresync/erpresync/internal/intakeapi"
 	"github.com/erpresync/erpresync/internal/readmetest"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/tasks"

@@ -14,8 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/rs/zerolog"
+
+	"github.com/erpresync/erpresync/internal/redistest"
 )
 
 // TestLogFormatInAFile runs the worker binary with its stderr redirected into a file, as

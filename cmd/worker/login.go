@@ -7,9 +7,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/erpresync/erpresync/auth"
 	"github.com/erpresync/erpresync/erpsync"
-	"github.com/rs/zerolog"
 )
 
 // The ways of logging in to SuperOffice (tenantSetup.Mode); newTenant picks one from the

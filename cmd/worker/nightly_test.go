@@ -10,9 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/erpresync/erpresync/internal/redistest"
-	"github.com/erpresync/erpresync/nightly"
 	"github.com/rs/zerolog"
+
+	"github.com/erpresync/erpresync/internal/nightly"
+	"github.com/erpresync/erpresync/internal/redistest"
 )
 
 // TestNightlyScheduleInWorker wires NIGHTLY_CONFIG into a running worker: the schedule

@@ -3,10 +3,11 @@ package main
 import (
 	"fmt"
 
-	"github.com/erpresync/erpresync/intake"
-	"github.com/erpresync/erpresync/nightly"
 	"github.com/hibiken/asynq"
 	"github.com/rs/zerolog"
+
+	"github.com/erpresync/erpresync/intake"
+	"github.com/erpresync/erpresync/internal/nightly"
 )
 
 // nightlySetup returns the hook that runs the nightly bulk-resync schedule (an asynq

@@ -8,9 +8,9 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/erpresync/erpresync/flow"
+	"github.com/erpresync/erpresync/internal/flow"
 	"github.com/erpresync/erpresync/internal/ledger"
-	"github.com/erpresync/erpresync/runspage"
+	"github.com/erpresync/erpresync/internal/runspage"
 )
 
 // mountRunsPage serves the read-only runs page at /runs/, next to the dashboard and behind

@@ -22,8 +22,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/erpresync/erpresync/internal/netserversim"
 	"github.com/erpresync/erpresync/internal/redistest"
-	"github.com/erpresync/erpresync/netserversim"
 )
 
 // TestSecretsStayOut runs whole scenarios — the worker process, the simulator in Online

@@ -13,7 +13,7 @@ import (
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/intake"
 	"github.com/erpresync/erpresync/internal/ledger"
-	"github.com/erpresync/erpresync/netserversim"
+	"github.com/erpresync/erpresync/internal/netserversim"
 )
 
 // Submit enqueues keys as run through intake, as `enqueue` does: batches of batch keys for

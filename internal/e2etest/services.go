@@ -5,8 +5,8 @@ import (
 	"os/exec"
 	"testing"
 
+	"github.com/erpresync/erpresync/internal/netserversim"
 	"github.com/erpresync/erpresync/internal/redistest"
-	"github.com/erpresync/erpresync/netserversim"
 )
 
 // StartRedis starts a private redis-server with o for one test and stops it at the test's

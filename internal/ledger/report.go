@@ -11,7 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/erpresync/erpresync/erpsync"
-	"github.com/erpresync/erpresync/flow"
+	"github.com/erpresync/erpresync/internal/flow"
 	"github.com/erpresync/erpresync/tasks"
 )
 

@@ -7,11 +7,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/erpresync/erpresync/erpsync"
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
+
+	"github.com/erpresync/erpresync/erpsync"
 )
 
 // Defaults of Config.

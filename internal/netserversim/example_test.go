@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/erpresync/erpresync/netserversim"
+	"github.com/erpresync/erpresync/internal/netserversim"
 )
 
 // A test starts the simulator, sends ForceResyncExternal as a SOAP 1.1 client would, and

@@ -10,7 +10,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/erpresync/erpresync/intakeapi"
+	"github.com/erpresync/erpresync/internal/intakeapi"
 )
 
 // An ERP job PUTs a run's keys; the same request again enqueues nothing twice. (miniredis

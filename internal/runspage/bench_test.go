@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/erpresync/erpresync/internal/ledger"
-	"github.com/erpresync/erpresync/runspage"
+	"github.com/erpresync/erpresync/internal/runspage"
 	"github.com/erpresync/erpresync/tasks"
 )
 

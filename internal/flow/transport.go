@@ -9,8 +9,9 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/erpresync/erpresync/erpsync"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/erpresync/erpresync/erpsync"
 )
 
 // Transport returns an http.RoundTripper that sends every request through next (nil:

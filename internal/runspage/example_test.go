@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/erpresync/erpresync/runspage"
+	"github.com/erpresync/erpresync/internal/runspage"
 )
 
 // breaker stands in for flow control's circuit breaker: open since a time, or closed.

@@ -10,7 +10,7 @@ import (
 var ticketRE = regexp.MustCompile(`7T:[A-Za-z0-9+/]+=*`)
 
 // TestReplyGolden pins the exact bytes of each reply shape (protocol doc §4.3, §4.4, §7.1 and
-// WCF's faults). Refresh with: go test ./netserversim -run TestReplyGolden -update
+// WCF's faults). Refresh with: go test ./internal/netserversim -run TestReplyGolden -update
 func TestReplyGolden(t *testing.T) {
 	t.Parallel()
 	users := map[string]string{testTicketUser: testPassword}
