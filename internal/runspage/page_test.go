@@ -158,7 +158,7 @@ func TestListShowsRuns(t *testing.T) {
 	}
 	wantContains(t, "runs list", body,
 		`<tr data-run="nightly-customers-2026-11-27">`,
-		`<a href="./internal/nightly-customers-2026-11-27">`,
+		`<a href="./nightly-customers-2026-11-27">`,
 		`data-field="state">active<`,
 		`data-field="total">12,000<`, `data-field="resynced">4,000<`, `dead-count" data-field="dead">500<`, `data-field="pending">7,500<`,
 		`<progress max="100" value="37.5">`, `data-field="percent">37.5%<`,
@@ -282,8 +282,8 @@ func TestRunPageRecordsAndExportLinks(t *testing.T) {
 		`<tr data-table="contact"><td>contact</td><td class="num" data-field="added">1,200</td><td class="num" data-field="updated">2,800</td><td class="num" data-field="deleted">0</td></tr>`,
 		`<tr data-table="person"><td>person</td><td class="num" data-field="added">0</td><td class="num" data-field="updated">7</td>`,
 		`data-field="changed">4,007<`,
-		`<a id="export-csv" href="./internal/nightly-customers-2026-11-27/changes?format=csv">`,
-		`<a id="export-ndjson" href="./internal/nightly-customers-2026-11-27/changes?format=jsonl">`,
+		`<a id="export-csv" href="./nightly-customers-2026-11-27/changes?format=csv">`,
+		`<a id="export-ndjson" href="./nightly-customers-2026-11-27/changes?format=jsonl">`,
 		`None: every key that finished was resynced.`,
 		`data-field="batches">120<`,
 	)
