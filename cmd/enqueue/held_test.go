@@ -14,6 +14,7 @@ import (
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redistest"
+	"github.com/erpresync/erpresync/internal/runreport"
 	"github.com/erpresync/erpresync/tasks"
 )
 
@@ -68,7 +69,7 @@ func TestStatusWaitGivesUpOnAuthHold(t *testing.T) {
 			t.Errorf("status --wait: stderr lacks %q:\n%s", want, r.stderr)
 		}
 	}
-	var rep ledger.RunReport
+	var rep runreport.RunReport
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
 		t.Fatal(err)
 	}

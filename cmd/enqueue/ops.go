@@ -20,6 +20,7 @@ import (
 	"github.com/erpresync/erpresync/intake"
 	"github.com/erpresync/erpresync/internal/flow"
 	"github.com/erpresync/erpresync/internal/ledger"
+	"github.com/erpresync/erpresync/internal/runreport"
 	"github.com/erpresync/erpresync/tasks"
 )
 
@@ -92,9 +93,11 @@ func timePtr(t time.Time) *time.Time {
 	return &t
 }
 
-func (c *cli) toJSON(st ledger.RunStatus) ledger.RunReport { return ledger.NewRunReport(st, c.now()) }
+func (c *cli) toJSON(st ledger.RunStatus) runreport.RunReport {
+	return runreport.NewRunReport(st, c.now())
+}
 
-func (c *cli) printStatus(j ledger.RunReport) {
+func (c *cli) printStatus(j runreport.RunReport) {
 	w := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(w, "run\t%s\n", j.Run)
 	fmt.Fprintf(w, "state\t%s\n", j.State)
@@ -225,7 +228,7 @@ type statusWait struct {
 // pollStatus reads run's status and report, polling as w says and showing the progress on
 // stderr; gaveUp reports that it stopped on a hold only an operator can end. An error's
 // text is what the command prints.
-func (c *cli) pollStatus(ctx context.Context, rc *redisConn, l *ledger.Ledger, queue, run string, w statusWait) (st ledger.RunStatus, j ledger.RunReport, gaveUp bool, err error) {
+func (c *cli) pollStatus(ctx context.Context, rc *redisConn, l *ledger.Ledger, queue, run string, w statusWait) (st ledger.RunStatus, j runreport.RunReport, gaveUp bool, err error) {
 	insp := asynq.NewInspectorFromRedisClient(rc.rdb)
 	var lastLine, movedAt time.Time
 	lastDone, lastHeld := int64(-1), ""
@@ -299,8 +302,8 @@ func repairRun(ctx context.Context, rc *redisConn, l *ledger.Ledger, run string)
 const DefaultHeldTimeout = 15 * time.Minute
 
 // report is the run's report, as the intake API and the runs page show it.
-func (c *cli) report(ctx context.Context, rc *redisConn, insp *asynq.Inspector, queue string, st ledger.RunStatus) (ledger.RunReport, error) {
-	return ledger.Report(ctx, rc.rdb, insp, queue, st, c.now())
+func (c *cli) report(ctx context.Context, rc *redisConn, insp *asynq.Inspector, queue string, st ledger.RunStatus) (runreport.RunReport, error) {
+	return runreport.Report(ctx, rc.rdb, insp, queue, st, c.now())
 }
 
 // printRepair prints what status --repair found and did.
@@ -382,7 +385,7 @@ func (c *cli) runs(ctx context.Context, args []string) int {
 // with pending runs, noted under the table and marked on its pending runs.
 func (c *cli) printRuns(list []ledger.RunStatus, held map[int][]string, asJSON bool) {
 	if asJSON {
-		out := make([]ledger.RunReport, 0, len(list))
+		out := make([]runreport.RunReport, 0, len(list))
 		for _, st := range list {
 			j := c.toJSON(st)
 			if st.PendingKeys > 0 {

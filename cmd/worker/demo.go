@@ -25,6 +25,7 @@ import (
 	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/netserversim"
 	"github.com/erpresync/erpresync/internal/redisconn"
+	"github.com/erpresync/erpresync/internal/runreport"
 	"github.com/erpresync/erpresync/internal/runspage"
 	"github.com/erpresync/erpresync/tasks"
 )
@@ -326,12 +327,12 @@ type demoWatch struct {
 }
 
 // report is the run's report as `enqueue status` prints it.
-func (d demoWatch) report(ctx context.Context) (ledger.RunReport, error) {
+func (d demoWatch) report(ctx context.Context) (runreport.RunReport, error) {
 	st, err := d.ledger.Status(ctx, d.run)
 	if err != nil && !errors.Is(err, ledger.ErrRunNotFound) {
-		return ledger.RunReport{}, err
+		return runreport.RunReport{}, err
 	}
-	return ledger.Report(ctx, d.rdb, d.insp, demoQueue, st, time.Now())
+	return runreport.Report(ctx, d.rdb, d.insp, demoQueue, st, time.Now())
 }
 
 // heldError ends the demo when every pending batch is held for an auth failure: the

@@ -10,6 +10,7 @@ import (
 
 	"github.com/erpresync/erpresync/internal/flow"
 	"github.com/erpresync/erpresync/internal/ledger"
+	"github.com/erpresync/erpresync/internal/runreport"
 	"github.com/erpresync/erpresync/internal/runspage"
 )
 
@@ -20,8 +21,8 @@ func mountRunsPage(mux *http.ServeMux, cfg httpConfig) {
 	h, err := runspage.New(runspage.Config{
 		Ledger: ledger.NewLedger(cfg.Redis),
 		Pauses: breakerPauses{cfg.Redis},
-		Retrying: func(_ context.Context, run string) (ledger.Retrying, error) {
-			return ledger.RetryingBatches(insp, "", run)
+		Retrying: func(_ context.Context, run string) (runreport.Retrying, error) {
+			return runreport.RetryingBatches(insp, "", run)
 		},
 		DashboardURL: dashboardPath + "/",
 	})

@@ -18,6 +18,7 @@ import (
 	"github.com/erpresync/erpresync/internal/browsertest"
 	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redistest"
+	"github.com/erpresync/erpresync/internal/runreport"
 	"github.com/erpresync/erpresync/tasks"
 )
 
@@ -262,7 +263,7 @@ func checkShown(t *testing.T, where string, fields map[string]string, st ledger.
 			t.Errorf("%s: %s %d, ledger %d", where, field, got, want)
 		}
 	}
-	p := st.Progress(now)
+	p := runreport.ProgressOf(st, now)
 	if want := strconv.FormatFloat(p.Percent, 'f', 1, 64) + "%"; fields["percent"] != want {
 		t.Errorf("%s: percent %q, want %q", where, fields["percent"], want)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/intake"
 	"github.com/erpresync/erpresync/internal/ledger"
+	"github.com/erpresync/erpresync/internal/runreport"
 	"github.com/erpresync/erpresync/tasks"
 )
 
@@ -409,7 +410,7 @@ func TestRuns(t *testing.T) {
 	e.summary(e.put("/v1/runs/newer/keys?erp_connection=4&actor_type=Person", "text/plain", keyLines("P", 150)))
 
 	r := e.do(http.MethodGet, "/v1/runs/newer", "", token, nil)
-	var st ledger.RunReport
+	var st runreport.RunReport
 	r.decode(t, &st)
 	if r.code != 200 || st.Run != "newer" || st.State != ledger.RunActive || st.TotalKeys != 150 || st.PendingKeys != 150 ||
 		st.ErpConnectionID != 4 || st.ActorType != "Person" || st.Source != Origin || st.Batches != 2 || len(st.Records) != 3 {
@@ -417,13 +418,13 @@ func TestRuns(t *testing.T) {
 	}
 	// The same report as `enqueue status --json` builds from the ledger.
 	ls, _ := ledger.NewLedger(e.rdb).Status(t.Context(), "newer")
-	want := ledger.NewRunReport(ls, *st.StartedAt) // rate and ETA aside
+	want := runreport.NewRunReport(ls, *st.StartedAt) // rate and ETA aside
 	st.KeysPerSecond, st.ETASeconds, want.ETASeconds = 0, nil, nil
 	if fmt.Sprint(st) != fmt.Sprint(want) {
 		t.Errorf("report %+v\nwant   %+v", st, want)
 	}
 
-	var list []ledger.RunReport
+	var list []runreport.RunReport
 	r = e.do(http.MethodGet, "/v1/runs", "", token, nil)
 	r.decode(t, &list)
 	if len(list) != 2 {
@@ -493,7 +494,7 @@ func TestRetryingBatches(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	srv.Shutdown()
-	var st ledger.RunReport
+	var st runreport.RunReport
 	e.do(http.MethodGet, "/v1/runs/held", "", token, nil).decode(t, &st)
 	if st.RetryingBatches != 1 || st.RetryReason != "SuperOffice is down" {
 		t.Errorf("report: %+v", st)

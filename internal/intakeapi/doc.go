@@ -8,8 +8,8 @@
 //	PUT  /v1/runs/{run}/keys   a run's keys as a streamed body (intake.Producer.Submit);
 //	                           answers intake.Summary, the JSON of `enqueue --json`
 //	POST /v1/keys              trickle keys (intake.Producer.AddKey); answers intake.Trickled
-//	GET  /v1/runs              recent runs, []ledger.RunReport (`enqueue runs --json`)
-//	GET  /v1/runs/{run}        ledger.RunReport (`enqueue status --json`)
+//	GET  /v1/runs              recent runs, []runreport.RunReport (`enqueue runs --json`)
+//	GET  /v1/runs/{run}        runreport.RunReport (`enqueue status --json`)
 //	GET  /v1/runs/{run}/dead   []tasks.DeadLetter (`enqueue dead list --json`)
 //	GET  /v1/openapi.json      the OpenAPI 3 document of all of this (no token needed)
 //

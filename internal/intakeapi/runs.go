@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/erpresync/erpresync/internal/ledger"
+	"github.com/erpresync/erpresync/internal/runreport"
 	"github.com/erpresync/erpresync/tasks"
 )
 
@@ -33,9 +34,9 @@ func (a *API) listRuns(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := a.cfg.Now()
-	out := make([]ledger.RunReport, 0, len(list))
+	out := make([]runreport.RunReport, 0, len(list))
 	for _, st := range list {
-		out = append(out, ledger.NewRunReport(st, now))
+		out = append(out, runreport.NewRunReport(st, now))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -69,7 +70,7 @@ func (a *API) getRun(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	rep, err := ledger.Report(r.Context(), a.cfg.Redis, a.insp, a.cfg.Queue, st, a.cfg.Now())
+	rep, err := runreport.Report(r.Context(), a.cfg.Redis, a.insp, a.cfg.Queue, st, a.cfg.Now())
 	if err != nil {
 		a.internal(w, "status of "+st.Run, err)
 		return

@@ -6,7 +6,7 @@
 //
 // Pages are rendered on the server from html/template files embedded in the binary:
 // no build step, no JavaScript, no assets from elsewhere. The numbers come from the run
-// ledger (package internal/ledger) and are derived by ledger.RunStatus.Progress, as `enqueue status`
+// ledger (package internal/ledger) and are derived by package internal/runreport, as `enqueue status`
 // derives them, so both always agree.
 //
 // Flow control reports pauses (SuperOffice unavailable, calls held) through the Pauser

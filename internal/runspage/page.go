@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/erpresync/erpresync/internal/ledger"
+	"github.com/erpresync/erpresync/internal/runreport"
 	"github.com/erpresync/erpresync/tasks"
 )
 
@@ -41,8 +42,8 @@ type Config struct {
 	// Pauses reports flow control's pauses for the banner; nil shows none.
 	Pauses Pauser
 	// Retrying reports an active run's batches waiting in asynq's retry set, with the last
-	// error, for its page and the ETA in the list (ledger.RetryingBatches); nil shows none.
-	Retrying func(ctx context.Context, run string) (ledger.Retrying, error)
+	// error, for its page and the ETA in the list (runreport.RetryingBatches); nil shows none.
+	Retrying func(ctx context.Context, run string) (runreport.Retrying, error)
 	// Runs is how many recent runs the list shows without ?limit=; 0 means DefaultRuns.
 	Runs int
 	// DeadPerPage is how many dead letters a run's page lists; 0 means DefaultDeadPerPage.
@@ -257,7 +258,7 @@ func (h *Handler) serveRun(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, http.StatusInternalServerError, "reading the dead letters: "+err.Error())
 		return
 	}
-	var retrying ledger.Retrying
+	var retrying runreport.Retrying
 	if h.cfg.Retrying != nil && st.PendingKeys > 0 {
 		if retrying, err = h.cfg.Retrying(r.Context(), st.Run); err != nil {
 			h.fail(w, r, http.StatusInternalServerError, "reading the retry set: "+err.Error())
@@ -269,7 +270,7 @@ func (h *Handler) serveRun(w http.ResponseWriter, r *http.Request) {
 	view.P = view.P.WithRetrying(retrying, now)
 	h.render(w, r, h.runPage, http.StatusOK, h.newPage(r, "Run "+st.Run, st.State == ledger.RunActive, struct {
 		Run      runView
-		Retrying ledger.Retrying
+		Retrying runreport.Retrying
 		Waiting  string
 		Dead     deadPage
 	}{view, retrying, view.P.RetryNote(now), newDeadPage(dls, pageNo, h.cfg.DeadPerPage)}))

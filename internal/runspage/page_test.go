@@ -16,6 +16,7 @@ import (
 
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/internal/ledger"
+	"github.com/erpresync/erpresync/internal/runreport"
 	"github.com/erpresync/erpresync/internal/runspage"
 	"github.com/erpresync/erpresync/tasks"
 )
@@ -168,8 +169,8 @@ func TestListShowsRuns(t *testing.T) {
 		`<meta http-equiv="refresh" content="10">`,
 		`<a href="/monitoring/">tasks (dashboard)</a>`,
 	)
-	// The numbers come from ledger.RunStatus.Progress, as `enqueue status` shows them.
-	p := sample().runs[0].Progress(now)
+	// The numbers come from runreport.ProgressOf, as `enqueue status` shows them.
+	p := runreport.ProgressOf(sample().runs[0], now)
 	wantContains(t, "runs list", body, fmt.Sprintf(`data-field="eta">%s<`, p.FormatETA()))
 	for _, bad := range []string{"<script", "https://", "http://", "data-pause"} {
 		if strings.Contains(body, bad) {
@@ -417,11 +418,11 @@ func TestRunPageShowsRetryingBatches(t *testing.T) {
 	t.Parallel()
 	var mu sync.Mutex
 	var asked []string
-	srv := newServer(t, runspage.Config{Ledger: sample(), Retrying: func(_ context.Context, run string) (ledger.Retrying, error) {
+	srv := newServer(t, runspage.Config{Ledger: sample(), Retrying: func(_ context.Context, run string) (runreport.Retrying, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		asked = append(asked, run)
-		return ledger.Retrying{Batches: 3, LastError: "HTTP 503\nService Unavailable", LastFailedAt: t0}, nil
+		return runreport.Retrying{Batches: 3, LastError: "HTTP 503\nService Unavailable", LastFailedAt: t0}, nil
 	}})
 	_, body := get(t, "GET", srv.URL+"/runs/nightly-customers-2026-11-27")
 	wantContains(t, "active run", body, `<span data-field="retrying">3</span> batches; last error (2026-11-27 02:30:00 UTC): <span data-field="retry-reason">HTTP 503 Service Unavailable</span>`)
@@ -442,8 +443,8 @@ func TestRunPageShowsRetryingBatches(t *testing.T) {
 func TestRunPageETAWaitsForRetries(t *testing.T) {
 	t.Parallel()
 	due := now.Add(7 * time.Minute)
-	srv := newServer(t, runspage.Config{Ledger: sample(), Now: func() time.Time { return now }, Retrying: func(context.Context, string) (ledger.Retrying, error) {
-		return ledger.Retrying{Batches: 75, Keys: 7500, LastError: "auth: login refused", LastFailedAt: t0, NextAt: due, LastAt: due,
+	srv := newServer(t, runspage.Config{Ledger: sample(), Now: func() time.Time { return now }, Retrying: func(context.Context, string) (runreport.Retrying, error) {
+		return runreport.Retrying{Batches: 75, Keys: 7500, LastError: "auth: login refused", LastFailedAt: t0, NextAt: due, LastAt: due,
 			AuthBatches: 75, AuthError: "auth: login refused"}, nil
 	}})
 	_, body := get(t, "GET", srv.URL+"/runs/")

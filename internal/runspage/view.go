@@ -10,13 +10,14 @@ import (
 	"time"
 
 	"github.com/erpresync/erpresync/internal/ledger"
+	"github.com/erpresync/erpresync/internal/runreport"
 	"github.com/erpresync/erpresync/tasks"
 )
 
 // runView is one run as the templates show it.
 type runView struct {
 	ledger.RunStatus
-	P ledger.Progress
+	P runreport.Progress
 	// Href is the run's page, relative to Path.
 	Href string
 	// Tables are the records changed, one row per CRM table, by name.
@@ -32,7 +33,7 @@ type tableRow struct {
 }
 
 func newRunView(st ledger.RunStatus, now time.Time) runView {
-	v := runView{RunStatus: st, P: st.Progress(now), Href: "./" + url.PathEscape(st.Run)}
+	v := runView{RunStatus: st, P: runreport.ProgressOf(st, now), Href: "./" + url.PathEscape(st.Run)}
 	names := map[string]bool{}
 	for _, byTable := range st.Records {
 		for t := range byTable {

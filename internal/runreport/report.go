@@ -1,4 +1,4 @@
-package ledger
+package runreport
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/internal/flow"
+	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/tasks"
 )
 
@@ -76,12 +77,12 @@ type RunReport struct {
 	// by the caller, which reads the breakers.
 	Paused []string `json:"paused,omitempty"`
 	// Repair is what `enqueue status --repair` found and did; absent without it.
-	Repair *RepairResult `json:"repair,omitempty"`
+	Repair *ledger.RepairResult `json:"repair,omitempty"`
 }
 
 // NewRunReport derives a report from st; now is the end of an active run's rate window.
 // The numbers come from RunStatus.Progress, as the runs page's do.
-func NewRunReport(st RunStatus, now time.Time) RunReport {
+func NewRunReport(st ledger.RunStatus, now time.Time) RunReport {
 	j := RunReport{Run: st.Run, State: st.State, ErpConnectionID: st.ErpConnectionID, ActorType: st.ActorType.String(),
 		Source: st.Source, TotalKeys: st.TotalKeys, ResyncedKeys: st.ResyncedKeys, DeadKeys: st.DeadKeys,
 		PendingKeys: st.PendingKeys, RejectedKeys: st.RejectedKeys, Receiving: st.Receiving, Batches: st.Batches, Calls: st.Calls, Records: map[string]map[string]int64{},
@@ -90,7 +91,7 @@ func NewRunReport(st RunStatus, now time.Time) RunReport {
 		j.Records[k] = map[string]int64{}
 		maps.Copy(j.Records[k], st.Records[k])
 	}
-	p := st.Progress(now)
+	p := ProgressOf(st, now)
 	j.Percent, j.KeysPerSecond = p.Percent, p.KeysPerSecond
 	if p.ETAKnown {
 		eta := p.ETA.Seconds()
@@ -103,7 +104,7 @@ func NewRunReport(st RunStatus, now time.Time) RunReport {
 // run's batches waiting in queue's retry set ("" reads every queue's; AddRetrying) and the
 // open circuit breakers that hold it (flow.Pauses). `enqueue status`, the intake API and
 // `worker demo` all build it here.
-func Report(ctx context.Context, rdb redis.UniversalClient, insp *asynq.Inspector, queue string, st RunStatus, now time.Time) (RunReport, error) {
+func Report(ctx context.Context, rdb redis.UniversalClient, insp *asynq.Inspector, queue string, st ledger.RunStatus, now time.Time) (RunReport, error) {
 	r := NewRunReport(st, now)
 	if st.PendingKeys == 0 {
 		return r, nil

@@ -1,4 +1,4 @@
-package ledger
+package runreport
 
 import (
 	"encoding/json"
@@ -8,13 +8,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/tasks"
 )
 
 func TestNewRunReport(t *testing.T) {
 	t.Parallel()
 	start := time.Date(2026, 11, 27, 2, 30, 0, 0, time.UTC)
-	active := RunStatus{Run: "r", State: RunActive, TotalKeys: 1000, ResyncedKeys: 300, DeadKeys: 100, PendingKeys: 600,
+	active := ledger.RunStatus{Run: "r", State: ledger.RunActive, TotalKeys: 1000, ResyncedKeys: 300, DeadKeys: 100, PendingKeys: 600,
 		StartedAt: start, Records: map[string]map[string]int64{tasks.KindAdded: {"contact": 2}}}
 	r := NewRunReport(active, start.Add(10*time.Second))
 	if r.Percent != 40 || r.KeysPerSecond != 40 || r.ETASeconds == nil || *r.ETASeconds != 15 || r.FinishedAt != nil ||
@@ -22,12 +23,12 @@ func TestNewRunReport(t *testing.T) {
 		t.Errorf("active: %+v", r)
 	}
 	done := active
-	done.State, done.ResyncedKeys, done.PendingKeys, done.FinishedAt = RunDone, 900, 0, start.Add(20*time.Second)
+	done.State, done.ResyncedKeys, done.PendingKeys, done.FinishedAt = ledger.RunDone, 900, 0, start.Add(20*time.Second)
 	r = NewRunReport(done, start.Add(time.Hour)) // the rate ends when the run did
 	if r.Percent != 100 || r.KeysPerSecond != 50 || *r.ETASeconds != 0 {
 		t.Errorf("done: %+v", r)
 	}
-	b, _ := json.Marshal(NewRunReport(RunStatus{Run: "new", State: RunActive, PendingKeys: 5}, start))
+	b, _ := json.Marshal(NewRunReport(ledger.RunStatus{Run: "new", State: ledger.RunActive, PendingKeys: 5}, start))
 	var m map[string]any
 	json.Unmarshal(b, &m)
 	if m["eta_seconds"] != nil || m["started_at"] != nil || m["records"] == nil {
@@ -40,7 +41,7 @@ func TestPercentNeverShows100WhilePending(t *testing.T) {
 	t.Parallel()
 	start := time.Date(2026, 11, 27, 2, 30, 0, 0, time.UTC)
 	for _, total := range []int64{2000, 3000, 10_000, 1_000_000} {
-		st := RunStatus{Run: "r", State: RunActive, TotalKeys: total, ResyncedKeys: total - 1, PendingKeys: 1, StartedAt: start}
+		st := ledger.RunStatus{Run: "r", State: ledger.RunActive, TotalKeys: total, ResyncedKeys: total - 1, PendingKeys: 1, StartedAt: start}
 		r := NewRunReport(st, start.Add(time.Minute))
 		if s := fmt.Sprintf("%.1f", r.Percent); s == "100.0" || r.Percent >= 100 {
 			t.Errorf("%d of %d keys done: %v%% (%s%%), want below 100", total-1, total, r.Percent, s)
@@ -65,7 +66,7 @@ func TestReportETAWithPendingRetry(t *testing.T) {
 	now := start.Add(5 * time.Minute)
 	due := now.Add(7 * time.Minute)
 	// 2,999 keys in 5 minutes: the one left would take a tenth of a second at that rate.
-	st := RunStatus{Run: "r", State: RunActive, TotalKeys: 3000, ResyncedKeys: 2999, PendingKeys: 1, StartedAt: start}
+	st := ledger.RunStatus{Run: "r", State: ledger.RunActive, TotalKeys: 3000, ResyncedKeys: 2999, PendingKeys: 1, StartedAt: start}
 
 	r := NewRunReport(st, now)
 	r.AddRetrying(Retrying{Batches: 1, Keys: 1, LastError: "transient: HTTP 503", NextAt: due, LastAt: due}, now)

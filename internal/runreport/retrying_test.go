@@ -1,4 +1,4 @@
-package ledger_test
+package runreport_test
 
 import (
 	"context"
@@ -10,8 +10,8 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/erpresync/erpresync/erpsync"
-	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redistest"
+	"github.com/erpresync/erpresync/internal/runreport"
 	"github.com/erpresync/erpresync/tasks"
 )
 
@@ -67,7 +67,7 @@ func TestRetryingBatches(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := ledger.RetryingBatches(insp, tt.queue, tt.run)
+			got, err := runreport.RetryingBatches(insp, tt.queue, tt.run)
 			if err != nil {
 				t.Fatal(err)
 			}

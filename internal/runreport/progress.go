@@ -1,9 +1,11 @@
-package ledger
+package runreport
 
 import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/erpresync/erpresync/internal/ledger"
 )
 
 // Progress is what a run's counters imply at one moment: how much is done, how fast, and
@@ -38,8 +40,8 @@ func Percent(done, total int64) float64 {
 	return math.Floor(float64(done)*1000/float64(total)) / 10
 }
 
-// Progress derives the run's Progress; now stands in for FinishedAt while the run is active.
-func (s RunStatus) Progress(now time.Time) Progress {
+// ProgressOf derives run s's Progress; now stands in for FinishedAt while the run is active.
+func ProgressOf(s ledger.RunStatus, now time.Time) Progress {
 	p := Progress{Done: s.ResyncedKeys + s.DeadKeys, Pending: s.PendingKeys, Percent: Percent(s.ResyncedKeys+s.DeadKeys, s.TotalKeys)}
 	end := now
 	if !s.FinishedAt.IsZero() {

@@ -1,0 +1,10 @@
+package runreport_test
+
+import (
+	"os"
+	"testing"
+
+	"github.com/erpresync/erpresync/internal/redistest"
+)
+
+func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
