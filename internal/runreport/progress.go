@@ -92,7 +92,7 @@ func (p Progress) AllRetrying() bool {
 
 // RetryNote says, when every pending key waits on a retry, when they are due: "1 batch
 // retries at 14:07:05 UTC (in 6m40s)", "3 batches retry from 14:07:05 to 14:12:00 UTC
-// (in 2s)"; "" otherwise.
+// (the first in 2s)"; "" otherwise.
 func (p Progress) RetryNote(now time.Time) string {
 	if !p.AllRetrying() {
 		return ""
