@@ -45,7 +45,7 @@
 // asynq.ErrTaskIDConflict. Submitting the same input under the same run again — after a
 // crash, an error or Ctrl-C — therefore enqueues only the batches that are missing and
 // never a key twice. Until a submission completes, its run's intake is open in the ledger
-// (tasks.Ledger.OpenIntake, sealed by RecordIntake): a run cut off part way is
+// (the run ledger's OpenIntake, sealed by RecordIntake): a run cut off part way is
 // ledger.RunIncomplete, never done, however its batches fare. A resubmission with
 // another ERP connection, actor type, batch size, CSV column or queue is refused
 // ([ErrRunMismatch]), and so is other input: a batch already queued is read back and

@@ -321,7 +321,7 @@ func (p *Producer) AddKey(ctx context.Context, erpConnectionID int, actor erpsyn
 // submission got, also when err is not nil. In strict mode an invalid key gives a
 // *ValidationError before anything is enqueued. A malformed CSV file stops the
 // submission with an error naming the line. After a complete pass (not a dry run) the keys
-// skipped as invalid are recorded in the run (tasks.Ledger.RecordIntake); an input without a
+// skipped as invalid are recorded in the run (the run ledger's RecordIntake); an input without a
 // valid key is then an error wrapping ErrNoKeys unless spec.AllowEmpty, and its run is in
 // the ledger with no keys (ledger.RunEmpty).
 func (p *Producer) Submit(ctx context.Context, spec RunSpec, src Source) (sum Summary, err error) {

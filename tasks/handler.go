@@ -258,7 +258,9 @@ func (h *Handler) process(ctx context.Context, t *asynq.Task, b Batch, invalid e
 		return h.split(ctx, log, tc, b)
 	}
 
-	resp, calls, err := h.call(ctx, log, tc, b)
+	// ctx carries what flow control's Admit gave the batch (the connection breaker's probe,
+	// when this batch is it), so that the outcome reported below decides the probe.
+	ctx, resp, calls, err := h.call(ctx, log, tc, b)
 	if err == nil && resp.IsOk {
 		return h.succeeded(ctx, log, t, tc, b, resp, calls)
 	}
@@ -294,13 +296,14 @@ func (h *Handler) finished(ctx context.Context, log zerolog.Logger, tc taskCtx, 
 }
 
 // call makes the ForceResyncExternal call, retrying transient errors in-process. It returns
-// the number of calls it made too; the caller counts them in the ledger.
-func (h *Handler) call(ctx context.Context, log zerolog.Logger, tc taskCtx, b Batch) (*erpsync.Result, int, error) {
+// the batch's context as flow control admitted it, and the number of calls it made too; the
+// caller counts them in the ledger.
+func (h *Handler) call(ctx context.Context, log zerolog.Logger, tc taskCtx, b Batch) (context.Context, *erpsync.Result, int, error) {
 	var resp *erpsync.Result
 	if h.cfg.Flow != nil {
 		var err error
 		if ctx, err = h.cfg.Flow.Admit(ctx, b.ErpConnectionID); err != nil {
-			return nil, 0, err
+			return ctx, nil, 0, err
 		}
 	}
 	p := h.cfg.FastPolicy
@@ -342,9 +345,9 @@ func (h *Handler) call(ctx context.Context, log zerolog.Logger, tc taskCtx, b Ba
 		return retry.Decision{Retry: Classify(err) == ClassTransient}
 	})
 	if err != nil {
-		return nil, attempt, err
+		return ctx, nil, attempt, err
 	}
-	return resp, attempt, nil
+	return ctx, resp, attempt, nil
 }
 
 func (h *Handler) succeeded(ctx context.Context, log zerolog.Logger, t *asynq.Task, tc taskCtx, b Batch, resp *erpsync.Result, calls int) error {

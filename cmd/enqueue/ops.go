@@ -188,7 +188,9 @@ func (c *cli) status(ctx context.Context, args []string) int {
 	defer rc.Close()
 	l := ledger.NewLedger(rc.rdb)
 	run := pos[0]
-	st, j, gaveUp, err := c.pollStatus(ctx, rc, l, cf.queue, run, statusWait{*wait, *interval, *heldTimeout})
+	// A run's batches may wait in any queue (trickle, the demo's, one named at submission):
+	// its report reads every queue's retry set, by the run's name.
+	st, j, gaveUp, err := c.pollStatus(ctx, rc, l, "", run, statusWait{*wait, *interval, *heldTimeout})
 	if err != nil {
 		return c.failJSON(*asJSON, exitUsage, "%v", err)
 	}

@@ -243,7 +243,7 @@ func demoWorker(v values, redisOpt asynq.RedisConnOpt, setup *tenantSetup, log z
 		return cfg, appDeps{}, err
 	}
 	cfg.RedisOpt = redisOpt
-	deps := appDeps{Resyncer: setup.Client, Refreshes: setup.Refreshes, Logger: log}
+	deps := appDeps{Resyncer: setup.Client, Refreshes: setup.Refreshes, AuthFix: authFix(setup.Mode), Logger: log}
 	cfg.BusinessRetries, cfg.BusinessDelay, cfg.ReconcileEvery = 2, time.Second, 5*time.Second
 	// The demo may share a Redis with real runs: their retention is the real workers' call.
 	cfg.LedgerRetention = 0
@@ -280,8 +280,8 @@ func demoRun(ctx context.Context, a *app, keys []string, t *demoSuperOffice, std
 	st, err := demoWait(ctx, demoWatch{ledger: a.ledger, rdb: a.rdb, insp: asynq.NewInspectorFromRedisClient(a.rdb), run: run}, t.sim, stderr)
 	var held *heldError
 	if errors.As(err, &held) {
-		return false, fmt.Errorf("%s; check %s (SUPEROFFICE_URL if SuperOffice answered HTTP 421: the tenant moved). Last error: %s",
-			held.what, loginSettings(t.setup.Mode), held.lastErr)
+		return false, fmt.Errorf("%s; %s (or SUPEROFFICE_URL if SuperOffice answered HTTP 421: the tenant moved). Last error: %s",
+			held.what, authFix(t.setup.Mode), held.lastErr)
 	}
 	if err != nil {
 		return false, err
@@ -388,17 +388,6 @@ func demoWait(ctx context.Context, d demoWatch, sim *netserversim.Running, w io.
 		case <-tick.C:
 		}
 	}
-}
-
-// loginSettings names the settings of the configured way to log in to SuperOffice.
-func loginSettings(mode string) string {
-	switch mode {
-	case "ticket":
-		return "SUPEROFFICE_TICKET"
-	case "system-user":
-		return "SUPEROFFICE_SYSTEM_TOKEN, SUPEROFFICE_PRIVATE_KEY_FILE and SUPEROFFICE_CONTEXT_ID"
-	}
-	return "SUPEROFFICE_PASSWORD and SUPEROFFICE_USERNAME"
 }
 
 // summaryWidth is the width the demo's summary keeps within: a terminal's default.

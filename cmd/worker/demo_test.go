@@ -108,7 +108,7 @@ func TestDemoRefusedLogin(t *testing.T) {
 		t.Fatal("worker demo --once still runs after two minutes against a tenant that refuses its login")
 	}
 	errOut := stderr.String()
-	if code != 2 || !strings.Contains(errOut, "SuperOffice refused the login") || !strings.Contains(errOut, "check SUPEROFFICE_PASSWORD") {
+	if code != 2 || !strings.Contains(errOut, "SuperOffice refused the login") || !strings.Contains(errOut, "SUPEROFFICE_PASSWORD") {
 		t.Errorf("exit %d, want 2 naming SUPEROFFICE_PASSWORD\n%s", code, errOut)
 	}
 	if !regexp.MustCompile(`(?m)^  0/40 keys done \(0\.0%\), 0 dead, .*; held: 1 batch held for an auth failure`).MatchString(errOut) {

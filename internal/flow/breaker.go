@@ -66,9 +66,8 @@ return {1, due}
 
 // recordScript: KEYS state, ring; ARGV outcome ("" success), counted (1/0), window,
 // threshold, now ms, first probe interval ms, max interval ms, reason, probe (the token of
-// the probe this answers; "" for a request that was no probe, anyProbe when the reporter
-// cannot tell). Only the probe's answer decides a half-open breaker. Returns {to, from} when
-// the state changed, else {}.
+// the probe this answers; "" for a request that was no probe). Only the probe's answer
+// decides a half-open breaker. Returns {to, from} when the state changed, else {}.
 var recordScript = redis.NewScript(`
 local st = redis.call('HGET', KEYS[1], 'state') or 'closed'
 local out = ARGV[1]
@@ -76,7 +75,7 @@ local now = tonumber(ARGV[5])
 if st == 'open' then return {} end
 if st == 'half' then
   local tok = ARGV[9]
-  if tok == '' or (tok ~= '*' and tok ~= redis.call('HGET', KEYS[1], 'probe')) then return {} end
+  if tok == '' or tok ~= redis.call('HGET', KEYS[1], 'probe') then return {} end
   if out ~= '' and out == redis.call('HGET', KEYS[1], 'outcome') then
     local iv = math.min((tonumber(redis.call('HGET', KEYS[1], 'interval')) or 0) * 2, tonumber(ARGV[7]))
     redis.call('HSET', KEYS[1], 'state', 'open', 'interval', iv, 'next', now + iv)
@@ -119,10 +118,6 @@ func (c *Control) newBreaker(conn, window int, threshold float64) *breaker {
 	n := strconv.Itoa(conn)
 	return &breaker{c: c, conn: conn, state: p + ":breaker:" + n, ring: p + ":ring:" + n, window: window, threshold: threshold}
 }
-
-// anyProbe is the probe token of a report that cannot tell which request it answers (a
-// batch's outcome): it decides a half-open breaker whoever sent it.
-const anyProbe = "*"
 
 // gate asks the breakers bs, in order, whether a request may go out; only the last one's
 // probe may be claimed, and only when claim is true. held[i] is the probe token the caller
@@ -171,8 +166,7 @@ func newToken() string { return strconv.FormatUint(rand.Uint64(), 36) }
 // record reports an outcome: "" for a success, anything else names a failure (failures
 // with the same name count together). counted=false reports a failure that may only decide a
 // probe, not open the breaker.
-// probe is the token of the probe the outcome answers: "" for a request that was not one,
-// anyProbe when the reporter cannot tell.
+// probe is the token of the probe the outcome answers: "" for a request that was not one.
 func (b *breaker) record(ctx context.Context, outcome string, counted bool, reason, probe string) {
 	cnt := "0"
 	if counted {

@@ -239,7 +239,8 @@ func (c *Control) breakers(ctx context.Context) ([]*breaker, []string) {
 // Outcome reports a batch's answer to the ERP connection's breaker: ok, or the ErrorCode
 // SuperOffice answered IsOk=false with. counted=false reports a failure that must not
 // count toward opening the breaker (a split half, a retried poison key) but may decide a
-// probe.
+// probe. Only the batch Admit made the probe (ctx as Admit returned it) decides a half-open
+// breaker; another batch's late answer does not.
 func (c *Control) Outcome(ctx context.Context, conn int, errorCode string, ok, counted bool) {
 	if c.cfg.ConnWindow < 0 {
 		return
@@ -248,7 +249,11 @@ func (c *Control) Outcome(ctx context.Context, conn int, errorCode string, ok, c
 	if !ok {
 		out = "!" + errorCode
 	}
-	c.conns(conn).record(ctx, out, counted || ok, fmt.Sprintf("ErrorCode %q on nearly every batch", errorCode), anyProbe)
+	probe := ""
+	if p, isProbe := ctx.Value(probeKey{}).(connProbe); isProbe && p.conn == conn {
+		probe = p.token
+	}
+	c.conns(conn).record(ctx, out, counted || ok, fmt.Sprintf("ErrorCode %q on nearly every batch", errorCode), probe)
 }
 
 // Paused returns the *PausedError of the tenant's or conn's open breaker, nil if both are

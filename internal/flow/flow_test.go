@@ -296,13 +296,19 @@ func TestConnectionBreaker(t *testing.T) {
 		t.Errorf("another connection: %v", err)
 	}
 	waitUntil(t, pe.NextProbe)
-	if _, err := c.Admit(ctx, 3); err != nil {
+	probe, err := c.Admit(ctx, 3)
+	if err != nil {
 		t.Fatalf("probe: %v", err)
 	}
 	if _, err := c.Admit(ctx, 3); !errors.As(err, new(*PausedError)) {
 		t.Errorf("second caller while probing: %v", err)
 	}
+	// A batch admitted before the breaker opened answers late: it is not the probe.
 	c.Outcome(ctx, 3, "", true, true)
+	if _, err := c.Admit(ctx, 3); !errors.As(err, new(*PausedError)) {
+		t.Errorf("another batch's late success decided the probe: %v", err)
+	}
+	c.Outcome(probe, 3, "", true, true)
 	if _, err := c.Admit(ctx, 3); err != nil {
 		t.Errorf("after a good probe: %v", err)
 	}

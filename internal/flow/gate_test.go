@@ -261,7 +261,7 @@ func TestConnectionBreakerHoldsRequestsThatWaited(t *testing.T) {
 	if got := srv.calls.Load(); got != 2 {
 		t.Errorf("%d requests reached the tenant while probing, want the probe batch's 2", got)
 	}
-	cs[1].Outcome(bg, 3, "", true, true)
+	cs[1].Outcome(probe, 3, "", true, true)
 	if _, err := cs[0].Admit(bg, 3); err != nil {
 		t.Errorf("after a good probe: %v", err)
 	}

@@ -70,7 +70,8 @@ func (a *API) getRun(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	rep, err := runreport.Report(r.Context(), a.cfg.Redis, a.insp, a.cfg.Queue, st, a.cfg.Now())
+	// Every queue's retry set, by the run's name: a trickle run's batches wait in the trickle queue.
+	rep, err := runreport.Report(r.Context(), a.cfg.Redis, a.insp, "", st, a.cfg.Now())
 	if err != nil {
 		a.internal(w, "status of "+st.Run, err)
 		return

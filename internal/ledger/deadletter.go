@@ -257,7 +257,7 @@ func (l *Ledger) flushOutbox(ctx context.Context, client *asynq.Client, run stri
 			return ids, fmt.Errorf("ledger: requeue batch %s: %w", id, err)
 		}
 		if _, err := client.EnqueueContext(ctx, t); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
-			return ids, fmt.Errorf("ledger: enqueue requeued batch %s (its keys are pending; run Requeue again to retry): %w", id, err)
+			return ids, fmt.Errorf("ledger: enqueue requeued batch %s (its keys are pending; requeue the run's dead letters again to retry: enqueue dead requeue): %w", id, err)
 		}
 		if err := l.rdb.HDel(ctx, k, id).Err(); err != nil {
 			return ids, fmt.Errorf("ledger: outbox of %s: %w", run, err)

@@ -266,11 +266,10 @@ func (l *Ledger) Status(ctx context.Context, run string) (RunStatus, error) {
 		}
 		st.Records[kind][table] = n
 	}
+	st.Receiving = m["intake"] != "" && fromMS(m["intake"]).After(l.now())
 	switch {
-	case st.PendingKeys > 0:
+	case st.PendingKeys > 0 || st.Receiving:
 		st.State = RunActive
-	case m["intake"] != "" && fromMS(m["intake"]).After(l.now()):
-		st.State, st.Receiving = RunActive, true
 	case m["intake"] != "":
 		st.State = RunIncomplete
 	case st.DeadKeys > 0:

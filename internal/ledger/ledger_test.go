@@ -627,8 +627,8 @@ func TestOpenIntake(t *testing.T) {
 	if _, err := e.ledger.RegisterBatch(ctx, meta, id, 2); err != nil {
 		t.Fatal(err)
 	}
-	if st, _ := e.ledger.Status(ctx, "cut"); st.State != RunActive {
-		t.Fatalf("keys pending: %+v", st)
+	if st, _ := e.ledger.Status(ctx, "cut"); st.State != RunActive || !st.Receiving {
+		t.Fatalf("keys pending, intake open: %+v; want active, receiving", st)
 	}
 	if _, err := e.ledger.RecordSuccess(ctx, "cut", id, 2, 1, nil, time.Now()); err != nil {
 		t.Fatal(err)

@@ -306,7 +306,12 @@ func (l *Ledger) deleteRunTasks(ctx context.Context, insp *asynq.Inspector, run 
 		var candidates []task
 		var exists []*redis.IntCmd
 		pipe := l.rdb.Pipeline()
-		for i := 0; i < len(kv); i += 2 {
+		for i := 0; i+1 < len(kv); i += 2 {
+			if kv[i+1] == statePending {
+				// A batch pending again (a requeue or resubmission raced this prune): its
+				// task is live, and the re-check below keeps the run.
+				continue
+			}
 			for _, q := range queues {
 				candidates = append(candidates, task{q, kv[i]})
 				exists = append(exists, pipe.Exists(ctx, asynqTaskKey(q, kv[i])))

@@ -576,3 +576,20 @@ func TestPruneCluster(t *testing.T) {
 		}
 	}
 }
+
+// TestPruneSparesPendingTasks: a batch pending again (a requeue or a resubmission that raced
+// the prune between its check and its clean-up) keeps its task: deleting it would leave its
+// keys pending for ever.
+func TestPruneSparesPendingTasks(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, &fakeSO{}, nil)
+	b := tasks.Batch{Run: "raced", ErpConnectionID: 3, ActorType: erpsync.ActorCustomer, Keys: testKeys("R", 3)}
+	id := e.enqueue(b)
+	n, err := e.ledger.deleteRunTasks(context.Background(), e.insp, "raced")
+	if err != nil || n != 0 {
+		t.Fatalf("deleteRunTasks = %d, %v; want 0 deleted", n, err)
+	}
+	if _, err := e.insp.GetTaskInfo(tasks.DefaultQueue, id); err != nil {
+		t.Fatalf("the pending batch's task is gone: %v", err)
+	}
+}

@@ -32,13 +32,17 @@ type Progress struct {
 }
 
 // Percent is done of total in percent, rounded down to a tenth, so that a run with a key
-// pending never shows 100.0%.
+// pending never shows 100.0%, and never more than 100.
 func Percent(done, total int64) float64 {
 	if total <= 0 {
 		return 0
 	}
-	return math.Floor(float64(done)*1000/float64(total)) / 10
+	return math.Floor(float64(min(done, total))*1000/float64(total)) / 10
 }
+
+// maxETA is the longest ETA a report states: a rate that slow says nothing of when a run
+// ends (and a longer time.Duration would overflow).
+const maxETA = 365 * 24 * time.Hour
 
 // ProgressOf derives run s's Progress; now stands in for FinishedAt while the run is active.
 func ProgressOf(s ledger.RunStatus, now time.Time) Progress {
@@ -55,7 +59,7 @@ func ProgressOf(s ledger.RunStatus, now time.Time) Progress {
 		// Its producer is still submitting: how many keys are to come is not known yet.
 	case s.PendingKeys == 0:
 		p.ETAKnown = true
-	case p.KeysPerSecond > 0:
+	case p.KeysPerSecond > 0 && float64(s.PendingKeys)/p.KeysPerSecond < maxETA.Seconds():
 		p.ETA = time.Duration(float64(s.PendingKeys) / p.KeysPerSecond * float64(time.Second))
 		p.ETAKnown = true
 	}
@@ -88,7 +92,7 @@ func (p Progress) AllRetrying() bool {
 
 // RetryNote says, when every pending key waits on a retry, when they are due: "1 batch
 // retries at 14:07:05 UTC (in 6m40s)", "3 batches retry from 14:07:05 to 14:12:00 UTC
-// (in 2s)"; "" otherwise.
+// (the first in 2s)"; "" otherwise.
 func (p Progress) RetryNote(now time.Time) string {
 	if !p.AllRetrying() {
 		return ""

@@ -56,6 +56,24 @@ func TestPercentNeverShows100WhilePending(t *testing.T) {
 	if p := Percent(5, 5); p != 100 {
 		t.Errorf("Percent(5, 5) = %v, want 100", p)
 	}
+	// More done than counted (a resubmission racing a status read): never above 100.
+	if p := Percent(5, 3); p != 100 {
+		t.Errorf("Percent(5, 3) = %v, want 100", p)
+	}
+}
+
+// TestETANeverOverflows: a rate too slow to say anything gives no ETA, not a negative one.
+func TestETANeverOverflows(t *testing.T) {
+	t.Parallel()
+	start := time.Date(2026, 11, 27, 2, 0, 0, 0, time.UTC)
+	st := ledger.RunStatus{Run: "slow", State: ledger.RunActive, TotalKeys: 1_000_001, ResyncedKeys: 1, PendingKeys: 1_000_000, StartedAt: start}
+	r := NewRunReport(st, start.Add(24*time.Hour))
+	if r.ETASeconds != nil {
+		t.Errorf("ETA of 1 key a day with a million pending: %v s, want unknown", *r.ETASeconds)
+	}
+	if eta := r.ETA(); eta != "-" {
+		t.Errorf("ETA() = %q, want -", eta)
+	}
 }
 
 // TestReportETAWithPendingRetry: a run whose last key waits on a retry due in 7 minutes
