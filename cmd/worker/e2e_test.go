@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/erpresync/erpresync/auth"
@@ -153,11 +154,7 @@ func testKill9(t *testing.T, api string) {
 
 	env := workerEnvAPI(db, sim, api)
 	w := startWorker(t, env)
-	waitFor(t, time.Minute, func() (bool, string) {
-		st := runStatus(t, rdb, run)
-		seen := seenKeys(sim)
-		return st.ResyncedKeys >= 600 && seen > st.ResyncedKeys, fmt.Sprintf("%+v, seen %d", st, seen)
-	})
+	waitCallsHeld(t, rdb, sim, run, 600)
 	if err := w.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -191,6 +188,17 @@ func assertResyncedOnce(t *testing.T, sim *netserversim.Running, st ledger.RunSt
 	}
 }
 
+// waitCallsHeld waits until at least resynced keys of run are resynced and the simulator has
+// seen more keys than that: the calls after them are in flight (held there by holdCalls).
+func waitCallsHeld(t testing.TB, rdb redis.UniversalClient, sim *netserversim.Running, run string, resynced int64) {
+	t.Helper()
+	waitFor(t, time.Minute, func() (bool, string) {
+		st := runStatus(t, rdb, run)
+		seen := seenKeys(sim)
+		return st.ResyncedKeys >= resynced && seen > st.ResyncedKeys, fmt.Sprintf("%+v, seen %d", st, seen)
+	})
+}
+
 // TestRedisRestart restarts Redis (with AOF) in the middle of a run: the worker reconnects
 // by itself and nothing is lost.
 func TestRedisRestart(t *testing.T) {
@@ -210,11 +218,7 @@ func TestRedisRestart(t *testing.T) {
 	open := holdCalls(t, sim, 6, 20*time.Millisecond)
 
 	startWorker(t, workerEnv(db, sim))
-	waitFor(t, time.Minute, func() (bool, string) {
-		st := runStatus(t, rdb, run)
-		seen := seenKeys(sim)
-		return st.ResyncedKeys >= 300 && seen > st.ResyncedKeys, fmt.Sprintf("%+v, seen %d", st, seen)
-	})
+	waitCallsHeld(t, rdb, sim, run, 300)
 	if mid := runStatus(t, rdb, run); mid.PendingKeys == 0 {
 		t.Fatalf("the run finished before the restart: %+v", mid)
 	}
@@ -242,11 +246,7 @@ func TestSIGTERM(t *testing.T) {
 	env := workerEnv(db, sim)
 	env["WORKER_CONCURRENCY"] = "3"
 	w := startWorker(t, env)
-	waitFor(t, time.Minute, func() (bool, string) {
-		st := runStatus(t, rdb, run)
-		seen := seenKeys(sim)
-		return st.ResyncedKeys >= 60 && seen > st.ResyncedKeys, fmt.Sprintf("%+v, seen %d", st, seen)
-	})
+	waitCallsHeld(t, rdb, sim, run, 60)
 	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
