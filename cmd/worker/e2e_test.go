@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/erpresync/erpresync/auth"
@@ -186,17 +185,6 @@ func assertResyncedOnce(t *testing.T, sim *netserversim.Running, st ledger.RunSt
 	if want := expectedRecords(actor, keys); !sameRecords(st.Records, want) {
 		t.Fatalf("ledger records %v, want each key counted once: %v", st.Records, want)
 	}
-}
-
-// waitCallsHeld waits until at least resynced keys of run are resynced and the simulator has
-// seen more keys than that: the calls after them are in flight (held there by holdCalls).
-func waitCallsHeld(t testing.TB, rdb redis.UniversalClient, sim *netserversim.Running, run string, resynced int64) {
-	t.Helper()
-	waitFor(t, time.Minute, func() (bool, string) {
-		st := runStatus(t, rdb, run)
-		seen := seenKeys(sim)
-		return st.ResyncedKeys >= resynced && seen > st.ResyncedKeys, fmt.Sprintf("%+v, seen %d", st, seen)
-	})
 }
 
 // TestRedisRestart restarts Redis (with AOF) in the middle of a run: the worker reconnects
