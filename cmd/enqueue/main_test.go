@@ -160,11 +160,7 @@ func TestDryRunNeedsNoRedis(t *testing.T) {
 	if len(s.Problems) != 2 || s.Problems[1].Line != 5 || s.Problems[1].Reason != "contains control character U+0000 at byte 1, which XML 1.0 cannot carry" {
 		t.Errorf("problems = %+v", s.Problems)
 	}
-	for _, want := range []string{"enqueue: run dry (dry run: nothing is enqueued)", keys + `:4: key "K1": duplicate of line 2`, keys + `:5: key "K\x00": contains control character`} {
-		if !strings.Contains(r.stderr, want) {
-			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
-		}
-	}
+	wantContains(t, "stderr", r.stderr, "enqueue: run dry (dry run: nothing is enqueued)", keys+`:4: key "K1": duplicate of line 2`, keys+`:5: key "K\x00": contains control character`)
 
 	// Text output; a clean file exits 0.
 	clean := writeKeys(t, "c.txt", "A\nB\n")
@@ -220,12 +216,8 @@ func TestStrictRefusesEverything(t *testing.T) {
 	if r.code != exitBad {
 		t.Errorf("exit %d, want 1", r.code)
 	}
-	for _, want := range []string{keys + `:2: key "` + strings.Repeat("L", 40) + `…": longer than 254 characters (255)`,
-		"enqueue: --strict: 1 invalid key; nothing was enqueued"} {
-		if !strings.Contains(r.stderr, want) {
-			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
-		}
-	}
+	wantContains(t, "stderr", r.stderr, keys+`:2: key "`+strings.Repeat("L", 40)+`…": longer than 254 characters (255)`,
+		"enqueue: --strict: 1 invalid key; nothing was enqueued")
 	insp := asynq.NewInspector(db.Opt())
 	defer insp.Close()
 	if qs, _ := insp.Queues(); len(qs) != 0 {
@@ -348,12 +340,8 @@ func TestOperatorFlow(t *testing.T) {
 	}
 
 	r = enqueue(t, "", "status", "ops", "--redis-url", url)
-	for _, want := range []string{"\nstate done_with_dead\n", "\nkeys 5 total: 4 resynced, 1 dead, 0 pending (100.0% done)\n",
-		"\nrecords updated contact 4\n", "\nrecords deleted -\n", "\ntarget ERP connection 3, Customer (from cli)\n"} {
-		if !strings.Contains(squeeze(r.stdout), want) {
-			t.Errorf("status text lacks %q:\n%s", want, r.stdout)
-		}
-	}
+	wantContains(t, "status text", squeeze(r.stdout), "\nstate done_with_dead\n", "\nkeys 5 total: 4 resynced, 1 dead, 0 pending (100.0% done)\n",
+		"\nrecords updated contact 4\n", "\nrecords deleted -\n", "\ntarget ERP connection 3, Customer (from cli)\n")
 	if r.code != exitBad {
 		t.Errorf("status exit %d, want 1", r.code)
 	}
@@ -892,5 +880,15 @@ func TestRunNameTrickleReserved(t *testing.T) {
 	r := enqueue(t, "", "--erp-connection", "3", "--actor-type", "Customer", "--file", keys, "--run", run, "--dry-run")
 	if r.code != exitUsage || !strings.Contains(r.stderr, "--run: ") || !strings.Contains(r.stderr, "reserved for trickle intake") {
 		t.Errorf("exit %d: %s", r.code, r.stderr)
+	}
+}
+
+// wantContains reports each of wants that got lacks; what names got in the message.
+func wantContains(t *testing.T, what, got string, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
+		if !strings.Contains(got, want) {
+			t.Errorf("%s lacks %q:\n%s", what, want, got)
+		}
 	}
 }
