@@ -303,6 +303,19 @@ func (c *cli) parseRun(fs *flag.FlagSet, args []string, hint string) (run string
 	return pos[0], 0, false
 }
 
+// parseNoArgs is parse for a command that takes flags only; the usage error names the first
+// other argument, followed by hint (such as where that input belongs).
+func (c *cli) parseNoArgs(fs *flag.FlagSet, args []string, hint string) (code int, done bool) {
+	pos, code, done := c.parse(fs, args)
+	if done {
+		return code, true
+	}
+	if len(pos) > 0 {
+		return c.usageError(fmt.Errorf("unexpected argument %q%s", pos[0], hint)), true
+	}
+	return 0, false
+}
+
 func (c *cli) parse(fs *flag.FlagSet, args []string) (pos []string, code int, done bool) {
 	// While parsing, every flag's value is wrapped to catch a refused value, and the flag
 	// package prints nothing; the usage (-h) is printed with the values as they were.

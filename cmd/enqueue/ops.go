@@ -327,12 +327,8 @@ func (c *cli) runs(ctx context.Context, args []string) int {
 		"with --prune: the retention period, e.g. 30d or 72h (env LEDGER_RETENTION)")
 	dryRun := fs.Bool("dry-run", false, "with --prune: list what would be removed, remove nothing")
 	cf := c.connFlags(fs)
-	pos, code, done := c.parse(fs, args)
-	if done {
+	if code, done := c.parseNoArgs(fs, args, ""); done {
 		return code
-	}
-	if len(pos) > 0 {
-		return c.usageError(fmt.Errorf("unexpected argument %q", pos[0]))
 	}
 	var retention time.Duration
 	if *prune {
@@ -502,12 +498,8 @@ func (c *cli) dead(ctx context.Context, args []string) int {
 	default:
 		return c.usageError(fmt.Errorf("unknown dead subcommand %q: want list, export, requeue or purge", sub))
 	}
-	pos, ec, done := c.parse(fs, args[1:])
-	if done {
+	if ec, done := c.parseNoArgs(fs, args[1:], " (give the run with --run)"); done {
 		return ec
-	}
-	if len(pos) > 0 {
-		return c.usageError(fmt.Errorf("unexpected argument %q (give the run with --run)", pos[0]))
 	}
 	if format != nil {
 		if _, err := ledger.ParseExportFormat(*format); err != nil {
