@@ -51,14 +51,8 @@ func (e *ExceptionError) Error() string {
 		if i > 0 {
 			b.WriteString("; inner")
 		}
-		if x.Type != "" {
-			b.WriteString(" ")
-			b.WriteString(Truncate(x.Type, 120))
-		}
-		if x.Message != "" {
-			b.WriteString(": ")
-			b.WriteString(Truncate(x.Message, 300))
-		}
+		writePart(&b, " ", x.Type, maxNameInError)
+		writePart(&b, ": ", x.Message, maxMessageInError)
 	}
 	return b.String()
 }
@@ -98,24 +92,30 @@ type FaultError struct {
 func (e *FaultError) Error() string {
 	var b strings.Builder
 	b.WriteString("SOAP fault")
-	if e.Code != "" {
-		b.WriteString(" ")
-		b.WriteString(Truncate(e.Code, 120))
-	}
-	if e.Subcode != "" {
-		b.WriteString("/")
-		b.WriteString(Truncate(e.Subcode, 120))
-	}
+	writePart(&b, " ", e.Code, maxNameInError)
+	writePart(&b, "/", e.Subcode, maxNameInError)
 	if e.HTTPStatus != 0 {
 		b.WriteString(" (HTTP ")
 		b.WriteString(strconv.Itoa(e.HTTPStatus))
 		b.WriteString(")")
 	}
-	if e.Reason != "" {
-		b.WriteString(": ")
-		b.WriteString(Truncate(e.Reason, 300))
-	}
+	writePart(&b, ": ", e.Reason, maxMessageInError)
 	return b.String()
+}
+
+// How much of a name (an exception type, a fault code) and of a message from SuperOffice
+// an error's text keeps.
+const (
+	maxNameInError    = 120
+	maxMessageInError = 300
+)
+
+// writePart writes sep and s, cut by Truncate to limit, when s is not empty.
+func writePart(b *strings.Builder, sep, s string, limit int) {
+	if s != "" {
+		b.WriteString(sep)
+		b.WriteString(Truncate(s, limit))
+	}
 }
 
 // MaxErrorBody is how much of a reply's body an HTTPError keeps.

@@ -2,6 +2,7 @@ package intake
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -218,21 +219,13 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Concurrency == 0 {
-		cfg.Concurrency = DefaultConcurrency
-	}
-	if cfg.ProgressInterval == 0 {
-		cfg.ProgressInterval = DefaultProgressInterval
-	}
+	cfg.Concurrency = cmp.Or(cfg.Concurrency, DefaultConcurrency)
+	cfg.ProgressInterval = cmp.Or(cfg.ProgressInterval, DefaultProgressInterval)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.Queue == "" {
-		cfg.Queue = tasks.DefaultQueue
-	}
-	if cfg.TrickleQueue == "" {
-		cfg.TrickleQueue = tasks.TrickleQueue
-	}
+	cfg.Queue = cmp.Or(cfg.Queue, tasks.DefaultQueue)
+	cfg.TrickleQueue = cmp.Or(cfg.TrickleQueue, tasks.TrickleQueue)
 	p := &Producer{cfg: cfg, opts: append([]asynq.Option{asynq.Queue(cfg.Queue)}, cfg.TaskOptions...)}
 	// Options asynq or tasks would refuse fail here, not batch by batch in the middle of a run.
 	probe := tasks.Batch{Run: "probe", ErpConnectionID: 1, ActorType: erpsync.ActorCustomer, Keys: []string{"probe"}}
@@ -277,15 +270,11 @@ func (p *Producer) checkSpec(spec *RunSpec) error {
 	if err := spec.ActorType.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	if spec.BatchSize == 0 {
-		spec.BatchSize = tasks.DefaultBatchSize
-	}
+	spec.BatchSize = cmp.Or(spec.BatchSize, tasks.DefaultBatchSize)
 	if spec.BatchSize < 1 || spec.BatchSize > tasks.MaxBatchSize {
 		return fmt.Errorf("%w: batch size %d: want 1 to %d", ErrConfig, spec.BatchSize, tasks.MaxBatchSize)
 	}
-	if spec.Origin == "" {
-		spec.Origin = DefaultOrigin
-	}
+	spec.Origin = cmp.Or(spec.Origin, DefaultOrigin)
 	if !spec.DryRun && p.client == nil {
 		return fmt.Errorf("%w: the producer has no Redis client; only dry runs are possible", ErrConfig)
 	}

@@ -134,14 +134,11 @@ func (c *Client) ForceResyncAll(ctx context.Context, erpConnectionID int, actor 
 }
 
 func (c *Client) forceResync(ctx context.Context, erpConnectionID int, actor erpsync.ActorType, keys []string, all bool) (*erpsync.Result, error) {
-	if err := erpsync.ValidateRequest(erpConnectionID, actor, keys, all); err != nil {
-		return nil, wrapOp(err)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, wrapOp(err)
-	}
-	payload := appendRequest(make([]byte, 0, requestSize(keys)), erpConnectionID, actor, keys)
-	resp, err := c.session.Call(ctx, func(ctx context.Context, ticket string) (*erpsync.Result, error) {
+	var payload []byte // built once, after the request is checked, and sent again on a retry
+	resp, err := httpcall.ForceResync(ctx, erpConnectionID, actor, keys, all, c.session.Call, func(ctx context.Context, ticket string) (*erpsync.Result, error) {
+		if payload == nil {
+			payload = appendRequest(make([]byte, 0, requestSize(keys)), erpConnectionID, actor, keys)
+		}
 		return c.once(ctx, ticket, payload)
 	})
 	if err != nil {

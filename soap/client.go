@@ -154,13 +154,7 @@ func (c *Client) ForceResyncAll(ctx context.Context, erpConnectionID int, actor 
 }
 
 func (c *Client) forceResync(ctx context.Context, erpConnectionID int, actor erpsync.ActorType, keys []string, all bool) (*erpsync.Result, error) {
-	if err := erpsync.ValidateRequest(erpConnectionID, actor, keys, all); err != nil {
-		return nil, wrapOp(opForceResyncExternal, err)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, wrapOp(opForceResyncExternal, err)
-	}
-	resp, err := c.session.Call(ctx, func(ctx context.Context, ticket string) (*erpsync.Result, error) {
+	resp, err := httpcall.ForceResync(ctx, erpConnectionID, actor, keys, all, c.session.Call, func(ctx context.Context, ticket string) (*erpsync.Result, error) {
 		return c.forceResyncOnce(ctx, ticket, erpConnectionID, actor, keys)
 	})
 	if err != nil {

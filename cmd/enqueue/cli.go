@@ -290,6 +290,32 @@ func (v *checkedBool) IsBoolFlag() bool { return true }
 // positional arguments. Everything after "--" is positional. It returns done=true with the
 // exit code when the caller should stop (-h, or a bad flag). A bad flag is one line naming
 // the flag and what it takes, not the flag package's message and the whole flag list.
+// parseRun is parse for a command that takes exactly one RUN; the usage error names the
+// command, followed by hint (such as where runs are listed).
+func (c *cli) parseRun(fs *flag.FlagSet, args []string, hint string) (run string, code int, done bool) {
+	pos, code, done := c.parse(fs, args)
+	if done {
+		return "", code, true
+	}
+	if len(pos) != 1 {
+		return "", c.usageError(fmt.Errorf("%s needs exactly one RUN%s", fs.Name(), hint)), true
+	}
+	return pos[0], 0, false
+}
+
+// parseNoArgs is parse for a command that takes flags only; the usage error names the first
+// other argument, followed by hint (such as where that input belongs).
+func (c *cli) parseNoArgs(fs *flag.FlagSet, args []string, hint string) (code int, done bool) {
+	pos, code, done := c.parse(fs, args)
+	if done {
+		return code, true
+	}
+	if len(pos) > 0 {
+		return c.usageError(fmt.Errorf("unexpected argument %q%s", pos[0], hint)), true
+	}
+	return 0, false
+}
+
 func (c *cli) parse(fs *flag.FlagSet, args []string) (pos []string, code int, done bool) {
 	// While parsing, every flag's value is wrapped to catch a refused value, and the flag
 	// package prints nothing; the usage (-h) is printed with the values as they were.

@@ -82,10 +82,14 @@ func TestUsageErrors(t *testing.T) {
 		{"delimiter", []string{"--erp-connection", "3", "--actor-type", "Customer", "--file", keys, "--csv-delimiter", ";;"}, `enqueue: --csv-delimiter ";;": want exactly one character`},
 		{"run name", []string{"--erp-connection", "3", "--actor-type", "Customer", "--file", keys, "--run", "a/b"}, `enqueue: --run: run name "a/b": character '/' at byte 1: only letters, digits and -_.: are allowed`},
 		{"bad flag", []string{"--erp-connection", "x"}, `enqueue: --erp-connection "x": want the ERP connection id, a positive integer`},
-		{"stray argument", []string{"--erp-connection", "3", "--actor-type", "Customer", keys}, `unexpected argument`},
+		{"stray argument", []string{"--erp-connection", "3", "--actor-type", "Customer", keys}, `enqueue: unexpected argument "` + keys + `": give the input with --file PATH (or --file - for stdin)`},
+		{"runs with an argument", []string{"runs", "r"}, `enqueue: unexpected argument "r"`},
+		{"dead list with a run", []string{"dead", "list", "r"}, `enqueue: unexpected argument "r" (give the run with --run)`},
 		{"csv column", []string{"--erp-connection", "3", "--actor-type", "Customer", "--file", keys, "--csv-column", "id", "--dry-run"}, `enqueue: invalid configuration: ` + keys + `:1: CSV header has no column "id"; it has "A1" (or give a 0-based index)`},
 		{"status without run", []string{"status"}, "enqueue: status needs exactly one RUN"},
-		{"rejected without run", []string{"rejected"}, "enqueue: rejected needs exactly one RUN"},
+		{"status with two runs", []string{"status", "a", "b"}, "enqueue: status needs exactly one RUN (see `enqueue runs`)"},
+		{"rejected without run", []string{"rejected"}, "enqueue: rejected needs exactly one RUN (see `enqueue runs`)"},
+		{"changes without run", []string{"changes"}, "enqueue: changes needs exactly one RUN"},
 		{"dead without sub", []string{"dead"}, "enqueue: dead needs a subcommand: list, export, requeue or purge"},
 		{"dead unknown", []string{"dead", "show"}, `enqueue: unknown dead subcommand "show"`},
 		{"purge without yes", []string{"dead", "purge", "--run", "r"}, "enqueue: dead purge deletes dead letters for good; add --yes to confirm"},
@@ -158,11 +162,7 @@ func TestDryRunNeedsNoRedis(t *testing.T) {
 	if len(s.Problems) != 2 || s.Problems[1].Line != 5 || s.Problems[1].Reason != "contains control character U+0000 at byte 1, which XML 1.0 cannot carry" {
 		t.Errorf("problems = %+v", s.Problems)
 	}
-	for _, want := range []string{"enqueue: run dry (dry run: nothing is enqueued)", keys + `:4: key "K1": duplicate of line 2`, keys + `:5: key "K\x00": contains control character`} {
-		if !strings.Contains(r.stderr, want) {
-			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
-		}
-	}
+	wantContains(t, "stderr", r.stderr, "enqueue: run dry (dry run: nothing is enqueued)", keys+`:4: key "K1": duplicate of line 2`, keys+`:5: key "K\x00": contains control character`)
 
 	// Text output; a clean file exits 0.
 	clean := writeKeys(t, "c.txt", "A\nB\n")
@@ -218,12 +218,8 @@ func TestStrictRefusesEverything(t *testing.T) {
 	if r.code != exitBad {
 		t.Errorf("exit %d, want 1", r.code)
 	}
-	for _, want := range []string{keys + `:2: key "` + strings.Repeat("L", 40) + `…": longer than 254 characters (255)`,
-		"enqueue: --strict: 1 invalid key; nothing was enqueued"} {
-		if !strings.Contains(r.stderr, want) {
-			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
-		}
-	}
+	wantContains(t, "stderr", r.stderr, keys+`:2: key "`+strings.Repeat("L", 40)+`…": longer than 254 characters (255)`,
+		"enqueue: --strict: 1 invalid key; nothing was enqueued")
 	insp := asynq.NewInspector(db.Opt())
 	defer insp.Close()
 	if qs, _ := insp.Queues(); len(qs) != 0 {
@@ -346,12 +342,8 @@ func TestOperatorFlow(t *testing.T) {
 	}
 
 	r = enqueue(t, "", "status", "ops", "--redis-url", url)
-	for _, want := range []string{"\nstate done_with_dead\n", "\nkeys 5 total: 4 resynced, 1 dead, 0 pending (100.0% done)\n",
-		"\nrecords updated contact 4\n", "\nrecords deleted -\n", "\ntarget ERP connection 3, Customer (from cli)\n"} {
-		if !strings.Contains(squeeze(r.stdout), want) {
-			t.Errorf("status text lacks %q:\n%s", want, r.stdout)
-		}
-	}
+	wantContains(t, "status text", squeeze(r.stdout), "\nstate done_with_dead\n", "\nkeys 5 total: 4 resynced, 1 dead, 0 pending (100.0% done)\n",
+		"\nrecords updated contact 4\n", "\nrecords deleted -\n", "\ntarget ERP connection 3, Customer (from cli)\n")
 	if r.code != exitBad {
 		t.Errorf("status exit %d, want 1", r.code)
 	}
@@ -890,5 +882,15 @@ func TestRunNameTrickleReserved(t *testing.T) {
 	r := enqueue(t, "", "--erp-connection", "3", "--actor-type", "Customer", "--file", keys, "--run", run, "--dry-run")
 	if r.code != exitUsage || !strings.Contains(r.stderr, "--run: ") || !strings.Contains(r.stderr, "reserved for trickle intake") {
 		t.Errorf("exit %d: %s", r.code, r.stderr)
+	}
+}
+
+// wantContains reports each of wants that got lacks; what names got in the message.
+func wantContains(t *testing.T, what, got string, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
+		if !strings.Contains(got, want) {
+			t.Errorf("%s lacks %q:\n%s", what, want, got)
+		}
 	}
 }

@@ -168,12 +168,9 @@ func (c *cli) status(ctx context.Context, args []string) int {
 	heldTimeout := fs.Duration("held-timeout", DefaultHeldTimeout, "with --wait: exit 3 once every pending key has been held for an auth failure (refused credentials, HTTP 401/403/421: only fixing the worker's SuperOffice settings ends it) and no key has finished for this long; 0 waits for ever")
 	repair := fs.Bool("repair", false, "look for unfinished batches that asynq no longer holds (lost in a Redis failover): enqueue lost halves again, list lost batches (exit 1) to restore by submitting the run's source again")
 	cf := c.connFlags(fs)
-	pos, code, done := c.parse(fs, args)
+	run, code, done := c.parseRun(fs, args, " (see `enqueue runs`)")
 	if done {
 		return code
-	}
-	if len(pos) != 1 {
-		return c.usageError(errors.New("status needs exactly one RUN (see `enqueue runs`)"))
 	}
 	if *interval <= 0 {
 		return c.usageError(fmt.Errorf("--interval %s: want a positive duration", *interval))
@@ -187,7 +184,6 @@ func (c *cli) status(ctx context.Context, args []string) int {
 	}
 	defer rc.Close()
 	l := ledger.NewLedger(rc.rdb)
-	run := pos[0]
 	// A run's batches may wait in any queue (trickle, the demo's, one named at submission):
 	// its report reads every queue's retry set, by the run's name.
 	st, j, gaveUp, err := c.pollStatus(ctx, rc, l, "", run, statusWait{*wait, *interval, *heldTimeout})
@@ -333,12 +329,8 @@ func (c *cli) runs(ctx context.Context, args []string) int {
 		"with --prune: the retention period, e.g. 30d or 72h (env LEDGER_RETENTION)")
 	dryRun := fs.Bool("dry-run", false, "with --prune: list what would be removed, remove nothing")
 	cf := c.connFlags(fs)
-	pos, code, done := c.parse(fs, args)
-	if done {
+	if code, done := c.parseNoArgs(fs, args, ""); done {
 		return code
-	}
-	if len(pos) > 0 {
-		return c.usageError(fmt.Errorf("unexpected argument %q", pos[0]))
 	}
 	var retention time.Duration
 	if *prune {
@@ -508,12 +500,8 @@ func (c *cli) dead(ctx context.Context, args []string) int {
 	default:
 		return c.usageError(fmt.Errorf("unknown dead subcommand %q: want list, export, requeue or purge", sub))
 	}
-	pos, ec, done := c.parse(fs, args[1:])
-	if done {
+	if ec, done := c.parseNoArgs(fs, args[1:], " (give the run with --run)"); done {
 		return ec
-	}
-	if len(pos) > 0 {
-		return c.usageError(fmt.Errorf("unexpected argument %q (give the run with --run)", pos[0]))
 	}
 	if format != nil {
 		if _, err := ledger.ParseExportFormat(*format); err != nil {
@@ -681,14 +669,10 @@ func (c *cli) rejected(ctx context.Context, args []string) int {
 	fs := c.newFlagSet("rejected", "enqueue rejected RUN [--json]")
 	asJSON := fs.Bool("json", false, "print the rejected keys as JSON on stdout")
 	cf := c.connFlags(fs)
-	pos, code, done := c.parse(fs, args)
+	run, code, done := c.parseRun(fs, args, " (see `enqueue runs`)")
 	if done {
 		return code
 	}
-	if len(pos) != 1 {
-		return c.usageError(errors.New("rejected needs exactly one RUN (see `enqueue runs`)"))
-	}
-	run := pos[0]
 	rc, err := cf.open(ctx)
 	if err != nil {
 		return c.failJSON(*asJSON, exitUsage, "%v", err)
@@ -760,12 +744,9 @@ func (c *cli) changes(ctx context.Context, args []string) int {
 	fs := c.newFlagSet("changes", "enqueue changes RUN --format jsonl|csv")
 	format := fs.String("format", "jsonl", "jsonl or csv")
 	cf := c.connFlags(fs)
-	pos, code, done := c.parse(fs, args)
+	run, code, done := c.parseRun(fs, args, "")
 	if done {
 		return code
-	}
-	if len(pos) != 1 {
-		return c.usageError(errors.New("changes needs exactly one RUN"))
 	}
 	f, err := ledger.ParseExportFormat(*format)
 	if err != nil {
@@ -777,11 +758,11 @@ func (c *cli) changes(ctx context.Context, args []string) int {
 	}
 	defer rc.Close()
 	l := ledger.NewLedger(rc.rdb)
-	if _, err := l.Status(ctx, pos[0]); errors.Is(err, ledger.ErrRunNotFound) {
-		return c.fail(exitUsage, "run %q not found (see `enqueue runs`)", pos[0])
+	if _, err := l.Status(ctx, run); errors.Is(err, ledger.ErrRunNotFound) {
+		return c.fail(exitUsage, "run %q not found (see `enqueue runs`)", run)
 	}
 	cw := ledger.NewChangeWriter(c.stdout, f)
-	if err := l.Changes(ctx, pos[0], cw.Write); err != nil {
+	if err := l.Changes(ctx, run, cw.Write); err != nil {
 		cw.Flush()
 		return c.fail(exitUsage, "changes: %v", err)
 	}

@@ -37,12 +37,8 @@ func (c *cli) submit(ctx context.Context, args []string) int {
 	asJSON := fs.Bool("json", false, "print the summary as JSON on stdout")
 	concurrency := fs.Int("concurrency", intake.DefaultConcurrency, "batches registered and enqueued at once")
 	cf := c.connFlags(fs)
-	pos, code, done := c.parse(fs, args)
-	if done {
+	if code, done := c.parseNoArgs(fs, args, ": give the input with --file PATH (or --file - for stdin)"); done {
 		return code
-	}
-	if len(pos) > 0 {
-		return c.usageError(fmt.Errorf("unexpected argument %q: give the input with --file PATH (or --file - for stdin)", pos[0]))
 	}
 	conn, actor, err := t.parse()
 	if err != nil {

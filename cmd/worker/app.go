@@ -301,6 +301,18 @@ func (a *app) reconcileLoop(ctx context.Context) {
 	for q := range servedQueues(a.cfg.Queues, a.cfg.TrickleQueue) {
 		queues = append(queues, q)
 	}
+	everyTick(ctx, every, func() {
+		n, err := a.ledger.ReconcileArchived(ctx, a.insp, queues...)
+		if err != nil && ctx.Err() == nil {
+			a.deps.Logger.Warn().Err(err).Msg("reconcile archived tasks with the ledger")
+		} else if n > 0 {
+			a.deps.Logger.Warn().Int("batches", n).Msg("reconciled archived tasks with the ledger (dead letters recorded, lost split halves enqueued)")
+		}
+	})
+}
+
+// everyTick calls fn every interval, the first time one interval from now, until ctx ends.
+func everyTick(ctx context.Context, every time.Duration, fn func()) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -309,12 +321,7 @@ func (a *app) reconcileLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		n, err := a.ledger.ReconcileArchived(ctx, a.insp, queues...)
-		if err != nil && ctx.Err() == nil {
-			a.deps.Logger.Warn().Err(err).Msg("reconcile archived tasks with the ledger")
-		} else if n > 0 {
-			a.deps.Logger.Warn().Int("batches", n).Msg("reconciled archived tasks with the ledger (dead letters recorded, lost split halves enqueued)")
-		}
+		fn()
 	}
 }
 

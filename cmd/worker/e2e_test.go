@@ -153,11 +153,7 @@ func testKill9(t *testing.T, api string) {
 
 	env := workerEnvAPI(db, sim, api)
 	w := startWorker(t, env)
-	waitFor(t, time.Minute, func() (bool, string) {
-		st := runStatus(t, rdb, run)
-		seen := seenKeys(sim)
-		return st.ResyncedKeys >= 600 && seen > st.ResyncedKeys, fmt.Sprintf("%+v, seen %d", st, seen)
-	})
+	waitCallsHeld(t, rdb, sim, run, 600)
 	if err := w.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -210,11 +206,7 @@ func TestRedisRestart(t *testing.T) {
 	open := holdCalls(t, sim, 6, 20*time.Millisecond)
 
 	startWorker(t, workerEnv(db, sim))
-	waitFor(t, time.Minute, func() (bool, string) {
-		st := runStatus(t, rdb, run)
-		seen := seenKeys(sim)
-		return st.ResyncedKeys >= 300 && seen > st.ResyncedKeys, fmt.Sprintf("%+v, seen %d", st, seen)
-	})
+	waitCallsHeld(t, rdb, sim, run, 300)
 	if mid := runStatus(t, rdb, run); mid.PendingKeys == 0 {
 		t.Fatalf("the run finished before the restart: %+v", mid)
 	}
@@ -242,11 +234,7 @@ func TestSIGTERM(t *testing.T) {
 	env := workerEnv(db, sim)
 	env["WORKER_CONCURRENCY"] = "3"
 	w := startWorker(t, env)
-	waitFor(t, time.Minute, func() (bool, string) {
-		st := runStatus(t, rdb, run)
-		seen := seenKeys(sim)
-		return st.ResyncedKeys >= 60 && seen > st.ResyncedKeys, fmt.Sprintf("%+v, seen %d", st, seen)
-	})
+	waitCallsHeld(t, rdb, sim, run, 60)
 	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

@@ -30,11 +30,7 @@ func flowWorkers(t testing.TB, db *redistest.DB, sim *netserversim.Running, n in
 	t.Helper()
 	var ps []*proc
 	for range n {
-		e := workerEnv(db, sim)
-		for k, v := range env {
-			e[k] = v
-		}
-		ps = append(ps, startWorker(t, e))
+		ps = append(ps, startWorker(t, workerEnvWith(db, sim, env)))
 	}
 	insp := asynq.NewInspector(db.Opt())
 	defer insp.Close()
@@ -68,6 +64,19 @@ func submitWith(t testing.TB, rdb redis.UniversalClient, run string, keys []stri
 	}
 }
 
+// flowCluster starts a private Redis, a simulator that answers each call after latency,
+// and n workers with env (see flowWorkers); the simulator's traffic record starts after the
+// workers are up.
+func flowCluster(t *testing.T, latency time.Duration, n int, env map[string]string) (*redistest.DB, *redis.Client, *netserversim.Running) {
+	t.Helper()
+	db := redistest.New(t)
+	sim := startSim(t)
+	sim.SetLatency(latency)
+	flowWorkers(t, db, sim, n, env)
+	sim.ResetTraffic()
+	return db, db.TestClient(t), sim
+}
+
 // maxInWindow is the most arrivals within any window of length w.
 func maxInWindow(ts []time.Time, w time.Duration) int {
 	best, j := 0, 0
@@ -84,12 +93,7 @@ func maxInWindow(ts []time.Time, w time.Duration) int {
 // (20 requests/s) and one concurrency cap (2 per ERP connection).
 func TestFlowLimitsHoldAcrossProcesses(t *testing.T) {
 	t.Parallel()
-	db := redistest.New(t)
-	rdb := db.TestClient(t)
-	sim := startSim(t)
-	sim.SetLatency(50 * time.Millisecond)
-	flowWorkers(t, db, sim, 3, map[string]string{"SUPEROFFICE_RATE_LIMIT": "20", "SUPEROFFICE_MAX_CONCURRENCY": "2"})
-	sim.ResetTraffic()
+	db, rdb, sim := flowCluster(t, 50*time.Millisecond, 3, map[string]string{"SUPEROFFICE_RATE_LIMIT": "20", "SUPEROFFICE_MAX_CONCURRENCY": "2"})
 	const run = "flow-limits"
 	keys := testKeys("L", 300)
 	submit(t, db, run, erpsync.ActorCustomer, keys, 5) // 60 calls and 3 logins: about 3 s at 20/s
@@ -189,12 +193,7 @@ func workerEnvWith(db *redistest.DB, sim *netserversim.Running, env map[string]s
 // all three off: the simulator sees no request for that long.
 func TestFlowRetryAfterHonouredByAll(t *testing.T) {
 	t.Parallel()
-	db := redistest.New(t)
-	rdb := db.TestClient(t)
-	sim := startSim(t)
-	sim.SetLatency(20 * time.Millisecond)
-	flowWorkers(t, db, sim, 3, nil)
-	sim.ResetTraffic()
+	db, rdb, sim := flowCluster(t, 20*time.Millisecond, 3, nil)
 	sim.Throttle(1, 2*time.Second)
 	const run = "flow-429"
 	keys := testKeys("R", 200)

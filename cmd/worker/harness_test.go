@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"sync"
@@ -95,6 +96,17 @@ func seenKeys(sim *netserversim.Running) int64 {
 		n += int64(c)
 	}
 	return n
+}
+
+// waitCallsHeld waits until at least resynced keys of run are resynced and the simulator has
+// seen more keys than that: the calls after them are in flight (held there by holdCalls).
+func waitCallsHeld(t testing.TB, rdb redis.UniversalClient, sim *netserversim.Running, run string, resynced int64) {
+	t.Helper()
+	waitFor(t, time.Minute, func() (bool, string) {
+		st := runStatus(t, rdb, run)
+		seen := seenKeys(sim)
+		return st.ResyncedKeys >= resynced && seen > st.ResyncedKeys, fmt.Sprintf("%+v, seen %d", st, seen)
+	})
 }
 
 // apis are the transports the end-to-end tests run over.

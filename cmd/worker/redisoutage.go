@@ -114,24 +114,16 @@ func (o *redisOutage) ok() {
 // watchRedis pings Redis every interval until ctx ends and tells o the outcome, so that
 // the end of an outage is logged (go-redis logs failures only).
 func watchRedis(ctx context.Context, rdb redis.UniversalClient, o *redisOutage, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	everyTick(ctx, every, func() {
 		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		err := rdb.Ping(pctx).Err()
 		cancel()
 		switch {
-		case ctx.Err() != nil:
-			return
+		case ctx.Err() != nil: // shutting down: not an outage
 		case err != nil:
 			o.failed(err)
 		default:
 			o.ok()
 		}
-	}
+	})
 }

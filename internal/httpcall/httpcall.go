@@ -264,3 +264,22 @@ func IsMisdirected(err error) (*erpsync.HTTPError, bool) {
 	}
 	return nil, false
 }
+
+// Attempt is one ForceResyncExternal call with the given ticket.
+type Attempt func(ctx context.Context, ticket string) (*erpsync.Result, error)
+
+// ForceResync is what the SOAP and REST transports share of a ForceResyncExternal call:
+// the request is checked by erpsync.ValidateRequest and the context for cancellation, and
+// nothing is sent when either fails; then withTicket (auth.Session.Call, which repeats a
+// call once with a fresh ticket when the ticket is rejected) makes the attempt. Errors come
+// back unwrapped, for the transport to name itself.
+func ForceResync(ctx context.Context, erpConnectionID int, actor erpsync.ActorType, keys []string, all bool,
+	withTicket func(context.Context, func(context.Context, string) (*erpsync.Result, error)) (*erpsync.Result, error), attempt Attempt) (*erpsync.Result, error) {
+	if err := erpsync.ValidateRequest(erpConnectionID, actor, keys, all); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return withTicket(ctx, attempt)
+}

@@ -1,6 +1,7 @@
 package netserversim
 
 import (
+	"cmp"
 	"crypto/rsa"
 	"errors"
 	"fmt"
@@ -105,27 +106,13 @@ const (
 
 // withDefaults fills zero fields and validates; the result is what the Server uses.
 func (c Config) withDefaults() (Config, error) {
-	if c.Tenant == "" {
-		c.Tenant = DefaultTenant
-	}
-	if c.TicketTTL == 0 {
-		c.TicketTTL = DefaultTicketTTL
-	}
-	if c.ExceptionType == "" {
-		c.ExceptionType = DefaultExceptionType
-	}
-	if c.ExceptionMessage == "" {
-		c.ExceptionMessage = DefaultExceptionMessage
-	}
-	if c.ErrorCode == "" {
-		c.ErrorCode = DefaultErrorCode
-	}
-	if c.SystemTokenMaxAge == 0 {
-		c.SystemTokenMaxAge = DefaultSystemTokenAge
-	}
-	if c.MaxRequestBytes == 0 {
-		c.MaxRequestBytes = DefaultMaxRequestBytes
-	}
+	c.Tenant = cmp.Or(c.Tenant, DefaultTenant)
+	c.TicketTTL = cmp.Or(c.TicketTTL, DefaultTicketTTL)
+	c.ExceptionType = cmp.Or(c.ExceptionType, DefaultExceptionType)
+	c.ExceptionMessage = cmp.Or(c.ExceptionMessage, DefaultExceptionMessage)
+	c.ErrorCode = cmp.Or(c.ErrorCode, DefaultErrorCode)
+	c.SystemTokenMaxAge = cmp.Or(c.SystemTokenMaxAge, DefaultSystemTokenAge)
+	c.MaxRequestBytes = cmp.Or(c.MaxRequestBytes, DefaultMaxRequestBytes)
 	if c.Now == nil {
 		c.Now = time.Now
 	}

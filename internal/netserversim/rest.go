@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -14,17 +13,6 @@ import (
 
 // restForceResyncPath is the WebAPI agent method below the tenant, lower-cased (§8).
 const restForceResyncPath = "/api/v1/agents/erpsync/forceresyncexternal"
-
-// serveREST is ForceResyncExternal over the WebAPI: the same faults, checks and counters as
-// the SOAP endpoint, JSON in and out.
-func (s *Server) serveREST(w http.ResponseWriter, r *http.Request) {
-	if kind, retryAfter, ok := s.faults.pre(s.cfg.Now()); ok {
-		s.inject(w, r, kind, retryAfter)
-		return
-	}
-	rep, t, ci := s.handleREST(r)
-	s.deliver(w, r, rep, t, s.faults.latencyFor(ci), true)
-}
 
 // restRequest is the request body. Member names match case-insensitively (as JSON.NET
 // does); any other member is refused.
@@ -34,6 +22,8 @@ type restRequest struct {
 	ExternalKeys    *[]string       `json:"ExternalKeys"`
 }
 
+// handleREST is ForceResyncExternal over the WebAPI: the same faults, checks and counters
+// as the SOAP endpoint (both are served by serveCall), JSON in and out.
 func (s *Server) handleREST(r *http.Request) (reply, tally, CallInfo) {
 	ci := CallInfo{Seq: s.seq.Add(1)}
 	bad := func(rep reply) (reply, tally, CallInfo) { return rep, tally{outcome: OutcomeBadRequest}, ci }
@@ -42,7 +32,7 @@ func (s *Server) handleREST(r *http.Request) (reply, tally, CallInfo) {
 		rep.header = http.Header{"Allow": {http.MethodPost}}
 		return bad(rep)
 	}
-	if ct := r.Header.Get("Content-Type"); !isJSON(ct) {
+	if ct := r.Header.Get("Content-Type"); !hasMediaType(ct, "application/json") {
 		return bad(jsonMessage(http.StatusUnsupportedMediaType,
 			"The request entity's media type '"+ct+"' is not supported for this resource.", "want application/json"))
 	}
@@ -128,16 +118,6 @@ func parseRESTRequest(data []byte) (*resyncRequest, string) {
 	}
 	req.keys = *raw.ExternalKeys
 	return req, ""
-}
-
-// isJSON accepts application/json with no charset or charset utf-8.
-func isJSON(ct string) bool {
-	mt, params, err := mime.ParseMediaType(ct)
-	if err != nil || mt != "application/json" {
-		return false
-	}
-	cs, ok := params["charset"]
-	return !ok || strings.EqualFold(cs, "utf-8")
 }
 
 // restError is the WebAPI's error object (§8) with an HTTP status.

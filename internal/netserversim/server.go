@@ -97,13 +97,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case p == svc+"erpsync.svc":
 		s.traffic.begin()
 		defer s.traffic.end()
-		s.serveErpSync(w, r)
+		s.serveCall(w, r, s.handleErpSync)
 	case p == svc+"soprincipal.svc":
 		s.traffic.begin()
 		defer s.traffic.end()
 		s.servePrincipal(w, r)
 	case p == s.cfg.tenantPath()+restForceResyncPath:
-		s.serveREST(w, r)
+		s.serveCall(w, r, s.handleREST)
 	default:
 		w.Header().Set("Content-Type", ctHTML)
 		w.WriteHeader(http.StatusNotFound)
@@ -124,12 +124,14 @@ const (
 	msgNotGranted = "The application has not been granted access to the ErpSync agent"
 )
 
-func (s *Server) serveErpSync(w http.ResponseWriter, r *http.Request) {
+// serveCall serves a ForceResyncExternal call over either API: a pre-processing fault is
+// injected, or handle answers the request and the reply is delivered after its latency.
+func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, handle func(*http.Request) (reply, tally, CallInfo)) {
 	if kind, retryAfter, ok := s.faults.pre(s.cfg.Now()); ok {
 		s.inject(w, r, kind, retryAfter)
 		return
 	}
-	rep, t, ci := s.handleErpSync(r)
+	rep, t, ci := handle(r)
 	s.deliver(w, r, rep, t, s.faults.latencyFor(ci), true)
 }
 
@@ -219,7 +221,7 @@ func (s *Server) readEnvelope(r *http.Request, wantAction string) (env *envelope
 		return nil, rep, OutcomeBadRequest
 	}
 	ct := r.Header.Get("Content-Type")
-	if !isTextXML(ct) {
+	if !hasMediaType(ct, "text/xml") {
 		return nil, unsupportedMediaType(ct), OutcomeBadRequest
 	}
 	data, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, s.cfg.MaxRequestBytes))
@@ -255,11 +257,11 @@ func soapAction(r *http.Request) string {
 	return a
 }
 
-// isTextXML accepts text/xml with no charset or charset utf-8 (WCF's basicHttpBinding text
-// encoder; it also reads UTF-16, which the simulator does not).
-func isTextXML(ct string) bool {
+// hasMediaType accepts the media type want with no charset or charset utf-8 (text/xml is
+// WCF's basicHttpBinding text encoder, which also reads UTF-16, which the simulator does not).
+func hasMediaType(ct, want string) bool {
 	mt, params, err := mime.ParseMediaType(ct)
-	if err != nil || mt != "text/xml" {
+	if err != nil || mt != want {
 		return false
 	}
 	cs, ok := params["charset"]
@@ -284,17 +286,21 @@ func (s *Server) inject(w http.ResponseWriter, r *http.Request, kind FaultKind, 
 		writeNow(w, plain(http.StatusMisdirectedRequest, "Wrong subdomain used to access tenant"))
 	case FaultThrottle:
 		s.counts.call(OutcomeThrottled)
-		secs := int64((retryAfter + time.Second - 1) / time.Second)
-		w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+		setRetryAfter(w, retryAfter)
 		writeNow(w, plain(http.StatusTooManyRequests, "Too Many Requests"))
 	default:
 		s.counts.call(OutcomeUnavailable)
 		if retryAfter > 0 {
-			secs := int64((retryAfter + time.Second - 1) / time.Second)
-			w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+			setRetryAfter(w, retryAfter)
 		}
 		writeNow(w, maintenancePage())
 	}
+}
+
+// setRetryAfter sets Retry-After to d in whole seconds, rounded up.
+func setRetryAfter(w http.ResponseWriter, d time.Duration) {
+	secs := int64((d + time.Second - 1) / time.Second)
+	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
 }
 
 func writeNow(w http.ResponseWriter, rep reply) {

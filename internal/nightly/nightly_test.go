@@ -19,6 +19,7 @@ import (
 
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/intake"
+	"github.com/erpresync/erpresync/internal/e2etest"
 	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/internal/testclock"
@@ -297,19 +298,12 @@ func TestSchedulerFiresAndOverlaps(t *testing.T) {
 	}
 	defer srv.Shutdown()
 
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	e2etest.WaitFor(t, "the scheduler firing twice", 15*time.Second, func() (bool, error) {
 		mu.Lock()
 		n := fired
 		mu.Unlock()
-		if n >= 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("scheduler fired %d times in 15 s", n)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return n >= 2, fmt.Errorf("fired %d times", n)
+	})
 	if st, err := f.status(t, "nightly-persons-2026-11-27"); err != nil || st.TotalKeys != 2 {
 		t.Errorf("first run = %+v, %v", st, err)
 	}

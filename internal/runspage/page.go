@@ -1,6 +1,7 @@
 package runspage
 
 import (
+	"cmp"
 	"context"
 	"embed"
 	"errors"
@@ -91,15 +92,9 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Pauses == nil {
 		cfg.Pauses = noPauses{}
 	}
-	if cfg.Runs == 0 {
-		cfg.Runs = DefaultRuns
-	}
-	if cfg.DeadPerPage == 0 {
-		cfg.DeadPerPage = DefaultDeadPerPage
-	}
-	if cfg.Refresh == 0 {
-		cfg.Refresh = DefaultRefresh
-	}
+	cfg.Runs = cmp.Or(cfg.Runs, DefaultRuns)
+	cfg.DeadPerPage = cmp.Or(cfg.DeadPerPage, DefaultDeadPerPage)
+	cfg.Refresh = cmp.Or(cfg.Refresh, DefaultRefresh)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
