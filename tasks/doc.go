@@ -18,7 +18,9 @@
 //
 // The handler records every step through the [Ledger] interface it declares here; the
 // ledger imports this package for the payloads ([Batch], [DeadLetter], [ChangeItem]) and
-// the split helpers, never the other way round. Each transition is one atomic step in the
+// the split helpers, never the other way round. The ledger is internal to this module, so
+// outside it the package serves producers (the task constructors and payloads); the
+// handler is the worker's. Each transition is one atomic step in the
 // ledger, so re-runs after a crash never double-count. The handler's tests run against the
 // real ledger and live beside it, in internal/ledger.
 package tasks

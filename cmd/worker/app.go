@@ -267,7 +267,7 @@ func (a *app) startHTTP(ctx context.Context, intake http.Handler) string {
 	})
 	a.closeUI = closeUI
 	a.goLoop(func() {
-		if err := serveHTTP(ctx, ln, handler, a.cfg.HTTPIdleTimeout); err != nil {
+		if err := serveHTTP(ctx, ln, handler, httpTimeouts{Idle: a.cfg.HTTPIdleTimeout, Body: a.cfg.IntakeBodyTimeout}); err != nil {
 			a.httpErr <- err
 		}
 	})

@@ -90,14 +90,24 @@ const (
 	defaultIdleTimeout = 2 * time.Minute
 )
 
+// httpTimeouts are the listener's settings: Idle is WORKER_HTTP_IDLE_TIMEOUT (zero:
+// defaultIdleTimeout), Body INTAKE_BODY_TIMEOUT (zero: intakeapi.DefaultBodyTimeout).
+type httpTimeouts struct{ Idle, Body time.Duration }
+
 // serveHTTP serves until ctx ends, then shuts down gracefully; requests still running
-// after a few seconds are cut off. A keep-alive connection idle for idle (zero:
-// defaultIdleTimeout) is closed, so idle clients do not pile up connections.
-func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, idle time.Duration) error {
-	if idle <= 0 {
-		idle = defaultIdleTimeout
+// after a few seconds are cut off. A keep-alive connection idle for t.Idle is closed, so
+// idle clients do not pile up connections. A request must arrive whole within
+// headerTimeout + t.Body, so that a client stalling in a body no handler reads (a refused
+// login, a 404, a 415) holds its connection no longer than that; the intake API moves the
+// deadline on with every read of a body it does read.
+func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, t httpTimeouts) error {
+	if t.Idle <= 0 {
+		t.Idle = defaultIdleTimeout
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: headerTimeout, IdleTimeout: idle}
+	if t.Body <= 0 {
+		t.Body = intakeapi.DefaultBodyTimeout
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: headerTimeout, ReadTimeout: headerTimeout + t.Body, IdleTimeout: t.Idle}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

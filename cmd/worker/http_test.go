@@ -142,7 +142,7 @@ func TestIdleConnectionsClosed(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() {
-		served <- serveHTTP(ctx, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") }), 300*time.Millisecond)
+		served <- serveHTTP(ctx, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") }), httpTimeouts{Idle: 300 * time.Millisecond})
 	}()
 	defer func() { cancel(); <-served }()
 
@@ -182,4 +182,37 @@ func dashboardWorker(t *testing.T, db *redistest.DB, client tasks.Resyncer, pa *
 		c.Listener, c.DashboardUser, c.DashboardPass, c.DashboardRO = ln, "ops", "s3cret", true
 	})
 	return "http://" + ln.Addr().String()
+}
+
+// TestStalledBodyOfRefusedRequest: a client that stalls in a body no handler reads (here a
+// refused request, as a wrong login or an unknown route answers) gets its answer and loses
+// its connection within the listener's deadline instead of holding it for ever.
+func TestStalledBodyOfRefusedRequest(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	refuse := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "no", http.StatusUnauthorized) })
+	go func() { served <- serveHTTP(ctx, ln, refuse, httpTimeouts{Body: 300 * time.Millisecond}) }()
+	defer func() { cancel(); <-served }()
+
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// 3 of the 1,000 bytes announced, then nothing.
+	io.WriteString(c, "POST /v1/keys HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nabc")
+	c.SetReadDeadline(time.Now().Add(time.Minute)) // the test's own limit, far beyond the listener's
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no answer to a stalled body: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("status %d, want 401", resp.StatusCode)
+	}
 }

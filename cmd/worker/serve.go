@@ -347,7 +347,7 @@ func serveUntilSignal(ctx context.Context, sigs <-chan os.Signal, ln net.Listene
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := serveHTTP(ctx, ln, h, idle); err != nil {
+		if err := serveHTTP(ctx, ln, h, httpTimeouts{Idle: idle}); err != nil {
 			errc <- err
 		}
 	}()

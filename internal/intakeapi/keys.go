@@ -181,8 +181,9 @@ func (a *API) answer(err error, sum *intake.Summary) (int, *apiError) {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable, &apiError{Message: "interrupted; send the same request again to enqueue the rest", Summary: sum}
 	default:
+		// Our own failure (Redis, the disk): its detail goes to the log, not to the client.
 		a.cfg.Logger.Error().Err(err).Msg("intake API: internal error")
-		return http.StatusInternalServerError, &apiError{Message: fmt.Sprintf("%v; send the same request again to enqueue the rest", err), Summary: sum}
+		return http.StatusInternalServerError, &apiError{Message: "the worker could not finish the request (its log says why); send the same request again to enqueue the rest", Summary: sum}
 	}
 }
 
@@ -435,11 +436,19 @@ func (a *API) postKeys(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	// The whole body is here: hand every key over whatever the client does meanwhile, as PUT.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), a.cfg.SubmitTimeout)
+	defer cancel()
 	for i, k := range req.Keys {
-		if err := a.producer.AddKey(r.Context(), connID, actor, k); err != nil {
+		if err := a.producer.AddKey(ctx, connID, actor, k); err != nil {
 			a.cfg.Logger.Warn().Err(err).Int("erp_connection", connID).Int("keys", i).Msg("intake API: trickle keys failed")
-			writeError(w, http.StatusInternalServerError, &apiError{Field: "keys[" + strconv.Itoa(i) + "]",
-				Message: fmt.Sprintf("keys[%d]: %v; keys[0] to keys[%d] were enqueued: send the rest again", i, err, i-1)})
+			code, e := a.answer(err, nil)
+			done := "none of them was enqueued: send them again"
+			if i > 0 {
+				done = fmt.Sprintf("keys[0] to keys[%d] were enqueued: send the rest again", i-1)
+			}
+			e.Field, e.Message = "keys["+strconv.Itoa(i)+"]", fmt.Sprintf("keys[%d]: %s; %s", i, e.Message, done)
+			writeError(w, code, e)
 			return
 		}
 	}
