@@ -77,6 +77,9 @@ type ProducerConfig struct {
 	hash func([]byte) uint64
 	// onBatch, when set (in tests), sees every batch formed, in order, before it is sent.
 	onBatch func(seq int, keys []string)
+	// renewEvery, when set (in tests), is how often a submission renews its run's open
+	// intake; zero: ledger.IntakeLease/4.
+	renewEvery time.Duration
 }
 
 func (c *ProducerConfig) validate() error {
@@ -627,7 +630,7 @@ func (s *submission) renewIntake(ctx context.Context) (stop func()) {
 	quit, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(ledger.IntakeLease / 4)
+		t := time.NewTicker(cmp.Or(s.p.cfg.renewEvery, ledger.IntakeLease/4))
 		defer t.Stop()
 		for {
 			select {

@@ -660,3 +660,42 @@ func wantEachOnce(t *testing.T, keys map[string]int) {
 		}
 	}
 }
+
+// TestSubmissionRenewsItsIntake: a submission that takes longer than the intake lease keeps
+// its run receiving (not incomplete) by renewing the lease while it goes on.
+func TestSubmissionRenewsItsIntake(t *testing.T) {
+	t.Parallel()
+	db := redistest.New(t)
+	rdb := db.TestClient(t)
+	path := keysFile(t, 300)
+	spec := customers
+	spec.Run = "long"
+	p := newTestProducer(t, rdb, "q")
+	p.cfg.renewEvery = 20 * time.Millisecond
+	release := make(chan struct{})
+	var once sync.Once
+	p.cfg.onBatch = func(int, []string) { once.Do(func() { <-release }) }
+	opened := time.Now()
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.Submit(context.Background(), spec, Source{Path: path})
+		done <- err
+	}()
+	// Seen from a lease's length after it was opened, the run still receives only if the
+	// submission renewed the lease meanwhile.
+	later := ledger.NewLedger(rdb).WithClock(func() time.Time { return opened.Add(ledger.IntakeLease + 200*time.Millisecond) })
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if st, err := later.Status(context.Background(), "long"); err == nil && st.Receiving {
+			break
+		}
+		if time.Now().After(deadline) {
+			close(release)
+			t.Fatal("after 10 s the submission had not renewed its intake")
+		}
+		time.Sleep(20 * time.Millisecond) // polling the condition above, not a synchronisation
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

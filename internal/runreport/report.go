@@ -61,9 +61,12 @@ type RunReport struct {
 	RetryReason     string `json:"retry_reason,omitempty"`
 	// RetryingKeys counts the keys of those batches; NextRetryAt and LastRetryAt are when
 	// the first and the last of them are due again.
-	RetryingKeys int64      `json:"retrying_keys"`
-	NextRetryAt  *time.Time `json:"next_retry_at"`
-	LastRetryAt  *time.Time `json:"last_retry_at"`
+	RetryingKeys int64 `json:"retrying_keys"`
+	// RetryScanTruncated is true when a retry set held more tasks than were read
+	// (MaxRetryScan): the retry counts are then a part of the run's.
+	RetryScanTruncated bool       `json:"retry_scan_truncated,omitempty"`
+	NextRetryAt        *time.Time `json:"next_retry_at"`
+	LastRetryAt        *time.Time `json:"last_retry_at"`
 	// Waiting says, when every pending key waits on a retry, when they are due: "1 batch
 	// retries at 14:07:05 UTC (in 6m40s)".
 	Waiting string `json:"waiting,omitempty"`
@@ -123,7 +126,7 @@ func Report(ctx context.Context, rdb redis.UniversalClient, insp *asynq.Inspecto
 // AddRetrying fills in the run's batches waiting in the retry set (RetryingBatches) and
 // what they mean for the ETA (Progress.WithRetrying).
 func (r *RunReport) AddRetrying(rt Retrying, now time.Time) {
-	r.RetryingBatches, r.RetryReason, r.RetryingKeys = rt.Batches, rt.LastError, rt.Keys
+	r.RetryingBatches, r.RetryReason, r.RetryingKeys, r.RetryScanTruncated = rt.Batches, rt.LastError, rt.Keys, rt.Truncated
 	r.NextRetryAt, r.LastRetryAt = timePtr(rt.NextAt), timePtr(rt.LastAt)
 	r.AuthHeldBatches, r.AuthHeldError = rt.AuthBatches, rt.AuthError
 	p := r.progress().WithRetrying(rt, now)
@@ -154,9 +157,11 @@ func (r RunReport) ETA() string { return r.progress().FormatETA() }
 
 // NeedsOperator reports whether the run cannot move until an operator acts: every
 // pending key waits on a retry, and every waiting batch is held for an auth failure,
-// which the next retry meets again until the SuperOffice settings are fixed.
+// which the next retry meets again until the SuperOffice settings are fixed. When the
+// retry set was too large to read whole, the batches read decide.
 func (r RunReport) NeedsOperator() bool {
-	return r.PendingKeys > 0 && r.RetryingKeys >= r.PendingKeys && r.AuthHeldBatches > 0 && r.AuthHeldBatches == r.RetryingBatches
+	return r.PendingKeys > 0 && (r.RetryingKeys >= r.PendingKeys || r.RetryScanTruncated) &&
+		r.AuthHeldBatches > 0 && r.AuthHeldBatches == r.RetryingBatches
 }
 
 // Held says what holds the run's batches back, one line each: the auth hold ("2 batches

@@ -141,3 +141,23 @@ func TestLastErrorClass(t *testing.T) {
 		}
 	}
 }
+
+// TestNeedsOperatorWithTruncatedScan: in an auth outage larger than the retry scan reads,
+// the batches read decide, so status --wait still gives up on a run only an operator can move.
+func TestNeedsOperatorWithTruncatedScan(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 27, 14, 0, 0, 0, time.UTC)
+	st := ledger.RunStatus{Run: "big", State: ledger.RunActive, TotalKeys: 2_000_000, PendingKeys: 2_000_000, StartedAt: now.Add(-time.Hour)}
+	seen := Retrying{Batches: 10_000, Keys: 1_000_000, AuthBatches: 10_000, AuthError: "auth: login refused", NextAt: now.Add(time.Minute), LastAt: now.Add(5 * time.Minute)}
+	r := NewRunReport(st, now)
+	r.AddRetrying(seen, now)
+	if r.NeedsOperator() {
+		t.Errorf("half the pending keys seen, scan complete: NeedsOperator, want not")
+	}
+	seen.Truncated = true
+	r = NewRunReport(st, now)
+	r.AddRetrying(seen, now)
+	if !r.NeedsOperator() || !r.RetryScanTruncated {
+		t.Errorf("scan truncated, every batch read held for auth: NeedsOperator false (%+v)", r)
+	}
+}

@@ -33,6 +33,9 @@ type Retrying struct {
 	AuthBatches int
 	AuthError   string
 	authAt      time.Time
+	// Truncated is true when a retry set held more than MaxRetryScan tasks: the counts are
+	// of the batches read, a part of the run's.
+	Truncated bool
 }
 
 // add counts one waiting batch of n keys.
@@ -58,6 +61,7 @@ func (r *Retrying) add(n int, lastErr string, failedAt, due time.Time) {
 
 // merge adds o's batches to r.
 func (r *Retrying) merge(o Retrying) {
+	r.Truncated = r.Truncated || o.Truncated
 	r.Batches += o.Batches
 	r.Keys += o.Keys
 	if o.LastFailedAt.After(r.LastFailedAt) {
@@ -116,8 +120,9 @@ func retryingIn(insp *asynq.Inspector, queue, run string) (Retrying, error) {
 			r.add(len(b.Keys), ti.LastErr, ti.LastFailedAt, ti.NextProcessAt)
 		}
 		if len(list) < page {
-			break
+			return r, nil
 		}
 	}
+	r.Truncated = true
 	return r, nil
 }
