@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -105,4 +106,45 @@ func TestHangUpAfterBody(t *testing.T) {
 		t.Fatalf("ledger: %+v %v; want %d keys, active", st, err, n)
 	}
 	e.noSpool()
+}
+
+// TestDrainWaitsForSubmissions: at shutdown the worker drains the API before it closes
+// Redis: a submission whose body was whole, going on without its client, finishes first,
+// and a request arriving meanwhile is refused with 503.
+func TestDrainWaitsForSubmissions(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	started, release := make(chan struct{}), make(chan struct{})
+	e.api.beforeSubmit = func() { close(started); <-release }
+	var mu sync.Mutex
+	var order []string
+	note := func(s string) { mu.Lock(); order = append(order, s); mu.Unlock() }
+
+	const n = 500
+	body := keyLines("D", n)
+	conn := e.startPut("drained", body, len(body))
+	conn.Close() // the client is gone; the body is whole
+	<-started
+	drained := make(chan error, 1)
+	go func() { err := e.api.Drain(context.Background()); note("drained"); drained <- err }()
+	// New work is refused while draining (Drain has begun once it marks the API).
+	waitFor(t, "the API to start draining", func() bool { e.api.mu.Lock(); defer e.api.mu.Unlock(); return e.api.draining })
+	if r := e.put("/v1/runs/late/keys"+q, "text/plain", "A\n"); r.code != http.StatusServiceUnavailable {
+		t.Errorf("a PUT while draining: %d, want 503\n%s", r.code, r.body)
+	}
+	note("released")
+	close(release)
+	<-e.done
+	note("submission finished")
+	if err := <-drained; err != nil {
+		t.Fatalf("Drain: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(order) != 3 || order[2] != "drained" {
+		t.Errorf("order %v: Drain returned before the submission in flight finished", order)
+	}
+	if got := len(e.queued("drained")); got != n {
+		t.Errorf("%d keys queued, want all %d", got, n)
+	}
 }
