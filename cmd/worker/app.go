@@ -106,8 +106,13 @@ type app struct {
 	wg       sync.WaitGroup
 	httpErr  chan error
 	closeUI  func()
+	intake   *intakeapi.API // nil without the intake API
 	stopOnce sync.Once
 }
+
+// intakeDrain bounds how long shutdown waits for intake submissions already under way
+// before it interrupts them (their runs then read incomplete until sent again).
+const intakeDrain = 10 * time.Second
 
 // startApp starts the worker: metrics, task handlers, the intake API, the asynq server,
 // the background loops, the HTTP listener, in that order. On an error nothing is left
@@ -206,6 +211,7 @@ func (a *app) intakeAPI() (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	a.intake = api
 	return api, nil
 }
 
@@ -371,6 +377,15 @@ func (a *app) shutdown() {
 		a.srv.Shutdown()
 		a.cancel()
 		a.wg.Wait()
+		if a.intake != nil {
+			// Submissions whose bodies were whole went on without their clients: they end
+			// (or are interrupted) before Redis closes under them.
+			ctx, cancel := context.WithTimeout(context.Background(), intakeDrain)
+			if err := a.intake.Drain(ctx); err != nil {
+				a.deps.Logger.Warn().Msg("intake API: submissions still running at shutdown were interrupted; their runs read incomplete until sent again")
+			}
+			cancel()
+		}
 		if a.closeUI != nil {
 			a.closeUI()
 		}

@@ -1,12 +1,14 @@
 package intakeapi
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -97,6 +99,57 @@ type API struct {
 	tokens   [][sha256.Size]byte
 	mux      *http.ServeMux
 	slots    chan struct{} // one per PUT being taken in
+
+	// Submissions detached from their clients (a whole body is in) run under life, which
+	// Drain ends; mu guards draining and the count of those in flight, work.
+	life     context.Context
+	stop     context.CancelFunc
+	mu       sync.Mutex
+	draining bool
+	work     sync.WaitGroup
+	// beforeSubmit, when set (in tests), runs as a detached submission starts.
+	beforeSubmit func()
+}
+
+// errDraining refuses work that arrives while the API drains (the worker shutting down).
+var errDraining = errors.New("the worker is shutting down")
+
+// detach starts a piece of work that must finish whatever the client does, but not outlive
+// Drain: its context is life's, with the deadline SubmitTimeout, and done must be called
+// when it ends. It fails with errDraining once Drain has begun.
+func (a *API) detach() (ctx context.Context, done func(), err error) {
+	a.mu.Lock()
+	if a.draining {
+		a.mu.Unlock()
+		return nil, nil, errDraining
+	}
+	a.work.Add(1)
+	a.mu.Unlock()
+	ctx, cancel := context.WithTimeout(a.life, a.cfg.SubmitTimeout)
+	if a.beforeSubmit != nil {
+		a.beforeSubmit()
+	}
+	return ctx, func() { cancel(); a.work.Done() }, nil
+}
+
+// Drain refuses new submissions (503) and waits for those in flight to finish, until ctx
+// ends; then it interrupts them (each stops at a batch boundary, its run incomplete until
+// sent again) and waits for them to return. The worker calls it before it closes Redis.
+func (a *API) Drain(ctx context.Context) error {
+	a.mu.Lock()
+	a.draining = true
+	a.mu.Unlock()
+	done := make(chan struct{})
+	go func() { a.work.Wait(); close(done) }()
+	select {
+	case <-done:
+		a.stop()
+		return nil
+	case <-ctx.Done():
+	}
+	a.stop()
+	<-done
+	return ctx.Err()
 }
 
 // route is one endpoint. The OpenAPI document is checked against this table by a test:
@@ -159,6 +212,7 @@ func New(cfg Config) (*API, error) {
 	}
 	a := &API{cfg: cfg, ledger: ledger.NewLedger(cfg.Redis), insp: asynq.NewInspectorFromRedisClient(cfg.Redis), mux: http.NewServeMux(),
 		slots: make(chan struct{}, cfg.MaxSubmissions)}
+	a.life, a.stop = context.WithCancel(context.Background())
 	for i, t := range cfg.Tokens {
 		if len(t) < MinTokenLength || strings.TrimSpace(t) != t {
 			return nil, fmt.Errorf("intakeapi: token %d is %d characters long: want at least %d, without surrounding blanks (e.g. `openssl rand -hex 32`)", i+1, len(t), MinTokenLength)

@@ -106,3 +106,36 @@ func TestHangUpAfterBody(t *testing.T) {
 	}
 	e.noSpool()
 }
+
+// TestDrainWaitsForSubmissions: at shutdown the worker drains the API before it closes
+// Redis: a submission whose body was whole, going on without its client, finishes first,
+// and a request arriving meanwhile is refused with 503.
+func TestDrainWaitsForSubmissions(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	started, release := make(chan struct{}), make(chan struct{})
+	e.api.beforeSubmit = func() { close(started); <-release }
+
+	const n = 500
+	body := keyLines("D", n)
+	conn := e.startPut("drained", body, len(body))
+	conn.Close() // the client is gone; the body is whole
+	<-started
+	// What Drain's caller finds when Drain returns: every key of the submission queued.
+	queuedAtDrain := make(chan int, 1)
+	go func() {
+		if err := e.api.Drain(context.Background()); err != nil {
+			t.Errorf("Drain: %v", err)
+		}
+		queuedAtDrain <- len(e.queued("drained"))
+	}()
+	// New work is refused while draining (Drain has begun once it marks the API).
+	waitFor(t, "the API to start draining", func() bool { e.api.mu.Lock(); defer e.api.mu.Unlock(); return e.api.draining })
+	if r := e.put("/v1/runs/late/keys"+q, "text/plain", "A\n"); r.code != http.StatusServiceUnavailable {
+		t.Errorf("a PUT while draining: %d, want 503\n%s", r.code, r.body)
+	}
+	close(release)
+	if got := <-queuedAtDrain; got != n {
+		t.Errorf("Drain returned with %d of the submission's %d keys queued: it did not wait for it", got, n)
+	}
+}

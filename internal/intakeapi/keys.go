@@ -78,9 +78,13 @@ func (a *API) putKeys(w http.ResponseWriter, r *http.Request) {
 	}
 	defer os.Remove(path)
 
-	// The body is whole: from here on the client's going away changes nothing.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), a.cfg.SubmitTimeout)
-	defer cancel()
+	// The body is whole: from here on the client's going away changes nothing (Drain does).
+	ctx, done, err := a.detach()
+	if err != nil {
+		fail(err, intake.Summary{})
+		return
+	}
+	defer done()
 	wait := time.NewTimer(a.cfg.SlotWait)
 	select {
 	case a.slots <- struct{}{}:
@@ -160,6 +164,8 @@ func (a *API) answer(err error, sum *intake.Summary) (int, *apiError) {
 		return http.StatusRequestTimeout, &apiError{Message: fmt.Sprintf("reading the request body: no byte arrived for %s (INTAKE_BODY_TIMEOUT); nothing was enqueued: send the whole body again", a.cfg.BodyTimeout)}
 	case errors.As(err, &be):
 		return http.StatusBadRequest, &apiError{Message: fmt.Sprintf("reading the request body: %v; nothing was enqueued: send the whole body again", be.err)}
+	case errors.Is(err, errDraining):
+		return http.StatusServiceUnavailable, &apiError{Message: "the worker is shutting down; nothing was enqueued: send the request again in a few seconds (another worker, or this one restarted, takes it)"}
 	case errors.Is(err, errBusy):
 		return http.StatusServiceUnavailable, &apiError{Message: fmt.Sprintf("%d submissions were being taken in for %s (INTAKE_SLOT_WAIT); nothing was enqueued: send this one again in a few seconds", cap(a.slots), a.cfg.SlotWait)}
 	case errors.As(err, &verr):
@@ -437,8 +443,14 @@ func (a *API) postKeys(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	// The whole body is here: hand every key over whatever the client does meanwhile, as PUT.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), a.cfg.SubmitTimeout)
-	defer cancel()
+	ctx, done, err := a.detach()
+	if err != nil {
+		code, e := a.answer(err, nil)
+		w.Header().Set("Retry-After", retryAfter)
+		writeError(w, code, e)
+		return
+	}
+	defer done()
 	for i, k := range req.Keys {
 		if err := a.producer.AddKey(ctx, connID, actor, k); err != nil {
 			a.cfg.Logger.Warn().Err(err).Int("erp_connection", connID).Int("keys", i).Msg("intake API: trickle keys failed")
