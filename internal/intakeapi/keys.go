@@ -429,18 +429,9 @@ func (a *API) postKeys(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, &apiError{Field: "keys", Message: "keys is empty: give at least one key"})
 		return
 	}
-	for i, k := range req.Keys {
-		if err := erpsync.ValidateKey(k); err != nil {
-			reason := err.Error()
-			var ke *erpsync.KeyError
-			if errors.As(err, &ke) {
-				reason = ke.Reason
-			}
-			field := "keys[" + strconv.Itoa(i) + "]"
-			writeError(w, http.StatusBadRequest, &apiError{Field: field, Reason: reason,
-				Message: fmt.Sprintf("%s %q: %s; nothing was enqueued", field, erpsync.Truncate(k, 40), reason)})
-			return
-		}
+	if e := firstBadKey(req.Keys); e != nil {
+		writeError(w, http.StatusBadRequest, e)
+		return
 	}
 	// The whole body is here: hand every key over whatever the client does meanwhile, as PUT.
 	ctx, done, err := a.detach()
@@ -466,4 +457,22 @@ func (a *API) postKeys(w http.ResponseWriter, r *http.Request) {
 	}
 	a.cfg.Logger.Info().Int("erp_connection", connID).Str("actor_type", actor.String()).Int("keys", len(req.Keys)).Str("remote", r.RemoteAddr).Msg("intake API: trickle keys enqueued")
 	writeJSON(w, http.StatusOK, a.producer.Trickled(len(req.Keys), connID, actor))
+}
+
+// firstBadKey checks every key of a POST before the first is enqueued: the first invalid one
+// as a 400's body, or nil.
+func firstBadKey(keys []string) *apiError {
+	for i, k := range keys {
+		if err := erpsync.ValidateKey(k); err != nil {
+			reason := err.Error()
+			var ke *erpsync.KeyError
+			if errors.As(err, &ke) {
+				reason = ke.Reason
+			}
+			field := "keys[" + strconv.Itoa(i) + "]"
+			return &apiError{Field: field, Reason: reason,
+				Message: fmt.Sprintf("%s %q: %s; nothing was enqueued", field, erpsync.Truncate(k, 40), reason)}
+		}
+	}
+	return nil
 }
