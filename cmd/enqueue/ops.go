@@ -184,9 +184,7 @@ func (c *cli) status(ctx context.Context, args []string) int {
 	}
 	defer rc.Close()
 	l := ledger.NewLedger(rc.rdb)
-	// A run's batches may wait in any queue (trickle, the demo's, one named at submission):
-	// its report reads every queue's retry set, by the run's name.
-	st, j, gaveUp, err := c.pollStatus(ctx, rc, l, "", run, statusWait{*wait, *interval, *heldTimeout})
+	st, j, gaveUp, err := c.pollStatus(ctx, rc, l, run, statusWait{*wait, *interval, *heldTimeout})
 	if err != nil {
 		return c.failJSON(*asJSON, exitUsage, "%v", err)
 	}
@@ -226,7 +224,7 @@ type statusWait struct {
 // pollStatus reads run's status and report, polling as w says and showing the progress on
 // stderr; gaveUp reports that it stopped on a hold only an operator can end. An error's
 // text is what the command prints.
-func (c *cli) pollStatus(ctx context.Context, rc *redisConn, l *ledger.Ledger, queue, run string, w statusWait) (st ledger.RunStatus, j runreport.RunReport, gaveUp bool, err error) {
+func (c *cli) pollStatus(ctx context.Context, rc *redisConn, l *ledger.Ledger, run string, w statusWait) (st ledger.RunStatus, j runreport.RunReport, gaveUp bool, err error) {
 	insp := asynq.NewInspectorFromRedisClient(rc.rdb)
 	var lastLine, movedAt time.Time
 	lastDone, lastHeld := int64(-1), ""
@@ -238,7 +236,7 @@ func (c *cli) pollStatus(ctx context.Context, rc *redisConn, l *ledger.Ledger, q
 		if err != nil {
 			return st, j, false, fmt.Errorf("status of %s: %v", run, err)
 		}
-		if j, err = c.report(ctx, rc, insp, queue, st); err != nil {
+		if j, err = c.report(ctx, rc, insp, st); err != nil {
 			return st, j, false, fmt.Errorf("status of %s: %v", run, err)
 		}
 		if !w.wait || (st.PendingKeys == 0 && !st.Receiving) {
@@ -299,9 +297,11 @@ func repairRun(ctx context.Context, rc *redisConn, l *ledger.Ledger, run string)
 // the batches before dead-lettering them.
 const DefaultHeldTimeout = 15 * time.Minute
 
-// report is the run's report, as the intake API and the runs page show it.
-func (c *cli) report(ctx context.Context, rc *redisConn, insp *asynq.Inspector, queue string, st ledger.RunStatus) (runreport.RunReport, error) {
-	return runreport.Report(ctx, rc.rdb, insp, queue, st, c.now())
+// report is the run's report, as the intake API and the runs page show it. A run's batches
+// may wait in any queue (trickle, the demo's, one named at submission): it reads every
+// queue's retry set, by the run's name.
+func (c *cli) report(ctx context.Context, rc *redisConn, insp *asynq.Inspector, st ledger.RunStatus) (runreport.RunReport, error) {
+	return runreport.Report(ctx, rc.rdb, insp, "", st, c.now())
 }
 
 // printRepair prints what status --repair found and did.
