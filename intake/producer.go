@@ -47,6 +47,11 @@ const (
 
 // ProducerConfig configures a Producer.
 type ProducerConfig struct {
+	// Tenant is the SuperOffice tenant whose keys the Producer hands over
+	// (tasks.ValidateTenantID); zero value: the implicit tenant of the SUPEROFFICE_* settings.
+	// Its runs, batch IDs, trickle groups and ledger are the tenant's own: two tenants may
+	// both have a run called "nightly".
+	Tenant string
 	// Redis is the server that holds asynq's queues and the ledger. The Producer never closes
 	// it. It may be nil for a Producer used only for dry runs.
 	Redis redis.UniversalClient
@@ -83,6 +88,11 @@ type ProducerConfig struct {
 }
 
 func (c *ProducerConfig) validate() error {
+	if c.Tenant != "" {
+		if err := tasks.ValidateTenantID(c.Tenant); err != nil {
+			return fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+	}
 	if c.Concurrency < 0 {
 		return fmt.Errorf("%w: concurrency %d: must not be negative", ErrConfig, c.Concurrency)
 	}
@@ -185,7 +195,7 @@ type Trickled struct {
 // Trickled is the answer to n keys of erpConnectionID and actor handed over with AddKey now.
 func (p *Producer) Trickled(n, erpConnectionID int, actor erpsync.ActorType) Trickled {
 	return Trickled{Keys: n, Run: tasks.TrickleRun(p.cfg.Now(), erpConnectionID, actor),
-		Group: tasks.GroupName(erpConnectionID, actor), Queue: p.cfg.TrickleQueue}
+		Group: tasks.TenantGroupName(p.cfg.Tenant, erpConnectionID, actor), Queue: p.cfg.TrickleQueue}
 }
 
 // Progress is a snapshot of a running Submit, for progress bars.
@@ -238,7 +248,7 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 	if cfg.Redis != nil {
 		p.client = asynq.NewClientFromRedisClient(cfg.Redis)
 		p.insp = asynq.NewInspectorFromRedisClient(cfg.Redis)
-		p.ledger = ledger.NewLedger(cfg.Redis)
+		p.ledger = ledger.NewLedger(cfg.Redis).Tenant(cfg.Tenant)
 	}
 	return p, nil
 }
@@ -292,7 +302,7 @@ func (p *Producer) AddKey(ctx context.Context, erpConnectionID int, actor erpsyn
 	if p.client == nil {
 		return fmt.Errorf("%w: the producer has no Redis client", ErrConfig)
 	}
-	t, err := tasks.NewTrickleTask(erpConnectionID, actor, key, append(p.opts[:len(p.opts):len(p.opts)], asynq.Queue(p.cfg.TrickleQueue))...)
+	t, err := tasks.NewTenantTrickleTask(p.cfg.Tenant, erpConnectionID, actor, key, append(p.opts[:len(p.opts):len(p.opts)], asynq.Queue(p.cfg.TrickleQueue))...)
 	if err != nil {
 		return err
 	}
@@ -446,7 +456,7 @@ func (p *Producer) checkParams(ctx context.Context, spec RunSpec, ft format) err
 	}
 	want := runParams{ErpConnectionID: spec.ErpConnectionID, ActorType: spec.ActorType.String(), BatchSize: spec.BatchSize, Format: f, Queue: p.cfg.Queue}
 	b, _ := json.Marshal(want)
-	key := paramsKey(spec.Run)
+	key := paramsKey(tasks.RunKey(p.cfg.Tenant, spec.Run))
 	ok, err := p.cfg.Redis.SetNX(ctx, key, b, paramsTTL).Result()
 	if err != nil {
 		return fmt.Errorf("record run parameters: %w", err)
@@ -883,9 +893,9 @@ func (v *verifier) matches(s *submission, cps []checkpoint, r uint32, key []byte
 // ctx is cancelled in between (Ctrl-C): registered alone, the batch would count keys in the
 // run that nothing resyncs. batchTimeout bounds them for a Redis that does not answer.
 func (s *submission) enqueue(ctx context.Context, j job) error {
-	id := tasks.BatchID(s.spec.Run, j.seq)
+	id := tasks.BatchID(tasks.RunKey(s.p.cfg.Tenant, s.spec.Run), j.seq)
 	t, err := tasks.NewResyncTask(tasks.Batch{
-		Run: s.spec.Run, ErpConnectionID: s.spec.ErpConnectionID, ActorType: s.spec.ActorType,
+		Tenant: s.p.cfg.Tenant, Run: s.spec.Run, ErpConnectionID: s.spec.ErpConnectionID, ActorType: s.spec.ActorType,
 		Keys: j.keys, Seq: j.seq, Source: s.spec.Origin,
 	}, s.p.opts...)
 	if err != nil {

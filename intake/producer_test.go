@@ -57,7 +57,7 @@ func pendingKeys(t *testing.T, db *redistest.DB, queue string) (keys map[string]
 			if err != nil {
 				t.Fatal(err)
 			}
-			if ti.ID != tasks.BatchID(b.Run, b.Seq) {
+			if ti.ID != tasks.BatchID(b.RunKey(), b.Seq) {
 				t.Errorf("task ID %s for batch seq %d", ti.ID, b.Seq)
 			}
 			ids = append(ids, ti.ID)

@@ -66,10 +66,10 @@ func NewAggregator(cfg AggregatorConfig) asynq.GroupAggregator {
 		seen := make(map[string]struct{}, len(trs))
 		for _, tr := range trs {
 			if b.Keys == nil {
-				b.ErpConnectionID, b.ActorType = tr.ErpConnectionID, tr.ActorType
+				b.Tenant, b.ErpConnectionID, b.ActorType = tr.Tenant, tr.ErpConnectionID, tr.ActorType
 			}
-			if tr.ErpConnectionID != b.ErpConnectionID || tr.ActorType != b.ActorType {
-				log.Warn().Str("group", group).Str("key", tr.Key).Msg("trickle: key of another connection or actor type in group; skipped")
+			if tr.Tenant != b.Tenant || tr.ErpConnectionID != b.ErpConnectionID || tr.ActorType != b.ActorType {
+				log.Warn().Str("group", group).Str("key", tr.Key).Msg("trickle: key of another tenant, connection or actor type in group; skipped")
 				continue
 			}
 			if _, dup := seen[tr.Key]; dup {
@@ -87,7 +87,7 @@ func NewAggregator(cfg AggregatorConfig) asynq.GroupAggregator {
 		}
 		b.Run = TrickleRun(day, b.ErpConnectionID, b.ActorType)
 		b.Source = "trickle"
-		id := b.Run + ":t" + Nonce()
+		id := b.RunKey() + ":t" + Nonce()
 		b.ID = id
 		payload, _ := json.Marshal(b) // a Batch always encodes
 		opts := append([]asynq.Option{

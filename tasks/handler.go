@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/flow"
 	"github.com/erpresync/erpresync/retry"
 )
 
@@ -45,6 +46,10 @@ const (
 
 // HandlerConfig configures NewHandler. Zero fields take the documented defaults.
 type HandlerConfig struct {
+	// Tenant is the tenant whose batches this handler calls SuperOffice for ("" the implicit
+	// tenant); Resyncer, Flow and Ledger must be that tenant's. A batch of another tenant is
+	// held, never called (a Router hands each tenant's batches to its own handler).
+	Tenant string
 	// Resyncer calls SuperOffice. Required.
 	Resyncer Resyncer
 	// Ledger records batches (package internal/ledger). Required.
@@ -177,7 +182,7 @@ func taskInfo(ctx context.Context, t *asynq.Task, b Batch) taskCtx {
 	} else if b.ID != "" {
 		tc.id = b.ID
 	} else {
-		tc.id = BatchID(b.Run, b.Seq)
+		tc.id = BatchID(b.RunKey(), b.Seq)
 	}
 	if q, ok := asynq.GetQueueName(ctx); ok {
 		tc.queue = q
@@ -211,7 +216,7 @@ func (tr Trickle) Batch(now time.Time) Batch {
 	if day.IsZero() {
 		day = now
 	}
-	return Batch{Run: TrickleRun(day, tr.ErpConnectionID, tr.ActorType), ErpConnectionID: tr.ErpConnectionID,
+	return Batch{Tenant: tr.Tenant, Run: TrickleRun(day, tr.ErpConnectionID, tr.ActorType), ErpConnectionID: tr.ErpConnectionID,
 		ActorType: tr.ActorType, Keys: []string{tr.Key}, Source: "trickle"}
 }
 
@@ -228,8 +233,18 @@ func (h *Handler) processResync(ctx context.Context, t *asynq.Task) error {
 
 func (h *Handler) process(ctx context.Context, t *asynq.Task, b Batch, invalid error) error {
 	tc := taskInfo(ctx, t, b)
-	log := h.log.With().Str("task_id", tc.id).Str("run", b.Run).Int("erp_connection", b.ErpConnectionID).
+	lc := h.log.With()
+	if b.Tenant != "" {
+		lc = lc.Str("tenant", b.Tenant)
+	}
+	log := lc.Str("task_id", tc.id).Str("run", b.Run).Int("erp_connection", b.ErpConnectionID).
 		Str("actor_type", b.ActorType.String()).Int("keys", len(b.Keys)).Logger()
+	if b.Tenant != h.cfg.Tenant {
+		log.Error().Str("handler_tenant", h.cfg.Tenant).Msg("batch of another tenant reached this tenant's handler: held, not called")
+		return &Error{Class: ClassThrottled, BatchID: tc.id, Keys: len(b.Keys), RetryAfter: UnknownTenantHold,
+			Err: &flow.PausedError{Tenant: b.Tenant, Since: h.now(), NextProbe: h.now().Add(UnknownTenantHold),
+				Reason: "batch reached the handler of another tenant", RetryAfter: UnknownTenantHold}}
+	}
 
 	if ValidateBatchRun(b.Run) != nil || len(b.Keys) == 0 {
 		// No run to record in, or no keys to record: asynq's archive is the only trace.

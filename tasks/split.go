@@ -61,7 +61,7 @@ func HalfTasks(b Batch, id, queue string, maxRetry int, opts []asynq.Option) ([]
 		if len(keys) == 0 {
 			continue
 		}
-		c := Batch{Run: b.Run, ErpConnectionID: b.ErpConnectionID, ActorType: b.ActorType, Keys: keys,
+		c := Batch{Tenant: b.Tenant, Run: b.Run, ErpConnectionID: b.ErpConnectionID, ActorType: b.ActorType, Keys: keys,
 			Seq: b.Seq, Source: b.Source, Parent: id, Depth: b.Depth + 1}
 		all := []asynq.Option{asynq.Queue(queue)}
 		if maxRetry != math.MaxInt {

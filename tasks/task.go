@@ -63,6 +63,10 @@ const (
 // Batch is the payload of a TypeResync task. The asynq task ID is the batch ID (see BatchID);
 // the ledger keys everything by it.
 type Batch struct {
+	// Tenant is the SuperOffice tenant the keys belong to (ValidateTenantID); empty for the
+	// implicit tenant of the SUPEROFFICE_* settings, as in every batch written before tenants
+	// existed.
+	Tenant string `json:"tenant,omitempty"`
 	// Run names the run the batch belongs to; it groups batches in the ledger. Required:
 	// see ValidateRunName.
 	Run string `json:"run"`
@@ -99,6 +103,9 @@ func BatchID(run string, seq int) string {
 	return run + ":b" + fmt.Sprintf("%06d", seq)
 }
 
+// RunKey is the ledger's name of the batch's run: RunKey(b.Tenant, b.Run).
+func (b Batch) RunKey() string { return RunKey(b.Tenant, b.Run) }
+
 // childID is the task ID of half i (0 or 1) of a split batch.
 func ChildID(parent string, i int) string { return parent + "." + strconv.Itoa(i) }
 
@@ -108,6 +115,11 @@ func (b Batch) Validate() error { return b.validate(MaxBatchSize) }
 func (b Batch) validate(maxKeys int) error {
 	if err := ValidateBatchRun(b.Run); err != nil {
 		return err
+	}
+	if b.Tenant != "" {
+		if err := ValidateTenantID(b.Tenant); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidBatch, err)
+		}
 	}
 	if b.ErpConnectionID <= 0 {
 		return fmt.Errorf("%w: erp connection id %d: must be positive", ErrInvalidBatch, b.ErpConnectionID)
@@ -183,13 +195,13 @@ func ValidateBatchRun(run string) error {
 
 // NewResyncTask validates b and returns its TypeResync task with the default options
 // Queue(DefaultQueue), MaxRetry(DefaultMaxRetry), Timeout(DefaultTimeout),
-// Retention(DefaultRetention) and TaskID(BatchID(b.Run, b.Seq)); opts override them. A
+// Retention(DefaultRetention) and TaskID(BatchID(b.RunKey(), b.Seq)); opts override them. A
 // Timeout option under one second is rejected (asynq would silently turn it into 30 min).
 func NewResyncTask(b Batch, opts ...asynq.Option) (*asynq.Task, error) {
 	if err := b.Validate(); err != nil {
 		return nil, err
 	}
-	return NewResyncTaskID(b, BatchID(b.Run, b.Seq), opts...)
+	return NewResyncTaskID(b, BatchID(b.RunKey(), b.Seq), opts...)
 }
 
 // NewResyncTaskID is NewResyncTask for a batch whose task ID is id (a split half, a requeued
@@ -231,6 +243,8 @@ func ParseBatch(payload []byte) (Batch, error) {
 
 // Trickle is the payload of a TypeTrickle task.
 type Trickle struct {
+	// Tenant is as Batch.Tenant.
+	Tenant          string            `json:"tenant,omitempty"`
 	ErpConnectionID int               `json:"erp_connection"`
 	ActorType       erpsync.ActorType `json:"actor_type"`
 	Key             string            `json:"key"`
@@ -239,10 +253,21 @@ type Trickle struct {
 	At time.Time `json:"at"`
 }
 
-// GroupName is the asynq group of trickle tasks for one ERP connection and actor type:
-// "erpresync:3:Customer".
+// GroupName is the asynq group of the implicit tenant's trickle tasks for one ERP connection
+// and actor type: "erpresync:3:Customer".
 func GroupName(erpConnectionID int, actor erpsync.ActorType) string {
-	return "erpresync:" + strconv.Itoa(erpConnectionID) + ":" + actor.String()
+	return TenantGroupName("", erpConnectionID, actor)
+}
+
+// TenantGroupName is the asynq group of tenant's trickle tasks for one ERP connection and
+// actor type: "erpresync:Cust12345:3:Customer" (GroupName's for the implicit tenant), so two
+// tenants' keys of connection 3 never meet in one batch.
+func TenantGroupName(tenant string, erpConnectionID int, actor erpsync.ActorType) string {
+	g := "erpresync:"
+	if tenant != "" {
+		g += tenant + ":"
+	}
+	return g + strconv.Itoa(erpConnectionID) + ":" + actor.String()
 }
 
 // NewTrickleTask returns a TypeTrickle task for one key, in group GroupName(conn, actor),
@@ -252,6 +277,17 @@ func GroupName(erpConnectionID int, actor erpsync.ActorType) string {
 // actor type, and the aggregator drops a key of another. The worker must run an
 // asynq.Server with GroupAggregator set to NewAggregator.
 func NewTrickleTask(erpConnectionID int, actor erpsync.ActorType, key string, opts ...asynq.Option) (*asynq.Task, error) {
+	return NewTenantTrickleTask("", erpConnectionID, actor, key, opts...)
+}
+
+// NewTenantTrickleTask is NewTrickleTask for a key of tenant ("" the implicit tenant), in
+// group TenantGroupName(tenant, conn, actor).
+func NewTenantTrickleTask(tenant string, erpConnectionID int, actor erpsync.ActorType, key string, opts ...asynq.Option) (*asynq.Task, error) {
+	if tenant != "" {
+		if err := ValidateTenantID(tenant); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidBatch, err)
+		}
+	}
 	if erpConnectionID <= 0 {
 		return nil, fmt.Errorf("%w: erp connection id %d: must be positive", ErrInvalidBatch, erpConnectionID)
 	}
@@ -261,7 +297,7 @@ func NewTrickleTask(erpConnectionID int, actor erpsync.ActorType, key string, op
 	if err := erpsync.ValidateKey(key); err != nil {
 		return nil, fmt.Errorf("%w: trickle key: %w", ErrInvalidBatch, err)
 	}
-	payload, err := json.Marshal(Trickle{ErpConnectionID: erpConnectionID, ActorType: actor, Key: key, At: time.Now().UTC()})
+	payload, err := json.Marshal(Trickle{Tenant: tenant, ErpConnectionID: erpConnectionID, ActorType: actor, Key: key, At: time.Now().UTC()})
 	if err != nil {
 		return nil, fmt.Errorf("encode trickle: %w", err)
 	}
@@ -270,6 +306,6 @@ func NewTrickleTask(erpConnectionID int, actor erpsync.ActorType, key string, op
 		asynq.MaxRetry(DefaultMaxRetry),
 		asynq.Timeout(DefaultTimeout),
 	}, opts...)
-	all = append(all, asynq.Group(GroupName(erpConnectionID, actor)))
+	all = append(all, asynq.Group(TenantGroupName(tenant, erpConnectionID, actor)))
 	return asynq.NewTask(TypeTrickle, payload, all...), nil
 }

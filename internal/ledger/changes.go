@@ -173,7 +173,7 @@ const changesPage = 200
 // while it runs may or may not be seen. At has millisecond precision (items recorded by
 // versions before the compact format: nanoseconds).
 func (l *Ledger) Changes(ctx context.Context, run string, fn func(tasks.ChangeItem) error) error {
-	k := keysFor(run).changes
+	k := l.keys(run).changes
 	for start := int64(0); ; start += changesPage {
 		vals, err := l.rdb.LRange(ctx, k, start, start+changesPage-1).Result()
 		if err != nil {

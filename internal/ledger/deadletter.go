@@ -173,8 +173,8 @@ func (l *Ledger) Requeue(ctx context.Context, client *asynq.Client, insp *asynq.
 
 // moveToOutbox runs requeueScript for dls; it returns -1 when a dead letter was gone.
 func (l *Ledger) moveToOutbox(ctx context.Context, run string, dls []tasks.DeadLetter) (int, error) {
-	k := keysFor(run)
-	entries := packRequeue(run, dls)
+	k := l.keys(run)
+	entries := packRequeue(l.tenant, run, dls)
 	args := make([]any, 0, 2+len(dls)+2*len(entries))
 	args = append(args, ms(l.now()), len(dls))
 	for _, d := range dls {
@@ -185,7 +185,7 @@ func (l *Ledger) moveToOutbox(ctx context.Context, run string, dls []tasks.DeadL
 		if err != nil {
 			return 0, err
 		}
-		args = append(args, e.Batch.Run+":r"+tasks.Nonce()+"."+fmt.Sprint(i), string(b))
+		args = append(args, e.Batch.RunKey()+":r"+tasks.Nonce()+"."+fmt.Sprint(i), string(b))
 	}
 	n, err := requeueScript.Run(ctx, l.rdb, []string{k.meta, k.batches, k.dead, k.outbox}, args...).Int()
 	if err != nil {
@@ -196,7 +196,7 @@ func (l *Ledger) moveToOutbox(ctx context.Context, run string, dls []tasks.DeadL
 
 // packRequeue groups dead letters into batches of at most DefaultBatchSize keys per queue,
 // connection and actor type, never putting one key twice in a batch.
-func packRequeue(run string, dls []tasks.DeadLetter) []outboxEntry {
+func packRequeue(tenant, run string, dls []tasks.DeadLetter) []outboxEntry {
 	type group struct {
 		queue string
 		conn  int
@@ -217,7 +217,7 @@ func packRequeue(run string, dls []tasks.DeadLetter) []outboxEntry {
 			break
 		}
 		if !placed {
-			out = append(out, outboxEntry{Queue: d.QueueName(), Batch: tasks.Batch{Run: run, ErpConnectionID: d.ErpConnectionID,
+			out = append(out, outboxEntry{Queue: d.QueueName(), Batch: tasks.Batch{Tenant: tenant, Run: run, ErpConnectionID: d.ErpConnectionID,
 				ActorType: d.ActorType, Keys: []string{d.Key}, Source: "requeue"}})
 			open[g] = append(open[g], len(out)-1)
 		}
@@ -237,7 +237,7 @@ func contains(keys []string, k string) bool {
 // flushOutbox enqueues the run's requeued batches not yet enqueued and removes them from
 // the outbox; a batch already in asynq (ErrTaskIDConflict) counts as enqueued.
 func (l *Ledger) flushOutbox(ctx context.Context, client *asynq.Client, run string, opts []asynq.Option) ([]string, error) {
-	k := keysFor(run).outbox
+	k := l.keys(run).outbox
 	entries, err := l.rdb.HGetAll(ctx, k).Result()
 	if err != nil {
 		return nil, fmt.Errorf("ledger: outbox of %s: %w", run, err)
@@ -321,7 +321,7 @@ func (l *Ledger) PurgeDead(ctx context.Context, insp *asynq.Inspector, f DeadFil
 		for i, d := range dls {
 			fields[i] = deadField(d.BatchID, d.Key)
 		}
-		n, err := l.rdb.HDel(ctx, keysFor(run).dead, fields...).Result()
+		n, err := l.rdb.HDel(ctx, l.keys(run).dead, fields...).Result()
 		if err != nil {
 			return res, fmt.Errorf("ledger: purge %s: %w", run, err)
 		}
@@ -394,9 +394,10 @@ func (l *Ledger) reconcile(ctx context.Context, client *asynq.Client, t *asynq.T
 	default:
 		return 0, nil
 	}
-	if tasks.ValidateBatchRun(b.Run) != nil || len(b.Keys) == 0 {
+	if tasks.ValidateBatchRun(b.Run) != nil || len(b.Keys) == 0 || b.Tenant != "" && tasks.ValidateTenantID(b.Tenant) != nil {
 		return 0, nil // nothing the ledger could record
 	}
+	l = l.Tenant(b.Tenant) // the batch's own tenant, whichever Ledger runs the reconciliation
 	st, err := l.batchState(ctx, b.Run, t.ID)
 	if err != nil {
 		return 0, fmt.Errorf("ledger: batch state: %w", err)
@@ -408,7 +409,7 @@ func (l *Ledger) reconcile(ctx context.Context, client *asynq.Client, t *asynq.T
 		return 0, nil
 	case "":
 		// A batch of a run Prune removed: whatever the ledger had recorded went with it.
-		if n, err := l.rdb.Exists(ctx, keysFor(b.Run).pruned).Result(); err != nil {
+		if n, err := l.rdb.Exists(ctx, l.keys(b.Run).pruned).Result(); err != nil {
 			return 0, fmt.Errorf("ledger: pruned marker: %w", err)
 		} else if n == 1 {
 			return 0, nil
@@ -458,7 +459,7 @@ func (l *Ledger) reconcileSplit(ctx context.Context, client *asynq.Client, t *as
 	for i, h := range hs {
 		ids[i] = h.ID
 	}
-	states, err := l.rdb.HMGet(ctx, keysFor(b.Run).batches, ids...).Result()
+	states, err := l.rdb.HMGet(ctx, l.keys(b.Run).batches, ids...).Result()
 	if err != nil {
 		return 0, fmt.Errorf("ledger: halves of %s: %w", t.ID, err)
 	}

@@ -230,8 +230,8 @@ func (nopLogger) Fatal(...any) {}
 func (e *env) enqueue(b tasks.Batch, opts ...asynq.Option) string {
 	e.t.Helper()
 	ctx := context.Background()
-	id := tasks.BatchID(b.Run, b.Seq)
-	if _, err := e.ledger.RegisterBatch(ctx, RunMeta{Run: b.Run, ErpConnectionID: b.ErpConnectionID, ActorType: b.ActorType, Source: "test"}, id, len(b.Keys)); err != nil {
+	id := tasks.BatchID(b.RunKey(), b.Seq)
+	if _, err := e.ledger.Tenant(b.Tenant).RegisterBatch(ctx, RunMeta{Run: b.Run, ErpConnectionID: b.ErpConnectionID, ActorType: b.ActorType, Source: "test"}, id, len(b.Keys)); err != nil {
 		e.t.Fatal(err)
 	}
 	task, err := tasks.NewResyncTask(b, opts...)

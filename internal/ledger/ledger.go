@@ -110,9 +110,16 @@ const IntakeLease = 2 * time.Minute
 //
 // Pending keys are total − resynced − dead; finished_at is set when that reaches zero with
 // the intake sealed, and cleared when a requeue makes keys pending again.
+//
+// A Ledger speaks for one tenant (Tenant): run names are the tenant's own, and its keys are
+// those of tasks.RunKey(tenant, run), so "erpresync:{Cust12345/nightly}:meta"; the implicit
+// tenant's are the keys above, unchanged. Each tenant has its run index,
+// "erpresync:tenant:{TENANT}:runs" (the implicit tenant's is erpresync:runs), so listing,
+// pruning and selecting dead letters of "every run" never reach another tenant's.
 type Ledger struct {
-	rdb redis.UniversalClient
-	now func() time.Time
+	rdb    redis.UniversalClient
+	now    func() time.Time
+	tenant string
 }
 
 // NewLedger returns a Ledger on rdb. The caller keeps ownership of rdb.
@@ -127,7 +134,27 @@ func (l *Ledger) WithClock(now func() time.Time) *Ledger {
 	if now == nil {
 		now = time.Now
 	}
-	return &Ledger{rdb: l.rdb, now: now}
+	return &Ledger{rdb: l.rdb, now: now, tenant: l.tenant}
+}
+
+// Tenant returns the Ledger of tenant id on the same client and clock ("" is the implicit
+// tenant). l is not changed.
+func (l *Ledger) Tenant(id string) *Ledger {
+	return &Ledger{rdb: l.rdb, now: l.now, tenant: id}
+}
+
+// TenantID is the tenant l speaks for; "" is the implicit tenant.
+func (l *Ledger) TenantID() string { return l.tenant }
+
+// keys are the keys of l's tenant's run.
+func (l *Ledger) keys(run string) runKeys { return keysFor(tasks.RunKey(l.tenant, run)) }
+
+// runsKey is l's tenant's run index.
+func (l *Ledger) runsKey() string {
+	if l.tenant == "" {
+		return runsKey
+	}
+	return keyPrefix + "tenant:{" + l.tenant + "}:runs"
 }
 
 // RegisterBatch records a producer's batch of keys under meta.Run before it is enqueued:
@@ -170,7 +197,7 @@ func (l *Ledger) OpenIntake(ctx context.Context, meta RunMeta) error {
 		return err
 	}
 	now := l.now()
-	if err := openScript.Run(ctx, l.rdb, []string{keysFor(meta.Run).meta}, meta.Run, ms(now), meta.ErpConnectionID, meta.ActorType.String(), meta.Source, ms(now.Add(IntakeLease))).Err(); err != nil {
+	if err := openScript.Run(ctx, l.rdb, []string{l.keys(meta.Run).meta}, meta.Run, ms(now), meta.ErpConnectionID, meta.ActorType.String(), meta.Source, ms(now.Add(IntakeLease))).Err(); err != nil {
 		return fmt.Errorf("ledger: open intake of %s: %w", meta.Run, err)
 	}
 	return l.index(ctx, meta.Run)
@@ -179,7 +206,7 @@ func (l *Ledger) OpenIntake(ctx context.Context, meta RunMeta) error {
 // RenewIntake tells the ledger that the producer of run is still submitting: the open intake
 // counts as received for another IntakeLease. It does nothing once the intake is sealed.
 func (l *Ledger) RenewIntake(ctx context.Context, run string) error {
-	if err := renewScript.Run(ctx, l.rdb, []string{keysFor(run).meta}, ms(l.now().Add(IntakeLease))).Err(); err != nil {
+	if err := renewScript.Run(ctx, l.rdb, []string{l.keys(run).meta}, ms(l.now().Add(IntakeLease))).Err(); err != nil {
 		return fmt.Errorf("ledger: renew intake of %s: %w", run, err)
 	}
 	return nil
@@ -195,7 +222,7 @@ func (l *Ledger) RecordIntake(ctx context.Context, meta RunMeta, count int64, re
 		return err
 	}
 	rejected = rejected[:min(len(rejected), MaxRejected)]
-	k := keysFor(meta.Run)
+	k := l.keys(meta.Run)
 	args := make([]any, 0, 6+len(rejected))
 	args = append(args, meta.Run, ms(l.now()), meta.ErpConnectionID, meta.ActorType.String(), meta.Source, count)
 	for _, r := range rejected {
@@ -214,7 +241,7 @@ func (l *Ledger) RecordIntake(ctx context.Context, meta RunMeta, count int64, re
 // Rejected returns the rejected keys listed for run, in input order (at most MaxRejected;
 // RunStatus.RejectedKeys counts them all).
 func (l *Ledger) Rejected(ctx context.Context, run string) ([]RejectedKey, error) {
-	vals, err := l.rdb.LRange(ctx, keysFor(run).rejected, 0, -1).Result()
+	vals, err := l.rdb.LRange(ctx, l.keys(run).rejected, 0, -1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("ledger: rejected keys of %s: %w", run, err)
 	}
@@ -231,7 +258,7 @@ func (l *Ledger) Rejected(ctx context.Context, run string) ([]RejectedKey, error
 
 // Status returns a run's progress, or ErrRunNotFound.
 func (l *Ledger) Status(ctx context.Context, run string) (RunStatus, error) {
-	k := keysFor(run)
+	k := l.keys(run)
 	pipe := l.rdb.Pipeline()
 	metaCmd := pipe.HGetAll(ctx, k.meta)
 	recCmd := pipe.HGetAll(ctx, k.records)
@@ -307,7 +334,7 @@ func (l *Ledger) runNames(ctx context.Context, limit int) ([]string, error) {
 	if limit > 0 {
 		stop = int64(limit) - 1
 	}
-	names, err := l.rdb.ZRevRange(ctx, runsKey, 0, stop).Result()
+	names, err := l.rdb.ZRevRange(ctx, l.runsKey(), 0, stop).Result()
 	if err != nil {
 		return nil, fmt.Errorf("ledger: list runs: %w", err)
 	}
@@ -353,7 +380,7 @@ func sortDead(dls []tasks.DeadLetter) {
 }
 
 func (l *Ledger) deadLetters(ctx context.Context, run string) ([]tasks.DeadLetter, error) {
-	vals, err := l.rdb.HVals(ctx, keysFor(run).dead).Result()
+	vals, err := l.rdb.HVals(ctx, l.keys(run).dead).Result()
 	if err != nil {
 		return nil, fmt.Errorf("ledger: dead letters of %s: %w", run, err)
 	}

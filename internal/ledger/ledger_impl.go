@@ -205,7 +205,7 @@ return nf
 `)
 
 func (l *Ledger) batchState(ctx context.Context, run, id string) (string, error) {
-	st, err := l.rdb.HGet(ctx, keysFor(run).batches, id).Result()
+	st, err := l.rdb.HGet(ctx, l.keys(run).batches, id).Result()
 	if err == redis.Nil {
 		return "", nil
 	}
@@ -215,7 +215,7 @@ func (l *Ledger) batchState(ctx context.Context, run, id string) (string, error)
 // DeadReason returns the recorded reason of a dead batch, read from the dead letter of one
 // of its keys, or a generic sentence when that was requeued or purged.
 func (l *Ledger) DeadReason(ctx context.Context, run, id, key string) string {
-	v, err := l.rdb.HGet(ctx, keysFor(run).dead, deadField(id, key)).Result()
+	v, err := l.rdb.HGet(ctx, l.keys(run).dead, deadField(id, key)).Result()
 	if err == nil {
 		var d tasks.DeadLetter
 		if json.Unmarshal([]byte(v), &d) == nil && d.Reason != "" {
@@ -250,7 +250,7 @@ func (l *Ledger) register(ctx context.Context, meta RunMeta, batchID string, key
 	if batchID == "" || keys <= 0 {
 		return false, "", fmt.Errorf("ledger: register batch %q of run %s with %d keys: want an ID and at least one key", batchID, meta.Run, keys)
 	}
-	k := keysFor(meta.Run)
+	k := l.keys(meta.Run)
 	r, err := registerScript.Run(ctx, l.rdb, []string{k.meta, k.batches},
 		batchID, keys, ms(l.now()), meta.Run, meta.ErpConnectionID, meta.ActorType.String(), meta.Source).Slice()
 	if err != nil {
@@ -266,7 +266,7 @@ func (l *Ledger) register(ctx context.Context, meta RunMeta, batchID string, key
 
 // index adds run to the run index. NX keeps the first start time.
 func (l *Ledger) index(ctx context.Context, run string) error {
-	if err := l.rdb.ZAddNX(ctx, runsKey, redis.Z{Score: float64(ms(l.now())), Member: run}).Err(); err != nil {
+	if err := l.rdb.ZAddNX(ctx, l.runsKey(), redis.Z{Score: float64(ms(l.now())), Member: run}).Err(); err != nil {
 		return fmt.Errorf("ledger: index run %s: %w", run, err)
 	}
 	return nil
@@ -274,19 +274,19 @@ func (l *Ledger) index(ctx context.Context, run string) error {
 
 // CountCalls adds n ForceResyncExternal calls to the run.
 func (l *Ledger) CountCalls(ctx context.Context, run string, n int) error {
-	return l.rdb.HIncrBy(ctx, keysFor(run).meta, "calls", int64(n)).Err()
+	return l.rdb.HIncrBy(ctx, l.keys(run).meta, "calls", int64(n)).Err()
 }
 
 // CountBusiness counts one business refusal of batch id and returns the count so far.
 func (l *Ledger) CountBusiness(ctx context.Context, run, id string) (int, error) {
-	n, err := l.rdb.HIncrBy(ctx, keysFor(run).business, id, 1).Result()
+	n, err := l.rdb.HIncrBy(ctx, l.keys(run).business, id, 1).Result()
 	return int(n), err
 }
 
 // HoldSince records now as the start of the batch's auth hold unless one is recorded, and
 // returns the first.
 func (l *Ledger) HoldSince(ctx context.Context, run, id string, now time.Time) (time.Time, error) {
-	hash := keysFor(run).auth
+	hash := l.keys(run).auth
 	var get *redis.StringCmd
 	_, err := l.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSetNX(ctx, hash, id, ms(now))
@@ -302,7 +302,7 @@ func (l *Ledger) HoldSince(ctx context.Context, run, id string, now time.Time) (
 // RecordSuccess records the batch done with its changes, and the calls made for it; false if
 // it was finished already.
 func (l *Ledger) RecordSuccess(ctx context.Context, run, id string, n, calls int, items []tasks.ChangeItem, now time.Time) (bool, error) {
-	k := keysFor(run)
+	k := l.keys(run)
 	counts := map[string]int64{}
 	var order []string
 	for _, it := range items {
@@ -334,7 +334,7 @@ const splitApplied = string(tasks.SplitMarked)
 // MarkSplit marks the batch split unless it is finished; it returns tasks.SplitMarked or the
 // finished state (BatchSplit, BatchDone, BatchDead).
 func (l *Ledger) MarkSplit(ctx context.Context, run, id string, now time.Time) (tasks.BatchState, error) {
-	k := keysFor(run)
+	k := l.keys(run)
 	st, err := splitScript.Run(ctx, l.rdb, []string{k.meta, k.batches}, id, ms(now)).Text()
 	return tasks.BatchState(st), err
 }
@@ -343,7 +343,7 @@ func deadField(batchID, key string) string { return batchID + "|" + key }
 
 // RecordDead records the batch's keys as dead letters; false if it was finished already.
 func (l *Ledger) RecordDead(ctx context.Context, run, id string, dls []tasks.DeadLetter, now time.Time) (bool, error) {
-	k := keysFor(run)
+	k := l.keys(run)
 	args := make([]any, 0, 3+2*len(dls))
 	args = append(args, id, len(dls), ms(now))
 	for _, d := range dls {

@@ -137,7 +137,7 @@ func (l *Ledger) Prune(ctx context.Context, o PruneOptions) (PruneResult, error)
 	res := PruneResult{DryRun: o.DryRun, Cutoff: cutoff.UTC()}
 	// A run cannot finish before it starts: only runs started before the cutoff are read.
 	for offset := int64(0); ; {
-		names, err := l.rdb.ZRangeByScore(ctx, runsKey, &redis.ZRangeBy{Min: "-inf", Max: "(" + strconv.FormatInt(ms(cutoff), 10),
+		names, err := l.rdb.ZRangeByScore(ctx, l.runsKey(), &redis.ZRangeBy{Min: "-inf", Max: "(" + strconv.FormatInt(ms(cutoff), 10),
 			Offset: offset, Count: prunePage}).Result()
 		if err != nil {
 			return res, fmt.Errorf("ledger: prune: list runs: %w", err)
@@ -163,7 +163,7 @@ func (l *Ledger) pruneRun(ctx context.Context, run string, cutoff time.Time, o P
 	if tasks.ValidateRunName(run) != nil {
 		return false, nil // not ours to touch
 	}
-	k := keysFor(run)
+	k := l.keys(run)
 	keys := append(k.all(), k.pruned)
 	verdict, err := pruneScript.Run(ctx, l.rdb, keys, ms(cutoff), "1", ms(l.now()), prunedMarkerTTL.Milliseconds()).Int()
 	if err != nil {
@@ -217,17 +217,17 @@ func (l *Ledger) pruneRun(ctx context.Context, run string, cutoff time.Time, o P
 
 // unindex removes run from the run index, unless the run was registered again meanwhile.
 func (l *Ledger) unindex(ctx context.Context, run string) error {
-	if err := l.rdb.ZRem(ctx, runsKey, run).Err(); err != nil {
+	if err := l.rdb.ZRem(ctx, l.runsKey(), run).Err(); err != nil {
 		return fmt.Errorf("ledger: prune %s: run index: %w", run, err)
 	}
-	if n, err := l.rdb.Exists(ctx, keysFor(run).meta).Result(); err == nil && n == 1 {
+	if n, err := l.rdb.Exists(ctx, l.keys(run).meta).Result(); err == nil && n == 1 {
 		return l.index(ctx, run)
 	}
 	return nil
 }
 
 func (l *Ledger) pruneReport(ctx context.Context, run string) (PrunedRun, error) {
-	k := keysFor(run)
+	k := l.keys(run)
 	pipe := l.rdb.Pipeline()
 	meta := pipe.HMGet(ctx, k.meta, "total", "resynced", "dead", "started_at", "finished_at")
 	dead := pipe.HLen(ctx, k.dead)
@@ -272,7 +272,7 @@ func (l *Ledger) scanHash(ctx context.Context, run, key, what string, page func(
 // deleteRunArchived deletes the archived asynq tasks of run's dead letters.
 func (l *Ledger) deleteRunArchived(ctx context.Context, insp *asynq.Inspector, run string) (int, error) {
 	n := 0
-	err := l.scanHash(ctx, run, keysFor(run).dead, "dead letters", func(kv []string) error {
+	err := l.scanHash(ctx, run, l.keys(run).dead, "dead letters", func(kv []string) error {
 		dls := make([]tasks.DeadLetter, 0, len(kv)/2)
 		for i := 1; i < len(kv); i += 2 {
 			var d tasks.DeadLetter
@@ -302,7 +302,7 @@ func (l *Ledger) deleteRunTasks(ctx context.Context, insp *asynq.Inspector, run 
 	}
 	type task struct{ queue, id string }
 	n := 0
-	err = l.scanHash(ctx, run, keysFor(run).batches, "batches", func(kv []string) error {
+	err = l.scanHash(ctx, run, l.keys(run).batches, "batches", func(kv []string) error {
 		var candidates []task
 		var exists []*redis.IntCmd
 		pipe := l.rdb.Pipeline()

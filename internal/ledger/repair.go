@@ -45,7 +45,7 @@ func (l *Ledger) Repair(ctx context.Context, insp *asynq.Inspector, run string, 
 	if _, err := l.Status(ctx, run); err != nil {
 		return res, err
 	}
-	states, err := l.rdb.HGetAll(ctx, keysFor(run).batches).Result()
+	states, err := l.rdb.HGetAll(ctx, l.keys(run).batches).Result()
 	if err != nil {
 		return res, fmt.Errorf("ledger: batches of %s: %w", run, err)
 	}
