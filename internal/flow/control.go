@@ -72,7 +72,10 @@ type Config struct {
 	ProbeLease time.Duration
 	// MaxCooldown caps a Retry-After. Zero: DefaultMaxCooldown (1 h).
 	MaxCooldown time.Duration
-	// Registerer receives the metrics; nil registers none.
+	// Metrics are the series this Control counts in, shared by the Controls of a process
+	// (NewMetrics); nil: a set of its own, registered with Registerer.
+	Metrics *Metrics
+	// Registerer receives the metrics when Metrics is nil; nil registers none.
 	Registerer prometheus.Registerer
 	// Logger receives one line per breaker transition and the warnings. Zero value: none.
 	Logger zerolog.Logger
@@ -113,7 +116,7 @@ type Control struct {
 	sem     *semaphore
 	tenant  *breaker
 	conns   func(conn int) *breaker
-	metrics *metrics
+	metrics *Metrics
 	log     zerolog.Logger
 	now     func() time.Time
 }
@@ -166,13 +169,20 @@ func New(cfg Config) (*Control, error) {
 	}
 	c.tenant = c.newBreaker(0, cfg.TenantFailures, 1)
 	c.conns = func(conn int) *breaker { return c.newBreaker(conn, cfg.ConnWindow, cfg.ConnThreshold) }
-	c.metrics = newMetrics(c, cfg.Registerer)
+	c.metrics = cfg.Metrics
+	if c.metrics == nil {
+		c.metrics = NewMetrics(cfg.Registerer) // nil: counted, not registered
+	}
+	c.metrics.add(c)
 	c.sem = newSemaphore(c)
 	return c, nil
 }
 
 // Close stops renewing leases; slots still held run out by themselves.
-func (c *Control) Close() { c.sem.close() }
+func (c *Control) Close() {
+	c.metrics.remove(c)
+	c.sem.close()
+}
 
 // tenantPrefix is the hash-tagged key prefix of a tenant; braces in the name would break
 // the tag, so they become underscores.
@@ -289,7 +299,7 @@ func (c *Control) transition(conn int, from, to, reason string) {
 		StateClosed:   "circuit breaker closed: " + scope + " answers again; the backlog drains",
 	}[to]
 	ev.Str("tenant", c.cfg.Tenant).Int("erp_connection", conn).Str("from", from).Str("to", to).Str("reason", reason).Msg(msg)
-	c.metrics.transition(conn, to)
+	c.countTransition(conn, to)
 }
 
 // Rate returns the rate limit in force in requests/s: Config.Rate, or less after throttling
@@ -323,7 +333,7 @@ func (c *Control) rateWait(ctx context.Context, until time.Time) error {
 		}
 		if !waited {
 			waited = true
-			c.metrics.wait("rate")
+			c.countWait("rate")
 		}
 		d := res.RetryAfter
 		if !until.IsZero() && c.now().Add(d).After(until) {

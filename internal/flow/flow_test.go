@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/erpresync/erpresync/internal/redistest"
@@ -380,5 +381,34 @@ func TestAdaptiveRate(t *testing.T) {
 	}
 	if _, err := New(Config{Redis: rdb, Tenant: "x", Adaptive: true}); err == nil {
 		t.Error("Adaptive without a Rate: no error")
+	}
+}
+
+// TestMetricsSharedByTenants: the Controls of many tenants count in one set of series,
+// registered once, each series labelled with its tenant, and a scrape reports every served
+// tenant's breaker from one read.
+func TestMetricsSharedByTenants(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.New(t).TestClient(t)
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	var cs []*Control
+	for _, tenant := range []string{"Cust1", "Cust2", "acme"} {
+		c, err := New(Config{Redis: rdb, Tenant: tenant, Metrics: m})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs = append(cs, c)
+		c.countRequest()
+	}
+	cs[2].Close() // no longer served: no longer reported
+	if n := testutil.CollectAndCount(reg, "erpresync_breaker_state"); n != 2 {
+		t.Errorf("breaker state series = %d, want 2 (one per served tenant)", n)
+	}
+	if v := testutil.ToFloat64(m.requests.WithLabelValues("Cust2")); v != 1 {
+		t.Errorf("Cust2 requests = %v, want 1", v)
+	}
+	for _, c := range cs[:2] {
+		c.Close()
 	}
 }

@@ -45,7 +45,7 @@ func newHeldServer(t *testing.T) *heldServer {
 func waiting(cs []*Control, reason string) int {
 	n := 0
 	for _, c := range cs {
-		n += int(testutil.ToFloat64(c.metrics.waits.WithLabelValues(reason)))
+		n += int(testutil.ToFloat64(c.metrics.waits.WithLabelValues(c.cfg.Tenant, reason)))
 	}
 	return n
 }

@@ -97,7 +97,7 @@ func (s *semaphore) acquire(ctx context.Context, conn, limit int, until time.Tim
 		}
 		if !waited {
 			waited = true
-			s.c.metrics.wait("slot")
+			s.c.countWait("slot")
 		}
 		// Slots are given back by other processes without telling anyone: poll, a little
 		// jittered so that waiters do not move in step.

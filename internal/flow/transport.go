@@ -78,7 +78,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return fail(err)
 	}
-	c.metrics.request()
+	c.countRequest()
 	resp, err := t.next.RoundTrip(req)
 	if err != nil {
 		if sl != nil {
@@ -201,7 +201,7 @@ func (c *Control) cooldownWait(ctx context.Context, until time.Time) error {
 	if d <= 0 {
 		return nil
 	}
-	c.metrics.wait("cooldown")
+	c.countWait("cooldown")
 	if !until.IsZero() && end.After(until) {
 		return &WaitError{Reason: "cool-down", RetryAfter: max(d, time.Second)}
 	}
