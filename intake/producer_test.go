@@ -20,6 +20,7 @@ import (
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redistest"
+	"github.com/erpresync/erpresync/internal/testwait"
 	"github.com/erpresync/erpresync/tasks"
 )
 
@@ -327,29 +328,21 @@ func TestAddKeyCoalesces(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Shutdown()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	var sizes []int
+	testwait.For(t, "all 250 keys in batches", 20*time.Second, func() (bool, error) {
 		mu.Lock()
+		defer mu.Unlock()
 		n := 0
+		sizes = sizes[:0]
 		for _, b := range got {
 			n += len(b)
+			sizes = append(sizes, len(b))
 		}
-		sizes := make([]int, len(got))
-		for i, b := range got {
-			sizes[i] = len(b)
-		}
-		mu.Unlock()
-		if n == 250 {
-			slices.Sort(sizes)
-			if !slices.Equal(sizes, []int{50, 100, 100}) {
-				t.Errorf("batch sizes %v, want 100, 100, 50", sizes)
-			}
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after 20 s, %d of 250 keys arrived in batches %v", n, sizes)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return n == 250, fmt.Errorf("%d keys arrived in batches %v", n, sizes)
+	})
+	slices.Sort(sizes)
+	if !slices.Equal(sizes, []int{50, 100, 100}) {
+		t.Errorf("batch sizes %v, want 100, 100, 50", sizes)
 	}
 }
 
@@ -684,17 +677,13 @@ func TestSubmissionRenewsItsIntake(t *testing.T) {
 	// Seen from a lease's length after it was opened, the run still receives only if the
 	// submission renewed the lease meanwhile.
 	later := ledger.NewLedger(rdb).WithClock(func() time.Time { return opened.Add(ledger.IntakeLease + 200*time.Millisecond) })
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if st, err := later.Status(context.Background(), "long"); err == nil && st.Receiving {
-			break
-		}
-		if time.Now().After(deadline) {
-			close(release)
-			t.Fatal("after 10 s the submission had not renewed its intake")
-		}
-		time.Sleep(20 * time.Millisecond) // polling the condition above, not a synchronisation
-	}
-	close(release)
+	unblock := sync.OnceFunc(func() { close(release) })
+	defer unblock() // also when the wait fails
+	testwait.For(t, "the submission's intake renewed", 10*time.Second, func() (bool, error) {
+		st, err := later.Status(context.Background(), "long")
+		return err == nil && st.Receiving, err
+	})
+	unblock()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/erpresync/erpresync/intake"
 	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/runreport"
+	"github.com/erpresync/erpresync/internal/testwait"
 	"github.com/erpresync/erpresync/tasks"
 )
 
@@ -482,17 +483,16 @@ func TestRetryingBatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Shutdown()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testwait.For(t, "the batch in the retry set", 30*time.Second, func() (bool, error) {
 		info, err := insp.GetTaskInfo(tasks.DefaultQueue, id)
 		if err == nil && info.State == asynq.TaskStateRetry {
-			break
+			return true, nil
 		}
-		if time.Now().After(deadline) || srvCtx.Err() != nil {
+		if srvCtx.Err() != nil {
 			t.Fatalf("the batch did not reach the retry set: %+v %v", info, err)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return false, fmt.Errorf("%+v %v", info, err)
+	})
 	srv.Shutdown()
 	var st runreport.RunReport
 	e.do(http.MethodGet, "/v1/runs/held", "", token, nil).decode(t, &st)

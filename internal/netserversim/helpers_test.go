@@ -281,19 +281,6 @@ func drain(t *testing.T, resp *http.Response) []byte {
 	return b
 }
 
-// eventually polls cond until it holds or the deadline passes (for effects that happen after
-// the client has already given up, such as undelivered replies).
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // golden compares got with testdata/name, rewriting it under -update.
 func golden(t *testing.T, name, got string) {
 	t.Helper()
