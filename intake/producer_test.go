@@ -83,13 +83,19 @@ func newTestProducer(t *testing.T, rdb redis.UniversalClient, queue string) *Pro
 
 var customers = RunSpec{ErpConnectionID: 3, ActorType: erpsync.ActorCustomer}
 
+// customersRun is customers as run.
+func customersRun(run string) RunSpec {
+	spec := customers
+	spec.Run = run
+	return spec
+}
+
 func TestSubmitEnqueues(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
 	rdb := db.TestClient(t)
 	p := newTestProducer(t, rdb, "q1")
-	spec := customers
-	spec.Run = "r1"
+	spec := customersRun("r1")
 	sum, err := p.Submit(context.Background(), spec, Source{Path: keysFile(t, 1050)})
 	if err != nil {
 		t.Fatal(err)
@@ -159,8 +165,7 @@ func TestCrashAndResubmit(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
 	path := keysFile(t, 5000)
-	spec := customers
-	spec.Run = "crash"
+	spec := customersRun("crash")
 	spec.BatchSize = 10 // 500 batches
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -216,8 +221,7 @@ func TestStrictEnqueuesNothing(t *testing.T) {
 	}
 	b.WriteString("bad\x00key\n")
 	os.WriteFile(p, []byte(b.String()), 0o644)
-	spec := customers
-	spec.Run = "strict"
+	spec := customersRun("strict")
 	spec.Strict = true
 	_, err := newTestProducer(t, rdb, "q").Submit(context.Background(), spec, Source{Path: p})
 	if !errors.Is(err, ErrInvalidKeys) {
@@ -353,8 +357,7 @@ func TestResubmitToAnotherQueueIsRefused(t *testing.T) {
 	db := redistest.New(t)
 	rdb := db.TestClient(t)
 	path := keysFile(t, 250)
-	spec := customers
-	spec.Run = "moved"
+	spec := customersRun("moved")
 	if _, err := newTestProducer(t, rdb, "qa").Submit(context.Background(), spec, Source{Path: path}); err != nil {
 		t.Fatal(err)
 	}
@@ -405,8 +408,7 @@ func TestResubmitOtherInputIsRefused(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			spec := customers
-			spec.Run = "changed"
+			spec := customersRun("changed")
 			if _, err := p.Submit(context.Background(), spec, Source{Path: writeFile(t, "k1.txt", lines("A", 250))}); err != nil {
 				t.Fatal(err)
 			}
@@ -457,8 +459,7 @@ func TestProgressMatchesSummary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec := customers
-	spec.Run = "again"
+	spec := customersRun("again")
 	path := keysFile(t, 300)
 	for i := range 2 {
 		sum, err := p.Submit(context.Background(), spec, Source{Path: path})
@@ -481,8 +482,7 @@ func TestCancelWithCause(t *testing.T) {
 	defer cancel(nil)
 	signal := errors.New("interrupt signal received")
 	rdb.AddHook(&cancelAfter{after: 3, cancel: func() { cancel(signal) }})
-	spec := customers
-	spec.Run = "signal"
+	spec := customersRun("signal")
 	spec.BatchSize = 10
 	_, err := newTestProducer(t, rdb, "q").Submit(ctx, spec, Source{Path: keysFile(t, 5000)})
 	if !errors.Is(err, context.Canceled) || !errors.Is(err, signal) {
@@ -500,8 +500,7 @@ func TestInterruptLeavesNoBatchUnqueued(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	rdb.AddHook(&cancelAfter{after: 5, cancel: cancel, match: "erpresync:{interrupted}"})
-	spec := customers
-	spec.Run = "interrupted"
+	spec := customersRun("interrupted")
 	spec.BatchSize = 10
 	sum, err := newTestProducer(t, rdb, "q").Submit(ctx, spec, Source{Path: keysFile(t, 5000)})
 	if !errors.Is(err, context.Canceled) {
@@ -580,8 +579,7 @@ func TestRejectedKeysRecorded(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
 	path := writeFile(t, "k.txt", "A1\nb\x01d\nA2\n"+strings.Repeat("L", 300)+"\n")
-	spec := customers
-	spec.Run = "rej"
+	spec := customersRun("rej")
 	for range 2 {
 		if _, err := newTestProducer(t, db.Client(), "rej").Submit(context.Background(), spec, Source{Path: path, Name: "k.txt"}); err != nil {
 			t.Fatal(err)
@@ -607,8 +605,7 @@ func TestCutSubmissionIsIncomplete(t *testing.T) {
 	db := redistest.New(t)
 	rdb := db.TestClient(t)
 	path := keysFile(t, 300)
-	spec := customers
-	spec.Run = "cut"
+	spec := customersRun("cut")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	p := newTestProducer(t, rdb, "q")
@@ -661,8 +658,7 @@ func TestSubmissionRenewsItsIntake(t *testing.T) {
 	db := redistest.New(t)
 	rdb := db.TestClient(t)
 	path := keysFile(t, 300)
-	spec := customers
-	spec.Run = "long"
+	spec := customersRun("long")
 	p := newTestProducer(t, rdb, "q")
 	p.cfg.renewEvery = 20 * time.Millisecond
 	release := make(chan struct{})

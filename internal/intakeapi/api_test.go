@@ -293,7 +293,7 @@ func TestBodyCap(t *testing.T) {
 	e.summary(e.put("/v1/runs/big/keys"+q, "text/plain", keyLines("K", 200))) // 890 bytes
 
 	r = e.do(http.MethodPost, "/v1/keys", "application/json", token, strings.NewReader(`{"erp_connection":3,"actor_type":"Customer","keys":["`+strings.Repeat("k", int(MaxTrickleBody))+`"]}`))
-	if r.code != http.StatusRequestEntityTooLarge || !strings.Contains(r.apiErr(t).Message, "PUT /v1/runs/{run}/keys") {
+	if r.code != http.StatusRequestEntityTooLarge || !strings.Contains(r.apiErr(t).Message, "nothing was enqueued: send many keys with PUT /v1/runs/{run}/keys") {
 		t.Fatalf("trickle over the cap: %d %.300s", r.code, r.body)
 	}
 }
