@@ -20,6 +20,7 @@ import (
 	"github.com/erpresync/erpresync/internal/e2etest"
 	"github.com/erpresync/erpresync/internal/netserversim"
 	"github.com/erpresync/erpresync/internal/redistest"
+	"github.com/erpresync/erpresync/internal/testwait"
 )
 
 func TestMain(m *testing.M) { os.Exit(e2etest.Main(m)) }
@@ -49,7 +50,7 @@ func measure(b *testing.B, bin string, env map[string]string, sim *netserversim.
 	b.Helper()
 	start := time.Now()
 	p := e2etest.Start(b, bin, env)
-	e2etest.WaitFor(b, filepath.Base(bin)+" through all keys", 15*time.Minute, done)
+	testwait.For(b, filepath.Base(bin)+" through all keys", 15*time.Minute, done)
 	wall := time.Since(start)
 	// The peak RSS of the process's own image (VmHWM), read before it exits: the rusage
 	// of a child on Linux also counts the parent's memory at the fork.

@@ -17,6 +17,7 @@ import (
 	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/netserversim"
 	"github.com/erpresync/erpresync/internal/redistest"
+	"github.com/erpresync/erpresync/internal/testwait"
 )
 
 // TestKillWorkers: kill -9 of a random worker every few seconds while calls are in flight
@@ -158,7 +159,7 @@ func TestSentinelFailover(t *testing.T) {
 	lg := ledger.NewLedger(rdb)
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 	var res ledger.RepairResult
-	e2etest.WaitFor(t, "asynq done with the run", 4*time.Minute, func() (bool, error) {
+	testwait.For(t, "asynq done with the run", 4*time.Minute, func() (bool, error) {
 		queues, err := insp.Queues()
 		if err != nil {
 			return false, err
@@ -200,7 +201,7 @@ func TestOutageAndMaintenance(t *testing.T) {
 	progressed(t, rdb, run, 0.2, 2*time.Minute)
 	sim.SetOutage(true)
 	unavailable := func() int { return sim.Counts().Calls[netserversim.OutcomeUnavailable] }
-	e2etest.WaitFor(t, "the breaker open", time.Minute, func() (bool, error) {
+	testwait.For(t, "the breaker open", time.Minute, func() (bool, error) {
 		bs, err := flow.Breakers(context.Background(), rdb)
 		for _, b := range bs {
 			if b.State != flow.StateClosed {
@@ -211,7 +212,7 @@ func TestOutageAndMaintenance(t *testing.T) {
 	})
 	// The outage outlasts the retry budget many times over: the probes fail again and again.
 	from := unavailable()
-	e2etest.WaitFor(t, "failed probes", time.Minute, func() (bool, error) {
+	testwait.For(t, "failed probes", time.Minute, func() (bool, error) {
 		return unavailable() >= from+4, fmt.Errorf("%d failed calls since the breaker opened", unavailable()-from)
 	})
 	sim.SetOutage(false)

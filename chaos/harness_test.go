@@ -17,6 +17,7 @@ import (
 	"github.com/erpresync/erpresync/internal/e2etest"
 	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/netserversim"
+	"github.com/erpresync/erpresync/internal/testwait"
 )
 
 // full is true under `make chaos` (ERPRESYNC_CHAOS=full): longer runs, more kills.
@@ -80,7 +81,7 @@ func (w *workers) killOne(i int) {
 // progressed waits until at least frac of the run's keys are resynced (or dead).
 func progressed(t *testing.T, rdb redis.UniversalClient, run string, frac float64, timeout time.Duration) {
 	t.Helper()
-	e2etest.WaitFor(t, fmt.Sprintf("run %s at %.0f%%", run, frac*100), timeout, func() (bool, error) {
+	testwait.For(t, fmt.Sprintf("run %s at %.0f%%", run, frac*100), timeout, func() (bool, error) {
 		st, err := e2etest.RunStatus(rdb, run)
 		if err != nil {
 			return false, err

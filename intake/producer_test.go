@@ -20,6 +20,7 @@ import (
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redistest"
+	"github.com/erpresync/erpresync/internal/testwait"
 	"github.com/erpresync/erpresync/tasks"
 )
 
@@ -82,13 +83,19 @@ func newTestProducer(t *testing.T, rdb redis.UniversalClient, queue string) *Pro
 
 var customers = RunSpec{ErpConnectionID: 3, ActorType: erpsync.ActorCustomer}
 
+// customersRun is customers as run.
+func customersRun(run string) RunSpec {
+	spec := customers
+	spec.Run = run
+	return spec
+}
+
 func TestSubmitEnqueues(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
 	rdb := db.TestClient(t)
 	p := newTestProducer(t, rdb, "q1")
-	spec := customers
-	spec.Run = "r1"
+	spec := customersRun("r1")
 	sum, err := p.Submit(context.Background(), spec, Source{Path: keysFile(t, 1050)})
 	if err != nil {
 		t.Fatal(err)
@@ -158,8 +165,7 @@ func TestCrashAndResubmit(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
 	path := keysFile(t, 5000)
-	spec := customers
-	spec.Run = "crash"
+	spec := customersRun("crash")
 	spec.BatchSize = 10 // 500 batches
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -215,8 +221,7 @@ func TestStrictEnqueuesNothing(t *testing.T) {
 	}
 	b.WriteString("bad\x00key\n")
 	os.WriteFile(p, []byte(b.String()), 0o644)
-	spec := customers
-	spec.Run = "strict"
+	spec := customersRun("strict")
 	spec.Strict = true
 	_, err := newTestProducer(t, rdb, "q").Submit(context.Background(), spec, Source{Path: p})
 	if !errors.Is(err, ErrInvalidKeys) {
@@ -327,29 +332,21 @@ func TestAddKeyCoalesces(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Shutdown()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	var sizes []int
+	testwait.For(t, "all 250 keys in batches", 20*time.Second, func() (bool, error) {
 		mu.Lock()
+		defer mu.Unlock()
 		n := 0
+		sizes = sizes[:0]
 		for _, b := range got {
 			n += len(b)
+			sizes = append(sizes, len(b))
 		}
-		sizes := make([]int, len(got))
-		for i, b := range got {
-			sizes[i] = len(b)
-		}
-		mu.Unlock()
-		if n == 250 {
-			slices.Sort(sizes)
-			if !slices.Equal(sizes, []int{50, 100, 100}) {
-				t.Errorf("batch sizes %v, want 100, 100, 50", sizes)
-			}
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after 20 s, %d of 250 keys arrived in batches %v", n, sizes)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return n == 250, fmt.Errorf("%d keys arrived in batches %v", n, sizes)
+	})
+	slices.Sort(sizes)
+	if !slices.Equal(sizes, []int{50, 100, 100}) {
+		t.Errorf("batch sizes %v, want 100, 100, 50", sizes)
 	}
 }
 
@@ -360,8 +357,7 @@ func TestResubmitToAnotherQueueIsRefused(t *testing.T) {
 	db := redistest.New(t)
 	rdb := db.TestClient(t)
 	path := keysFile(t, 250)
-	spec := customers
-	spec.Run = "moved"
+	spec := customersRun("moved")
 	if _, err := newTestProducer(t, rdb, "qa").Submit(context.Background(), spec, Source{Path: path}); err != nil {
 		t.Fatal(err)
 	}
@@ -412,8 +408,7 @@ func TestResubmitOtherInputIsRefused(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			spec := customers
-			spec.Run = "changed"
+			spec := customersRun("changed")
 			if _, err := p.Submit(context.Background(), spec, Source{Path: writeFile(t, "k1.txt", lines("A", 250))}); err != nil {
 				t.Fatal(err)
 			}
@@ -464,8 +459,7 @@ func TestProgressMatchesSummary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec := customers
-	spec.Run = "again"
+	spec := customersRun("again")
 	path := keysFile(t, 300)
 	for i := range 2 {
 		sum, err := p.Submit(context.Background(), spec, Source{Path: path})
@@ -488,8 +482,7 @@ func TestCancelWithCause(t *testing.T) {
 	defer cancel(nil)
 	signal := errors.New("interrupt signal received")
 	rdb.AddHook(&cancelAfter{after: 3, cancel: func() { cancel(signal) }})
-	spec := customers
-	spec.Run = "signal"
+	spec := customersRun("signal")
 	spec.BatchSize = 10
 	_, err := newTestProducer(t, rdb, "q").Submit(ctx, spec, Source{Path: keysFile(t, 5000)})
 	if !errors.Is(err, context.Canceled) || !errors.Is(err, signal) {
@@ -507,8 +500,7 @@ func TestInterruptLeavesNoBatchUnqueued(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	rdb.AddHook(&cancelAfter{after: 5, cancel: cancel, match: "erpresync:{interrupted}"})
-	spec := customers
-	spec.Run = "interrupted"
+	spec := customersRun("interrupted")
 	spec.BatchSize = 10
 	sum, err := newTestProducer(t, rdb, "q").Submit(ctx, spec, Source{Path: keysFile(t, 5000)})
 	if !errors.Is(err, context.Canceled) {
@@ -587,8 +579,7 @@ func TestRejectedKeysRecorded(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
 	path := writeFile(t, "k.txt", "A1\nb\x01d\nA2\n"+strings.Repeat("L", 300)+"\n")
-	spec := customers
-	spec.Run = "rej"
+	spec := customersRun("rej")
 	for range 2 {
 		if _, err := newTestProducer(t, db.Client(), "rej").Submit(context.Background(), spec, Source{Path: path, Name: "k.txt"}); err != nil {
 			t.Fatal(err)
@@ -614,8 +605,7 @@ func TestCutSubmissionIsIncomplete(t *testing.T) {
 	db := redistest.New(t)
 	rdb := db.TestClient(t)
 	path := keysFile(t, 300)
-	spec := customers
-	spec.Run = "cut"
+	spec := customersRun("cut")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	p := newTestProducer(t, rdb, "q")
@@ -668,8 +658,7 @@ func TestSubmissionRenewsItsIntake(t *testing.T) {
 	db := redistest.New(t)
 	rdb := db.TestClient(t)
 	path := keysFile(t, 300)
-	spec := customers
-	spec.Run = "long"
+	spec := customersRun("long")
 	p := newTestProducer(t, rdb, "q")
 	p.cfg.renewEvery = 20 * time.Millisecond
 	release := make(chan struct{})
@@ -684,17 +673,13 @@ func TestSubmissionRenewsItsIntake(t *testing.T) {
 	// Seen from a lease's length after it was opened, the run still receives only if the
 	// submission renewed the lease meanwhile.
 	later := ledger.NewLedger(rdb).WithClock(func() time.Time { return opened.Add(ledger.IntakeLease + 200*time.Millisecond) })
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if st, err := later.Status(context.Background(), "long"); err == nil && st.Receiving {
-			break
-		}
-		if time.Now().After(deadline) {
-			close(release)
-			t.Fatal("after 10 s the submission had not renewed its intake")
-		}
-		time.Sleep(20 * time.Millisecond) // polling the condition above, not a synchronisation
-	}
-	close(release)
+	unblock := sync.OnceFunc(func() { close(release) })
+	defer unblock() // also when the wait fails
+	testwait.For(t, "the submission's intake renewed", 10*time.Second, func() (bool, error) {
+		st, err := later.Status(context.Background(), "long")
+		return err == nil && st.Receiving, err
+	})
+	unblock()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}

@@ -6,29 +6,22 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/erpresync/erpresync/internal/testclock"
 )
 
-// fakeClock advances its time by each timer's duration and fires the timer at once, so
-// Do never sleeps; it records the waits. block makes timers never fire (for cancellation).
+// fakeClock is a testclock.Clock whose timers advance it by their duration and fire at
+// once, so Do never sleeps; it records the waits. block makes timers never fire (for
+// cancellation).
 type fakeClock struct {
+	*testclock.Clock
 	mu    sync.Mutex
-	now   time.Time
 	waits []time.Duration
 	block bool
 }
 
-func newFakeClock() *fakeClock { return &fakeClock{now: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
+func newFakeClock() *fakeClock {
+	return &fakeClock{Clock: testclock.New(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC))}
 }
 
 func (c *fakeClock) NewTimer(d time.Duration) Timer {
@@ -37,8 +30,8 @@ func (c *fakeClock) NewTimer(d time.Duration) Timer {
 	c.waits = append(c.waits, d)
 	ch := make(chan time.Time, 1)
 	if !c.block {
-		c.now = c.now.Add(d)
-		ch <- c.now
+		c.Add(d)
+		ch <- c.Now()
 	}
 	return fakeTimer{ch}
 }

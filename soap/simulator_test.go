@@ -23,6 +23,7 @@ import (
 	"github.com/erpresync/erpresync/auth"
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/internal/netserversim"
+	"github.com/erpresync/erpresync/internal/testwait"
 	"github.com/erpresync/erpresync/soap"
 )
 
@@ -87,20 +88,6 @@ func callCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), simCallTimeout)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// waitFor polls cond until it holds or a 5 s deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-tick.C
-	}
 }
 
 // simKeys returns n distinct external keys starting with prefix.
@@ -283,7 +270,7 @@ func TestSimErrorClasses(t *testing.T) {
 	wantOutcome := func(o netserversim.Outcome) func(*testing.T, *netserversim.Running) {
 		return func(t *testing.T, sim *netserversim.Running) {
 			t.Helper()
-			waitFor(t, fmt.Sprintf("one %s call", o), func() bool { return sim.Counts().Calls[o] == 1 })
+			testwait.Until(t, fmt.Sprintf("one %s call", o), 5*time.Second, func() bool { return sim.Counts().Calls[o] == 1 })
 			if snap := sim.Counts(); snap.TotalCalls() != 1 {
 				t.Errorf("simulator calls = %v, want exactly one %s", snap.Calls, o)
 			}
@@ -373,7 +360,7 @@ func TestSimErrorClasses(t *testing.T) {
 			// NetServer resynced the batch; the client only refused to read the answer, so
 			// erpsync.ErrResponseTooLarge does not mean that nothing happened.
 			counted: func(t *testing.T, sim *netserversim.Running) {
-				waitFor(t, "the reply to be written or abandoned", func() bool {
+				testwait.Until(t, "the reply to be written or abandoned", 5*time.Second, func() bool {
 					c := sim.Counts().Calls
 					return c[netserversim.OutcomeOK]+c[netserversim.OutcomeUndelivered] == 1
 				})
@@ -449,7 +436,7 @@ func TestSimCancelMidCall(t *testing.T) {
 		done <- err
 	}()
 	// Seen counts the request once its body parsed: the server now waits out the latency.
-	waitFor(t, "the simulator to process the call", func() bool { return sim.Seen("CANCEL-1") == 1 })
+	testwait.Until(t, "the simulator to process the call", 5*time.Second, func() bool { return sim.Seen("CANCEL-1") == 1 })
 	cancel()
 
 	var err error
@@ -464,7 +451,7 @@ func TestSimCancelMidCall(t *testing.T) {
 	if _, ok := errors.AsType[*erpsync.TransportError](err); ok {
 		t.Errorf("a cancelled call is not a *erpsync.TransportError: %v", err)
 	}
-	waitFor(t, "the call to count as undelivered", func() bool {
+	testwait.Until(t, "the call to count as undelivered", 5*time.Second, func() bool {
 		return sim.Counts().Calls[netserversim.OutcomeUndelivered] == 1
 	})
 	if n := sim.ResyncCount("CANCEL-1"); n != 0 {

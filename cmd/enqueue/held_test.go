@@ -15,6 +15,7 @@ import (
 	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/internal/runreport"
+	"github.com/erpresync/erpresync/internal/testwait"
 	"github.com/erpresync/erpresync/tasks"
 )
 
@@ -115,15 +116,11 @@ func serveHeld(t *testing.T, db *redistest.DB, keys string, h asynq.Handler, isF
 	t.Cleanup(srv.Shutdown)
 	insp := asynq.NewInspector(db.Opt())
 	defer insp.Close()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testwait.For(t, "the batches in the retry set", 30*time.Second, func() (bool, error) {
 		qi, err := insp.GetQueueInfo("held")
-		if err == nil && qi.Retry == 2 {
-			return
+		if err != nil {
+			return false, err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the batches never reached the retry set: %+v %v", qi, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return qi.Retry == 2, fmt.Errorf("%+v", qi)
+	})
 }

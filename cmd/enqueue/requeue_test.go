@@ -12,6 +12,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/erpresync/erpresync/internal/redistest"
+	"github.com/erpresync/erpresync/internal/testwait"
 	"github.com/erpresync/erpresync/tasks"
 )
 
@@ -100,14 +101,10 @@ func TestRequeueGoesBackToTheRunsQueue(t *testing.T) {
 // waitForDead waits until the run has one dead letter of a batch other than old, and returns it.
 func waitForDead(t *testing.T, url, run, old string) tasks.DeadLetter {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if dls := deadOf(t, url, run); len(dls) == 1 && dls[0].BatchID != old {
-			return dls[0]
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no new dead letter of %s after 20s", run)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	var dls []tasks.DeadLetter
+	testwait.Until(t, "a new dead letter of "+run, 20*time.Second, func() bool {
+		dls = deadOf(t, url, run)
+		return len(dls) == 1 && dls[0].BatchID != old
+	})
+	return dls[0]
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/netserversim"
 	"github.com/erpresync/erpresync/internal/redistest"
+	"github.com/erpresync/erpresync/internal/testwait"
 	"github.com/erpresync/erpresync/rest"
 	"github.com/erpresync/erpresync/soap"
 	"github.com/erpresync/erpresync/tasks"
@@ -48,7 +49,7 @@ func enqueueBinary(t testing.TB) string {
 // what was still missing.
 func waitFor(t testing.TB, timeout time.Duration, cond func() (bool, string)) {
 	t.Helper()
-	e2etest.WaitFor(t, "condition", timeout, func() (bool, error) {
+	testwait.For(t, "condition", timeout, func() (bool, error) {
 		ok, msg := cond()
 		return ok, errors.New(msg)
 	})

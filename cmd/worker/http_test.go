@@ -130,27 +130,33 @@ func TestReadyzWithoutRedis(t *testing.T) {
 	}
 }
 
-// TestIdleConnectionsClosed: a client that keeps its connection open after a request and
-// sends nothing more is disconnected after WORKER_HTTP_IDLE_TIMEOUT, while another client
-// is served meanwhile.
-func TestIdleConnectionsClosed(t *testing.T) {
-	t.Parallel()
+// serveLoopback runs serveHTTP with h and to on a free loopback port until the test has
+// ended, and returns the port's address and a connection to it (closed at the end).
+func serveLoopback(t *testing.T, h http.Handler, to httpTimeouts) (string, net.Conn) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() {
-		served <- serveHTTP(ctx, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") }), httpTimeouts{Idle: 300 * time.Millisecond})
-	}()
-	defer func() { cancel(); <-served }()
-
-	idle, err := net.Dial("tcp", ln.Addr().String())
+	go func() { served <- serveHTTP(ctx, ln, h, to) }()
+	t.Cleanup(func() { cancel(); <-served })
+	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer idle.Close()
+	t.Cleanup(func() { c.Close() })
+	return ln.Addr().String(), c
+}
+
+// TestIdleConnectionsClosed: a client that keeps its connection open after a request and
+// sends nothing more is disconnected after WORKER_HTTP_IDLE_TIMEOUT, while another client
+// is served meanwhile.
+func TestIdleConnectionsClosed(t *testing.T) {
+	t.Parallel()
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	addr, idle := serveLoopback(t, ok, httpTimeouts{Idle: 300 * time.Millisecond})
 	io.WriteString(idle, "GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
 	br := bufio.NewReader(idle)
 	resp, err := http.ReadResponse(br, nil)
@@ -159,7 +165,7 @@ func TestIdleConnectionsClosed(t *testing.T) {
 	}
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	if code, _ := get(t, "http://"+ln.Addr().String()+"/y", "", ""); code != http.StatusOK {
+	if code, _ := get(t, "http://"+addr+"/y", "", ""); code != http.StatusOK {
 		t.Errorf("another client: %d", code)
 	}
 	// The idle one is closed by the server: its read ends (EOF), not at our own minute.
@@ -189,21 +195,8 @@ func dashboardWorker(t *testing.T, db *redistest.DB, client tasks.Resyncer, pa *
 // its connection within the listener's deadline instead of holding it for ever.
 func TestStalledBodyOfRefusedRequest(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
 	refuse := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "no", http.StatusUnauthorized) })
-	go func() { served <- serveHTTP(ctx, ln, refuse, httpTimeouts{Body: 300 * time.Millisecond}) }()
-	defer func() { cancel(); <-served }()
-
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	_, c := serveLoopback(t, refuse, httpTimeouts{Body: 300 * time.Millisecond})
 	// 3 of the 1,000 bytes announced, then nothing.
 	io.WriteString(c, "POST /v1/keys HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nabc")
 	c.SetReadDeadline(time.Now().Add(time.Minute)) // the test's own limit, far beyond the listener's

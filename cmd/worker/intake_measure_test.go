@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -54,12 +53,7 @@ func TestIntakeMillionKeys(t *testing.T) {
 	}
 	ndjson := writeKeys(t, dir, 1_000_000, true)
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeAddr(t)
 	const tok = "measure-intake-token-0123456789"
 	env := workerEnv(db, sim)
 	env["WORKER_HTTP_ADDR"], env["INTAKE_TOKENS"], env["INTAKE_QUEUE"], env["WORKER_QUEUES"] = addr, tok, "intake-measure", "erpresync"

@@ -33,6 +33,8 @@ func TestImportArrows(t *testing.T) {
 		{[]string{"./soap"}, []string{"rest", "tasks"}},
 		{[]string{"./rest"}, []string{"soap", "tasks"}},
 		{[]string{"./erpsync", "./internal/netserversim"}, []string{"soap", "rest", "auth", "tasks", "internal/httpcall"}},
+		// The tests of every package wait with testwait, e2etest's harness included: a leaf.
+		{[]string{"./internal/testwait"}, []string{"erpsync", "tasks", "intake", "internal/ledger", "internal/flow", "internal/redistest", "internal/e2etest", "internal/netserversim"}},
 	}
 	root := filepath.Dir(readmePath)
 	for _, tt := range tests {

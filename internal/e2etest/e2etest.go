@@ -1,7 +1,7 @@
 // Package e2etest is the harness of the tests that run erpresync as its users do: the
 // project's own binaries built once per test process, the SuperOffice simulator, worker
 // processes with an environment of the test's choosing, runs submitted through intake (as
-// `enqueue` does), and waits on conditions with a deadline. Everything it starts is stopped
+// `enqueue` does), and waits for a run to finish (with internal/testwait). Everything it starts is stopped
 // by the test's cleanup; Redis comes from internal/redistest.
 //
 // Use it from TestMain, so that the built binaries are removed when the tests end:
@@ -18,11 +18,7 @@
 // The package is imported by tests only.
 package e2etest
 
-import (
-	"fmt"
-	"testing"
-	"time"
-)
+import "fmt"
 
 // The simulator's one on-site user, and the ERP connection runs are submitted for.
 const (
@@ -31,9 +27,6 @@ const (
 	ErpConnection = 3
 )
 
-// Poll is how often WaitFor looks at its condition.
-const Poll = 20 * time.Millisecond
-
 // Keys returns n distinct keys: prefix and a six-digit number from 000000.
 func Keys(prefix string, n int) []string {
 	keys := make([]string, n)
@@ -41,22 +34,4 @@ func Keys(prefix string, n int) []string {
 		keys[i] = fmt.Sprintf("%s%06d", prefix, i)
 	}
 	return keys
-}
-
-// WaitFor polls cond every Poll until it holds, and fails the test if it does not within
-// timeout. A non-nil error from cond says why it does not hold yet (a status, or Redis
-// being down); WaitFor keeps polling and reports the last one with what.
-func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() (bool, error)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, err := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not reached within %s: %v", what, timeout, err)
-		}
-		time.Sleep(Poll)
-	}
 }

@@ -1,7 +1,6 @@
 package e2etest
 
 import (
-	"errors"
 	"os"
 	"strings"
 	"testing"
@@ -34,18 +33,6 @@ func TestStartWorkerCapturesStderr(t *testing.T) {
 	}
 	if !strings.Contains(w.Log.String(), "configuration") {
 		t.Fatalf("stderr does not speak of the configuration:\n%s", w.Log)
-	}
-}
-
-// TestWaitForPolls: WaitFor returns once the condition holds.
-func TestWaitForPolls(t *testing.T) {
-	n := 0
-	WaitFor(t, "three polls", time.Minute, func() (bool, error) {
-		n++
-		return n == 3, errors.New("not yet")
-	})
-	if n != 3 {
-		t.Fatalf("%d polls, want 3", n)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/erpresync/erpresync/intake"
 	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/netserversim"
+	"github.com/erpresync/erpresync/internal/testwait"
 )
 
 // Submit enqueues keys as run through intake, as `enqueue` does: batches of batch keys for
@@ -61,7 +62,7 @@ func runFinished(rdb redis.UniversalClient, run string) (ledger.RunStatus, bool,
 func WaitRunFinished(t testing.TB, rdb redis.UniversalClient, run string, timeout time.Duration) ledger.RunStatus {
 	t.Helper()
 	var st ledger.RunStatus
-	WaitFor(t, "run "+run+" finished", timeout, func() (bool, error) {
+	testwait.For(t, "run "+run+" finished", timeout, func() (bool, error) {
 		var done bool
 		var err error
 		st, done, err = runFinished(rdb, run)

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/erpresync/erpresync/internal/testwait"
 )
 
 // heldServer answers 503 (a maintenance page) or, when up, 200; while held it keeps every
@@ -48,18 +50,6 @@ func waiting(cs []*Control, reason string) int {
 		n += int(testutil.ToFloat64(c.metrics.waits.WithLabelValues(c.cfg.Tenant, reason)))
 	}
 	return n
-}
-
-// eventually polls cond until it holds, failing the test after 10 s.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within 10s: %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 // fleet starts n requests on each worker (Control) at once through ctx(w, i), and returns
@@ -123,7 +113,7 @@ func TestBreakerHoldsRequestsThatWaited(t *testing.T) {
 	}
 	_, done := fleet(t, cs, 10, srv.URL, func(int, int) context.Context { return context.Background() })
 	// Two requests reach the tenant and are held there; the other 28 wait for a slot.
-	eventually(t, "28 requests waiting for a slot", func() bool { return waiting(cs, "slot") == 30-capacity })
+	testwait.Until(t, "28 requests waiting for a slot", 10*time.Second, func() bool { return waiting(cs, "slot") == 30-capacity })
 	srv.release()
 	codes, errs := done()
 	n, other := pausedBy(errs, 0)
@@ -172,7 +162,7 @@ func TestHalfOpenBreakerLetsOneProbe(t *testing.T) {
 	ended, done := fleet(t, cs, 10, srv.URL, func(int, int) context.Context { return context.Background() })
 	// One request claims the probe and is held at the tenant; the others wait for the slot
 	// or, when they came after the claim, are held back at once.
-	eventually(t, "29 requests waiting for the slot or held back", func() bool {
+	testwait.Until(t, "29 requests waiting for the slot or held back", 10*time.Second, func() bool {
 		return srv.calls.Load() == 1 && waiting(cs, "slot")+int(ended.Load()) == 29
 	})
 	srv.release()
@@ -216,7 +206,7 @@ func TestConnectionBreakerHoldsRequestsThatWaited(t *testing.T) {
 		}
 	}
 	_, done := fleet(t, cs, 5, srv.URL, func(w, i int) context.Context { return admitted[w][i] })
-	eventually(t, "9 requests waiting for the slot", func() bool { return waiting(cs, "slot") == 9 })
+	testwait.Until(t, "9 requests waiting for the slot", 10*time.Second, func() bool { return waiting(cs, "slot") == 9 })
 	// Meanwhile nearly every batch of connection 3 fails alike: its breaker opens.
 	cs[0].Outcome(bg, 3, "ERP_DOWN", false, true)
 	cs[1].Outcome(bg, 3, "ERP_DOWN", false, true)

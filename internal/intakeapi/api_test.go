@@ -23,6 +23,7 @@ import (
 	"github.com/erpresync/erpresync/intake"
 	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/runreport"
+	"github.com/erpresync/erpresync/internal/testwait"
 	"github.com/erpresync/erpresync/tasks"
 )
 
@@ -292,7 +293,7 @@ func TestBodyCap(t *testing.T) {
 	e.summary(e.put("/v1/runs/big/keys"+q, "text/plain", keyLines("K", 200))) // 890 bytes
 
 	r = e.do(http.MethodPost, "/v1/keys", "application/json", token, strings.NewReader(`{"erp_connection":3,"actor_type":"Customer","keys":["`+strings.Repeat("k", int(MaxTrickleBody))+`"]}`))
-	if r.code != http.StatusRequestEntityTooLarge || !strings.Contains(r.apiErr(t).Message, "PUT /v1/runs/{run}/keys") {
+	if r.code != http.StatusRequestEntityTooLarge || !strings.Contains(r.apiErr(t).Message, "nothing was enqueued: send many keys with PUT /v1/runs/{run}/keys") {
 		t.Fatalf("trickle over the cap: %d %.300s", r.code, r.body)
 	}
 }
@@ -482,17 +483,16 @@ func TestRetryingBatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Shutdown()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testwait.For(t, "the batch in the retry set", 30*time.Second, func() (bool, error) {
 		info, err := insp.GetTaskInfo(tasks.DefaultQueue, id)
 		if err == nil && info.State == asynq.TaskStateRetry {
-			break
+			return true, nil
 		}
-		if time.Now().After(deadline) || srvCtx.Err() != nil {
+		if srvCtx.Err() != nil {
 			t.Fatalf("the batch did not reach the retry set: %+v %v", info, err)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return false, fmt.Errorf("%+v %v", info, err)
+	})
 	srv.Shutdown()
 	var st runreport.RunReport
 	e.do(http.MethodGet, "/v1/runs/held", "", token, nil).decode(t, &st)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/erpresync/erpresync/internal/ledger"
+	"github.com/erpresync/erpresync/internal/testwait"
 )
 
 // startPut sends the head of a PUT of body and the first part bytes of it on a connection
@@ -29,18 +30,6 @@ func (e *env) startPut(run string, body string, part int) net.Conn {
 	return conn
 }
 
-// waitFor polls cond until it holds, failing the test after a minute.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited a minute for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // TestStalledUploads: more stalled uploads than there are submission slots (hung export
 // jobs, a stuck proxy that opened the body and sends no more) lock nobody out: another
 // client's PUT goes through while they hang, and each stalled one is answered 408 once no
@@ -54,7 +43,7 @@ func TestStalledUploads(t *testing.T) {
 		stalled = append(stalled, e.startPut(fmt.Sprintf("stalled-%d", i), body, 100))
 	}
 	// All of them are in: each spools its body (or, before, held a slot).
-	waitFor(t, "the stalled uploads to begin", func() bool {
+	testwait.Until(t, "the stalled uploads to begin", time.Minute, func() bool {
 		left, _ := os.ReadDir(e.tmp)
 		return len(left) == len(stalled) || len(e.api.slots) == cap(e.api.slots)
 	})
@@ -130,7 +119,7 @@ func TestDrainWaitsForSubmissions(t *testing.T) {
 		queuedAtDrain <- len(e.queued("drained"))
 	}()
 	// New work is refused while draining (Drain has begun once it marks the API).
-	waitFor(t, "the API to start draining", func() bool { e.api.mu.Lock(); defer e.api.mu.Unlock(); return e.api.draining })
+	testwait.Until(t, "the API to start draining", time.Minute, func() bool { e.api.mu.Lock(); defer e.api.mu.Unlock(); return e.api.draining })
 	if r := e.put("/v1/runs/late/keys"+q, "text/plain", "A\n"); r.code != http.StatusServiceUnavailable {
 		t.Errorf("a PUT while draining: %d, want 503\n%s", r.code, r.body)
 	}

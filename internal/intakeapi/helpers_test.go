@@ -20,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/erpresync/erpresync/intake"
 	"github.com/erpresync/erpresync/internal/e2etest"
 	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redistest"
@@ -166,35 +167,14 @@ func (e *env) put(path, ctype, body string) reply {
 	return e.do(http.MethodPut, path, ctype, token, strings.NewReader(body))
 }
 
-func (e *env) summary(r reply) Summary {
+func (e *env) summary(r reply) intake.Summary {
 	e.t.Helper()
 	if r.code != http.StatusOK {
 		e.t.Fatalf("answer %d, want 200:\n%s", r.code, r.body)
 	}
-	var s Summary
+	var s intake.Summary
 	r.decode(e.t, &s)
 	return s
-}
-
-// Summary is intake.Summary as a client decodes it.
-type Summary struct {
-	Run             string `json:"run"`
-	Read            int64  `json:"read"`
-	Valid           int64  `json:"valid"`
-	Invalid         int64  `json:"invalid"`
-	Duplicates      int64  `json:"duplicates"`
-	Keys            int64  `json:"keys"`
-	Batches         int    `json:"batches"`
-	BatchesEnqueued int    `json:"batches_enqueued"`
-	BatchesPresent  int    `json:"batches_present"`
-	KeysEnqueued    int64  `json:"keys_enqueued"`
-	DryRun          bool   `json:"dry_run"`
-	Problems        []struct {
-		File   string `json:"file"`
-		Line   int    `json:"line"`
-		Key    string `json:"key"`
-		Reason string `json:"reason"`
-	} `json:"problems"`
 }
 
 // queued reads the keys of every batch the run has in the queue, in order.

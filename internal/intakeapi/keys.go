@@ -193,12 +193,20 @@ func (a *API) answer(err error, sum *intake.Summary) (int, *apiError) {
 	}
 }
 
+// tooLarge is the answer to a PUT body over Config.MaxBody: n bytes, or -1 when found while
+// reading.
 func (a *API) tooLarge(n int64) *apiError {
-	msg := fmt.Sprintf("the body is over the intake API's cap of %d bytes (INTAKE_MAX_BODY)", a.cfg.MaxBody)
+	return bodyTooLarge(n, fmt.Sprintf("the intake API's cap of %d bytes (INTAKE_MAX_BODY)", a.cfg.MaxBody), "split the keys into several runs, or raise the cap")
+}
+
+// bodyTooLarge is the one wording of a 413: the body's size n (-1: unknown, found while
+// reading) against the cap it broke, that nothing was enqueued, and what to do instead.
+func bodyTooLarge(n int64, bodyCap, advice string) *apiError {
+	msg := "the body is over " + bodyCap
 	if n >= 0 {
-		msg = fmt.Sprintf("the body is %d bytes, over the intake API's cap of %d bytes (INTAKE_MAX_BODY)", n, a.cfg.MaxBody)
+		msg = fmt.Sprintf("the body is %d bytes, over %s", n, bodyCap)
 	}
-	return &apiError{Message: msg + "; nothing was enqueued: split the keys into several runs, or raise the cap"}
+	return &apiError{Message: msg + "; nothing was enqueued: " + advice}
 }
 
 // trimConfig drops intake's "invalid configuration: " prefix: to an HTTP client it is a
@@ -397,7 +405,7 @@ func (a *API) postKeys(w http.ResponseWriter, r *http.Request) {
 	b, err := io.ReadAll(a.bodyReader(w, r, MaxTrickleBody))
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
-		writeError(w, http.StatusRequestEntityTooLarge, &apiError{Message: fmt.Sprintf("the body is over %d bytes, the cap of POST /v1/keys; send many keys with PUT /v1/runs/{run}/keys", MaxTrickleBody)})
+		writeError(w, http.StatusRequestEntityTooLarge, bodyTooLarge(-1, fmt.Sprintf("POST /v1/keys' cap of %d bytes", MaxTrickleBody), "send many keys with PUT /v1/runs/{run}/keys"))
 		return
 	}
 	if err != nil {

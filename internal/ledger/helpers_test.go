@@ -20,6 +20,7 @@ import (
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/internal/flow"
 	"github.com/erpresync/erpresync/internal/redistest"
+	"github.com/erpresync/erpresync/internal/testwait"
 	"github.com/erpresync/erpresync/retry"
 )
 
@@ -244,23 +245,17 @@ func (e *env) enqueue(b tasks.Batch, opts ...asynq.Option) string {
 	return id
 }
 
-// waitFor polls cond until it is true or the deadline passes.
+// waitFor polls cond until it is true or the deadline passes; an error other than
+// ErrRunNotFound (the run not written yet) fails the test at once.
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() (bool, error)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	testwait.For(t, what, timeout, func() (bool, error) {
 		ok, err := cond()
 		if err != nil && !errors.Is(err, ErrRunNotFound) {
 			t.Fatalf("waiting for %s: %v", what, err)
 		}
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s (last error: %v)", timeout, what, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return ok, err
+	})
 }
 
 // waitRunFinished waits until the run has nothing pending and returns its status.

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/erpresync/erpresync/internal/testwait"
 )
 
 func TestFail503(t *testing.T) {
@@ -352,7 +354,7 @@ func wantAbandoned(t *testing.T, rs *Running, tk, key string, timeout time.Durat
 	if _, err := do(impatient, rs.ErpSyncURL(), ctSOAP11, actionQuoted, resyncRequestXML(tk, "Customer", key)); err == nil {
 		t.Fatalf("%s: want a client timeout", what)
 	}
-	eventually(t, what+" to count as undelivered", func() bool {
+	testwait.Until(t, what+" to count as undelivered", 5*time.Second, func() bool {
 		return rs.Counts().Calls[OutcomeUndelivered] == 1
 	})
 	if rs.Seen(key) != 1 || rs.ResyncCount(key) != 0 {

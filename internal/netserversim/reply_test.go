@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/erpresync/erpresync/internal/golden"
 )
 
 var ticketRE = regexp.MustCompile(`7T:[A-Za-z0-9+/]+=*`)
@@ -48,7 +50,7 @@ func TestReplyGolden(t *testing.T) {
 			if ct := r.header.Get("Content-Type"); ct != "text/xml; charset=utf-8" {
 				t.Errorf("Content-Type = %q", ct)
 			}
-			golden(t, tc.file, ticketRE.ReplaceAllString(r.body, "7T:TICKET")+"\n")
+			golden.Check(t, tc.file, []byte(ticketRE.ReplaceAllString(r.body, "7T:TICKET")+"\n"), *update)
 		})
 	}
 }

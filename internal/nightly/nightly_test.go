@@ -19,10 +19,10 @@ import (
 
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/intake"
-	"github.com/erpresync/erpresync/internal/e2etest"
 	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/internal/testclock"
+	"github.com/erpresync/erpresync/internal/testwait"
 )
 
 func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
@@ -298,7 +298,7 @@ func TestSchedulerFiresAndOverlaps(t *testing.T) {
 	}
 	defer srv.Shutdown()
 
-	e2etest.WaitFor(t, "the scheduler firing twice", 15*time.Second, func() (bool, error) {
+	testwait.For(t, "the scheduler firing twice", 15*time.Second, func() (bool, error) {
 		mu.Lock()
 		n := fired
 		mu.Unlock()

@@ -2,6 +2,7 @@ package nightly
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redistest"
+	"github.com/erpresync/erpresync/internal/testwait"
 	"github.com/erpresync/erpresync/tasks"
 )
 
@@ -40,15 +42,11 @@ func finishRuns(t *testing.T, db *redistest.DB, queue string) {
 	defer srv.Shutdown()
 	insp := asynq.NewInspector(db.Opt())
 	defer insp.Close()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	testwait.For(t, "queue "+queue+" drained", 15*time.Second, func() (bool, error) {
 		qi, err := insp.GetQueueInfo(queue)
-		if err == nil && qi.Pending == 0 && qi.Active == 0 && qi.Retry == 0 && qi.Scheduled == 0 {
-			return
+		if err != nil {
+			return false, err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("queue %s not drained in 15 s: %+v %v", queue, qi, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return qi.Pending == 0 && qi.Active == 0 && qi.Retry == 0 && qi.Scheduled == 0, fmt.Errorf("%+v", qi)
+	})
 }

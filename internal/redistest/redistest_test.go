@@ -3,6 +3,7 @@ package redistest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/erpresync/erpresync/internal/testwait"
 )
 
 func TestMain(m *testing.M) { os.Exit(Main(m)) }
@@ -140,15 +143,11 @@ func TestSentinelFailover(t *testing.T) {
 	if err := s.WaitFailover(30 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testwait.For(t, "the key readable after the failover", 10*time.Second, func() (bool, error) {
 		v, err := rdb.Get(ctx, "k").Result()
-		if err == nil && v == "v" {
-			return
+		if err != nil {
+			return false, err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after the failover: %q, %v", v, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return v == "v", fmt.Errorf("k = %q", v)
+	})
 }

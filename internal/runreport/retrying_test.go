@@ -12,6 +12,7 @@ import (
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/internal/runreport"
+	"github.com/erpresync/erpresync/internal/testwait"
 	"github.com/erpresync/erpresync/tasks"
 )
 
@@ -43,18 +44,14 @@ func TestRetryingBatches(t *testing.T) {
 	defer srv.Shutdown()
 	insp := asynq.NewInspector(db.Opt())
 	defer insp.Close()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testwait.For(t, "the tasks in the retry sets", 30*time.Second, func() (bool, error) {
 		a, errA := insp.GetQueueInfo("qa")
 		b, errB := insp.GetQueueInfo("qb")
-		if errors.Join(errA, errB) == nil && a.Retry == 2 && b.Retry == 1 {
-			break
+		if err := errors.Join(errA, errB); err != nil {
+			return false, err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("tasks never reached the retry sets: %+v %+v", a, b)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return a.Retry == 2 && b.Retry == 1, fmt.Errorf("qa %+v, qb %+v", a, b)
+	})
 	tests := []struct {
 		name, queue, run string
 		want, auth       int
