@@ -28,7 +28,8 @@ const maxMisdirectedBody = 4 << 10
 // *flow.PausedError. A reply 421 makes the Follower ask the state API again and the request
 // is repeated once on the host found (a 421 was not processed); a connection error or a 503
 // makes it ask again for the next request. Requests for other URLs (logins at the
-// environment) pass unchanged.
+// environment) pass unchanged. Each request reads the shared answer (one Redis GET), so a
+// pause set by any worker holds the next request of every worker.
 //
 // It belongs above flow control's transport (Follower.Transport(control.Transport(base))):
 // a paused tenant then takes no rate-limit token, slot or breaker probe, the repeat after a
