@@ -87,6 +87,8 @@ func parse(args []string, lookupEnv func(string) (string, bool), stderr io.Write
 	fs.StringVar(&o.sysKeyPath, "system-user-key", "", "PEM file with the partner app's RSA public key (system-user login)")
 	fs.StringVar(&c.SystemUserToken, "system-user-token", "", "the only system user token accepted (default: any)")
 	fs.StringVar(&o.jwtKeyPath, "jwt-key", "", "PEM file with the RSA private key that signs login JWTs (default: generated)")
+	fs.IntVar(&c.Hosts, "hosts", 0, "tenant hosts to serve besides the environment's (0: the tenant lives on -addr); the tenant starts on the first, POST /_sim/state moves it")
+	fs.DurationVar(&c.StateValidFor, "state-valid-for", netserversim.DefaultStateValidFor, "how far ahead the state API puts ValidUntil (our assumption)")
 	fs.BoolVar(&c.Admin, "admin", true, "serve the JSON admin API under /_sim/")
 	fs.StringVar(&o.poison, "poison", "", "comma-separated poison keys")
 	fs.StringVar(&o.latency, "latency", "0s", "latency added to every ErpSync reply")
@@ -104,6 +106,7 @@ Runs the SuperOffice NetServer simulator: ErpSync.ForceResyncExternal and SoPrin
 SOAP 1.1, the Online system-user login, and (with -admin) a JSON admin API:
   GET /_sim/counts   POST /_sim/faults   GET /_sim/faults   POST /_sim/reset
   POST /_sim/tickets   POST /_sim/expire-tickets
+  POST /_sim/state   {"state":"OfflineMaintenance","host":1,"notify":URL,"change":5}
 Prints the tenant base URL on stdout. Every flag has an environment mirror
 %s<FLAG> (dashes become underscores); flags win.
 Exit codes: 0 clean shutdown, 2 usage/configuration/listen error.

@@ -35,6 +35,8 @@ func TestImportArrows(t *testing.T) {
 		{[]string{"./erpsync", "./internal/netserversim"}, []string{"soap", "rest", "auth", "tasks", "internal/httpcall"}},
 		// The tests of every package wait with testwait, e2etest's harness included: a leaf.
 		{[]string{"./internal/testwait"}, []string{"erpsync", "tasks", "intake", "internal/ledger", "internal/flow", "internal/redistest", "internal/e2etest", "internal/netserversim"}},
+		// The tenant's state sits under both transports and knows neither.
+		{[]string{"./internal/tenantstate"}, []string{"soap", "rest", "auth", "tasks", "internal/ledger", "internal/httpcall"}},
 	}
 	root := filepath.Dir(readmePath)
 	for _, tt := range tests {

@@ -142,6 +142,8 @@ func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		writeJSON(w, http.StatusOK, s.Faults())
+	case "POST /_sim/state":
+		s.serveAdminState(w, r)
 	case "POST /_sim/tickets":
 		writeJSON(w, http.StatusOK, map[string]string{"ticket": s.IssueTicket()})
 	case "POST /_sim/expire-tickets":
@@ -150,6 +152,62 @@ func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no admin route " + route})
 	}
+}
+
+// StateRequest scripts the tenant's life; it is the JSON body of POST /_sim/state. Absent
+// fields leave things as they are: State (a name, e.g. "OfflineMaintenance") is applied, then
+// Host (Move), then, when Notify is a URL, a signed notification of Change is POSTed to it.
+type StateRequest struct {
+	State  string      `json:"state,omitempty"`
+	Host   *int        `json:"host,omitempty"`
+	Notify string      `json:"notify,omitempty"`
+	Change *ChangeType `json:"change,omitempty"`
+}
+
+func (s *Server) serveAdminState(w http.ResponseWriter, r *http.Request) {
+	var req StateRequest
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<16))
+	dec.DisallowUnknownFields()
+	fail := func(err error) { writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()}) }
+	if err := dec.Decode(&req); err != nil {
+		fail(err)
+		return
+	}
+	var st TenantState
+	var err error
+	if req.State != "" {
+		if st, err = ParseTenantState(req.State); err != nil {
+			fail(fmt.Errorf("state: %w", err))
+			return
+		}
+	}
+	if (req.Notify == "") != (req.Change == nil) {
+		fail(errors.New("notify and change go together: the URL to POST to and the ChangeType (0 Upgrade … 5 Move)"))
+		return
+	}
+	if req.Host != nil {
+		if err := s.Move(*req.Host); err != nil {
+			fail(fmt.Errorf("host: %w", err))
+			return
+		}
+	}
+	if req.State != "" {
+		s.SetTenantState(st)
+	}
+	answer := map[string]any{"host": s.TenantHost()}
+	cur, since := s.TenantState()
+	answer["state"], answer["since"] = cur.String(), since
+	if req.Notify != "" {
+		n, err := s.Notification(*req.Change)
+		if err == nil {
+			answer["notify_status"], err = PostNotification(r.Context(), req.Notify, n)
+		}
+		if err != nil {
+			writeJSON(w, http.StatusBadGateway, map[string]string{"error": err.Error()})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, answer)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -85,6 +85,17 @@ type Config struct {
 	// configured value is unknown.
 	MaxRequestBytes int64
 
+	// Hosts is how many tenant hosts Start listens on besides the environment's (the role of
+	// sod2, sod3… beside sod.superoffice.com). Zero: the tenant lives on the one listener,
+	// as before. With Hosts > 0 the tenant starts on host 0, Move moves it, and its paths
+	// on any other host (the environment's included) answer 421 "Wrong subdomain used to
+	// access tenant".
+	Hosts int
+
+	// StateValidFor is how far ahead of now the state API puts ValidUntil; default 1 min
+	// (OUR ASSUMPTION: SuperOffice documents no interval).
+	StateValidFor time.Duration
+
 	// Admin serves the JSON admin API under /_sim/ (see the package doc). Default false.
 	Admin bool
 
@@ -113,6 +124,7 @@ func (c Config) withDefaults() (Config, error) {
 	c.ErrorCode = cmp.Or(c.ErrorCode, DefaultErrorCode)
 	c.SystemTokenMaxAge = cmp.Or(c.SystemTokenMaxAge, DefaultSystemTokenAge)
 	c.MaxRequestBytes = cmp.Or(c.MaxRequestBytes, DefaultMaxRequestBytes)
+	c.StateValidFor = cmp.Or(c.StateValidFor, DefaultStateValidFor)
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -135,6 +147,12 @@ func (c Config) validate() error {
 	}
 	if c.SystemTokenMaxAge < 0 {
 		errs = append(errs, errors.New("system token max age must not be negative"))
+	}
+	if c.Hosts < 0 || c.Hosts > 16 {
+		errs = append(errs, fmt.Errorf("hosts (-hosts / NETSERVER_SIM_HOSTS) is %d; want 0 to 16", c.Hosts))
+	}
+	if c.StateValidFor < 0 {
+		errs = append(errs, errors.New("state valid-for (-state-valid-for / NETSERVER_SIM_STATE_VALID_FOR) must not be negative"))
 	}
 	if c.MaxRequestBytes < 0 {
 		errs = append(errs, errors.New("max request bytes must not be negative"))

@@ -26,7 +26,20 @@
 //	POST /{tenant}/Remote/Services88/SoPrincipal.svc  SOAPAction .../SoPrincipal/AuthenticateUsernamePassword
 //	POST /{tenant}/api/v1/Agents/ErpSync/ForceResyncExternal  the same call over the WebAPI (JSON)
 //	POST /Login/api/PartnerSystemUser/Authenticate    Online system-user login (JSON)
-//	GET  /login/.well-known/jwks                      key that verifies the login JWTs
+//	GET  /login/.well-known/jwks                      key that verifies the login JWTs and notifications
+//	GET  /api/state/{ContextIdentifier}               the tenant state API (§9)
+//
+// # Tenant state, hosts and notifications
+//
+// With Config.Hosts > 0, Start listens on that many tenant hosts besides RootURL, which then
+// plays the environment (sod.superoffice.com: login, JWKS, state API, never the tenant). The
+// tenant starts on HostURLs[0]; Move(i) moves it; its paths on any other host answer 421
+// "Wrong subdomain used to access tenant" (§8). SetTenantState scripts its state; outside
+// Running and OnlineMaintenance its paths answer 503 with the maintenance page. The state API
+// answers {ContextIdentifier, Endpoint, State (name), IsRunning, ValidUntil (now +
+// Config.StateValidFor), Api, Version}. Notification/Notify build and POST a state-change
+// notification whose Token is an RS256 JWT from the key the JWKS publishes (iss =
+// EnvironmentURL, ctx claim = tenant, iat/nbf/exp/jti). POST /_sim/state scripts all of it.
 //
 // # Strictness (WCF basicHttpBinding)
 //
@@ -113,6 +126,7 @@
 //	POST /_sim/faults          FaultRequest as JSON, e.g. {"fail503":2,"poison":["K9"],"latency":"200ms"}
 //	POST /_sim/tickets         {"ticket":"7T:..."}
 //	POST /_sim/expire-tickets  ExpireTickets
+//	POST /_sim/state           StateRequest as JSON, e.g. {"state":"OfflineMaintenance","host":1}
 //
 // # Documented behaviour vs our assumptions
 //
@@ -136,9 +150,11 @@
 // ErrorCode "ERP_REJECTED"; nil Changes on rejected batches; keys→changes mapping and actor→
 // table mapping; duplicate keys counted once per call; a 6 h fixed ticket TTL by default;
 // system-token timestamp window (10 min back, 5 min ahead); login refusal texts; JWT issuer,
-// audience and extra claims; 4 MiB request limit; the minimal SoPrincipalCarrier; 405 for GET.
+// audience and extra claims; 4 MiB request limit; the minimal SoPrincipalCarrier; 405 for GET;
+// 503 while the tenant is not running; the state API's ValidUntil interval, its answer for an
+// unknown tenant, and State as a name; the notification token's claims and 5-minute lifetime.
 //
 // Left out: ?wsdl, the other 48 ErpSync operations and other SoPrincipal operations (they
 // answer ActionNotSupported), the PartnerSystemUserService SOAP variant of the login, the
-// WebAPI's other endpoints and its Basic and Bearer schemes, the tenant state API (and 421), UTF-16 requests, and the TimeZone header's effect.
+// WebAPI's other endpoints and its Basic and Bearer schemes, UTF-16 requests, and the TimeZone header's effect.
 package netserversim

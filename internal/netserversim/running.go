@@ -1,9 +1,12 @@
 package netserversim
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -17,10 +20,14 @@ type Running struct {
 	// URL is the tenant base URL without a trailing slash, e.g.
 	// "http://127.0.0.1:41234/Cust12345"; a client appends "/Remote/Services88/ErpSync.svc".
 	URL string
-	// RootURL is "http://host:port", where the Online login service and /_sim/ live.
+	// RootURL is "http://host:port", where the Online login service, the state API and
+	// /_sim/ live: the environment (EnvironmentURL).
 	RootURL string
+	// HostURLs are the tenant hosts' base URLs ("http://host:port"), one per Config.Hosts;
+	// URL starts on HostURLs[0]. Nil when Config.Hosts is 0.
+	HostURLs []string
 
-	hs       *http.Server
+	hs       []*http.Server
 	done     chan struct{}
 	mu       sync.Mutex
 	closed   bool
@@ -42,15 +49,41 @@ func Start(cfg Config) (*Running, error) {
 	if err != nil {
 		return nil, fmt.Errorf("netserversim: listen %s: %w", addr, err)
 	}
+	lns := []net.Listener{ln}
+	for range srv.cfg.Hosts {
+		// Each tenant host on the environment's interface, on a port of its own.
+		h, err := net.Listen("tcp", net.JoinHostPort(ln.Addr().(*net.TCPAddr).IP.String(), "0"))
+		if err != nil {
+			for _, l := range lns {
+				_ = l.Close()
+			}
+			return nil, fmt.Errorf("netserversim: listen for a tenant host: %w", err)
+		}
+		lns = append(lns, h)
+	}
 	root := "http://" + ln.Addr().String()
 	rs := &Running{Server: srv, RootURL: root, URL: root, done: make(chan struct{})}
-	if t := srv.cfg.tenantName(); t != "" {
-		rs.URL = root + "/" + t
+	farm := make([]string, 0, srv.cfg.Hosts)
+	for _, l := range lns[1:] {
+		farm = append(farm, l.Addr().String())
+		rs.HostURLs = append(rs.HostURLs, "http://"+l.Addr().String())
 	}
-	rs.hs = &http.Server{Handler: http.HandlerFunc(rs.serve)}
+	srv.hosts.attach(ln.Addr().String(), farm)
+	if len(rs.HostURLs) > 0 {
+		rs.URL = rs.HostURLs[0]
+	}
+	if t := srv.cfg.tenantName(); t != "" {
+		rs.URL += "/" + t
+	}
+	var wg sync.WaitGroup
+	for _, l := range lns {
+		hs := &http.Server{Handler: http.HandlerFunc(rs.serve)}
+		rs.hs = append(rs.hs, hs)
+		wg.Go(func() { _ = hs.Serve(l) }) // returns http.ErrServerClosed after Close/Shutdown
+	}
 	go func() {
-		defer close(rs.done)
-		_ = rs.hs.Serve(ln) // returns http.ErrServerClosed after Close/Shutdown
+		wg.Wait()
+		close(rs.done)
 	}()
 	return rs, nil
 }
@@ -98,7 +131,9 @@ func (rs *Running) Close() {
 		rs.mu.Lock()
 		rs.closed = true
 		rs.mu.Unlock()
-		_ = rs.hs.Close()
+		for _, hs := range rs.hs {
+			_ = hs.Close()
+		}
 		rs.inflight.Wait()
 		<-rs.done
 	})
@@ -106,10 +141,49 @@ func (rs *Running) Close() {
 
 // Shutdown stops accepting, waits until in-flight requests finish or ctx ends, then Closes.
 func (rs *Running) Shutdown(ctx context.Context) error {
-	err := rs.hs.Shutdown(ctx)
+	var errs []error
+	for _, hs := range rs.hs {
+		errs = append(errs, hs.Shutdown(ctx))
+	}
+	err := errors.Join(errs...)
 	rs.Close()
-	if errors.Is(err, http.ErrServerClosed) {
+	if err != nil && errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
 	return err
+}
+
+// StateURL is the state API for the tenant: RootURL + "/api/state/" + tenant.
+func (rs *Running) StateURL() string { return rs.RootURL + "/api/state/" + rs.cfg.tenantName() }
+
+// Notify POSTs a signed state-change notification (see Server.Notification) as JSON to url,
+// as SuperOffice does to an app's "Customer state change" URL, and returns the answer's
+// status code.
+func (rs *Running) Notify(ctx context.Context, url string, change ChangeType) (int, error) {
+	n, err := rs.Notification(change)
+	if err != nil {
+		return 0, err
+	}
+	return PostNotification(ctx, url, n)
+}
+
+// PostNotification POSTs n as JSON to url and returns the answer's status code; tests use it
+// to send forged or altered notifications.
+func PostNotification(ctx context.Context, url string, n Notification) (int, error) {
+	body, err := json.Marshal(n)
+	if err != nil {
+		return 0, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json; charset=utf-8")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("netserversim: notify %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, nil
 }

@@ -24,6 +24,7 @@ type Server struct {
 	counts  *counters
 	seq     atomic.Int64
 	traffic traffic
+	hosts   tenantHosts
 
 	jwtOnce sync.Once
 	jwtKey  *rsa.PrivateKey
@@ -36,13 +37,15 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("netserversim: %w", err)
 	}
-	return &Server{
+	s := &Server{
 		cfg:     cfg,
 		tickets: newTicketStore(cfg.TicketTTL, cfg.SlidingTickets, cfg.Now),
 		faults:  newFaults(),
 		counts:  newCounters(),
 		jwtKey:  cfg.JWTKey,
-	}, nil
+	}
+	s.hosts.state, s.hosts.since = StateRunning, cfg.Now()
+	return s, nil
 }
 
 // Config returns the effective configuration (defaults filled in).
@@ -79,12 +82,19 @@ func (s *Server) Reset() { s.counts.reset() }
 //	/{tenant}/api/v1/agents/erpsync/forceresyncexternal   the same call over the WebAPI (REST, JSON)
 //	/login/api/partnersystemuser/authenticate     Online system-user login (JSON)
 //	/login/.well-known/jwks                       the JWT signing key as a JWK set
+//	/api/state/{ContextIdentifier}                the tenant state API
 //	/_sim/...                                     admin API, when Config.Admin
 //
-// Anything else is 404.
+// A request to a tenant path on a host other than the tenant's (Config.Hosts) answers 421,
+// and one while the tenant is not running 503 (see SetTenantState). Anything else is 404.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := strings.ToLower(r.URL.Path)
 	svc := s.cfg.tenantPath() + "/remote/services88/"
+	tenantPath := strings.HasPrefix(p, s.cfg.tenantPath()+"/") && !strings.HasPrefix(p, "/_sim/") &&
+		!strings.HasPrefix(p, "/login/") && !strings.HasPrefix(p, "/api/state/")
+	if tenantPath && s.gate(w, r, p == svc+"erpsync.svc" || p == s.cfg.tenantPath()+restForceResyncPath) {
+		return
+	}
 	switch {
 	case s.cfg.Admin && strings.HasPrefix(p, "/_sim/"):
 		s.serveAdmin(w, r)
@@ -94,6 +104,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveSystemUser(w, r)
 	case p == "/login/.well-known/jwks":
 		s.serveJWKS(w, r)
+	case strings.HasPrefix(p, "/api/state/") && !strings.Contains(p[len("/api/state/"):], "/"):
+		s.serveState(w, r, r.URL.Path[len("/api/state/"):])
 	case p == svc+"erpsync.svc":
 		s.traffic.begin()
 		defer s.traffic.end()
