@@ -33,8 +33,11 @@ var ErrConfig = errors.New("invalid nightly configuration")
 //	{"name": "customers", "cron": "30 2 * * *", "erp_connection": 3,
 //	 "actor_type": "Customer", "source": "/exports/customers-*.csv", "csv_column": "erp_key"}
 type Entry struct {
+	// Tenant is the tenant whose keys the entry submits (tasks.ValidateTenantID; a tenant of
+	// the tenants file). Zero value: the implicit tenant of the SUPEROFFICE_* settings.
+	Tenant string `json:"tenant,omitempty"`
 	// Name identifies the entry in run names, logs and metrics: 1 to 40 letters, digits, '-'
-	// or '_', unique in the configuration.
+	// or '_', unique among the entries of its tenant.
 	Name string `json:"name"`
 	// Cron is when to run, as asynq.Scheduler reads it: five fields ("30 2 * * *"), or a
 	// descriptor ("@daily", "@every 6h"). Times are in the scheduler's location (UTC unless
@@ -117,10 +120,13 @@ func (c Config) Validate() error {
 		if err := e.Validate(); err != nil {
 			return fmt.Errorf("entry %d: %w", i, err)
 		}
-		if seen[e.Name] {
+		if seen[e.key()] {
+			if e.Tenant != "" {
+				return fmt.Errorf("%w: entry %d: name %q is used twice for tenant %s", ErrConfig, i, e.Name, e.Tenant)
+			}
 			return fmt.Errorf("%w: entry %d: name %q is used twice", ErrConfig, i, e.Name)
 		}
-		seen[e.Name] = true
+		seen[e.key()] = true
 	}
 	return nil
 }
@@ -129,6 +135,11 @@ func (c Config) Validate() error {
 func (e Entry) Validate() error {
 	if e.Name == "" || len(e.Name) > 40 || strings.Trim(e.Name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") != "" {
 		return fmt.Errorf("%w: name %q: want 1 to 40 letters, digits, '-' or '_'", ErrConfig, e.Name)
+	}
+	if e.Tenant != "" {
+		if err := tasks.ValidateTenantID(e.Tenant); err != nil {
+			return fmt.Errorf("%w: %s: tenant: %w", ErrConfig, e.Name, err)
+		}
 	}
 	if _, err := cronParser.Parse(e.Cron); err != nil {
 		return fmt.Errorf("%w: %s: cron %q: %v (want five fields like \"30 2 * * *\" or a descriptor like \"@daily\")", ErrConfig, e.Name, e.Cron, err)
@@ -157,6 +168,9 @@ func (e Entry) Validate() error {
 	}
 	return nil
 }
+
+// key names the entry among all tenants' entries: its tenant's run key of its name.
+func (e Entry) key() string { return tasks.RunKey(e.Tenant, e.Name) }
 
 func (e Entry) source(path string) intake.Source {
 	s := intake.Source{Path: path, CSVColumn: e.CSVColumn, CSVHeader: e.CSVHeader}

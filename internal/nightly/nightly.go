@@ -122,8 +122,13 @@ func (m *Metrics) outcome(entry, outcome string) {
 
 // HandlerConfig configures a Handler.
 type HandlerConfig struct {
-	// Producer submits the source files. Required.
+	// Producer submits the source files of the implicit tenant's entries. Required unless
+	// Producers is set.
 	Producer *intake.Producer
+	// Producers returns the producer of a tenant's entries (nil when the tenant is not
+	// configured: the firing fails and asynq retries it). Nil: only the implicit tenant's
+	// entries can be submitted.
+	Producers func(tenant string) *intake.Producer
 	// Redis holds the ledger and each entry's last run name. Required; not closed.
 	Redis redis.UniversalClient
 	// Logger receives one line per task. Zero value: no logs.
@@ -144,7 +149,7 @@ type Handler struct {
 
 // NewHandler returns a Handler.
 func NewHandler(cfg HandlerConfig) (*Handler, error) {
-	if cfg.Producer == nil {
+	if cfg.Producer == nil && cfg.Producers == nil {
 		return nil, fmt.Errorf("%w: handler needs a Producer", ErrConfig)
 	}
 	if cfg.Redis == nil {
@@ -164,7 +169,18 @@ func RunName(name string, t time.Time) string {
 	return "nightly-" + name + "-" + t.Format("2006-01-02")
 }
 
-func lastRunKey(name string) string { return "erpresync:nightly:" + name + ":last" }
+func lastRunKey(e Entry) string { return "erpresync:nightly:" + e.key() + ":last" }
+
+// producer is the producer of e's tenant, or nil.
+func (h *Handler) producer(e Entry) *intake.Producer {
+	if h.cfg.Producers != nil {
+		return h.cfg.Producers(e.Tenant)
+	}
+	if e.Tenant == "" {
+		return h.cfg.Producer
+	}
+	return nil
+}
 
 // taskRunKey holds the run a nightly task's first attempt named, for its retries.
 func taskRunKey(taskID string) string { return "erpresync:nightly:task:" + taskID + ":run" }
@@ -208,26 +224,25 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		m.outcome(e.Name, OutcomeFailed)
 		return fmt.Errorf("nightly %s: name the run: %w", e.Name, err)
 	}
-	log := h.cfg.Logger.With().Str("nightly", e.Name).Str("run", run).Int("erp_connection", e.ErpConnection).Logger()
-
-	last, err := h.cfg.Redis.Get(ctx, lastRunKey(e.Name)).Result()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		m.outcome(e.Name, OutcomeFailed)
-		return fmt.Errorf("nightly %s: read last run: %w", e.Name, err)
+	lc := h.cfg.Logger.With()
+	if e.Tenant != "" {
+		lc = lc.Str("tenant", e.Tenant)
 	}
-	if last != "" && last != run {
-		st, err := h.ledger.Status(ctx, last)
-		switch {
-		case errors.Is(err, ledger.ErrRunNotFound):
-		case err != nil:
+	log := lc.Str("nightly", e.Name).Str("run", run).Int("erp_connection", e.ErpConnection).Logger()
+	producer := h.producer(e)
+	if producer == nil {
+		log.Error().Msg("nightly: the entry's tenant is not configured on this worker; nothing enqueued")
+		m.outcome(e.Name, OutcomeFailed)
+		return fmt.Errorf("nightly %s: tenant %q is not configured on this worker", e.Name, e.Tenant)
+	}
+
+	if busy, err := h.previousActive(ctx, e, run, log); err != nil || busy {
+		if err != nil {
 			m.outcome(e.Name, OutcomeFailed)
-			return fmt.Errorf("nightly %s: status of %s: %w", e.Name, last, err)
-		case st.State == ledger.RunActive:
-			log.Warn().Str("previous_run", last).Int64("pending_keys", st.PendingKeys).
-				Msg("nightly: previous run still active; not starting a new one")
+		} else {
 			m.outcome(e.Name, OutcomeOverlap)
-			return nil
 		}
+		return err
 	}
 
 	path, err := resolve(e.Source)
@@ -236,7 +251,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		m.outcome(e.Name, OutcomeSourceMissing)
 		return fmt.Errorf("nightly %s: %w", e.Name, err)
 	}
-	if err := h.cfg.Redis.Set(ctx, lastRunKey(e.Name), run, 0).Err(); err != nil {
+	if err := h.cfg.Redis.Set(ctx, lastRunKey(e), run, 0).Err(); err != nil {
 		m.outcome(e.Name, OutcomeFailed)
 		return fmt.Errorf("nightly %s: record run: %w", e.Name, err)
 	}
@@ -244,7 +259,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		BatchSize: e.BatchSize, Strict: e.Strict, Origin: "nightly"}
 	// intake's rule decides what an empty source is, as for `enqueue`; the run is recorded
 	// as empty in the ledger (`enqueue status` shows it) and nothing is enqueued.
-	sum, err := h.cfg.Producer.Submit(ctx, spec, e.source(path))
+	sum, err := producer.Submit(ctx, spec, e.source(path))
 	if errors.Is(err, intake.ErrNoKeys) {
 		log.Error().Err(err).Str("source", path).Int64("invalid", sum.Invalid).Msg("nightly: source holds no valid key; nothing enqueued")
 		m.outcome(e.Name, OutcomeSourceEmpty)
@@ -267,6 +282,30 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		m.LastSubmitted.WithLabelValues(e.Name).Set(float64(h.cfg.Now().Unix()))
 	}
 	return nil
+}
+
+// previousActive reports whether the run e submitted before run is still active (logged: a
+// new run would overlap it).
+func (h *Handler) previousActive(ctx context.Context, e Entry, run string, log zerolog.Logger) (bool, error) {
+	last, err := h.cfg.Redis.Get(ctx, lastRunKey(e)).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return false, fmt.Errorf("nightly %s: read last run: %w", e.Name, err)
+	}
+	if last == "" || last == run {
+		return false, nil
+	}
+	st, err := h.ledger.Tenant(e.Tenant).Status(ctx, last)
+	switch {
+	case errors.Is(err, ledger.ErrRunNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("nightly %s: status of %s: %w", e.Name, last, err)
+	case st.State == ledger.RunActive:
+		log.Warn().Str("previous_run", last).Int64("pending_keys", st.PendingKeys).
+			Msg("nightly: previous run still active; not starting a new one")
+		return true, nil
+	}
+	return false, nil
 }
 
 // resolve returns the file the source names: the path itself, or the most recently
