@@ -93,11 +93,11 @@ func (EnvNames) Where(Field) string { return "" }
 // fileNames names the fields of a tenant of the tenants file: by the key written (or the
 // key to write), at the line of the key (or of the tenant's entry).
 type fileNames struct {
-	file string
-	id   string
-	line int // the tenant's entry
-	keys [numFields]string
-	at   [numFields]int
+	file  string
+	label string // `tenant "acme"`, or `tenant 3` before its id is known
+	line  int    // the tenant's entry
+	keys  [numFields]string
+	at    [numFields]int
 }
 
 func (n *fileNames) Name(f Field) string {
@@ -112,10 +112,7 @@ func (n *fileNames) Where(f Field) string {
 	if f < numFields && n.at[f] > 0 {
 		line = n.at[f]
 	}
-	if n.id == "" {
-		return fmt.Sprintf("%s:%d: ", n.file, line)
-	}
-	return fmt.Sprintf("%s:%d: tenant %q: ", n.file, line, n.id)
+	return fmt.Sprintf("%s:%d: %s: ", n.file, line, n.label)
 }
 
 func (s Spec) naming() Naming {
