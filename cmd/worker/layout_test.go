@@ -13,8 +13,8 @@ import (
 
 // TestImportArrows checks the layout the README draws: the domain packages name no
 // transport, auth and the HTTP exchange name neither transport nor domain, and the
-// transports name neither each other nor the domain. Only this command's wiring chooses a
-// transport.
+// transports name neither each other nor the domain. Only this command's wiring and
+// internal/tenant choose a transport, and nothing below them names internal/tenant.
 func TestImportArrows(t *testing.T) {
 	t.Parallel()
 	goBin, err := exec.LookPath("go")
@@ -33,6 +33,9 @@ func TestImportArrows(t *testing.T) {
 		{[]string{"./soap"}, []string{"rest", "tasks"}},
 		{[]string{"./rest"}, []string{"soap", "tasks"}},
 		{[]string{"./erpsync", "./internal/netserversim"}, []string{"soap", "rest", "auth", "tasks", "internal/httpcall"}},
+		// One tenant as a value: it may name the transports, auth and flow control; the
+		// domain, the ledger and the intake side never name it (they take a tenant ID).
+		{[]string{"./tasks", "./internal/ledger", "./intake", "./internal/intakeapi", "./internal/flow", "./erpsync", "./soap", "./rest", "./auth"}, []string{"internal/tenant"}},
 	}
 	root := filepath.Dir(readmePath)
 	for _, tt := range tests {
