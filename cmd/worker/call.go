@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/tenant"
 )
 
 // cmdCall makes one synchronous ForceResyncExternal call and prints the response as JSON.
@@ -56,13 +57,13 @@ Flags:
 			return fail("key %d: %v", i+1, err)
 		}
 	}
-	s, err := newTenant(v, nil)
+	s, err := implicitTenant(v, false, tenant.BuildOptions{})
 	if err != nil {
 		return fail("%v", err)
 	}
-	resp, err := s.Client.ForceResyncExternal(ctx, id, at, keys)
+	resp, err := s.Resyncer.ForceResyncExternal(ctx, id, at, keys)
 	if err != nil {
-		return fail("%s", withFix(s.Mode, err))
+		return fail("%s", s.Spec.WithFix(err))
 	}
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/erpresync/erpresync/internal/ledger"
+	"github.com/erpresync/erpresync/internal/tenant"
 	"github.com/erpresync/erpresync/tasks"
 )
 
@@ -209,21 +210,24 @@ func TestFlowConfig(t *testing.T) {
 		{"no tenant", map[string]string{"SUPEROFFICE_URL": ""}, "SUPEROFFICE_URL is not set"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			env := map[string]string{"SUPEROFFICE_URL": "https://sod.superoffice.com/Cust12345"}
+			env := map[string]string{"SUPEROFFICE_URL": "https://sod.superoffice.com/Cust12345", "SUPEROFFICE_TICKET": "7T:x"}
 			maps.Copy(env, tt.env)
-			c, err := flowConfig(parseTestSettings(t, nil, env))
+			c, err := specFromSettings(parseTestSettings(t, nil, env), true)
+			if err == nil {
+				err = c.Validate()
+			}
 			switch {
 			case tt.want == "" && err != nil:
 				t.Errorf("error %v", err)
 			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
 				t.Errorf("error %v, want %q", err, tt.want)
-			case tt.name == "decimal rate" && c.Rate != 2.5:
-				t.Errorf("rate %v", c.Rate)
+			case tt.name == "decimal rate" && c.RateLimit != 2.5:
+				t.Errorf("rate %v", c.RateLimit)
 			}
 		})
 	}
-	if got := tenantName("https://SOD.superoffice.com/Cust12345/"); got != "sod.superoffice.com/cust12345" {
-		t.Errorf("tenantName = %q", got)
+	if got := tenant.FlowName(tenant.Spec{URL: "https://SOD.superoffice.com/Cust12345/"}); got != "sod.superoffice.com/cust12345" {
+		t.Errorf("FlowName = %q", got)
 	}
 }
 

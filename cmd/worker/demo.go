@@ -27,6 +27,7 @@ import (
 	"github.com/erpresync/erpresync/internal/redisconn"
 	"github.com/erpresync/erpresync/internal/runreport"
 	"github.com/erpresync/erpresync/internal/runspage"
+	"github.com/erpresync/erpresync/internal/tenant"
 	"github.com/erpresync/erpresync/tasks"
 )
 
@@ -182,7 +183,7 @@ func demoRedis(o demoOptions, v values, say func(format string, a ...any)) (_ as
 // demoSuperOffice is the SuperOffice the demo calls: a real tenant (sim nil, no poison) or
 // the simulator.
 type demoSuperOffice struct {
-	setup  *tenantSetup
+	setup  *tenant.Tenant
 	sim    *netserversim.Running // nil for a real tenant
 	poison []string              // the keys the simulator rejects
 }
@@ -202,7 +203,7 @@ func demoTenant(o demoOptions, v values, keys []string, say func(format string, 
 			return nil, fmt.Errorf("SUPEROFFICE_URL is set (%s): the demo would send %d invented keys (CUST-1xxxx, ERP connection %d) to that tenant; "+
 				"pass --real-tenant to do so, or unset SUPEROFFICE_URL to use the built-in simulator", redisconn.Redact(v.str("SUPEROFFICE_URL")), o.keys, demoConn)
 		}
-		setup, err := newTenant(v, nil)
+		setup, err := implicitTenant(v, false, tenant.BuildOptions{})
 		if err != nil {
 			return nil, err
 		}
@@ -226,7 +227,7 @@ func demoTenant(o demoOptions, v values, keys []string, say func(format string, 
 	}
 	vv["SUPEROFFICE_URL"], vv["SUPEROFFICE_USERNAME"], vv["SUPEROFFICE_PASSWORD"] = sim.URL, demoUser, demoPassword
 	vv["SUPEROFFICE_TICKET"], vv["SUPEROFFICE_SYSTEM_TOKEN"], vv["SUPEROFFICE_PRIVATE_KEY_FILE"], vv["SUPEROFFICE_CONTEXT_ID"], vv["SUPEROFFICE_LOGIN_URL"] = "", "", "", "", ""
-	setup, err := newTenant(vv, nil)
+	setup, err := implicitTenant(vv, false, tenant.BuildOptions{})
 	if err != nil {
 		sim.Close()
 		return nil, err
@@ -237,13 +238,13 @@ func demoTenant(o demoOptions, v values, keys []string, say func(format string, 
 
 // demoWorker is the worker's settings with the demo's overrides, and its live objects:
 // the tenant's client and the listener (whose URLs it prints).
-func demoWorker(v values, redisOpt asynq.RedisConnOpt, setup *tenantSetup, log zerolog.Logger, say func(format string, a ...any)) (appConfig, appDeps, error) {
+func demoWorker(v values, redisOpt asynq.RedisConnOpt, setup *tenant.Tenant, log zerolog.Logger, say func(format string, a ...any)) (appConfig, appDeps, error) {
 	cfg, err := workerSettings(v)
 	if err != nil {
 		return cfg, appDeps{}, err
 	}
 	cfg.RedisOpt = redisOpt
-	deps := appDeps{Resyncer: setup.Client, Refreshes: setup.Refreshes, AuthFix: authFix(setup.Mode), Logger: log}
+	deps := appDeps{Resyncer: setup.Resyncer, Refreshes: setup.Refreshes, AuthFix: setup.AuthFix, Logger: log}
 	cfg.BusinessRetries, cfg.BusinessDelay, cfg.ReconcileEvery = 2, time.Second, 5*time.Second
 	// The demo may share a Redis with real runs: their retention is the real workers' call.
 	cfg.LedgerRetention = 0
@@ -281,7 +282,7 @@ func demoRun(ctx context.Context, a *app, keys []string, t *demoSuperOffice, std
 	var held *heldError
 	if errors.As(err, &held) {
 		return false, fmt.Errorf("%s; %s (or SUPEROFFICE_URL if SuperOffice answered HTTP 421: the tenant moved). Last error: %s",
-			held.what, authFix(t.setup.Mode), held.lastErr)
+			held.what, t.setup.AuthFix, held.lastErr)
 	}
 	if err != nil {
 		return false, err

@@ -20,6 +20,7 @@ import (
 	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/netserversim"
 	"github.com/erpresync/erpresync/internal/redistest"
+	"github.com/erpresync/erpresync/internal/tenant"
 	"github.com/erpresync/erpresync/soap"
 	"github.com/erpresync/erpresync/tasks"
 )
@@ -291,7 +292,9 @@ func TestRefusedLoginIsHeld(t *testing.T) {
 	logs.mu, logs.w = &sync.Mutex{}, &bytes.Buffer{}
 	const run = "refused"
 	submit(t, db, run, erpsync.ActorCustomer, testKeys("R", 300), 10)
-	inProcess(t, db.Opt(), client, func(c *workerSetup) { c.Logger, c.AuthFix = zerolog.New(logs), authFix(modePassword) })
+	inProcess(t, db.Opt(), client, func(c *workerSetup) {
+		c.Logger, c.AuthFix = zerolog.New(logs), implicitSpec(tenant.ModePassword).AuthFix()
+	})
 
 	insp := asynq.NewInspector(db.Opt())
 	defer insp.Close()

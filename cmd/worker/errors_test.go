@@ -4,24 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"reflect"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/redis/go-redis/v9"
-
-	"github.com/erpresync/erpresync/auth"
-	"github.com/erpresync/erpresync/erpsync"
-	"github.com/erpresync/erpresync/internal/flow"
 	"github.com/erpresync/erpresync/internal/golden"
-	"github.com/erpresync/erpresync/rest"
-	"github.com/erpresync/erpresync/soap"
+	"github.com/erpresync/erpresync/internal/tenant"
 )
 
 // goName matches what an operator must never read: a Go type or field of ours ("Config.Tenant",
@@ -104,95 +96,28 @@ func logMessages(s string) string {
 	return b.String()
 }
 
-// TestConfigErrorsNameNoGoNames: every refusal of the libraries the worker configures is an
-// *erpsync.ConfigError that speaks of the value in words; the worker reports a field a
-// setting feeds under the setting's name; and every field the settings table lists exists.
-func TestConfigErrorsNameNoGoNames(t *testing.T) {
+// TestSettingsNameTheTenant: every field of the implicit tenant is named by exactly one
+// setting, so each of the tenant's errors speaks of a setting an operator can change. (The
+// libraries' refusals are mapped to the tenant's fields in internal/tenant.)
+func TestSettingsNameTheTenant(t *testing.T) {
 	t.Parallel()
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}) // never dialled: validation fails first
-	defer rdb.Close()
-	const base = "https://sod.superoffice.com/Cust1"
-	src := auth.NewStaticTicket("t")
-	// The key is parsed last, so every other refusal comes before it is looked at.
-	su := auth.SystemUserAuthConfig{LoginURL: base + "/Login", SystemToken: "t", PrivateKey: []byte("not a key"), AppToken: "a", ContextIdentifier: "Cust1"}
-	pw := auth.PasswordAuthConfig{BaseURL: base, UserName: "u", Password: "p"}
-	fc := flow.Config{Redis: rdb, Tenant: "t"}
-	refusals := []func() error{
-		func() error { _, err := soap.New(soap.Config{Auth: src}); return err },
-		func() error { _, err := soap.New(soap.Config{BaseURL: "ftp://x/y", Auth: src}); return err },
-		func() error { _, err := soap.New(soap.Config{BaseURL: base}); return err },
-		func() error {
-			_, err := soap.New(soap.Config{BaseURL: base, Auth: src, MaxResponseBytes: -1})
-			return err
-		},
-		func() error { _, err := soap.New(soap.Config{BaseURL: base, Auth: src, AppToken: "\x01"}); return err },
-		func() error { _, err := rest.New(rest.Config{Auth: src}); return err },
-		func() error { _, err := rest.New(rest.Config{BaseURL: base + "/api/v1/x", Auth: src}); return err },
-		func() error { _, err := rest.New(rest.Config{BaseURL: base}); return err },
-		func() error {
-			_, err := rest.New(rest.Config{BaseURL: base, Auth: src, MaxResponseBytes: -1})
-			return err
-		},
-		func() error { _, err := rest.New(rest.Config{BaseURL: base, Auth: src, AppToken: "a\nb"}); return err },
-		func() error { c := pw; c.BaseURL = ""; _, err := auth.NewPasswordAuth(c); return err },
-		func() error { c := pw; c.BaseURL = "x"; _, err := auth.NewPasswordAuth(c); return err },
-		func() error { c := pw; c.UserName = ""; _, err := auth.NewPasswordAuth(c); return err },
-		func() error { c := pw; c.Password = ""; _, err := auth.NewPasswordAuth(c); return err },
-		func() error { c := pw; c.Password = "\x01"; _, err := auth.NewPasswordAuth(c); return err },
-		func() error { c := pw; c.AppToken = "\x01"; _, err := auth.NewPasswordAuth(c); return err },
-		func() error { c := su; c.LoginURL = ""; _, err := auth.NewSystemUserAuth(c); return err },
-		func() error { c := su; c.LoginURL = "x"; _, err := auth.NewSystemUserAuth(c); return err },
-		func() error { c := su; c.SystemToken = ""; _, err := auth.NewSystemUserAuth(c); return err },
-		func() error { c := su; c.PrivateKey = nil; _, err := auth.NewSystemUserAuth(c); return err },
-		func() error { c := su; c.PrivateKey = []byte("x"); _, err := auth.NewSystemUserAuth(c); return err },
-		func() error { c := su; c.AppToken = ""; _, err := auth.NewSystemUserAuth(c); return err },
-		func() error { c := su; c.ContextIdentifier = ""; _, err := auth.NewSystemUserAuth(c); return err },
-		func() error { c := fc; c.Redis = nil; _, err := flow.New(c); return err },
-		func() error { c := fc; c.Tenant = ""; _, err := flow.New(c); return err },
-		func() error { c := fc; c.Rate = -1; _, err := flow.New(c); return err },
-		func() error { c := fc; c.Burst = -1; _, err := flow.New(c); return err },
-		func() error { c := fc; c.MaxConcurrency = -1; _, err := flow.New(c); return err },
-		func() error { c := fc; c.ConnThreshold = 2; _, err := flow.New(c); return err },
-		func() error { c := fc; c.Lease = 1; _, err := flow.New(c); return err },
-		func() error { c := fc; c.Adaptive = true; _, err := flow.New(c); return err },
-	}
-	mapped := map[string]string{}
+	named := map[tenant.Field]string{}
 	for _, s := range settings {
-		for _, f := range s.Fields {
-			mapped[f] = s.Env
-		}
-	}
-	for i, refuse := range refusals {
-		err := refuse()
-		var ce *erpsync.ConfigError
-		if !errors.As(err, &ce) {
-			t.Errorf("refusal %d: %v is no *erpsync.ConfigError", i, err)
+		if s.Spec == 0 {
 			continue
 		}
-		shown := settingError(err).Error()
-		for _, msg := range []string{err.Error(), shown} {
-			if m := goName.FindString(msg); m != "" {
-				t.Errorf("refusal %d (%s): %q names %q", i, ce.Field, msg, m)
-			}
+		if other, ok := named[s.Spec]; ok {
+			t.Errorf("%s and %s both feed %s", other, s.Env, s.Spec)
 		}
-		if env, ok := mapped[ce.Field]; ok && !strings.HasPrefix(shown, env+" ") {
-			t.Errorf("refusal %d (%s): the worker says %q, want it to start with %s", i, ce.Field, shown, env)
-		}
+		named[s.Spec] = s.Env
 	}
-	// The settings table's fields exist, so a renamed field cannot fall out of the mapping.
-	types := map[string]reflect.Type{
-		"soap.Config": reflect.TypeFor[soap.Config](), "rest.Config": reflect.TypeFor[rest.Config](), "flow.Config": reflect.TypeFor[flow.Config](),
-		"auth.PasswordAuthConfig": reflect.TypeFor[auth.PasswordAuthConfig](), "auth.SystemUserAuthConfig": reflect.TypeFor[auth.SystemUserAuthConfig](),
-	}
-	for field, env := range mapped {
-		i := strings.LastIndexByte(field, '.')
-		typ, ok := types[field[:i]]
-		if !ok {
-			t.Errorf("%s lists %s, of a type this test does not know", env, field)
+	for _, f := range tenant.Fields() {
+		switch f {
+		case tenant.FieldID, tenant.FieldEnvironment, tenant.FieldIntakeTokens: // the tenants file's only
 			continue
 		}
-		if _, ok := typ.FieldByName(field[i+1:]); !ok {
-			t.Errorf("%s lists %s, which does not exist", env, field)
+		if named[f] == "" {
+			t.Errorf("no setting feeds the tenant's %s", f)
 		}
 	}
 }

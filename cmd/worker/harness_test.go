@@ -21,9 +21,8 @@ import (
 	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/netserversim"
 	"github.com/erpresync/erpresync/internal/redistest"
+	"github.com/erpresync/erpresync/internal/tenant"
 	"github.com/erpresync/erpresync/internal/testwait"
-	"github.com/erpresync/erpresync/rest"
-	"github.com/erpresync/erpresync/soap"
 	"github.com/erpresync/erpresync/tasks"
 )
 
@@ -111,7 +110,7 @@ func waitCallsHeld(t testing.TB, rdb redis.UniversalClient, sim *netserversim.Ru
 }
 
 // apis are the transports the end-to-end tests run over.
-var apis = []string{apiSOAP, apiREST}
+var apis = []string{tenant.APISOAP, tenant.APIREST}
 
 // forEachAPI runs test as a parallel subtest for each transport, named after it.
 func forEachAPI(t *testing.T, test func(t *testing.T, api string)) {
@@ -127,29 +126,22 @@ func forEachAPI(t *testing.T, test func(t *testing.T, api string)) {
 // newClient is a password-authenticated SOAP client for the simulator.
 func newClient(t testing.TB, sim *netserversim.Running) (tasks.Resyncer, *auth.PasswordAuth) {
 	t.Helper()
-	return newClientAPI(t, sim, apiSOAP)
+	return newClientAPI(t, sim, tenant.APISOAP)
 }
 
 // newClientAPI is a password-authenticated client of transport api for the simulator, built
 // by the worker's own wiring.
 func newClientAPI(t testing.TB, sim *netserversim.Running, api string) (tasks.Resyncer, *auth.PasswordAuth) {
 	t.Helper()
-	s, err := newTenant(values{"SUPEROFFICE_URL": sim.URL, "SUPEROFFICE_API": api, "SUPEROFFICE_USERNAME": testUser,
-		"SUPEROFFICE_PASSWORD": testPassword, "SUPEROFFICE_SOAP12": "false", "SUPEROFFICE_TIMEOUT": "30s"}, nil)
+	s, err := implicitTenant(values{"SUPEROFFICE_URL": sim.URL, "SUPEROFFICE_API": api, "SUPEROFFICE_USERNAME": testUser,
+		"SUPEROFFICE_PASSWORD": testPassword, "SUPEROFFICE_SOAP12": "false", "SUPEROFFICE_TIMEOUT": "30s"}, false, tenant.BuildOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if s.API != api {
 		t.Fatalf("transport %s, want %s", s.API, api)
 	}
-	var pa *auth.PasswordAuth
-	switch c := s.Client.(type) {
-	case *soap.Client:
-		pa = c.Auth().(loginSource).TicketSource.(*auth.PasswordAuth)
-	case *rest.Client:
-		pa = c.Auth().(loginSource).TicketSource.(*auth.PasswordAuth)
-	}
-	return s.Client, pa
+	return s.Resyncer, s.Source().(*auth.PasswordAuth)
 }
 
 // testKeys returns n distinct keys with a prefix.
@@ -292,7 +284,7 @@ func (l lockedWriter) String() string {
 // workerEnv is the environment for a worker process against db (nil: set REDIS_URL
 // yourself) and sim.
 func workerEnv(db *redistest.DB, sim *netserversim.Running) map[string]string {
-	return workerEnvAPI(db, sim, apiSOAP)
+	return workerEnvAPI(db, sim, tenant.APISOAP)
 }
 
 // workerEnvAPI is workerEnv for transport api.

@@ -13,8 +13,8 @@ import (
 
 // TestImportArrows checks the layout the README draws: the domain packages name no
 // transport, auth and the HTTP exchange name neither transport nor domain, and the
-// transports name neither each other nor the domain. Only this command's wiring chooses a
-// transport.
+// transports name neither each other nor the domain. Only this command's wiring and
+// internal/tenant choose a transport, and nothing below them names internal/tenant.
 func TestImportArrows(t *testing.T) {
 	t.Parallel()
 	goBin, err := exec.LookPath("go")
@@ -37,6 +37,9 @@ func TestImportArrows(t *testing.T) {
 		{[]string{"./internal/testwait"}, []string{"erpsync", "tasks", "intake", "internal/ledger", "internal/flow", "internal/redistest", "internal/e2etest", "internal/netserversim"}},
 		// The tenant's state sits under both transports and knows neither.
 		{[]string{"./internal/tenantstate"}, []string{"soap", "rest", "auth", "tasks", "internal/ledger", "internal/httpcall"}},
+		// One tenant as a value: it may name the transports, auth and flow control; the
+		// domain, the ledger and the intake side never name it (they take a tenant ID).
+		{[]string{"./tasks", "./internal/ledger", "./intake", "./internal/intakeapi", "./internal/flow", "./erpsync", "./soap", "./rest", "./auth"}, []string{"internal/tenant"}},
 	}
 	root := filepath.Dir(readmePath)
 	for _, tt := range tests {

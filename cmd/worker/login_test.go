@@ -12,6 +12,7 @@ import (
 
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/internal/redistest"
+	"github.com/erpresync/erpresync/internal/tenant"
 )
 
 // TestLoginCheckedAtStart: the worker tries its login once at start, without holding up the
@@ -78,27 +79,27 @@ func TestLoginCheckedAtStart(t *testing.T) {
 // TestFix: what the worker tells an operator to change, for each way of logging in.
 func TestFix(t *testing.T) {
 	t.Parallel()
-	refused := fmt.Errorf("get ticket: %w", &loginError{err: erpsync.ErrLoginRefused})
+	refused := fmt.Errorf("get ticket: %w", &tenant.LoginError{Err: erpsync.ErrLoginRefused})
 	ticket := &erpsync.ExceptionError{Type: "SoSecurityException", TicketRejected: true}
 	notFound := &erpsync.HTTPError{StatusCode: http.StatusNotFound}
-	loginNotFound := fmt.Errorf("get ticket: %w", &loginError{err: notFound})
+	loginNotFound := fmt.Errorf("get ticket: %w", &tenant.LoginError{Err: notFound})
 	for _, tt := range []struct {
 		mode string
 		err  error
 		want string // prefix of the fix; "" for none
 	}{
-		{modePassword, refused, "SuperOffice refused the login of SUPEROFFICE_USERNAME: check SUPEROFFICE_USERNAME and SUPEROFFICE_PASSWORD"},
-		{modeSystemUser, refused, "SuperOffice refused the system-user login: check SUPEROFFICE_SYSTEM_TOKEN, SUPEROFFICE_PRIVATE_KEY_FILE"},
-		{modeTicket, ticket, "SuperOffice rejected SUPEROFFICE_TICKET: check SUPEROFFICE_TICKET"},
-		{modePassword, ticket, "SuperOffice rejected the ticket of a fresh login: check SUPEROFFICE_USERNAME and SUPEROFFICE_PASSWORD"},
-		{modeTicket, notFound, "nothing answers at SUPEROFFICE_URL (HTTP 404)"},
-		{modePassword, loginNotFound, "nothing answers at SUPEROFFICE_URL (HTTP 404)"},
-		{modeSystemUser, loginNotFound, "nothing answers at SUPEROFFICE_LOGIN_URL (HTTP 404)"},
-		{modeSystemUser, notFound, "nothing answers at SUPEROFFICE_URL (HTTP 404)"},
-		{modePassword, &erpsync.HTTPError{StatusCode: http.StatusBadGateway}, ""},
-		{modePassword, context.DeadlineExceeded, ""},
+		{tenant.ModePassword, refused, "SuperOffice refused the login of SUPEROFFICE_USERNAME: check SUPEROFFICE_USERNAME and SUPEROFFICE_PASSWORD"},
+		{tenant.ModeSystemUser, refused, "SuperOffice refused the system-user login: check SUPEROFFICE_SYSTEM_TOKEN, SUPEROFFICE_PRIVATE_KEY_FILE"},
+		{tenant.ModeTicket, ticket, "SuperOffice rejected SUPEROFFICE_TICKET: check SUPEROFFICE_TICKET"},
+		{tenant.ModePassword, ticket, "SuperOffice rejected the ticket of a fresh login: check SUPEROFFICE_USERNAME and SUPEROFFICE_PASSWORD"},
+		{tenant.ModeTicket, notFound, "nothing answers at SUPEROFFICE_URL (HTTP 404)"},
+		{tenant.ModePassword, loginNotFound, "nothing answers at SUPEROFFICE_URL (HTTP 404)"},
+		{tenant.ModeSystemUser, loginNotFound, "nothing answers at SUPEROFFICE_LOGIN_URL (HTTP 404)"},
+		{tenant.ModeSystemUser, notFound, "nothing answers at SUPEROFFICE_URL (HTTP 404)"},
+		{tenant.ModePassword, &erpsync.HTTPError{StatusCode: http.StatusBadGateway}, ""},
+		{tenant.ModePassword, context.DeadlineExceeded, ""},
 	} {
-		got := fix(tt.mode, tt.err)
+		got := implicitSpec(tt.mode).Fix(tt.err)
 		if tt.want == "" && got != "" || !strings.HasPrefix(got, tt.want) {
 			t.Errorf("fix(%s, %v) = %q, want %q…", tt.mode, tt.err, got, tt.want)
 		}
@@ -106,4 +107,18 @@ func TestFix(t *testing.T) {
 			t.Errorf("fix(%s, %v) names %q", tt.mode, tt.err, m)
 		}
 	}
+}
+
+// implicitSpec is an implicit tenant that logs in by mode, named by the settings.
+func implicitSpec(mode string) tenant.Spec {
+	s := tenant.Spec{URL: "https://sod.superoffice.com/Cust12345", Naming: implicitNames}
+	switch mode {
+	case tenant.ModeTicket:
+		s.Ticket = tenant.NewSecret("7T:x")
+	case tenant.ModePassword:
+		s.Username, s.Password = "u", tenant.NewSecret("p")
+	default:
+		s.SystemToken, s.PrivateKey, s.ContextID, s.LoginURL = tenant.NewSecret("t"), tenant.NewSecret("k"), "Cust12345", "https://sod.superoffice.com/Login"
+	}
+	return s
 }

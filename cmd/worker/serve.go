@@ -20,9 +20,9 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
-	"github.com/erpresync/erpresync/internal/intakeapi"
 	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redisconn"
+	"github.com/erpresync/erpresync/internal/tenant"
 )
 
 // workerSettings turns the resolved settings into an appConfig. Every error names the
@@ -108,12 +108,11 @@ func intakeSettings(v values, c *appConfig) error {
 		if c.HTTPAddr == "off" {
 			return errors.New("INTAKE_TOKENS is set, but WORKER_HTTP_ADDR=off: the intake API needs the listener")
 		}
-		for i, t := range strings.Split(tokens, ",") {
-			t = strings.TrimSpace(t)
-			if len(t) < intakeapi.MinTokenLength {
-				return fmt.Errorf("INTAKE_TOKENS: token %d is %d characters long: want at least %d (e.g. `openssl rand -hex 32`)", i+1, len(t), intakeapi.MinTokenLength)
-			}
-			c.IntakeTokens = append(c.IntakeTokens, t)
+		for _, t := range strings.Split(tokens, ",") {
+			c.IntakeTokens = append(c.IntakeTokens, strings.TrimSpace(t))
+		}
+		if err := tenant.CheckIntakeTokens("INTAKE_TOKENS", c.IntakeTokens); err != nil {
+			return err
 		}
 	}
 	if c.IntakeMaxBody, err = v.size("INTAKE_MAX_BODY", 1); err != nil {
@@ -138,27 +137,18 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, getenv func(
 		return code
 	}
 	log := deps.Logger
-	fc, err := flowConfig(v)
-	if err != nil {
-		log.Error().Msgf("configuration: %v", err)
-		return 2
-	}
 	// Flow control has its own Redis client: it outlives the app, whose shutdown lets
 	// in-flight calls finish through it.
 	frdb := redisconn.Client(cfg.RedisOpt)
 	defer frdb.Close()
 	deps.Registry = prometheus.NewRegistry()
-	if deps.Flow, err = newFlow(fc, frdb, deps.Registry, log); err != nil {
-		log.Error().Msgf("configuration: %v", err)
-		return 2
-	}
-	defer deps.Flow.Close()
-	s, err := newTenant(v, deps.Flow.Transport)
+	s, err := implicitTenant(v, true, tenant.BuildOptions{Redis: frdb, Registerer: deps.Registry, Logger: log})
 	if err != nil {
 		log.Error().Msgf("configuration: %v", err)
 		return 2
 	}
-	deps.Resyncer, deps.Refreshes, deps.AuthFix = s.Client, s.Refreshes, authFix(s.Mode)
+	defer s.Close()
+	deps.Flow, deps.Resyncer, deps.Refreshes, deps.AuthFix = s.Flow, s.Resyncer, s.Refreshes, s.AuthFix
 	if deps.extra, err = nightlySetup(v, log); err != nil {
 		log.Error().Msgf("configuration: %v", err)
 		return 2
@@ -181,9 +171,9 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, getenv func(
 		// Not fatal: asynq reconnects by itself, and /readyz reports it.
 		log.Warn().Msgf("Redis not reachable yet (%v); the worker keeps trying", err)
 	}
-	log.Info().Str("superoffice_api", s.API).Str("superoffice_auth", s.Mode).Str("tenant", fc.Tenant).Float64("rate_limit", fc.Rate).
-		Int("max_concurrency", fc.MaxConcurrency).Msg("configuration ok")
-	stopLogin := checkLogin(s, loginCheckTimeout, log)
+	log.Info().Str("superoffice_api", s.API).Str("superoffice_auth", s.Mode).Str("tenant", s.Name).Float64("rate_limit", s.Spec.RateLimit).
+		Int("max_concurrency", s.Spec.MaxConcurrency).Msg("configuration ok")
+	stopLogin := s.CheckLogin(loginCheckTimeout, log)
 	defer stopLogin()
 	a, err := startApp(cfg, deps)
 	if err != nil {
@@ -194,7 +184,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, getenv func(
 	return waitForSignal(ctx, sigs, a.httpErr, log, a.shutdown)
 }
 
-// loginCheckTimeout bounds the login tried at start (checkLogin), waits for flow control
+// loginCheckTimeout bounds the login tried at start (CheckLogin), waits for flow control
 // included.
 const loginCheckTimeout = 2 * time.Minute
 

@@ -5,13 +5,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/internal/ledger"
+	"github.com/erpresync/erpresync/internal/tenant"
 )
 
 // setting is one configuration value: an environment variable, the flag that mirrors it,
@@ -23,35 +22,34 @@ type setting struct {
 	// Flow marks flow control's settings: they bound all workers together, so `worker call`
 	// (one call, no flow control) takes none of them.
 	Flow bool
-	// Fields are the library configuration fields the setting feeds, as "package.Type.Field"
-	// (erpsync.ConfigError.Field): a library's refusal of one of them is reported under the
-	// setting's name (settingError).
-	Fields []string
+	// Spec is the field of the implicit tenant the setting feeds (0: none): the tenant's
+	// errors name that field by the setting (implicitNames).
+	Spec tenant.Field
 }
 
 var settings = []setting{
 	{Env: "REDIS_URL", Flag: "redis-url", Default: "redis://127.0.0.1:6379/0", Meaning: "Redis: `redis://[[user]:password@]host:port/db`, `rediss://` for TLS, `redis-sentinel://[:password@]h1:port,h2:port/db?master=NAME` for Sentinel (the password is used for the sentinels and the master)"},
 	{Env: "REDIS_CLUSTER_ADDRS", Flag: "redis-cluster-addrs", Default: "", Meaning: "Redis Cluster node list `host:port,host:port`; when set, REDIS_URL only supplies password and TLS"},
-	{Env: "SUPEROFFICE_URL", Flag: "superoffice-url", Default: "", Meaning: "tenant base URL, e.g. `https://sod.superoffice.com/Cust12345`; `/Remote/Services88/ErpSync.svc` (SOAP) or `/api/v1/Agents/ErpSync/ForceResyncExternal` (REST) is appended; password logins go to `/Remote/Services88/SoPrincipal.svc` with either", Fields: []string{"soap.Config.BaseURL", "rest.Config.BaseURL", "auth.PasswordAuthConfig.BaseURL", "flow.Config.Tenant"}},
-	{Env: "SUPEROFFICE_API", Flag: "superoffice-api", Default: "soap", Meaning: "transport: `soap` (NetServer's ErpSync.svc, SOAP 1.1) or `rest` (the WebAPI's ErpSync agent, JSON; SuperOffice is phasing SOAP out); the same logins serve both"},
-	{Env: "SUPEROFFICE_APP_TOKEN", Default: "", Meaning: "application token (the app's client secret); required by Online, ignored on-site", Secret: true, Fields: []string{"soap.Config.AppToken", "rest.Config.AppToken", "auth.PasswordAuthConfig.AppToken", "auth.SystemUserAuthConfig.AppToken"}},
-	{Env: "SUPEROFFICE_TICKET", Default: "", Meaning: "a fixed ticket (auth mode 1)", Secret: true},
-	{Env: "SUPEROFFICE_USERNAME", Flag: "superoffice-username", Default: "", Meaning: "on-site user for `SoPrincipal.AuthenticateUsernamePassword` (auth mode 2)", Fields: []string{"auth.PasswordAuthConfig.UserName"}},
-	{Env: "SUPEROFFICE_PASSWORD", Default: "", Meaning: "that user's password", Secret: true, Fields: []string{"auth.PasswordAuthConfig.Password"}},
-	{Env: "SUPEROFFICE_SYSTEM_TOKEN", Default: "", Meaning: "Online system-user token (auth mode 3)", Secret: true, Fields: []string{"auth.SystemUserAuthConfig.SystemToken"}},
-	{Env: "SUPEROFFICE_PRIVATE_KEY_FILE", Flag: "superoffice-private-key-file", Default: "", Meaning: "PEM file with the app's RSA private key that signs the system-user token", Fields: []string{"auth.SystemUserAuthConfig.PrivateKey"}},
-	{Env: "SUPEROFFICE_CONTEXT_ID", Flag: "superoffice-context-id", Default: "", Meaning: "Online tenant id, e.g. `Cust12345`", Fields: []string{"auth.SystemUserAuthConfig.ContextIdentifier"}},
-	{Env: "SUPEROFFICE_LOGIN_URL", Flag: "superoffice-login-url", Default: "", Meaning: "PartnerSystemUser endpoint, e.g. `https://sod.superoffice.com/Login/api/PartnerSystemUser/Authenticate`", Fields: []string{"auth.SystemUserAuthConfig.LoginURL"}},
-	{Env: "SUPEROFFICE_SOAP12", Flag: "superoffice-soap12", Default: "false", Meaning: "send SOAP 1.2 envelopes (only for installations that expose such a binding; SOAP only)"},
-	{Env: "SUPEROFFICE_TIMEOUT", Flag: "superoffice-timeout", Default: "60s", Meaning: "timeout of one SuperOffice call (SOAP or REST)"},
-	{Env: "SUPEROFFICE_RATE_LIMIT", Flag: "rate-limit", Default: "0", Meaning: "requests per second to the tenant from all workers on this Redis together (every HTTP request: calls, logins, repeats); decimals allowed, e.g. `2.5`; `0` = no limit", Flow: true, Fields: []string{"flow.Config.Rate"}},
-	{Env: "SUPEROFFICE_RATE_BURST", Flag: "rate-burst", Default: "1", Meaning: "requests that may go out at once after a quiet spell, on top of the rate", Flow: true, Fields: []string{"flow.Config.Burst"}},
-	{Env: "SUPEROFFICE_RATE_ADAPTIVE", Flag: "rate-adaptive", Default: "false", Meaning: "on throttling (429, or 503 with Retry-After) halve the rate for all workers, then grow it back by a sixtieth of SUPEROFFICE_RATE_LIMIT per second", Flow: true, Fields: []string{"flow.Config.Adaptive"}},
-	{Env: "SUPEROFFICE_MAX_CONCURRENCY", Flag: "max-concurrency", Default: "0", Meaning: "requests in flight per ERP connection from all workers together (a login counts under the connection of the call that needed it); `0` = no cap beyond each worker's WORKER_CONCURRENCY", Flow: true, Fields: []string{"flow.Config.MaxConcurrency"}},
-	{Env: "SUPEROFFICE_SLOT_LEASE", Flag: "slot-lease", Default: "30s", Meaning: "lease of a concurrency slot, renewed while its request runs: a killed worker's slots come back after at most this long", Flow: true, Fields: []string{"flow.Config.Lease"}},
-	{Env: "SUPEROFFICE_BREAKER_FAILURES", Flag: "breaker-failures", Default: "5", Meaning: "systemic failures in a row (transport errors, 5xx, maintenance pages), seen by any worker, that open the tenant's circuit breaker", Flow: true, Fields: []string{"flow.Config.TenantFailures"}},
-	{Env: "SUPEROFFICE_BREAKER_PROBE", Flag: "breaker-probe", Default: "5s", Meaning: "first wait of an open circuit breaker before one probe call; doubles after every failed probe", Flow: true, Fields: []string{"flow.Config.ProbeInitial"}},
-	{Env: "SUPEROFFICE_BREAKER_PROBE_MAX", Flag: "breaker-probe-max", Default: "5m", Meaning: "longest wait between probes of an open circuit breaker", Flow: true, Fields: []string{"flow.Config.ProbeMax"}},
+	{Env: "SUPEROFFICE_URL", Flag: "superoffice-url", Default: "", Meaning: "tenant base URL, e.g. `https://sod.superoffice.com/Cust12345`; `/Remote/Services88/ErpSync.svc` (SOAP) or `/api/v1/Agents/ErpSync/ForceResyncExternal` (REST) is appended; password logins go to `/Remote/Services88/SoPrincipal.svc` with either", Spec: tenant.FieldURL},
+	{Env: "SUPEROFFICE_API", Flag: "superoffice-api", Default: "soap", Meaning: "transport: `soap` (NetServer's ErpSync.svc, SOAP 1.1) or `rest` (the WebAPI's ErpSync agent, JSON; SuperOffice is phasing SOAP out); the same logins serve both", Spec: tenant.FieldAPI},
+	{Env: "SUPEROFFICE_APP_TOKEN", Default: "", Meaning: "application token (the app's client secret); required by Online, ignored on-site", Secret: true, Spec: tenant.FieldAppToken},
+	{Env: "SUPEROFFICE_TICKET", Default: "", Meaning: "a fixed ticket (auth mode 1)", Secret: true, Spec: tenant.FieldTicket},
+	{Env: "SUPEROFFICE_USERNAME", Flag: "superoffice-username", Default: "", Meaning: "on-site user for `SoPrincipal.AuthenticateUsernamePassword` (auth mode 2)", Spec: tenant.FieldUsername},
+	{Env: "SUPEROFFICE_PASSWORD", Default: "", Meaning: "that user's password", Secret: true, Spec: tenant.FieldPassword},
+	{Env: "SUPEROFFICE_SYSTEM_TOKEN", Default: "", Meaning: "Online system-user token (auth mode 3)", Secret: true, Spec: tenant.FieldSystemToken},
+	{Env: "SUPEROFFICE_PRIVATE_KEY_FILE", Flag: "superoffice-private-key-file", Default: "", Meaning: "PEM file with the app's RSA private key that signs the system-user token", Spec: tenant.FieldPrivateKey},
+	{Env: "SUPEROFFICE_CONTEXT_ID", Flag: "superoffice-context-id", Default: "", Meaning: "Online tenant id, e.g. `Cust12345`", Spec: tenant.FieldContextID},
+	{Env: "SUPEROFFICE_LOGIN_URL", Flag: "superoffice-login-url", Default: "", Meaning: "PartnerSystemUser endpoint, e.g. `https://sod.superoffice.com/Login/api/PartnerSystemUser/Authenticate`", Spec: tenant.FieldLoginURL},
+	{Env: "SUPEROFFICE_SOAP12", Flag: "superoffice-soap12", Default: "false", Meaning: "send SOAP 1.2 envelopes (only for installations that expose such a binding; SOAP only)", Spec: tenant.FieldSOAP12},
+	{Env: "SUPEROFFICE_TIMEOUT", Flag: "superoffice-timeout", Default: "60s", Meaning: "timeout of one SuperOffice call (SOAP or REST)", Spec: tenant.FieldTimeout},
+	{Env: "SUPEROFFICE_RATE_LIMIT", Flag: "rate-limit", Default: "0", Meaning: "requests per second to the tenant from all workers on this Redis together (every HTTP request: calls, logins, repeats); decimals allowed, e.g. `2.5`; `0` = no limit", Flow: true, Spec: tenant.FieldRateLimit},
+	{Env: "SUPEROFFICE_RATE_BURST", Flag: "rate-burst", Default: "1", Meaning: "requests that may go out at once after a quiet spell, on top of the rate", Flow: true, Spec: tenant.FieldRateBurst},
+	{Env: "SUPEROFFICE_RATE_ADAPTIVE", Flag: "rate-adaptive", Default: "false", Meaning: "on throttling (429, or 503 with Retry-After) halve the rate for all workers, then grow it back by a sixtieth of SUPEROFFICE_RATE_LIMIT per second", Flow: true, Spec: tenant.FieldRateAdaptive},
+	{Env: "SUPEROFFICE_MAX_CONCURRENCY", Flag: "max-concurrency", Default: "0", Meaning: "requests in flight per ERP connection from all workers together (a login counts under the connection of the call that needed it); `0` = no cap beyond each worker's WORKER_CONCURRENCY", Flow: true, Spec: tenant.FieldMaxConcurrency},
+	{Env: "SUPEROFFICE_SLOT_LEASE", Flag: "slot-lease", Default: "30s", Meaning: "lease of a concurrency slot, renewed while its request runs: a killed worker's slots come back after at most this long", Flow: true, Spec: tenant.FieldSlotLease},
+	{Env: "SUPEROFFICE_BREAKER_FAILURES", Flag: "breaker-failures", Default: "5", Meaning: "systemic failures in a row (transport errors, 5xx, maintenance pages), seen by any worker, that open the tenant's circuit breaker", Flow: true, Spec: tenant.FieldBreakerFailures},
+	{Env: "SUPEROFFICE_BREAKER_PROBE", Flag: "breaker-probe", Default: "5s", Meaning: "first wait of an open circuit breaker before one probe call; doubles after every failed probe", Flow: true, Spec: tenant.FieldBreakerProbe},
+	{Env: "SUPEROFFICE_BREAKER_PROBE_MAX", Flag: "breaker-probe-max", Default: "5m", Meaning: "longest wait between probes of an open circuit breaker", Flow: true, Spec: tenant.FieldBreakerProbeMax},
 	{Env: "WORKER_HTTP_ADDR", Flag: "http-addr", Default: "127.0.0.1:8080", Meaning: "listener for `/metrics`, `/healthz`, `/readyz`, the dashboard at `/monitoring/`, the runs page at `/runs/` and the intake API at `/v1/`; `off` disables it"},
 	{Env: "WORKER_HTTP_IDLE_TIMEOUT", Flag: "http-idle-timeout", Default: "2m", Meaning: "how long the listener keeps an idle keep-alive connection open (request headers must arrive within 10s)"},
 	{Env: "WORKER_CONCURRENCY", Flag: "concurrency", Default: "10", Meaning: "batches processed at once (concurrent SuperOffice calls)"},
@@ -237,22 +235,6 @@ func (v values) duration(env string, min time.Duration, wholeSeconds bool) (time
 		return 0, fmt.Errorf("%s=%q: asynq keeps whole seconds; use e.g. %s", env, v[env], d.Round(time.Second))
 	}
 	return d, nil
-}
-
-// settingError names the setting at fault: a library's *erpsync.ConfigError speaks of the
-// value in words and carries its field, which the settings table maps to the environment
-// variable. Any other error, and a field no setting feeds, is returned as it is.
-func settingError(err error) error {
-	var ce *erpsync.ConfigError
-	if !errors.As(err, &ce) {
-		return err
-	}
-	for _, s := range settings {
-		if slices.Contains(s.Fields, ce.Field) {
-			return errors.New(ce.Describe(s.Env))
-		}
-	}
-	return err
 }
 
 // printSettings writes the configuration table (for --help and the README).

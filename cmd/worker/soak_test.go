@@ -9,6 +9,7 @@ import (
 
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/internal/redistest"
+	"github.com/erpresync/erpresync/internal/tenant"
 )
 
 // TestSoak is the long run behind `make soak` (ERPRESYNC_SOAK=1): 100,000 keys (or
@@ -24,7 +25,7 @@ func TestSoak(t *testing.T) {
 	if v, err := strconv.Atoi(os.Getenv("ERPRESYNC_SOAK_KEYS")); err == nil && v > 0 {
 		n = v
 	}
-	api := apiSOAP
+	api := tenant.APISOAP
 	if v := os.Getenv("ERPRESYNC_SOAK_API"); v != "" {
 		api = v
 	}

@@ -1,0 +1,117 @@
+package tenant
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/erpresync/erpresync/auth"
+	"github.com/erpresync/erpresync/erpsync"
+)
+
+// loginSource is the configured ticket source with its errors marked as the login's, so that
+// a refused or misdirected login is told apart from a refused call (Fix).
+type loginSource struct{ auth.TicketSource }
+
+func (l loginSource) Ticket(ctx context.Context) (string, error) {
+	t, err := l.TicketSource.Ticket(ctx)
+	if err != nil {
+		return "", &LoginError{Err: err}
+	}
+	return t, nil
+}
+
+// LoginError is an error of the tenant's login, not of the call that needed the ticket:
+// a tenant's client returns its ticket source's errors so wrapped. Match it with errors.As.
+type LoginError struct{ Err error }
+
+func (e *LoginError) Error() string { return e.Err.Error() }
+
+// Unwrap is the login's error.
+func (e *LoginError) Unwrap() error { return e.Err }
+
+// AuthFix is what to check when SuperOffice refuses the credentials, in the words of the
+// way s logs in (Mode) and of its Naming.
+func (s Spec) AuthFix() string {
+	switch s.Mode() {
+	case ModeTicket:
+		return "check " + s.name(FieldTicket) + " (a fixed ticket expires; " + s.names("/", FieldUsername, FieldPassword) + " or an Online system user log in again by themselves)"
+	case ModePassword:
+		return "check " + s.names(" and ", FieldUsername, FieldPassword) + " (the on-site user's login), and that this user may use ErpSync"
+	default:
+		return "check " + s.name(FieldSystemToken) + ", " + s.name(FieldPrivateKey) + " (the app's key that signs it), " + s.name(FieldContextID) + " and " + s.name(FieldAppToken) + " of the Online system user"
+	}
+}
+
+// Fix says what to change when err is SuperOffice refusing the login or the ticket, or
+// nothing answering at the configured address; "" for any other error.
+func (s Spec) Fix(err error) string {
+	var he *erpsync.HTTPError
+	var le *LoginError
+	mode := s.Mode()
+	switch {
+	case errors.Is(err, erpsync.ErrLoginRefused):
+		if mode == ModePassword {
+			return "SuperOffice refused the login of " + s.name(FieldUsername) + ": check " + s.names(" and ", FieldUsername, FieldPassword)
+		}
+		return "SuperOffice refused the system-user login: " + s.AuthFix()
+	case erpsync.IsTicketError(err):
+		if mode == ModeTicket {
+			return "SuperOffice rejected " + s.name(FieldTicket) + ": " + s.AuthFix()
+		}
+		return "SuperOffice rejected the ticket of a fresh login: " + s.AuthFix()
+	case errors.As(err, &he) && he.StatusCode == http.StatusNotFound:
+		if errors.As(err, &le) && mode == ModeSystemUser {
+			return "nothing answers at " + s.name(FieldLoginURL) + " (HTTP 404): check it, e.g. https://sod.superoffice.com/Login/api/PartnerSystemUser/Authenticate"
+		}
+		return "nothing answers at " + s.name(FieldURL) + " (HTTP 404): check the tenant's path, e.g. https://sod.superoffice.com/Cust12345 (the base, without /Remote/… or /api/…)"
+	}
+	return ""
+}
+
+// WithFix is err's message on one line, led by what to change when Fix knows it.
+func (s Spec) WithFix(err error) string {
+	msg := strings.Join(strings.Fields(err.Error()), " ")
+	if f := s.Fix(err); f != "" {
+		return f + " (" + msg + ")"
+	}
+	return msg
+}
+
+// CheckLogin tries the tenant's login once, in the background, and logs "login ok" or why
+// it failed and what to change, so that wrong credentials show at start rather than at the
+// first batch. It goes through the tenant's client, under flow control; a refusal is cached
+// by the ticket source like any other. Nothing waits for it and it is not retried; the
+// returned stop cancels it and waits for it to end. A fixed ticket has no login: nothing is
+// tried.
+func (t *Tenant) CheckLogin(timeout time.Duration, log zerolog.Logger) (stop func()) {
+	if t.Login == nil {
+		return func() {}
+	}
+	if t.Spec.ID != "" {
+		log = log.With().Str("tenant", t.Spec.ID).Logger()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer cancel()
+		err := t.Login(ctx)
+		switch {
+		case err == nil:
+			log.Info().Str("superoffice_auth", t.Mode).Msg("login ok")
+		case errors.Is(err, erpsync.ErrLoginRefused):
+			log.Error().Str("superoffice_auth", t.Mode).Err(err).Msg("login refused: " + t.AuthFix)
+		case errors.Is(err, context.Canceled):
+		default:
+			log.Warn().Str("superoffice_auth", t.Mode).Msg("login at start failed: " + t.Spec.WithFix(err))
+		}
+	}()
+	return func() { cancel(); wg.Wait() }
+}
