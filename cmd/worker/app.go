@@ -23,6 +23,7 @@ import (
 	"github.com/erpresync/erpresync/internal/intakeapi"
 	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redisconn"
+	"github.com/erpresync/erpresync/internal/tenant"
 	"github.com/erpresync/erpresync/retry"
 	"github.com/erpresync/erpresync/tasks"
 )
@@ -78,6 +79,9 @@ type appDeps struct {
 	Refreshes func() int64 // the ticket source's refresh counter; nil if none
 	// Flow is the tenant's flow control (its transport is under Resyncer already); nil: none.
 	Flow *flow.Control
+	// Tenants, when set, are the tenants served instead of the one above: each task goes to
+	// the handler of its payload's tenant (tasks.Router).
+	Tenants *fleet
 
 	// The process.
 	Listener net.Listener         // already open; nil when HTTP is off
@@ -108,6 +112,11 @@ type app struct {
 	closeUI  func()
 	intake   *intakeapi.API // nil without the intake API
 	stopOnce sync.Once
+
+	// handlers are the served tenants' handlers (with deps.Tenants), built on first use and
+	// dropped when the fleet changes.
+	hmu      sync.Mutex
+	handlers map[*tenant.Tenant]*tasks.Handler
 }
 
 // intakeDrain bounds how long shutdown waits for intake submissions already under way
@@ -159,7 +168,9 @@ func startApp(cfg appConfig, deps appDeps) (_ *app, err error) {
 func (a *app) registerMetrics() {
 	a.deps.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newQueueCollector(a.insp))
 	a.metrics = tasks.NewMetrics(a.deps.Registry)
-	if a.deps.Refreshes != nil {
+	if a.deps.Tenants != nil {
+		a.deps.Registry.MustRegister(refreshesCollector{a.deps.Tenants})
+	} else if a.deps.Refreshes != nil {
 		a.metrics.TicketRefreshes(a.deps.Refreshes)
 	}
 }
@@ -167,6 +178,19 @@ func (a *app) registerMetrics() {
 // taskHandlers builds the resync handler and the mux that serves it (and extra's handlers,
 // whose shutdown function it keeps in a.stopX).
 func (a *app) taskHandlers() (*asynq.ServeMux, error) {
+	mux := asynq.NewServeMux()
+	if a.deps.Tenants != nil {
+		a.handlers = map[*tenant.Tenant]*tasks.Handler{}
+		a.deps.Tenants.onChange(func() {
+			a.hmu.Lock()
+			clear(a.handlers)
+			a.hmu.Unlock()
+		})
+		r := tasks.NewRouter(a.tenantHandler, a.deps.Logger)
+		mux.Handle(tasks.TypeResync, r)
+		mux.Handle(tasks.TypeTrickle, r)
+		return mux, a.extraHandlers(mux)
+	}
 	hc := tasks.HandlerConfig{
 		Resyncer:        a.deps.Resyncer,
 		Ledger:          a.ledger,
@@ -184,15 +208,58 @@ func (a *app) taskHandlers() (*asynq.ServeMux, error) {
 	if err != nil {
 		return nil, err
 	}
-	mux := asynq.NewServeMux()
 	mux.Handle(tasks.TypeResync, h)
 	mux.Handle(tasks.TypeTrickle, h)
-	if a.deps.extra != nil {
-		if a.stopX, err = a.deps.extra(a, mux); err != nil {
-			return nil, err
-		}
+	return mux, a.extraHandlers(mux)
+}
+
+// extraHandlers registers extra's handlers on mux and keeps their shutdown in a.stopX.
+func (a *app) extraHandlers(mux *asynq.ServeMux) error {
+	if a.deps.extra == nil {
+		return nil
 	}
-	return mux, nil
+	var err error
+	a.stopX, err = a.deps.extra(a, mux)
+	return err
+}
+
+// tenantHandler is the handler of served tenant id (nil when it is not served): the
+// tenant's client, flow control, login wording, ledger and metrics, nothing of another's.
+func (a *app) tenantHandler(id string) asynq.Handler {
+	t := a.deps.Tenants.get(id)
+	if t == nil {
+		return nil
+	}
+	a.hmu.Lock()
+	defer a.hmu.Unlock()
+	if h := a.handlers[t]; h != nil {
+		return h
+	}
+	log := a.deps.Logger
+	if id != "" {
+		log = log.With().Str("tenant", id).Logger()
+	}
+	hc := tasks.HandlerConfig{
+		Tenant:          id,
+		Resyncer:        t.Resyncer,
+		Ledger:          a.ledger.Tenant(id),
+		Redis:           a.rdb,
+		BusinessRetries: a.cfg.BusinessRetries,
+		AuthFix:         t.AuthFix,
+		ChildOptions:    []asynq.Option{asynq.Retention(a.cfg.ResultRetention)},
+		Metrics:         a.metrics.Tenant(id),
+		Logger:          log,
+	}
+	if t.Flow != nil {
+		hc.Flow = t.Flow
+	}
+	h, err := tasks.NewHandler(hc)
+	if err != nil { // only a missing client, ledger or Redis, all set above
+		a.deps.Logger.Error().Err(err).Str("tenant", id).Msg("tenant handler")
+		return nil
+	}
+	a.handlers[t] = h
+	return h
 }
 
 // intakeAPI is the HTTP intake API, or nil (not a nil *intakeapi.API) when there is no
@@ -341,20 +408,44 @@ func (a *app) pruneLoop(ctx context.Context) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
-		res, err := a.ledger.Prune(ctx, ledger.PruneOptions{OlderThan: a.cfg.LedgerRetention, Inspector: a.insp})
-		if err != nil && ctx.Err() == nil {
-			a.deps.Logger.Warn().Err(err).Int("runs", len(res.Runs)).Msg("prune the run ledger")
-		}
-		for _, r := range res.Runs {
-			a.deps.Logger.Info().Str("run", r.Run).Str("state", r.State).Int64("keys", r.TotalKeys).
-				Int64("dead_letters", r.DeadLetters).Time("finished_at", r.FinishedAt).
-				Str("retention", a.cfg.LedgerRetention.String()).Msg("pruned a finished run from the ledger")
+		for _, l := range a.ledgers() {
+			a.prune(ctx, l)
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// ledgers are the ledgers of the served tenants: each tenant's own.
+func (a *app) ledgers() []*ledger.Ledger {
+	if a.deps.Tenants == nil {
+		return []*ledger.Ledger{a.ledger}
+	}
+	ids := a.deps.Tenants.ids()
+	out := make([]*ledger.Ledger, len(ids))
+	for i, id := range ids {
+		out[i] = a.ledger.Tenant(id)
+	}
+	return out
+}
+
+// prune removes l's runs finished longer than LedgerRetention ago, logging each.
+func (a *app) prune(ctx context.Context, l *ledger.Ledger) {
+	log := a.deps.Logger
+	if id := l.TenantID(); id != "" {
+		log = log.With().Str("tenant", id).Logger()
+	}
+	res, err := l.Prune(ctx, ledger.PruneOptions{OlderThan: a.cfg.LedgerRetention, Inspector: a.insp})
+	if err != nil && ctx.Err() == nil {
+		log.Warn().Err(err).Int("runs", len(res.Runs)).Msg("prune the run ledger")
+	}
+	for _, r := range res.Runs {
+		log.Info().Str("run", r.Run).Str("state", r.State).Int64("keys", r.TotalKeys).
+			Int64("dead_letters", r.DeadLetters).Time("finished_at", r.FinishedAt).
+			Str("retention", a.cfg.LedgerRetention.String()).Msg("pruned a finished run from the ledger")
 	}
 }
 

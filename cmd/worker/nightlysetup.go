@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/hibiken/asynq"
 	"github.com/rs/zerolog"
@@ -24,11 +25,26 @@ func nightlySetup(v values, log zerolog.Logger) (func(a *app, mux *asynq.ServeMu
 	}
 	return func(a *app, mux *asynq.ServeMux) (func(), error) {
 		queue := nightlyQueue(a.cfg.Queues)
-		prod, err := intake.NewProducer(intake.ProducerConfig{Redis: a.rdb, Queue: queue, TaskOptions: []asynq.Option{asynq.Retention(a.cfg.ResultRetention)}})
-		if err != nil {
-			return nil, err
+		var mu sync.Mutex
+		producers := map[string]*intake.Producer{}
+		producer := func(tenant string) *intake.Producer {
+			if a.deps.Tenants != nil && a.deps.Tenants.get(tenant) == nil {
+				return nil // not served (any more): the firing fails and is retried
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if p := producers[tenant]; p != nil {
+				return p
+			}
+			p, err := intake.NewProducer(intake.ProducerConfig{Redis: a.rdb, Tenant: tenant, Queue: queue, TaskOptions: []asynq.Option{asynq.Retention(a.cfg.ResultRetention)}})
+			if err != nil { // only a tenant ID the tenants file would have refused
+				log.Error().Err(err).Str("tenant", tenant).Msg("nightly: producer")
+				return nil
+			}
+			producers[tenant] = p
+			return p
 		}
-		h, err := nightly.NewHandler(nightly.HandlerConfig{Producer: prod, Redis: a.rdb, Logger: log, Metrics: nightly.NewMetrics(a.deps.Registry)})
+		h, err := nightly.NewHandler(nightly.HandlerConfig{Producers: producer, Redis: a.rdb, Logger: log, Metrics: nightly.NewMetrics(a.deps.Registry)})
 		if err != nil {
 			return nil, err
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/erpresync/erpresync/internal/flow"
 	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redisconn"
 	"github.com/erpresync/erpresync/internal/tenant"
@@ -142,13 +143,15 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, getenv func(
 	frdb := redisconn.Client(cfg.RedisOpt)
 	defer frdb.Close()
 	deps.Registry = prometheus.NewRegistry()
-	s, err := implicitTenant(v, true, tenant.BuildOptions{Redis: frdb, Registerer: deps.Registry, Logger: log})
+	tctx, stopTenants := context.WithCancel(ctx)
+	defer stopTenants()
+	fl, err := serveTenants(tctx, v, getenv, tenant.BuildOptions{Redis: frdb, FlowMetrics: flow.NewMetrics(deps.Registry), Logger: log})
 	if err != nil {
 		log.Error().Msgf("configuration: %v", err)
 		return 2
 	}
-	defer s.Close()
-	deps.Flow, deps.Resyncer, deps.Refreshes, deps.AuthFix = s.Flow, s.Resyncer, s.Refreshes, s.AuthFix
+	defer fl.close()
+	deps.Tenants = fl
 	if deps.extra, err = nightlySetup(v, log); err != nil {
 		log.Error().Msgf("configuration: %v", err)
 		return 2
@@ -171,10 +174,12 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, getenv func(
 		// Not fatal: asynq reconnects by itself, and /readyz reports it.
 		log.Warn().Msgf("Redis not reachable yet (%v); the worker keeps trying", err)
 	}
-	log.Info().Str("superoffice_api", s.API).Str("superoffice_auth", s.Mode).Str("tenant", s.Name).Float64("rate_limit", s.Spec.RateLimit).
-		Int("max_concurrency", s.Spec.MaxConcurrency).Msg("configuration ok")
-	stopLogin := s.CheckLogin(loginCheckTimeout, log)
-	defer stopLogin()
+	for _, s := range fl.all() {
+		log.Info().Str("superoffice_api", s.API).Str("superoffice_auth", s.Mode).Str("tenant", s.Name).Float64("rate_limit", s.Spec.RateLimit).
+			Int("max_concurrency", s.Spec.MaxConcurrency).Msg("configuration ok")
+		stopLogin := s.CheckLogin(loginCheckTimeout, log)
+		defer stopLogin()
+	}
 	a, err := startApp(cfg, deps)
 	if err != nil {
 		closeListener()

@@ -26,8 +26,10 @@ type BuildOptions struct {
 	// Redis holds flow control's shared state. Nil: no flow control (Tenant.Flow is nil), as
 	// for one call (worker call) or the demo.
 	Redis redis.UniversalClient
-	// Registerer receives flow control's metrics; nil registers none. flow registers
-	// unlabelled series, so give each tenant of one process its own Registerer.
+	// FlowMetrics are the flow-control series the tenants of one process share (each series
+	// labelled with its tenant); nil: a set of the tenant's own, registered with Registerer.
+	FlowMetrics *flow.Metrics
+	// Registerer receives flow control's metrics when FlowMetrics is nil; nil registers none.
 	Registerer prometheus.Registerer
 	// Logger receives flow control's breaker transitions and warnings. Zero value: none.
 	Logger zerolog.Logger
@@ -123,7 +125,7 @@ func FlowName(spec Spec) string {
 // flowConfig is spec's flow control named name.
 func (s Spec) flowConfig(name string, opts BuildOptions) flow.Config {
 	return flow.Config{
-		Redis: opts.Redis, Registerer: opts.Registerer, Logger: opts.Logger, Now: opts.Now, Tenant: name,
+		Redis: opts.Redis, Metrics: opts.FlowMetrics, Registerer: opts.Registerer, Logger: opts.Logger, Now: opts.Now, Tenant: name,
 		Rate: s.RateLimit, Burst: s.RateBurst, Adaptive: s.RateAdaptive, MaxConcurrency: s.MaxConcurrency,
 		Lease: s.SlotLease, TenantFailures: s.BreakerFailures, ProbeInitial: s.BreakerProbe, ProbeMax: s.BreakerProbeMax,
 	}
