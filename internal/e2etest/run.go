@@ -21,7 +21,13 @@ import (
 // ErpConnection, with opts on every task. It fails the test unless every key was taken.
 func Submit(t testing.TB, rdb redis.UniversalClient, run string, actor erpsync.ActorType, keys []string, batch int, opts ...asynq.Option) {
 	t.Helper()
-	p, err := intake.NewProducer(intake.ProducerConfig{Redis: rdb, TaskOptions: opts})
+	SubmitTenant(t, rdb, "", run, actor, keys, batch, opts...)
+}
+
+// SubmitTenant is Submit for a run of tenant ("" the implicit tenant).
+func SubmitTenant(t testing.TB, rdb redis.UniversalClient, tenant, run string, actor erpsync.ActorType, keys []string, batch int, opts ...asynq.Option) {
+	t.Helper()
+	p, err := intake.NewProducer(intake.ProducerConfig{Redis: rdb, Tenant: tenant, TaskOptions: opts})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,9 +43,14 @@ func Submit(t testing.TB, rdb redis.UniversalClient, run string, actor erpsync.A
 
 // RunStatus reads run from the ledger, giving up after two seconds (Redis may be down).
 func RunStatus(rdb redis.UniversalClient, run string) (ledger.RunStatus, error) {
+	return TenantRunStatus(rdb, "", run)
+}
+
+// TenantRunStatus is RunStatus for a run of tenant.
+func TenantRunStatus(rdb redis.UniversalClient, tenant, run string) (ledger.RunStatus, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	return ledger.NewLedger(rdb).Status(ctx, run)
+	return ledger.NewLedger(rdb).Tenant(tenant).Status(ctx, run)
 }
 
 // RunFinished is a WaitFor condition: run has keys and none of them pending.

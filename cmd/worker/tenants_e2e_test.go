@@ -1,0 +1,140 @@
+package main
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/e2etest"
+	"github.com/erpresync/erpresync/internal/ledger"
+	"github.com/erpresync/erpresync/internal/netserversim"
+	"github.com/erpresync/erpresync/internal/redistest"
+	"github.com/erpresync/erpresync/internal/testwait"
+	"github.com/redis/go-redis/v9"
+)
+
+// TestTwoTenantsOneFleet serves two tenants on two simulator hosts — one SOAP with a
+// password login, one REST with an Online system user — from one tenants file, two worker
+// processes and one Redis. Both have a run called "nightly". Tenant A is down when the runs
+// start: B's run finishes regardless, A's batches are held (not one dead letter) and finish
+// once A is back. Each simulator sees exactly its own tenant's keys, each once.
+func TestTwoTenantsOneFleet(t *testing.T) {
+	t.Parallel()
+	db := redistest.New(t)
+	rdb := db.TestClient(t)
+	simA := e2etest.StartSim(t)
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const appToken, sysToken = "app-token-of-the-partner", "MyApp-system-token-of-B"
+	simB, err := netserversim.Start(netserversim.Config{Tenant: "Cust67890", Online: true, AppToken: appToken,
+		SystemUserPublicKey: &key.PublicKey, SystemUserToken: sysToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(simB.Close)
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "app.pem")
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	if err := os.WriteFile(keyFile, pemBytes, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "tenants.yaml")
+	yaml := fmt.Sprintf(`tenants:
+  - id: acme-onsite
+    url: %s
+    api: soap
+    auth: {username: %s, password_env: ACME_PASSWORD}
+    breaker_probe: 1s
+    breaker_probe_max: 2s
+  - id: Cust67890
+    url: %s
+    api: rest
+    auth:
+      system_token_env: B_SYSTEM_TOKEN
+      private_key_file: %s
+      login_url: %s/Login/api/PartnerSystemUser/Authenticate
+      context_id: Cust67890
+    app_token_env: B_APP_TOKEN
+`, simA.URL, e2etest.User, simB.URL, keyFile, simB.RootURL)
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := e2etest.WorkerEnv(db.URL(), simA)
+	for _, k := range []string{"SUPEROFFICE_URL", "SUPEROFFICE_USERNAME", "SUPEROFFICE_PASSWORD"} {
+		delete(env, k)
+	}
+	env["TENANTS_CONFIG"] = file
+	env["ACME_PASSWORD"] = e2etest.Password
+	env["B_SYSTEM_TOKEN"] = sysToken
+	env["B_APP_TOKEN"] = appToken
+
+	keysA, keysB := e2etest.Keys("A", 600), e2etest.Keys("B", 600)
+	simA.SetOutage(true)
+	e2etest.SubmitTenant(t, rdb, "acme-onsite", "nightly", erpsync.ActorCustomer, keysA, 50)
+	e2etest.SubmitTenant(t, rdb, "Cust67890", "nightly", erpsync.ActorCustomer, keysB, 50)
+	workers := []*e2etest.Process{e2etest.StartWorker(t, env), e2etest.StartWorker(t, env)}
+
+	stB := waitTenantRun(t, rdb, "Cust67890", "nightly", 2*time.Minute)
+	stA, err := e2etest.TenantRunStatus(rdb, "acme-onsite", "nightly")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stB.ResyncedKeys != 600 || stB.DeadKeys != 0 {
+		t.Errorf("B while A is down: %+v", stB)
+	}
+	if stA.DeadKeys != 0 || stA.ResyncedKeys != 0 {
+		t.Errorf("A during its outage: %+v; want everything held", stA)
+	}
+	simA.SetOutage(false)
+	stA = waitTenantRun(t, rdb, "acme-onsite", "nightly", 2*time.Minute)
+	if stA.ResyncedKeys != 600 || stA.DeadKeys != 0 {
+		t.Errorf("A after its outage: %+v", stA)
+	}
+	for _, k := range keysA {
+		if n := simA.ResyncCount(k); n != 1 {
+			t.Fatalf("A's key %s resynced %d times at A, want 1", k, n)
+		}
+		if n := simB.Seen(k); n != 0 {
+			t.Fatalf("A's key %s reached B's host %d times", k, n)
+		}
+	}
+	for _, k := range keysB {
+		if n := simB.ResyncCount(k); n != 1 {
+			t.Fatalf("B's key %s resynced %d times at B, want 1", k, n)
+		}
+		if n := simA.Seen(k); n != 0 {
+			t.Fatalf("B's key %s reached A's host %d times", k, n)
+		}
+	}
+	if _, err := e2etest.RunStatus(rdb, "nightly"); err == nil {
+		t.Error("the implicit tenant has a run nightly")
+	}
+	for _, w := range workers {
+		for _, secret := range []string{e2etest.Password, sysToken, appToken} {
+			if strings.Contains(w.Log.String(), secret) {
+				t.Errorf("a secret is in the worker's log")
+			}
+		}
+	}
+}
+
+func waitTenantRun(t *testing.T, rdb redis.UniversalClient, tenant, run string, timeout time.Duration) ledger.RunStatus {
+	t.Helper()
+	var st ledger.RunStatus
+	testwait.For(t, tenant+"'s run "+run+" finished", timeout, func() (bool, error) {
+		var err error
+		st, err = e2etest.TenantRunStatus(rdb, tenant, run)
+		return err == nil && st.TotalKeys > 0 && st.PendingKeys == 0, fmt.Errorf("%+v, %v", st, err)
+	})
+	return st
+}
