@@ -20,8 +20,9 @@ func TestRetryingBatches(t *testing.T) {
 	db := redistest.New(t)
 	client := asynq.NewClient(db.Opt())
 	defer client.Close()
-	for i, q := range []struct{ run, queue string }{{"r", "qa"}, {"r", "qb"}, {"other", "qa"}} {
-		task, err := tasks.NewResyncTask(tasks.Batch{Run: q.run, ErpConnectionID: 3, ActorType: erpsync.ActorCustomer, Keys: []string{"K1"}, Seq: i})
+	// The last is tenant T's run called r: not the implicit tenant's r.
+	for i, q := range []struct{ tenant, run, queue string }{{"", "r", "qa"}, {"", "r", "qb"}, {"", "other", "qa"}, {"T", "r", "qa"}} {
+		task, err := tasks.NewResyncTask(tasks.Batch{Tenant: q.tenant, Run: q.run, ErpConnectionID: 3, ActorType: erpsync.ActorCustomer, Keys: []string{"K1"}, Seq: i})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -47,7 +48,7 @@ func TestRetryingBatches(t *testing.T) {
 	for {
 		a, errA := insp.GetQueueInfo("qa")
 		b, errB := insp.GetQueueInfo("qb")
-		if errors.Join(errA, errB) == nil && a.Retry == 2 && b.Retry == 1 {
+		if errors.Join(errA, errB) == nil && a.Retry == 3 && b.Retry == 1 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -62,6 +63,7 @@ func TestRetryingBatches(t *testing.T) {
 		{"every queue", "", "r", 2, 1},
 		{"one queue", "qa", "r", 1, 0},
 		{"another run", "", "other", 1, 0},
+		{"a tenant's run of the same name", "", tasks.RunKey("T", "r"), 1, 0},
 		{"unknown queue", "nope", "r", 0, 0},
 		{"unknown run", "", "nope", 0, 0},
 	}
