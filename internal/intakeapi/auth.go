@@ -171,14 +171,38 @@ func (a *API) authenticate(w http.ResponseWriter, r *http.Request) (*access, str
 		return acc, tenant, true
 	}
 	w.Header().Set("WWW-Authenticate", `Bearer realm="erpresync intake"`)
-	msg := "missing token: send Authorization: Bearer TOKEN (one of INTAKE_TOKENS, or a tenant's)"
-	if given {
-		msg = "wrong token: it is not one of INTAKE_TOKENS nor a tenant's"
-	}
 	a.cfg.Logger.Warn().Str("method", r.Method).Str("path", r.URL.Path).Str("remote", r.RemoteAddr).Bool("token_given", given).Msg("intake API: request refused: no valid token")
-	writeError(w, http.StatusUnauthorized, &apiError{Message: msg})
+	code, e := a.answer(&tokenError{given: given}, nil)
+	writeError(w, code, e)
 	return nil, "", false
 }
+
+// tokenError refuses a request without a known token (401).
+type tokenError struct{ given bool }
+
+func (e *tokenError) Error() string {
+	if e.given {
+		return "wrong token: it is not one of INTAKE_TOKENS nor a tenant's"
+	}
+	return "missing token: send Authorization: Bearer TOKEN (one of INTAKE_TOKENS, or a tenant's)"
+}
+
+// forbiddenError refuses a known token on routes of a tenant it does not speak for (403):
+// tenant is the route's tenant, "" the implicit one. Its words are the same whether that
+// tenant exists or not.
+type forbiddenError struct{ tenant string }
+
+func (e *forbiddenError) Error() string {
+	if e.tenant == "" {
+		return "this token is a tenant's: send its requests under " + TenantPrefix + "{tenant}/"
+	}
+	return "this token does not speak for tenant " + e.tenant
+}
+
+// tenantPathError is a {tenant} path segment that is no tenant ID (400).
+type tenantPathError struct{ err error }
+
+func (e *tenantPathError) Error() string { return "path: " + e.err.Error() }
 
 // scopeKey is the context key of a request's scope.
 type scopeKey struct{}
@@ -196,19 +220,20 @@ func (a *API) authorize(tenantRoute bool, next http.Handler) http.Handler {
 		if !ok {
 			return
 		}
-		want, msg := "", "this token is a tenant's: send its requests under "+TenantPrefix+"{tenant}/"
+		want := ""
 		if tenantRoute {
 			want = r.PathValue("tenant")
 			if err := tasks.ValidateTenantID(want); err != nil {
-				writeError(w, http.StatusBadRequest, &apiError{Field: "tenant", Message: "path: " + err.Error()})
+				code, e := a.answer(&tenantPathError{err}, nil)
+				writeError(w, code, e)
 				return
 			}
-			msg = fmt.Sprintf("this token does not speak for tenant %s", want)
 		}
 		if owner != want {
 			a.cfg.Logger.Warn().Str("method", r.Method).Str("path", r.URL.Path).Str("remote", r.RemoteAddr).
 				Str("token_tenant", owner).Msg("intake API: request refused: the token is another tenant's")
-			writeError(w, http.StatusForbidden, &apiError{Message: msg})
+			code, e := a.answer(&forbiddenError{tenant: want}, nil)
+			writeError(w, code, e)
 			return
 		}
 		sc := acc.scopes[want]

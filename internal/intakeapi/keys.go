@@ -150,11 +150,20 @@ func (a *API) answer(err error, sum *intake.Summary) (int, *apiError) {
 		le   *lineError
 		be   *bodyError
 		verr *intake.ValidationError
+		toke *tokenError
+		forb *forbiddenError
+		tpe  *tenantPathError
 	)
 	if sum != nil && sum.Run == "" && sum.Source == "" {
 		sum = nil // nothing began
 	}
 	switch {
+	case errors.As(err, &toke):
+		return http.StatusUnauthorized, &apiError{Message: toke.Error()}
+	case errors.As(err, &forb):
+		return http.StatusForbidden, &apiError{Message: forb.Error()}
+	case errors.As(err, &tpe):
+		return http.StatusBadRequest, &apiError{Field: "tenant", Message: tpe.Error()}
 	case errors.As(err, &tle):
 		return http.StatusRequestEntityTooLarge, a.tooLarge(tle.size)
 	case errors.As(err, &mbe):
