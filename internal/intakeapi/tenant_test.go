@@ -3,6 +3,7 @@ package intakeapi
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -249,5 +250,44 @@ func TestSetTenantsRemovesAccess(t *testing.T) {
 	}
 	if r := e.do(http.MethodGet, TenantPrefix+"B/runs", "", tokenB, nil); r.code != http.StatusUnauthorized {
 		t.Errorf("after SetTenants(nil), B: %d, want 401", r.code)
+	}
+}
+
+// TestSetTenantsConcurrent: requests and SetTenants at once (run with -race): every request
+// of B, which stays, is served; A's are served or refused, never anything else.
+func TestSetTenantsConcurrent(t *testing.T) {
+	t.Parallel()
+	e := newTenantEnv(t)
+	both := []Tenant{{ID: "A", Tokens: []string{tokenA}}, {ID: "B", Tokens: []string{tokenB}}}
+	onlyB := both[1:]
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 200 {
+			if err := e.api.SetTenants([][]Tenant{both, onlyB}[i%2]); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	get := func(path, tok string) int {
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		w := httptest.NewRecorder()
+		e.api.ServeHTTP(w, req)
+		return w.Code
+	}
+	for running := true; running; {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		if code := get(TenantPrefix+"B/runs", tokenB); code != http.StatusOK {
+			t.Fatalf("B during SetTenants: %d", code)
+		}
+		if code := get(TenantPrefix+"A/runs", tokenA); code != http.StatusOK && code != http.StatusUnauthorized {
+			t.Fatalf("A during SetTenants: %d", code)
+		}
 	}
 }

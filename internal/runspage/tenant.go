@@ -51,7 +51,11 @@ type tenantRun struct {
 func (h *Handler) runs(ctx context.Context, tenants []string, limit int) ([]tenantRun, error) {
 	var out []tenantRun
 	for _, id := range tenants {
-		list, err := h.cfg.TenantLedger(id).Runs(ctx, limit)
+		l := h.cfg.TenantLedger(id)
+		if l == nil {
+			continue // a tenant without a ledger has no runs to show
+		}
+		list, err := l.Runs(ctx, limit)
 		if err != nil && len(tenants) > 1 {
 			return nil, fmt.Errorf("%s: %w", tenantLabel(id), err)
 		}
