@@ -63,6 +63,12 @@ Trickle (enqueue key):
   Prints the run the keys join: trickle-DAY-CONNECTION-ACTOR of the UTC day they are handed
   over (a batch that straddles midnight UTC joins the earlier day's run).
 
+Tenants:
+  Every command takes --tenant ID (or ENQUEUE_TENANT): the keys it submits and the runs,
+  dead letters and changes it names are that tenant's, and it never sees another's, so
+  two tenants may both have a run called nightly. Without it, the implicit tenant's (the
+  worker's SUPEROFFICE_* settings), as before tenants existed.
+
 Output:
   Results go to stdout (only JSON with --json); progress and problems go to stderr. With
   --json, status and rejected also print an error as {"error": "...", "exit_code": N}.
@@ -81,6 +87,7 @@ Environment (flags win):
   REDIS_URL            --redis-url            default redis://127.0.0.1:6379/0
   REDIS_CLUSTER_ADDRS  --redis-cluster-addrs  default none
   ENQUEUE_QUEUE        --queue                default erpresync
+  ENQUEUE_TENANT       --tenant               default none: the implicit tenant
   LEDGER_RETENTION     --older-than           default 30d (runs --prune)
 
 Run "enqueue COMMAND -h" for a command's flags.
@@ -170,9 +177,42 @@ func (c *cli) failJSON(asJSON bool, code int, format string, a ...any) int {
 	return c.fail(code, format, a...)
 }
 
-// conn holds the connection flags every Redis-using command shares.
+// conn holds the connection flags every Redis-using command shares, and the tenant whose
+// runs and keys the command names.
 type conn struct {
 	redisURL, clusterAddrs, queue string
+	tenant                        *tenantFlag
+}
+
+// tenantFlag is --tenant: the tenant whose runs and keys a command names ("" the implicit
+// tenant of the worker's SUPEROFFICE_* settings). Its value, from the flag or from
+// ENQUEUE_TENANT, is checked once parsing is done (check), so both are refused alike.
+type tenantFlag struct {
+	id      string
+	fromEnv bool // id came from ENQUEUE_TENANT, not the flag
+}
+
+func (f *tenantFlag) String() string {
+	if f == nil {
+		return ""
+	}
+	return f.id
+}
+
+func (f *tenantFlag) Set(s string) error { f.id, f.fromEnv = s, false; return nil }
+
+// check is tasks.ValidateTenantID's verdict on the tenant, naming where it came from.
+func (f *tenantFlag) check() error {
+	if f.id == "" {
+		return nil
+	}
+	if err := tasks.ValidateTenantID(f.id); err != nil {
+		if f.fromEnv {
+			return fmt.Errorf("ENQUEUE_TENANT: %v", err)
+		}
+		return fmt.Errorf("--tenant: %v", err)
+	}
+	return nil
 }
 
 func (c *cli) connFlags(fs *flag.FlagSet) *conn {
@@ -182,6 +222,8 @@ func (c *cli) connFlags(fs *flag.FlagSet) *conn {
 	fs.Lookup("redis-url").DefValue = redisconn.Redact(cf.redisURL)
 	fs.StringVar(&cf.clusterAddrs, "redis-cluster-addrs", c.env("REDIS_CLUSTER_ADDRS", ""), "Redis Cluster nodes host:port,... (env REDIS_CLUSTER_ADDRS)")
 	fs.StringVar(&cf.queue, "queue", c.env("ENQUEUE_QUEUE", tasks.DefaultQueue), "asynq queue (env ENQUEUE_QUEUE)")
+	cf.tenant = &tenantFlag{id: c.getenv("ENQUEUE_TENANT"), fromEnv: true}
+	fs.Var(cf.tenant, "tenant", "the tenant whose runs and keys these are; empty: the implicit tenant of the worker's SUPEROFFICE_* settings (env ENQUEUE_TENANT)")
 	return cf
 }
 
@@ -192,13 +234,18 @@ func (c *cli) env(name, def string) string {
 	return def
 }
 
-// redisConn is an open connection: a go-redis client and its asynq options.
+// redisConn is an open connection: a go-redis client and its asynq options, and the
+// tenant (--tenant) whose runs the command reads.
 type redisConn struct {
-	opt asynq.RedisConnOpt
-	rdb redis.UniversalClient
+	opt    asynq.RedisConnOpt
+	rdb    redis.UniversalClient
+	tenant string
 }
 
 func (r *redisConn) Close() { r.rdb.Close() }
+
+// ledger is the ledger as the tenant sees it: its own runs, dead letters and changes only.
+func (r *redisConn) ledger() *ledger.Ledger { return ledger.NewLedger(r.rdb).Tenant(r.tenant) }
 
 // open connects and pings, so that an unreachable Redis is one clear line.
 func (cf *conn) open(ctx context.Context) (*redisConn, error) {
@@ -213,7 +260,7 @@ func (cf *conn) open(ctx context.Context) (*redisConn, error) {
 		rdb.Close()
 		return nil, fmt.Errorf("cannot reach Redis at %s: %v", redisconn.Redact(cf.redisURL), err)
 	}
-	return &redisConn{opt: opt, rdb: rdb}, nil
+	return &redisConn{opt: opt, rdb: rdb, tenant: cf.tenant.id}, nil
 }
 
 // newFlagSet returns a flag set that reports errors on stderr with the command's synopsis.
@@ -370,6 +417,11 @@ func (c *cli) parse(fs *flag.FlagSet, args []string) (pos []string, code int, do
 		}
 		pos = append(pos, fs.Arg(0))
 		args = fs.Args()[1:]
+	}
+	if f, ok := orig["tenant"].(*tenantFlag); ok {
+		if err := f.check(); err != nil {
+			return nil, c.usageError(err), true
+		}
 	}
 	return append(pos, rest...), 0, false
 }

@@ -33,6 +33,8 @@ func TestErrorLinesGolden(t *testing.T) {
 		{"key", "--erp-connection", "-1", "--actor-type", "Customer", "K1"},
 		{"status", "run-1", "--interval", "soon"},
 		{"runs", "--limit", "many"},
+		{"status", "run-1", "--tenant", "Cust 1"},
+		{"dead", "list", "--tenant", "-x"},
 	} {
 		r := enqueue(t, "", args...)
 		fmt.Fprintf(&out, "$ enqueue %s\n%sexit %d\n\n", strings.Join(args, " "), r.stderr, r.code)

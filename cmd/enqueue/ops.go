@@ -60,7 +60,7 @@ func (c *cli) key(ctx context.Context, args []string) int {
 		return c.fail(exitUsage, "%v", err)
 	}
 	defer rc.Close()
-	p, err := intake.NewProducer(intake.ProducerConfig{Redis: rc.rdb, TrickleQueue: cf.queue, Now: c.now})
+	p, err := intake.NewProducer(intake.ProducerConfig{Tenant: rc.tenant, Redis: rc.rdb, TrickleQueue: cf.queue, Now: c.now})
 	if err != nil {
 		return c.fail(exitUsage, "%v", err)
 	}
@@ -77,6 +77,15 @@ func (c *cli) key(ctx context.Context, args []string) int {
 		fmt.Fprintf(c.stdout, "enqueued %s for trickle resync in run %s (queue %s, group %s)\n", plural(int64(len(keys)), "key"), tr.Run, tr.Queue, tr.Group)
 	}
 	return exitOK
+}
+
+// runNotFound is the message of a run the ledger does not know: with --tenant, the run
+// of that tenant only, which is worth saying to one who forgot the flag.
+func runNotFound(run, tenant string) string {
+	if tenant == "" {
+		return fmt.Sprintf("run %q not found (see `enqueue runs`)", run)
+	}
+	return fmt.Sprintf("run %q of tenant %s not found (see `enqueue runs --tenant %s`)", run, tenant, tenant)
 }
 
 func writeJSON(w io.Writer, v any) {
@@ -183,7 +192,7 @@ func (c *cli) status(ctx context.Context, args []string) int {
 		return c.failJSON(*asJSON, exitUsage, "%v", err)
 	}
 	defer rc.Close()
-	l := ledger.NewLedger(rc.rdb)
+	l := rc.ledger()
 	st, j, gaveUp, err := c.pollStatus(ctx, rc, l, run, statusWait{*wait, *interval, *heldTimeout})
 	if err != nil {
 		return c.failJSON(*asJSON, exitUsage, "%v", err)
@@ -231,7 +240,7 @@ func (c *cli) pollStatus(ctx context.Context, rc *redisConn, l *ledger.Ledger, r
 	for {
 		st, err = l.Status(ctx, run)
 		if errors.Is(err, ledger.ErrRunNotFound) {
-			return st, j, false, fmt.Errorf("run %q not found (see `enqueue runs`)", run)
+			return st, j, false, errors.New(runNotFound(run, rc.tenant))
 		}
 		if err != nil {
 			return st, j, false, fmt.Errorf("status of %s: %v", run, err)
@@ -301,7 +310,7 @@ const DefaultHeldTimeout = 15 * time.Minute
 // may wait in any queue (trickle, the demo's, one named at submission): it reads every
 // queue's retry set, by the run's name.
 func (c *cli) report(ctx context.Context, rc *redisConn, insp *asynq.Inspector, st ledger.RunStatus) (runreport.RunReport, error) {
-	return runreport.Report(ctx, rc.rdb, insp, "", st, c.now())
+	return runreport.TenantReport(ctx, rc.rdb, insp, "", rc.tenant, st, c.now())
 }
 
 // printRepair prints what status --repair found and did.
@@ -358,7 +367,7 @@ func (c *cli) runs(ctx context.Context, args []string) int {
 	if *prune {
 		return c.prune(ctx, rc, retention, *dryRun, *asJSON)
 	}
-	list, err := ledger.NewLedger(rc.rdb).Runs(ctx, *limit)
+	list, err := rc.ledger().Runs(ctx, *limit)
 	if err != nil {
 		return c.fail(exitUsage, "runs: %v", err)
 	}
@@ -417,7 +426,7 @@ func (c *cli) printRuns(list []ledger.RunStatus, held map[int][]string, asJSON b
 // prune removes (or, dry, lists) the runs that finished longer than retention ago.
 func (c *cli) prune(ctx context.Context, rc *redisConn, retention time.Duration, dry, asJSON bool) int {
 	insp := asynq.NewInspectorFromRedisClient(rc.rdb)
-	res, err := ledger.NewLedger(rc.rdb).WithClock(c.now).Prune(ctx, ledger.PruneOptions{OlderThan: retention, DryRun: dry, Inspector: insp})
+	res, err := rc.ledger().WithClock(c.now).Prune(ctx, ledger.PruneOptions{OlderThan: retention, DryRun: dry, Inspector: insp})
 	if err != nil {
 		// What was removed before the error is reported too.
 		fmt.Fprintf(c.stderr, "enqueue: prune stopped after %s: %v\n", plural(int64(len(res.Runs)), "run"), err)
@@ -520,10 +529,10 @@ func (c *cli) dead(ctx context.Context, args []string) int {
 		return c.fail(exitUsage, "%v", err)
 	}
 	defer rc.Close()
-	l := ledger.NewLedger(rc.rdb)
+	l := rc.ledger()
 	if *run != "" {
 		if _, err := l.Status(ctx, *run); errors.Is(err, ledger.ErrRunNotFound) {
-			return c.fail(exitUsage, "run %q not found (see `enqueue runs`)", *run)
+			return c.fail(exitUsage, "%s", runNotFound(*run, rc.tenant))
 		}
 	}
 
@@ -678,10 +687,10 @@ func (c *cli) rejected(ctx context.Context, args []string) int {
 		return c.failJSON(*asJSON, exitUsage, "%v", err)
 	}
 	defer rc.Close()
-	l := ledger.NewLedger(rc.rdb)
+	l := rc.ledger()
 	st, err := l.Status(ctx, run)
 	if errors.Is(err, ledger.ErrRunNotFound) {
-		return c.failJSON(*asJSON, exitUsage, "run %q not found (see `enqueue runs`)", run)
+		return c.failJSON(*asJSON, exitUsage, "%s", runNotFound(run, rc.tenant))
 	}
 	if err != nil {
 		return c.failJSON(*asJSON, exitUsage, "rejected keys of %s: %v", run, err)
@@ -757,9 +766,9 @@ func (c *cli) changes(ctx context.Context, args []string) int {
 		return c.fail(exitUsage, "%v", err)
 	}
 	defer rc.Close()
-	l := ledger.NewLedger(rc.rdb)
+	l := rc.ledger()
 	if _, err := l.Status(ctx, run); errors.Is(err, ledger.ErrRunNotFound) {
-		return c.fail(exitUsage, "run %q not found (see `enqueue runs`)", run)
+		return c.fail(exitUsage, "%s", runNotFound(run, rc.tenant))
 	}
 	cw := ledger.NewChangeWriter(c.stdout, f)
 	if err := l.Changes(ctx, run, cw.Write); err != nil {

@@ -67,7 +67,7 @@ func (c *cli) submit(ctx context.Context, args []string) int {
 		return c.fail(exitUsage, "%v", err)
 	}
 
-	pcfg := intake.ProducerConfig{Concurrency: *concurrency}
+	pcfg := intake.ProducerConfig{Tenant: cf.tenant.id, Concurrency: *concurrency}
 	if !*dryRun {
 		rc, err := cf.open(ctx)
 		if err != nil {

@@ -2,21 +2,17 @@ package intakeapi
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
-	"github.com/erpresync/erpresync/intake"
-	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/tasks"
 )
 
@@ -57,9 +53,15 @@ type Config struct {
 	// TrickleQueue is the queue of trickle keys (POST /v1/keys), which the worker serves
 	// before the bulk queues. Zero value: tasks.TrickleQueue.
 	TrickleQueue string
-	// Tokens are the bearer tokens that are let in; at least one, each at least
-	// MinTokenLength characters. The API keeps only their SHA-256 digests.
+	// Tokens are the bearer tokens of the implicit tenant (INTAKE_TOKENS), let in on the
+	// routes under Prefix that are not a tenant's; each at least MinTokenLength characters.
+	// The API keeps only their SHA-256 digests, as of Tenants' tokens. Tokens and Tenants
+	// together need at least one token.
 	Tokens []string
+	// Tenants are the tenants served besides the implicit one, each on its routes under
+	// TenantPrefix+ID with its own tokens (SetTenants replaces them at run time). Zero
+	// value: the implicit tenant only.
+	Tenants []Tenant
 	// MaxBody caps a PUT body in bytes; a bigger one is refused with 413. Zero value:
 	// DefaultMaxBody.
 	MaxBody int64
@@ -92,13 +94,13 @@ type Config struct {
 
 // API serves the intake routes. It is an http.Handler, safe for concurrent use.
 type API struct {
-	cfg      Config
-	producer *intake.Producer
-	ledger   *ledger.Ledger
-	insp     *asynq.Inspector
-	tokens   [][sha256.Size]byte
-	mux      *http.ServeMux
-	slots    chan struct{} // one per PUT being taken in
+	cfg  Config
+	insp *asynq.Inspector
+	// access is the tokens and each tenant's scope; setMu serializes SetTenants.
+	access atomic.Pointer[access]
+	setMu  sync.Mutex
+	mux    *http.ServeMux
+	slots  chan struct{} // one per PUT being taken in
 
 	// Submissions detached from their clients (a whole body is in) run under life, which
 	// Drain ends; mu guards draining and the count of those in flight, work.
@@ -157,17 +159,18 @@ func (a *API) Drain(ctx context.Context) error {
 type route struct {
 	method, path string
 	public       bool // served without a token
+	tenant       bool // a tenant's route, under TenantPrefix+"{tenant}/"
 	handle       func(a *API, w http.ResponseWriter, r *http.Request)
 }
 
-var routes = []route{
+var routes = withTenantRoutes([]route{
 	{method: http.MethodPut, path: "/v1/runs/{run}/keys", handle: (*API).putKeys},
 	{method: http.MethodPost, path: "/v1/keys", handle: (*API).postKeys},
 	{method: http.MethodGet, path: "/v1/runs", handle: (*API).listRuns},
 	{method: http.MethodGet, path: "/v1/runs/{run}", handle: (*API).getRun},
 	{method: http.MethodGet, path: "/v1/runs/{run}/dead", handle: (*API).getDead},
 	{method: http.MethodGet, path: "/v1/openapi.json", public: true, handle: (*API).openAPI},
-}
+})
 
 // Prefix is the path every route starts with; cmd/worker mounts the API there.
 const Prefix = "/v1/"
@@ -177,7 +180,7 @@ func New(cfg Config) (*API, error) {
 	if cfg.Redis == nil {
 		return nil, errors.New("intakeapi: Config.Redis is required")
 	}
-	if len(cfg.Tokens) == 0 {
+	if len(cfg.Tokens) == 0 && len(cfg.Tenants) == 0 {
 		return nil, errors.New("intakeapi: no tokens: give at least one")
 	}
 	if cfg.MaxBody < 0 {
@@ -210,26 +213,21 @@ func New(cfg Config) (*API, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	a := &API{cfg: cfg, ledger: ledger.NewLedger(cfg.Redis), insp: asynq.NewInspectorFromRedisClient(cfg.Redis), mux: http.NewServeMux(),
+	a := &API{cfg: cfg, insp: asynq.NewInspectorFromRedisClient(cfg.Redis), mux: http.NewServeMux(),
 		slots: make(chan struct{}, cfg.MaxSubmissions)}
 	a.life, a.stop = context.WithCancel(context.Background())
-	for i, t := range cfg.Tokens {
-		if len(t) < MinTokenLength || strings.TrimSpace(t) != t {
-			return nil, fmt.Errorf("intakeapi: token %d is %d characters long: want at least %d, without surrounding blanks (e.g. `openssl rand -hex 32`)", i+1, len(t), MinTokenLength)
-		}
-		a.tokens = append(a.tokens, sha256.Sum256([]byte(t)))
-	}
-	var err error
-	a.producer, err = intake.NewProducer(intake.ProducerConfig{Redis: cfg.Redis, Queue: cfg.Queue, TrickleQueue: cfg.TrickleQueue, TempDir: cfg.TempDir, Concurrency: cfg.Concurrency})
+	acc, err := a.newAccess(cfg.Tokens, cfg.Tenants, nil)
 	if err != nil {
-		return nil, fmt.Errorf("intakeapi: %w", err)
+		return nil, err
 	}
+	a.access.Store(acc)
+	a.cfg.Tenants = nil // SetTenants replaces them; the access holds what is current
 	for _, rt := range routes {
 		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { rt.handle(a, w, r) })
 		if rt.public {
 			a.mux.Handle(rt.method+" "+rt.path, h)
 		} else {
-			a.mux.Handle(rt.method+" "+rt.path, a.authorize(h))
+			a.mux.Handle(rt.method+" "+rt.path, a.authorize(rt.tenant, h))
 		}
 	}
 	return a, nil
@@ -243,19 +241,20 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.mux.ServeHTTP(w, r) // which sets the path values, as Handler does not
 		return
 	}
-	a.authorize(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// The mux's own answer (404, 405 with Allow, a redirect for an unclean path), in JSON.
-		c := &captured{h: w.Header()}
-		h.ServeHTTP(c, r)
-		switch c.code {
-		case http.StatusMethodNotAllowed:
-			writeError(w, c.code, &apiError{Message: fmt.Sprintf("%s %s: method not allowed here (allowed: %s)", r.Method, r.URL.Path, c.h.Get("Allow"))})
-		case http.StatusNotFound:
-			writeError(w, c.code, &apiError{Message: fmt.Sprintf("%s %s: no such route; GET %sopenapi.json lists them", r.Method, r.URL.Path, Prefix)})
-		default:
-			w.WriteHeader(c.code)
-		}
-	})).ServeHTTP(w, r)
+	if _, _, ok := a.authenticate(w, r); !ok {
+		return
+	}
+	// The mux's own answer (404, 405 with Allow, a redirect for an unclean path), in JSON.
+	c := &captured{h: w.Header()}
+	h.ServeHTTP(c, r)
+	switch c.code {
+	case http.StatusMethodNotAllowed:
+		writeError(w, c.code, &apiError{Message: fmt.Sprintf("%s %s: method not allowed here (allowed: %s)", r.Method, r.URL.Path, c.h.Get("Allow"))})
+	case http.StatusNotFound:
+		writeError(w, c.code, &apiError{Message: fmt.Sprintf("%s %s: no such route; GET %sopenapi.json lists them", r.Method, r.URL.Path, Prefix)})
+	default:
+		w.WriteHeader(c.code)
+	}
 }
 
 // captured keeps the status of a response and drops its body.
@@ -273,40 +272,4 @@ func (c *captured) WriteHeader(code int) {
 func (c *captured) Write(b []byte) (int, error) {
 	c.WriteHeader(http.StatusOK)
 	return len(b), nil
-}
-
-// authorize lets a request through when it carries one of the tokens. Every configured
-// digest is compared, in constant time, whichever matches, so the time a refusal takes
-// says nothing about the tokens.
-func (a *API) authorize(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tok, ok := bearer(r.Header.Get("Authorization"))
-		got := sha256.Sum256([]byte(tok))
-		match := 0
-		for i := range a.tokens {
-			match |= subtle.ConstantTimeCompare(got[:], a.tokens[i][:])
-		}
-		if !ok || match != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="erpresync intake"`)
-			msg := "missing token: send Authorization: Bearer TOKEN (one of INTAKE_TOKENS)"
-			if ok {
-				msg = "wrong token: it is not one of INTAKE_TOKENS"
-			}
-			a.cfg.Logger.Warn().Str("method", r.Method).Str("path", r.URL.Path).Str("remote", r.RemoteAddr).Bool("token_given", ok).Msg("intake API: request refused: no valid token")
-			writeError(w, http.StatusUnauthorized, &apiError{Message: msg})
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-// bearer returns the token of an "Authorization: Bearer TOKEN" header (the scheme in any
-// case, as RFC 9110 allows).
-func bearer(h string) (string, bool) {
-	scheme, tok, ok := strings.Cut(strings.TrimSpace(h), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
-	}
-	tok = strings.TrimSpace(tok)
-	return tok, tok != ""
 }

@@ -13,6 +13,13 @@
 //	GET  /v1/runs/{run}/dead   []tasks.DeadLetter (`enqueue dead list --json`)
 //	GET  /v1/openapi.json      the OpenAPI 3 document of all of this (no token needed)
 //
+// These serve the implicit tenant, the one of the worker's SUPEROFFICE_* settings. Each
+// tenant of Config.Tenants has the same routes under /v1/tenants/{tenant}/ (PUT
+// /v1/tenants/Cust1/runs/{run}/keys, GET /v1/tenants/Cust1/runs, ...), served by a producer
+// and a ledger view of its own (intake.ProducerConfig.Tenant, ledger.Ledger.Tenant): its run
+// names, batches, trickle groups and dead letters are its own, so two tenants may both PUT
+// a run called "nightly", and neither ever sees the other's.
+//
 // # Bodies
 //
 // A PUT body is text/plain (one key a line), text/csv (csv_column=NAME|INDEX, csv_header,
@@ -35,8 +42,13 @@
 //
 // # Authentication
 //
-// Every route but the OpenAPI document needs "Authorization: Bearer TOKEN" with one of
-// Config.Tokens. Tokens are compared as SHA-256 digests in constant time, all of them
-// every time, and never logged. The API speaks plain HTTP: TLS is the job of the proxy in
+// Every route but the OpenAPI document needs "Authorization: Bearer TOKEN". A token speaks
+// for one tenant: Config.Tokens (INTAKE_TOKENS) for the implicit tenant's routes, a
+// Tenant's Tokens for its routes under /v1/tenants/{tenant}/. No token, or one the API does
+// not know, is answered 401; a known token on another tenant's routes (or a tenant's token
+// on the implicit tenant's) 403, in words that are the same whether the tenant asked for
+// exists or not. SetTenants replaces the tenants while the API serves (the tenants file
+// re-read on SIGHUP): a tenant removed is refused from the next request on. Tokens are
+// compared as SHA-256 digests in constant time, all of them every time, and never logged. The API speaks plain HTTP: TLS is the job of the proxy in
 // front of the worker.
 package intakeapi

@@ -59,5 +59,5 @@ func ExampleAPI() {
 	// Output:
 	// 200 "keys": 2, "batches_enqueued": 1, "batches_present": 0,
 	// 200 "keys": 2, "batches_enqueued": 0, "batches_present": 1,
-	// 401 "error": "wrong token: it is not one of INTAKE_TOKENS"
+	// 401 "error": "wrong token: it is not one of INTAKE_TOKENS nor a tenant's"
 }

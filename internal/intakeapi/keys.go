@@ -57,7 +57,8 @@ func (a *API) putKeys(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	spec.Run = run
-	log := a.cfg.Logger.With().Str("run", run).Int("erp_connection", spec.ErpConnectionID).
+	sc := scopeOf(r)
+	log := a.cfg.Logger.With().Str("tenant", sc.tenant).Str("run", run).Int("erp_connection", spec.ErpConnectionID).
 		Str("actor_type", spec.ActorType.String()).Str("remote", r.RemoteAddr).Logger()
 	fail := func(err error, sum intake.Summary) {
 		code, e := a.answer(err, &sum)
@@ -95,7 +96,7 @@ func (a *API) putKeys(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	src.Name, src.Path = "body", path
-	sum, err := a.producer.Submit(ctx, spec, src)
+	sum, err := sc.producer.Submit(ctx, spec, src)
 	if err != nil {
 		fail(err, sum)
 		return
@@ -149,11 +150,20 @@ func (a *API) answer(err error, sum *intake.Summary) (int, *apiError) {
 		le   *lineError
 		be   *bodyError
 		verr *intake.ValidationError
+		toke *tokenError
+		forb *forbiddenError
+		tpe  *tenantPathError
 	)
 	if sum != nil && sum.Run == "" && sum.Source == "" {
 		sum = nil // nothing began
 	}
 	switch {
+	case errors.As(err, &toke):
+		return http.StatusUnauthorized, &apiError{Message: toke.Error()}
+	case errors.As(err, &forb):
+		return http.StatusForbidden, &apiError{Message: forb.Error()}
+	case errors.As(err, &tpe):
+		return http.StatusBadRequest, &apiError{Field: "tenant", Message: tpe.Error()}
 	case errors.As(err, &tle):
 		return http.StatusRequestEntityTooLarge, a.tooLarge(tle.size)
 	case errors.As(err, &mbe):
@@ -450,9 +460,10 @@ func (a *API) postKeys(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer done()
+	sc := scopeOf(r)
 	for i, k := range req.Keys {
-		if err := a.producer.AddKey(ctx, connID, actor, k); err != nil {
-			a.cfg.Logger.Warn().Err(err).Int("erp_connection", connID).Int("keys", i).Msg("intake API: trickle keys failed")
+		if err := sc.producer.AddKey(ctx, connID, actor, k); err != nil {
+			a.cfg.Logger.Warn().Err(err).Str("tenant", sc.tenant).Int("erp_connection", connID).Int("keys", i).Msg("intake API: trickle keys failed")
 			code, e := a.answer(err, nil)
 			done := "none of them was enqueued: send them again"
 			if i > 0 {
@@ -463,8 +474,8 @@ func (a *API) postKeys(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	a.cfg.Logger.Info().Int("erp_connection", connID).Str("actor_type", actor.String()).Int("keys", len(req.Keys)).Str("remote", r.RemoteAddr).Msg("intake API: trickle keys enqueued")
-	writeJSON(w, http.StatusOK, a.producer.Trickled(len(req.Keys), connID, actor))
+	a.cfg.Logger.Info().Str("tenant", sc.tenant).Int("erp_connection", connID).Str("actor_type", actor.String()).Int("keys", len(req.Keys)).Str("remote", r.RemoteAddr).Msg("intake API: trickle keys enqueued")
+	writeJSON(w, http.StatusOK, sc.producer.Trickled(len(req.Keys), connID, actor))
 }
 
 // firstBadKey checks every key of a POST before the first is enqueued: the first invalid one

@@ -28,7 +28,7 @@ func (a *API) listRuns(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	list, err := a.ledger.Runs(r.Context(), limit)
+	list, err := scopeOf(r).ledger.Runs(r.Context(), limit)
 	if err != nil {
 		a.internal(w, "runs", err)
 		return
@@ -52,9 +52,10 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) (ledger.RunStatus, 
 		writeError(w, http.StatusBadRequest, e)
 		return ledger.RunStatus{}, false
 	}
-	st, err := a.ledger.Status(r.Context(), run)
+	sc := scopeOf(r)
+	st, err := sc.ledger.Status(r.Context(), run)
 	if errors.Is(err, ledger.ErrRunNotFound) {
-		writeError(w, http.StatusNotFound, &apiError{Field: "run", Message: fmt.Sprintf("run %q not found (GET %sruns lists the recent ones)", run, Prefix)})
+		writeError(w, http.StatusNotFound, &apiError{Field: "run", Message: fmt.Sprintf("run %q not found (GET %sruns lists the recent ones)", run, sc.prefix)})
 		return st, false
 	}
 	if err != nil {
@@ -71,7 +72,7 @@ func (a *API) getRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Every queue's retry set, by the run's name: a trickle run's batches wait in the trickle queue.
-	rep, err := runreport.Report(r.Context(), a.cfg.Redis, a.insp, "", st, a.cfg.Now())
+	rep, err := runreport.TenantReport(r.Context(), a.cfg.Redis, a.insp, "", scopeOf(r).tenant, st, a.cfg.Now())
 	if err != nil {
 		a.internal(w, "status of "+st.Run, err)
 		return
@@ -86,7 +87,7 @@ func (a *API) getDead(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	dls, err := a.ledger.DeadLetters(r.Context(), st.Run)
+	dls, err := scopeOf(r).ledger.DeadLetters(r.Context(), st.Run)
 	if err != nil {
 		a.internal(w, "dead letters of "+st.Run, err)
 		return

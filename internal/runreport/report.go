@@ -106,13 +106,20 @@ func NewRunReport(st ledger.RunStatus, now time.Time) RunReport {
 // Report is run st's whole report at now: NewRunReport and, while keys are pending, the
 // run's batches waiting in queue's retry set ("" reads every queue's; AddRetrying) and the
 // open circuit breakers that hold it (flow.Pauses). `enqueue status`, the intake API and
-// `worker demo` all build it here.
+// `worker demo` all build it here. st is a run of the implicit tenant; TenantReport is
+// Report for another's.
 func Report(ctx context.Context, rdb redis.UniversalClient, insp *asynq.Inspector, queue string, st ledger.RunStatus, now time.Time) (RunReport, error) {
+	return TenantReport(ctx, rdb, insp, queue, "", st, now)
+}
+
+// TenantReport is Report of run st of tenant ("" the implicit tenant): only that tenant's
+// batches count as the run's in the retry set.
+func TenantReport(ctx context.Context, rdb redis.UniversalClient, insp *asynq.Inspector, queue, tenant string, st ledger.RunStatus, now time.Time) (RunReport, error) {
 	r := NewRunReport(st, now)
 	if st.PendingKeys == 0 {
 		return r, nil
 	}
-	rt, err := RetryingBatches(insp, queue, st.Run)
+	rt, err := RetryingBatches(insp, queue, tasks.RunKey(tenant, st.Run))
 	if err != nil {
 		return r, fmt.Errorf("retry set: %w", err)
 	}

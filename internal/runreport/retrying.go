@@ -81,7 +81,8 @@ func (r *Retrying) merge(o Retrying) {
 
 // RetryingBatches counts run's batches in queue's retry set, reading at most MaxRetryScan
 // tasks; queue "" reads the retry sets of every queue asynq knows. A queue asynq does not
-// know holds none.
+// know holds none. run is the ledger's name of the run, tasks.RunKey(tenant, run): a plain
+// run name is the implicit tenant's, and another tenant's batches of that name are not its.
 func RetryingBatches(insp *asynq.Inspector, queue, run string) (Retrying, error) {
 	if queue != "" {
 		return retryingIn(insp, queue, run)
@@ -114,7 +115,7 @@ func retryingIn(insp *asynq.Inspector, queue, run string) (Retrying, error) {
 		}
 		for _, ti := range list {
 			b, err := tasks.ParseBatch(ti.Payload)
-			if err != nil || b.Run != run {
+			if err != nil || b.RunKey() != run {
 				continue
 			}
 			r.add(len(b.Keys), ti.LastErr, ti.LastFailedAt, ti.NextProcessAt)

@@ -21,8 +21,9 @@ func TestRetryingBatches(t *testing.T) {
 	db := redistest.New(t)
 	client := asynq.NewClient(db.Opt())
 	defer client.Close()
-	for i, q := range []struct{ run, queue string }{{"r", "qa"}, {"r", "qb"}, {"other", "qa"}} {
-		task, err := tasks.NewResyncTask(tasks.Batch{Run: q.run, ErpConnectionID: 3, ActorType: erpsync.ActorCustomer, Keys: []string{"K1"}, Seq: i})
+	// The last is tenant T's run called r: not the implicit tenant's r.
+	for i, q := range []struct{ tenant, run, queue string }{{"", "r", "qa"}, {"", "r", "qb"}, {"", "other", "qa"}, {"T", "r", "qa"}} {
+		task, err := tasks.NewResyncTask(tasks.Batch{Tenant: q.tenant, Run: q.run, ErpConnectionID: 3, ActorType: erpsync.ActorCustomer, Keys: []string{"K1"}, Seq: i})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -50,7 +51,7 @@ func TestRetryingBatches(t *testing.T) {
 		if err := errors.Join(errA, errB); err != nil {
 			return false, err
 		}
-		return a.Retry == 2 && b.Retry == 1, fmt.Errorf("qa %+v, qb %+v", a, b)
+		return a.Retry == 3 && b.Retry == 1, fmt.Errorf("qa %+v, qb %+v", a, b)
 	})
 	tests := []struct {
 		name, queue, run string
@@ -59,6 +60,7 @@ func TestRetryingBatches(t *testing.T) {
 		{"every queue", "", "r", 2, 1},
 		{"one queue", "qa", "r", 1, 0},
 		{"another run", "", "other", 1, 0},
+		{"a tenant's run of the same name", "", tasks.RunKey("T", "r"), 1, 0},
 		{"unknown queue", "nope", "r", 0, 0},
 		{"unknown run", "", "nope", 0, 0},
 	}

@@ -9,6 +9,12 @@
 // ledger (package internal/ledger) and are derived by package internal/runreport, as `enqueue status`
 // derives them, so both always agree.
 //
+// With tenants (Config.Tenants), the list shows every tenant's runs, each with its tenant,
+// and filters by ?tenant=ID; a run's page and export take ?tenant=ID too (absent: the
+// implicit tenant, so the URLs of before tenants keep working). Each tenant's runs are read
+// through its own view of the ledger (Config.TenantLedger), so two tenants' runs of the
+// same name never mix.
+//
 // Flow control reports pauses (SuperOffice unavailable, calls held) through the Pauser
 // interface; each page shows them as a banner at the top.
 package runspage

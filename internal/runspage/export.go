@@ -21,13 +21,16 @@ func (h *Handler) serveChanges(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, http.StatusBadRequest, "format="+err.Error())
 		return
 	}
-	st, ok := h.status(w, r)
+	st, tenant, ok := h.status(w, r)
 	if !ok {
 		return
 	}
 	ext := map[ledger.ExportFormat]string{ledger.ExportCSV: ".csv", ledger.ExportJSONL: ".ndjson"}[f]
 	// Run names hold letters, digits and "-_.:"; ':' is no good in a file name.
 	file := strings.ReplaceAll(st.Run, ":", "_") + "-changes" + ext
+	if tenant != "" {
+		file = tenant + "-" + file
+	}
 	w.Header().Set("Content-Type", f.ContentType())
 	w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": file}))
 	if r.Method == http.MethodHead {
@@ -35,7 +38,7 @@ func (h *Handler) serveChanges(w http.ResponseWriter, r *http.Request) {
 	}
 	cw := &countingWriter{w: w}
 	out := ledger.NewChangeWriter(cw, f)
-	err = h.cfg.Ledger.Changes(r.Context(), st.Run, out.Write)
+	err = h.cfg.TenantLedger(tenant).Changes(r.Context(), st.Run, out.Write)
 	if err == nil {
 		err = out.Flush()
 	}

@@ -38,12 +38,22 @@ type Ledger interface {
 
 // Config configures the handler.
 type Config struct {
-	// Ledger is read for runs, dead letters and changes; required.
+	// Ledger is read for runs, dead letters and changes; required. It is the implicit
+	// tenant's (the worker's SUPEROFFICE_* settings).
 	Ledger Ledger
+	// Tenants returns the tenants whose runs the page shows, "" for the implicit tenant; it
+	// is called on every request, so a tenant removed is gone from the next page on. Zero
+	// value: the implicit tenant only.
+	Tenants func() []string
+	// TenantLedger is the ledger as tenant id sees it (ledger.Ledger.Tenant): its runs only.
+	// Zero value: Ledger's Tenant when Ledger is a *ledger.Ledger, else Ledger for the
+	// implicit tenant and nothing for another.
+	TenantLedger func(id string) Ledger
 	// Pauses reports flow control's pauses for the banner; nil shows none.
 	Pauses Pauser
 	// Retrying reports an active run's batches waiting in asynq's retry set, with the last
 	// error, for its page and the ETA in the list (runreport.RetryingBatches); nil shows none.
+	// run is the ledger's name of the run, tasks.RunKey(tenant, run).
 	Retrying func(ctx context.Context, run string) (runreport.Retrying, error)
 	// Runs is how many recent runs the list shows without ?limit=; 0 means DefaultRuns.
 	Runs int
@@ -97,6 +107,12 @@ func New(cfg Config) (*Handler, error) {
 	cfg.Refresh = cmp.Or(cfg.Refresh, DefaultRefresh)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Tenants == nil {
+		cfg.Tenants = func() []string { return []string{""} }
+	}
+	if cfg.TenantLedger == nil {
+		cfg.TenantLedger = tenantLedger(cfg.Ledger)
 	}
 	h := &Handler{cfg: cfg, mux: http.NewServeMux()}
 	var err error
@@ -191,19 +207,29 @@ func (h *Handler) serveList(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, http.StatusBadRequest, err.Error())
 		return
 	}
-	list, err := h.cfg.Ledger.Runs(r.Context(), limit)
+	all := h.cfg.Tenants()
+	shown, filtered := all, r.URL.Query().Has("tenant")
+	if filtered {
+		id, ok := h.tenant(w, r, all)
+		if !ok {
+			return
+		}
+		shown = []string{id}
+	}
+	runs, err := h.runs(r.Context(), shown, limit)
 	if err != nil {
 		h.fail(w, r, http.StatusInternalServerError, "reading the ledger: "+err.Error())
 		return
 	}
 	now := h.cfg.Now()
-	views := make([]runView, 0, len(list))
+	views := make([]runView, 0, len(runs))
 	active := false
-	for _, st := range list {
-		v := newRunView(st, now)
+	for _, tr := range runs {
+		st := tr.st
+		v := newRunView(tr.tenant, st, now)
 		if h.cfg.Retrying != nil && st.PendingKeys > 0 && st.State == ledger.RunActive {
 			// The ETA waits for the run's retries, as on its own page.
-			rt, err := h.cfg.Retrying(r.Context(), st.Run)
+			rt, err := h.cfg.Retrying(r.Context(), tasks.RunKey(tr.tenant, st.Run))
 			if err != nil {
 				h.fail(w, r, http.StatusInternalServerError, "reading the retry set: "+err.Error())
 				return
@@ -214,28 +240,34 @@ func (h *Handler) serveList(w http.ResponseWriter, r *http.Request) {
 		active = active || st.State == ledger.RunActive
 	}
 	h.render(w, r, h.listPage, http.StatusOK, h.newPage(r, "Runs", active, struct {
-		Runs  []runView
-		Limit int
-	}{views, limit}))
+		Runs    []runView
+		Limit   int
+		Tenants tenantFilter
+	}{views, limit, newTenantFilter(all, filtered, shown[0])}))
 }
 
-// status reads the run named in the path, answering the error itself when there is none.
-func (h *Handler) status(w http.ResponseWriter, r *http.Request) (ledger.RunStatus, bool) {
+// status reads the run named in the path, of the tenant named by ?tenant= (none: the
+// implicit tenant), answering the error itself when there is none.
+func (h *Handler) status(w http.ResponseWriter, r *http.Request) (ledger.RunStatus, string, bool) {
 	run := r.PathValue("run")
 	if err := tasks.ValidateRunName(run); err != nil {
 		h.fail(w, r, http.StatusNotFound, err.Error())
-		return ledger.RunStatus{}, false
+		return ledger.RunStatus{}, "", false
 	}
-	st, err := h.cfg.Ledger.Status(r.Context(), run)
+	tenant, ok := h.tenant(w, r, h.cfg.Tenants())
+	if !ok {
+		return ledger.RunStatus{}, "", false
+	}
+	st, err := h.cfg.TenantLedger(tenant).Status(r.Context(), run)
 	if errors.Is(err, ledger.ErrRunNotFound) {
-		h.fail(w, r, http.StatusNotFound, fmt.Sprintf("run %q not found: the ledger has never seen it", run))
-		return st, false
+		h.fail(w, r, http.StatusNotFound, fmt.Sprintf("run %q%s not found: the ledger has never seen it", run, ofTenant(tenant)))
+		return st, "", false
 	}
 	if err != nil {
 		h.fail(w, r, http.StatusInternalServerError, "reading the ledger: "+err.Error())
-		return st, false
+		return st, "", false
 	}
-	return st, true
+	return st, tenant, true
 }
 
 func (h *Handler) serveRun(w http.ResponseWriter, r *http.Request) {
@@ -244,26 +276,26 @@ func (h *Handler) serveRun(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, http.StatusBadRequest, err.Error())
 		return
 	}
-	st, ok := h.status(w, r)
+	st, tenant, ok := h.status(w, r)
 	if !ok {
 		return
 	}
-	dls, err := h.cfg.Ledger.DeadLetters(r.Context(), st.Run)
+	dls, err := h.cfg.TenantLedger(tenant).DeadLetters(r.Context(), st.Run)
 	if err != nil {
 		h.fail(w, r, http.StatusInternalServerError, "reading the dead letters: "+err.Error())
 		return
 	}
 	var retrying runreport.Retrying
 	if h.cfg.Retrying != nil && st.PendingKeys > 0 {
-		if retrying, err = h.cfg.Retrying(r.Context(), st.Run); err != nil {
+		if retrying, err = h.cfg.Retrying(r.Context(), tasks.RunKey(tenant, st.Run)); err != nil {
 			h.fail(w, r, http.StatusInternalServerError, "reading the retry set: "+err.Error())
 			return
 		}
 	}
 	now := h.cfg.Now()
-	view := newRunView(st, now)
+	view := newRunView(tenant, st, now)
 	view.P = view.P.WithRetrying(retrying, now)
-	h.render(w, r, h.runPage, http.StatusOK, h.newPage(r, "Run "+st.Run, st.State == ledger.RunActive, struct {
+	h.render(w, r, h.runPage, http.StatusOK, h.newPage(r, "Run "+st.Run+ofTenant(tenant), st.State == ledger.RunActive, struct {
 		Run      runView
 		Retrying runreport.Retrying
 		Waiting  string

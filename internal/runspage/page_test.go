@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -16,12 +17,24 @@ import (
 
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/internal/ledger"
+	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/internal/runreport"
 	"github.com/erpresync/erpresync/internal/runspage"
 	"github.com/erpresync/erpresync/tasks"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain starts the package's redis-server (the browser test's ledger) and, once every
+// test passed, checks that none left a goroutine behind.
+func TestMain(m *testing.M) {
+	code := redistest.Main(m)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
 
 var (
 	t0  = time.Date(2026, 11, 27, 2, 30, 0, 0, time.UTC)

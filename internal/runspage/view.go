@@ -17,8 +17,10 @@ import (
 // runView is one run as the templates show it.
 type runView struct {
 	ledger.RunStatus
-	P runreport.Progress
-	// Href is the run's page, relative to Path.
+	// Tenant is the run's tenant, "" the implicit one; the run's URLs carry it as ?tenant=.
+	Tenant string
+	P      runreport.Progress
+	// Href is the run's page, relative to Path, without the tenant.
 	Href string
 	// Tables are the records changed, one row per CRM table, by name.
 	Tables []tableRow
@@ -32,8 +34,8 @@ type tableRow struct {
 	Added, Updated, Deleted int64
 }
 
-func newRunView(st ledger.RunStatus, now time.Time) runView {
-	v := runView{RunStatus: st, P: runreport.ProgressOf(st, now), Href: "./" + url.PathEscape(st.Run)}
+func newRunView(tenant string, st ledger.RunStatus, now time.Time) runView {
+	v := runView{RunStatus: st, Tenant: tenant, P: runreport.ProgressOf(st, now), Href: "./" + url.PathEscape(st.Run)}
 	names := map[string]bool{}
 	for _, byTable := range st.Records {
 		for t := range byTable {
@@ -83,6 +85,7 @@ var funcs = template.FuncMap{
 	"when":    when,
 	"minute":  minute,
 	"state":   stateLabel,
+	"tenant":  tenantColumn,
 	"oneline": func(s string) string { return strings.Join(strings.Fields(s), " ") },
 	"orDash": func(s string) string {
 		if s == "" {
