@@ -376,7 +376,7 @@ func (c *cli) runs(ctx context.Context, args []string) int {
 		if _, ok := held[st.ErpConnectionID]; ok || st.PendingKeys == 0 {
 			continue
 		}
-		if held[st.ErpConnectionID], err = flow.Pauses(ctx, rc.rdb, st.ErpConnectionID, c.now()); err != nil {
+		if held[st.ErpConnectionID], err = flow.Pauses(ctx, rc.rdb, rc.tenant, st.ErpConnectionID, c.now()); err != nil {
 			return c.fail(exitUsage, "runs: circuit breakers: %v", err)
 		}
 	}

@@ -266,7 +266,8 @@ func (a *app) tenantHandler(id string) asynq.Handler {
 // listener or no INTAKE_TOKENS.
 func (a *app) intakeAPI() (http.Handler, error) {
 	cfg := a.cfg
-	if a.deps.Listener == nil || len(cfg.IntakeTokens) == 0 {
+	tenants := intakeTenants(a.deps.Tenants)
+	if a.deps.Listener == nil || len(cfg.IntakeTokens) == 0 && len(tenants) == 0 {
 		return nil, nil
 	}
 	trickle := cfg.TrickleQueue
@@ -274,12 +275,39 @@ func (a *app) intakeAPI() (http.Handler, error) {
 		trickle = cmp.Or(cfg.IntakeQueue, tasks.DefaultQueue)
 	}
 	api, err := intakeapi.New(intakeapi.Config{Redis: a.rdb, Queue: cfg.IntakeQueue, TrickleQueue: trickle, Tokens: cfg.IntakeTokens,
-		MaxBody: cfg.IntakeMaxBody, BodyTimeout: cfg.IntakeBodyTimeout, SlotWait: cfg.IntakeSlotWait, Logger: a.deps.Logger})
+		Tenants: tenants, MaxBody: cfg.IntakeMaxBody, BodyTimeout: cfg.IntakeBodyTimeout, SlotWait: cfg.IntakeSlotWait, Logger: a.deps.Logger})
 	if err != nil {
 		return nil, err
 	}
+	if f := a.deps.Tenants; f != nil {
+		f.onChange(func() {
+			if err := api.SetTenants(intakeTenants(f)); err != nil {
+				a.deps.Logger.Error().Err(err).Msg("intake API: the tenants' tokens were not changed")
+			}
+		})
+	}
 	a.intake = api
 	return api, nil
+}
+
+// intakeTenants are the intake API's tenants: each served tenant of the tenants file with
+// its intake tokens (the implicit tenant's are INTAKE_TOKENS, Config.Tokens).
+func intakeTenants(f *fleet) []intakeapi.Tenant {
+	if f == nil {
+		return nil
+	}
+	var out []intakeapi.Tenant
+	for _, t := range f.all() {
+		if t.Spec.ID == "" || len(t.Spec.IntakeTokens) == 0 {
+			continue
+		}
+		toks := make([]string, len(t.Spec.IntakeTokens))
+		for i, s := range t.Spec.IntakeTokens {
+			toks[i] = s.Reveal()
+		}
+		out = append(out, intakeapi.Tenant{ID: t.Spec.ID, Tokens: toks})
+	}
+	return out
 }
 
 // asynqConfig is the asynq server's configuration: the served queues, the retry delays, the
@@ -337,7 +365,7 @@ func (a *app) startHTTP(ctx context.Context, intake http.Handler) string {
 		RedisOpt: a.cfg.RedisOpt, Redis: a.rdb, Registry: a.deps.Registry,
 		DashboardUser: a.cfg.DashboardUser, DashboardPass: a.cfg.DashboardPass, ReadOnly: a.cfg.DashboardRO,
 		CrossOrigin: a.cfg.DashboardOrigins, Logger: a.deps.Logger, Intake: intake,
-	})
+	}.withTenants(a.deps.Tenants))
 	a.closeUI = closeUI
 	a.goLoop(func() {
 		if err := serveHTTP(ctx, ln, handler, httpTimeouts{Idle: a.cfg.HTTPIdleTimeout, Body: a.cfg.IntakeBodyTimeout}); err != nil {

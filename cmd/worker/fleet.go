@@ -227,3 +227,11 @@ func serveTenants(ctx context.Context, v values, getenv func(string) string, opt
 	}()
 	return f, nil
 }
+
+// withTenants is c serving f's tenants on the runs page (nil f: the implicit tenant only).
+func (c httpConfig) withTenants(f *fleet) httpConfig {
+	if f != nil {
+		c.Tenants = f.ids
+	}
+	return c
+}

@@ -28,6 +28,9 @@ type httpConfig struct {
 	DashboardPass string
 	ReadOnly      bool
 	Intake        http.Handler // the intake API, mounted at /v1/; nil: none
+	// Tenants are the served tenants' IDs for the runs page ("" the implicit tenant); nil:
+	// the implicit tenant only.
+	Tenants func() []string
 	// CrossOrigin refuses the dashboard's and runs page's unsafe requests (POST, DELETE, …)
 	// that a browser sends from another site; nil: one with no trusted origins.
 	CrossOrigin *http.CrossOriginProtection

@@ -19,7 +19,8 @@ import (
 func mountRunsPage(mux *http.ServeMux, cfg httpConfig) {
 	insp := asynq.NewInspectorFromRedisClient(cfg.Redis) // shares the client: nothing to close
 	h, err := runspage.New(runspage.Config{
-		Ledger: ledger.NewLedger(cfg.Redis),
+		Ledger:  ledger.NewLedger(cfg.Redis),
+		Tenants: cfg.Tenants,
 		Pauses: breakerPauses{cfg.Redis},
 		Retrying: func(_ context.Context, run string) (runreport.Retrying, error) {
 			return runreport.RetryingBatches(insp, "", run)

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -65,6 +66,7 @@ func TestTwoTenantsOneFleet(t *testing.T) {
       login_url: %s/Login/api/PartnerSystemUser/Authenticate
       context_id: Cust67890
     app_token_env: B_APP_TOKEN
+    intake_tokens_env: B_INTAKE
 `, simA.URL, e2etest.User, simB.URL, keyFile, simB.RootURL)
 	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
@@ -77,12 +79,31 @@ func TestTwoTenantsOneFleet(t *testing.T) {
 	env["ACME_PASSWORD"] = e2etest.Password
 	env["B_SYSTEM_TOKEN"] = sysToken
 	env["B_APP_TOKEN"] = appToken
+	const intakeB = "intake-token-of-tenant-B"
+	env["B_INTAKE"] = intakeB
+	addr := freeAddr(t)
+	env["WORKER_HTTP_ADDR"] = addr
 
 	keysA, keysB := e2etest.Keys("A", 600), e2etest.Keys("B", 600)
 	simA.SetOutage(true)
 	e2etest.SubmitTenant(t, rdb, "acme-onsite", "nightly", erpsync.ActorCustomer, keysA, 50)
 	e2etest.SubmitTenant(t, rdb, "Cust67890", "nightly", erpsync.ActorCustomer, keysB, 50)
-	workers := []*e2etest.Process{e2etest.StartWorker(t, env), e2etest.StartWorker(t, env)}
+	workers := []*e2etest.Process{e2etest.StartWorker(t, env)}
+	env["WORKER_HTTP_ADDR"] = "off"
+	workers = append(workers, e2etest.StartWorker(t, env))
+	// B's intake token reads B's runs and nothing of A's.
+	for path, want := range map[string]int{"/v1/tenants/Cust67890/runs": 200, "/v1/tenants/acme-onsite/runs": 403, "/v1/runs": 403} {
+		testwait.For(t, "GET "+path, 30*time.Second, func() (bool, error) {
+			req, _ := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
+			req.Header.Set("Authorization", "Bearer "+intakeB)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return false, err
+			}
+			resp.Body.Close()
+			return resp.StatusCode == want, fmt.Errorf("status %d, want %d", resp.StatusCode, want)
+		})
+	}
 
 	stB := waitTenantRun(t, rdb, "Cust67890", "nightly", 2*time.Minute)
 	stA, err := e2etest.TenantRunStatus(rdb, "acme-onsite", "nightly")
@@ -120,7 +141,7 @@ func TestTwoTenantsOneFleet(t *testing.T) {
 		t.Error("the implicit tenant has a run nightly")
 	}
 	for _, w := range workers {
-		for _, secret := range []string{e2etest.Password, sysToken, appToken} {
+		for _, secret := range []string{e2etest.Password, sysToken, appToken, intakeB} {
 			if strings.Contains(w.Log.String(), secret) {
 				t.Errorf("a secret is in the worker's log")
 			}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -410,5 +411,30 @@ func TestMetricsSharedByTenants(t *testing.T) {
 	}
 	for _, c := range cs[:2] {
 		c.Close()
+	}
+}
+
+// TestPausesOfOneTenant: a tenant's run report names its own open breakers only, never
+// another tenant's; the implicit tenant's are those named by a URL.
+func TestPausesOfOneTenant(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.New(t).TestClient(t)
+	ctx := context.Background()
+	now := time.Now()
+	for _, name := range []string{"sod.superoffice.com/cust1", TenantName("B"), TenantName("C")} {
+		key := tenantPrefix(name) + ":breaker:0"
+		if err := rdb.HSet(ctx, key, "state", "open", "since", now.UnixMilli(), "next", now.Add(time.Minute).UnixMilli(), "reason", "down: "+name).Err(); err != nil {
+			t.Fatal(err)
+		}
+		rdb.SAdd(ctx, breakersKey, name+"|0")
+	}
+	for id, want := range map[string]string{"": "sod.superoffice.com/cust1", "B": "@B", "C": "@C", "D": ""} {
+		got, err := Pauses(ctx, rdb, id, 3, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want == "" && len(got) != 0 || want != "" && (len(got) != 1 || !strings.HasSuffix(got[0], "tenant "+want)) {
+			t.Errorf("Pauses of tenant %q = %q, want only %s's", id, got, want)
+		}
 	}
 }

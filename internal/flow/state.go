@@ -89,17 +89,32 @@ func Breakers(ctx context.Context, rdb redis.UniversalClient) ([]Breaker, error)
 	return out, nil
 }
 
+// TenantName is the name (Config.Tenant) of the flow control of tenant id of a tenants
+// file: "@" + id. No URL's host starts with "@", so it never meets the implicit tenant's,
+// which is named by its URL.
+func TenantName(id string) string { return "@" + id }
+
+// Serves reports whether breakers named name belong to tenant id ("" the implicit tenant,
+// whose flow control is named by its URL: any name TenantName never makes).
+func Serves(id, name string) bool {
+	if id == "" {
+		return !strings.HasPrefix(name, "@")
+	}
+	return name == TenantName(id)
+}
+
 // Pauses describes the open circuit breakers that hold back the batches of ERP connection
-// conn: every tenant's own breaker, and the connection's, as `enqueue status` and the
-// intake API print them.
-func Pauses(ctx context.Context, rdb redis.UniversalClient, conn int, now time.Time) ([]string, error) {
+// conn of tenant id ("" the implicit tenant): the tenant's own breaker, and the
+// connection's, as `enqueue status` and the intake API print them. Another tenant's
+// breakers are never among them.
+func Pauses(ctx context.Context, rdb redis.UniversalClient, id string, conn int, now time.Time) ([]string, error) {
 	bs, err := Breakers(ctx, rdb)
 	if err != nil {
 		return nil, err
 	}
 	var out []string
 	for _, b := range bs {
-		if b.State != StateClosed && (b.ErpConnection == 0 || b.ErpConnection == conn) {
+		if Serves(id, b.Tenant) && b.State != StateClosed && (b.ErpConnection == 0 || b.ErpConnection == conn) {
 			out = append(out, b.Describe(now)+"; tenant "+b.Tenant)
 		}
 	}

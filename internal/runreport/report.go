@@ -124,7 +124,7 @@ func TenantReport(ctx context.Context, rdb redis.UniversalClient, insp *asynq.In
 		return r, fmt.Errorf("retry set: %w", err)
 	}
 	r.AddRetrying(rt, now)
-	if r.Paused, err = flow.Pauses(ctx, rdb, st.ErpConnectionID, now); err != nil {
+	if r.Paused, err = flow.Pauses(ctx, rdb, tenant, st.ErpConnectionID, now); err != nil {
 		return r, fmt.Errorf("circuit breakers: %w", err)
 	}
 	return r, nil

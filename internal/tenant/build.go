@@ -112,7 +112,7 @@ func (t *Tenant) Close() {
 // with "@", so no two tenants share a name.
 func FlowName(spec Spec) string {
 	if spec.ID != "" {
-		return "@" + spec.ID
+		return flow.TenantName(spec.ID)
 	}
 	base := strings.TrimSpace(spec.URL)
 	u, err := url.Parse(base)
