@@ -21,7 +21,7 @@ func mountRunsPage(mux *http.ServeMux, cfg httpConfig) {
 	h, err := runspage.New(runspage.Config{
 		Ledger:  ledger.NewLedger(cfg.Redis),
 		Tenants: cfg.Tenants,
-		Pauses: breakerPauses{cfg.Redis},
+		Pauses:  breakerPauses{cfg.Redis},
 		Retrying: func(_ context.Context, run string) (runreport.Retrying, error) {
 			return runreport.RetryingBatches(insp, "", run)
 		},
