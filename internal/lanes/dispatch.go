@@ -114,7 +114,9 @@ func (q *Queue) pick(ctx context.Context) (tenant string, wait time.Duration, er
 }
 
 // idle waits until wait has passed (-1: MaxIdle), or an Enqueue wakes it, or ctx ends.
-// go-redis's blocking pop counts whole seconds, so a shorter wait is a plain sleep.
+// go-redis's blocking pop counts whole seconds, so a shorter wait is a plain sleep. go-redis
+// does not interrupt a blocking pop when its context ends, so the pop runs on its own and
+// idle returns at once when ctx ends; the pop ends by its timeout.
 func (q *Queue) idle(ctx context.Context, wait time.Duration) error {
 	if wait < 0 || wait > q.cfg.MaxIdle {
 		wait = q.cfg.MaxIdle
@@ -123,18 +125,24 @@ func (q *Queue) idle(ctx context.Context, wait time.Duration) error {
 		sleep(ctx, wait)
 		return nil
 	}
-	err := q.cfg.Redis.BLPop(ctx, wait.Truncate(time.Second), q.wakeKey()).Err()
-	if err != nil && !errors.Is(err, redis.Nil) && ctx.Err() == nil {
-		return fmt.Errorf("lanes: wait for work: %w", err)
+	done := make(chan error, 1)
+	go func() { done <- q.cfg.Redis.BLPop(ctx, wait.Truncate(time.Second), q.wakeKey()).Err() }()
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-done:
+		if err != nil && !errors.Is(err, redis.Nil) && ctx.Err() == nil {
+			return fmt.Errorf("lanes: wait for work: %w", err)
+		}
+		return nil
 	}
-	return nil
 }
 
 // turn looks at tenant, whose turn pick gave this dispatcher: hands its next job to asynq
 // when it may go and reschedules it. It returns how many jobs it handed over (0 or 1).
 func (q *Queue) turn(ctx context.Context, tenant string) (int, error) {
 	if q.cfg.Known != nil && !q.cfg.Known(tenant) {
-		return 0, q.schedule(ctx, tenant, q.cfg.HoldRecheck)
+		return 0, q.hold(ctx, tenant)
 	}
 	if q.cfg.Ready != nil {
 		if d := q.cfg.Ready(ctx, tenant); d > 0 {
@@ -199,6 +207,20 @@ func (q *Queue) atCap(ctx context.Context, tenant string, limit int) error {
 		return q.schedule(ctx, tenant, 0)
 	}
 	return nil
+}
+
+// hold puts off an unknown tenant by HoldRecheck while its lane has jobs; one without jobs
+// (purged) leaves the schedule.
+func (q *Queue) hold(ctx context.Context, tenant string) error {
+	k := q.tenantKeys(tenant)
+	n, err := q.cfg.Redis.HLen(ctx, k.jobs).Result()
+	if err != nil {
+		return fmt.Errorf("lanes: look at tenant %q's lane: %w", tenant, err)
+	}
+	if n == 0 {
+		return q.drained(ctx, tenant, -1)
+	}
+	return q.schedule(ctx, tenant, q.cfg.HoldRecheck)
 }
 
 // drained handles a tenant whose take found nothing. With jobs still leased (leaseUS >= 0
