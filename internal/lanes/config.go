@@ -17,7 +17,7 @@ const (
 	DefaultInFlightLease = 15 * time.Minute
 	DefaultHoldRecheck   = time.Minute
 	DefaultCapRecheck    = 30 * time.Second
-	DefaultPollInterval  = 25 * time.Millisecond
+	DefaultPollInterval  = 5 * time.Millisecond
 	DefaultMaxIdle       = 5 * time.Second
 )
 
