@@ -33,6 +33,8 @@ func TestImportArrows(t *testing.T) {
 		{[]string{"./soap"}, []string{"rest", "tasks"}},
 		{[]string{"./rest"}, []string{"soap", "tasks"}},
 		{[]string{"./erpsync", "./internal/netserversim"}, []string{"soap", "rest", "auth", "tasks", "internal/httpcall"}},
+		// The lanes speak only asynq and Redis: the wiring hands them the tenant rules.
+		{[]string{"./internal/lanes"}, []string{"erpsync", "tasks", "internal/flow", "internal/ledger", "soap", "rest", "auth", "internal/httpcall"}},
 	}
 	root := filepath.Dir(readmePath)
 	for _, tt := range tests {

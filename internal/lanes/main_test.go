@@ -120,11 +120,20 @@ func (r *recorder) count() int {
 // serve runs an in-process asynq server with concurrency slots on db until the test ends.
 func serve(t testing.TB, db *redistest.DB, queues []string, concurrency int, h asynq.Handler) {
 	t.Helper()
+	serveOpt(t, db.Opt(), concurrency, h, queues...)
+}
+
+// serveOpt runs an in-process asynq server on opt, serving queues (default "lanes-test").
+func serveOpt(t testing.TB, opt asynq.RedisConnOpt, concurrency int, h asynq.Handler, queues ...string) *asynq.Server {
+	t.Helper()
+	if len(queues) == 0 {
+		queues = []string{"lanes-test"}
+	}
 	qs := map[string]int{}
 	for _, name := range queues {
 		qs[name] = 1
 	}
-	srv := asynq.NewServer(db.Opt(), asynq.Config{
+	srv := asynq.NewServer(opt, asynq.Config{
 		Concurrency: concurrency, Queues: qs, TaskCheckInterval: 10 * time.Millisecond,
 		LogLevel: asynq.ErrorLevel, ShutdownTimeout: 5 * time.Second,
 	})
@@ -132,4 +141,5 @@ func serve(t testing.TB, db *redistest.DB, queues []string, concurrency int, h a
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Shutdown)
+	return srv
 }
