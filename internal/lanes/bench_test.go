@@ -59,9 +59,32 @@ func (f *fleet) finishedBetween(tenant string, from, to time.Time) int {
 	return n
 }
 
+// iteration is one benchmark iteration's testing.TB: what its helpers register with
+// Cleanup runs at the iteration's end, so no dispatcher or asynq server of an earlier
+// iteration still runs (and sends Redis commands) during the next.
+type iteration struct {
+	testing.TB
+	cleanups []func()
+}
+
+func (it *iteration) Cleanup(f func()) { it.cleanups = append(it.cleanups, f) }
+
+func (it *iteration) end() {
+	for i := len(it.cleanups) - 1; i >= 0; i-- {
+		it.cleanups[i]()
+	}
+}
+
+// measure runs f as one iteration of b.
+func measure[T any](b *testing.B, f func(testing.TB) T) T {
+	it := &iteration{TB: b}
+	defer it.end()
+	return f(it)
+}
+
 // newFleet starts the workers; with direct set there are no dispatchers (producers would
 // enqueue into asynq themselves: the baseline).
-func newFleet(b *testing.B, cfg Config, direct bool) *fleet {
+func newFleet(b testing.TB, cfg Config, direct bool) *fleet {
 	b.Helper()
 	db := redistest.New(b)
 	cfg.LowWater = 2 * benchWorkers * benchSlots
@@ -77,7 +100,7 @@ func newFleet(b *testing.B, cfg Config, direct bool) *fleet {
 }
 
 // submit hands n batches of tenant to the lanes, or straight to asynq with direct.
-func (f *fleet) submit(b *testing.B, tenant string, n int, direct bool) {
+func (f *fleet) submit(b testing.TB, tenant string, n int, direct bool) {
 	b.Helper()
 	js := jobs(tenant, n)
 	if !direct {
@@ -95,7 +118,7 @@ func (f *fleet) submit(b *testing.B, tenant string, n int, direct bool) {
 
 // smallRun times a small tenant's 5 batches, alone or behind another tenant's 200-batch
 // backlog submitted first and already running.
-func smallRun(b *testing.B, backlog, direct bool) time.Duration {
+func smallRun(b testing.TB, backlog, direct bool) time.Duration {
 	f := newFleet(b, Config{}, direct)
 	if backlog {
 		f.submit(b, "big", 200, direct)
@@ -118,7 +141,7 @@ func BenchmarkFairnessSmallTenant(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			var ds []time.Duration
 			for b.Loop() {
-				ds = append(ds, smallRun(b, c.backlog, c.direct))
+				ds = append(ds, measure(b, func(tb testing.TB) time.Duration { return smallRun(tb, c.backlog, c.direct) }))
 			}
 			b.ReportMetric(float64(median(ds).Milliseconds()), "small_ms")
 		})
@@ -133,7 +156,7 @@ const (
 
 // shareRun runs the limited tenant (10 batches/s through Ready), the unlimited one, or both
 // on the 12 slots, and returns each one's finished batches per second over the window.
-func shareRun(b *testing.B, limited, unlimited bool) (lim, unl float64) {
+func shareRun(b testing.TB, limited, unlimited bool) (lim, unl float64) {
 	limiter := rate.NewLimiter(10, 1)
 	ready := func(_ context.Context, tenant string) time.Duration {
 		if tenant != "limited" {
@@ -166,9 +189,10 @@ func shareRun(b *testing.B, limited, unlimited bool) (lim, unl float64) {
 func BenchmarkFairnessSharedSlots(b *testing.B) {
 	var limAlone, unlAlone, limShared, unlShared []float64
 	for b.Loop() {
-		l, _ := shareRun(b, true, false)
-		_, u := shareRun(b, false, true)
-		ls, us := shareRun(b, true, true)
+		l := measure(b, func(tb testing.TB) [2]float64 { l, u := shareRun(tb, true, false); return [2]float64{l, u} })[0]
+		u := measure(b, func(tb testing.TB) [2]float64 { l, u := shareRun(tb, false, true); return [2]float64{l, u} })[1]
+		both := measure(b, func(tb testing.TB) [2]float64 { l, u := shareRun(tb, true, true); return [2]float64{l, u} })
+		ls, us := both[0], both[1]
 		limAlone, unlAlone, limShared, unlShared = append(limAlone, l), append(unlAlone, u), append(limShared, ls), append(unlShared, us)
 	}
 	b.ReportMetric(medianF(limAlone), "limited_alone/s")
@@ -187,7 +211,8 @@ func BenchmarkFairnessIdle(b *testing.B) {
 		b.Run(fmt.Sprintf("asynq_servers=%v", withServers), func(b *testing.B) {
 			var cmds, cpu []float64
 			for b.Loop() {
-				c, p := idleRun(b, withServers)
+				r := measure(b, func(tb testing.TB) [2]float64 { c, p := idleRun(tb, withServers); return [2]float64{c, p} })
+				c, p := r[0], r[1]
 				cmds, cpu = append(cmds, c), append(cpu, p)
 			}
 			b.ReportMetric(medianF(cmds), "redis_cmds/s")
@@ -198,7 +223,7 @@ func BenchmarkFairnessIdle(b *testing.B) {
 
 const idleWindow = 10 * time.Second
 
-func idleRun(b *testing.B, withServers bool) (cmdsPerSec, cpuPercent float64) {
+func idleRun(b testing.TB, withServers bool) (cmdsPerSec, cpuPercent float64) {
 	db := redistest.New(b)
 	if !db.Server.Real {
 		b.Skip("commandstats need a real redis-server")
@@ -232,7 +257,7 @@ func idleRun(b *testing.B, withServers bool) (cmdsPerSec, cpuPercent float64) {
 }
 
 // commands is the server's total of commands run (INFO commandstats, all databases).
-func commands(b *testing.B, db *redistest.DB) int64 {
+func commands(b testing.TB, db *redistest.DB) int64 {
 	c := db.Client()
 	defer c.Close()
 	info, err := c.Info(context.Background(), "commandstats").Result()

@@ -57,6 +57,9 @@ func (q *Queue) EnqueueMany(ctx context.Context, tenant string, jobs []Job) (con
 	if err := checkTenant(tenant, q.cfg.ValidTenant); err != nil {
 		return nil, err
 	}
+	if len(jobs) == 0 {
+		return nil, nil
+	}
 	args := make([]any, 0, 2*len(jobs))
 	for i, j := range jobs {
 		if err := j.check(q.cfg.Queues); err != nil {
