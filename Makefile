@@ -1,7 +1,7 @@
 # erpresync development targets. `make help` lists them.
 GO ?= go
 
-.PHONY: help test test-race ci bench bench-codec bench-e2e bench-pipeline bench-flow bench-intake bench-intake-http bench-footprint fuzz soak chaos demo lint tidy compose-check build
+.PHONY: help test test-race ci bench bench-codec bench-e2e bench-pipeline bench-flow bench-intake bench-intake-http bench-footprint bench-lanes fuzz soak chaos demo lint tidy compose-check build
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -18,7 +18,7 @@ ci: ## what CI runs
 build: ## build worker, enqueue and netserver-sim into ./bin
 	$(GO) build -o bin/ ./cmd/...
 
-bench: bench-codec bench-e2e bench-intake bench-intake-http bench-flow bench-footprint ## every benchmark BENCHMARKS.md reports (about an hour)
+bench: bench-codec bench-e2e bench-intake bench-intake-http bench-flow bench-footprint bench-lanes ## every benchmark BENCHMARKS.md reports (about an hour)
 
 bench-codec: ## SOAP and REST codecs (against encoding/xml and encoding/json), ledger, intake and runs-page export benchmarks, 5 runs each (compare with benchstat)
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./soap ./rest ./tasks ./internal/ledger ./intake ./internal/runspage
@@ -40,6 +40,9 @@ bench-intake-http: ## a million keys PUT to the intake API vs `enqueue --file` i
 
 bench-footprint: ## Redis memory a finished 1,000,000-key run leaves (INFO used_memory before and after), bytes per key
 	$(GO) test ./cmd/worker -run '^$$' -bench Footprint -benchtime 1x -timeout 30m
+
+bench-lanes: ## per-tenant lanes: a small tenant behind a backlog, a limited and an unlimited tenant sharing 12 slots, idle cost of 1,000 tenants; medians of 5
+	$(GO) test ./internal/lanes -run '^$$' -bench Fairness -benchtime 5x -timeout 20m
 
 fuzz: ## fuzz the SOAP and REST response parsers and the login parser, 2 minutes each (FUZZTIME to change)
 	$(GO) test ./soap -run '^$$' -fuzz FuzzParseResponse -fuzztime $(or $(FUZZTIME),2m)

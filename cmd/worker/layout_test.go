@@ -40,6 +40,8 @@ func TestImportArrows(t *testing.T) {
 		// One tenant as a value: it may name the transports, auth and flow control; the
 		// domain, the ledger and the intake side never name it (they take a tenant ID).
 		{[]string{"./tasks", "./internal/ledger", "./intake", "./internal/intakeapi", "./internal/flow", "./erpsync", "./soap", "./rest", "./auth"}, []string{"internal/tenant"}},
+		// The lanes speak only asynq and Redis: the wiring hands them the tenant rules.
+		{[]string{"./internal/lanes"}, []string{"erpsync", "tasks", "internal/flow", "internal/ledger", "soap", "rest", "auth", "internal/httpcall"}},
 	}
 	root := filepath.Dir(readmePath)
 	for _, tt := range tests {
