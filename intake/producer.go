@@ -23,6 +23,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/lanes"
 	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/tasks"
 )
@@ -50,7 +51,9 @@ type ProducerConfig struct {
 	// Tenant is the SuperOffice tenant whose keys the Producer hands over
 	// (tasks.ValidateTenantID); zero value: the implicit tenant of the SUPEROFFICE_* settings.
 	// Its runs, batch IDs, trickle groups and ledger are the tenant's own: two tenants may
-	// both have a run called "nightly".
+	// both have a run called "nightly". A tenant's batches wait in its lane (package
+	// internal/lanes) until the workers' dispatcher gives the tenant its turn, so that one
+	// tenant's backlog never delays another's run; the implicit tenant's go straight to asynq.
 	Tenant string
 	// Redis is the server that holds asynq's queues and the ledger. The Producer never closes
 	// it. It may be nil for a Producer used only for dry runs.
@@ -221,6 +224,7 @@ type Progress struct {
 // one at a time (AddKey). A Producer is safe for concurrent use.
 type Producer struct {
 	cfg    ProducerConfig
+	lanes  *lanes.Queue // a tenant's batches go here, not to asynq; nil for the implicit tenant
 	client *asynq.Client
 	insp   *asynq.Inspector // reads a batch already present, to compare its keys
 	ledger *ledger.Ledger
@@ -249,6 +253,12 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 		p.client = asynq.NewClientFromRedisClient(cfg.Redis)
 		p.insp = asynq.NewInspectorFromRedisClient(cfg.Redis)
 		p.ledger = ledger.NewLedger(cfg.Redis).Tenant(cfg.Tenant)
+		if cfg.Tenant != "" {
+			var err error
+			if p.lanes, err = lanes.New(lanes.Config{Redis: cfg.Redis, Queues: []string{cfg.Queue}, ValidTenant: tasks.ValidateTenantID}); err != nil {
+				return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+			}
+		}
 	}
 	return p, nil
 }
@@ -906,7 +916,7 @@ func (s *submission) enqueue(ctx context.Context, j job) error {
 	if _, err := s.p.ledger.RegisterBatch(ctx, s.meta(), id, len(j.keys)); err != nil {
 		return fmt.Errorf("register batch %s: %w", id, err)
 	}
-	_, err = s.p.client.EnqueueContext(ctx, t)
+	err = s.p.send(ctx, t, id)
 	switch {
 	case errors.Is(err, asynq.ErrTaskIDConflict):
 		if err := s.checkPresent(id, j.keys); err != nil {
@@ -927,15 +937,15 @@ func (s *submission) enqueue(ctx context.Context, j job) error {
 // present would silently drop them. It costs a round trip per batch already present, so
 // only resubmissions pay it. (asynq's Inspector takes no context.)
 func (s *submission) checkPresent(id string, keys []string) error {
-	info, err := s.p.insp.GetTaskInfo(s.p.cfg.Queue, id)
-	if errors.Is(err, asynq.ErrTaskNotFound) {
-		return nil // gone since the conflict (retention, or its dead letters were requeued)
-	}
+	payload, err := s.p.present(id)
 	if err != nil {
 		return fmt.Errorf("read batch %s already present: %w", id, err)
 	}
+	if payload == nil {
+		return nil // gone since the conflict (retention, or its dead letters were requeued)
+	}
 	var have tasks.Batch
-	if err := json.Unmarshal(info.Payload, &have); err != nil {
+	if err := json.Unmarshal(payload, &have); err != nil {
 		return fmt.Errorf("read batch %s already present: %w", id, err)
 	}
 	if slices.Equal(have.Keys, keys) {
@@ -953,6 +963,37 @@ func (s *submission) checkPresent(id string, keys []string) error {
 	}
 	return fmt.Errorf("%w: batch %s already holds other keys (%s): this is not the input first submitted as run %s; submit it under a new run name",
 		ErrRunMismatch, id, diff, s.spec.Run)
+}
+
+// send hands batch task t (task ID id) over: to asynq, or a tenant's to its lane. A batch
+// already there is an error wrapping asynq.ErrTaskIDConflict either way.
+func (p *Producer) send(ctx context.Context, t *asynq.Task, id string) error {
+	if p.lanes == nil {
+		_, err := p.client.EnqueueContext(ctx, t)
+		return err
+	}
+	st := tasks.ResyncSettingsOf(p.opts...)
+	return p.lanes.Enqueue(ctx, p.cfg.Tenant, lanes.Job{ID: id, Type: t.Type(), Payload: t.Payload(), Queue: st.Queue,
+		MaxRetry: st.MaxRetry, Timeout: st.Timeout, Retention: st.Retention})
+}
+
+// present is the payload of batch id already handed over — in asynq, or still in the
+// tenant's lane — or nil when it is in neither any more.
+func (p *Producer) present(id string) ([]byte, error) {
+	info, err := p.insp.GetTaskInfo(p.cfg.Queue, id)
+	switch {
+	case err == nil:
+		return info.Payload, nil
+	case !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound):
+		return nil, err
+	case p.lanes == nil:
+		return nil, nil
+	}
+	job, ok, err := p.lanes.Job(context.Background(), p.cfg.Tenant, id)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return job.Payload, nil
 }
 
 // ctxDone is the error of a done ctx: its cause (a failed batch, the signal

@@ -219,14 +219,47 @@ func NewResyncTaskID(b Batch, id string, opts ...asynq.Option) (*asynq.Task, err
 	if err != nil {
 		return nil, fmt.Errorf("encode batch: %w", err)
 	}
-	all := append([]asynq.Option{
-		asynq.Queue(DefaultQueue),
-		asynq.MaxRetry(DefaultMaxRetry),
-		asynq.Timeout(DefaultTimeout),
-		asynq.Retention(DefaultRetention),
-		asynq.TaskID(id),
-	}, opts...)
+	all := append(append(resyncDefaults(), asynq.TaskID(id)), opts...)
 	return asynq.NewTask(TypeResync, payload, all...), nil
+}
+
+// resyncDefaults are the options every TypeResync task starts with.
+func resyncDefaults() []asynq.Option {
+	return []asynq.Option{asynq.Queue(DefaultQueue), asynq.MaxRetry(DefaultMaxRetry), asynq.Timeout(DefaultTimeout), asynq.Retention(DefaultRetention)}
+}
+
+// ResyncSettings are the queue, retry budget, timeout and retention of a TypeResync task.
+type ResyncSettings struct {
+	Queue              string
+	MaxRetry           int
+	Timeout, Retention time.Duration
+}
+
+// ResyncSettingsOf is what NewResyncTask's defaults and then opts make of a batch's task:
+// what a producer that hands its batches to the tenants' lanes (which enqueue them into
+// asynq in turn) passes on.
+func ResyncSettingsOf(opts ...asynq.Option) ResyncSettings {
+	var s ResyncSettings
+	for _, o := range append(resyncDefaults(), opts...) {
+		switch v := o.Value().(type) {
+		case string:
+			if o.Type() == asynq.QueueOpt {
+				s.Queue = v
+			}
+		case int:
+			if o.Type() == asynq.MaxRetryOpt {
+				s.MaxRetry = v
+			}
+		case time.Duration:
+			switch o.Type() {
+			case asynq.TimeoutOpt:
+				s.Timeout = v
+			case asynq.RetentionOpt:
+				s.Retention = v
+			}
+		}
+	}
+	return s
 }
 
 // ParseBatch decodes a TypeResync payload and validates it.

@@ -3,8 +3,10 @@ package tasks
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/hibiken/asynq"
 )
 
 func TestValidateTenantID(t *testing.T) {
@@ -55,5 +57,16 @@ func TestRunKeyAndGroups(t *testing.T) {
 	}
 	if _, err := NewTenantTrickleTask("bad tenant", 3, erpsync.ActorCustomer, "A"); err == nil {
 		t.Error("a trickle key with an invalid tenant was accepted")
+	}
+}
+
+func TestResyncSettingsOf(t *testing.T) {
+	got := ResyncSettingsOf()
+	if got != (ResyncSettings{Queue: DefaultQueue, MaxRetry: DefaultMaxRetry, Timeout: DefaultTimeout, Retention: DefaultRetention}) {
+		t.Errorf("defaults = %+v", got)
+	}
+	got = ResyncSettingsOf(asynq.Queue("q"), asynq.MaxRetry(2), asynq.Timeout(time.Minute), asynq.Retention(time.Hour))
+	if got != (ResyncSettings{Queue: "q", MaxRetry: 2, Timeout: time.Minute, Retention: time.Hour}) {
+		t.Errorf("with options = %+v", got)
 	}
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/erpresync/erpresync/internal/flow"
 	"github.com/erpresync/erpresync/internal/intakeapi"
+	"github.com/erpresync/erpresync/internal/lanes"
 	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redisconn"
 	"github.com/erpresync/erpresync/internal/tenant"
@@ -116,7 +117,8 @@ type app struct {
 	// handlers are the served tenants' handlers (with deps.Tenants), built on first use and
 	// dropped when the fleet changes.
 	hmu      sync.Mutex
-	handlers map[*tenant.Tenant]*tasks.Handler
+	handlers map[*tenant.Tenant]asynq.Handler
+	lanes    *lanes.Queue // the tenants' lanes' dispatcher (with deps.Tenants)
 }
 
 // intakeDrain bounds how long shutdown waits for intake submissions already under way
@@ -142,6 +144,9 @@ func startApp(cfg appConfig, deps appDeps) (_ *app, err error) {
 	}()
 	a.ledger = ledger.NewLedger(a.rdb)
 	a.registerMetrics()
+	if err := a.newLanes(); err != nil {
+		return nil, fmt.Errorf("lanes: %w", err)
+	}
 	mux, err := a.taskHandlers()
 	if err != nil {
 		return nil, err
@@ -157,6 +162,7 @@ func startApp(cfg appConfig, deps appDeps) (_ *app, err error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
+	a.runLanes(ctx)
 	a.startLoops(ctx)
 	httpAddr := a.startHTTP(ctx, intake)
 	deps.Logger.Info().Int("concurrency", cfg.Concurrency).Str("queues", queueList(servedQueues(cfg.Queues, cfg.TrickleQueue))).Str("http_addr", httpAddr).
@@ -180,7 +186,7 @@ func (a *app) registerMetrics() {
 func (a *app) taskHandlers() (*asynq.ServeMux, error) {
 	mux := asynq.NewServeMux()
 	if a.deps.Tenants != nil {
-		a.handlers = map[*tenant.Tenant]*tasks.Handler{}
+		a.handlers = map[*tenant.Tenant]asynq.Handler{}
 		a.deps.Tenants.onChange(func() {
 			a.hmu.Lock()
 			clear(a.handlers)
@@ -258,8 +264,8 @@ func (a *app) tenantHandler(id string) asynq.Handler {
 		a.deps.Logger.Error().Err(err).Str("tenant", id).Msg("tenant handler")
 		return nil
 	}
-	a.handlers[t] = h
-	return h
+	a.handlers[t] = a.laneDone(id, h)
+	return a.handlers[t]
 }
 
 // intakeAPI is the HTTP intake API, or nil (not a nil *intakeapi.API) when there is no

@@ -152,6 +152,11 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, getenv func(
 	}
 	defer fl.close()
 	deps.Tenants = fl
+	if v.str("TENANTS_CONFIG") != "" && cfg.TaskCheckInterval == 0 {
+		// The lanes keep the queues short, so an idle asynq processor that sleeps asynq's
+		// default second would leave a tenant's freshly dispatched batches waiting for it.
+		cfg.TaskCheckInterval = lanesTaskCheck
+	}
 	if deps.extra, err = nightlySetup(v, log); err != nil {
 		log.Error().Msgf("configuration: %v", err)
 		return 2

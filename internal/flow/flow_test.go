@@ -438,3 +438,35 @@ func TestPausesOfOneTenant(t *testing.T) {
 		}
 	}
 }
+
+// TestReady: Ready says how long a request would wait for the rate limit, a cool-down or an
+// open breaker, and takes nothing: asking it again and again never uses up a token.
+func TestReady(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.New(t).TestClient(t)
+	ctx := context.Background()
+	c, err := New(Config{Redis: rdb, Tenant: TenantName("ready"), Rate: 2, Burst: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for range 5 {
+		if d := c.Ready(ctx); d != 0 {
+			t.Fatalf("fresh tenant: Ready = %v, want 0 (and peeking takes no token)", d)
+		}
+	}
+	if err := c.rateWait(ctx, time.Time{}); err != nil { // the one token of the burst
+		t.Fatal(err)
+	}
+	if d := c.Ready(ctx); d < 300*time.Millisecond || d > 500*time.Millisecond {
+		t.Errorf("after the burst: Ready = %v, want about 500ms (2 requests/s)", d)
+	}
+	res, err := c.limiter.Allow(ctx, c.prefix, c.limit)
+	if err != nil || res.Allowed != 0 {
+		t.Errorf("redis_rate allows a request Ready says must wait: %+v, %v", res, err)
+	}
+	c.setCooldown(ctx, 3*time.Second)
+	if d := c.Ready(ctx); d < 2*time.Second {
+		t.Errorf("with a 3s cool-down: Ready = %v", d)
+	}
+}

@@ -256,3 +256,21 @@ func toAny(s []string) []any {
 }
 
 func micros(d time.Duration) int64 { return d.Microseconds() }
+
+// Job returns the job id waiting in tenant's lane (queued or leased); ok is false when the
+// lane does not hold it (never there, or handed to asynq already). A producer that finds its
+// batch present reads it here to compare it with what it would have enqueued.
+func (q *Queue) Job(ctx context.Context, tenant, id string) (job Job, ok bool, err error) {
+	if err := checkTenant(tenant, q.cfg.ValidTenant); err != nil {
+		return Job{}, false, err
+	}
+	enc, err := q.cfg.Redis.HGet(ctx, q.tenantKeys(tenant).jobs, id).Result()
+	if errors.Is(err, redis.Nil) {
+		return Job{}, false, nil
+	}
+	if err != nil {
+		return Job{}, false, fmt.Errorf("lanes: job %q of tenant %q: %w", id, tenant, err)
+	}
+	job, err = decodeJob(id, enc)
+	return job, err == nil, err
+}
