@@ -61,8 +61,8 @@ func TestHTTPEndpoints(t *testing.T) {
 	// The ledger records a batch before the handler counts it and before asynq marks the
 	// task completed, so the metrics may trail the ledger for a moment: poll for them.
 	wants := []string{
-		`erpresync_calls_total{outcome="ok"} 3`,
-		`erpresync_keys_resynced_total 30`,
+		`erpresync_calls_total{outcome="ok",tenant=""} 3`,
+		`erpresync_keys_resynced_total{tenant=""} 30`,
 		`erpresync_queue_tasks{queue="erpresync",state="completed"} 3`,
 		`erpresync_call_duration_seconds_count`,
 		`erpresync_records_changed_total{kind=`,
