@@ -937,7 +937,7 @@ func (s *submission) enqueue(ctx context.Context, j job) error {
 // present would silently drop them. It costs a round trip per batch already present, so
 // only resubmissions pay it. (asynq's Inspector takes no context.)
 func (s *submission) checkPresent(id string, keys []string) error {
-	payload, err := s.p.present(id)
+	payload, err := s.p.Present(id)
 	if err != nil {
 		return fmt.Errorf("read batch %s already present: %w", id, err)
 	}
@@ -977,9 +977,13 @@ func (p *Producer) send(ctx context.Context, t *asynq.Task, id string) error {
 		MaxRetry: st.MaxRetry, Timeout: st.Timeout, Retention: st.Retention})
 }
 
-// present is the payload of batch id already handed over — in asynq, or still in the
-// tenant's lane — or nil when it is in neither any more.
-func (p *Producer) present(id string) ([]byte, error) {
+// Present is the payload of batch id (tasks.BatchID) that the Producer's tenant handed over
+// to its queue — in asynq, or still waiting in the tenant's lane — or nil when it is in
+// neither (not handed over, or done and gone).
+func (p *Producer) Present(id string) ([]byte, error) {
+	if p.insp == nil {
+		return nil, fmt.Errorf("%w: the producer has no Redis client", ErrConfig)
+	}
 	info, err := p.insp.GetTaskInfo(p.cfg.Queue, id)
 	switch {
 	case err == nil:

@@ -8,12 +8,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hibiken/asynq"
-
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/intake"
 	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/tasks"
+	"github.com/hibiken/asynq"
 )
 
 // TestTenantsSameRunName: two tenants and the implicit one each submit a run called nightly
@@ -36,14 +36,16 @@ func TestTenantsSameRunName(t *testing.T) {
 			t.Fatalf("submit for tenant %q: exit %d\n%s", tenant, r.code, r.stderr)
 		}
 	}
-	insp := asynq.NewInspector(db.Opt())
-	defer insp.Close()
 	for _, tenant := range []string{"", "A", "B"} {
-		info, err := insp.GetTaskInfo("tq", tasks.BatchID(tasks.RunKey(tenant, "nightly"), 0))
+		p, err := intake.NewProducer(intake.ProducerConfig{Redis: db.TestClient(t), Tenant: tenant, Queue: "tq"})
 		if err != nil {
-			t.Fatalf("tenant %q: %v", tenant, err)
+			t.Fatal(err)
 		}
-		if b, err := tasks.ParseBatch(info.Payload); err != nil || b.Tenant != tenant || strings.Join(b.Keys, "\n")+"\n" != files[tenant] {
+		payload, err := p.Present(tasks.BatchID(tasks.RunKey(tenant, "nightly"), 0))
+		if err != nil || payload == nil {
+			t.Fatalf("tenant %q: batch 0 not handed over: %v", tenant, err)
+		}
+		if b, err := tasks.ParseBatch(payload); err != nil || b.Tenant != tenant || strings.Join(b.Keys, "\n")+"\n" != files[tenant] {
 			t.Errorf("tenant %q: batch %+v, %v", tenant, b, err)
 		}
 		var st struct {
@@ -95,6 +97,8 @@ func TestTenantsSameRunName(t *testing.T) {
 	if r.code != exitUsage || !strings.Contains(r.stderr, `run "nightly" of tenant C not found`) {
 		t.Errorf("status of tenant C: exit %d\n%s", r.code, r.stderr)
 	}
+	insp := asynq.NewInspector(db.Opt())
+	defer insp.Close()
 	r = enqueue(t, "", "key", "--tenant", "B", "--erp-connection", "4", "--actor-type", "Supplier", "--redis-url", db.URL(), "--queue", "trq", "S1")
 	if ts, err := insp.ListAggregatingTasks("trq", tasks.TenantGroupName("B", 4, erpsync.ActorSupplier)); r.code != exitOK || err != nil || len(ts) != 1 {
 		t.Errorf("key --tenant B: exit %d, %d tasks in B's group, %v\n%s", r.code, len(ts), err, r.stderr)

@@ -51,7 +51,12 @@ func (a *app) newLanes() error {
 			}
 			return 0
 		},
-		OnError: func(err error) { a.deps.Logger.Warn().Err(err).Msg("lanes") },
+		OnError: func(err error) {
+			// In a Redis outage the dispatcher's errors join the outage's one line.
+			if !a.deps.RedisOutage.holdBack("lanes", err.Error()) {
+				a.deps.Logger.Warn().Err(err).Msg("lanes")
+			}
+		},
 	})
 	if err != nil {
 		return err

@@ -9,11 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hibiken/asynq"
-
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/intake"
 	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/tasks"
+	"github.com/hibiken/asynq"
 )
 
 const (
@@ -120,13 +120,16 @@ func TestTenantsSameRunName(t *testing.T) {
 			t.Errorf("tenant %q: summary %+v", tenant, s)
 		}
 	}
-	insp := asynq.NewInspectorFromRedisClient(e.rdb)
 	for _, tenant := range []string{"", "A", "B"} {
-		info, err := insp.GetTaskInfo(tasks.DefaultQueue, tasks.BatchID(tasks.RunKey(tenant, "nightly"), 0))
+		p, err := intake.NewProducer(intake.ProducerConfig{Redis: e.rdb, Tenant: tenant})
 		if err != nil {
-			t.Fatalf("tenant %q: batch 0: %v", tenant, err)
+			t.Fatal(err)
 		}
-		b, err := tasks.ParseBatch(info.Payload)
+		payload, err := p.Present(tasks.BatchID(tasks.RunKey(tenant, "nightly"), 0))
+		if err != nil || payload == nil {
+			t.Fatalf("tenant %q: batch 0 not handed over: %v", tenant, err)
+		}
+		b, err := tasks.ParseBatch(payload)
 		if err != nil || b.Tenant != tenant || strings.Join(b.Keys, "\n")+"\n" != bodies[tenant] {
 			t.Errorf("tenant %q: batch %+v, %v", tenant, b, err)
 		}
@@ -162,6 +165,7 @@ func TestTenantsSameRunName(t *testing.T) {
 	if r.code != http.StatusOK {
 		t.Fatalf("POST B's keys: %d %s", r.code, r.body)
 	}
+	insp := asynq.NewInspectorFromRedisClient(e.rdb)
 	ts, err := insp.ListAggregatingTasks(tasks.TrickleQueue, tasks.TenantGroupName("B", 3, erpsync.ActorCustomer))
 	if err != nil || len(ts) != 1 {
 		t.Fatalf("B's trickle group: %d tasks, %v", len(ts), err)
