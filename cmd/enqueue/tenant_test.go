@@ -11,6 +11,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/lanes"
 	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/tasks"
@@ -38,12 +39,29 @@ func TestTenantsSameRunName(t *testing.T) {
 	}
 	insp := asynq.NewInspector(db.Opt())
 	defer insp.Close()
+	lanesQ, err := lanes.New(lanes.Config{Redis: db.TestClient(t), Queues: []string{"tq"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lanesQ.Close()
 	for _, tenant := range []string{"", "A", "B"} {
-		info, err := insp.GetTaskInfo("tq", tasks.BatchID(tasks.RunKey(tenant, "nightly"), 0))
-		if err != nil {
-			t.Fatalf("tenant %q: %v", tenant, err)
+		// The implicit tenant's batch is in asynq; a file tenant's waits in its lane.
+		id := tasks.BatchID(tasks.RunKey(tenant, "nightly"), 0)
+		var payload []byte
+		if tenant == "" {
+			info, err := insp.GetTaskInfo("tq", id)
+			if err != nil {
+				t.Fatalf("tenant %q: %v", tenant, err)
+			}
+			payload = info.Payload
+		} else {
+			job, ok, err := lanesQ.Job(context.Background(), tenant, id)
+			if err != nil || !ok {
+				t.Fatalf("tenant %q: batch %s not in its lane: %v", tenant, id, err)
+			}
+			payload = job.Payload
 		}
-		if b, err := tasks.ParseBatch(info.Payload); err != nil || b.Tenant != tenant || strings.Join(b.Keys, "\n")+"\n" != files[tenant] {
+		if b, err := tasks.ParseBatch(payload); err != nil || b.Tenant != tenant || strings.Join(b.Keys, "\n")+"\n" != files[tenant] {
 			t.Errorf("tenant %q: batch %+v, %v", tenant, b, err)
 		}
 		var st struct {

@@ -77,7 +77,7 @@ func (c *cli) printPurge(res *purgeResult, asJSON bool) {
 		return
 	}
 	fmt.Fprintf(c.stdout, "tenant %s: removed %s from its lane and %s from asynq (%d pending, %d scheduled, %d retry, %d aggregating)\n",
-		res.Tenant, plural(int64(res.Lane), "batch"), plural(int64(res.Asynq["pending"]+res.Asynq["scheduled"]+res.Asynq["retry"]+res.Asynq["aggregating"]), "task"),
+		res.Tenant, batches(res.Lane), plural(int64(res.Asynq["pending"]+res.Asynq["scheduled"]+res.Asynq["retry"]+res.Asynq["aggregating"]), "task"),
 		res.Asynq["pending"], res.Asynq["scheduled"], res.Asynq["retry"], res.Asynq["aggregating"])
 	fmt.Fprintf(c.stdout, "recorded %s as dead letters (%s: %s) in %s\n", plural(int64(res.DeadKeys), "key"),
 		ledger.PurgedErrorCode, ledger.PurgedReason, orDash(strings.Join(res.Runs, ", ")))
@@ -266,4 +266,11 @@ func payloadTenant(payload []byte) string {
 	}
 	_ = json.Unmarshal(payload, &p)
 	return p.Tenant
+}
+
+func batches(n int) string {
+	if n == 1 {
+		return "1 batch"
+	}
+	return fmt.Sprintf("%d batches", n)
 }
