@@ -84,14 +84,15 @@ func tenantRows(ctx context.Context, rc *redisConn, q *lanes.Queue, only string)
 		return nil, err
 	}
 	ids := map[string]bool{}
-	for id := range due {
-		ids[id] = true
-	}
-	if err := ledger.NewLedger(rc.rdb).Tenants(ctx, func(id string) error { ids[id] = true; return nil }); err != nil {
-		return nil, err
-	}
 	if only != "" {
-		ids = map[string]bool{only: true}
+		ids[only] = true
+	} else {
+		for id := range due {
+			ids[id] = true
+		}
+		if err := ledger.NewLedger(rc.rdb).Tenants(ctx, func(id string) error { ids[id] = true; return nil }); err != nil {
+			return nil, err
+		}
 	}
 	rows := make([]tenantRow, 0, len(ids))
 	for id := range ids {
