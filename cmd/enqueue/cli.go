@@ -44,6 +44,8 @@ Usage:
   enqueue dead requeue (--run RUN | --all) [--error-code C] [--class C] [--key K]   resync dead keys again
   enqueue dead purge (--run RUN | --all) [--error-code C] [--class C] [--key K] --yes
   enqueue changes RUN --format jsonl|csv                                 CRM rows the run changed
+  enqueue tenants [--tenant ID] [--json]                                 tenants with runs or waiting batches
+  enqueue tenants purge --tenant ID --yes [--json]                       remove a removed tenant's held batches
   enqueue --version                                                      module version and VCS revision
 
 Submitting (the first form):
@@ -68,6 +70,13 @@ Tenants:
   dead letters and changes it names are that tenant's, and it never sees another's, so
   two tenants may both have a run called nightly. Without it, the implicit tenant's (the
   worker's SUPEROFFICE_* settings), as before tenants existed.
+  enqueue tenants lists every tenant with runs or batches waiting in its lane: batches
+  queued in the lane, in flight on workers, runs and active runs. enqueue tenants purge
+  is for a tenant removed from the tenants file, whose batches are held: it removes its
+  lane and its pending, scheduled, retry and aggregating asynq tasks (active ones are left
+  alone) and records their keys as dead letters (error code PURGED, "purged by an
+  operator"), so its runs end visibly; enqueue dead requeue --all --error-code PURGED
+  --tenant ID sends them again once the tenant is back.
 
 Output:
   Results go to stdout (only JSON with --json); progress and problems go to stderr. With
@@ -140,13 +149,15 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		return c.dead(ctx, args[1:])
 	case "changes":
 		return c.changes(ctx, args[1:])
+	case "tenants":
+		return c.tenants(ctx, args[1:])
 	case "submit":
 		return c.submit(ctx, args[1:])
 	}
 	if strings.HasPrefix(args[0], "-") {
 		return c.submit(ctx, args)
 	}
-	return c.usageError(fmt.Errorf("unknown command %q: want key, status, runs, rejected, dead or changes, or flags to submit a file", args[0]))
+	return c.usageError(fmt.Errorf("unknown command %q: want key, status, runs, rejected, dead, changes or tenants, or flags to submit a file", args[0]))
 }
 
 // usageError refuses the command line in one line, which names the flag or argument at

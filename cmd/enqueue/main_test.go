@@ -71,7 +71,7 @@ func TestUsageErrors(t *testing.T) {
 		want string // on stderr
 	}{
 		{"no args", nil, "Usage:"},
-		{"unknown command", []string{"stat"}, `enqueue: unknown command "stat": want key, status, runs, rejected, dead or changes, or flags to submit a file`},
+		{"unknown command", []string{"stat"}, `enqueue: unknown command "stat": want key, status, runs, rejected, dead, changes or tenants, or flags to submit a file`},
 		{"no connection", []string{"--actor-type", "Customer", "--file", keys}, "enqueue: --erp-connection is required: the ERP connection id, a positive integer"},
 		{"no actor", []string{"--erp-connection", "3", "--file", keys}, "enqueue: --actor-type is required: want one of Customer, Supplier, Partner, Person, Project, Employee, Sale"},
 		{"bad actor", []string{"--erp-connection", "3", "--actor-type", "Client", "--file", keys}, `enqueue: --actor-type: actor type "Client": want one of Customer, Supplier, Partner, Person, Project, Employee, Sale`},

@@ -114,7 +114,7 @@ func TestREADMECommands(t *testing.T) {
 			t.Errorf("README submit %d (%s) exit %d:\n%s", i+1, c.line, r.code, r.stderr)
 		}
 	}
-	for _, sub := range []string{"key", "status", "runs", "rejected", "dead", "changes"} {
+	for _, sub := range []string{"key", "status", "runs", "rejected", "dead", "changes", "tenants"} {
 		if !seen[sub] {
 			t.Errorf("the README shows no `enqueue %s` command", sub)
 		}

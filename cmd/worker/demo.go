@@ -38,7 +38,7 @@ const (
 	demoQueue    = "erpresync-demo"
 )
 
-const demoUsage = `Usage: worker demo [--once] [--api soap|rest] [--keys N] [--poison N] [flags]
+const demoUsage = `Usage: worker demo [--once] [--api soap|rest] [--keys N] [--poison N] [--tenants N] [flags]
 
 Runs the whole pipeline in one process, with nothing to install: an in-process Redis
 (miniredis), the NetServer simulator with poison keys, injected 503s and a ticket expiry, the
@@ -47,7 +47,9 @@ resynced, dead letters with reasons, Changes by table, calls, retries, keys/s), 
 summary against what the simulator saw, and keeps the dashboard, the runs page and /metrics
 up until Ctrl-C (--once: exits after the summary). REDIS_URL points it at a real Redis (queue
 erpresync-demo); SUPEROFFICE_URL with credentials at a real tenant, only with --real-tenant
-(the demo's keys are invented).
+(the demo's keys are invented). --tenants 2 serves two tenants from a tenants file (written to
+a temporary directory), each on a simulator of its own, submits a run for each (the first
+with the poison keys and the faults) and shows progress and a summary per tenant.
 Exit status: 0 the summary matches; 1 it does not; 2 usage or start-up error, or a hold only
 an operator can fix (a refused login: the line names the setting).
 
@@ -69,6 +71,11 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	}
 	redis.SetLogger(newRedisOutage(log))
 	say := func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
+	if o.tenants > 1 {
+		ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		return cmdDemoTenants(ctx, o, v, log, stdout, stderr, say)
+	}
 	fail := func(err error) int {
 		say("worker demo: %v", err)
 		return 2
@@ -122,6 +129,7 @@ type demoOptions struct {
 	poison     int  // poison keys among them
 	realTenant bool // --real-tenant: the sample keys may go to SUPEROFFICE_URL
 	realRedis  bool // REDIS_URL, --redis-url or REDIS_CLUSTER_ADDRS was given
+	tenants    int  // --tenants: tenants served from a tenants file, each on its own simulator (2 or more)
 }
 
 // parseDemo parses the demo's flags and the settings. ok=false means: exit with code, the
@@ -133,6 +141,7 @@ func parseDemo(args []string, stderr io.Writer, getenv func(string) string) (o d
 	fs.IntVar(&o.keys, "keys", 3000, "keys in the sample run")
 	fs.IntVar(&o.poison, "poison", 4, "poison keys among them (the simulator rejects any batch holding one)")
 	api := fs.String("api", "", "transport, soap or rest: short for --superoffice-api")
+	fs.IntVar(&o.tenants, "tenants", 1, fmt.Sprintf("tenants served from a tenants file, each on a simulator of its own, 1 to %d (with 2 or more: a run each, the first with the poison keys)", len(demoTenantIDs)))
 	fs.BoolVar(&o.realTenant, "real-tenant", false, "with SUPEROFFICE_URL set: send the invented sample keys (CUST-1xxxx) to that tenant; without it the demo refuses")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, demoUsage)
@@ -151,6 +160,14 @@ func parseDemo(args []string, stderr io.Writer, getenv func(string) string) (o d
 	}
 	if o.keys < 1 || o.poison < 0 || o.poison > o.keys {
 		fmt.Fprintln(stderr, "worker demo: --keys must be positive and --poison between 0 and --keys")
+		return o, nil, 2, false
+	}
+	if o.tenants < 1 || o.tenants > len(demoTenantIDs) {
+		fmt.Fprintf(stderr, "worker demo: --tenants %d: want 1 to %d\n", o.tenants, len(demoTenantIDs))
+		return o, nil, 2, false
+	}
+	if o.tenants > 1 && (o.realTenant || v.str("SUPEROFFICE_URL") != "") {
+		fmt.Fprintln(stderr, "worker demo: --tenants serves simulators only: unset SUPEROFFICE_URL and leave out --real-tenant")
 		return o, nil, 2, false
 	}
 	o.realRedis = getenv("REDIS_URL") != "" || flagSet(fs, "redis-url") || v.str("REDIS_CLUSTER_ADDRS") != ""
@@ -433,9 +450,14 @@ func (s summary) row(indent int, label, value string) {
 
 // printSummary writes the run's summary, within 80 columns, and reports whether it matches
 // the simulator's own counts (always true against a real tenant, where there is nothing to
-// compare).
+// compare). m nil leaves out the retries and splits (the fleet's, not the run's, when the
+// worker serves several tenants).
 func printSummary(w io.Writer, st ledger.RunStatus, dead []tasks.DeadLetter, sim *netserversim.Running, m *tasks.Metrics, elapsed time.Duration, keys, poison []string) bool {
-	retries, splits := retryCounts(m)
+	var retries string
+	splits := -1
+	if m != nil {
+		retries, splits = retryCounts(m)
+	}
 	s := summary{w}
 	fmt.Fprintf(w, "\nRun %s: %s\n", st.Run, st.State)
 	s.row(2, "keys resynced", fmt.Sprintf("%d of %d", st.ResyncedKeys, st.TotalKeys))
@@ -463,7 +485,9 @@ func printSummary(w io.Writer, st ledger.RunStatus, dead []tasks.DeadLetter, sim
 	if retries != "" {
 		s.row(2, "retries by class", retries)
 	}
-	s.row(2, "poison splits", fmt.Sprintf("%d batches split to isolate poison keys", splits))
+	if splits >= 0 {
+		s.row(2, "poison splits", fmt.Sprintf("%d batches split to isolate poison keys", splits))
+	}
 	s.row(2, "elapsed", elapsed.Round(10*time.Millisecond).String())
 	s.row(2, "keys/s", fmt.Sprintf("%.0f", float64(st.ResyncedKeys+st.DeadKeys)/elapsed.Seconds()))
 	if sim != nil {

@@ -118,3 +118,63 @@ func TestDemoRefusedLogin(t *testing.T) {
 		t.Errorf("the password is in the output:\n%s", errOut)
 	}
 }
+
+// TestDemoTwoTenantsOnce: `worker demo --tenants 2 --once` serves two tenants from a tenants
+// file, each on a simulator of its own (SOAP and REST): a summary per tenant, each matching
+// its simulator, the poison keys dead in the first tenant's run only, progress per tenant,
+// exit 0; the tenants file is gone afterwards.
+func TestDemoTwoTenantsOnce(t *testing.T) {
+	t.Parallel()
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"demo", "--tenants", "2", "--once", "--keys", "300", "--poison", "2", "--http-addr", "127.0.0.1:0"},
+		&stdout, &stderr, envFunc(nil))
+	if code != 0 {
+		t.Fatalf("demo --tenants 2 exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	out := regexp.MustCompile(` +`).ReplaceAllString(stdout.String(), " ")
+	for _, want := range []string{"Tenant acme\nRun demo-", "Tenant globex\nRun demo-", "keys resynced 298 of 300", "keys resynced 300 of 300",
+		"All tenants", "poison splits"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, stdout.String())
+		}
+	}
+	if n := strings.Count(out, "matches what the simulator saw"); n != 2 {
+		t.Errorf("%d summaries match their simulator, want 2:\n%s", n, stdout.String())
+	}
+	if n, m := strings.Count(out, "\n ACME-"), strings.Count(out, "\n GLOBEX-"); n != 2 || m != 0 {
+		t.Errorf("dead letters listed: %d of acme, %d of globex; want 2 and 0:\n%s", n, m, stdout.String())
+	}
+	errOut := stderr.String()
+	for _, want := range []string{"Tenant acme ", "over soap", "Tenant globex ", "over rest", "tenants.yaml",
+		"  acme     300/300 keys done (100.0%), 2 dead, finished", "  globex   300/300 keys done (100.0%), 0 dead, finished"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errOut)
+		}
+	}
+	if m := regexp.MustCompile(`Tenants: +(\S+tenants\.yaml)`).FindStringSubmatch(errOut); m == nil {
+		t.Errorf("the demo does not say where its tenants file is:\n%s", errOut)
+	} else if _, err := os.Stat(m[1]); !os.IsNotExist(err) {
+		t.Errorf("the demo's tenants file %s is left behind (%v)", m[1], err)
+	}
+}
+
+// TestDemoTenantsFlag: --tenants out of range, or with a real tenant, is refused at once.
+func TestDemoTenantsFlag(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"--tenants", "0"}, nil, "--tenants 0: want 1 to 4"},
+		{[]string{"--tenants", "9"}, nil, "--tenants 9: want 1 to 4"},
+		{[]string{"--tenants", "2", "--real-tenant"}, map[string]string{"SUPEROFFICE_URL": "https://sod.superoffice.com/Cust12345", "SUPEROFFICE_TICKET": "7T:abc"},
+			"--tenants serves simulators only"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), append([]string{"demo", "--once", "--http-addr", "127.0.0.1:0"}, c.args...), &stdout, &stderr, envFunc(c.env))
+		if code != 2 || !strings.Contains(stderr.String(), c.want) {
+			t.Errorf("%v: exit %d, want 2 and %q\n%s", c.args, code, c.want, stderr.String())
+		}
+	}
+}

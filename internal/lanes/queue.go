@@ -274,3 +274,23 @@ func (q *Queue) Job(ctx context.Context, tenant, id string) (job Job, ok bool, e
 	job, err = decodeJob(id, enc)
 	return job, err == nil, err
 }
+
+// Jobs returns a page of the jobs waiting in tenant's lane (queued or leased), from cursor
+// (0 to start), with about count per page (HSCAN), and the cursor of the next page (0: none
+// left). A job waiting throughout the scan is returned at least once whatever is removed
+// meanwhile, and memory stays bounded however long the lane: an operator's purge reads the
+// jobs it records before it Removes them. A job that cannot be decoded is an error naming it.
+func (q *Queue) Jobs(ctx context.Context, tenant string, cursor uint64, count int) (jobs []Job, next uint64, err error) {
+	kv, next, err := q.cfg.Redis.HScan(ctx, q.tenantKeys(tenant).jobs, cursor, "*", int64(count)).Result()
+	if err != nil {
+		return nil, 0, fmt.Errorf("lanes: jobs of tenant %q: %w", tenant, err)
+	}
+	for i := 0; i+1 < len(kv); i += 2 {
+		j, err := decodeJob(kv[i], kv[i+1])
+		if err != nil {
+			return jobs, next, err
+		}
+		jobs = append(jobs, j)
+	}
+	return jobs, next, nil
+}

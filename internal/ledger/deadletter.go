@@ -378,23 +378,34 @@ func (l *Ledger) ReconcileArchived(ctx context.Context, insp *asynq.Inspector, q
 	return total, nil
 }
 
-func (l *Ledger) reconcile(ctx context.Context, client *asynq.Client, t *asynq.TaskInfo) (int, error) {
-	var b tasks.Batch
-	switch t.Type {
+// BatchOf is the batch an asynq task (or a lane's job) of type typ with payload carries: a
+// TypeResync batch, or the one-key batch of a TypeTrickle task handled alone (the trickle run
+// of its day). ok is false when it carries nothing the ledger could record: another type, an
+// unreadable payload, no run, no keys or a tenant that is none.
+func BatchOf(typ string, payload []byte) (b tasks.Batch, ok bool) {
+	switch typ {
 	case tasks.TypeResync:
-		if json.Unmarshal(t.Payload, &b) != nil {
-			return 0, nil
+		if json.Unmarshal(payload, &b) != nil {
+			return b, false
 		}
 	case tasks.TypeTrickle:
 		var tr tasks.Trickle
-		if json.Unmarshal(t.Payload, &tr) != nil || tr.At.IsZero() {
-			return 0, nil // no day to find its run by (NewTrickleTask always sets one)
+		if json.Unmarshal(payload, &tr) != nil || tr.At.IsZero() {
+			return b, false // no day to find its run by (NewTrickleTask always sets one)
 		}
 		b = tr.Batch(tr.At)
 	default:
-		return 0, nil
+		return b, false
 	}
 	if tasks.ValidateBatchRun(b.Run) != nil || len(b.Keys) == 0 || b.Tenant != "" && tasks.ValidateTenantID(b.Tenant) != nil {
+		return b, false
+	}
+	return b, true
+}
+
+func (l *Ledger) reconcile(ctx context.Context, client *asynq.Client, t *asynq.TaskInfo) (int, error) {
+	b, ok := BatchOf(t.Type, t.Payload)
+	if !ok {
 		return 0, nil // nothing the ledger could record
 	}
 	l = l.Tenant(b.Tenant) // the batch's own tenant, whichever Ledger runs the reconciliation
@@ -415,30 +426,19 @@ func (l *Ledger) reconcile(ctx context.Context, client *asynq.Client, t *asynq.T
 			return 0, nil
 		}
 	}
-	if b.Parent == "" {
-		meta := RunMeta{Run: b.Run, ErpConnectionID: b.ErpConnectionID, ActorType: b.ActorType, Source: b.Source}
-		if _, err := l.RegisterBatch(ctx, meta, t.ID, len(b.Keys)); err != nil {
-			return 0, err
-		}
-	}
 	lastErr := t.LastErr
 	if lastErr == "" {
 		lastErr = "none recorded"
 	}
 	cause := fmt.Errorf("archived by asynq with no dead-letter record (last error: %s)", lastErr)
 	attempts := t.Retried + 1
-	reason := tasks.DeadReason(tasks.ClassTransient, cause, attempts, len(b.Keys))
 	at := t.LastFailedAt
 	if at.IsZero() {
 		at = l.now()
 	}
-	dls := make([]tasks.DeadLetter, len(b.Keys))
-	for i, k := range b.Keys {
-		dls[i] = tasks.DeadLetter{Run: b.Run, Key: k, BatchID: t.ID, Queue: t.Queue, ErpConnectionID: b.ErpConnectionID,
-			ActorType: b.ActorType, Class: tasks.ClassTransient.String(), TechExplanation: erpsync.Truncate(lastErr, 1000),
-			Reason: reason, Attempts: attempts, At: at.UTC()}
-	}
-	applied, err := l.RecordDead(ctx, b.Run, t.ID, dls, l.now())
+	applied, err := l.deadBatch(ctx, b, t.ID, tasks.DeadLetter{Queue: t.Queue, Class: tasks.ClassTransient.String(),
+		TechExplanation: erpsync.Truncate(lastErr, 1000), Reason: tasks.DeadReason(tasks.ClassTransient, cause, attempts, len(b.Keys)),
+		Attempts: attempts, At: at.UTC()})
 	if err != nil {
 		return 0, fmt.Errorf("ledger: record archived batch %s: %w", t.ID, err)
 	}
@@ -446,6 +446,26 @@ func (l *Ledger) reconcile(ctx context.Context, client *asynq.Client, t *asynq.T
 		return 1, nil
 	}
 	return 0, nil
+}
+
+// deadBatch records every key of batch b (task id) as a dead letter with the fields of like
+// (its Queue, Class, ErrorCode, explanations, Reason, Attempts, At); a producer's batch (no
+// parent) is registered first, so that a batch the ledger never saw counts in its run's total
+// and the run ends visibly. False if the batch was finished already.
+func (l *Ledger) deadBatch(ctx context.Context, b tasks.Batch, id string, like tasks.DeadLetter) (bool, error) {
+	if b.Parent == "" {
+		meta := RunMeta{Run: b.Run, ErpConnectionID: b.ErpConnectionID, ActorType: b.ActorType, Source: b.Source}
+		if _, err := l.RegisterBatch(ctx, meta, id, len(b.Keys)); err != nil {
+			return false, err
+		}
+	}
+	dls := make([]tasks.DeadLetter, len(b.Keys))
+	for i, k := range b.Keys {
+		dls[i] = like
+		dls[i].Run, dls[i].Key, dls[i].BatchID = b.Run, k, id
+		dls[i].ErpConnectionID, dls[i].ActorType = b.ErpConnectionID, b.ActorType
+	}
+	return l.RecordDead(ctx, b.Run, id, dls, l.now())
 }
 
 // reconcileSplit enqueues the halves of the archived split batch b that the ledger has not

@@ -269,6 +269,12 @@ func (l *Ledger) Status(ctx context.Context, run string) (RunStatus, error) {
 	if m["run"] == "" {
 		return RunStatus{}, fmt.Errorf("%w: %s", ErrRunNotFound, run)
 	}
+	return l.statusOf(run, m, recCmd.Val()), nil
+}
+
+// statusOf is the status of run from its meta hash m and records hash rec (nil: no records
+// read): the one place a run's counts and State are derived.
+func (l *Ledger) statusOf(run string, m, rec map[string]string) RunStatus {
 	num := func(f string) int64 { n, _ := strconv.ParseInt(m[f], 10, 64); return n }
 	st := RunStatus{
 		Run: run, Source: m["source"],
@@ -282,7 +288,7 @@ func (l *Ledger) Status(ctx context.Context, run string) (RunStatus, error) {
 		st.ActorType = a
 	}
 	st.PendingKeys = max(st.TotalKeys-st.ResyncedKeys-st.DeadKeys, 0)
-	for f, v := range recCmd.Val() {
+	for f, v := range rec {
 		kind, table, ok := strings.Cut(f, ":")
 		if !ok {
 			continue
@@ -306,7 +312,7 @@ func (l *Ledger) Status(ctx context.Context, run string) (RunStatus, error) {
 	default:
 		st.State = RunDone
 	}
-	return st, nil
+	return st
 }
 
 // Runs returns up to limit runs (limit <= 0: all), most recently started first.
