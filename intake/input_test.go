@@ -114,7 +114,7 @@ func TestInputQuirks(t *testing.T) {
 		{name: "case matters", file: "k.txt", content: "a1\nA1\n", want: []string{"a1", "A1"}},
 		{name: "CSV by name", file: "k.csv", content: "name,erp_key\nAcme,C1\nBeta,C2\n",
 			src: Source{CSVColumn: "erp_key"}, want: []string{"C1", "C2"}},
-		// A CSV cell our exports wrote behind an apostrophe (ledger.CSVCell) is read back as the
+		// A CSV cell our exports wrote behind an apostrophe (export.CSVCell) is read back as the
 		// key it was; a line of a lines file is a key as it is.
 		{name: "CSV cells written behind an apostrophe", file: "k.csv", content: "key\n\"'=HYPERLINK(\"\"x\"\")\"\n'-5\n''a\n'b\n",
 			src: Source{CSVColumn: "key"}, want: []string{`=HYPERLINK("x")`, "-5", "'a", "'b"}},

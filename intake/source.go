@@ -11,7 +11,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/erpresync/erpresync/internal/ledger"
+	"github.com/erpresync/erpresync/internal/export"
 )
 
 // Source is where a submission's keys come from: a file (Path) or a reader (R), holding one
@@ -19,7 +19,7 @@ import (
 //
 // Every key is trimmed of surrounding white space; CRLF line ends and a leading UTF-8 BOM
 // are accepted; blank lines (and CSV records whose fields are all blank) are skipped. A CSV
-// key is read through ledger.ParseCSVCell, so that one our exports wrote with a leading
+// key is read through export.ParseCSVCell, so that one our exports wrote with a leading
 // apostrophe (as '=X) is read back as it was (=X).
 //
 // A reader (or a path that is not a regular file, such as a pipe) is first copied to a
@@ -299,8 +299,8 @@ func (c *csvReader) next(rec *record) error {
 	}
 	kl, _ := c.r.FieldPos(c.col)
 	rec.line = c.ln0 + kl - 1
-	// A key our CSV exports wrote with a leading ' (ledger.CSVCell) is read back as it was.
-	rec.key = []byte(ledger.ParseCSVCell(strings.TrimSpace(fields[c.col])))
+	// A key our CSV exports wrote with a leading ' (export.CSVCell) is read back as it was.
+	rec.key = []byte(export.ParseCSVCell(strings.TrimSpace(fields[c.col])))
 	if len(rec.key) == 0 {
 		rec.blank = true
 		for _, f := range fields {

@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/export"
 	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/tasks"
@@ -78,7 +79,7 @@ func TestDeadExportCSVNeutralisesFormulas(t *testing.T) {
 			if k := row[1]; k[0] != '\'' && k != "plain" {
 				t.Errorf("key cell %q: want it behind an apostrophe", k)
 			}
-			got = append(got, ledger.ParseCSVCell(row[1]))
+			got = append(got, export.ParseCSVCell(row[1]))
 		}
 	}
 	slices.Sort(got)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/intake"
+	"github.com/erpresync/erpresync/internal/export"
 	"github.com/erpresync/erpresync/internal/flow"
 	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/runreport"
@@ -513,7 +514,7 @@ func (c *cli) dead(ctx context.Context, args []string) int {
 		return ec
 	}
 	if format != nil {
-		if _, err := ledger.ParseExportFormat(*format); err != nil {
+		if _, err := export.ParseFormat(*format); err != nil {
 			return c.usageError(fmt.Errorf("--format %v", err))
 		}
 	}
@@ -731,7 +732,7 @@ var deadHeader = []string{"run", "key", "batch_id", "erp_connection", "actor_typ
 	"tech_explanation", "user_explanation", "reason", "attempts", "at"}
 
 func writeDead(w io.Writer, format string, dls []tasks.DeadLetter) error {
-	if ledger.ExportFormat(format) == ledger.ExportJSONL {
+	if export.Format(format) == export.JSONL {
 		enc := json.NewEncoder(w)
 		for _, d := range dls {
 			if err := enc.Encode(d); err != nil {
@@ -740,7 +741,7 @@ func writeDead(w io.Writer, format string, dls []tasks.DeadLetter) error {
 		}
 		return nil
 	}
-	cw := ledger.NewCSVWriter(w)
+	cw := export.NewCSVWriter(w)
 	cw.Write(deadHeader)
 	for _, d := range dls {
 		cw.Write([]string{d.Run, d.Key, d.BatchID, strconv.Itoa(d.ErpConnectionID), d.ActorType.String(), d.Class,
@@ -757,7 +758,7 @@ func (c *cli) changes(ctx context.Context, args []string) int {
 	if done {
 		return code
 	}
-	f, err := ledger.ParseExportFormat(*format)
+	f, err := export.ParseFormat(*format)
 	if err != nil {
 		return c.usageError(fmt.Errorf("--format %v", err))
 	}
@@ -770,7 +771,7 @@ func (c *cli) changes(ctx context.Context, args []string) int {
 	if _, err := l.Status(ctx, run); errors.Is(err, ledger.ErrRunNotFound) {
 		return c.fail(exitUsage, "%s", runNotFound(run, rc.tenant))
 	}
-	cw := ledger.NewChangeWriter(c.stdout, f)
+	cw := export.NewChangeWriter(c.stdout, f)
 	if err := l.Changes(ctx, run, cw.Write); err != nil {
 		cw.Flush()
 		return c.fail(exitUsage, "changes: %v", err)

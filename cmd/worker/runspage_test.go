@@ -16,6 +16,7 @@ import (
 
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/internal/browsertest"
+	"github.com/erpresync/erpresync/internal/export"
 	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/internal/runreport"
@@ -224,10 +225,10 @@ func TestRunsPageInBrowser(t *testing.T) {
 	}
 
 	// The export links serve what `enqueue changes` writes, every change item of the run.
-	for link, f := range map[string]ledger.ExportFormat{rp.Export: ledger.ExportCSV, rp.NDJSON: ledger.ExportJSONL} {
+	for link, f := range map[string]export.Format{rp.Export: export.CSV, rp.NDJSON: export.JSONL} {
 		code, body := get(t, link, "ops", "s3cret")
 		var want strings.Builder
-		w := ledger.NewChangeWriter(&want, f)
+		w := export.NewChangeWriter(&want, f)
 		if err := lg.Changes(ctx, "rp-customers", w.Write); err != nil {
 			t.Fatal(err)
 		}
@@ -242,7 +243,7 @@ func TestRunsPageInBrowser(t *testing.T) {
 			}
 		}
 		lines := int64(strings.Count(body, "\n"))
-		if f == ledger.ExportCSV {
+		if f == export.CSV {
 			lines-- // the header
 		}
 		if lines != records {

@@ -1,6 +1,6 @@
 // Package ledger is the run ledger: the record of truth, in Redis, of every run's batches,
 // key counts, the Changes SuperOffice answered and the dead letters, with the operations an
-// operator runs on them (status, changes and exports, requeue and purge of dead
+// operator runs on them (status and changes (package internal/export writes them out), requeue and purge of dead
 // letters, repair of lost batches, reconciliation with asynq's archive, retention and
 // pruning).
 //

@@ -7,7 +7,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/erpresync/erpresync/internal/ledger"
+	"github.com/erpresync/erpresync/internal/export"
 	"github.com/erpresync/erpresync/internal/runspage"
 	"github.com/erpresync/erpresync/tasks"
 )
@@ -16,7 +16,7 @@ import (
 // op stay proportional to items written, never to the body held.
 func BenchmarkChangesExport(b *testing.B) {
 	for _, n := range []int{1000, 100000} {
-		for _, f := range []ledger.ExportFormat{ledger.ExportCSV, ledger.ExportJSONL} {
+		for _, f := range []export.Format{export.CSV, export.JSONL} {
 			b.Run(fmt.Sprintf("%s/items=%d", f, n), func(b *testing.B) {
 				led := sample()
 				run := led.runs[0].Run

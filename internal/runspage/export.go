@@ -5,7 +5,7 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/erpresync/erpresync/internal/ledger"
+	"github.com/erpresync/erpresync/internal/export"
 )
 
 // serveChanges streams a run's change items as CSV (?format=csv, the default) or NDJSON
@@ -14,9 +14,9 @@ import (
 func (h *Handler) serveChanges(w http.ResponseWriter, r *http.Request) {
 	name := r.URL.Query().Get("format")
 	if name == "" {
-		name = string(ledger.ExportCSV)
+		name = string(export.CSV)
 	}
-	f, err := ledger.ParseExportFormat(name)
+	f, err := export.ParseFormat(name)
 	if err != nil {
 		h.fail(w, r, http.StatusBadRequest, "format="+err.Error())
 		return
@@ -25,7 +25,7 @@ func (h *Handler) serveChanges(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	ext := map[ledger.ExportFormat]string{ledger.ExportCSV: ".csv", ledger.ExportJSONL: ".ndjson"}[f]
+	ext := map[export.Format]string{export.CSV: ".csv", export.JSONL: ".ndjson"}[f]
 	// Run names hold letters, digits and "-_.:"; ':' is no good in a file name.
 	file := strings.ReplaceAll(st.Run, ":", "_") + "-changes" + ext
 	if tenant != "" {
@@ -37,7 +37,7 @@ func (h *Handler) serveChanges(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cw := &countingWriter{w: w}
-	out := ledger.NewChangeWriter(cw, f)
+	out := export.NewChangeWriter(cw, f)
 	err = h.cfg.TenantLedger(tenant).Changes(r.Context(), st.Run, out.Write)
 	if err == nil {
 		err = out.Flush()

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/export"
 	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/internal/runreport"
@@ -313,11 +314,11 @@ func TestChangesExport(t *testing.T) {
 	run := "nightly-customers-2026-11-27"
 	for _, tt := range []struct {
 		query, ctype, file string
-		f                  ledger.ExportFormat
+		f                  export.Format
 	}{
-		{"", "text/csv; charset=utf-8", run + "-changes.csv", ledger.ExportCSV},
-		{"?format=csv", "text/csv; charset=utf-8", run + "-changes.csv", ledger.ExportCSV},
-		{"?format=jsonl", "application/x-ndjson", run + "-changes.ndjson", ledger.ExportJSONL},
+		{"", "text/csv; charset=utf-8", run + "-changes.csv", export.CSV},
+		{"?format=csv", "text/csv; charset=utf-8", run + "-changes.csv", export.CSV},
+		{"?format=jsonl", "application/x-ndjson", run + "-changes.ndjson", export.JSONL},
 	} {
 		t.Run(string(tt.f)+tt.query, func(t *testing.T) {
 			resp, body := get(t, "GET", srv.URL+"/runs/"+run+"/changes"+tt.query)
@@ -329,7 +330,7 @@ func TestChangesExport(t *testing.T) {
 			}
 			// Byte for byte what `enqueue changes` writes.
 			var want strings.Builder
-			w := ledger.NewChangeWriter(&want, tt.f)
+			w := export.NewChangeWriter(&want, tt.f)
 			for _, it := range led.changes[run] {
 				w.Write(it)
 			}

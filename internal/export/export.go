@@ -1,4 +1,4 @@
-package ledger
+package export
 
 import (
 	"encoding/csv"
@@ -12,29 +12,29 @@ import (
 	"github.com/erpresync/erpresync/tasks"
 )
 
-// ExportFormat is how change items and dead letters are written out for other systems.
-type ExportFormat string
+// Format is how change items and dead letters are written out for other systems.
+type Format string
 
 // The export formats.
 const (
-	// ExportCSV is RFC 4180 CSV with a header line.
-	ExportCSV ExportFormat = "csv"
-	// ExportJSONL is one JSON object a line (NDJSON).
-	ExportJSONL ExportFormat = "jsonl"
+	// CSV is RFC 4180 CSV with a header line.
+	CSV Format = "csv"
+	// JSONL is one JSON object a line (NDJSON).
+	JSONL Format = "jsonl"
 )
 
-// ParseExportFormat accepts "csv" and "jsonl"; its error names the valid ones.
-func ParseExportFormat(s string) (ExportFormat, error) {
-	switch f := ExportFormat(s); f {
-	case ExportCSV, ExportJSONL:
+// ParseFormat accepts "csv" and "jsonl"; its error names the valid ones.
+func ParseFormat(s string) (Format, error) {
+	switch f := Format(s); f {
+	case CSV, JSONL:
 		return f, nil
 	}
 	return "", fmt.Errorf("%q: want csv or jsonl", s)
 }
 
 // ContentType is the media type of the format, for HTTP.
-func (f ExportFormat) ContentType() string {
-	if f == ExportJSONL {
+func (f Format) ContentType() string {
+	if f == JSONL {
 		return "application/x-ndjson"
 	}
 	return "text/csv; charset=utf-8"
@@ -96,7 +96,7 @@ func (c *CSVWriter) Flush() error {
 // changeHeader is the CSV header of change items; the JSON names are ChangeItem's tags.
 var changeHeader = []string{"run", "table", "record_id", "kind", "task_id", "at"}
 
-// ChangeWriter writes change items to an io.Writer in one ExportFormat, the header (CSV)
+// ChangeWriter writes change items to an io.Writer in one Format, the header (CSV)
 // first. Call Flush at the end. Not safe for concurrent use.
 type ChangeWriter struct {
 	csv    *CSVWriter
@@ -105,8 +105,8 @@ type ChangeWriter struct {
 }
 
 // NewChangeWriter returns a ChangeWriter on w; an unknown format writes CSV.
-func NewChangeWriter(w io.Writer, f ExportFormat) *ChangeWriter {
-	if f == ExportJSONL {
+func NewChangeWriter(w io.Writer, f Format) *ChangeWriter {
+	if f == JSONL {
 		return &ChangeWriter{json: json.NewEncoder(w)}
 	}
 	return &ChangeWriter{csv: NewCSVWriter(w)}

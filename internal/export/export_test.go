@@ -1,22 +1,22 @@
-package ledger_test
+package export_test
 
 import (
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/erpresync/erpresync/internal/ledger"
+	"github.com/erpresync/erpresync/internal/export"
 	"github.com/erpresync/erpresync/tasks"
 )
 
 func TestParseExportFormat(t *testing.T) {
 	t.Parallel()
 	for _, s := range []string{"csv", "jsonl"} {
-		if f, err := ledger.ParseExportFormat(s); err != nil || string(f) != s {
+		if f, err := export.ParseFormat(s); err != nil || string(f) != s {
 			t.Errorf("ParseExportFormat(%q) = %q, %v", s, f, err)
 		}
 	}
-	_, err := ledger.ParseExportFormat("xlsx")
+	_, err := export.ParseFormat("xlsx")
 	if err == nil || err.Error() != `"xlsx": want csv or jsonl` {
 		t.Errorf("ParseExportFormat(xlsx): %v", err)
 	}
@@ -31,22 +31,22 @@ func TestChangeWriter(t *testing.T) {
 	}
 	tests := []struct {
 		name  string
-		f     ledger.ExportFormat
+		f     export.Format
 		items []tasks.ChangeItem
 		want  string
 	}{
-		{"csv", ledger.ExportCSV, items, "run,table,record_id,kind,task_id,at\n" +
+		{"csv", export.CSV, items, "run,table,record_id,kind,task_id,at\n" +
 			"r,contact,7,added,t1,2026-11-27T02:30:00.000000005Z\n" +
 			"r,person,9,deleted,t2,2026-11-27T02:30:00.000000005Z\n"},
-		{"empty csv has its header", ledger.ExportCSV, nil, "run,table,record_id,kind,task_id,at\n"},
-		{"jsonl", ledger.ExportJSONL, items[:1],
+		{"empty csv has its header", export.CSV, nil, "run,table,record_id,kind,task_id,at\n"},
+		{"jsonl", export.JSONL, items[:1],
 			`{"run":"r","table":"contact","record_id":7,"kind":"added","task_id":"t1","at":"2026-11-27T02:30:00.000000005Z"}` + "\n"},
-		{"empty jsonl", ledger.ExportJSONL, nil, ""},
+		{"empty jsonl", export.JSONL, nil, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var b strings.Builder
-			w := ledger.NewChangeWriter(&b, tt.f)
+			w := export.NewChangeWriter(&b, tt.f)
 			for _, it := range tt.items {
 				if err := w.Write(it); err != nil {
 					t.Fatal(err)
@@ -74,16 +74,16 @@ func TestCSVCell(t *testing.T) {
 		"'": "''", "'a": "''a", "''": "'''",
 		"": "", "a=1": "a=1", "CUST-13": "CUST-13", " =x": " =x", "\n=x": "\n=x",
 	} {
-		if got := ledger.CSVCell(in); got != want {
+		if got := export.CSVCell(in); got != want {
 			t.Errorf("CSVCell(%q) = %q, want %q", in, got, want)
 		}
-		if back := ledger.ParseCSVCell(ledger.CSVCell(in)); back != in {
+		if back := export.ParseCSVCell(export.CSVCell(in)); back != in {
 			t.Errorf("ParseCSVCell(CSVCell(%q)) = %q", in, back)
 		}
 	}
 	// What CSVCell never writes is read as it is.
 	for _, s := range []string{"'", "'a", "a'=", "'x=1"} {
-		if got := ledger.ParseCSVCell(s); got != s {
+		if got := export.ParseCSVCell(s); got != s {
 			t.Errorf("ParseCSVCell(%q) = %q, want it unchanged", s, got)
 		}
 	}
@@ -94,7 +94,7 @@ func TestCSVCell(t *testing.T) {
 func TestChangeWriterNeutralisesFormulas(t *testing.T) {
 	t.Parallel()
 	var b strings.Builder
-	w := ledger.NewChangeWriter(&b, ledger.ExportCSV)
+	w := export.NewChangeWriter(&b, export.CSV)
 	w.Write(tasks.ChangeItem{Run: "r", Table: "=1+1", RecordID: -7, Kind: "updated", TaskID: "r:b000000", At: time.Unix(0, 0)})
 	if err := w.Flush(); err != nil {
 		t.Fatal(err)
