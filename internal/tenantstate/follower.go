@@ -101,7 +101,7 @@ func New(cfg Config) (*Follower, error) {
 	}
 	f := &Follower{cfg: cfg, env: strings.TrimRight(cfg.Environment, "/"), rdb: cfg.Redis,
 		client: cfg.HTTPClient, log: cfg.Logger, now: cfg.Now,
-		key: "erpresync:state:{" + cfg.ContextID + "}"}
+		key: stateKey(cfg.ContextID)}
 	if f.client == nil {
 		f.client = &http.Client{Timeout: 10 * time.Second}
 	}
@@ -142,6 +142,9 @@ func tenantRoot(raw, contextID string, following bool) (*url.URL, error) {
 
 // ContextID is the tenant's context identifier.
 func (f *Follower) ContextID() string { return f.cfg.ContextID }
+
+// Environment is the environment's base URL without a trailing slash; "" for a fixed tenant.
+func (f *Follower) Environment() string { return f.env }
 
 // BaseURL is the tenant URL to configure the SOAP and REST clients with (FixedURL, or
 // Environment + "/" + ContextID); Transport sends its requests to the tenant's current host.
