@@ -27,6 +27,12 @@ import (
 //	    app_token_env: SUPEROFFICE_APP_TOKEN
 //	    rate_limit: 10
 //
+// A tenant of SuperOffice Online may be given by its environment and context id instead of
+// its url (environment: online, sod or stage, which read https://{name}.superoffice.com, or
+// a base URL such as https://online.superoffice.com; auth.context_id: Cust12345): the worker
+// then asks the environment's state API where the tenant lives and follows it when it moves
+// (Spec.Environment).
+//
 // Secrets are written by reference only: KEY_env names an environment variable that holds
 // the secret, KEY_file a file (its content, trimmed of surrounding white space). The keys are
 // fileKeys (and their _file forms); anything else is refused.

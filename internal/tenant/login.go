@@ -1,6 +1,7 @@
 package tenant
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/http"
@@ -65,6 +66,9 @@ func (s Spec) Fix(err error) string {
 			return "SuperOffice rejected " + s.name(FieldTicket) + ": " + s.AuthFix()
 		}
 		return "SuperOffice rejected the ticket of a fresh login: " + s.AuthFix()
+	case errors.As(err, &he) && he.StatusCode == http.StatusMisdirectedRequest:
+		return "SuperOffice tenant " + cmp.Or(s.ContextID, s.ID, s.URL) + " moved to another host (HTTP 421): set " + s.names(" and ", FieldEnvironment, FieldContextID) +
+			" so the worker follows it, or correct " + s.name(FieldURL)
 	case errors.As(err, &he) && he.StatusCode == http.StatusNotFound:
 		if errors.As(err, &le) && mode == ModeSystemUser {
 			return "nothing answers at " + s.name(FieldLoginURL) + " (HTTP 404): check it, e.g. https://sod.superoffice.com/Login/api/PartnerSystemUser/Authenticate"
