@@ -76,7 +76,12 @@ func TestConfigErrorsNameNoGoNames(t *testing.T) {
 		func() error { c := fc; c.Adaptive = true; _, err := flow.New(c); return err },
 		func() error { c := ts; c.ContextID = ""; _, err := tenantstate.New(c); return err },
 		func() error { c := ts; c.Environment = "ftp://x"; _, err := tenantstate.New(c); return err },
-		func() error { c := ts; c.FixedURL = "https://sod2.superoffice.com/Cust2"; _, err := tenantstate.New(c); return err },
+		func() error {
+			c := ts
+			c.FixedURL = "https://sod2.superoffice.com/Cust2"
+			_, err := tenantstate.New(c)
+			return err
+		},
 	}
 	names := EnvNames{}
 	for _, f := range Fields() {
@@ -103,7 +108,7 @@ func TestConfigErrorsNameNoGoNames(t *testing.T) {
 	// The mapped fields exist, so a renamed field cannot fall out of the mapping.
 	types := map[string]reflect.Type{
 		"soap.Config": reflect.TypeFor[soap.Config](), "rest.Config": reflect.TypeFor[rest.Config](), "flow.Config": reflect.TypeFor[flow.Config](),
-		"tenantstate.Config": reflect.TypeFor[tenantstate.Config](),
+		"tenantstate.Config":      reflect.TypeFor[tenantstate.Config](),
 		"auth.PasswordAuthConfig": reflect.TypeFor[auth.PasswordAuthConfig](), "auth.SystemUserAuthConfig": reflect.TypeFor[auth.SystemUserAuthConfig](),
 	}
 	for field := range libraryFields {
