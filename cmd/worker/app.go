@@ -78,6 +78,9 @@ type appDeps struct {
 	Refreshes func() int64 // the ticket source's refresh counter; nil if none
 	// Flow is the tenant's flow control (its transport is under Resyncer already); nil: none.
 	Flow *flow.Control
+	// StateChange is SuperOffice's state-change notifications endpoint, served on the
+	// listener at tenantstate.NotificationsPath; nil when no tenant is followed.
+	StateChange http.Handler
 
 	// The process.
 	Listener net.Listener         // already open; nil when HTTP is off
@@ -269,7 +272,7 @@ func (a *app) startHTTP(ctx context.Context, intake http.Handler) string {
 	handler, closeUI := newHTTPHandler(httpConfig{
 		RedisOpt: a.cfg.RedisOpt, Redis: a.rdb, Registry: a.deps.Registry,
 		DashboardUser: a.cfg.DashboardUser, DashboardPass: a.cfg.DashboardPass, ReadOnly: a.cfg.DashboardRO,
-		CrossOrigin: a.cfg.DashboardOrigins, Logger: a.deps.Logger, Intake: intake,
+		CrossOrigin: a.cfg.DashboardOrigins, Logger: a.deps.Logger, Intake: intake, StateChange: a.deps.StateChange,
 	})
 	a.closeUI = closeUI
 	a.goLoop(func() {

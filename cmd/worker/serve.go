@@ -149,6 +149,10 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, getenv func(
 	}
 	defer s.Close()
 	deps.Flow, deps.Resyncer, deps.Refreshes, deps.AuthFix = s.Flow, s.Resyncer, s.Refreshes, s.AuthFix
+	if err := followTenants(ctx, &deps, s); err != nil {
+		log.Error().Msgf("configuration: %v", err)
+		return 2
+	}
 	if deps.extra, err = nightlySetup(v, log); err != nil {
 		log.Error().Msgf("configuration: %v", err)
 		return 2

@@ -230,8 +230,14 @@ func (f *Follower) paused(r record) *flow.PausedError {
 // PauseReason is the one wording of a tenant's pause, e.g. "SuperOffice: tenant Cust12345
 // in OfflineMaintenance since 03:12:05, next check 03:13:05" (UTC).
 func PauseReason(contextID string, st State, since, next time.Time) string {
-	return fmt.Sprintf("SuperOffice: tenant %s in %s since %s, next check %s", contextID, st,
+	return fmt.Sprintf("%s since %s, next check %s", PauseWhat(contextID, st),
 		since.UTC().Format(time.TimeOnly), next.UTC().Format(time.TimeOnly))
+}
+
+// PauseWhat is PauseReason without its times, for pages that show them their own way:
+// "SuperOffice: tenant Cust12345 in OfflineMaintenance".
+func PauseWhat(contextID string, st State) string {
+	return fmt.Sprintf("SuperOffice: tenant %s in %s", contextID, st)
 }
 
 // closeBody closes a request body a RoundTripper does not send (its contract).
