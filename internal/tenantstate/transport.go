@@ -224,6 +224,7 @@ func (f *Follower) paused(r record) *flow.PausedError {
 		NextProbe:  next,
 		Reason:     PauseReason(f.cfg.ContextID, r.State, since, next),
 		RetryAfter: max(next.Sub(now), time.Second),
+		ReasonOnly: true,
 	}
 }
 
