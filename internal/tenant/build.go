@@ -55,7 +55,8 @@ type Tenant struct {
 	Refreshes func() int64
 	// Login fetches a ticket as a call would (cached for the calls); nil for a fixed ticket.
 	Login func(ctx context.Context) error
-	// AuthFix is what to check when SuperOffice refuses the credentials (Spec.AuthFix).
+	// AuthFix is what to check when SuperOffice refuses the credentials or, with a fixed
+	// URL, answers 421 (Spec.HeldFix).
 	AuthFix string
 	// Name is the tenant's name in flow control, metrics and logs: for the implicit tenant
 	// its URL's host and path in lower case (FlowName), for a tenant of the file "@" + ID.
@@ -83,7 +84,7 @@ func Build(spec Spec, opts BuildOptions) (*Tenant, error) {
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
-	t := &Tenant{Spec: spec, API: spec.api(), Mode: spec.Mode(), AuthFix: spec.AuthFix(), Name: FlowName(spec)}
+	t := &Tenant{Spec: spec, API: spec.api(), Mode: spec.Mode(), AuthFix: spec.HeldFix(), Name: FlowName(spec)}
 	if err := t.follow(opts); err != nil {
 		return nil, err
 	}

@@ -85,3 +85,22 @@ func TestEnvironmentNeedsRedis(t *testing.T) {
 		t.Errorf("unknown name: %v", err)
 	}
 }
+
+// TestMovedSaysWhatToSet: a 421 of a tenant with a fixed URL names the tenant, says it moved
+// and which settings make the worker follow it; the held batches' line says so too.
+func TestMovedSaysWhatToSet(t *testing.T) {
+	t.Parallel()
+	names := EnvNames{FieldEnvironment: "SUPEROFFICE_ENVIRONMENT", FieldContextID: "SUPEROFFICE_CONTEXT_ID", FieldURL: "SUPEROFFICE_URL", FieldTicket: "SUPEROFFICE_TICKET"}
+	s := Spec{URL: "https://online3.superoffice.com/Cust12345", Ticket: NewSecret("7T:x"), Naming: names}
+	want := "SuperOffice tenant https://online3.superoffice.com/Cust12345 moved to another host (HTTP 421): set SUPEROFFICE_ENVIRONMENT and SUPEROFFICE_CONTEXT_ID so the worker follows it, or correct SUPEROFFICE_URL"
+	if got := s.Fix(&erpsync.HTTPError{StatusCode: 421}); got != want {
+		t.Errorf("Fix:\n got %s\nwant %s", got, want)
+	}
+	if got := s.HeldFix(); !strings.HasSuffix(got, "; if SuperOffice answered 421: "+want) {
+		t.Errorf("HeldFix: %s", got)
+	}
+	onsite := Spec{URL: "https://crm.acme.example/SuperOffice", Ticket: NewSecret("7T:x"), Naming: names}
+	if got := onsite.HeldFix(); got != onsite.AuthFix() {
+		t.Errorf("on-site HeldFix: %s", got)
+	}
+}
