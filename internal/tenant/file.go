@@ -195,12 +195,16 @@ func (p *parser) unique(specs []Spec) {
 			continue
 		}
 		ids[strings.ToLower(s.ID)] = s
-		if s.URL == "" {
+		if s.URL == "" && (s.Environment == "" || s.ContextID == "") {
 			continue
 		}
-		u := FlowName(Spec{URL: s.URL})
+		u := FlowName(Spec{URL: s.URL, Environment: s.Environment, ContextID: s.ContextID})
 		if o, ok := urls[u]; ok {
-			p.errs = append(p.errs, s.errorf(FieldURL, "%s is tenant %q's too (line %d): one SuperOffice tenant is one entry, or each would get its own limits", s.name(FieldURL), o.ID, o.Naming.(*fileNames).line))
+			f := FieldURL
+			if s.URL == "" {
+				f = FieldContextID
+			}
+			p.errs = append(p.errs, s.errorf(f, "%s is tenant %q's too (line %d): one SuperOffice tenant is one entry, or each would get its own limits", s.name(f), o.ID, o.Naming.(*fileNames).line))
 			continue
 		}
 		urls[u] = s

@@ -104,3 +104,15 @@ func TestMovedSaysWhatToSet(t *testing.T) {
 		t.Errorf("on-site HeldFix: %s", got)
 	}
 }
+
+// TestOneFollowedTenantIsOneEntry: two entries following one tenant (environment and
+// context id) are refused like two entries of one URL.
+func TestOneFollowedTenantIsOneEntry(t *testing.T) {
+	t.Parallel()
+	file := "tenants:\n  - id: a\n    environment: online\n    auth: {ticket_env: T, context_id: Cust1}\n" +
+		"  - id: b\n    environment: https://online.superoffice.com\n    auth: {ticket_env: T, context_id: cust1}\n"
+	_, err := Parse("tenants.yaml", []byte(file), testEnv(map[string]string{"T": "7T:x"}))
+	if want := `tenants.yaml:7: tenant "b": auth.context_id is tenant "a"'s too (line 2)`; err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("error %v, want %s…", err, want)
+	}
+}
