@@ -190,3 +190,23 @@ func TestWorkerHoldsWhileTheTenantIsNotRunning(t *testing.T) {
 		t.Fatalf("after Resume: %+v, want every key resynced, 0 dead", st)
 	}
 }
+
+// TestRunsPagePausesFromTenantState: a tenant whose shared state holds its batches shows on
+// the runs page's banner in PauseReason's words, with since and next check.
+func TestRunsPagePausesFromTenantState(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.New(t).Client()
+	defer rdb.Close()
+	f, err := tenantstate.New(tenantstate.Config{ContextID: "Cust12345", Environment: "https://sod.superoffice.com", Redis: rdb})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Hold(context.Background(), tenantstate.OfflineMaintenance, "test"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := breakerPauses{rdb}.Pauses(context.Background())
+	if err != nil || len(got) != 1 || got[0].Reason != "SuperOffice: tenant Cust12345 in OfflineMaintenance" ||
+		got[0].Since.IsZero() || !got[0].Until.After(got[0].Since) {
+		t.Errorf("pauses = %+v, %v", got, err)
+	}
+}
