@@ -6,7 +6,8 @@
 // once counted and reported.
 //
 // The scenarios that keep the CPU busy run one after another; the kill -9 scenario, which
-// spends most of its time waiting for asynq's recoverer, runs alongside them. The package
+// spends most of its time waiting for asynq's recoverer, and the tenant's move and
+// maintenance window, which waits for the state's rechecks, run alongside them. The package
 // holds tests only. `go test ./chaos` runs the short form (as CI does);
 // `make chaos` sets ERPRESYNC_CHAOS=full for longer runs with more kills.
 package chaos

@@ -83,6 +83,9 @@ type appDeps struct {
 	// Tenants, when set, are the tenants served instead of the one above: each task goes to
 	// the handler of its payload's tenant (tasks.Router).
 	Tenants *fleet
+	// StateChange is SuperOffice's state-change notifications endpoint, served on the
+	// listener at tenantstate.NotificationsPath; nil when no tenant is followed.
+	StateChange http.Handler
 
 	// The process.
 	Listener net.Listener         // already open; nil when HTTP is off
@@ -370,7 +373,7 @@ func (a *app) startHTTP(ctx context.Context, intake http.Handler) string {
 	handler, closeUI := newHTTPHandler(httpConfig{
 		RedisOpt: a.cfg.RedisOpt, Redis: a.rdb, Registry: a.deps.Registry,
 		DashboardUser: a.cfg.DashboardUser, DashboardPass: a.cfg.DashboardPass, ReadOnly: a.cfg.DashboardRO,
-		CrossOrigin: a.cfg.DashboardOrigins, Logger: a.deps.Logger, Intake: intake,
+		CrossOrigin: a.cfg.DashboardOrigins, Logger: a.deps.Logger, Intake: intake, StateChange: a.deps.StateChange,
 	}.withTenants(a.deps.Tenants))
 	a.closeUI = closeUI
 	a.goLoop(func() {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/erpresync/erpresync/internal/nightly"
 	"github.com/erpresync/erpresync/internal/readmetest"
+	"github.com/erpresync/erpresync/internal/tenant"
 	"github.com/erpresync/erpresync/tasks"
 )
 
@@ -240,7 +241,7 @@ func exportedMetrics(t *testing.T) map[string]bool {
 	nightly.NewMetrics(reg)
 	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: "127.0.0.1:1"})
 	defer insp.Close()
-	reg.MustRegister(newQueueCollector(insp))
+	reg.MustRegister(newQueueCollector(insp), tenantStateCollector{tenants: func() []*tenant.Tenant { return nil }})
 	// Describe names every metric, also label sets not yet observed.
 	descs := make(chan *prometheus.Desc)
 	go func() {

@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/erpresync/erpresync/internal/intakeapi"
+	"github.com/erpresync/erpresync/internal/tenantstate"
 )
 
 // dashboardPath is where asynqmon is mounted. asynqmon routes on the full path, so it is
@@ -31,6 +32,8 @@ type httpConfig struct {
 	// Tenants are the served tenants' IDs for the runs page ("" the implicit tenant); nil:
 	// the implicit tenant only.
 	Tenants func() []string
+	// StateChange is mounted at tenantstate.NotificationsPath; nil: none.
+	StateChange http.Handler
 	// CrossOrigin refuses the dashboard's and runs page's unsafe requests (POST, DELETE, …)
 	// that a browser sends from another site; nil: one with no trusted origins.
 	CrossOrigin *http.CrossOriginProtection
@@ -72,6 +75,11 @@ func newHTTPHandler(cfg httpConfig) (http.Handler, func()) {
 		// Not behind the cross-origin check: the intake API takes only a bearer token, which
 		// a browser never adds by itself, so another site's page cannot borrow a login.
 		mux.Handle(intakeapi.Prefix, cfg.Intake)
+	}
+	if cfg.StateChange != nil {
+		// No login and no cross-origin check: each notification carries a token SuperOffice
+		// signed, which the handler verifies.
+		mux.Handle(tenantstate.NotificationsPath, cfg.StateChange)
 	}
 	return mux, func() { mon.Close() }
 }

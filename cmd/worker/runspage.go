@@ -39,8 +39,8 @@ func mountRunsPage(mux *http.ServeMux, cfg httpConfig) {
 	mux.Handle(runspage.Path, cfg.protect(h))
 }
 
-// breakerPauses is the runs page's Pauser: the open circuit breakers of every tenant, read
-// from Redis as every worker sees them.
+// breakerPauses is the runs page's Pauser: the open circuit breakers of every tenant and
+// the tenants whose state holds their batches, read from Redis as every worker sees them.
 type breakerPauses struct{ rdb redis.UniversalClient }
 
 func (p breakerPauses) Pauses(ctx context.Context) ([]runspage.Pause, error) {
@@ -63,5 +63,5 @@ func (p breakerPauses) Pauses(ctx context.Context) ([]runspage.Pause, error) {
 		}
 		out = append(out, runspage.Pause{Scope: scope, Reason: reason, Since: b.Since, Until: b.NextProbe})
 	}
-	return out, nil
+	return append(out, statePauses(ctx, p.rdb)...), nil
 }

@@ -157,6 +157,10 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, getenv func(
 		// default second would leave a tenant's freshly dispatched batches waiting for it.
 		cfg.TaskCheckInterval = lanesTaskCheck
 	}
+	if err := followTenants(tctx, &deps, fl); err != nil {
+		log.Error().Msgf("configuration: %v", err)
+		return 2
+	}
 	if deps.extra, err = nightlySetup(v, log); err != nil {
 		log.Error().Msgf("configuration: %v", err)
 		return 2

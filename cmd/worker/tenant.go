@@ -27,7 +27,7 @@ var implicitNames = func() tenant.EnvNames {
 // withFlow reads the flow-control settings too: `worker call` and the demo take none.
 func specFromSettings(v values, withFlow bool) (tenant.Spec, error) {
 	s := tenant.Spec{
-		URL: v.str("SUPEROFFICE_URL"), API: v.str("SUPEROFFICE_API"),
+		URL: v.str("SUPEROFFICE_URL"), Environment: v.str("SUPEROFFICE_ENVIRONMENT"), API: v.str("SUPEROFFICE_API"),
 		Ticket: tenant.NewSecret(v.str("SUPEROFFICE_TICKET")), AppToken: tenant.NewSecret(v.str("SUPEROFFICE_APP_TOKEN")),
 		Username: v.str("SUPEROFFICE_USERNAME"), Password: tenant.NewSecret(v.str("SUPEROFFICE_PASSWORD")),
 		SystemToken: tenant.NewSecret(v.str("SUPEROFFICE_SYSTEM_TOKEN")),

@@ -56,6 +56,12 @@ type Config struct {
 	// WebAPI's error object), seen by any worker, open the tenant's breaker.
 	// Zero: DefaultTenantFailures (5).
 	TenantFailures int
+	// Explain, when not nil, is asked about a systemic failure of a request (a transport
+	// error, a 5xx that counts) before it counts toward the tenant's breaker, with the
+	// request's context. A non-nil answer (the *PausedError of a tenant whose state says it
+	// is not running: tenantstate.Follower.Explain) means the failure is explained: it is not
+	// counted, and does not decide a probe.
+	Explain func(ctx context.Context) error
 	// ConnWindow is how many recent batches per ERP connection the connection breaker looks
 	// at, and ConnThreshold the share of them that must have failed with one ErrorCode for
 	// it to open (the window must be full). Zero: DefaultConnWindow (20),

@@ -23,6 +23,10 @@
 // travels in its context (WithConnection). The connection breaker is fed by the task
 // handler, which alone knows a batch's answer (Control.Admit, Control.Outcome).
 //
+// A systemic failure counts toward the tenant's breaker only once Config.Explain (the
+// tenant's state, when it is followed) has not explained it: a tenant in maintenance is a
+// hold, not an outage.
+//
 // Waiting for a token or a slot is not a failure. A wait that would not end well before the
 // request's deadline returns a *WaitError instead, and an open breaker a *PausedError; the
 // task handler holds the batch without using up a retry and never dead-letters it for that.

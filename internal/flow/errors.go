@@ -26,9 +26,15 @@ type PausedError struct {
 	NextProbe     time.Time // when a probe may be sent
 	Reason        string    // what opened it
 	RetryAfter    time.Duration
+	// ReasonOnly means Reason says it all, times included (a tenant's state:
+	// tenantstate.PauseReason): the error is "paused: " + Reason.
+	ReasonOnly bool
 }
 
 func (e *PausedError) Error() string {
+	if e.ReasonOnly {
+		return "paused: " + e.Reason
+	}
 	return describe(e.ErpConnection, e.Since, e.NextProbe, e.Reason, time.Now())
 }
 

@@ -84,7 +84,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if sl != nil {
 			sl.release()
 		}
-		if ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		if (ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded)) && !c.explained(ctx) {
 			c.tenant.record(ctx, "fail", true, "transport: "+trim(err.Error()), probe)
 		}
 		return nil, err
@@ -113,12 +113,27 @@ func (t *transport) observe(ctx context.Context, resp *http.Response, probe stri
 	}
 	switch {
 	case s >= 500 && s != http.StatusNotImplemented && s != http.StatusHTTPVersionNotSupported && !netServerAnswered(resp):
-		c.tenant.record(ctx, "fail", true, "HTTP "+strconv.Itoa(s)+" "+http.StatusText(s), probe)
+		if !c.explained(ctx) {
+			c.tenant.record(ctx, "fail", true, "HTTP "+strconv.Itoa(s)+" "+http.StatusText(s), probe)
+		}
 	case s == http.StatusTooManyRequests:
 		// Throttling is not an outage: the cool-down handles it.
 	default:
 		c.tenant.record(ctx, "", true, "", probe)
 	}
+}
+
+// explained reports whether Config.Explain accounts for a systemic failure of the request
+// of ctx (the tenant's state), so that it does not count toward the tenant's breaker.
+func (c *Control) explained(ctx context.Context) bool {
+	if c.cfg.Explain == nil {
+		return false
+	}
+	err := c.cfg.Explain(ctx)
+	if err != nil {
+		c.log.Info().Str("tenant", c.cfg.Tenant).Str("because", err.Error()).Msg("flow: a failure the tenant's state explains: not counted toward the breaker")
+	}
+	return err != nil
 }
 
 // netServerAnswered reports whether a 5xx reply came from NetServer itself rather than from

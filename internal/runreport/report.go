@@ -13,6 +13,7 @@ import (
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/internal/flow"
 	"github.com/erpresync/erpresync/internal/ledger"
+	"github.com/erpresync/erpresync/internal/tenantstate"
 	"github.com/erpresync/erpresync/tasks"
 )
 
@@ -76,8 +77,9 @@ type RunReport struct {
 	AuthHeldBatches int    `json:"auth_held_batches"`
 	AuthHeldError   string `json:"auth_held_error,omitempty"`
 	// Paused says, for a run with pending keys, which open circuit breakers hold it back:
-	// "paused: SuperOffice unavailable since …, next probe in … (reason); tenant T". Filled
-	// by the caller, which reads the breakers.
+	// "paused: SuperOffice unavailable since …, next probe in … (reason); tenant T", and which
+	// tenants' state does: "SuperOffice: tenant Cust12345 in OfflineMaintenance since …,
+	// next check …" (tenantstate.PauseReason). Filled by Report.
 	Paused []string `json:"paused,omitempty"`
 	// Repair is what `enqueue status --repair` found and did; absent without it.
 	Repair *ledger.RepairResult `json:"repair,omitempty"`
@@ -104,8 +106,9 @@ func NewRunReport(st ledger.RunStatus, now time.Time) RunReport {
 }
 
 // Report is run st's whole report at now: NewRunReport and, while keys are pending, the
-// run's batches waiting in queue's retry set ("" reads every queue's; AddRetrying) and the
-// open circuit breakers that hold it (flow.Pauses). `enqueue status`, the intake API and
+// run's batches waiting in queue's retry set ("" reads every queue's; AddRetrying), the
+// open circuit breakers that hold it (flow.Pauses) and its tenant's pause while SuperOffice
+// says the tenant is not running (tenantstate.Pauses). `enqueue status`, the intake API and
 // `worker demo` all build it here. st is a run of the implicit tenant; TenantReport is
 // Report for another's.
 func Report(ctx context.Context, rdb redis.UniversalClient, insp *asynq.Inspector, queue string, st ledger.RunStatus, now time.Time) (RunReport, error) {
@@ -126,6 +129,15 @@ func TenantReport(ctx context.Context, rdb redis.UniversalClient, insp *asynq.In
 	r.AddRetrying(rt, now)
 	if r.Paused, err = flow.Pauses(ctx, rdb, tenant, st.ErpConnectionID, now); err != nil {
 		return r, fmt.Errorf("circuit breakers: %w", err)
+	}
+	states, err := tenantstate.Pauses(ctx, rdb)
+	if err != nil {
+		return r, err
+	}
+	for _, p := range states {
+		if p.Tenant == tenant { // never another tenant's
+			r.Paused = append(r.Paused, p.Reason)
+		}
 	}
 	return r, nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/erpresync/erpresync/auth"
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/internal/flow"
+	"github.com/erpresync/erpresync/internal/tenantstate"
 	"github.com/erpresync/erpresync/rest"
 	"github.com/erpresync/erpresync/soap"
 	"github.com/erpresync/erpresync/tasks"
@@ -56,7 +57,8 @@ type Tenant struct {
 	Refreshes func() int64
 	// Login fetches a ticket as a call would (cached for the calls); nil for a fixed ticket.
 	Login func(ctx context.Context) error
-	// AuthFix is what to check when SuperOffice refuses the credentials (Spec.AuthFix).
+	// AuthFix is what to check when SuperOffice refuses the credentials or, with a fixed
+	// URL, answers 421 (Spec.HeldFix).
 	AuthFix string
 	// Name is the tenant's name in flow control, metrics and logs: for the implicit tenant
 	// its URL's host and path in lower case (FlowName), for a tenant of the file "@" + ID.
@@ -64,6 +66,10 @@ type Tenant struct {
 	// Flow is the tenant's flow control, under every request of Resyncer; nil without
 	// BuildOptions.Redis.
 	Flow *flow.Control
+	// State follows the tenant's state and host (Spec.Environment): its transport is above
+	// Flow, so every request goes to the tenant's current host and none while it is not
+	// running. Nil without an Environment.
+	State *tenantstate.Follower
 
 	source auth.TicketSource
 }
@@ -80,21 +86,60 @@ func Build(spec Spec, opts BuildOptions) (*Tenant, error) {
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
-	t := &Tenant{Spec: spec, API: spec.api(), Mode: spec.Mode(), AuthFix: spec.AuthFix(), Name: FlowName(spec)}
+	t := &Tenant{Spec: spec, API: spec.api(), Mode: spec.Mode(), AuthFix: spec.HeldFix(), Name: FlowName(spec)}
+	if err := t.follow(opts); err != nil {
+		return nil, err
+	}
 	wrap := opts.Wrap
 	if opts.Redis != nil {
-		fc, err := flow.New(spec.flowConfig(t.Name, opts))
+		fcfg := spec.flowConfig(t.Name, opts)
+		if t.State != nil {
+			fcfg.Explain = t.State.Explain
+		}
+		fc, err := flow.New(fcfg)
 		if err != nil {
 			return nil, spec.configError(err)
 		}
 		t.Flow = fc
 		wrap = chain(opts.Wrap, fc.Transport)
 	}
+	if t.State != nil {
+		wrap = chain(wrap, t.State.Transport)
+	}
 	if err := t.buildClient(wrap); err != nil {
 		t.Close()
 		return nil, err
 	}
 	return t, nil
+}
+
+// follow makes t.State when the Spec names an Environment. The state is shared by the fleet
+// in Redis, so without opts.Redis (one call, the demo) an Environment is refused: the
+// tenant's current URL is given instead.
+func (t *Tenant) follow(opts BuildOptions) error {
+	s := t.Spec
+	if s.Environment == "" {
+		return nil
+	}
+	if opts.Redis == nil {
+		return s.errorf(FieldEnvironment, "%s is set, but here there is no Redis to share the tenant's state through: give %s, the tenant's current URL, instead",
+			s.name(FieldEnvironment), s.name(FieldURL))
+	}
+	f, err := tenantstate.New(tenantstate.Config{ContextID: s.ContextID, Tenant: s.ID, Environment: EnvironmentURL(s.Environment), FixedURL: s.URL,
+		Redis: opts.Redis, Logger: opts.Logger, Now: opts.Now})
+	if err != nil {
+		return s.configError(err)
+	}
+	t.State = f
+	return nil
+}
+
+// baseURL is the URL the clients are configured with: the Follower's with an Environment.
+func (t *Tenant) baseURL() string {
+	if t.State != nil {
+		return t.State.BaseURL()
+	}
+	return t.Spec.URL
 }
 
 // Close stops the tenant's flow control (its slots' lease renewals). Calls in flight end
@@ -115,6 +160,9 @@ func FlowName(spec Spec) string {
 		return flow.TenantName(spec.ID)
 	}
 	base := strings.TrimSpace(spec.URL)
+	if base == "" && spec.Environment != "" {
+		base = EnvironmentURL(spec.Environment) + "/" + spec.ContextID
+	}
 	u, err := url.Parse(base)
 	if err != nil || u.Host == "" {
 		return strings.ToLower(base)
@@ -151,11 +199,11 @@ func (t *Tenant) buildClient(wrap func(http.RoundTripper) http.RoundTripper) err
 		t.Login = func(ctx context.Context) error { _, err := src.Ticket(ctx); return err }
 	}
 	if t.API == APIREST {
-		c, err := rest.New(rest.Config{BaseURL: s.URL, AppToken: s.AppToken.Reveal(), Auth: src, HTTPClient: httpClient})
+		c, err := rest.New(rest.Config{BaseURL: t.baseURL(), AppToken: s.AppToken.Reveal(), Auth: src, HTTPClient: httpClient})
 		t.Resyncer = c
 		return s.configError(err)
 	}
-	c, err := soap.New(soap.Config{BaseURL: s.URL, AppToken: s.AppToken.Reveal(), Auth: src, HTTPClient: httpClient, SOAP12: s.SOAP12})
+	c, err := soap.New(soap.Config{BaseURL: t.baseURL(), AppToken: s.AppToken.Reveal(), Auth: src, HTTPClient: httpClient, SOAP12: s.SOAP12})
 	t.Resyncer = c
 	return s.configError(err)
 }
@@ -168,7 +216,7 @@ func (s Spec) ticketSource(httpClient *http.Client, t *Tenant) (auth.TicketSourc
 		t.source = auth.NewStaticTicket(s.Ticket.Reveal())
 		return t.source, nil
 	case ModePassword:
-		pa, err := auth.NewPasswordAuth(auth.PasswordAuthConfig{BaseURL: s.URL, UserName: s.Username, Password: s.Password.Reveal(),
+		pa, err := auth.NewPasswordAuth(auth.PasswordAuthConfig{BaseURL: t.baseURL(), UserName: s.Username, Password: s.Password.Reveal(),
 			AppToken: s.AppToken.Reveal(), HTTPClient: httpClient})
 		if err != nil {
 			return nil, s.configError(err)
@@ -176,7 +224,7 @@ func (s Spec) ticketSource(httpClient *http.Client, t *Tenant) (auth.TicketSourc
 		t.Refreshes, t.source = pa.Refreshes, pa
 		return loginSource{pa}, nil
 	}
-	su, err := auth.NewSystemUserAuth(auth.SystemUserAuthConfig{LoginURL: s.LoginURL, SystemToken: s.SystemToken.Reveal(),
+	su, err := auth.NewSystemUserAuth(auth.SystemUserAuthConfig{LoginURL: s.loginURL(), SystemToken: s.SystemToken.Reveal(),
 		PrivateKey: []byte(s.PrivateKey.Reveal()), AppToken: s.AppToken.Reveal(), ContextIdentifier: s.ContextID, HTTPClient: httpClient})
 	if err != nil {
 		return nil, s.configError(err)
@@ -195,6 +243,7 @@ var libraryFields = map[string]Field{
 	"auth.SystemUserAuthConfig.PrivateKey": FieldPrivateKey, "auth.SystemUserAuthConfig.ContextIdentifier": FieldContextID,
 	"auth.SystemUserAuthConfig.LoginURL": FieldLoginURL, "flow.Config.Rate": FieldRateLimit, "flow.Config.Burst": FieldRateBurst,
 	"flow.Config.Adaptive": FieldRateAdaptive, "flow.Config.MaxConcurrency": FieldMaxConcurrency, "flow.Config.Lease": FieldSlotLease,
+	"tenantstate.Config.FixedURL": FieldURL, "tenantstate.Config.Environment": FieldEnvironment, "tenantstate.Config.ContextID": FieldContextID,
 	"flow.Config.TenantFailures": FieldBreakerFailures, "flow.Config.ProbeInitial": FieldBreakerProbe, "flow.Config.ProbeMax": FieldBreakerProbeMax,
 }
 

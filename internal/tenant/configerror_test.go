@@ -12,6 +12,7 @@ import (
 	"github.com/erpresync/erpresync/auth"
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/internal/flow"
+	"github.com/erpresync/erpresync/internal/tenantstate"
 	"github.com/erpresync/erpresync/rest"
 	"github.com/erpresync/erpresync/soap"
 )
@@ -34,6 +35,7 @@ func TestConfigErrorsNameNoGoNames(t *testing.T) {
 	su := auth.SystemUserAuthConfig{LoginURL: base + "/Login", SystemToken: "t", PrivateKey: []byte("not a key"), AppToken: "a", ContextIdentifier: "Cust1"}
 	pw := auth.PasswordAuthConfig{BaseURL: base, UserName: "u", Password: "p"}
 	fc := flow.Config{Redis: rdb, Tenant: "t"}
+	ts := tenantstate.Config{ContextID: "Cust1", Environment: "https://sod.superoffice.com", Redis: rdb}
 	refusals := []func() error{
 		func() error { _, err := soap.New(soap.Config{Auth: src}); return err },
 		func() error { _, err := soap.New(soap.Config{BaseURL: "ftp://x/y", Auth: src}); return err },
@@ -72,6 +74,14 @@ func TestConfigErrorsNameNoGoNames(t *testing.T) {
 		func() error { c := fc; c.ConnThreshold = 2; _, err := flow.New(c); return err },
 		func() error { c := fc; c.Lease = 1; _, err := flow.New(c); return err },
 		func() error { c := fc; c.Adaptive = true; _, err := flow.New(c); return err },
+		func() error { c := ts; c.ContextID = ""; _, err := tenantstate.New(c); return err },
+		func() error { c := ts; c.Environment = "ftp://x"; _, err := tenantstate.New(c); return err },
+		func() error {
+			c := ts
+			c.FixedURL = "https://sod2.superoffice.com/Cust2"
+			_, err := tenantstate.New(c)
+			return err
+		},
 	}
 	names := EnvNames{}
 	for _, f := range Fields() {
@@ -98,6 +108,7 @@ func TestConfigErrorsNameNoGoNames(t *testing.T) {
 	// The mapped fields exist, so a renamed field cannot fall out of the mapping.
 	types := map[string]reflect.Type{
 		"soap.Config": reflect.TypeFor[soap.Config](), "rest.Config": reflect.TypeFor[rest.Config](), "flow.Config": reflect.TypeFor[flow.Config](),
+		"tenantstate.Config":      reflect.TypeFor[tenantstate.Config](),
 		"auth.PasswordAuthConfig": reflect.TypeFor[auth.PasswordAuthConfig](), "auth.SystemUserAuthConfig": reflect.TypeFor[auth.SystemUserAuthConfig](),
 	}
 	for field := range libraryFields {

@@ -27,6 +27,12 @@ import (
 //	    app_token_env: SUPEROFFICE_APP_TOKEN
 //	    rate_limit: 10
 //
+// A tenant of SuperOffice Online may be given by its environment and context id instead of
+// its url (environment: online, sod or stage, which read https://{name}.superoffice.com, or
+// a base URL such as https://online.superoffice.com; auth.context_id: Cust12345): the worker
+// then asks the environment's state API where the tenant lives and follows it when it moves
+// (Spec.Environment).
+//
 // Secrets are written by reference only: KEY_env names an environment variable that holds
 // the secret, KEY_file a file (its content, trimmed of surrounding white space). The keys are
 // fileKeys (and their _file forms); anything else is refused.
@@ -189,12 +195,16 @@ func (p *parser) unique(specs []Spec) {
 			continue
 		}
 		ids[strings.ToLower(s.ID)] = s
-		if s.URL == "" {
+		if s.URL == "" && (s.Environment == "" || s.ContextID == "") {
 			continue
 		}
-		u := FlowName(Spec{URL: s.URL})
+		u := FlowName(Spec{URL: s.URL, Environment: s.Environment, ContextID: s.ContextID})
 		if o, ok := urls[u]; ok {
-			p.errs = append(p.errs, s.errorf(FieldURL, "%s is tenant %q's too (line %d): one SuperOffice tenant is one entry, or each would get its own limits", s.name(FieldURL), o.ID, o.Naming.(*fileNames).line))
+			f := FieldURL
+			if s.URL == "" {
+				f = FieldContextID
+			}
+			p.errs = append(p.errs, s.errorf(f, "%s is tenant %q's too (line %d): one SuperOffice tenant is one entry, or each would get its own limits", s.name(f), o.ID, o.Naming.(*fileNames).line))
 			continue
 		}
 		urls[u] = s

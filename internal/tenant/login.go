@@ -1,9 +1,11 @@
 package tenant
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -48,6 +50,26 @@ func (s Spec) AuthFix() string {
 	}
 }
 
+// movedFix is what a 421 from a tenant with a fixed URL calls for: it moved.
+func (s Spec) movedFix() string {
+	return "SuperOffice tenant " + cmp.Or(s.ContextID, s.ID, s.URL) + " moved to another host (HTTP 421): set " + s.names(" and ", FieldEnvironment, FieldContextID) +
+		" so the worker follows it, or correct " + s.name(FieldURL)
+}
+
+// HeldFix is what the task handler's AUTH FAILURE line says (Tenant.AuthFix): AuthFix and,
+// for an Online tenant with a fixed URL (no Environment), what a 421 means, since the
+// handler holds a batch answered 421 like one whose credentials were refused.
+func (s Spec) HeldFix() string {
+	if s.Environment != "" {
+		return s.AuthFix()
+	}
+	u, err := url.Parse(strings.TrimSpace(s.URL))
+	if s.ContextID == "" && (err != nil || !strings.HasSuffix(strings.ToLower(u.Hostname()), ".superoffice.com")) {
+		return s.AuthFix()
+	}
+	return s.AuthFix() + "; if SuperOffice answered 421: " + s.movedFix()
+}
+
 // Fix says what to change when err is SuperOffice refusing the login or the ticket, or
 // nothing answering at the configured address; "" for any other error.
 func (s Spec) Fix(err error) string {
@@ -65,6 +87,8 @@ func (s Spec) Fix(err error) string {
 			return "SuperOffice rejected " + s.name(FieldTicket) + ": " + s.AuthFix()
 		}
 		return "SuperOffice rejected the ticket of a fresh login: " + s.AuthFix()
+	case errors.As(err, &he) && he.StatusCode == http.StatusMisdirectedRequest:
+		return s.movedFix()
 	case errors.As(err, &he) && he.StatusCode == http.StatusNotFound:
 		if errors.As(err, &le) && mode == ModeSystemUser {
 			return "nothing answers at " + s.name(FieldLoginURL) + " (HTTP 404): check it, e.g. https://sod.superoffice.com/Login/api/PartnerSystemUser/Authenticate"

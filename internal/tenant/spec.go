@@ -30,11 +30,14 @@ type Spec struct {
 	// ID names the tenant everywhere (tasks.ValidateTenantID); "" is the implicit tenant of
 	// the SUPEROFFICE_* settings.
 	ID string
-	// URL is the tenant base URL, e.g. https://sod.superoffice.com/Cust12345. Required.
+	// URL is the tenant base URL, e.g. https://sod.superoffice.com/Cust12345. Required
+	// without an Environment; with one it is optional (its path must hold the ContextID
+	// segment) and only names the tenant: requests go where the state API says.
 	URL string
-	// Environment is the base URL of the tenant's SuperOffice environment, e.g.
-	// https://online.superoffice.com, whose state API says where the tenant lives; it needs
-	// ContextID. Optional; Build does not use it.
+	// Environment is the tenant's SuperOffice environment: online, sod or stage
+	// (https://{name}.superoffice.com, EnvironmentURL) or a base URL such as
+	// https://online.superoffice.com. Its state API says where the tenant lives and whether
+	// it runs; Build then follows the tenant (Tenant.State). It needs ContextID.
 	Environment string
 	// API is APISOAP or APIREST, in any case; "": APISOAP.
 	API string
@@ -50,7 +53,7 @@ type Spec struct {
 	Password    Secret
 	SystemToken Secret
 	PrivateKey  Secret // the app's RSA private key: PEM, or .NET RSAKeyValue XML
-	ContextID   string // the Online tenant id, e.g. Cust12345
+	ContextID   string // the Online tenant id, e.g. Cust12345 (with an Environment, no sign of a login way)
 	LoginURL    string // the PartnerSystemUser endpoint
 	// AppToken is the application token (client secret); required by Online.
 	AppToken Secret
@@ -89,8 +92,34 @@ func (s Spec) Mode() string {
 	return ""
 }
 
+// systemUserSet reports whether a field of the system-user login is set. With an
+// Environment the ContextID names the tenant to follow, so it does not count.
 func (s Spec) systemUserSet() bool {
-	return s.SystemToken.IsSet() || s.PrivateKey.IsSet() || s.ContextID != "" || s.LoginURL != ""
+	return s.SystemToken.IsSet() || s.PrivateKey.IsSet() || (s.ContextID != "" && s.Environment == "") || s.LoginURL != ""
+}
+
+// EnvironmentNames are the SuperOffice environments known by name; EnvironmentURL makes a
+// name https://{name}.superoffice.com.
+var EnvironmentNames = []string{"online", "sod", "stage"}
+
+// EnvironmentURL is the base URL of environment env: https://{env}.superoffice.com for a
+// name of EnvironmentNames (in any case), env itself without a trailing slash otherwise.
+func EnvironmentURL(env string) string {
+	env = strings.TrimSpace(env)
+	for _, n := range EnvironmentNames {
+		if strings.EqualFold(env, n) {
+			return "https://" + n + ".superoffice.com"
+		}
+	}
+	return strings.TrimRight(env, "/")
+}
+
+// loginURL is LoginURL, or with an Environment its PartnerSystemUser endpoint.
+func (s Spec) loginURL() string {
+	if s.LoginURL == "" && s.Environment != "" {
+		return EnvironmentURL(s.Environment) + "/Login/api/PartnerSystemUser/Authenticate"
+	}
+	return s.LoginURL
 }
 
 // api is API in lower case, APISOAP when empty.

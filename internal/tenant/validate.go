@@ -26,8 +26,9 @@ func (s Spec) Validate() error {
 			return s.errorf(FieldID, "%s: %v", s.name(FieldID), err)
 		}
 	}
-	if s.URL == "" {
-		return s.errorf(FieldURL, "%s is not set: the tenant base URL, such as https://sod.superoffice.com/Cust12345", s.name(FieldURL))
+	if s.URL == "" && s.Environment == "" {
+		return s.errorf(FieldURL, "%s is not set: the tenant base URL, such as https://sod.superoffice.com/Cust12345 (or %s and %s, to follow the tenant wherever it lives)",
+			s.name(FieldURL), s.name(FieldEnvironment), s.name(FieldContextID))
 	}
 	for _, check := range []func() error{s.validateFlow, s.validateTransport, s.validateEnvironment, s.validateCredentials} {
 		if err := check(); err != nil {
@@ -123,9 +124,10 @@ func (s Spec) validateEnvironment() error {
 	if s.Environment == "" {
 		return nil
 	}
-	u, err := url.Parse(s.Environment)
+	u, err := url.Parse(EnvironmentURL(s.Environment))
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || strings.Trim(u.Path, "/") != "" || u.RawQuery != "" {
-		return s.errorf(FieldEnvironment, "%s=%q: want the environment's base URL, such as https://online.superoffice.com (no path)", s.name(FieldEnvironment), s.Environment)
+		return s.errorf(FieldEnvironment, "%s=%q: want the environment's base URL, such as https://online.superoffice.com (no path), or one of %s",
+			s.name(FieldEnvironment), s.Environment, strings.Join(EnvironmentNames, ", "))
 	}
 	if s.ContextID == "" {
 		return s.errorf(FieldEnvironment, "%s is set but %s is not: the environment knows the tenant by its context id, e.g. Cust12345", s.name(FieldEnvironment), s.name(FieldContextID))
@@ -172,7 +174,7 @@ func (s Spec) validateCredentials() error {
 		}
 	case ModeSystemUser:
 		need := []Field{FieldSystemToken, FieldPrivateKey, FieldContextID, FieldLoginURL, FieldAppToken}
-		for i, set := range []bool{s.SystemToken.IsSet(), s.PrivateKey.IsSet(), s.ContextID != "", s.LoginURL != "", s.AppToken.IsSet()} {
+		for i, set := range []bool{s.SystemToken.IsSet(), s.PrivateKey.IsSet(), s.ContextID != "", s.loginURL() != "", s.AppToken.IsSet()} {
 			if !set {
 				return s.errorf(need[i], "%s is not set; the Online system-user login needs %s", s.name(need[i]), s.namesList(need...))
 			}

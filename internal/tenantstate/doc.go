@@ -13,7 +13,13 @@
 // its current host (SOAP paths under the state's Endpoint, WebAPI paths under its Api),
 // repeats a request answered 421 once on the host found anew, and sends nothing while the
 // tenant is not running: it returns a *flow.PausedError, which the task handler treats as a
-// hold (no retry spent, never a dead letter).
+// hold (no retry spent, never a dead letter). After a connection error or a 503 it asks again
+// at once and returns the hold when the tenant turns out not to be running; flow control,
+// below it, asks the same through Follower.Explain before it counts such a failure toward
+// the tenant's breaker.
+//
+// Pauses reads, from Redis alone, which followed tenants are not running, for the status
+// readers (run reports, the runs page).
 //
 // Notifications is the http.Handler for SuperOffice's "Customer state change" POSTs: it
 // verifies the RS256 JWT against the environment's JWKS, then Suspend and Delete pause the

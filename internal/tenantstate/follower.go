@@ -34,6 +34,9 @@ const (
 type Config struct {
 	// ContextID is the tenant's context identifier, e.g. "Cust12345". Required.
 	ContextID string
+	// Tenant is erpresync's ID of the tenant ("" the implicit tenant), so that Pauses can say
+	// whose run a pause holds, and a tenant's reports show its own pauses only.
+	Tenant string
 	// Environment is the SuperOffice environment's base URL: https://sod.superoffice.com,
 	// https://qaonline.superoffice.com or https://online.superoffice.com (where the state API,
 	// the JWKS and the logins live). Empty: no state API; FixedURL is used as it is.
@@ -101,7 +104,7 @@ func New(cfg Config) (*Follower, error) {
 	}
 	f := &Follower{cfg: cfg, env: strings.TrimRight(cfg.Environment, "/"), rdb: cfg.Redis,
 		client: cfg.HTTPClient, log: cfg.Logger, now: cfg.Now,
-		key: "erpresync:state:{" + cfg.ContextID + "}"}
+		key: stateKey(cfg.ContextID)}
 	if f.client == nil {
 		f.client = &http.Client{Timeout: 10 * time.Second}
 	}
@@ -142,6 +145,9 @@ func tenantRoot(raw, contextID string, following bool) (*url.URL, error) {
 
 // ContextID is the tenant's context identifier.
 func (f *Follower) ContextID() string { return f.cfg.ContextID }
+
+// Environment is the environment's base URL without a trailing slash; "" for a fixed tenant.
+func (f *Follower) Environment() string { return f.env }
 
 // BaseURL is the tenant URL to configure the SOAP and REST clients with (FixedURL, or
 // Environment + "/" + ContextID); Transport sends its requests to the tenant's current host.

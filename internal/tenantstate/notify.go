@@ -1,6 +1,7 @@
 package tenantstate
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -11,6 +12,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/MicahParks/keyfunc/v3"
@@ -80,7 +82,9 @@ type notification struct {
 // NotificationsConfig configures NewNotifications.
 type NotificationsConfig struct {
 	// Environment is the SuperOffice environment's base URL (as in Config): its
-	// /login/.well-known/jwks verifies the tokens and it is their required issuer. Required.
+	// /login/.well-known/jwks verifies the tokens and it is their required issuer. Empty:
+	// each notification is verified against the environment of the tenant's Follower, so
+	// one endpoint serves tenants of several environments.
 	Environment string
 	// Lookup returns the Follower of a tenant this worker serves, nil for any other: a
 	// notification for a tenant not ours is refused (403).
@@ -99,19 +103,29 @@ type NotificationsConfig struct {
 // Notifications serves SuperOffice's state-change notifications (POST, JSON). Safe for
 // concurrent use.
 type Notifications struct {
-	cfg    NotificationsConfig
-	issuer string
-	keys   keyfunc.Keyfunc
-	parser *jwt.Parser
-	now    func() time.Time
+	cfg NotificationsConfig
+	ctx context.Context // ends the JWKS refreshes
+	now func() time.Time
+
+	mu        sync.Mutex
+	verifiers map[string]*verifier // by environment (the tokens' issuer)
 }
 
-// NewNotifications checks cfg and fetches the environment's JWKS (a failure is logged and
-// retried when a token arrives). ctx ends the JWKS's hourly refresh.
+// verifier checks the tokens one environment signs.
+type verifier struct {
+	keys   keyfunc.Keyfunc
+	parser *jwt.Parser
+}
+
+// NewNotifications checks cfg and, with an Environment, fetches its JWKS (a failure is
+// logged and retried when a token arrives); the JWKS of a tenant's environment is fetched
+// when its first notification arrives. ctx ends the JWKS's hourly refresh.
 func NewNotifications(ctx context.Context, cfg NotificationsConfig) (*Notifications, error) {
-	if _, err := tenantRoot(cfg.Environment, "", false); err != nil || cfg.Environment == "" {
-		return nil, &erpsync.ConfigError{Field: "tenantstate.NotificationsConfig.Environment", What: "SuperOffice environment",
-			Problem: fmt.Sprintf("%q: want a base URL such as https://online.superoffice.com", cfg.Environment)}
+	if cfg.Environment != "" {
+		if _, err := tenantRoot(cfg.Environment, "", false); err != nil {
+			return nil, &erpsync.ConfigError{Field: "tenantstate.NotificationsConfig.Environment", What: "SuperOffice environment",
+				Problem: fmt.Sprintf("%q: want a base URL such as https://online.superoffice.com", cfg.Environment)}
+		}
 	}
 	if cfg.Lookup == nil {
 		return nil, &erpsync.ConfigError{Field: "tenantstate.NotificationsConfig.Lookup", What: "tenant lookup", Problem: "is missing"}
@@ -122,13 +136,29 @@ func NewNotifications(ctx context.Context, cfg NotificationsConfig) (*Notificati
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxNotificationBytes
 	}
-	n := &Notifications{cfg: cfg, issuer: strings.TrimRight(cfg.Environment, "/"), now: cfg.Now}
+	cfg.Environment = strings.TrimRight(cfg.Environment, "/")
+	n := &Notifications{cfg: cfg, ctx: ctx, now: cfg.Now, verifiers: map[string]*verifier{}}
 	if n.now == nil {
 		n.now = time.Now
 	}
-	log := cfg.Logger
-	keys, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{n.issuer + "/login/.well-known/jwks"}, keyfunc.Override{
-		Client:            cfg.HTTPClient,
+	if cfg.Environment != "" {
+		if _, err := n.verifier(cfg.Environment); err != nil {
+			return nil, err
+		}
+	}
+	return n, nil
+}
+
+// verifier returns the verifier of env's tokens, made at its first use.
+func (n *Notifications) verifier(env string) (*verifier, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if v, ok := n.verifiers[env]; ok {
+		return v, nil
+	}
+	log := n.cfg.Logger
+	keys, err := keyfunc.NewDefaultOverrideCtx(n.ctx, []string{env + "/login/.well-known/jwks"}, keyfunc.Override{
+		Client:            n.cfg.HTTPClient,
 		RefreshInterval:   jwksRefreshEvery,
 		RefreshUnknownKID: rate.NewLimiter(rate.Every(jwksUnknownKIDEvery), 1),
 		RateLimitWaitMax:  time.Millisecond, // an unknown kid past the limit fails at once
@@ -141,10 +171,10 @@ func NewNotifications(ctx context.Context, cfg NotificationsConfig) (*Notificati
 	if err != nil {
 		return nil, fmt.Errorf("tenantstate: JWKS: %w", err)
 	}
-	n.keys = keys
-	n.parser = jwt.NewParser(jwt.WithValidMethods([]string{"RS256"}), jwt.WithIssuer(n.issuer),
-		jwt.WithExpirationRequired(), jwt.WithIssuedAt(), jwt.WithLeeway(clockLeeway), jwt.WithTimeFunc(n.now))
-	return n, nil
+	v := &verifier{keys: keys, parser: jwt.NewParser(jwt.WithValidMethods([]string{"RS256"}), jwt.WithIssuer(env),
+		jwt.WithExpirationRequired(), jwt.WithIssuedAt(), jwt.WithLeeway(clockLeeway), jwt.WithTimeFunc(n.now))}
+	n.verifiers[env] = v
+	return v, nil
 }
 
 // The refusals of a notification; statusOf maps each to its HTTP status.
@@ -234,23 +264,31 @@ func (n *Notifications) act(ctx context.Context, f *Follower, change ChangeType)
 	}
 }
 
-// verify reads and checks a notification: method, media type, size, JSON, then the token's
-// signature, issuer, lifetime and tenant claim, and that the tenant is ours. It returns the
-// token's expiry too.
+// verify reads and checks a notification: method, media type, size, JSON, that the tenant
+// is ours, then the token's signature, issuer (the tenant's environment), lifetime and
+// tenant claim. It returns the token's expiry too.
 func (n *Notifications) verify(r *http.Request) (msg notification, f *Follower, exp time.Time, err error) {
 	msg, err = n.read(r)
 	if err != nil {
 		return msg, nil, exp, err
 	}
+	if f = n.cfg.Lookup(msg.ContextIdentifier); f == nil {
+		return msg, nil, exp, fmt.Errorf("%w: %s", ErrNotificationForeign, msg.ContextIdentifier)
+	}
+	env := cmp.Or(f.env, n.cfg.Environment)
+	if env == "" {
+		return msg, nil, exp, fmt.Errorf("%w: %s has a fixed URL, no environment", ErrNotificationForeign, msg.ContextIdentifier)
+	}
+	v, err := n.verifier(env)
+	if err != nil {
+		return msg, nil, exp, err
+	}
 	claims := jwt.MapClaims{}
-	if _, err := n.parser.ParseWithClaims(msg.Token, claims, n.keys.KeyfuncCtx(r.Context())); err != nil {
+	if _, err := v.parser.ParseWithClaims(msg.Token, claims, v.keys.KeyfuncCtx(r.Context())); err != nil {
 		return msg, nil, exp, fmt.Errorf("%w: %v", ErrNotificationToken, err)
 	}
 	if ctxClaim, _ := claims[ClaimContext].(string); !strings.EqualFold(ctxClaim, msg.ContextIdentifier) {
 		return msg, nil, exp, fmt.Errorf("%w: the token is for %q, the notification for %q", ErrNotificationForeign, ctxClaim, msg.ContextIdentifier)
-	}
-	if f = n.cfg.Lookup(msg.ContextIdentifier); f == nil {
-		return msg, nil, exp, fmt.Errorf("%w: %s", ErrNotificationForeign, msg.ContextIdentifier)
 	}
 	if e, _ := claims.GetExpirationTime(); e != nil {
 		exp = e.Time

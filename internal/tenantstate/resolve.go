@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -175,11 +177,65 @@ func (f *Follower) read(ctx context.Context) (record, error) {
 
 func (f *Follower) write(ctx context.Context, r record) error {
 	b, _ := json.Marshal(r)
-	if err := f.rdb.Set(context.WithoutCancel(ctx), f.key, b, recordTTL).Err(); err != nil {
+	ctx = context.WithoutCancel(ctx)
+	if err := f.rdb.Set(ctx, f.key, b, recordTTL).Err(); err != nil {
+		return fmt.Errorf("tenant state of %s: %w", f.cfg.ContextID, err)
+	}
+	if err := f.rdb.SAdd(ctx, followedKey, f.cfg.Tenant+"|"+f.cfg.ContextID).Err(); err != nil {
 		return fmt.Errorf("tenant state of %s: %w", f.cfg.ContextID, err)
 	}
 	return nil
 }
+
+// followedKey is the SET of the followed tenants whose state the fleet shares (Pauses), each
+// "TENANT|CONTEXTID" (TENANT is erpresync's tenant ID, empty for the implicit tenant).
+const followedKey = "erpresync:states"
+
+// Pauses describes, in PauseReason's words, the tenants whose shared state says they are not
+// running, as `enqueue status`, the intake API and the runs page show them beside the open
+// circuit breakers. It reads Redis only: any process may call it.
+func Pauses(ctx context.Context, rdb redis.UniversalClient) ([]Pause, error) {
+	members, err := rdb.SMembers(ctx, followedKey).Result()
+	if err != nil {
+		return nil, fmt.Errorf("tenant states: %w", err)
+	}
+	slices.Sort(members)
+	var out []Pause
+	for _, m := range members {
+		tenant, id, ok := strings.Cut(m, "|")
+		if !ok {
+			continue
+		}
+		f := &Follower{cfg: Config{ContextID: id}, rdb: rdb, key: stateKey(id)}
+		r, err := f.read(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if r.Fetched == 0 || r.State.Running() {
+			continue
+		}
+		since, next := time.UnixMilli(r.Since), time.UnixMilli(r.Next)
+		out = append(out, Pause{Tenant: tenant, ContextID: id, State: r.State, Since: since, NextCheck: next, Source: r.Source,
+			Reason: PauseReason(id, r.State, since, next)})
+	}
+	return out, nil
+}
+
+// Pause is a tenant that is not running, as Pauses reports it.
+type Pause struct {
+	Tenant    string // erpresync's tenant ID that follows it ("" the implicit tenant)
+	ContextID string
+	State     State
+	Since     time.Time
+	NextCheck time.Time
+	Source    string // "state API", or the notification that paused it
+	// Reason is PauseReason's line: "SuperOffice: tenant Cust12345 in OfflineMaintenance
+	// since 03:12:05, next check 03:13:05".
+	Reason string
+}
+
+// stateKey is the key of a tenant's shared answer; its lock and replay keys share its hash tag.
+func stateKey(contextID string) string { return "erpresync:state:{" + contextID + "}" }
 
 // unlockScript: KEYS lock; ARGV token. Deletes the lock only if this worker still holds it.
 var unlockScript = redis.NewScript(`

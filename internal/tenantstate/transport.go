@@ -26,8 +26,9 @@ const maxMisdirectedBody = 4 << 10
 // path after the tenant root goes under the state's Api when it starts with /api, under its
 // Endpoint otherwise. While the tenant is not running it sends nothing and returns a
 // *flow.PausedError. A reply 421 makes the Follower ask the state API again and the request
-// is repeated once on the host found (a 421 was not processed); a connection error or a 503
-// makes it ask again for the next request. Requests for other URLs (logins at the
+// is repeated once on the host found (a 421 was not processed); after a connection error or
+// a 503 it asks again at once and, when the tenant turns out not to be running, returns the
+// *flow.PausedError instead of the failure (see Explain for flow control's side). Requests for other URLs (logins at the
 // environment) pass unchanged. Each request reads the shared answer (one Redis GET), so a
 // pause set by any worker holds the next request of every worker.
 //
@@ -76,11 +77,17 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		switch {
 		case err != nil:
 			if ctx.Err() == nil {
-				f.forceAfter(ctx, r)
+				if pe := f.pausedAfter(ctx, r); pe != nil {
+					return nil, pe
+				}
 			}
 			return nil, err
 		case resp.StatusCode == http.StatusServiceUnavailable:
-			f.forceAfter(ctx, r)
+			if pe := f.pausedAfter(ctx, r); pe != nil {
+				_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxMisdirectedBody))
+				resp.Body.Close()
+				return nil, pe
+			}
 			return resp, nil
 		case resp.StatusCode != http.StatusMisdirectedRequest || attempt > 0 || !canRepeat(req):
 			return resp, nil
@@ -109,15 +116,50 @@ func (t *transport) fixed(req *http.Request) (*http.Response, error) {
 		ErrTenantMoved, req.URL.Host, t.f.cfg.ContextID)
 }
 
-// forceAfter asks the state API out of turn (deduplicated fleet-wide) after a request failed
-// on r's host; errors are logged, the next request tries again.
-func (f *Follower) forceAfter(ctx context.Context, r record) {
+// pausedAfter asks the state API out of turn (deduplicated fleet-wide: at most once per
+// MinForceInterval, and not again for a failure the fleet already asked about) after a
+// request sent with answer r failed on r's host (a connection error, a 503). It returns the
+// hold of a tenant found not running, nil for one that runs; an error of the state API is
+// logged and the next request asks again.
+func (f *Follower) pausedAfter(ctx context.Context, r record) *flow.PausedError {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	defer cancel()
-	if _, err := f.resolve(ctx, newerThan(r), true); err != nil {
+	again, err := f.resolve(ctx, newerThan(r), true)
+	if err != nil {
 		f.log.Warn().Err(err).Str("tenant", f.cfg.ContextID).Msg("tenant state: asking again after a failed request")
+		return nil
 	}
+	if again.State.Running() {
+		return nil
+	}
+	return f.paused(again)
 }
+
+// Explain is flow.Config.Explain for the tenant: flow control asks it about a systemic
+// failure (a connection error, a 5xx) of a request to the tenant before the failure counts
+// toward the tenant's breaker. It asks the state API as the transport does after such a
+// failure (the transport's own asking then reuses the answer) and returns the hold of a
+// tenant that is not running, nil for one that runs or a fixed tenant: a failure the
+// tenant's state explains is the pause's, not an outage's.
+func (f *Follower) Explain(ctx context.Context) error {
+	if f.env == "" {
+		return nil
+	}
+	r, ok := ctx.Value(sentWithKey{}).(record)
+	if !ok {
+		var err error
+		if r, err = f.read(ctx); err != nil {
+			return nil
+		}
+	}
+	if pe := f.pausedAfter(ctx, r); pe != nil {
+		return pe
+	}
+	return nil
+}
+
+// sentWithKey carries, in a request's context, the answer the transport sent it with.
+type sentWithKey struct{}
 
 // under reports whether u is under the tenant root and returns the path after it.
 func (f *Follower) under(u *url.URL) (string, bool) {
@@ -145,7 +187,7 @@ func retarget(req *http.Request, r record, rest string, again bool) (*http.Reque
 	if err != nil {
 		return nil, fmt.Errorf("tenant state: host %q: %w", root, err)
 	}
-	out := req.Clone(req.Context())
+	out := req.Clone(context.WithValue(req.Context(), sentWithKey{}, r))
 	out.URL.Scheme, out.URL.Host = u.Scheme, u.Host
 	out.URL.Path, out.URL.RawPath = u.Path+rest, ""
 	out.Host = ""
@@ -173,7 +215,7 @@ func keep(resp *http.Response) *http.Response {
 }
 
 // paused is the hold a request gets while the tenant is not running.
-func (f *Follower) paused(r record) error {
+func (f *Follower) paused(r record) *flow.PausedError {
 	now := f.now()
 	since, next := time.UnixMilli(r.Since), time.UnixMilli(r.Next)
 	return &flow.PausedError{
@@ -182,14 +224,21 @@ func (f *Follower) paused(r record) error {
 		NextProbe:  next,
 		Reason:     PauseReason(f.cfg.ContextID, r.State, since, next),
 		RetryAfter: max(next.Sub(now), time.Second),
+		ReasonOnly: true,
 	}
 }
 
 // PauseReason is the one wording of a tenant's pause, e.g. "SuperOffice: tenant Cust12345
 // in OfflineMaintenance since 03:12:05, next check 03:13:05" (UTC).
 func PauseReason(contextID string, st State, since, next time.Time) string {
-	return fmt.Sprintf("SuperOffice: tenant %s in %s since %s, next check %s", contextID, st,
+	return fmt.Sprintf("%s since %s, next check %s", PauseWhat(contextID, st),
 		since.UTC().Format(time.TimeOnly), next.UTC().Format(time.TimeOnly))
+}
+
+// PauseWhat is PauseReason without its times, for pages that show them their own way:
+// "SuperOffice: tenant Cust12345 in OfflineMaintenance".
+func PauseWhat(contextID string, st State) string {
+	return fmt.Sprintf("SuperOffice: tenant %s in %s", contextID, st)
 }
 
 // closeBody closes a request body a RoundTripper does not send (its contract).
