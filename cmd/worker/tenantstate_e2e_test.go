@@ -141,7 +141,7 @@ func TestWorkerHoldsWhileTheTenantIsNotRunning(t *testing.T) {
 	if cost := refused + state - state0; cost > 3 {
 		t.Errorf("20 s of maintenance cost %d requests (%d refused calls, %d state questions), want at most 3", cost, refused, state-state0)
 	}
-	if m := scrape(t, "http://"+addr+"/metrics"); !strings.Contains(m, `erpresync_tenant_state{tenant="Cust12345"} 6`) || !strings.Contains(m, `erpresync_tenant_running{tenant="Cust12345"} 0`) {
+	if m := scrape(t, "http://"+addr+"/metrics"); !strings.Contains(m, `erpresync_tenant_state{context_id="Cust12345",tenant=""} 6`) || !strings.Contains(m, `erpresync_tenant_running{context_id="Cust12345",tenant=""} 0`) {
 		t.Errorf("metrics do not show the maintenance:\n%s", grepLines(m, "erpresync_tenant_"))
 	}
 	sim.SetTenantState(netserversim.StateRunning)
