@@ -247,8 +247,9 @@ func TestOutageAndMaintenance(t *testing.T) {
 	})
 	// B's whole run happens while A is down.
 	b.submit(t, rdb, 50, asynq.MaxRetry(1))
-	from := unavailable()
+	from, bStart := unavailable(), time.Now()
 	finished(t, rdb, 2*time.Minute, b)
+	t.Logf("B's run of %d keys took %s, all of it while A was down", n, time.Since(bStart).Round(time.Millisecond))
 	if st, err := a.status(rdb); err != nil || st.PendingKeys == 0 || st.DeadKeys != 0 {
 		t.Errorf("A while B ran: %+v, %v; want keys pending and none dead", st, err)
 	}
