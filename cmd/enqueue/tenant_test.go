@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/lanes"
 	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/tasks"
@@ -38,12 +40,33 @@ func TestTenantsSameRunName(t *testing.T) {
 	}
 	insp := asynq.NewInspector(db.Opt())
 	defer insp.Close()
+	lq, err := lanes.New(lanes.Config{Redis: db.TestClient(t), Queues: []string{"tq"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lq.Close()
+	// The implicit tenant's batch is in asynq; a file tenant's waits in its lane.
+	payload := func(tenant string) ([]byte, error) {
+		id := tasks.BatchID(tasks.RunKey(tenant, "nightly"), 0)
+		if tenant == "" {
+			info, err := insp.GetTaskInfo("tq", id)
+			if err != nil {
+				return nil, err
+			}
+			return info.Payload, nil
+		}
+		job, ok, err := lq.Job(context.Background(), tenant, id)
+		if err == nil && (!ok || job.Queue != "tq") {
+			err = fmt.Errorf("batch %s not in the lane for queue tq: %+v, %v", id, job, ok)
+		}
+		return job.Payload, err
+	}
 	for _, tenant := range []string{"", "A", "B"} {
-		info, err := insp.GetTaskInfo("tq", tasks.BatchID(tasks.RunKey(tenant, "nightly"), 0))
+		p, err := payload(tenant)
 		if err != nil {
 			t.Fatalf("tenant %q: %v", tenant, err)
 		}
-		if b, err := tasks.ParseBatch(info.Payload); err != nil || b.Tenant != tenant || strings.Join(b.Keys, "\n")+"\n" != files[tenant] {
+		if b, err := tasks.ParseBatch(p); err != nil || b.Tenant != tenant || strings.Join(b.Keys, "\n")+"\n" != files[tenant] {
 			t.Errorf("tenant %q: batch %+v, %v", tenant, b, err)
 		}
 		var st struct {
