@@ -2,9 +2,11 @@ package chaos
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"os"
 	"os/exec"
 	"slices"
 	"testing"
@@ -142,12 +144,13 @@ func TestTicketExpiryAndPoisonKeys(t *testing.T) {
 	secretsAbsent(t, rdb, []string{"REDIS_URL=redis://" + srv.Addr + "/0"}, tt, ws.logs(), a, b)
 }
 
-// TestSentinelFailover: the workers reach Redis through Sentinel; the master is killed with
-// kill -9 in the middle of a run and Sentinel promotes its replica. A failover can drop the
-// writes the replica had not received yet, so once asynq holds nothing of the run any more
-// the operator's repair step runs (`enqueue status RUN --repair`: Ledger.Repair), and the
-// batches it reports lost are restored by submitting the run's source again. The run then
-// ends exact.
+// TestSentinelFailover: two tenants reach Redis through Sentinel; the master is killed with
+// kill -9 in the middle of their runs and Sentinel promotes its replica. A failover can drop
+// the writes the replica had not received yet (asynq's tasks, the tenants' lanes), so once
+// asynq and the lanes hold nothing of a run any more the operator's repair step runs
+// (`enqueue status RUN --tenant ID --repair`: Ledger.Repair, which counts a batch still in
+// its tenant's lane as queued), and the batches it reports lost are restored by submitting
+// the run's source again. Both runs then end exact.
 func TestSentinelFailover(t *testing.T) {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Skip("the chaos suite needs redis-server on PATH")
@@ -157,46 +160,66 @@ func TestSentinelFailover(t *testing.T) {
 	rdb := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: s.MasterName, SentinelAddrs: []string{s.Addr},
 		Password: password, SentinelPassword: password})
 	defer rdb.Close()
-	sim := e2etest.StartSim(t)
-	sim.SetLatency(300 * time.Millisecond)
-	j := &job{sim: sim, run: "chaos-failover", actor: erpsync.ActorProject, keys: e2etest.Keys("F", size(12000, 60000))}
-	run := j.run
-	j.submit(t, rdb, 50)
+	tt := e2etest.StartTwoTenants(t)
+	n := size(12000, 60000) / 2
+	const run = "chaos-failover"
+	a := tenantJob(tt.A, run, erpsync.ActorProject, e2etest.Keys("FA", n))
+	b := tenantJob(tt.B, run, erpsync.ActorProject, e2etest.Keys("FB", n))
+	for _, j := range []*job{a, b} {
+		j.sim.SetLatency(300 * time.Millisecond)
+		j.submit(t, rdb, 50)
+	}
 	if n, err := rdb.Wait(context.Background(), 1, 10*time.Second).Result(); err != nil || n < 1 {
 		t.Fatalf("WAIT: %d replicas, %v", n, err)
 	}
 
-	ws := newWorkers(t, s.URL(0), sim, nil)
+	ws := newTenantWorkers(t, s.URL(0), tt, nil)
 	ws.start()
 	ws.start()
-	progressed(t, rdb, 0.3, 2*time.Minute, j)
+	progressed(t, rdb, 0.3, 2*time.Minute, a, b)
 	if err := s.Master.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.WaitFailover(time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	// Repair once nothing of the run is left in asynq but what the failover lost.
-	lg := ledger.NewLedger(rdb)
-	insp := asynq.NewInspectorFromRedisClient(rdb)
-	var res ledger.RepairResult
-	testwait.For(t, "asynq done with the run", 4*time.Minute, func() (bool, error) {
-		queues, err := insp.Queues()
-		if err != nil {
-			return false, err
+	for _, j := range []*job{a, b} {
+		// Repair once nothing of the run is left in asynq or the lane but what the failover lost.
+		var res ledger.RepairResult
+		testwait.For(t, "asynq and the lanes done with "+j.String(), 4*time.Minute, func() (bool, error) {
+			var err error
+			res, err = repair(t, s.URL(0), j)
+			return err == nil && res.Queued == 0, fmt.Errorf("%+v, %v", res, err)
+		})
+		t.Logf("repair of %v after the failover: %d unfinished batches, %d halves enqueued again, %d lost", j, res.Unfinished, len(res.Requeued), len(res.Lost))
+		if len(res.Lost) > 0 {
+			j.submit(t, rdb, 50) // the operator submits the source again
 		}
-		res, err = lg.Repair(context.Background(), insp, run, queues...)
-		if err != nil {
-			return false, err
-		}
-		return res.Queued == 0, fmt.Errorf("%+v", res)
-	})
-	t.Logf("repair after the failover: %d unfinished batches, %d halves enqueued again, %d lost", res.Unfinished, len(res.Requeued), len(res.Lost))
-	if len(res.Lost) > 0 {
-		j.submit(t, rdb, 50) // the operator submits the source again
 	}
-	finished(t, rdb, 4*time.Minute, j)
-	audit(t, rdb, j)
+	finished(t, rdb, 4*time.Minute, a, b)
+	auditAll(t, rdb, a, b)
+}
+
+// repair is the operator's repair step for j's run: `enqueue status RUN --tenant ID
+// --repair --json` on the Redis at redisURL. An error is a failed command (Redis in the
+// middle of a failover, say); lost batches (exit 1) are not an error.
+func repair(t *testing.T, redisURL string, j *job) (ledger.RepairResult, error) {
+	cmd := exec.Command(e2etest.Binary(t, "cmd/enqueue"), "status", "--tenant", j.tenant, "--repair", "--json", j.run)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir(), "REDIS_URL=" + redisURL}
+	out, err := cmd.Output()
+	if cmd.ProcessState == nil {
+		return ledger.RepairResult{}, err
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 0 && code != 1 {
+		return ledger.RepairResult{}, fmt.Errorf("enqueue status --repair: exit %d, %v: %s", code, err, out)
+	}
+	var st struct {
+		Repair *ledger.RepairResult `json:"repair"`
+	}
+	if err := json.Unmarshal(out, &st); err != nil || st.Repair == nil {
+		return ledger.RepairResult{}, fmt.Errorf("enqueue status --repair: %v: %s", err, out)
+	}
+	return *st.Repair, nil
 }
 
 // TestOutageAndMaintenance: two tenants. Tenant A's SuperOffice goes down (503 maintenance
