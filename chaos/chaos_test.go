@@ -61,39 +61,43 @@ func TestKillWorkers(t *testing.T) {
 	t.Logf("%d workers started, %d killed", ws.started, ws.killed)
 }
 
-// TestRedisCrashAndShutdown: two tenants, one run each; Redis is killed with kill -9 once
-// and shut down cleanly once in the middle of the runs, each time restarted on the same data
-// (AOF); the workers reconnect by themselves (their lanes too) and both runs end exact.
+// TestRedisCrashAndShutdown: two file tenants and the implicit tenant of the SUPEROFFICE_*
+// settings, one run each, in one fleet; Redis is killed with kill -9 once and shut down
+// cleanly once in the middle of the runs, each time restarted on the same data (AOF); the
+// workers reconnect by themselves (their lanes too) and the three runs end exact.
 func TestRedisCrashAndShutdown(t *testing.T) {
 	srv := e2etest.StartRedis(t, redistest.Options{AppendOnly: true})
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1})
 	defer rdb.Close()
 	tt := e2etest.StartTwoTenants(t)
-	n := size(8000, 40000) / 2
+	simI := e2etest.StartSim(t)
+	n := size(8000, 40000) / 3
 	const run = "chaos-redis"
 	a := tenantJob(tt.A, run, erpsync.ActorPerson, e2etest.Keys("RA", n))
 	b := tenantJob(tt.B, run, erpsync.ActorPerson, e2etest.Keys("RB", n))
-	for _, j := range []*job{a, b} {
+	implicit := &job{sim: simI, run: run, actor: erpsync.ActorPerson, keys: e2etest.Keys("RI", n)}
+	for _, j := range []*job{a, b, implicit} {
 		j.sim.SetLatency(200 * time.Millisecond)
 		j.submit(t, rdb, 50)
 	}
 
-	ws := newTenantWorkers(t, "redis://"+srv.Addr+"/0", tt, nil)
+	ws := newTenantWorkers(t, "redis://"+srv.Addr+"/0", tt, map[string]string{ // and the implicit tenant
+		"SUPEROFFICE_URL": simI.URL, "SUPEROFFICE_USERNAME": e2etest.User, "SUPEROFFICE_PASSWORD": e2etest.Password})
 	ws.start()
 	ws.start()
-	progressed(t, rdb, 0.2, 2*time.Minute, a, b)
+	progressed(t, rdb, 0.2, 2*time.Minute, a, b, implicit)
 	if err := srv.Restart(); err != nil { // SIGKILL, then start on the same AOF
 		t.Fatal(err)
 	}
-	progressed(t, rdb, 0.5, 2*time.Minute, a, b)
+	progressed(t, rdb, 0.5, 2*time.Minute, a, b, implicit)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	rdb.Shutdown(ctx) // a clean shutdown: the reply is the connection closing
 	cancel()
 	if err := srv.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	finished(t, rdb, 4*time.Minute, a, b)
-	auditAll(t, rdb, a, b)
+	finished(t, rdb, 4*time.Minute, a, b, implicit)
+	auditAll(t, rdb, a, b, implicit)
 }
 
 // TestTicketExpiryAndPoisonKeys: two tenants, one logging in with a password over SOAP, the

@@ -9,8 +9,8 @@
 // simulator host of its own, with runs of the same name: each tenant's run is audited in its
 // own ledger, no key reaches the other tenant's host, and no secret of either tenant is in
 // the workers' logs, in Redis or in the enqueue command's output. TestOutageAndMaintenance
-// runs one tenant's whole run while the other's SuperOffice is down. The implicit tenant of
-// the SUPEROFFICE_* settings is proven by cmd/worker's tests.
+// runs one tenant's whole run while the other's SuperOffice is down;
+// TestRedisCrashAndShutdown serves the implicit tenant of the SUPEROFFICE_* settings too.
 //
 // The scenarios that keep the CPU busy run one after another; the kill -9 scenario, which
 // spends most of its time waiting for asynq's recoverer, runs alongside them. The package
