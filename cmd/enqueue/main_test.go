@@ -817,6 +817,25 @@ func TestStatusRepair(t *testing.T) {
 	}
 }
 
+// TestStatusRepairTenantLane: a tenant's batches wait in its lane until a worker's
+// dispatcher hands them to asynq; status --tenant --repair counts them as queued, not lost.
+func TestStatusRepairTenantLane(t *testing.T) {
+	t.Parallel()
+	db := redistest.New(t)
+	var in strings.Builder
+	for i := range 250 {
+		fmt.Fprintf(&in, "P%03d\n", i)
+	}
+	if r := enqueue(t, in.String(), "--tenant", "acme", "--erp-connection", "3", "--actor-type", "Customer", "--file", "-",
+		"--run", "waiting", "--redis-url", db.URL()); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	r := enqueue(t, "", "status", "waiting", "--tenant", "acme", "--repair", "--redis-url", db.URL())
+	if r.code != 0 || !strings.Contains(r.stdout, "repair: 3 unfinished batches, 3 in the queue, 0 halves enqueued again, 0 lost") {
+		t.Fatalf("repair of a run waiting in its tenant's lane: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
 // TestStatusIncompleteExitsOne: a run whose submission was cut off (its intake opened, never
 // sealed) is not done: status says so and exits 1, also with --wait, which does not wait for
 // ever on it.

@@ -20,6 +20,7 @@ import (
 	"github.com/erpresync/erpresync/intake"
 	"github.com/erpresync/erpresync/internal/export"
 	"github.com/erpresync/erpresync/internal/flow"
+	"github.com/erpresync/erpresync/internal/lanes"
 	"github.com/erpresync/erpresync/internal/ledger"
 	"github.com/erpresync/erpresync/internal/runreport"
 	"github.com/erpresync/erpresync/tasks"
@@ -286,13 +287,23 @@ func (c *cli) pollStatus(ctx context.Context, rc *redisConn, l *ledger.Ledger, r
 }
 
 // repairRun looks for run's unfinished batches that asynq no longer holds (status
-// --repair): it enqueues lost halves again and lists the lost batches.
+// --repair): it enqueues lost halves again and lists the lost batches. A tenant's batches
+// still waiting in its lane are queued, not lost.
 func repairRun(ctx context.Context, rc *redisConn, l *ledger.Ledger, run string) (*ledger.RepairResult, error) {
 	insp := asynq.NewInspectorFromRedisClient(rc.rdb)
 	queues, err := insp.Queues()
 	if err != nil {
 		return nil, fmt.Errorf("repair %s: queues: %v", run, err)
 	}
+	lq, err := lanes.New(lanes.Config{Redis: rc.rdb, Queues: []string{tasks.DefaultQueue}, ValidTenant: tasks.ValidateTenantID})
+	if err != nil {
+		return nil, fmt.Errorf("repair %s: %v", run, err)
+	}
+	defer lq.Close()
+	l = l.WithLanes(func(ctx context.Context, tenant, id string) (bool, error) {
+		_, ok, err := lq.Job(ctx, tenant, id)
+		return ok, err
+	})
 	r, err := l.Repair(ctx, insp, run, queues...)
 	if err != nil {
 		return nil, fmt.Errorf("repair %s: %v", run, err)

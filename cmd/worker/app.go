@@ -244,10 +244,6 @@ func (a *app) tenantHandler(id string) asynq.Handler {
 	if h := a.handlers[t]; h != nil {
 		return h
 	}
-	log := a.deps.Logger
-	if id != "" {
-		log = log.With().Str("tenant", id).Logger()
-	}
 	hc := tasks.HandlerConfig{
 		Tenant:          id,
 		Resyncer:        t.Resyncer,
@@ -257,7 +253,7 @@ func (a *app) tenantHandler(id string) asynq.Handler {
 		AuthFix:         t.AuthFix,
 		ChildOptions:    []asynq.Option{asynq.Retention(a.cfg.ResultRetention)},
 		Metrics:         a.metrics.Tenant(id),
-		Logger:          log,
+		Logger:          a.deps.Logger, // the handler names each batch's tenant itself: once per line
 	}
 	if t.Flow != nil {
 		hc.Flow = t.Flow

@@ -23,7 +23,7 @@ import (
 // logged. A removed tenant's batches are held by the Router, never dead-lettered, until it
 // returns. Safe for concurrent use.
 type fleet struct {
-	opts tenant.BuildOptions // Logger is the process's; each tenant logs with its ID
+	opts tenant.BuildOptions // Logger is the process's
 	log  zerolog.Logger
 
 	mu     sync.RWMutex
@@ -77,13 +77,11 @@ func (f *fleet) onChange(fn func()) {
 	f.mu.Unlock()
 }
 
-// build builds spec with the fleet's options, logging as the tenant.
+// build builds spec with the fleet's options. The logger stays the process's: flow control,
+// its only user, names the tenant on each line itself (flow.TenantName), and a second
+// "tenant" key would make the JSON lines hold the key twice.
 func (f *fleet) build(spec tenant.Spec) (*tenant.Tenant, error) {
-	o := f.opts
-	if spec.ID != "" {
-		o.Logger = f.log.With().Str("tenant", spec.ID).Logger()
-	}
-	return tenant.Build(spec, o)
+	return tenant.Build(spec, f.opts)
 }
 
 // add builds and serves one tenant (the implicit one, at start); its error is the caller's.

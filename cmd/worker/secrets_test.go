@@ -2,13 +2,10 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/hex"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io/fs"
@@ -22,6 +19,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/erpresync/erpresync/internal/e2etest"
 	"github.com/erpresync/erpresync/internal/netserversim"
 	"github.com/erpresync/erpresync/internal/redistest"
 )
@@ -202,64 +200,16 @@ type artifact struct {
 // secret is a value that must not be found, under a name that may be printed.
 type secret struct{ name, value string }
 
-// forms are the ways a secret could be written: as is, JSON-escaped, URL-escaped, hex, and
-// base64 (standard and URL alphabets) at each of the three alignments it could have inside
-// a longer encoded text such as a JWT, less the characters its neighbours share.
-func (s secret) forms() []string {
-	j, _ := json.Marshal(s.value)
-	forms := []string{s.value, string(j[1 : len(j)-1]), url.QueryEscape(s.value), hex.EncodeToString([]byte(s.value))}
-	for pad := range 3 {
-		for _, enc := range []*base64.Encoding{base64.RawStdEncoding, base64.RawURLEncoding} {
-			b := enc.EncodeToString(append(make([]byte, pad), s.value...))
-			if from, to := (pad*8+5)/6, len(b)-2; to-from >= 12 {
-				forms = append(forms, b[from:to])
-			}
-		}
-	}
-	return forms
-}
+// forms are the ways a secret could be written (e2etest.SecretForms).
+func (s secret) forms() []string { return e2etest.SecretForms(s.value) }
 
 // redisValues reads every key of the database with its value.
 func redisValues(t *testing.T, rdb *redis.Client, mode string) []artifact {
 	t.Helper()
-	ctx := context.Background()
 	var out []artifact
-	iter := rdb.Scan(ctx, 0, "*", 1000).Iterator()
-	for iter.Next(ctx) {
-		k := iter.Val()
-		typ, err := rdb.Type(ctx, k).Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var v any
-		switch typ {
-		case "string":
-			v, err = rdb.Get(ctx, k).Result()
-		case "hash":
-			v, err = rdb.HGetAll(ctx, k).Result()
-		case "list":
-			v, err = rdb.LRange(ctx, k, 0, -1).Result()
-		case "set":
-			v, err = rdb.SMembers(ctx, k).Result()
-		case "zset":
-			v, err = rdb.ZRangeWithScores(ctx, k, 0, -1).Result()
-		case "stream":
-			v, err = rdb.XRange(ctx, k, "-", "+").Result()
-		case "none": // expired since SCAN
-			continue
-		default:
-			t.Fatalf("key %s of type %s", k, typ)
-		}
-		if err != nil && err != redis.Nil {
-			t.Fatal(err)
-		}
-		out = append(out, artifact{fmt.Sprintf("%s: redis %s %s", mode, typ, k), fmt.Appendf(nil, "%s %v", k, v)})
-	}
-	if err := iter.Err(); err != nil {
-		t.Fatal(err)
-	}
-	if len(out) == 0 {
-		t.Fatalf("%s: the database is empty", mode)
+	for k, v := range e2etest.RedisValues(t, rdb) {
+		typ, _, _ := strings.Cut(v, " ")
+		out = append(out, artifact{fmt.Sprintf("%s: redis %s %s", mode, typ, k), []byte(k + " " + v)})
 	}
 	return out
 }

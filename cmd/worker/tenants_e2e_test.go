@@ -1,16 +1,14 @@
 package main
 
 import (
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
-	"encoding/pem"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,7 +17,6 @@ import (
 	"github.com/erpresync/erpresync/erpsync"
 	"github.com/erpresync/erpresync/internal/e2etest"
 	"github.com/erpresync/erpresync/internal/ledger"
-	"github.com/erpresync/erpresync/internal/netserversim"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/internal/testwait"
 	"github.com/erpresync/erpresync/tasks"
@@ -36,56 +33,12 @@ func TestTwoTenantsOneFleet(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
 	rdb := db.TestClient(t)
-	simA := e2etest.StartSim(t)
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	const appToken, sysToken = "app-token-of-the-partner", "MyApp-system-token-of-B"
-	simB, err := netserversim.Start(netserversim.Config{Tenant: "Cust67890", Online: true, AppToken: appToken,
-		SystemUserPublicKey: &key.PublicKey, SystemUserToken: sysToken})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(simB.Close)
-	dir := t.TempDir()
-	keyFile := filepath.Join(dir, "app.pem")
-	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
-	if err := os.WriteFile(keyFile, pemBytes, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(dir, "tenants.yaml")
-	yaml := fmt.Sprintf(`tenants:
-  - id: acme-onsite
-    url: %s
-    api: soap
-    auth: {username: %s, password_env: ACME_PASSWORD}
-    breaker_probe: 1s
-    breaker_probe_max: 2s
-  - id: Cust67890
-    url: %s
-    api: rest
-    auth:
-      system_token_env: B_SYSTEM_TOKEN
-      private_key_file: %s
-      login_url: %s/Login/api/PartnerSystemUser/Authenticate
-      context_id: Cust67890
-    app_token_env: B_APP_TOKEN
-    intake_tokens_env: B_INTAKE
-`, simA.URL, e2etest.User, simB.URL, keyFile, simB.RootURL)
-	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	env := e2etest.WorkerEnv(db.URL(), simA)
-	for _, k := range []string{"SUPEROFFICE_URL", "SUPEROFFICE_USERNAME", "SUPEROFFICE_PASSWORD"} {
-		delete(env, k)
-	}
-	env["TENANTS_CONFIG"] = file
-	env["ACME_PASSWORD"] = e2etest.Password
-	env["B_SYSTEM_TOKEN"] = sysToken
-	env["B_APP_TOKEN"] = appToken
-	const intakeB = "intake-token-of-tenant-B"
-	env["B_INTAKE"] = intakeB
+	tt := e2etest.StartTwoTenants(t)
+	simA, simB := tt.A.Sim, tt.B.Sim
+	tt.A.Extra = "breaker_probe: 1s\nbreaker_probe_max: 2s"
+	tt.WriteFile(t, tt.A, tt.B)
+	env := tt.WorkerEnv(db.URL())
+	intakeB := tt.B.Intake
 	addr := freeAddr(t)
 	env["WORKER_HTTP_ADDR"] = addr
 
@@ -146,9 +99,13 @@ func TestTwoTenantsOneFleet(t *testing.T) {
 		t.Error("the implicit tenant has a run nightly")
 	}
 	for _, w := range workers {
-		for _, secret := range []string{e2etest.Password, sysToken, appToken, intakeB} {
-			if strings.Contains(w.Log.String(), secret) {
-				t.Errorf("a secret is in the worker's log")
+		if leaks := e2etest.Leaks(w.Log.String(), tt.Secrets()); len(leaks) > 0 {
+			t.Errorf("%v in a worker's log", leaks)
+		}
+		for line := range strings.Lines(w.Log.String()) {
+			if dup := duplicateKeys(line); len(dup) > 0 {
+				t.Errorf("log line with the keys %v twice: %s", dup, line)
+				break
 			}
 		}
 	}
@@ -214,5 +171,44 @@ func TestUpgradeKeepsTodaysRuns(t *testing.T) {
 		if sim.ResyncCount(k) != 1 || other.Seen(k) != 0 {
 			t.Fatalf("key %s: %d resyncs at the implicit tenant, seen %d times at the other", k, sim.ResyncCount(k), other.Seen(k))
 		}
+	}
+}
+
+// duplicateKeys are the keys a JSON log line's object holds more than once (a log shipper
+// keeps one of them, or refuses the line).
+func duplicateKeys(line string) []string {
+	dec := json.NewDecoder(strings.NewReader(line))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil
+	}
+	seen := map[string]bool{}
+	var dup []string
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return dup
+		}
+		k, _ := tok.(string)
+		if seen[k] {
+			dup = append(dup, k)
+		}
+		seen[k] = true
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return dup
+		}
+	}
+	return dup
+}
+
+// TestDuplicateKeys: the check finds a key the line's object holds twice (nested objects
+// are values, not looked into).
+func TestDuplicateKeys(t *testing.T) {
+	t.Parallel()
+	if dup := duplicateKeys(`{"level":"warn","tenant":"B","tenant":"@B","x":{"a":1,"a":2},"message":"m"}`); !slices.Equal(dup, []string{"tenant"}) {
+		t.Errorf("duplicateKeys = %v, want [tenant]", dup)
+	}
+	if dup := duplicateKeys(`{"level":"warn","tenant":"B"}`); len(dup) != 0 {
+		t.Errorf("duplicateKeys = %v on a clean line", dup)
 	}
 }

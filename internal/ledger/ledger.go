@@ -120,6 +120,7 @@ type Ledger struct {
 	rdb    redis.UniversalClient
 	now    func() time.Time
 	tenant string
+	inLane InLane // nil: no batch waits in a lane
 }
 
 // NewLedger returns a Ledger on rdb. The caller keeps ownership of rdb.
@@ -134,13 +135,24 @@ func (l *Ledger) WithClock(now func() time.Time) *Ledger {
 	if now == nil {
 		now = time.Now
 	}
-	return &Ledger{rdb: l.rdb, now: now, tenant: l.tenant}
+	return &Ledger{rdb: l.rdb, now: now, tenant: l.tenant, inLane: l.inLane}
 }
 
 // Tenant returns the Ledger of tenant id on the same client and clock ("" is the implicit
 // tenant). l is not changed.
 func (l *Ledger) Tenant(id string) *Ledger {
-	return &Ledger{rdb: l.rdb, now: l.now, tenant: id}
+	return &Ledger{rdb: l.rdb, now: l.now, tenant: id, inLane: l.inLane}
+}
+
+// InLane reports whether batch id of tenant waits in the tenant's lane (internal/lanes: a
+// file tenant's batches wait there until the workers' dispatcher hands them to asynq).
+type InLane func(ctx context.Context, tenant, id string) (bool, error)
+
+// WithLanes returns a Ledger on the same client, clock and tenant whose Repair asks in
+// whether a batch asynq does not hold waits in its tenant's lane: such a batch is queued,
+// not lost. l is not changed.
+func (l *Ledger) WithLanes(in InLane) *Ledger {
+	return &Ledger{rdb: l.rdb, now: l.now, tenant: l.tenant, inLane: in}
 }
 
 // TenantID is the tenant l speaks for; "" is the implicit tenant.

@@ -19,7 +19,8 @@ type RepairResult struct {
 	// batches it has not finished.
 	Unfinished int `json:"unfinished_batches"`
 	// Queued counts those that asynq still holds (pending, active, scheduled, retry,
-	// archived or completed): they need nothing.
+	// archived or completed), or that wait in their tenant's lane (WithLanes): they need
+	// nothing.
 	Queued int `json:"queued_batches"`
 	// Requeued lists the halves Repair enqueued again from their parent's task.
 	Requeued []string `json:"requeued"`
@@ -36,7 +37,8 @@ type RepairResult struct {
 // lost halves of split batches again from their parent's task (which asynq keeps after
 // completion for its retention), and reports the producer's batches it cannot rebuild.
 // Safe to run at any time and more than once; a batch that is merely in flight is in asynq
-// and left alone.
+// and left alone, as is a tenant's batch still in its lane when l was made WithLanes
+// (without, a file tenant's batches not yet dispatched would be reported lost).
 func (l *Ledger) Repair(ctx context.Context, insp *asynq.Inspector, run string, queues ...string) (RepairResult, error) {
 	res := RepairResult{Run: run, Requeued: []string{}, Lost: []string{}}
 	if len(queues) == 0 {
@@ -72,11 +74,11 @@ func (l *Ledger) Repair(ctx context.Context, insp *asynq.Inspector, run string, 
 		switch states[id] {
 		case statePending:
 			res.Unfinished++
-			info, err := find(id)
+			queued, err := l.queued(ctx, find, id)
 			if err != nil {
 				return res, err
 			}
-			if info != nil {
+			if queued {
 				res.Queued++
 			} else {
 				res.Lost = append(res.Lost, id)
@@ -88,6 +90,23 @@ func (l *Ledger) Repair(ctx context.Context, insp *asynq.Inspector, run string, 
 		}
 	}
 	return res, nil
+}
+
+// queued reports whether the producer's batch id waits in its tenant's lane or is in asynq
+// (find). The lane is asked first: a batch only ever moves from its lane to asynq, so one
+// moving between the two looks is found in asynq.
+func (l *Ledger) queued(ctx context.Context, find func(string) (*asynq.TaskInfo, error), id string) (bool, error) {
+	if l.inLane != nil && l.tenant != "" {
+		in, err := l.inLane(ctx, l.tenant, id)
+		if err != nil || in {
+			if err != nil {
+				err = fmt.Errorf("lane of tenant %s: batch %s: %w", l.tenant, id, err)
+			}
+			return in, err
+		}
+	}
+	info, err := find(id)
+	return info != nil, err
 }
 
 // repairHalves checks the halves of the split batch id and enqueues those that are
