@@ -35,19 +35,20 @@ func TestTenantMovesAndMaintenance(t *testing.T) {
 	sim.SetLatency(20 * time.Millisecond)
 	keys := e2etest.Keys("T", size(4000, 30000))
 	const run = "chaos-tenant-state"
-	e2etest.Submit(t, rdb, run, erpsync.ActorCustomer, keys, 50, asynq.MaxRetry(1))
+	j := &job{sim: sim, run: run, actor: erpsync.ActorCustomer, keys: keys}
+	j.submit(t, rdb, 50, asynq.MaxRetry(1))
 
 	ws := newWorkers(t, "redis://"+srv.Addr+"/0", sim, map[string]string{
 		"SUPEROFFICE_URL": "", "SUPEROFFICE_ENVIRONMENT": sim.EnvironmentURL(), "SUPEROFFICE_CONTEXT_ID": netserversim.DefaultTenant,
 	})
 	ws.start()
 	ws.start()
-	progressed(t, rdb, run, 0.2, 2*time.Minute)
+	progressed(t, rdb, 0.2, 2*time.Minute, j)
 	if err := sim.Move(1); err != nil {
 		t.Fatal(err)
 	}
 	ws.start() // a worker that joins after the move reads the fleet's answer
-	progressed(t, rdb, run, 0.5, 2*time.Minute)
+	progressed(t, rdb, 0.5, 2*time.Minute, j)
 
 	sim.SetTenantState(netserversim.StateOfflineMaintenance)
 	testwait.For(t, "the maintenance seen by the fleet", time.Minute, func() (bool, error) {
@@ -63,7 +64,7 @@ func TestTenantMovesAndMaintenance(t *testing.T) {
 	during := sim.Counts().Calls
 	sim.SetTenantState(netserversim.StateRunning)
 	e2etest.WaitRunFinished(t, rdb, run, 4*time.Minute)
-	audit(t, rdb, sim, run, erpsync.ActorCustomer, keys, nil)
+	audit(t, rdb, j)
 
 	if n := during[netserversim.OutcomeOK] - before[netserversim.OutcomeOK]; n > 0 {
 		t.Errorf("%d calls answered during the maintenance", n)
