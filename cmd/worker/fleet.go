@@ -30,6 +30,24 @@ type fleet struct {
 	byID   map[string]*tenant.Tenant
 	file   []tenant.Spec // the tenants file's last set
 	change []func()      // called after every apply that changed something
+	waker  func(id string)
+}
+
+// setWaker sets what wake does: the lanes' dispatcher looking at a tenant's lane at once.
+func (f *fleet) setWaker(fn func(id string)) {
+	f.mu.Lock()
+	f.waker = fn
+	f.mu.Unlock()
+}
+
+// wake has tenant id's lane looked at now (it may go again: resumed, or back in the file).
+func (f *fleet) wake(id string) {
+	f.mu.RLock()
+	fn := f.waker
+	f.mu.RUnlock()
+	if fn != nil && id != "" {
+		fn(id)
+	}
 }
 
 // newFleet returns a fleet that builds its tenants with opts (Logger: the process's).

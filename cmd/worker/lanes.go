@@ -19,8 +19,9 @@ const lanesTaskCheck = 200 * time.Millisecond
 // newLanes makes the worker's dispatcher of the tenants' lanes (package internal/lanes):
 // it feeds the bulk queues from every tenant's lane in turn, round-robin over the tenants that
 // may call now, and keeps the queues short (twice this worker's slots), so a tenant's backlog
-// never sits in front of another tenant's run and a tenant that is throttled, paused or at
-// its cap is skipped instead of taking a slot. Every worker runs one; they share their state
+// never sits in front of another tenant's run and a tenant that is throttled, paused (its
+// breaker open, or SuperOffice saying it is not running) or at its cap is skipped instead of
+// taking a slot. Every worker runs one; they share their state
 // in Redis. The implicit tenant's batches do not go through lanes.
 // Run starts with the background loops (runLanes).
 func (a *app) newLanes() error {
@@ -40,10 +41,18 @@ func (a *app) newLanes() error {
 		ValidTenant: tasks.ValidateTenantID,
 		Known:       func(id string) bool { return f.get(id) != nil },
 		Ready: func(ctx context.Context, id string) time.Duration {
-			if t := f.get(id); t != nil && t.Flow != nil {
-				return t.Flow.Ready(ctx)
+			t := f.get(id)
+			if t == nil {
+				return 0
 			}
-			return 0
+			var wait time.Duration
+			if t.State != nil { // SuperOffice says the tenant is not running
+				wait = t.State.Ready(ctx)
+			}
+			if t.Flow != nil && wait == 0 {
+				wait = t.Flow.Ready(ctx)
+			}
+			return wait
 		},
 		MaxInFlight: func(id string) int {
 			if t := f.get(id); t != nil {
@@ -62,11 +71,14 @@ func (a *app) newLanes() error {
 		return err
 	}
 	a.lanes = q
+	f.setWaker(func(id string) {
+		if err := q.Wake(context.Background(), id); err != nil {
+			a.deps.Logger.Warn().Err(err).Str("tenant", id).Msg("lanes: wake")
+		}
+	})
 	f.onChange(func() {
 		for _, id := range f.ids() {
-			if id != "" {
-				_ = q.Wake(context.Background(), id) // a held lane of a tenant back in the file
-			}
+			f.wake(id) // a held lane of a tenant back in the file
 		}
 	})
 	return nil

@@ -20,8 +20,9 @@ import (
 // tenant), so it needs no bearer token; a tenant lookup does not know is refused. The body
 // is capped (tenantstate.DefaultMaxNotificationBytes) and the listener's deadlines apply.
 // ctx ends the JWKS refreshes.
-func stateChangeHandler(ctx context.Context, lookup func(contextID string) *tenantstate.Follower, log zerolog.Logger) (http.Handler, error) {
-	return tenantstate.NewNotifications(ctx, tenantstate.NotificationsConfig{Lookup: lookup, Logger: log})
+// applied, when set, runs after a notification changed a tenant's state.
+func stateChangeHandler(ctx context.Context, lookup func(contextID string) *tenantstate.Follower, applied func(*tenantstate.Follower, tenantstate.Status), log zerolog.Logger) (http.Handler, error) {
+	return tenantstate.NewNotifications(ctx, tenantstate.NotificationsConfig{Lookup: lookup, Applied: applied, Logger: log})
 }
 
 // followersOf is the lookup of the followed tenants among ts (by context id, in any case).
@@ -78,7 +79,18 @@ func (c tenantStateCollector) Collect(ch chan<- prometheus.Metric) {
 // refuses a notification of a tenant no served tenant follows).
 func followTenants(ctx context.Context, deps *appDeps, f *fleet) error {
 	deps.Registry.MustRegister(tenantStateCollector{tenants: f.all})
-	h, err := stateChangeHandler(ctx, func(id string) *tenantstate.Follower { return followersOf(f.all()...)(id) }, deps.Logger)
+	// A resumed tenant's lane is looked at at once, not at its pause's next check.
+	wake := func(fw *tenantstate.Follower, st tenantstate.Status) {
+		if !st.Running {
+			return
+		}
+		for _, t := range f.all() {
+			if t.State == fw {
+				f.wake(t.Spec.ID)
+			}
+		}
+	}
+	h, err := stateChangeHandler(ctx, func(id string) *tenantstate.Follower { return followersOf(f.all()...)(id) }, wake, deps.Logger)
 	if err != nil {
 		return err
 	}

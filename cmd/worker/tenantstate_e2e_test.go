@@ -4,14 +4,18 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/erpresync/erpresync/erpsync"
+	"github.com/erpresync/erpresync/internal/e2etest"
 	"github.com/erpresync/erpresync/internal/netserversim"
 	"github.com/erpresync/erpresync/internal/redistest"
 	"github.com/erpresync/erpresync/internal/tenantstate"
+	"github.com/erpresync/erpresync/internal/testwait"
 )
 
 // startStateSim is the simulator with two tenant hosts (the tenant starts on host 0), the
@@ -208,5 +212,84 @@ func TestRunsPagePausesFromTenantState(t *testing.T) {
 	if err != nil || len(got) != 1 || got[0].Reason != "SuperOffice: tenant Cust12345 in OfflineMaintenance" ||
 		got[0].Since.IsZero() || !got[0].Until.After(got[0].Since) {
 		t.Errorf("pauses = %+v, %v", got, err)
+	}
+}
+
+// TestFileTenantFollowed: a tenant of the tenants file given by environment and context id
+// alone is followed as the implicit tenant is: its run survives a move to another host, and
+// a signed Suspend for it, posted to the worker's state-change endpoint, stops its calls
+// until a signed Resume. Another tenant of the same file keeps working meanwhile, and a
+// notification for a context id no tenant follows is refused.
+func TestFileTenantFollowed(t *testing.T) {
+	t.Parallel()
+	db := redistest.New(t)
+	rdb := db.TestClient(t)
+	sim := startStateSim(t, time.Hour)
+	plain := startSim(t)
+	file := filepath.Join(t.TempDir(), "tenants.yaml")
+	yaml := fmt.Sprintf(`tenants:
+  - id: followed
+    environment: %s
+    auth: {context_id: %s, username: %s, password_env: PW}
+  - id: plain
+    url: %s
+    auth: {username: %s, password_env: PW}
+`, sim.EnvironmentURL(), netserversim.DefaultTenant, testUser, plain.URL, testUser)
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := workerEnv(db, sim)
+	for _, k := range []string{"SUPEROFFICE_URL", "SUPEROFFICE_USERNAME", "SUPEROFFICE_PASSWORD"} {
+		delete(env, k)
+	}
+	env["TENANTS_CONFIG"], env["PW"] = file, testPassword
+	addr := freeAddr(t)
+	env["WORKER_HTTP_ADDR"] = addr
+	keys := testKeys("F", 400)
+	e2etest.SubmitTenant(t, rdb, "followed", "run", erpsync.ActorCustomer, keys, 20)
+	startWorker(t, env)
+	testwait.For(t, "a quarter of the run", time.Minute, func() (bool, error) {
+		st, err := e2etest.TenantRunStatus(rdb, "followed", "run")
+		return err == nil && st.ResyncedKeys >= 100, fmt.Errorf("%+v, %v", st, err)
+	})
+	if err := sim.Move(1); err != nil {
+		t.Fatal(err)
+	}
+	st := waitTenantRun(t, rdb, "followed", "run", 2*time.Minute)
+	if st.ResyncedKeys != 400 || st.DeadKeys != 0 {
+		t.Fatalf("after the move: %+v", st)
+	}
+
+	notifyURL := "http://" + addr + tenantstate.NotificationsPath
+	notify := func(change netserversim.ChangeType) int {
+		n, err := sim.Notification(change)
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, err := netserversim.PostNotification(context.Background(), notifyURL, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return code
+	}
+	sim.SetTenantState(netserversim.StateSuspended)
+	if code := notify(netserversim.ChangeSuspend); code != http.StatusOK {
+		t.Fatalf("signed Suspend: %d", code)
+	}
+	before := sim.Counts().Calls[netserversim.OutcomeOK]
+	e2etest.SubmitTenant(t, rdb, "followed", "while-suspended", erpsync.ActorCustomer, testKeys("S", 40), 20)
+	e2etest.SubmitTenant(t, rdb, "plain", "meanwhile", erpsync.ActorCustomer, testKeys("P", 40), 20)
+	if st := waitTenantRun(t, rdb, "plain", "meanwhile", time.Minute); st.ResyncedKeys != 40 {
+		t.Errorf("the other tenant while one is suspended: %+v", st)
+	}
+	if n := sim.Counts().Calls[netserversim.OutcomeOK] - before; n != 0 {
+		t.Errorf("%d calls answered while the tenant is suspended", n)
+	}
+	sim.SetTenantState(netserversim.StateRunning)
+	if code := notify(netserversim.ChangeResume); code != http.StatusOK {
+		t.Fatalf("signed Resume: %d", code)
+	}
+	if st := waitTenantRun(t, rdb, "followed", "while-suspended", 2*time.Minute); st.ResyncedKeys != 40 || st.DeadKeys != 0 {
+		t.Errorf("after Resume: %+v", st)
 	}
 }

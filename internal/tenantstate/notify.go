@@ -98,6 +98,9 @@ type NotificationsConfig struct {
 	Logger zerolog.Logger
 	// Now is the clock for the token's lifetime; nil means time.Now.
 	Now func() time.Time
+	// Applied, when set, is called after a verified notification changed f's state (not for
+	// a repeat), with the state it led to: the worker wakes a resumed tenant's lane with it.
+	Applied func(f *Follower, st Status)
 }
 
 // Notifications serves SuperOffice's state-change notifications (POST, JSON). Safe for
@@ -239,6 +242,9 @@ func (n *Notifications) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st, err := n.act(r.Context(), f, change)
+	if err == nil && n.cfg.Applied != nil {
+		n.cfg.Applied(f, st)
+	}
 	ev := log.Info()
 	if err != nil {
 		ev = log.Warn().Err(err)

@@ -301,3 +301,19 @@ func (f *Follower) Hold(ctx context.Context, st State, source string) error {
 	f.remember(r)
 	return nil
 }
+
+// Ready is how long the tenant's batches should wait before one is handed to a worker: zero
+// while the fleet's shared answer says the tenant is running (or there is none yet, or Redis
+// cannot say), else until the answer's next check, when a call may find it running again. It
+// reads Redis only, once. The lanes' dispatcher asks it, so that a tenant in maintenance or
+// suspended keeps its batches in its lane and holds no worker slot.
+func (f *Follower) Ready(ctx context.Context) time.Duration {
+	if f.env == "" {
+		return 0
+	}
+	r, err := f.read(ctx)
+	if err != nil || r.Fetched == 0 || r.State.Running() {
+		return 0
+	}
+	return max(time.UnixMilli(r.Next).Sub(f.now()), 0)
+}

@@ -1,6 +1,7 @@
 package tenantstate_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -149,6 +150,11 @@ func TestSuspendStopsAllCallsUntilResume(t *testing.T) {
 	if s := r.notify(t, url, netserversim.ChangeSuspend); s != http.StatusOK {
 		t.Fatalf("Suspend answered %d", s)
 	}
+	// The dispatcher of every worker reads the pause from Redis, so the tenant's batches
+	// stay in its lane: Ready says wait until the next check.
+	if d := b.Ready(context.Background()); d <= 0 || d > tenantstate.MaxPausedRecheck {
+		t.Errorf("worker b's Ready (a never saw the notification) while suspended = %v, want (0, %v]", d, tenantstate.MaxPausedRecheck)
+	}
 	_, calls0 := r.requests()
 	for i := range 10 {
 		for _, w := range []struct {
@@ -176,6 +182,9 @@ func TestSuspendStopsAllCallsUntilResume(t *testing.T) {
 	}{{ca, a}, {cb, b}} {
 		if status, err := r.call(w.c, w.f, "R"); status != http.StatusOK || err != nil {
 			t.Errorf("after Resume: %d %v", status, err)
+		}
+		if d := w.f.Ready(context.Background()); d != 0 {
+			t.Errorf("Ready after Resume = %v, want 0", d)
 		}
 	}
 }
