@@ -322,3 +322,56 @@ func (tb *tenantBench) behind(bigTenant, smallTenant string, i, small, big, batc
 	tb.waitFinished(bigTenant, backlog, 10*time.Minute)
 	return took
 }
+
+// BenchmarkTenantsRateShare: a tenant limited to 10 requests a second and an unlimited one
+// share 12 slots (two worker processes of 6) against calls of 50 ms, batches of 10 keys.
+// Each tenant's requests per second are measured over 6 s after 1 s of warm-up, alone and
+// then both at once, in the same run; the goal is shared >= 95 % of alone for each.
+//
+//	go test ./bench -run '^$' -bench TenantsRateShare -benchtime 5x
+func BenchmarkTenantsRateShare(b *testing.B) {
+	const batch, warm, window = 10, time.Second, 6 * time.Second
+	tb := newTenantBench(b)
+	tb.sim.SetLatency(50 * time.Millisecond)
+	ws := tb.startWorkers(2, 6, tb.writeTenants([]benchTenant{{id: "limited", rateLimit: 10}, {id: "open"}}), false)
+	// Backlogs that last beyond the window: 10 requests/s, and at most 12 slots / 50 ms.
+	backlog := map[string]int{"limited": 10 * batch * 10, "open": 240 * batch * 10}
+	series := map[string][]float64{}
+	i := 0
+	for b.Loop() {
+		for _, phase := range [][]string{{"limited"}, {"open"}, {"limited", "open"}} {
+			runs := map[string]string{}
+			for _, t := range phase {
+				runs[t] = fmt.Sprintf("share-%d-%d", i, len(phase))
+				e2etest.SubmitTenant(b, tb.rdb, t, runs[t], erpsync.ActorCustomer, e2etest.Keys(fmt.Sprintf("R%s%d-%d-", t, i, len(phase)), backlog[t]), batch)
+			}
+			time.Sleep(warm) // a measurement window, not synchronisation
+			before := map[string]int64{}
+			for t, run := range runs {
+				before[t], _ = tb.status(t, run)
+			}
+			time.Sleep(window)
+			for t, run := range runs {
+				after, _ := tb.status(t, run)
+				name := t + "-alone-req/s"
+				if len(phase) > 1 {
+					name = t + "-shared-req/s"
+				}
+				series[name] = append(series[name], float64(after-before[t])/batch/window.Seconds())
+			}
+			for t, run := range runs {
+				tb.waitFinished(t, run, 5*time.Minute)
+			}
+		}
+		i++
+	}
+	tb.stopWorkers(ws)
+	for _, t := range []string{"limited", "open"} {
+		var pct []float64
+		for j := range series[t+"-alone-req/s"] {
+			pct = append(pct, 100*series[t+"-shared-req/s"][j]/series[t+"-alone-req/s"][j])
+		}
+		series[t+"-shared-%"] = pct
+	}
+	medians(b, series)
+}
