@@ -3,6 +3,7 @@ package flow
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/erpresync/erpresync/internal/redistest"
+	"github.com/erpresync/erpresync/internal/testwait"
 )
 
 func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
@@ -468,5 +470,38 @@ func TestReady(t *testing.T) {
 	c.setCooldown(ctx, 3*time.Second)
 	if d := c.Ready(ctx); d < 2*time.Second {
 		t.Errorf("with a 3s cool-down: Ready = %v", d)
+	}
+}
+
+// TestLeaseRenewedOnlyWhileHeld: a held slot's lease is renewed past its first expiry; once
+// nothing is held the renewing goroutine ends (a thousand idle tenants keep no tickers), and
+// the next slot starts it again.
+func TestLeaseRenewedOnlyWhileHeld(t *testing.T) {
+	t.Parallel()
+	rdb := newRedis(t)
+	c := newControl(t, rdb, func(c *Config) { c.MaxConcurrency = 1; c.Lease = 300 * time.Millisecond })
+	renewing := func() bool {
+		c.sem.mu.Lock()
+		defer c.sem.mu.Unlock()
+		return c.sem.renewal
+	}
+	if renewing() {
+		t.Fatal("renewing before any slot was taken")
+	}
+	for round := range 2 {
+		sl, err := c.sem.acquire(context.Background(), 1, 1, time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		first, err := rdb.ZScore(context.Background(), sl.key, sl.holder).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		testwait.For(t, "the lease renewed", 5*time.Second, func() (bool, error) {
+			s, err := rdb.ZScore(context.Background(), sl.key, sl.holder).Result()
+			return err == nil && s > first, fmt.Errorf("round %d: score %v (first %v): %v", round, s, first, err)
+		})
+		sl.release()
+		testwait.Until(t, "renewal ended", 5*time.Second, func() bool { return !renewing() })
 	}
 }
