@@ -46,6 +46,7 @@ func newTenantBench(b *testing.B) *tenantBench {
 		b.Fatal(err)
 	}
 	b.Cleanup(sim.Close)
+	e2etest.Binary(b, "cmd/worker") // built before anything is timed
 	return &tenantBench{b: b, srv: srv, rdb: rdb, sim: sim, dir: b.TempDir()}
 }
 
@@ -138,27 +139,50 @@ func (w benchWorker) get(path string) int {
 	return resp.StatusCode
 }
 
-// metric is the value of the unlabelled metric name on w's /metrics.
-func (w benchWorker) metric(b *testing.B, name string) float64 {
+// metrics are the unlabelled metrics of one scrape of w's /metrics, by name.
+func (w benchWorker) metrics(b *testing.B) map[string]float64 {
 	b.Helper()
-	resp, err := http.Get("http://" + w.addr + "/metrics")
+	req, _ := http.NewRequest(http.MethodGet, "http://"+w.addr+"/metrics", nil)
+	req.Header.Set("Accept-Encoding", "identity") // no gzip writer allocated for the scrape
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer resp.Body.Close()
+	out := map[string]float64{}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				b.Fatal(err)
-			}
-			return f
+		name, v, ok := strings.Cut(sc.Text(), " ")
+		if !ok || strings.ContainsAny(name, "{#") {
+			continue
+		}
+		if f, err := strconv.ParseFloat(v, 64); err == nil {
+			out[name] = f
 		}
 	}
-	b.Fatalf("no %s in /metrics (%v)", name, sc.Err())
-	return 0
+	if err := sc.Err(); err != nil {
+		b.Fatal(err)
+	}
+	return out
+}
+
+// liveHeap waits for w's next garbage collection after since (the runtime forces one at
+// least every two minutes) and returns the heap's allocated bytes it reports then: the live
+// heap, plus what a scrape or two allocated since.
+func (w benchWorker) liveHeap(b *testing.B, since time.Time) float64 {
+	b.Helper()
+	var heap float64
+	testwait.For(b, "a garbage collection", 3*time.Minute, func() (bool, error) {
+		m := w.metrics(b)
+		heap = m["go_memstats_heap_alloc_bytes"]
+		if last := m["go_memstats_last_gc_time_seconds"]; last > float64(since.UnixNano())/1e9 {
+			return true, nil
+		}
+		time.Sleep(2 * time.Second) // scrape seldom: each allocates
+		return false, nil
+	})
+	return heap
 }
 
 // cpuTime is the user + system CPU time process pid has used so far, from /proc.
@@ -372,6 +396,120 @@ func BenchmarkTenantsRateShare(b *testing.B) {
 			pct = append(pct, 100*series[t+"-shared-req/s"][j]/series[t+"-alone-req/s"][j])
 		}
 		series[t+"-shared-%"] = pct
+	}
+	medians(b, series)
+}
+
+// BenchmarkTenantsIdle: what tenants cost while they have nothing to do. Two worker
+// processes of 6 slots serve a tenants file of 1 tenant and then one of 1,000, on one Redis;
+// after their start (every tenant's login check done) and 3 s of settling, a 10-s window
+// measures Redis's commands per second (INFO commandstats, those inside Lua scripts
+// included) and each worker's CPU (user + system, /proc); then each worker's Go heap and RSS
+// after the next garbage collection (the runtime forces one every two minutes at the
+// latest). Per tenant is (1,000's − 1's) / 999. Also measured: from the workers' start to
+// both answering /readyz, to every tenant's login done, and the most logins at once at the
+// simulator. Goals: <= 100 commands/s, <= 5 % of a core per worker, <= 10 KiB per tenant.
+//
+//	go test ./bench -run '^$' -bench TenantsIdle -benchtime 3x
+func BenchmarkTenantsIdle(b *testing.B) {
+	const window, settle, workers = 10 * time.Second, 3 * time.Second, 2
+	tb := newTenantBench(b)
+	files := map[int]string{1: tb.writeTenants(tenantIDs("one", 1)), 1000: tb.writeTenants(tenantIDs("idle", 1000))}
+	series := map[string][]float64{}
+	for b.Loop() {
+		var rss1, heap1 float64
+		for _, n := range []int{1, 1000} {
+			tb.sim.Reset()
+			tb.sim.ResetTraffic()
+			start := time.Now()
+			ws := tb.startWorkers(workers, 6, files[n], false)
+			ready := time.Since(start)
+			testwait.Until(b, "every tenant's login", 5*time.Minute, func() bool { return tb.sim.Counts().Logins.PasswordOK >= workers*n })
+			logins := time.Since(start)
+			peak := tb.sim.Traffic().PeakInFlight
+			time.Sleep(settle) // a measurement window, not synchronisation
+			cmds0, cpu0 := commandCalls(b, tb.rdb), workerCPU(b, ws)
+			t0 := time.Now()
+			time.Sleep(window)
+			cmds1, cpu1 := commandCalls(b, tb.rdb), workerCPU(b, ws)
+			elapsed := time.Since(t0).Seconds()
+			var calls int64
+			for name, c := range cmds1 {
+				if name != "info" {
+					calls += c - cmds0[name]
+				}
+			}
+			end := time.Now()
+			var mem, heap float64
+			for _, w := range ws {
+				heap += w.liveHeap(b, end) / workers
+				mem += float64(rss(b, w.Cmd.Process.Pid)) / workers
+			}
+			tb.stopWorkers(ws)
+			p := fmt.Sprintf("t%d-", n)
+			series[p+"redis-cmd/s"] = append(series[p+"redis-cmd/s"], float64(calls)/elapsed)
+			series[p+"cpu-%/worker"] = append(series[p+"cpu-%/worker"], 100*(cpu1-cpu0).Seconds()/workers/elapsed)
+			series[p+"ready-s"] = append(series[p+"ready-s"], ready.Seconds())
+			series[p+"logins-s"] = append(series[p+"logins-s"], logins.Seconds())
+			series[p+"logins-at-once"] = append(series[p+"logins-at-once"], float64(peak))
+			if n == 1 {
+				rss1, heap1 = mem, heap
+				continue
+			}
+			series["rss-KiB/tenant"] = append(series["rss-KiB/tenant"], (mem-rss1)/999/1024)
+			series["heap-KiB/tenant"] = append(series["heap-KiB/tenant"], (heap-heap1)/999/1024)
+		}
+	}
+	medians(b, series)
+}
+
+// workerCPU is the CPU time the processes of ws have used so far, together.
+func workerCPU(b *testing.B, ws []benchWorker) time.Duration {
+	var d time.Duration
+	for _, w := range ws {
+		d += cpuTime(b, w.Cmd.Process.Pid)
+	}
+	return d
+}
+
+// BenchmarkTenantsManySmall: 200 tenants' runs of 500 keys against one tenant's run of
+// 100,000 keys (the same total), submitted before two worker processes of 6 slots start,
+// against the zero-latency simulator, batches of 100. Wall time is from the workers' start to
+// the last key resynced (their start, with 200 or 1 login checks, included); keys/s is
+// 100,000 over it. The two cases alternate in each iteration.
+//
+//	go test ./bench -run '^$' -bench TenantsManySmall -benchtime 5x
+func BenchmarkTenantsManySmall(b *testing.B) {
+	const total, batch = 100000, 100
+	tb := newTenantBench(b)
+	cases := []struct {
+		name    string
+		tenants []benchTenant
+	}{{"t200x500", tenantIDs("many", 200)}, {"t1x100000", tenantIDs("single", 1)}}
+	files := map[string]string{}
+	for _, c := range cases {
+		files[c.name] = tb.writeTenants(c.tenants)
+	}
+	series := map[string][]float64{}
+	i := 0
+	for b.Loop() {
+		for _, c := range cases {
+			run := fmt.Sprintf("many-%d", i)
+			per := total / len(c.tenants)
+			for _, t := range c.tenants {
+				e2etest.SubmitTenant(b, tb.rdb, t.id, run, erpsync.ActorCustomer, e2etest.Keys(fmt.Sprintf("M%s-%d-", t.id, i), per), batch)
+			}
+			start := time.Now()
+			ws := tb.startWorkers(2, 6, files[c.name], false)
+			for _, t := range c.tenants { // each waited for once, in turn: few polls of Redis
+				tb.waitFinished(t.id, run, 10*time.Minute)
+			}
+			wall := time.Since(start)
+			tb.stopWorkers(ws)
+			series[c.name+"-s"] = append(series[c.name+"-s"], wall.Seconds())
+			series[c.name+"-keys/s"] = append(series[c.name+"-keys/s"], total/wall.Seconds())
+		}
+		i++
 	}
 	medians(b, series)
 }
