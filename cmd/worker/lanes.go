@@ -39,9 +39,17 @@ func (a *app) newLanes() error {
 		LowWater:    2 * a.cfg.Concurrency,
 		ValidTenant: tasks.ValidateTenantID,
 		Known:       func(id string) bool { return f.get(id) != nil },
+		// A tenant's rate limit spaces its batches (Spacing); Ready holds back the paused,
+		// the cooling down and those whose breaker is open.
 		Ready: func(ctx context.Context, id string) time.Duration {
 			if t := f.get(id); t != nil && t.Flow != nil {
-				return t.Flow.Ready(ctx)
+				return t.Flow.Blocked(ctx)
+			}
+			return 0
+		},
+		Spacing: func(ctx context.Context, id string) time.Duration {
+			if t := f.get(id); t != nil && t.Flow != nil {
+				return t.Flow.Pace(ctx)
 			}
 			return 0
 		},

@@ -463,6 +463,12 @@ func TestReady(t *testing.T) {
 	if d := c.Ready(ctx); d < 300*time.Millisecond || d > 500*time.Millisecond {
 		t.Errorf("after the burst: Ready = %v, want about 500ms (2 requests/s)", d)
 	}
+	if d := c.Blocked(ctx); d != 0 {
+		t.Errorf("after the burst: Blocked = %v, want 0 (the rate limit is Pace's)", d)
+	}
+	if d := c.Pace(ctx); d != 500*time.Millisecond {
+		t.Errorf("Pace = %v, want 500ms (2 requests/s)", d)
+	}
 	res, err := c.limiter.Allow(ctx, c.prefix, c.limit)
 	if err != nil || res.Allowed != 0 {
 		t.Errorf("redis_rate allows a request Ready says must wait: %+v, %v", res, err)
@@ -470,6 +476,12 @@ func TestReady(t *testing.T) {
 	c.setCooldown(ctx, 3*time.Second)
 	if d := c.Ready(ctx); d < 2*time.Second {
 		t.Errorf("with a 3s cool-down: Ready = %v", d)
+	}
+	if d := c.Blocked(ctx); d < 2*time.Second {
+		t.Errorf("with a 3s cool-down: Blocked = %v", d)
+	}
+	if d := newControl(t, rdb, nil).Pace(ctx); d != 0 {
+		t.Errorf("no rate limit: Pace = %v, want 0", d)
 	}
 }
 
