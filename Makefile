@@ -1,7 +1,7 @@
 # erpresync development targets. `make help` lists them.
 GO ?= go
 
-.PHONY: help test test-race ci bench bench-codec bench-e2e bench-pipeline bench-flow bench-intake bench-intake-http bench-footprint bench-lanes fuzz soak chaos demo lint tidy compose-check build
+.PHONY: help test test-race ci bench bench-codec bench-e2e bench-pipeline bench-flow bench-intake bench-intake-http bench-footprint bench-lanes bench-tenants fuzz soak chaos demo lint tidy compose-check build
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -18,13 +18,13 @@ ci: ## what CI runs
 build: ## build worker, enqueue and netserver-sim into ./bin
 	$(GO) build -o bin/ ./cmd/...
 
-bench: bench-codec bench-e2e bench-intake bench-intake-http bench-flow bench-footprint bench-lanes ## every benchmark BENCHMARKS.md reports (about an hour)
+bench: bench-codec bench-e2e bench-intake bench-intake-http bench-flow bench-footprint bench-lanes bench-tenants ## every benchmark BENCHMARKS.md reports (about an hour)
 
 bench-codec: ## SOAP and REST codecs (against encoding/xml and encoding/json), ledger, intake and runs-page export benchmarks, 5 runs each (compare with benchstat)
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./soap ./rest ./tasks ./internal/ledger ./intake ./internal/runspage
 
 bench-e2e: ## worker processes end to end against the naive baseline, and latency-bound throughput, 5 runs each
-	$(GO) test ./bench -run '^$$' -bench . -benchtime 1x -count 5 -timeout 90m
+	$(GO) test ./bench -run '^$$' -bench 'EndToEnd|LatencyBound' -benchtime 1x -count 5 -timeout 90m
 
 bench-pipeline: ## whole pipeline (enqueue, worker, simulator, ledger) in keys/s, 5 runs
 	$(GO) test ./cmd/worker -run '^$$' -bench Pipeline -benchtime 3x -count 5
@@ -43,6 +43,10 @@ bench-footprint: ## Redis memory a finished 1,000,000-key run leaves (INFO used_
 
 bench-lanes: ## per-tenant lanes: a small tenant behind a backlog, a limited and an unlimited tenant sharing 12 slots, idle cost of 1,000 tenants; medians of 5
 	$(GO) test ./internal/lanes -run '^$$' -bench Fairness -benchtime 5x -timeout 20m
+
+bench-tenants: ## tenants through worker processes: a small tenant behind a backlog (lanes, none), a limited and an unlimited tenant on 12 slots, 200 x 500 keys vs 1 x 100,000 (medians of 5); 1,000 idle tenants (medians of 3)
+	$(GO) test ./bench -run '^$$' -bench 'Tenants(Backlog|RateShare|ManySmall)' -benchtime 5x -timeout 60m
+	$(GO) test ./bench -run '^$$' -bench TenantsIdle -benchtime 3x -timeout 60m
 
 fuzz: ## fuzz the SOAP and REST response parsers and the login parser, 2 minutes each (FUZZTIME to change)
 	$(GO) test ./soap -run '^$$' -fuzz FuzzParseResponse -fuzztime $(or $(FUZZTIME),2m)

@@ -40,6 +40,8 @@ func (a *app) newLanes() error {
 		LowWater:    2 * a.cfg.Concurrency,
 		ValidTenant: tasks.ValidateTenantID,
 		Known:       func(id string) bool { return f.get(id) != nil },
+		// A tenant's rate limit spaces its batches (Spacing); Ready holds back the paused,
+		// the cooling down and those whose breaker is open.
 		Ready: func(ctx context.Context, id string) time.Duration {
 			t := f.get(id)
 			if t == nil {
@@ -50,9 +52,15 @@ func (a *app) newLanes() error {
 				wait = t.State.Ready(ctx)
 			}
 			if t.Flow != nil && wait == 0 {
-				wait = t.Flow.Ready(ctx)
+				wait = t.Flow.Blocked(ctx)
 			}
 			return wait
+		},
+		Spacing: func(ctx context.Context, id string) time.Duration {
+			if t := f.get(id); t != nil && t.Flow != nil {
+				return t.Flow.Pace(ctx)
+			}
+			return 0
 		},
 		MaxInFlight: func(id string) int {
 			if t := f.get(id); t != nil {

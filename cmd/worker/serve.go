@@ -183,12 +183,13 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, getenv func(
 		// Not fatal: asynq reconnects by itself, and /readyz reports it.
 		log.Warn().Msgf("Redis not reachable yet (%v); the worker keeps trying", err)
 	}
-	for _, s := range fl.all() {
+	served := fl.all()
+	for _, s := range served {
 		log.Info().Str("superoffice_api", s.API).Str("superoffice_auth", s.Mode).Str("tenant", s.Name).Float64("rate_limit", s.Spec.RateLimit).
 			Int("max_concurrency", s.Spec.MaxConcurrency).Msg("configuration ok")
-		stopLogin := s.CheckLogin(loginCheckTimeout, log)
-		defer stopLogin()
 	}
+	stopLogins := tenant.CheckLogins(served, loginChecksAtOnce, loginCheckTimeout, log)
+	defer stopLogins()
 	a, err := startApp(cfg, deps)
 	if err != nil {
 		closeListener()
@@ -197,6 +198,10 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, getenv func(
 	}
 	return waitForSignal(ctx, sigs, a.httpErr, log, a.shutdown)
 }
+
+// loginChecksAtOnce is how many tenants' logins are tried at start at once (CheckLogins):
+// a thousand tenants' checks take seconds instead of flooding SuperOffice in one.
+const loginChecksAtOnce = 8
 
 // loginCheckTimeout bounds the login tried at start (CheckLogin), waits for flow control
 // included.

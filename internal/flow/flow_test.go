@@ -3,6 +3,7 @@ package flow
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/erpresync/erpresync/internal/redistest"
+	"github.com/erpresync/erpresync/internal/testwait"
 )
 
 func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
@@ -461,6 +463,12 @@ func TestReady(t *testing.T) {
 	if d := c.Ready(ctx); d < 300*time.Millisecond || d > 500*time.Millisecond {
 		t.Errorf("after the burst: Ready = %v, want about 500ms (2 requests/s)", d)
 	}
+	if d := c.Blocked(ctx); d != 0 {
+		t.Errorf("after the burst: Blocked = %v, want 0 (the rate limit is Pace's)", d)
+	}
+	if d := c.Pace(ctx); d != 500*time.Millisecond {
+		t.Errorf("Pace = %v, want 500ms (2 requests/s)", d)
+	}
 	res, err := c.limiter.Allow(ctx, c.prefix, c.limit)
 	if err != nil || res.Allowed != 0 {
 		t.Errorf("redis_rate allows a request Ready says must wait: %+v, %v", res, err)
@@ -468,5 +476,44 @@ func TestReady(t *testing.T) {
 	c.setCooldown(ctx, 3*time.Second)
 	if d := c.Ready(ctx); d < 2*time.Second {
 		t.Errorf("with a 3s cool-down: Ready = %v", d)
+	}
+	if d := c.Blocked(ctx); d < 2*time.Second {
+		t.Errorf("with a 3s cool-down: Blocked = %v", d)
+	}
+	if d := newControl(t, rdb, nil).Pace(ctx); d != 0 {
+		t.Errorf("no rate limit: Pace = %v, want 0", d)
+	}
+}
+
+// TestLeaseRenewedOnlyWhileHeld: a held slot's lease is renewed past its first expiry; once
+// nothing is held the renewing goroutine ends (a thousand idle tenants keep no tickers), and
+// the next slot starts it again.
+func TestLeaseRenewedOnlyWhileHeld(t *testing.T) {
+	t.Parallel()
+	rdb := newRedis(t)
+	c := newControl(t, rdb, func(c *Config) { c.MaxConcurrency = 1; c.Lease = 300 * time.Millisecond })
+	renewing := func() bool {
+		c.sem.mu.Lock()
+		defer c.sem.mu.Unlock()
+		return c.sem.renewal
+	}
+	if renewing() {
+		t.Fatal("renewing before any slot was taken")
+	}
+	for round := range 2 {
+		sl, err := c.sem.acquire(context.Background(), 1, 1, time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		first, err := rdb.ZScore(context.Background(), sl.key, sl.holder).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		testwait.For(t, "the lease renewed", 5*time.Second, func() (bool, error) {
+			s, err := rdb.ZScore(context.Background(), sl.key, sl.holder).Result()
+			return err == nil && s > first, fmt.Errorf("round %d: score %v (first %v): %v", round, s, first, err)
+		})
+		sl.release()
+		testwait.Until(t, "renewal ended", 5*time.Second, func() bool { return !renewing() })
 	}
 }

@@ -32,22 +32,8 @@ return tostring(wait)
 // to a worker, so that a tenant that would wait holds no worker slot. An error of Redis
 // reads as ready: the request itself then waits or fails as always.
 func (c *Control) Ready(ctx context.Context) time.Duration {
-	var wait time.Duration
-	var pe *PausedError
-	if err := c.Paused(ctx, 0); errors.As(err, &pe) {
-		wait = max(wait, pe.RetryAfter)
-	}
-	if v, err := c.rdb.Get(ctx, c.cooldownKey()).Int64(); err == nil {
-		wait = max(wait, time.Until(time.UnixMilli(v)))
-	}
-	if c.limiter != nil {
-		period := c.limit.Period
-		if c.adapt != nil {
-			if r := c.adapt.current(ctx); r > 0 && r < c.cfg.Rate {
-				period = time.Duration(float64(time.Second) / r)
-			}
-		}
-		emission := period.Seconds() / float64(c.limit.Rate)
+	wait := c.Blocked(ctx)
+	if emission := c.emission(ctx); emission > 0 {
 		s, err := peekRateScript.Run(ctx, c.rdb, []string{"rate:" + c.prefix},
 			strconv.FormatFloat(emission, 'f', -1, 64), strconv.FormatFloat(emission*float64(c.limit.Burst), 'f', -1, 64)).Text()
 		if err == nil {
@@ -57,4 +43,40 @@ func (c *Control) Ready(ctx context.Context) time.Duration {
 		}
 	}
 	return max(wait, 0)
+}
+
+// Blocked is Ready without the rate limit: how long a pause, an open breaker or a cool-down
+// keeps every request of the tenant back. A dispatcher that spaces the tenant's batches by
+// Pace asks this instead of Ready: the token a batch handed over will take is not taken
+// yet when the dispatcher looks, so peeking at the limit as well would space them twice.
+func (c *Control) Blocked(ctx context.Context) time.Duration {
+	var wait time.Duration
+	var pe *PausedError
+	if err := c.Paused(ctx, 0); errors.As(err, &pe) {
+		wait = max(wait, pe.RetryAfter)
+	}
+	if v, err := c.rdb.Get(ctx, c.cooldownKey()).Int64(); err == nil {
+		wait = max(wait, time.Until(time.UnixMilli(v)))
+	}
+	return max(wait, 0)
+}
+
+// Pace is the time between two requests of the tenant at its rate limit now (the adaptive
+// rate when that is lower); zero without a rate limit.
+func (c *Control) Pace(ctx context.Context) time.Duration {
+	return time.Duration(c.emission(ctx) * float64(time.Second))
+}
+
+// emission is the rate limit's emission interval in seconds now; 0 without a limit.
+func (c *Control) emission(ctx context.Context) float64 {
+	if c.limiter == nil {
+		return 0
+	}
+	period := c.limit.Period
+	if c.adapt != nil {
+		if r := c.adapt.current(ctx); r > 0 && r < c.cfg.Rate {
+			period = time.Duration(float64(time.Second) / r)
+		}
+	}
+	return period.Seconds() / float64(c.limit.Rate)
 }

@@ -45,22 +45,36 @@ return 0
 `)
 
 // semaphore is this process's side of the slots: it names holders and renews their leases.
+// The renewing goroutine runs only while this process holds a slot: a worker serving a
+// thousand idle tenants keeps no thousand tickers.
 type semaphore struct {
-	c    *Control
-	id   string
-	seq  atomic.Uint64
-	mu   sync.Mutex
-	held map[string]map[string]struct{} // key → holders
-	stop chan struct{}
-	done chan struct{}
-	shut sync.Once
+	c       *Control
+	id      string
+	seq     atomic.Uint64
+	mu      sync.Mutex
+	held    map[string]map[string]struct{} // key → holders
+	renewal bool                           // renewLoop runs
+	closed  bool
+	stop    chan struct{}
+	loops   sync.WaitGroup
 }
 
 func newSemaphore(c *Control) *semaphore {
-	s := &semaphore{c: c, id: strconv.FormatUint(rand.Uint64(), 36), held: map[string]map[string]struct{}{},
-		stop: make(chan struct{}), done: make(chan struct{})}
-	go s.renewLoop()
-	return s
+	return &semaphore{c: c, id: strconv.FormatUint(rand.Uint64(), 36), held: map[string]map[string]struct{}{},
+		stop: make(chan struct{})}
+}
+
+// holdLocked records holder of key and starts renewLoop if it is not running; s.mu is held.
+func (s *semaphore) holdLocked(key, holder string) {
+	if s.held[key] == nil {
+		s.held[key] = map[string]struct{}{}
+	}
+	s.held[key][holder] = struct{}{}
+	if !s.renewal && !s.closed {
+		s.renewal = true
+		s.loops.Add(1)
+		go s.renewLoop()
+	}
 }
 
 // slot is a held slot; release gives it back (once).
@@ -88,10 +102,7 @@ func (s *semaphore) acquire(ctx context.Context, conn, limit int, until time.Tim
 		}
 		if r < 0 {
 			s.mu.Lock()
-			if s.held[key] == nil {
-				s.held[key] = map[string]struct{}{}
-			}
-			s.held[key][holder] = struct{}{}
+			s.holdLocked(key, holder)
 			s.mu.Unlock()
 			return &slot{s: s, key: key, holder: holder}, nil
 		}
@@ -127,9 +138,10 @@ func (sl *slot) release() {
 	})
 }
 
-// renewLoop extends every held lease three times per lease period.
+// renewLoop extends every held lease three times per lease period, and ends once no slot
+// is held (the next acquire starts it again).
 func (s *semaphore) renewLoop() {
-	defer close(s.done)
+	defer s.loops.Done()
 	t := time.NewTicker(s.c.cfg.Lease / 3)
 	defer t.Stop()
 	for {
@@ -148,6 +160,11 @@ func (s *semaphore) renewLoop() {
 				delete(s.held, key)
 			}
 		}
+		if len(batch) == 0 {
+			s.renewal = false
+			s.mu.Unlock()
+			return
+		}
 		s.mu.Unlock()
 		lease := s.c.cfg.Lease.Milliseconds()
 		exp := s.c.now().UnixMilli() + lease
@@ -163,8 +180,13 @@ func (s *semaphore) renewLoop() {
 }
 
 func (s *semaphore) close() {
-	s.shut.Do(func() { close(s.stop) })
-	<-s.done
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.stop)
+	}
+	s.mu.Unlock()
+	s.loops.Wait()
 }
 
 // sleep waits d or until ctx ends.

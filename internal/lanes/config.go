@@ -47,6 +47,15 @@ type Config struct {
 	// (rate-limit wait, breaker open, paused). Called by Run for the tenant whose turn it is;
 	// it must be cheap and safe for concurrent use. Nil: every tenant is always ready.
 	Ready func(ctx context.Context, tenant string) time.Duration
+	// Spacing is the least time between two of tenant's jobs handed to asynq, counted from
+	// the start of the turn that handed one over: its next turn is that far off (the
+	// schedule is shared, so this holds for the fleet). A rate-limited tenant is spaced by its
+	// rate rather than made to wait by Ready: a job's token is taken only when it calls, so
+	// Ready alone lets the tenant's turns come round faster than its rate, and its jobs wait
+	// for tokens in worker slots other tenants could use. Called after each hand-over; it
+	// must be cheap and safe for concurrent use. Nil or 0: the next turn is at once, behind
+	// the others due.
+	Spacing func(ctx context.Context, tenant string) time.Duration
 	// MaxInFlight is the most jobs of tenant dispatched and not yet Done; 0 or less = no cap.
 	// Nil: no cap.
 	MaxInFlight func(tenant string) int

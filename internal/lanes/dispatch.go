@@ -141,6 +141,7 @@ func (q *Queue) idle(ctx context.Context, wait time.Duration) error {
 // turn looks at tenant, whose turn pick gave this dispatcher: hands its next job to asynq
 // when it may go and reschedules it. It returns how many jobs it handed over (0 or 1).
 func (q *Queue) turn(ctx context.Context, tenant string) (int, error) {
+	began := time.Now()
 	if q.cfg.Known != nil && !q.cfg.Known(tenant) {
 		return 0, q.hold(ctx, tenant)
 	}
@@ -165,13 +166,13 @@ func (q *Queue) turn(ctx context.Context, tenant string) (int, error) {
 	case "empty":
 		return 0, q.drained(ctx, tenant, v[1].(int64))
 	}
-	return q.handOver(ctx, tenant, v[1].(string), v[2].(string))
+	return q.handOver(ctx, tenant, v[1].(string), v[2].(string), began)
 }
 
 // handOver enqueues a leased job into asynq, then drops it from the lane and puts the
-// tenant at the back of the line. asynq's ErrTaskIDConflict means asynq has it already (a
+// tenant at the back of the line (for a spaced tenant, Spacing after the turn began). asynq's ErrTaskIDConflict means asynq has it already (a
 // dispatcher before this one enqueued it and died, or a producer's duplicate).
-func (q *Queue) handOver(ctx context.Context, tenant, id, enc string) (int, error) {
+func (q *Queue) handOver(ctx context.Context, tenant, id, enc string, began time.Time) (int, error) {
 	job, err := decodeJob(id, enc)
 	if err != nil {
 		// Left leased: taken again after every lease and reported each time, never lost.
@@ -188,7 +189,11 @@ func (q *Queue) handOver(ctx context.Context, tenant, id, enc string) (int, erro
 	if err := commitScript.Run(sctx, q.cfg.Redis, []string{k.jobs, k.leased}, id).Err(); err != nil {
 		return 1, fmt.Errorf("lanes: job %q of tenant %q is in asynq, but stays leased in the lane: %w", id, tenant, err)
 	}
-	return 1, q.schedule(sctx, tenant, 0)
+	var next time.Duration
+	if q.cfg.Spacing != nil {
+		next = max(q.cfg.Spacing(sctx, tenant)-time.Since(began), 0)
+	}
+	return 1, q.schedule(sctx, tenant, next)
 }
 
 // atCap puts off a tenant at its cap until Done wakes it (CapRecheck at most, for in-flight

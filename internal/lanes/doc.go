@@ -13,6 +13,8 @@
 //     pending tasks are under Config.LowWater it takes the next job round-robin over the due
 //     tenants and enqueues it into asynq with the job's ID as TaskID. All dispatchers share the
 //     state in Redis (Lua scripts, leases), so any number of them cooperate.
+//   - A rate-limited tenant's jobs are handed over no faster than its rate (Config.Spacing),
+//     so they do not wait for their tokens in worker slots.
 //   - A tenant that may not go now (Config.Ready: rate limit, open breaker, paused), is at its
 //     cap of dispatched-but-unfinished jobs (Config.MaxInFlight; the handler reports the end of
 //     a task with Queue.Done) or is unknown (Config.Known: removed from the tenants file, its

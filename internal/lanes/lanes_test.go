@@ -322,6 +322,35 @@ func TestNotReadySkipped(t *testing.T) {
 	})
 }
 
+// TestSpacing: a spaced tenant's next turn is Spacing after each hand-over; the others' at
+// once, so they go first meanwhile.
+func TestSpacing(t *testing.T) {
+	t.Parallel()
+	db := redistest.New(t)
+	q := testQueue(t, db, Config{
+		LowWater: 1000,
+		Spacing: func(_ context.Context, tenant string) time.Duration {
+			if tenant == "spaced" {
+				return time.Hour
+			}
+			return 0
+		},
+	})
+	enqueue(t, q, "spaced", jobs("spaced", 3))
+	enqueue(t, q, "free", jobs("free", 3))
+	run(t, q)
+	eventually(t, 10*time.Second, "4 tasks in asynq", func() bool { return len(pendingIDs(t, q.cfg.Redis, "lanes-test")) == 4 })
+	got := pendingIDs(t, q.cfg.Redis, "lanes-test")
+	slices.Sort(got)
+	if want := []string{"free-1", "free-2", "free-3", "spaced-1"}; !slices.Equal(got, want) {
+		t.Errorf("asynq has %v, want %v", got, want)
+	}
+	due, _ := q.Due(context.Background())
+	if at := due["spaced"]; time.Until(at) < 50*time.Minute {
+		t.Errorf("spaced tenant due at %s, want about an hour from now", at)
+	}
+}
+
 // TestRemove: removed jobs never reach asynq; Purge empties a lane.
 func TestRemove(t *testing.T) {
 	t.Parallel()

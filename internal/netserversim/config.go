@@ -22,6 +22,13 @@ type Config struct {
 	// virtual directory). It is also the ContextIdentifier the Online login accepts.
 	Tenant string
 
+	// AnyTenant also serves the tenant's service paths under any other one path segment
+	// (/{any}/Remote/Services88/..., /{any}/api/v1/...): one simulator stands in for many
+	// tenants of a tenants file, which refuses two tenants of one URL. They share everything
+	// else (users, tickets, counters, faults, state); the login reply and the state API
+	// still name Tenant. Needs a Tenant other than "/". Default false: only Tenant's paths.
+	AnyTenant bool
+
 	// Users maps user name → password for SoPrincipal AuthenticateUsernamePassword. Names
 	// match case-insensitively (as SuperOffice user names do [I]), passwords exactly.
 	// Nil means nobody can log in with a password.
@@ -139,6 +146,9 @@ func (c Config) validate() error {
 			errs = append(errs, fmt.Errorf("tenant %q (-tenant / NETSERVER_SIM_TENANT) must be path segments without spaces, '?', '#', '%%' or '\\', or \"/\" for the site root", c.Tenant))
 		}
 	}
+	if c.AnyTenant && c.Tenant == "/" {
+		errs = append(errs, errors.New("any tenant needs a tenant path: the site root (tenant \"/\") has no segment to vary"))
+	}
 	if c.Online && c.AppToken == "" {
 		errs = append(errs, errors.New("online mode needs an application token (-app-token / NETSERVER_SIM_APP_TOKEN)"))
 	}
@@ -166,6 +176,19 @@ func (c Config) tenantPath() string {
 		return ""
 	}
 	return "/" + strings.ToLower(strings.Trim(c.Tenant, "/"))
+}
+
+// servicePath is p, a lower-cased request path, with its first segment made Tenant's when
+// AnyTenant is set and p is a tenant's service path under another segment; else p.
+func (c Config) servicePath(p string) string {
+	if !c.AnyTenant {
+		return p
+	}
+	seg, rest, ok := strings.Cut(strings.TrimPrefix(p, "/"), "/")
+	if !ok || seg == "" || !(strings.HasPrefix(rest, "remote/services88/") || strings.HasPrefix(rest, "api/v1/")) {
+		return p
+	}
+	return c.tenantPath() + "/" + rest
 }
 
 // tenantName is the tenant as configured, without slashes ("" for the site root).

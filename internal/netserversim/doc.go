@@ -20,7 +20,8 @@
 // # Endpoints
 //
 // Paths match case-insensitively; {tenant} is Config.Tenant (default "Cust12345"; "/" means
-// the site root).
+// the site root), or any one segment with Config.AnyTenant (many tenants of a tenants file
+// on one simulator, sharing its users, tickets and counters).
 //
 //	POST /{tenant}/Remote/Services88/ErpSync.svc      SOAPAction .../ErpSync/ForceResyncExternal
 //	POST /{tenant}/Remote/Services88/SoPrincipal.svc  SOAPAction .../SoPrincipal/AuthenticateUsernamePassword

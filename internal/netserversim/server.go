@@ -88,7 +88,7 @@ func (s *Server) Reset() { s.counts.reset() }
 // A request to a tenant path on a host other than the tenant's (Config.Hosts) answers 421,
 // and one while the tenant is not running 503 (see SetTenantState). Anything else is 404.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	p := strings.ToLower(r.URL.Path)
+	p := s.cfg.servicePath(strings.ToLower(r.URL.Path))
 	svc := s.cfg.tenantPath() + "/remote/services88/"
 	tenantPath := strings.HasPrefix(p, s.cfg.tenantPath()+"/") && !strings.HasPrefix(p, "/_sim/") &&
 		!strings.HasPrefix(p, "/login/") && !strings.HasPrefix(p, "/api/state/")

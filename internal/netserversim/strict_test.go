@@ -286,6 +286,30 @@ func TestPaths(t *testing.T) {
 	wantOK(t, resync(t, root, root.IssueTicket(), "Customer", "p"))
 }
 
+// TestAnyTenant: with AnyTenant, the service paths answer under any one segment, sharing
+// tickets and counters; everything else stays as strict as without it.
+func TestAnyTenant(t *testing.T) {
+	t.Parallel()
+	rs := start(t, Config{Tenant: "Cust777", AnyTenant: true})
+	ticket := rs.IssueTicket()
+	for _, p := range []string{"/Cust777", "/tenant-0001", "/OTHER"} {
+		wantOK(t, post(t, rs.RootURL+p+"/Remote/Services88/ErpSync.svc", ctSOAP11, actionQuoted, resyncRequestXML(ticket, "Customer", "k"+p)))
+		if n := rs.ResyncCount("k" + p); n != 1 {
+			t.Errorf("%s: ResyncCount = %d, want 1", p, n)
+		}
+	}
+	for _, p := range []string{"/Remote/Services88/ErpSync.svc", "/a/b/Remote/Services88/ErpSync.svc",
+		"/x/Remote/Services87/ErpSync.svc", "/x/Remote/Services88/Contact.svc", "/x/Remote/Services88/ErpSync.svc/y"} {
+		r := post(t, rs.RootURL+p, ctSOAP11, actionQuoted, resyncRequestXML(ticket, "Customer", "p"))
+		if r.status != http.StatusNotFound {
+			t.Errorf("%s: status %d, want 404", p, r.status)
+		}
+	}
+	if _, err := New(Config{Tenant: "/", AnyTenant: true}); err == nil || !strings.Contains(err.Error(), "any tenant") {
+		t.Errorf("AnyTenant at the site root: %v, want an error", err)
+	}
+}
+
 func TestRequestTooLarge(t *testing.T) {
 	t.Parallel()
 	rs := start(t, Config{MaxRequestBytes: 512})

@@ -71,7 +71,8 @@ type Tenant struct {
 	// running. Nil without an Environment.
 	State *tenantstate.Follower
 
-	source auth.TicketSource
+	source    auth.TicketSource
+	transport *http.Transport // under the client's wrappers, whose idle connections CheckLogin closes
 }
 
 // Source is the tenant's ticket source: an *auth.StaticTicket, *auth.PasswordAuth or
@@ -190,7 +191,8 @@ func chain(inner, outer func(http.RoundTripper) http.RoundTripper) func(http.Rou
 // buildClient builds the HTTP client, the ticket source and the client of the API.
 func (t *Tenant) buildClient(wrap func(http.RoundTripper) http.RoundTripper) error {
 	s := t.Spec
-	httpClient := newHTTPClient(s.timeout(), wrap)
+	httpClient, tr := newHTTPClient(s.timeout(), wrap)
+	t.transport = tr
 	src, err := s.ticketSource(httpClient, t)
 	if err != nil {
 		return err
@@ -266,8 +268,8 @@ func (s Spec) configError(err error) error {
 // after a ticket refresh. It keeps keep-alive connections sized for the worker's
 // concurrency and an overall timeout per request (timeout, which also bounds the wait for
 // the response headers). wrap, when not nil, wraps the transport (flow control), so that it
-// sees every one of those requests.
-func newHTTPClient(timeout time.Duration, wrap func(http.RoundTripper) http.RoundTripper) *http.Client {
+// sees every one of those requests. The transport under the wrappers is returned too.
+func newHTTPClient(timeout time.Duration, wrap func(http.RoundTripper) http.RoundTripper) (*http.Client, *http.Transport) {
 	tr := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -281,5 +283,5 @@ func newHTTPClient(timeout time.Duration, wrap func(http.RoundTripper) http.Roun
 	if wrap != nil {
 		rt = wrap(tr)
 	}
-	return &http.Client{Transport: rt, Timeout: timeout}
+	return &http.Client{Transport: rt, Timeout: timeout}, tr
 }

@@ -112,30 +112,60 @@ func (s Spec) WithFix(err error) string {
 // first batch. It goes through the tenant's client, under flow control; a refusal is cached
 // by the ticket source like any other. Nothing waits for it and it is not retried; the
 // returned stop cancels it and waits for it to end. A fixed ticket has no login: nothing is
-// tried.
+// tried. Once it is done, the tenant's idle connections are closed: a tenant with nothing to
+// do holds none (a thousand tenants would otherwise keep a connection each, with its two
+// goroutines and 8 KiB of buffers, until the transport's idle timeout).
 func (t *Tenant) CheckLogin(timeout time.Duration, log zerolog.Logger) (stop func()) {
-	if t.Login == nil {
-		return func() {}
-	}
+	return CheckLogins([]*Tenant{t}, 1, timeout, log)
+}
+
+// CheckLogins is CheckLogin for each of ts, at most parallel at once (less than one: one),
+// in order: a fleet of a thousand tenants does not send a thousand logins in the same
+// second (SuperOffice Online takes every system user's at one login service). Each login's
+// timeout starts when it is sent. stop cancels those not done and waits for them to end.
+func CheckLogins(ts []*Tenant, parallel int, timeout time.Duration, log zerolog.Logger) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		var logins sync.WaitGroup
+		defer logins.Wait()
+		sem := make(chan struct{}, max(parallel, 1))
+		for _, t := range ts {
+			if t.Login == nil {
+				continue
+			}
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			logins.Go(func() {
+				defer func() { <-sem }()
+				t.checkLogin(ctx, timeout, log)
+			})
+		}
+	})
+	return func() { cancel(); wg.Wait() }
+}
+
+// checkLogin is one tenant's login check (CheckLogin).
+func (t *Tenant) checkLogin(ctx context.Context, timeout time.Duration, log zerolog.Logger) {
 	if t.Spec.ID != "" {
 		log = log.With().Str("tenant", t.Spec.ID).Logger()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		defer cancel()
-		err := t.Login(ctx)
-		switch {
-		case err == nil:
-			log.Info().Str("superoffice_auth", t.Mode).Msg("login ok")
-		case errors.Is(err, erpsync.ErrLoginRefused):
-			log.Error().Str("superoffice_auth", t.Mode).Err(err).Msg("login refused: " + t.AuthFix)
-		case errors.Is(err, context.Canceled):
-		default:
-			log.Warn().Str("superoffice_auth", t.Mode).Msg("login at start failed: " + t.Spec.WithFix(err))
-		}
-	}()
-	return func() { cancel(); wg.Wait() }
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	err := t.Login(ctx)
+	if t.transport != nil {
+		t.transport.CloseIdleConnections()
+	}
+	switch {
+	case err == nil:
+		log.Info().Str("superoffice_auth", t.Mode).Msg("login ok")
+	case errors.Is(err, erpsync.ErrLoginRefused):
+		log.Error().Str("superoffice_auth", t.Mode).Err(err).Msg("login refused: " + t.AuthFix)
+	case errors.Is(err, context.Canceled):
+	default:
+		log.Warn().Str("superoffice_auth", t.Mode).Msg("login at start failed: " + t.Spec.WithFix(err))
+	}
 }
