@@ -16,6 +16,11 @@
 // call and tells it the answer, and holds batches while a breaker is open: such holds use
 // no retries and never end in dead letters.
 //
+// A payload names its tenant ([Batch.Tenant]; empty for the implicit tenant of the
+// SUPEROFFICE_* settings), and a worker serving several tenants hands each task to its
+// tenant's own handler through a [Router], which holds the batches of a tenant it does not
+// serve. Run names are per tenant: the ledger keeps a tenant's run under [RunKey].
+//
 // The handler records every step through the [Ledger] interface it declares here; the
 // ledger imports this package for the payloads ([Batch], [DeadLetter], [ChangeItem]) and
 // the split helpers, never the other way round. The ledger is internal to this module, so
