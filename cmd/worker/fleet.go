@@ -237,7 +237,7 @@ func serveTenants(ctx context.Context, v values, getenv func(string) string, opt
 	go func() {
 		defer signal.Stop(hup)
 		apply := func(specs []tenant.Spec) { _ = f.apply(specs) } // errors logged by apply
-		if err := tenant.Watch(ctx, path, getenv, hup, apply, opts.Logger); err != nil {
+		if err := tenant.Watch(ctx, path, getenv, specs, hup, apply, opts.Logger); err != nil {
 			opts.Logger.Error().Err(err).Msg("tenants file: no longer followed; SIGHUP and changes take effect after a restart")
 		}
 	}()

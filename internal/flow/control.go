@@ -174,7 +174,8 @@ func New(cfg Config) (*Control, error) {
 		c.adapt = newAdaptive(c)
 	}
 	c.tenant = c.newBreaker(0, cfg.TenantFailures, 1)
-	c.conns = func(conn int) *breaker { return c.newBreaker(conn, cfg.ConnWindow, cfg.ConnThreshold) }
+	// c.cfg, not cfg: a closure over cfg would keep a second copy of it on the heap.
+	c.conns = func(conn int) *breaker { return c.newBreaker(conn, c.cfg.ConnWindow, c.cfg.ConnThreshold) }
 	c.metrics = cfg.Metrics
 	if c.metrics == nil {
 		c.metrics = NewMetrics(cfg.Registerer) // nil: counted, not registered

@@ -3,7 +3,6 @@ package tenant
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -72,7 +71,7 @@ type Tenant struct {
 	State *tenantstate.Follower
 
 	source    auth.TicketSource
-	transport *http.Transport // under the client's wrappers, whose idle connections CheckLogin closes
+	transport *idleTransport // under the client's wrappers, which CheckLogin releases
 }
 
 // Source is the tenant's ticket source: an *auth.StaticTicket, *auth.PasswordAuth or
@@ -268,17 +267,10 @@ func (s Spec) configError(err error) error {
 // after a ticket refresh. It keeps keep-alive connections sized for the worker's
 // concurrency and an overall timeout per request (timeout, which also bounds the wait for
 // the response headers). wrap, when not nil, wraps the transport (flow control), so that it
-// sees every one of those requests. The transport under the wrappers is returned too.
-func newHTTPClient(timeout time.Duration, wrap func(http.RoundTripper) http.RoundTripper) (*http.Client, *http.Transport) {
-	tr := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ResponseHeaderTimeout: timeout,
-		MaxIdleConns:          100,
-		MaxIdleConnsPerHost:   64,
-		IdleConnTimeout:       90 * time.Second,
-	}
+// sees every one of those requests. The transport under the wrappers (idleTransport: made at
+// the first request, let go when idle) is returned too.
+func newHTTPClient(timeout time.Duration, wrap func(http.RoundTripper) http.RoundTripper) (*http.Client, *idleTransport) {
+	tr := &idleTransport{timeout: timeout}
 	var rt http.RoundTripper = tr
 	if wrap != nil {
 		rt = wrap(tr)

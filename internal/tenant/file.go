@@ -175,11 +175,11 @@ func (p *parser) mapping(s *Spec, names *fileNames, prefix string, n *yaml.Node)
 			fail("%s", unknownKey(key))
 			continue
 		}
-		if f := fk.field; names.keys[f] != "" {
-			fail("%s is set too (line %d): set one of them", names.keys[f], names.at[f])
+		if other, line, ok := names.written(fk.field); ok {
+			fail("%s is set too (line %d): set one of them", other, line)
 			continue
 		}
-		names.keys[fk.field], names.at[fk.field] = key, k.Line
+		names.write(fk.field, key, k.Line)
 		if msg := fk.set(s, v, p.getenv); msg != "" {
 			fail("%s", msg)
 		}

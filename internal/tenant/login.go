@@ -112,9 +112,11 @@ func (s Spec) WithFix(err error) string {
 // first batch. It goes through the tenant's client, under flow control; a refusal is cached
 // by the ticket source like any other. Nothing waits for it and it is not retried; the
 // returned stop cancels it and waits for it to end. A fixed ticket has no login: nothing is
-// tried. Once it is done, the tenant's idle connections are closed: a tenant with nothing to
-// do holds none (a thousand tenants would otherwise keep a connection each, with its two
-// goroutines and 8 KiB of buffers, until the transport's idle timeout).
+// tried. Once it is done, the tenant's idle connections are closed and, unless a request is
+// in flight, its transport is let go (made again at the next request): a tenant with nothing
+// to do holds neither (a thousand tenants would otherwise keep a connection each, with its
+// two goroutines and 8 KiB of buffers, until the transport's idle timeout, and 2 KiB of the
+// transport's bookkeeping for good).
 func (t *Tenant) CheckLogin(timeout time.Duration, log zerolog.Logger) (stop func()) {
 	return CheckLogins([]*Tenant{t}, 1, timeout, log)
 }
@@ -157,7 +159,7 @@ func (t *Tenant) checkLogin(ctx context.Context, timeout time.Duration, log zero
 	defer cancel()
 	err := t.Login(ctx)
 	if t.transport != nil {
-		t.transport.CloseIdleConnections()
+		t.transport.release()
 	}
 	switch {
 	case err == nil:

@@ -91,26 +91,49 @@ func (n EnvNames) Name(f Field) string {
 func (EnvNames) Where(Field) string { return "" }
 
 // fileNames names the fields of a tenant of the tenants file: by the key written (or the
-// key to write), at the line of the key (or of the tenant's entry).
+// key to write), at the line of the key (or of the tenant's entry). It is kept with the
+// tenant's Spec for as long as the tenant is served, so it holds only the keys written (a
+// handful), not a slot for every field.
 type fileNames struct {
 	file  string
 	label string // `tenant "acme"`, or `tenant 3` before its id is known
 	line  int    // the tenant's entry
-	keys  [numFields]string
-	at    [numFields]int
+	keys  []keyAt
+}
+
+// keyAt is a key of a tenant's entry as written, and its line.
+type keyAt struct {
+	key   string
+	line  int32
+	field Field
+}
+
+// written is the key written for f and its line; ok is false when f is not written.
+func (n *fileNames) written(f Field) (key string, line int, ok bool) {
+	for _, k := range n.keys {
+		if k.field == f {
+			return k.key, int(k.line), true
+		}
+	}
+	return "", 0, false
+}
+
+// write records key, at line, as written for f.
+func (n *fileNames) write(f Field, key string, line int) {
+	n.keys = append(n.keys, keyAt{key: key, line: int32(line), field: f})
 }
 
 func (n *fileNames) Name(f Field) string {
-	if f < numFields && n.keys[f] != "" {
-		return n.keys[f]
+	if k, _, ok := n.written(f); ok {
+		return k
 	}
 	return f.String()
 }
 
 func (n *fileNames) Where(f Field) string {
 	line := n.line
-	if f < numFields && n.at[f] > 0 {
-		line = n.at[f]
+	if _, at, ok := n.written(f); ok && at > 0 {
+		line = at
 	}
 	return fmt.Sprintf("%s:%d: %s: ", n.file, line, n.label)
 }

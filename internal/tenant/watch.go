@@ -16,7 +16,8 @@ import (
 // is several events, and the file is read once they are over.
 const settle = 100 * time.Millisecond
 
-// Watch reads the tenants file at path (Load) and hands its tenants to onChange, then reads
+// Watch reads the tenants file at path (Load) and hands its tenants to onChange (unless they
+// are those of applied: below), then reads
 // it again whenever the file changes and whenever reload delivers (the caller's SIGHUP; nil:
 // file changes only), and calls onChange with the new tenants when they differ (Diff) from
 // the last ones handed over. A file that no longer loads is logged at error level, naming
@@ -26,7 +27,11 @@ const settle = 100 * time.Millisecond
 // Watch returns at once with an error when the directory cannot be watched or the file does
 // not load at the start (so the caller can refuse to start); otherwise it runs until ctx
 // ends and returns nil. onChange runs on Watch's goroutine, one call at a time.
-func Watch(ctx context.Context, path string, getenv func(string) string, reload <-chan os.Signal, onChange func([]Spec), log zerolog.Logger) error {
+//
+// applied, when not nil, are the tenants the caller read from path and applied before: when
+// the file still says the same (Diff), they stay the last ones handed over and the first
+// read is dropped (a worker of a thousand tenants keeps one parsed copy of them, not two).
+func Watch(ctx context.Context, path string, getenv func(string) string, applied []Spec, reload <-chan os.Signal, onChange func([]Spec), log zerolog.Logger) error {
 	fw, err := fsnotify.NewWatcher()
 	if err != nil {
 		return fmt.Errorf("watch %s: %w", path, err)
@@ -40,7 +45,11 @@ func Watch(ctx context.Context, path string, getenv func(string) string, reload 
 	if err != nil {
 		return err
 	}
-	onChange(cur)
+	if added, removed, changed := Diff(applied, cur); applied != nil && len(added)+len(removed)+len(changed) == 0 && len(applied) == len(cur) {
+		cur = applied
+	} else {
+		onChange(cur)
+	}
 	w := watch{path: path, getenv: getenv, onChange: onChange, log: log.With().Str("tenants_config", path).Logger(), cur: cur}
 	w.run(ctx, fw, reload)
 	return nil

@@ -37,11 +37,17 @@ type watched struct {
 
 func startWatch(t *testing.T, path string, getenv func(string) string) *watched {
 	t.Helper()
+	return startWatchApplied(t, path, getenv, nil)
+}
+
+// startWatchApplied is startWatch with the tenants the caller applied (Watch's applied).
+func startWatchApplied(t *testing.T, path string, getenv func(string) string, applied []Spec) *watched {
+	t.Helper()
 	w := &watched{sets: make(chan []Spec, 16), reload: make(chan os.Signal, 1), logs: &lockedBuffer{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- Watch(ctx, path, getenv, w.reload, func(s []Spec) { w.sets <- s }, zerolog.New(w.logs))
+		done <- Watch(ctx, path, getenv, applied, w.reload, func(s []Spec) { w.sets <- s }, zerolog.New(w.logs))
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -203,7 +209,7 @@ func TestWatchRefusesBrokenStart(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "tenants.yaml")
 	replace(t, path, "tenants:\n  - id: a\n")
-	err := Watch(context.Background(), path, ticketEnv, nil, func([]Spec) { t.Error("onChange called") }, zerolog.Nop())
+	err := Watch(context.Background(), path, ticketEnv, nil, nil, func([]Spec) { t.Error("onChange called") }, zerolog.Nop())
 	if err == nil || !strings.Contains(err.Error(), `tenants.yaml:2: tenant "a": url is not set`) {
 		t.Errorf("error %v", err)
 	}
@@ -233,5 +239,30 @@ func TestDiff(t *testing.T) {
 		if !slices.Equal(added, tt.added) || !slices.Equal(removed, tt.removed) || !slices.Equal(changed, tt.changed) {
 			t.Errorf("%s: %v %v %v, want %v %v %v", tt.name, added, removed, changed, tt.added, tt.removed, tt.changed)
 		}
+	}
+}
+
+// TestWatchApplied: tenants the caller applied that the file still says are not handed over
+// again (the next change is the first set handed over); tenants that differ from the file's
+// are replaced by the file's at once.
+func TestWatchApplied(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "tenants.yaml")
+	replace(t, path, tenantsYAML("a"))
+	applied, err := Load(path, ticketEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := startWatchApplied(t, path, ticketEnv, applied)
+	replace(t, path, tenantsYAML("a", "b"))
+	if got := w.next(t); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("first tenants handed over %v, want the change [a b]", got)
+	}
+
+	path2 := filepath.Join(t.TempDir(), "tenants.yaml")
+	replace(t, path2, tenantsYAML("c"))
+	w2 := startWatchApplied(t, path2, ticketEnv, applied)
+	if got := w2.next(t); !slices.Equal(got, []string{"c"}) {
+		t.Fatalf("first tenants %v, want the file's [c]", got)
 	}
 }
