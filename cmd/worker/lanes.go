@@ -62,6 +62,12 @@ func (a *app) newLanes() error {
 			}
 			return 0
 		},
+		MakeUp: func(ctx context.Context, id string) time.Duration {
+			if t := f.get(id); t != nil && t.Flow != nil {
+				return t.Flow.Tolerance(ctx)
+			}
+			return 0
+		},
 		MaxInFlight: func(id string) int {
 			if t := f.get(id); t != nil {
 				return t.Spec.MaxConcurrency

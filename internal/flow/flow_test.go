@@ -469,6 +469,12 @@ func TestReady(t *testing.T) {
 	if d := c.Pace(ctx); d != 500*time.Millisecond {
 		t.Errorf("Pace = %v, want 500ms (2 requests/s)", d)
 	}
+	if d := c.Tolerance(ctx); d != 0 {
+		t.Errorf("Tolerance with a burst of 1 = %v, want 0", d)
+	}
+	if d := newControl(t, rdb, func(c *Config) { c.Rate, c.Burst = 2, 3 }).Tolerance(ctx); d != time.Second {
+		t.Errorf("Tolerance with a burst of 3 at 2 requests/s = %v, want 1s", d)
+	}
 	res, err := c.limiter.Allow(ctx, c.prefix, c.limit)
 	if err != nil || res.Allowed != 0 {
 		t.Errorf("redis_rate allows a request Ready says must wait: %+v, %v", res, err)

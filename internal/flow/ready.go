@@ -67,6 +67,15 @@ func (c *Control) Pace(ctx context.Context) time.Duration {
 	return time.Duration(c.emission(ctx) * float64(time.Second))
 }
 
+// Tolerance is how early a request may come before its turn at the rate limit and still
+// find a token: (burst - 1) paces. The lanes' dispatcher makes up that much of a late turn.
+func (c *Control) Tolerance(ctx context.Context) time.Duration {
+	if c.limiter == nil || c.limit.Burst <= 1 {
+		return 0
+	}
+	return time.Duration(float64(c.limit.Burst-1) * c.emission(ctx) * float64(time.Second))
+}
+
 // emission is the rate limit's emission interval in seconds now; 0 without a limit.
 func (c *Control) emission(ctx context.Context) float64 {
 	if c.limiter == nil {

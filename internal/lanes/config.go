@@ -56,6 +56,12 @@ type Config struct {
 	// must be cheap and safe for concurrent use. Nil or 0: the next turn is at once, behind
 	// the others due.
 	Spacing func(ctx context.Context, tenant string) time.Duration
+	// MakeUp is how much of a spaced tenant's late turn (the fleet busy when it was due) may
+	// be made up by putting its next turn that much earlier: what its rate limit tolerates
+	// early (a burst of b tolerates b-1 spacings), so that a job handed over early never waits
+	// for its token in a worker slot. Nil or 0: nothing is made up, and late turns cost the
+	// tenant some of its rate.
+	MakeUp func(ctx context.Context, tenant string) time.Duration
 	// MaxInFlight is the most jobs of tenant dispatched and not yet Done; 0 or less = no cap.
 	// Nil: no cap.
 	MaxInFlight func(tenant string) int

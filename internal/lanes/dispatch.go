@@ -67,7 +67,7 @@ func (q *Queue) round(ctx context.Context, budget *int) (int, error) {
 			return 0, nil
 		}
 	}
-	tenant, wait, err := q.pick(ctx)
+	tenant, late, wait, err := q.pick(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -75,7 +75,7 @@ func (q *Queue) round(ctx context.Context, budget *int) (int, error) {
 		*budget = 0 // asynq will have moved on by the time there is work again
 		return 0, q.idle(ctx, wait)
 	}
-	return q.turn(ctx, tenant)
+	return q.turn(ctx, tenant, late)
 }
 
 // pending sums asynq's pending lists of the queues the dispatcher feeds, in one round trip.
@@ -95,22 +95,25 @@ func (q *Queue) pending(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// pick takes the turn of the tenant due longest. With none due it returns wait: how long
-// until the next is due, or -1 when no tenant has work.
-func (q *Queue) pick(ctx context.Context) (tenant string, wait time.Duration, err error) {
+// pick takes the turn of the tenant due longest, and says how late the turn is. With none
+// due it returns wait: how long until the next is due, or -1 when no tenant has work.
+func (q *Queue) pick(ctx context.Context) (tenant string, late, wait time.Duration, err error) {
 	turn := min(q.cfg.Lease, maxTurn)
 	v, err := pickScript.Run(ctx, q.cfg.Redis, []string{q.dueKey()}, micros(turn)).Slice()
-	if err != nil || len(v) != 2 {
-		return "", 0, fmt.Errorf("lanes: pick a tenant: %w", errors.Join(err, errShape(len(v), 2)))
+	if err != nil || len(v) < 2 {
+		return "", 0, 0, fmt.Errorf("lanes: pick a tenant: %w", errors.Join(err, errShape(len(v), 2)))
 	}
 	if v[0].(int64) == 1 {
-		return v[1].(string), 0, nil
+		if len(v) > 2 {
+			late = time.Duration(v[2].(int64)) * time.Microsecond
+		}
+		return v[1].(string), late, 0, nil
 	}
 	us := v[1].(int64)
 	if us < 0 {
-		return "", -1, nil
+		return "", 0, -1, nil
 	}
-	return "", max(time.Duration(us)*time.Microsecond, time.Microsecond), nil
+	return "", 0, max(time.Duration(us)*time.Microsecond, time.Microsecond), nil
 }
 
 // idle waits until wait has passed (-1: MaxIdle), or an Enqueue wakes it, or ctx ends.
@@ -140,7 +143,7 @@ func (q *Queue) idle(ctx context.Context, wait time.Duration) error {
 
 // turn looks at tenant, whose turn pick gave this dispatcher: hands its next job to asynq
 // when it may go and reschedules it. It returns how many jobs it handed over (0 or 1).
-func (q *Queue) turn(ctx context.Context, tenant string) (int, error) {
+func (q *Queue) turn(ctx context.Context, tenant string, late time.Duration) (int, error) {
 	began := time.Now()
 	if q.cfg.Known != nil && !q.cfg.Known(tenant) {
 		return 0, q.hold(ctx, tenant)
@@ -166,13 +169,13 @@ func (q *Queue) turn(ctx context.Context, tenant string) (int, error) {
 	case "empty":
 		return 0, q.drained(ctx, tenant, v[1].(int64))
 	}
-	return q.handOver(ctx, tenant, v[1].(string), v[2].(string), began)
+	return q.handOver(ctx, tenant, v[1].(string), v[2].(string), began, late)
 }
 
 // handOver enqueues a leased job into asynq, then drops it from the lane and puts the
 // tenant at the back of the line (for a spaced tenant, Spacing after the turn began). asynq's ErrTaskIDConflict means asynq has it already (a
 // dispatcher before this one enqueued it and died, or a producer's duplicate).
-func (q *Queue) handOver(ctx context.Context, tenant, id, enc string, began time.Time) (int, error) {
+func (q *Queue) handOver(ctx context.Context, tenant, id, enc string, began time.Time, late time.Duration) (int, error) {
 	job, err := decodeJob(id, enc)
 	if err != nil {
 		// Left leased: taken again after every lease and reported each time, never lost.
@@ -191,7 +194,12 @@ func (q *Queue) handOver(ctx context.Context, tenant, id, enc string, began time
 	}
 	var next time.Duration
 	if q.cfg.Spacing != nil {
-		next = max(q.cfg.Spacing(sctx, tenant)-time.Since(began), 0)
+		// Spaced from the turn's start, less the part of its lateness MakeUp allows.
+		var credit time.Duration
+		if q.cfg.MakeUp != nil {
+			credit = min(late, q.cfg.MakeUp(sctx, tenant))
+		}
+		next = max(q.cfg.Spacing(sctx, tenant)-time.Since(began)-credit, 0)
 	}
 	return 1, q.schedule(sctx, tenant, next)
 }

@@ -223,7 +223,7 @@ func TestCrashBetweenTakeAndEnqueue(t *testing.T) {
 	broken.client = asynq.NewClient(asynq.RedisClientOpt{Addr: "127.0.0.1:1", DialTimeout: 50 * time.Millisecond})
 	enqueue(t, broken, "a", jobs("a", 2))
 	ctx := context.Background()
-	if _, err := broken.turn(ctx, "a"); err == nil {
+	if _, err := broken.turn(ctx, "a", 0); err == nil {
 		t.Fatal("turn with asynq unreachable: no error")
 	}
 	take(t, broken, "a") // killed after the take
@@ -412,4 +412,39 @@ func TestWakeIdleDispatcher(t *testing.T) {
 	})
 	enqueue(t, q, "a", jobs("a", 1))
 	eventually(t, 10*time.Second, "the job in asynq well before MaxIdle", func() bool { return len(pendingIDs(t, q.cfg.Redis, "lanes-test")) == 1 })
+}
+
+// TestMakeUp: a spaced tenant's late turn puts its next turn earlier by the lateness, as far
+// as MakeUp allows and no further; without MakeUp nothing is made up.
+func TestMakeUp(t *testing.T) {
+	t.Parallel()
+	db := redistest.New(t)
+	ctx := context.Background()
+	for _, tt := range []struct {
+		name   string
+		makeUp func(context.Context, string) time.Duration
+		late   time.Duration
+		want   time.Duration // next turn from now, about
+	}{
+		{"none", nil, 30 * time.Minute, time.Hour},
+		{"within", func(context.Context, string) time.Duration { return 20 * time.Minute }, 10 * time.Minute, 50 * time.Minute},
+		{"capped", func(context.Context, string) time.Duration { return 20 * time.Minute }, 30 * time.Minute, 40 * time.Minute},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			q := testQueue(t, db, Config{Prefix: "mk-" + tt.name, LowWater: 1000, MakeUp: tt.makeUp,
+				Spacing: func(context.Context, string) time.Duration { return time.Hour }})
+			tenant := "spaced-" + tt.name
+			enqueue(t, q, tenant, jobs(tenant, 2))
+			if n, err := q.turn(ctx, tenant, tt.late); err != nil || n != 1 {
+				t.Fatalf("turn = %d, %v", n, err)
+			}
+			due, err := q.Due(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := time.Until(due[tenant]); got < tt.want-time.Minute || got > tt.want+time.Second {
+				t.Errorf("next turn in %v, want about %v", got, tt.want)
+			}
+		})
+	}
 }

@@ -36,14 +36,15 @@ return 0`)
 
 // pickScript takes the tenant that has waited longest among those due and puts it off by
 // ARGV[1] µs (a lease on its turn: a dispatcher that dies while looking at it does not lose
-// it). KEYS: due. Returns {1, tenant}, or {0, µs until the next is due}, or {0, -1} if none.
+// it). KEYS: due. Returns {1, tenant, µs it was due already}, or {0, µs until the next is
+// due}, or {0, -1} if none.
 var pickScript = redis.NewScript(nowLua + `
 local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 if #first == 0 then return {0, -1} end
 local at = tonumber(first[2])
 if at > now then return {0, at - now} end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), first[1])
-return {1, first[1]}`)
+return {1, first[1], now - at}`)
 
 // scheduleScript sets when a tenant is looked at next: ARGV[2] µs from now. KEYS: due,
 // wake. ARGV: tenant, delay, mode. With mode "wake" it only brings a tenant that is in the
