@@ -87,20 +87,16 @@ func (s stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	bs, err := Breakers(ctx, cs[0].rdb)
-	if err != nil {
-		return
-	}
 	tenants := map[string]bool{} // served tenant → its breaker reported
 	for _, c := range cs {
 		tenants[c.cfg.Tenant] = false
 	}
+	bs, err := breakers(ctx, cs[0].rdb, func(name string) bool { _, ours := tenants[name]; return ours })
+	if err != nil {
+		return
+	}
 	for _, b := range bs {
-		seen, ours := tenants[b.Tenant]
-		if !ours {
-			continue
-		}
-		tenants[b.Tenant] = seen || b.ErpConnection == 0
+		tenants[b.Tenant] = tenants[b.Tenant] || b.ErpConnection == 0
 		ch <- prometheus.MustNewConstMetric(breakerStateDesc, prometheus.GaugeValue, stateValue(b.State), b.Tenant, strconv.Itoa(b.ErpConnection))
 	}
 	names := make([]string, 0, len(tenants))

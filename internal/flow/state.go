@@ -59,6 +59,13 @@ func readState(ctx context.Context, rdb redis.UniversalClient, key string) (Brea
 // Breakers returns every breaker that ever opened on this Redis, open ones first; cmd/enqueue
 // shows the open ones.
 func Breakers(ctx context.Context, rdb redis.UniversalClient) ([]Breaker, error) {
+	return breakers(ctx, rdb, nil)
+}
+
+// breakers is Breakers of the tenants (flow-control names) keep keeps (nil: all); only
+// theirs are read from Redis, so a report of one tenant costs a read per breaker of its own,
+// however many tenants the fleet serves.
+func breakers(ctx context.Context, rdb redis.UniversalClient, keep func(tenant string) bool) ([]Breaker, error) {
 	names, err := rdb.SMembers(ctx, breakersKey).Result()
 	if err != nil {
 		return nil, fmt.Errorf("flow: breakers: %w", err)
@@ -67,7 +74,7 @@ func Breakers(ctx context.Context, rdb redis.UniversalClient) ([]Breaker, error)
 	for _, n := range names {
 		tenant, connS, ok := strings.Cut(n, "|")
 		conn, cerr := strconv.Atoi(connS)
-		if !ok || cerr != nil {
+		if !ok || cerr != nil || keep != nil && !keep(tenant) {
 			continue
 		}
 		b, err := readState(ctx, rdb, tenantPrefix(tenant)+":breaker:"+connS)
@@ -108,13 +115,13 @@ func Serves(id, name string) bool {
 // connection's, as `enqueue status` and the intake API print them. Another tenant's
 // breakers are never among them.
 func Pauses(ctx context.Context, rdb redis.UniversalClient, id string, conn int, now time.Time) ([]string, error) {
-	bs, err := Breakers(ctx, rdb)
+	bs, err := breakers(ctx, rdb, func(name string) bool { return Serves(id, name) })
 	if err != nil {
 		return nil, err
 	}
 	var out []string
 	for _, b := range bs {
-		if Serves(id, b.Tenant) && b.State != StateClosed && (b.ErpConnection == 0 || b.ErpConnection == conn) {
+		if b.State != StateClosed && (b.ErpConnection == 0 || b.ErpConnection == conn) {
 			out = append(out, b.Describe(now)+"; tenant "+b.Tenant)
 		}
 	}

@@ -130,14 +130,12 @@ func TenantReport(ctx context.Context, rdb redis.UniversalClient, insp *asynq.In
 	if r.Paused, err = flow.Pauses(ctx, rdb, tenant, st.ErpConnectionID, now); err != nil {
 		return r, fmt.Errorf("circuit breakers: %w", err)
 	}
-	states, err := tenantstate.Pauses(ctx, rdb)
+	states, err := tenantstate.TenantPauses(ctx, rdb, tenant) // never another tenant's
 	if err != nil {
 		return r, err
 	}
 	for _, p := range states {
-		if p.Tenant == tenant { // never another tenant's
-			r.Paused = append(r.Paused, p.Reason)
-		}
+		r.Paused = append(r.Paused, p.Reason)
 	}
 	return r, nil
 }

@@ -59,6 +59,14 @@ func TestMaintenanceFoundByAFailureIsAHoldNotABreakerFailure(t *testing.T) {
 		if err != nil || len(ps) != 1 || ps[0].Reason != pe.Reason || ps[0].State != tenantstate.OfflineMaintenance {
 			t.Errorf("Pauses: %+v %v, want the one hold %q", ps, err, pe.Reason)
 		}
+		// The rig's follower is the implicit tenant's: its reports show the hold, another
+		// tenant's do not.
+		if ps, err := tenantstate.TenantPauses(context.Background(), r.rdb.Client(), ""); err != nil || len(ps) != 1 || ps[0].Reason != pe.Reason {
+			t.Errorf("TenantPauses of the implicit tenant: %+v %v, want the one hold", ps, err)
+		}
+		if ps, err := tenantstate.TenantPauses(context.Background(), r.rdb.Client(), "other"); err != nil || len(ps) != 0 {
+			t.Errorf("TenantPauses of another tenant: %+v %v, want none", ps, err)
+		}
 	}
 }
 

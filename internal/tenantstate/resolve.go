@@ -195,6 +195,17 @@ const followedKey = "erpresync:states"
 // running, as `enqueue status`, the intake API and the runs page show them beside the open
 // circuit breakers. It reads Redis only: any process may call it.
 func Pauses(ctx context.Context, rdb redis.UniversalClient) ([]Pause, error) {
+	return pauses(ctx, rdb, nil)
+}
+
+// TenantPauses is Pauses of erpresync's tenant ("" the implicit tenant) only: what its run
+// reports show. Only that tenant's state is read, however many tenants the fleet follows.
+func TenantPauses(ctx context.Context, rdb redis.UniversalClient, tenant string) ([]Pause, error) {
+	return pauses(ctx, rdb, &tenant)
+}
+
+// pauses reads the followed tenants' shared states, of tenant only when it is not nil.
+func pauses(ctx context.Context, rdb redis.UniversalClient, tenant *string) ([]Pause, error) {
 	members, err := rdb.SMembers(ctx, followedKey).Result()
 	if err != nil {
 		return nil, fmt.Errorf("tenant states: %w", err)
@@ -202,8 +213,8 @@ func Pauses(ctx context.Context, rdb redis.UniversalClient) ([]Pause, error) {
 	slices.Sort(members)
 	var out []Pause
 	for _, m := range members {
-		tenant, id, ok := strings.Cut(m, "|")
-		if !ok {
+		who, id, ok := strings.Cut(m, "|")
+		if !ok || tenant != nil && who != *tenant {
 			continue
 		}
 		f := &Follower{cfg: Config{ContextID: id}, rdb: rdb, key: stateKey(id)}
@@ -215,7 +226,7 @@ func Pauses(ctx context.Context, rdb redis.UniversalClient) ([]Pause, error) {
 			continue
 		}
 		since, next := time.UnixMilli(r.Since), time.UnixMilli(r.Next)
-		out = append(out, Pause{Tenant: tenant, ContextID: id, State: r.State, Since: since, NextCheck: next, Source: r.Source,
+		out = append(out, Pause{Tenant: who, ContextID: id, State: r.State, Since: since, NextCheck: next, Source: r.Source,
 			Reason: PauseReason(id, r.State, since, next)})
 	}
 	return out, nil
