@@ -323,12 +323,7 @@ func (c *Control) rateWait(ctx context.Context, until time.Time) error {
 	if c.limiter == nil {
 		return nil
 	}
-	limit := c.limit
-	if c.adapt != nil {
-		if r := c.adapt.current(ctx); r < c.cfg.Rate {
-			limit.Period = time.Duration(float64(time.Second) / r)
-		}
-	}
+	limit := c.limitNow(ctx)
 	waited := false
 	for {
 		res, err := c.limiter.Allow(ctx, c.prefix, limit)
