@@ -205,14 +205,14 @@ func (c refreshesCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // serveTenants builds the tenants the worker serves: the implicit tenant of the
-// SUPEROFFICE_* settings (always without TENANTS_CONFIG; with it, when SUPEROFFICE_URL is
-// set), and the tenants file's, which it then follows until ctx ends (on SIGHUP and when the
+// SUPEROFFICE_* settings (always without TENANTS_CONFIG; with it, when SUPEROFFICE_URL or
+// SUPEROFFICE_ENVIRONMENT names the tenant), and the tenants file's, which it then follows until ctx ends (on SIGHUP and when the
 // file changes). Any tenant that does not build at start is an error: the worker does not
 // start half configured.
 func serveTenants(ctx context.Context, v values, getenv func(string) string, opts tenant.BuildOptions) (*fleet, error) {
 	f := newFleet(opts)
 	path := v.str("TENANTS_CONFIG")
-	if path == "" || v.str("SUPEROFFICE_URL") != "" {
+	if path == "" || v.str("SUPEROFFICE_URL") != "" || v.str("SUPEROFFICE_ENVIRONMENT") != "" {
 		spec, err := specFromSettings(v, true)
 		if err == nil {
 			_, err = f.add(spec)

@@ -293,3 +293,26 @@ func TestFileTenantFollowed(t *testing.T) {
 		t.Errorf("after Resume: %+v", st)
 	}
 }
+
+// TestImplicitTenantByEnvironmentBesideAFile: with a tenants file, the implicit tenant given
+// by SUPEROFFICE_ENVIRONMENT and SUPEROFFICE_CONTEXT_ID alone (no SUPEROFFICE_URL) is served
+// too, as one given by its URL is.
+func TestImplicitTenantByEnvironmentBesideAFile(t *testing.T) {
+	t.Parallel()
+	db := redistest.New(t)
+	rdb := db.TestClient(t)
+	sim, other := startStateSim(t, time.Hour), startSim(t)
+	file := filepath.Join(t.TempDir(), "tenants.yaml")
+	yaml := fmt.Sprintf("tenants:\n  - id: other\n    url: %s\n    auth: {username: %s, password_env: PW}\n", other.URL, testUser)
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := followEnv(db, sim)
+	env["TENANTS_CONFIG"], env["PW"] = file, testPassword
+	keys := testKeys("I", 100)
+	submit(t, db, "implicit", erpsync.ActorCustomer, keys, 20)
+	startWorker(t, env)
+	if st := waitDone(t, rdb, "implicit", time.Minute); st.ResyncedKeys != 100 || st.DeadKeys != 0 {
+		t.Errorf("the implicit tenant's run: %+v", st)
+	}
+}
